@@ -1,0 +1,44 @@
+"""Cross-service contracts: the events, their envelope and the topics that carry them.
+
+``contracts`` imports nothing else of this project; every service imports it.
+"""
+
+from contracts.envelope import Envelope, Event
+from contracts.events.monitoring import (
+    Severity,
+    SymptomReported,
+    ThresholdExceeded,
+    ThresholdReason,
+)
+from contracts.events.scheduler import DoseReduced, TaperStage
+from contracts.topics import (
+    ALL_TOPICS,
+    DOSE_REDUCED,
+    SYMPTOM_REPORTED,
+    THRESHOLD_EXCEEDED,
+    Topic,
+    event_class,
+    topic_for,
+    topics_consumed_by,
+    topics_produced_by,
+)
+
+__all__ = [
+    "ALL_TOPICS",
+    "DOSE_REDUCED",
+    "SYMPTOM_REPORTED",
+    "THRESHOLD_EXCEEDED",
+    "DoseReduced",
+    "Envelope",
+    "Event",
+    "Severity",
+    "SymptomReported",
+    "TaperStage",
+    "ThresholdExceeded",
+    "ThresholdReason",
+    "Topic",
+    "event_class",
+    "topic_for",
+    "topics_consumed_by",
+    "topics_produced_by",
+]

@@ -1,0 +1,1 @@
+"""Concrete events, one module per producing service."""

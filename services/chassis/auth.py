@@ -1,0 +1,162 @@
+"""Bearer-token authentication, roles and the per-patient ownership rule, with audit.
+
+Tokens are JWTs checked for signature, issuer, audience, expiry and not-before. Roles:
+``patient`` (may reach only their own records: claim ``patient_id``), ``clinician`` (only patients
+on their panel: claim ``panel``, a list of patient ids), ``ops`` (no clinical content). Every
+decision about patient data, allowed or denied, is written to the append-only ``audit_log``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any
+
+import jwt
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from services.chassis.settings import ServiceSettings
+from services.chassis.uow import UnitOfWork
+
+ALGORITHMS = ["HS256"]
+
+
+class Role(StrEnum):
+    PATIENT = "patient"
+    CLINICIAN = "clinician"
+    OPS = "ops"
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str
+    role: Role
+    patient_id: uuid.UUID | None = None
+    panel: frozenset[uuid.UUID] = field(default_factory=frozenset)
+
+    def may_access_patient(self, patient_id: uuid.UUID) -> bool:
+        if self.role is Role.PATIENT:
+            return self.patient_id == patient_id
+        if self.role is Role.CLINICIAN:
+            return patient_id in self.panel
+        return False  # ops see no clinical content
+
+
+class TokenVerifier:
+    def __init__(self, settings: ServiceSettings) -> None:
+        self._secret = settings.jwt_secret
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+
+    def verify(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=ALGORITHMS,
+                issuer=self._issuer,
+                audience=self._audience,
+                options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+            )
+            role = Role(claims["role"])
+            patient_id = uuid.UUID(claims["patient_id"]) if claims.get("patient_id") else None
+            panel = frozenset(uuid.UUID(p) for p in claims.get("panel", []))
+        except (jwt.PyJWTError, KeyError, ValueError, TypeError) as exc:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                detail="invalid or expired token",
+                headers={"WWW-Authenticate": "Bearer"},
+            ) from exc
+        if role is Role.PATIENT and patient_id is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED, detail="patient token lacks patient_id"
+            )
+        return Principal(subject=str(claims["sub"]), role=role, patient_id=patient_id, panel=panel)
+
+
+def issue_dev_token(
+    settings: ServiceSettings,
+    *,
+    subject: str,
+    role: Role | str,
+    patient_id: uuid.UUID | None = None,
+    panel: list[uuid.UUID] | None = None,
+    ttl: timedelta = timedelta(hours=1),
+    now: datetime | None = None,
+) -> str:
+    """Sign a token with the development secret (local stack and tests; refused in production)."""
+    if settings.environment == "production":
+        raise RuntimeError("the development token issuer is disabled in production")
+    issued = now or datetime.now(UTC)
+    claims: dict[str, Any] = {
+        "sub": subject,
+        "role": str(Role(role)),
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "iat": issued,
+        "nbf": issued,
+        "exp": issued + ttl,
+    }
+    if patient_id:
+        claims["patient_id"] = str(patient_id)
+    if panel:
+        claims["panel"] = [str(p) for p in panel]
+    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def authenticated(
+    request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    if creds is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="missing bearer token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    verifier: TokenVerifier = request.app.state.token_verifier
+    return verifier.verify(creds.credentials)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(authenticated)]
+
+
+def require_role(principal: Principal, *roles: Role) -> None:
+    if principal.role not in roles:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="role not permitted")
+
+
+async def authorize_patient_access(
+    uow: UnitOfWork,
+    principal: Principal,
+    patient_id: uuid.UUID,
+    *,
+    action: str,
+    resource: str,
+    request: Request | None = None,
+    roles: tuple[Role, ...] = (Role.PATIENT, Role.CLINICIAN),
+) -> None:
+    """Allow or refuse ``principal`` on ``patient_id``'s data, and audit the decision either way.
+
+    A denial is committed to the audit log at once (its own transaction would need another
+    session; here the caller's unit of work is committed with only the audit row in it).
+    """
+    allowed = principal.role in roles and principal.may_access_patient(patient_id)
+    await uow.audit(
+        actor=principal.subject,
+        actor_role=str(principal.role),
+        action=action,
+        resource=resource,
+        patient_id=patient_id,
+        outcome="allowed" if allowed else "denied",
+        request_id=request.headers.get("x-request-id") if request else None,
+        client_addr=request.client.host if request and request.client else None,
+    )
+    if not allowed:
+        await uow.commit()
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="not permitted for this patient")

@@ -1,0 +1,54 @@
+"""The one way services read the time. Domain and handler code never call ``datetime.now()``."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Current time, timezone-aware UTC."""
+        ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class ScaledClock:
+    """Time that runs ``scale`` times faster than the wall clock from a shared ``anchor``.
+
+    Every process of a local stack gets the same anchor and scale, so they agree on "now" while
+    weeks of a taper play out in minutes (demos, load tests, synthetic patients).
+    """
+
+    def __init__(self, scale: float, anchor: datetime) -> None:
+        if scale <= 0:
+            raise ValueError("scale must be positive")
+        self._scale = scale
+        self._anchor = anchor
+        # Wall time of the anchor, read once: monotonic from there on.
+        self._anchor_mono = time.monotonic() - (datetime.now(UTC) - anchor).total_seconds()
+
+    def now(self) -> datetime:
+        elapsed = time.monotonic() - self._anchor_mono
+        return self._anchor + timedelta(seconds=elapsed * self._scale)
+
+
+class FrozenClock:
+    """A clock tests set and advance by hand."""
+
+    def __init__(self, at: datetime | None = None) -> None:
+        self._now = at or datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def set(self, at: datetime) -> None:
+        self._now = at
+
+    def advance(self, delta: timedelta) -> None:
+        self._now += delta

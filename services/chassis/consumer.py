@@ -1,0 +1,187 @@
+"""Consuming events: parse, dedupe on ``event_id``, handle in one transaction, then commit offsets.
+
+The subscriber reads raw bytes (our own decoding, so a malformed message can never crash the
+framework's parser), then:
+
+1. parses the envelope and the event; a message that does not parse goes to ``<topic>.dlq`` at once;
+2. in one unit of work inserts ``(consumer, event_id)`` into ``inbox`` (a duplicate is skipped),
+   runs the handler, commits;
+3. returns, and only then FastStream commits the Kafka offset (``AckPolicy.NACK_ON_ERROR``,
+   auto-commit off). A crash before that redelivers the message, and the inbox makes it a no-op.
+
+Failures: a :class:`PermanentError` is dead-lettered at once; other errors are retried a bounded
+number of times, then dead-lettered with the reason; a database that cannot be reached is not the
+message's fault, so the message is nacked (redelivered) instead of dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from contracts import Envelope, Event, Topic
+from services.chassis.deadletter import DeadLetters
+from services.chassis.errors import PermanentError, safe_reason
+from services.chassis.telemetry import context_from_headers
+from services.chassis.uow import UnitOfWork, UnitOfWorkFactory
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=Event)
+Handler = Callable[[E, UnitOfWork], Awaitable[None]]
+
+
+class MalformedEvent(PermanentError):
+    pass
+
+
+def parse_event(body: bytes, topic: Topic) -> Event:
+    """Parse ``body`` as the event ``topic`` carries; the error names fields, never values."""
+    try:
+        envelope = Envelope.model_validate_json(body)
+        if envelope.event_type != topic.event.EVENT_TYPE:
+            # The received value is not echoed: a sender's bytes never reach a log or header.
+            raise MalformedEvent(f"event_type is not {topic.event.EVENT_TYPE}")
+        return topic.event.model_validate_json(body)
+    except ValidationError as exc:
+        fields = ", ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['type']}"
+            for err in exc.errors(include_input=False, include_url=False)[:10]
+        )
+        raise MalformedEvent(f"invalid event: {fields}") from None
+
+
+class EventConsumer:
+    """One consumer group's handling of one topic."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        topic: Topic,
+        handler: Handler[Any],
+        uow_factory: UnitOfWorkFactory,
+        dead_letters: DeadLetters,
+        tracer_provider: TracerProvider,
+        max_attempts: int = 3,
+        retry_backoff_s: float = 0.2,
+    ) -> None:
+        self.service = service
+        self.topic = topic
+        self._handler = handler
+        self._uow_factory = uow_factory
+        self._dead_letters = dead_letters
+        self._tracer = tracer_provider.get_tracer("taper.consumer")
+        self._max_attempts = max_attempts
+        self._backoff = retry_backoff_s
+
+    def register(self, broker: KafkaBroker) -> None:
+        async def raw_body(msg: KafkaMessage) -> bytes:
+            return msg.body
+
+        @broker.subscriber(
+            self.topic.name,
+            group_id=self.service,
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            auto_offset_reset="earliest",
+            decoder=raw_body,
+            title=f"{self.service}:{self.topic.name}",
+            description=f"{self.service} consumes {self.topic.event.EVENT_TYPE}",
+        )
+        async def on_message(body: bytes, msg: KafkaMessage) -> None:
+            await self.handle(body, msg)
+
+    async def handle(self, body: bytes, msg: KafkaMessage) -> None:
+        record = msg.raw_message
+        headers = dict(msg.headers)
+        with self._tracer.start_as_current_span(
+            f"{self.topic.name} process",
+            context=context_from_headers(headers),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": self.topic.name,
+                "messaging.consumer.group.name": self.service,
+                "messaging.destination.partition.id": str(getattr(record, "partition", "")),
+                "messaging.kafka.offset": getattr(record, "offset", -1),
+            },
+        ) as span:
+            try:
+                event = parse_event(body, self.topic)
+            except MalformedEvent as exc:
+                span.set_status(Status(StatusCode.ERROR, "malformed"))
+                await self._dead_letters.send(msg, reason=safe_reason(exc), attempts=1)
+                return
+            span.set_attribute("messaging.message.id", str(event.event_id))
+            span.set_attribute("taper.event_type", event.event_type)
+            await self._process_with_retries(event, msg, span)
+
+    async def _process_with_retries(self, event: Event, msg: KafkaMessage, span: Any) -> None:
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                await self.process(event)
+                return
+            except PermanentError as exc:
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                await self._dead_letters.send(msg, reason=safe_reason(exc), attempts=attempt)
+                return
+            except (OperationalError, OSError) as exc:
+                # Infrastructure, not the message: keep it (nack -> redelivered) after retries.
+                if attempt == self._max_attempts:
+                    span.set_status(Status(StatusCode.ERROR, "infrastructure"))
+                    log.error("consumer infrastructure failure", extra={"error": safe_reason(exc)})
+                    raise
+            except Exception as exc:
+                if attempt == self._max_attempts:
+                    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                    await self._dead_letters.send(msg, reason=safe_reason(exc), attempts=attempt)
+                    return
+            await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
+
+    async def process(self, event: Event) -> bool:
+        """Apply ``event`` once. Returns False when it was a duplicate (already processed)."""
+        async with self._uow_factory() as uow:
+            if await self._already_processed(uow, event.event_id):
+                log.info("duplicate event skipped", extra={"event_id": str(event.event_id)})
+                return False
+            await uow.session.execute(
+                sa.insert(uow.table("inbox")).values(
+                    consumer=self.service,
+                    event_id=event.event_id,
+                    topic=self.topic.name,
+                    processed_at=uow.clock.now(),
+                )
+            )
+            await self._handler(event, uow)
+            try:
+                await uow.commit()
+            except IntegrityError:
+                # A concurrent delivery of the same event won the race: its effects stand.
+                if await self._already_processed_fresh(event.event_id):
+                    return False
+                raise
+            return True
+
+    async def _already_processed(self, uow: UnitOfWork, event_id: uuid.UUID) -> bool:
+        inbox = uow.table("inbox")
+        found = await uow.session.scalar(
+            sa.select(sa.literal(1)).where(
+                inbox.c.consumer == self.service, inbox.c.event_id == event_id
+            )
+        )
+        return found is not None
+
+    async def _already_processed_fresh(self, event_id: uuid.UUID) -> bool:
+        async with self._uow_factory() as uow:
+            return await self._already_processed(uow, event_id)

@@ -1,0 +1,123 @@
+"""The HTTP app factory every service uses: routes under ``/api/<service>``, health, readiness,
+field-level 4xx errors, no stack traces or echoed input in responses, tracing."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.trace import TracerProvider
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.chassis.auth import TokenVerifier
+from services.chassis.errors import Conflict, NotFound, PermanentError
+from services.chassis.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+
+
+def create_app(
+    settings: ServiceSettings,
+    *,
+    routers: Iterable[APIRouter],
+    readiness_checks: dict[str, ReadinessCheck],
+    tracer_provider: TracerProvider,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+    title: str | None = None,
+) -> FastAPI:
+    prefix = settings.url_prefix
+    app = FastAPI(
+        title=title or f"taper {settings.service_name}",
+        version="0.1.0",
+        openapi_url=f"{prefix}/openapi.json",
+        docs_url=f"{prefix}/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.token_verifier = TokenVerifier(settings)
+
+    system = APIRouter(prefix=prefix, tags=["system"])
+
+    @system.get("/health", summary="Liveness: the process is up")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "service": settings.service_name}
+
+    @system.get("/ready", summary="Readiness: database and broker reachable")
+    async def ready() -> JSONResponse:
+        results: dict[str, bool] = {}
+        for name, check in readiness_checks.items():
+            try:
+                results[name] = await check()
+            except Exception:
+                results[name] = False
+        ok = all(results.values())
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", "checks": results},
+            status_code=200 if ok else 503,
+        )
+
+    app.include_router(system)
+    for router in routers:
+        app.include_router(router, prefix=prefix)
+    _install_error_handlers(app)
+    FastAPIInstrumentor.instrument_app(
+        app, tracer_provider=tracer_provider, excluded_urls=f"{prefix}/health,{prefix}/ready"
+    )
+    return app
+
+
+def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # loc/msg/type only: the offending input is not echoed back (it may be PHI).
+    return [
+        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+        for err in exc.errors()
+    ]
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _field_errors(exc)}, status_code=422)
+
+    @app.exception_handler(NotFound)
+    async def not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(Conflict)
+    async def conflict(_: Request, exc: Conflict) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(PermanentError)
+    async def unprocessable(_: Request, exc: PermanentError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Frames but not the message: third-party messages can carry request data (PHI).
+        log.error(
+            "unhandled error",
+            extra={
+                "error_type": type(exc).__name__,
+                "frames": traceback.format_tb(exc.__traceback__)[-5:],
+            },
+        )
+        return JSONResponse(
+            {"detail": "internal error", "request_id": request.headers.get("x-request-id")},
+            status_code=500,
+        )

@@ -1,0 +1,229 @@
+"""A service process: database, broker, consumers, outbox relay, timers and HTTP app, wired once.
+
+Each service's ``bootstrap.py`` builds a :class:`ServiceRuntime` from its own parts; tests and the
+entrypoint use that same bootstrap (one composition root), tests passing fakes and pinned clocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+import sqlalchemy as sa
+import uvicorn
+from fastapi import APIRouter, FastAPI
+from opentelemetry.sdk.trace import TracerProvider
+
+from contracts import Topic, topics_consumed_by, topics_produced_by
+from services.chassis.clock import Clock, ScaledClock, SystemClock
+from services.chassis.consumer import EventConsumer, Handler
+from services.chassis.db import make_engine, make_session_factory
+from services.chassis.deadletter import DeadLetters
+from services.chassis.kafka import ensure_topics, make_broker
+from services.chassis.migrations import upgrade_to_head
+from services.chassis.outbox import OutboxRelay
+from services.chassis.settings import ServiceSettings
+from services.chassis.telemetry import make_tracer_provider
+from services.chassis.timers import TimerHandler, TimerPoller
+from services.chassis.uow import UnitOfWorkFactory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Subscription:
+    topic: Topic
+    handler: Handler[Any]
+
+
+def clock_from_settings(settings: ServiceSettings) -> Clock:
+    if settings.clock_scale == 1.0 and settings.clock_anchor is None:
+        return SystemClock()
+    return ScaledClock(settings.clock_scale, settings.clock_anchor_or(datetime.now(UTC)))
+
+
+class ServiceRuntime:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        metadata: sa.MetaData,
+        subscriptions: Iterable[Subscription] = (),
+        timer_handlers: Mapping[str, TimerHandler] | None = None,
+        routers: Callable[[ServiceRuntime], Iterable[APIRouter]] = lambda _: (),
+        clock: Clock | None = None,
+        tracer_provider: TracerProvider | None = None,
+        background: Iterable[Callable[[ServiceRuntime], Awaitable[None]]] = (),
+    ) -> None:
+        self.settings = settings
+        self.service = settings.service_name
+        self.metadata = metadata
+        self.clock = clock or clock_from_settings(settings)
+        self.tracer_provider = tracer_provider or make_tracer_provider(
+            self.service, otlp_endpoint=settings.otlp_endpoint
+        )
+        self.engine = make_engine(settings.effective_database_url)
+        self.session_factory = make_session_factory(self.engine)
+        self.uow = UnitOfWorkFactory(self.session_factory, self.clock, metadata)
+        self.broker = make_broker(settings.kafka_bootstrap_servers, client_id=self.service)
+        self.dead_letters = DeadLetters(service=self.service, broker=self.broker, clock=self.clock)
+        self.relay = OutboxRelay(
+            service=self.service,
+            session_factory=self.session_factory,
+            tables=metadata,
+            broker=self.broker,
+            clock=self.clock,
+            tracer_provider=self.tracer_provider,
+            batch_size=settings.relay_batch_size,
+            poll_interval_s=settings.relay_poll_interval_s,
+        )
+        self.timers = TimerPoller(
+            service=self.service,
+            uow_factory=self.uow,
+            handlers=timer_handlers or {},
+            tracer_provider=self.tracer_provider,
+            poll_interval_s=settings.timer_poll_interval_s,
+        )
+        self.uow.after_commit = self._after_commit
+        self.subscriptions = tuple(subscriptions)
+        self.consumers = [
+            EventConsumer(
+                service=self.service,
+                topic=sub.topic,
+                handler=sub.handler,
+                uow_factory=self.uow,
+                dead_letters=self.dead_letters,
+                tracer_provider=self.tracer_provider,
+                max_attempts=settings.consumer_max_attempts,
+                retry_backoff_s=settings.consumer_retry_backoff_s,
+            )
+            for sub in self.subscriptions
+        ]
+        for consumer in self.consumers:
+            consumer.register(self.broker)
+        self._declare_publishers()
+        self._background_factories = tuple(background)
+        self._background: list[asyncio.Task[None]] = []
+        self._started = False
+        self.app: FastAPI = self._make_app(routers)
+
+    # --- wiring -------------------------------------------------------------------------------
+    def _after_commit(self) -> None:
+        self.relay.wake()
+        self.timers.wake()
+
+    def _declare_publishers(self) -> None:
+        # Publishing goes through the outbox relay; these declarations document the produced
+        # topics (with their payload schema) in the generated AsyncAPI document.
+        for topic in self.produced_topics:
+            self.broker.publisher(
+                topic.name,
+                schema=topic.event,
+                title=f"{self.service}:{topic.name}",
+                description=f"{self.service} produces {topic.event.EVENT_TYPE} via its outbox",
+            )
+
+    @property
+    def produced_topics(self) -> tuple[Topic, ...]:
+        return topics_produced_by(self.service)
+
+    @property
+    def consumed_topics(self) -> tuple[Topic, ...]:
+        return tuple(sub.topic for sub in self.subscriptions)
+
+    def _make_app(self, routers: Callable[[ServiceRuntime], Iterable[APIRouter]]) -> FastAPI:
+        from services.chassis.http import create_app
+
+        @asynccontextmanager
+        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+            await self.start()
+            try:
+                yield
+            finally:
+                await self.stop()
+
+        app = create_app(
+            self.settings,
+            routers=routers(self),
+            readiness_checks={"database": self._database_ready, "broker": self._broker_ready},
+            tracer_provider=self.tracer_provider,
+            lifespan=lifespan,
+        )
+        app.state.runtime = self
+        return app
+
+    async def _database_ready(self) -> bool:
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+        return True
+
+    async def _broker_ready(self) -> bool:
+        return await self.broker.ping(timeout=2.0)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._started:
+            return
+        await upgrade_to_head(self.engine, self.service)
+        if self.settings.kafka_provision_topics:
+            topics = set(self.produced_topics) | set(self.consumed_topics)
+            await asyncio.to_thread(
+                ensure_topics,
+                self.settings.kafka_bootstrap_servers,
+                topics,
+                replication_factor=self.settings.kafka_replication_factor,
+            )
+        await self.broker.start()
+        self.relay.start()
+        self.timers.start()
+        self._background = [
+            asyncio.create_task(factory(self)) for factory in self._background_factories
+        ]
+        self._started = True
+        log.info("service started", extra={"consumes": [t.name for t in self.consumed_topics]})
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.timers.stop()
+        await self.relay.stop()
+        await self.broker.stop()
+        await self.engine.dispose()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def serve(self) -> None:
+        """Run the HTTP server; its lifespan starts and stops everything else."""
+        config = uvicorn.Config(
+            self.app,
+            host=self.settings.http_host,
+            port=self.settings.http_port,
+            log_config=None,
+            access_log=False,
+        )
+        asyncio.run(uvicorn.Server(config).serve())
+
+
+def expected_consumed(service: str) -> tuple[Topic, ...]:
+    """The topics ``contracts`` says ``service`` consumes (bootstraps assert they subscribe)."""
+    return topics_consumed_by(service)

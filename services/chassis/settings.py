@@ -1,0 +1,91 @@
+"""Settings every service reads from its environment (12-factor).
+
+Each service subclasses :class:`ServiceSettings` with its own ``env_prefix`` (``SCHEDULER_``,
+``MONITORING_`` ...); values shared by the whole stack (broker, clock, auth) are read without a
+prefix too, so one ``KAFKA_BOOTSTRAP_SERVERS`` serves every process.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AliasChoices, AwareDatetime, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"  # noqa: S105 - refused in production
+
+
+def _shared(name: str) -> AliasChoices:
+    """Accept both the prefixed and the stack-wide variable name."""
+    return AliasChoices(name.lower(), name.upper())
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    service_name: str
+    environment: Literal["development", "test", "production"] = Field(
+        default="development", validation_alias=_shared("TAPER_ENV")
+    )
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy async URL; empty means an SQLite file under var/.",
+    )
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", validation_alias=_shared("KAFKA_BOOTSTRAP_SERVERS")
+    )
+    kafka_provision_topics: bool = Field(
+        default=True,
+        validation_alias=_shared("KAFKA_PROVISION_TOPICS"),
+        description="Create this service's topics and DLQs on start (idempotent).",
+    )
+    kafka_replication_factor: int = Field(
+        default=1, validation_alias=_shared("KAFKA_REPLICATION_FACTOR")
+    )
+
+    # Consumers: bounded in-process retries before a message goes to the dead-letter topic.
+    consumer_max_attempts: int = 3
+    consumer_retry_backoff_s: float = 0.2
+
+    # Outbox relay: woken on commit; the poll is only a safety net (other processes, restarts).
+    relay_poll_interval_s: float = 1.0
+    relay_batch_size: int = 200
+    timer_poll_interval_s: float = 0.5
+
+    # Time: all services of a stack share one anchor and scale so they agree on "now".
+    clock_scale: float = Field(default=1.0, gt=0, validation_alias=_shared("TAPER_CLOCK_SCALE"))
+    clock_anchor: AwareDatetime | None = Field(
+        default=None, validation_alias=_shared("TAPER_CLOCK_ANCHOR")
+    )
+
+    # Auth: HS256 with a shared secret for development; production sets a real secret/key.
+    jwt_secret: str = Field(default=DEV_JWT_SECRET, validation_alias=_shared("TAPER_JWT_SECRET"))
+    jwt_issuer: str = Field(default="taper-dev", validation_alias=_shared("TAPER_JWT_ISSUER"))
+    jwt_audience: str = Field(default="taper-api", validation_alias=_shared("TAPER_JWT_AUDIENCE"))
+
+    otlp_endpoint: str | None = Field(
+        default=None, validation_alias=_shared("OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+    log_level: str = Field(default="INFO", validation_alias=_shared("TAPER_LOG_LEVEL"))
+
+    @model_validator(mode="after")
+    def _refuse_dev_secrets_in_production(self) -> ServiceSettings:
+        if self.environment == "production" and self.jwt_secret == DEV_JWT_SECRET:
+            raise ValueError("TAPER_JWT_SECRET must be set in production (dev secret refused)")
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///var/{self.service_name}.db"
+
+    @property
+    def url_prefix(self) -> str:
+        """Every route lives under ``/api/<service-kebab>``; the gateway passes it unchanged."""
+        return "/api/" + self.service_name.replace("_", "-")
+
+    def clock_anchor_or(self, default: datetime) -> datetime:
+        return self.clock_anchor or default

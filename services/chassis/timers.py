@@ -1,0 +1,163 @@
+"""Durable timers: work that must happen later is a row with a due time, fired exactly once.
+
+A timer is scheduled inside a unit of work (``uow.schedule_timer``), so it exists only if the
+transaction that wanted it committed. The poller claims due rows (``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL, so replicas share the work), runs the handler in the same transaction and marks the row
+fired: the handler's effects and "fired" commit together, so a crash before commit fires it again
+later and a crash after commit never does. A handler that keeps failing is retried with backoff and
+then parked as failed, with the reason, for an operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from opentelemetry.trace import TracerProvider
+
+from services.chassis.errors import PermanentError, safe_reason
+from services.chassis.telemetry import context_from_headers
+from services.chassis.uow import UnitOfWork, UnitOfWorkFactory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DueTimer:
+    kind: str
+    key: str
+    due_at: datetime
+    payload: dict[str, Any]
+    attempts: int
+
+
+TimerHandler = Callable[[DueTimer, UnitOfWork], Awaitable[None]]
+
+
+class TimerPoller:
+    def __init__(
+        self,
+        *,
+        service: str,
+        uow_factory: UnitOfWorkFactory,
+        handlers: Mapping[str, TimerHandler],
+        tracer_provider: TracerProvider,
+        poll_interval_s: float = 0.5,
+        batch_size: int = 50,
+        max_attempts: int = 8,
+    ) -> None:
+        self._service = service
+        self._uow_factory = uow_factory
+        self._handlers = dict(handlers)
+        self._tracer = tracer_provider.get_tracer("taper.timers")
+        self._poll_interval_s = poll_interval_s
+        self._batch_size = batch_size
+        self._max_attempts = max_attempts
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"{self._service}-timers")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                fired = await self.fire_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("timer poll failed", extra={"error": safe_reason(exc)})
+                fired = 0
+            if fired:
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
+            except TimeoutError:
+                pass
+
+    async def fire_due(self) -> int:
+        """Fire every timer due now, one transaction each; returns how many fired or failed."""
+        done = 0
+        for _ in range(self._batch_size):
+            outcome = await self._fire_one()
+            if outcome is None:
+                break
+            done += 1
+        return done
+
+    async def _fire_one(self) -> str | None:
+        async with self._uow_factory() as uow:
+            timers = uow.table("timers")
+            now = uow.clock.now()
+            query = (
+                sa.select(timers)
+                .where(
+                    timers.c.due_at <= now,
+                    timers.c.fired_at.is_(None),
+                    timers.c.cancelled_at.is_(None),
+                    timers.c.failed_at.is_(None),
+                    timers.c.kind.in_(list(self._handlers)),
+                )
+                .order_by(timers.c.due_at)
+                .limit(1)
+            )
+            if uow.session.bind.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            row = (await uow.session.execute(query)).mappings().first()
+            if row is None:
+                return None
+            timer = DueTimer(
+                row["kind"], row["key"], row["due_at"], row["payload"], row["attempts"]
+            )
+            with self._tracer.start_as_current_span(
+                f"timer {timer.kind}",
+                context=context_from_headers(row["trace_headers"] or {}),
+                attributes={"taper.timer.kind": timer.kind, "taper.timer.attempt": timer.attempts},
+            ):
+                try:
+                    await self._handlers[timer.kind](timer, uow)
+                    await uow.session.execute(
+                        sa.update(timers).where(timers.c.id == row["id"]).values(fired_at=now)
+                    )
+                    await uow.commit()
+                    return "fired"
+                except Exception as exc:
+                    await uow.rollback()
+                    await self._record_failure(row["id"], row["attempts"], exc, now)
+                    return "failed"
+
+    async def _record_failure(
+        self, timer_id: Any, attempts: int, exc: Exception, now: datetime
+    ) -> None:
+        attempts += 1
+        give_up = isinstance(exc, PermanentError) or attempts >= self._max_attempts
+        log.warning(
+            "timer handler failed",
+            extra={"error": safe_reason(exc), "attempts": attempts, "parked": give_up},
+        )
+        async with self._uow_factory() as uow:
+            timers = uow.table("timers")
+            values: dict[str, Any] = {"attempts": attempts, "last_error": safe_reason(exc)[:300]}
+            if give_up:
+                values["failed_at"] = now
+            else:
+                values["due_at"] = now + timedelta(seconds=min(2**attempts, 300))
+            await uow.session.execute(
+                sa.update(timers).where(timers.c.id == timer_id).values(**values)
+            )
+            await uow.commit()
