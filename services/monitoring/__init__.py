@@ -1,0 +1,1 @@
+"""Monitoring: scores symptom reports and raises ThresholdExceeded when a clinician must look."""

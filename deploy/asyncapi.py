@@ -1,0 +1,104 @@
+"""Generate each service's AsyncAPI 3.0 document from the service itself (its FastStream broker).
+
+Produced topics come from the publishers each runtime declares; consumed topics from its
+subscribers, whose payload (read as raw bytes so that poison messages reach the DLQ) is replaced by
+the event's schema from ``contracts``. Output: ``contracts/asyncapi/<service>.json``.
+
+    python -m deploy.asyncapi --write | --check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from faststream.specification import AsyncAPI
+
+from services.chassis.runtime import ServiceRuntime
+
+OUT_DIR = Path(__file__).resolve().parent.parent / "contracts" / "asyncapi"
+DOC_BOOTSTRAP = "kafka:9092"  # a stable placeholder: documents must not depend on the machine
+
+
+def _bootstraps() -> dict[str, Callable[[str], ServiceRuntime]]:
+    from services.group_matching.bootstrap import bootstrap as gm
+    from services.group_matching.settings import GroupMatchingSettings
+    from services.monitoring.bootstrap import bootstrap as mon
+    from services.monitoring.settings import MonitoringSettings
+    from services.notifications.bootstrap import bootstrap as notif
+    from services.notifications.settings import NotificationsSettings
+    from services.scheduler.bootstrap import bootstrap as sched
+    from services.scheduler.settings import SchedulerSettings
+
+    def settings(cls: Any, db_dir: str) -> Any:
+        return cls(
+            kafka_bootstrap_servers=DOC_BOOTSTRAP,
+            database_url=f"sqlite+aiosqlite:///{db_dir}/doc.db",
+        )
+
+    return {
+        "scheduler": lambda d: sched(settings(SchedulerSettings, d)),
+        "monitoring": lambda d: mon(settings(MonitoringSettings, d)),
+        "notifications": lambda d: notif(settings(NotificationsSettings, d)),
+        "group_matching": lambda d: gm(settings(GroupMatchingSettings, d)),
+    }
+
+
+def document(runtime: ServiceRuntime) -> dict[str, Any]:
+    spec = AsyncAPI(
+        runtime.broker,
+        title=f"taper {runtime.service}",
+        version="0.1.0",
+        description=f"Events {runtime.service} produces (via its outbox) and consumes.",
+    )
+    doc: dict[str, Any] = json.loads(spec.to_specification().to_json())
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    for topic in runtime.consumed_topics:
+        event_schema = topic.event.model_json_schema(
+            mode="serialization", ref_template="#/components/schemas/{model}"
+        )
+        for name, definition in event_schema.pop("$defs", {}).items():
+            schemas.setdefault(name, definition)
+        schemas.setdefault(topic.event.__name__, event_schema)
+        payload_key = f"{runtime.service}:{topic.name}:Message:Payload"
+        schemas[payload_key] = {"$ref": f"#/components/schemas/{topic.event.__name__}"}
+    return doc
+
+
+def render_all() -> dict[str, str]:
+    out: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as db_dir:
+        for service, make in _bootstraps().items():
+            doc = document(make(db_dir))
+            out[service] = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true")
+    mode.add_argument("--check", action="store_true")
+    args = parser.parse_args(argv)
+    stale = []
+    for service, text in render_all().items():
+        path = OUT_DIR / f"{service}.json"
+        if args.write:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {path}")
+        elif not path.exists() or path.read_text() != text:
+            stale.append(service)
+    if stale:
+        print(f"stale AsyncAPI documents: {', '.join(stale)}; run `make asyncapi`")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

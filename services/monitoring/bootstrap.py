@@ -1,0 +1,27 @@
+"""Monitoring's composition root: the entrypoint and the tests build the service here."""
+
+from __future__ import annotations
+
+from opentelemetry.sdk.trace import TracerProvider
+
+from services.chassis.clock import Clock
+from services.chassis.runtime import ServiceRuntime
+from services.monitoring.adapters.orm import metadata
+from services.monitoring.entrypoints import api, consumers
+from services.monitoring.settings import MonitoringSettings
+
+
+def bootstrap(
+    settings: MonitoringSettings | None = None,
+    *,
+    clock: Clock | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> ServiceRuntime:
+    return ServiceRuntime(
+        settings or MonitoringSettings(),
+        metadata=metadata,
+        subscriptions=consumers.SUBSCRIPTIONS,
+        routers=api.routers,
+        clock=clock,
+        tracer_provider=tracer_provider,
+    )

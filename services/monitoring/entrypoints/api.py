@@ -1,0 +1,132 @@
+"""Monitoring's HTTP API, under ``/api/monitoring``."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, HTTPException, Request, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.chassis.auth import CurrentPrincipal, authorize_patient_access
+from services.chassis.runtime import ServiceRuntime
+from services.monitoring.domain.model import InvalidReport
+from services.monitoring.service_layer import handlers
+
+RedFlag = Literal["seizure", "delirium", "hallucinations", "self_harm_thoughts", "fall_or_injury"]
+
+
+class SymptomReportIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    instrument: Literal["ciwa-b"]
+    instrument_version: Literal["1"] = "1"
+    oriented: bool = Field(description="Alert, oriented, obeys commands? If not, not scored.")
+    answers: dict[str, Annotated[int, Field(ge=0, le=4)]] = Field(default_factory=dict)
+    red_flags: list[RedFlag] = Field(default_factory=list, max_length=10)
+
+
+class ReasonOut(BaseModel):
+    code: str
+    instrument: str | None = None
+    value: float | None = None
+    threshold: float | None = None
+
+
+class SymptomReportOut(BaseModel):
+    report_id: uuid.UUID
+    total_score: int
+    band: str
+    method: str
+    severity: Literal["RED", "AMBER"] | None
+    reasons: list[ReasonOut]
+    replayed: bool
+
+
+class ReportSummary(BaseModel):
+    id: uuid.UUID
+    instrument: str
+    total_score: int
+    band: str
+    severity: str | None
+    reported_at: datetime
+
+
+def routers(runtime: ServiceRuntime) -> list[APIRouter]:
+    router = APIRouter(tags=["symptom reports"])
+
+    @router.post(
+        "/patients/{patient_id}/symptom-reports",
+        status_code=status.HTTP_201_CREATED,
+        response_model=SymptomReportOut,
+    )
+    async def submit(
+        patient_id: uuid.UUID,
+        body: SymptomReportIn,
+        principal: CurrentPrincipal,
+        request: Request,
+        idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
+    ) -> SymptomReportOut:
+        async with runtime.uow() as uow:
+            await authorize_patient_access(
+                uow,
+                principal,
+                patient_id,
+                action="create",
+                resource="symptom_report",
+                request=request,
+            )
+            try:
+                result = await handlers.submit_report(
+                    handlers.SubmitReport(
+                        patient_id=patient_id,
+                        instrument=body.instrument,
+                        instrument_version=body.instrument_version,
+                        answers=body.answers,
+                        red_flags=tuple(body.red_flags),
+                        oriented=body.oriented,
+                        submitted_by=principal.subject,
+                        idempotency_key=idempotency_key,
+                    ),
+                    uow,
+                )
+            except InvalidReport as exc:
+                raise HTTPException(
+                    status.HTTP_422_UNPROCESSABLE_CONTENT,
+                    detail=[
+                        {
+                            "loc": ["body", *exc.field.split(".")],
+                            "msg": exc.problem,
+                            "type": "invalid_report",
+                        }
+                    ],
+                ) from None
+        return SymptomReportOut(
+            report_id=result.report_id,
+            total_score=result.total_score,
+            band=result.band,
+            method=result.method,
+            severity=result.severity,  # type: ignore[arg-type]
+            reasons=[ReasonOut(**r) for r in result.reasons],
+            replayed=result.replayed,
+        )
+
+    @router.get("/patients/{patient_id}/symptom-reports", response_model=list[ReportSummary])
+    async def list_reports(
+        patient_id: uuid.UUID, principal: CurrentPrincipal, request: Request
+    ) -> list[ReportSummary]:
+        async with runtime.uow() as uow:
+            await authorize_patient_access(
+                uow,
+                principal,
+                patient_id,
+                action="read",
+                resource="symptom_report",
+                request=request,
+            )
+            rows = await handlers.list_reports(uow, patient_id)
+            await uow.commit()  # the audit row
+        return [ReportSummary(**r) for r in rows]
+
+    return [router]

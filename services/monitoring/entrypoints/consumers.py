@@ -1,0 +1,9 @@
+"""What monitoring consumes (consumer group ``monitoring``)."""
+
+from __future__ import annotations
+
+from contracts import DOSE_REDUCED
+from services.chassis.runtime import Subscription
+from services.monitoring.service_layer import handlers
+
+SUBSCRIPTIONS = (Subscription(DOSE_REDUCED, handlers.record_dose_reduced),)
