@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -59,7 +59,7 @@ class ServiceRuntime:
         routers: Callable[[ServiceRuntime], Iterable[APIRouter]] = lambda _: (),
         clock: Clock | None = None,
         tracer_provider: TracerProvider | None = None,
-        background: Iterable[Callable[[ServiceRuntime], Awaitable[None]]] = (),
+        background: Iterable[Callable[[ServiceRuntime], Coroutine[Any, Any, None]]] = (),
     ) -> None:
         self.settings = settings
         self.service = settings.service_name

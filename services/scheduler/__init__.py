@@ -1,0 +1,1 @@
+"""Scheduler: holds each patient's taper, records clinician decisions and emits DoseReduced."""

@@ -1,0 +1,236 @@
+"""``make run``: Kafka, the four services and the nginx gateway on this machine, SQLite by default.
+
+Starts (or reuses, with ``--kafka-bootstrap``) a single-node KRaft broker whose data lives in
+``var/kafka``, provisions every topic and dead-letter topic, runs each service as its own process
+(``python -m services.<name>.entrypoints.main``), a development pager sink that prints the pages
+notifications sends, and the gateway. Prints the URLs once everything answers ``/health`` through
+the gateway. Ctrl-C (or SIGTERM) stops everything, children first, and leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+import httpx
+
+from contracts import ALL_TOPICS
+from services.chassis.kafka import ensure_topics
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str  # python package and settings prefix
+    port: int
+
+    @property
+    def prefix(self) -> str:
+        return "/api/" + self.name.replace("_", "-")
+
+    @property
+    def env_prefix(self) -> str:
+        return self.name.upper() + "_"
+
+
+SERVICES = (
+    ServiceSpec("scheduler", 8101),
+    ServiceSpec("monitoring", 8102),
+    ServiceSpec("notifications", 8103),
+    ServiceSpec("group_matching", 8104),
+)
+
+
+class Stack:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.var = Path(args.data).resolve()
+        self.kafka = None
+        self.gateway = None
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.bootstrap = args.kafka_bootstrap
+
+    # -- start -----------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.var.mkdir(parents=True, exist_ok=True)
+        (self.var / "logs").mkdir(exist_ok=True)
+        if not self.bootstrap:
+            from deploy.localstack.kafka import LocalKafka
+
+            print(f"starting Kafka (data in {self.var / 'kafka'}) ...", flush=True)
+            self.kafka = LocalKafka(port=self.args.kafka_port, base_dir=self.var / "kafka")
+            self.kafka.start()
+            self.bootstrap = self.kafka.bootstrap_servers
+        created = ensure_topics(self.bootstrap, ALL_TOPICS)
+        print(f"Kafka at {self.bootstrap}; topics created: {len(created)}", flush=True)
+
+        anchor = datetime.now(UTC).isoformat()
+        common = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "TAPER_CLOCK_SCALE": str(self.args.clock_scale),
+            "TAPER_CLOCK_ANCHOR": anchor,  # one "now" for every service of this stack
+            "TAPER_ENV": "development",
+            "PYTHONUNBUFFERED": "1",
+        }
+        sink_port = self.args.pager_port
+        self._spawn(
+            "pager_sink",
+            [sys.executable, "-m", "deploy.localstack.pager_sink", "--port", str(sink_port)],
+            common,
+        )
+        for spec in SERVICES:
+            port = spec.port + self.args.port_offset
+            env = {
+                **common,
+                f"{spec.env_prefix}HTTP_PORT": str(port),
+                f"{spec.env_prefix}DATABASE_URL": self._database_url(spec),
+            }
+            if spec.name == "notifications":
+                env["NOTIFICATIONS_PAGE_WEBHOOK_URL"] = f"http://127.0.0.1:{sink_port}/pages"
+            self._spawn(
+                spec.name,
+                [sys.executable, "-m", f"services.{spec.name}.entrypoints.main"],
+                env,
+            )
+
+        from deploy.localstack.gateway import LocalGateway
+
+        self.gateway = LocalGateway(
+            port=self.args.gateway_port,
+            upstreams={s.name: s.port + self.args.port_offset for s in SERVICES},
+            run_dir=self.var / "gateway",
+        )
+        self.gateway.start()
+        self._wait_healthy()
+
+    def _database_url(self, spec: ServiceSpec) -> str:
+        if self.args.database_url_template:
+            return str(self.args.database_url_template.format(service=spec.name))
+        return f"sqlite+aiosqlite:///{self.var / (spec.name + '.db')}"
+
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
+        log = open(self.var / "logs" / f"{name}.log", "ab")
+        self.children[name] = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def _wait_healthy(self) -> None:
+        base = f"http://127.0.0.1:{self.args.gateway_port}"
+        deadline = time.monotonic() + self.args.startup_timeout
+        pending = {s.name: f"{base}{s.prefix}/ready" for s in SERVICES}
+        with httpx.Client(timeout=2.0) as client:
+            while pending and time.monotonic() < deadline:
+                self._check_children()
+                for name, url in list(pending.items()):
+                    try:
+                        if client.get(url).status_code == 200:
+                            del pending[name]
+                    except httpx.HTTPError:
+                        pass
+                time.sleep(0.3)
+        if pending:
+            raise RuntimeError(
+                f"not ready within {self.args.startup_timeout}s: {', '.join(pending)} "
+                f"(logs in {self.var / 'logs'})"
+            )
+        print("\nThe taper stack is up:", flush=True)
+        print(f"  gateway         {base}", flush=True)
+        for spec in SERVICES:
+            print(f"  {spec.name:<15} {base}{spec.prefix}/docs   (health: {spec.prefix}/health)")
+        print(f"  Kafka           {self.bootstrap}")
+        print(f"  pager sink      http://127.0.0.1:{self.args.pager_port}/pages (log: var/logs)")
+        print(f"  logs            {self.var / 'logs'}")
+        print("  dev token       .venv/bin/python -m services.chassis.devtoken --role clinician")
+        print("READY  (Ctrl-C stops everything)", flush=True)
+
+    def _check_children(self) -> None:
+        for name, proc in self.children.items():
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"{name} exited with {proc.returncode} (log: {self.var / 'logs' / name}.log)"
+                )
+
+    # -- stop ------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        if self.gateway is not None:
+            self.gateway.stop()
+        for proc in self.children.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.children.values():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if self.kafka is not None:
+            self.kafka.stop()
+
+    def run_forever(self) -> None:
+        while True:
+            self._check_children()
+            time.sleep(1.0)
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    env = os.environ.get
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--gateway-port", type=int, default=int(env("TAPER_GATEWAY_PORT", "8080")))
+    p.add_argument("--kafka-port", type=int, default=int(env("TAPER_KAFKA_PORT", "9092")))
+    p.add_argument(
+        "--kafka-bootstrap",
+        default=env("TAPER_KAFKA_BOOTSTRAP", ""),
+        help="use this broker instead of starting one",
+    )
+    p.add_argument(
+        "--port-offset",
+        type=int,
+        default=int(env("TAPER_PORT_OFFSET", "0")),
+        help="added to every service port (8101-8104)",
+    )
+    p.add_argument("--pager-port", type=int, default=int(env("TAPER_PAGER_PORT", "8199")))
+    p.add_argument("--data", default=env("TAPER_DATA_DIR", str(ROOT / "var")))
+    p.add_argument(
+        "--database-url-template",
+        default=env("TAPER_DATABASE_URL_TEMPLATE", ""),
+        help="e.g. postgresql+asyncpg://u@h/{service}; default SQLite files in var/",
+    )
+    p.add_argument("--clock-scale", type=float, default=float(env("TAPER_CLOCK_SCALE", "1")))
+    p.add_argument("--startup-timeout", type=float, default=120.0)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    stack = Stack(_parse(argv))
+
+    def _terminate(signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        stack.start()
+        stack.run_forever()
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+        return 0
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        stack.stop()
+        print("stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

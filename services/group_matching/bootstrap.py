@@ -1,0 +1,27 @@
+"""Group matching's composition root: the entrypoint and the tests build the service here."""
+
+from __future__ import annotations
+
+from opentelemetry.sdk.trace import TracerProvider
+
+from services.chassis.clock import Clock
+from services.chassis.runtime import ServiceRuntime
+from services.group_matching.adapters.orm import metadata
+from services.group_matching.entrypoints import api, consumers
+from services.group_matching.settings import GroupMatchingSettings
+
+
+def bootstrap(
+    settings: GroupMatchingSettings | None = None,
+    *,
+    clock: Clock | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> ServiceRuntime:
+    return ServiceRuntime(
+        settings or GroupMatchingSettings(),
+        metadata=metadata,
+        subscriptions=consumers.SUBSCRIPTIONS,
+        routers=api.routers,
+        clock=clock,
+        tracer_provider=tracer_provider,
+    )

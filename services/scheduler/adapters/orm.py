@@ -1,0 +1,63 @@
+"""Scheduler's tables. It owns its database; the chassis adds outbox/inbox/timers/audit."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from services.chassis.db import UtcDateTime, add_chassis_tables
+
+metadata = sa.MetaData()
+add_chassis_tables(metadata)
+
+Dose = sa.Numeric(12, 4)
+
+tapers = sa.Table(
+    "tapers",
+    metadata,
+    sa.Column("patient_id", sa.Uuid, primary_key=True),
+    sa.Column("plan_id", sa.Uuid, nullable=False, unique=True),
+    sa.Column("drug", sa.String(40), nullable=False),
+    sa.Column("half_life_class", sa.String(20), nullable=False),
+    sa.Column("start_daily_dose_mg", Dose, nullable=False),
+    sa.Column("current_daily_dose_mg", Dose, nullable=False),
+    sa.Column("held", sa.Boolean, nullable=False, default=False),
+    sa.Column("held_reason", sa.String(40), nullable=True),
+    sa.Column("stage", sa.String(20), nullable=False),
+    # Optimistic locking: every update says which version it read (a stale write changes nothing).
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+clinician_decisions = sa.Table(
+    "clinician_decisions",
+    metadata,
+    # Append-only: the code never updates or deletes a decision.
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("patient_id", sa.Uuid, nullable=False, index=True),
+    sa.Column("clinician", sa.String(100), nullable=False),
+    sa.Column("kind", sa.String(10), nullable=False),  # start | reduce | hold | resume
+    sa.Column("reason_code", sa.String(40), nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),  # the decided values and any override code
+    sa.Column("decided_at", UtcDateTime, nullable=False),
+)
+
+dose_steps = sa.Table(
+    "dose_steps",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("patient_id", sa.Uuid, nullable=False, index=True),
+    sa.Column("plan_id", sa.Uuid, nullable=False),
+    sa.Column("step_number", sa.Integer, nullable=False),
+    sa.Column("previous_daily_dose_mg", Dose, nullable=False),
+    sa.Column("new_daily_dose_mg", Dose, nullable=False),
+    sa.Column("effective_on", sa.Date, nullable=False),
+    sa.Column("decision_id", sa.Uuid, sa.ForeignKey("clinician_decisions.id"), nullable=False),
+    sa.Column("overridden", sa.Boolean, nullable=False, default=False),
+    # scheduled | emitted | blocked_by_hold | cancelled
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("emitted_at", UtcDateTime, nullable=True),
+    sa.Column("event_id", sa.Uuid, nullable=True),  # the DoseReduced that announced it
+    sa.UniqueConstraint("plan_id", "step_number", name="uq_dose_steps_plan_step"),
+)

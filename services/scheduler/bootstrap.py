@@ -1,0 +1,29 @@
+"""Scheduler's composition root: the entrypoint and the tests build the service here."""
+
+from __future__ import annotations
+
+from opentelemetry.sdk.trace import TracerProvider
+
+from services.chassis.clock import Clock
+from services.chassis.runtime import ServiceRuntime
+from services.scheduler.adapters.orm import metadata
+from services.scheduler.entrypoints import api, consumers
+from services.scheduler.service_layer import handlers
+from services.scheduler.settings import SchedulerSettings
+
+
+def bootstrap(
+    settings: SchedulerSettings | None = None,
+    *,
+    clock: Clock | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> ServiceRuntime:
+    return ServiceRuntime(
+        settings or SchedulerSettings(),
+        metadata=metadata,
+        subscriptions=consumers.SUBSCRIPTIONS,
+        timer_handlers={handlers.EMIT_DOSE_STEP: handlers.emit_dose_step},
+        routers=api.routers,
+        clock=clock,
+        tracer_provider=tracer_provider,
+    )

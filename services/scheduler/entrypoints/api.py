@@ -1,0 +1,258 @@
+"""Scheduler's HTTP API, under ``/api/scheduler``.
+
+Writes are clinician-only (and only for patients on their panel); the patient may read their own
+taper. Every dose change carries the clinician's reason as a code, never free text.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Request, status
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from services.chassis.auth import CurrentPrincipal, Principal, Role, authorize_patient_access
+from services.chassis.runtime import ServiceRuntime
+from services.chassis.uow import UnitOfWork
+from services.scheduler.domain.model import CODE_PATTERN, DRUG_PATTERN, DoseStep, PatientTaper
+from services.scheduler.service_layer import handlers
+
+ReasonCode = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
+DrugCode = Annotated[str, StringConstraints(pattern=DRUG_PATTERN)]
+HalfLifeClass = Literal["ultra_short", "short", "intermediate", "long"]
+
+
+class StartTaperIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    drug: DrugCode = Field(examples=["diazepam"])
+    half_life_class: HalfLifeClass
+    current_daily_dose_mg: Decimal = Field(gt=0, le=1000, decimal_places=4)
+    reason_code: ReasonCode = "taper_initiated"
+
+
+class DoseReductionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # 0 is the final step (stopping): it is a cut above the bound, so it needs an override.
+    new_daily_dose_mg: Decimal = Field(ge=0, le=1000, decimal_places=4)
+    effective_on: date = Field(description="Today or later (service clock, UTC).")
+    reason_code: ReasonCode
+    override: bool = Field(
+        default=False, description="Exceed the taper-rate bound for this patient."
+    )
+    override_reason_code: ReasonCode | None = None
+
+
+class ClinicianActionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason_code: ReasonCode
+
+
+class DoseStepOut(BaseModel):
+    id: uuid.UUID
+    step_number: int
+    previous_daily_dose_mg: Decimal
+    new_daily_dose_mg: Decimal
+    effective_on: date
+    decision_id: uuid.UUID
+    overridden: bool
+    status: str
+
+    @classmethod
+    def of(cls, step: DoseStep) -> DoseStepOut:
+        return cls(
+            id=step.step_id,
+            step_number=step.step_number,
+            previous_daily_dose_mg=step.previous_daily_dose_mg,
+            new_daily_dose_mg=step.new_daily_dose_mg,
+            effective_on=step.effective_on,
+            decision_id=step.decision_id,
+            overridden=step.overridden,
+            status=step.status.value,
+        )
+
+
+class TaperOut(BaseModel):
+    patient_id: uuid.UUID
+    plan_id: uuid.UUID
+    drug: str
+    half_life_class: str
+    start_daily_dose_mg: Decimal
+    current_daily_dose_mg: Decimal
+    held: bool
+    held_reason: str | None
+    stage: str
+    version: int
+    steps: list[DoseStepOut]
+    as_of: datetime
+
+    @classmethod
+    def of(cls, taper: PatientTaper, as_of: datetime) -> TaperOut:
+        return cls(
+            patient_id=taper.patient_id,
+            plan_id=taper.plan_id,
+            drug=taper.drug,
+            half_life_class=taper.half_life_class,
+            start_daily_dose_mg=taper.start_daily_dose_mg,
+            current_daily_dose_mg=taper.current_daily_dose_mg,
+            held=taper.held,
+            held_reason=taper.held_reason,
+            stage=taper.stage.value,
+            version=taper.version,
+            steps=[DoseStepOut.of(s) for s in taper.steps],
+            as_of=as_of,
+        )
+
+
+_BODY_FIELDS = {
+    "new_daily_dose_mg",
+    "effective_on",
+    "reason_code",
+    "override",
+    "override_reason_code",
+    "drug",
+    "half_life_class",
+    "current_daily_dose_mg",
+}
+
+
+def _unprocessable(exc: handlers.RuleRefused) -> HTTPException:
+    loc = ["body", exc.field] if exc.field in _BODY_FIELDS else ["body"]
+    return HTTPException(
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        detail=[{"loc": loc, "msg": exc.problem, "type": "taper_rule"}],
+    )
+
+
+def routers(runtime: ServiceRuntime) -> list[APIRouter]:
+    router = APIRouter(tags=["taper"])
+
+    @asynccontextmanager
+    async def clinician_write(
+        principal: Principal, patient_id: uuid.UUID, request: Request, resource: str
+    ) -> AsyncIterator[UnitOfWork]:
+        async with runtime.uow() as uow:
+            await authorize_patient_access(
+                uow,
+                principal,
+                patient_id,
+                action="update",
+                resource=resource,
+                request=request,
+                roles=(Role.CLINICIAN,),
+            )
+            await uow.commit()  # the access is audited even when the change is then refused
+            try:
+                yield uow
+            except handlers.RuleRefused as exc:
+                raise _unprocessable(exc) from None
+            await uow.commit()
+
+    @router.post(
+        "/patients/{patient_id}/taper",
+        status_code=status.HTTP_201_CREATED,
+        response_model=TaperOut,
+        summary="Start a patient's taper (clinician)",
+    )
+    async def start(
+        patient_id: uuid.UUID, body: StartTaperIn, principal: CurrentPrincipal, request: Request
+    ) -> TaperOut:
+        async with clinician_write(principal, patient_id, request, "taper") as uow:
+            taper = await handlers.start_taper(
+                handlers.StartTaper(
+                    patient_id=patient_id,
+                    clinician=principal.subject,
+                    drug=body.drug,
+                    half_life_class=body.half_life_class,
+                    current_daily_dose_mg=body.current_daily_dose_mg,
+                    reason_code=body.reason_code,
+                ),
+                uow,
+            )
+        return TaperOut.of(taper, runtime.clock.now())
+
+    @router.post(
+        "/patients/{patient_id}/dose-reductions",
+        status_code=status.HTTP_201_CREATED,
+        response_model=DoseStepOut,
+        summary="Schedule the next dose reduction (clinician)",
+    )
+    async def reduce(
+        patient_id: uuid.UUID,
+        body: DoseReductionIn,
+        principal: CurrentPrincipal,
+        request: Request,
+    ) -> DoseStepOut:
+        async with clinician_write(principal, patient_id, request, "dose_step") as uow:
+            step = await handlers.schedule_reduction(
+                handlers.ScheduleReduction(
+                    patient_id=patient_id,
+                    clinician=principal.subject,
+                    new_daily_dose_mg=body.new_daily_dose_mg,
+                    effective_on=body.effective_on,
+                    reason_code=body.reason_code,
+                    override=body.override,
+                    override_reason_code=body.override_reason_code,
+                ),
+                uow,
+            )
+        return DoseStepOut.of(step)
+
+    @router.post(
+        "/patients/{patient_id}/taper/hold",
+        response_model=TaperOut,
+        summary="Hold the taper: no step takes effect until resumed (clinician)",
+    )
+    async def hold(
+        patient_id: uuid.UUID,
+        body: ClinicianActionIn,
+        principal: CurrentPrincipal,
+        request: Request,
+    ) -> TaperOut:
+        async with clinician_write(principal, patient_id, request, "taper") as uow:
+            taper = await handlers.hold_taper(
+                handlers.ClinicianAction(patient_id, principal.subject, body.reason_code), uow
+            )
+        return TaperOut.of(taper, runtime.clock.now())
+
+    @router.post(
+        "/patients/{patient_id}/taper/resume",
+        response_model=TaperOut,
+        summary="Lift a hold (clinician)",
+    )
+    async def resume(
+        patient_id: uuid.UUID,
+        body: ClinicianActionIn,
+        principal: CurrentPrincipal,
+        request: Request,
+    ) -> TaperOut:
+        async with clinician_write(principal, patient_id, request, "taper") as uow:
+            taper = await handlers.resume_taper(
+                handlers.ClinicianAction(patient_id, principal.subject, body.reason_code), uow
+            )
+        return TaperOut.of(taper, runtime.clock.now())
+
+    @router.get(
+        "/patients/{patient_id}/taper",
+        response_model=TaperOut,
+        summary="The taper and its steps (the patient, or a clinician on their panel)",
+    )
+    async def read(
+        patient_id: uuid.UUID, principal: CurrentPrincipal, request: Request
+    ) -> TaperOut:
+        async with runtime.uow() as uow:
+            await authorize_patient_access(
+                uow, principal, patient_id, action="read", resource="taper", request=request
+            )
+            await uow.commit()  # the audit row stands even when there is no taper (404)
+            taper = await handlers.get_taper(uow, patient_id)
+        return TaperOut.of(taper, runtime.clock.now())
+
+    return [router]

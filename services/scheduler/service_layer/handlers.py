@@ -1,0 +1,415 @@
+"""Scheduler's use cases: clinician commands, the dose-step timer and monitoring's escalations.
+
+Each runs inside one unit of work; commands leave the commit to the caller (the API commits, the
+consumer and the timer poller commit with their own bookkeeping). Domain refusals are turned into
+the chassis' safe errors here: rule violations are 422, state conflicts 409, a missing taper 404.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from contracts import DoseReduced, Severity, TaperStage, ThresholdExceeded
+from services.chassis.errors import Conflict, NotFound, PermanentError, SafeError
+from services.chassis.timers import DueTimer
+from services.chassis.uow import UnitOfWork
+from services.scheduler.adapters.orm import clinician_decisions, dose_steps, tapers
+from services.scheduler.domain import model
+from services.scheduler.domain.reference import TaperBounds, taper_bounds_v1
+
+EMIT_DOSE_STEP = "emit_dose_step"
+RED_HOLD_REASON = "red_threshold_exceeded"
+
+
+# --- errors -----------------------------------------------------------------------------------
+class TaperNotFound(NotFound):
+    def __init__(self) -> None:
+        super().__init__("no taper for this patient")
+
+
+class TaperConflict(Conflict):
+    pass
+
+
+class RuleRefused(PermanentError):
+    """A taper rule refused the request; ``field`` names the input (never its value)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class StaleTaper(Conflict):
+    """Another transaction changed the taper first (409 to a caller; consumers and timers retry)."""
+
+    def __init__(self) -> None:
+        super().__init__("the taper changed concurrently")
+
+
+class InconsistentStep(PermanentError):
+    """A timer names a step that cannot be emitted (parked for an operator, never guessed at)."""
+
+
+def _translate(exc: model.TaperError) -> SafeError:
+    if isinstance(exc, model.TaperRuleViolation):
+        return RuleRefused(exc.field, exc.problem)
+    return TaperConflict(str(exc))
+
+
+# --- commands ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StartTaper:
+    patient_id: uuid.UUID
+    clinician: str
+    drug: str
+    half_life_class: str
+    current_daily_dose_mg: Decimal
+    reason_code: str
+
+
+@dataclass(frozen=True)
+class ScheduleReduction:
+    patient_id: uuid.UUID
+    clinician: str
+    new_daily_dose_mg: Decimal
+    effective_on: date
+    reason_code: str
+    override: bool = False
+    override_reason_code: str | None = None
+
+
+@dataclass(frozen=True)
+class ClinicianAction:
+    """Hold or resume: who, for which patient, and why (a code)."""
+
+    patient_id: uuid.UUID
+    clinician: str
+    reason_code: str
+
+
+async def start_taper(cmd: StartTaper, uow: UnitOfWork) -> model.PatientTaper:
+    """Record the clinician's start decision and create the patient's taper (one per patient)."""
+    if await _load(uow, cmd.patient_id) is not None:
+        raise TaperConflict("a taper already exists for this patient")
+    decision = _decision(model.DecisionKind.START, cmd.clinician, cmd.reason_code)
+    try:
+        taper = model.PatientTaper.start(
+            patient_id=cmd.patient_id,
+            drug=cmd.drug,
+            half_life_class=cmd.half_life_class,
+            current_daily_dose_mg=cmd.current_daily_dose_mg,
+            decision=decision,
+        )
+    except model.TaperError as exc:
+        raise _translate(exc) from None
+    await _record_decision(
+        uow,
+        cmd.patient_id,
+        decision,
+        {
+            "plan_id": str(taper.plan_id),
+            "drug": cmd.drug,
+            "half_life_class": cmd.half_life_class,
+            "current_daily_dose_mg": str(cmd.current_daily_dose_mg),
+        },
+    )
+    now = uow.clock.now()
+    await uow.session.execute(
+        sa.insert(tapers).values(
+            patient_id=taper.patient_id,
+            plan_id=taper.plan_id,
+            drug=taper.drug,
+            half_life_class=taper.half_life_class,
+            start_daily_dose_mg=taper.start_daily_dose_mg,
+            current_daily_dose_mg=taper.current_daily_dose_mg,
+            held=False,
+            held_reason=None,
+            stage=taper.stage.value,
+            version=1,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    taper.version = 1
+    return taper
+
+
+async def schedule_reduction(
+    cmd: ScheduleReduction, uow: UnitOfWork, *, bounds: TaperBounds | None = None
+) -> model.DoseStep:
+    """Record the decision, validate the step against the taper rules and arm its timer."""
+    taper = await _require(uow, cmd.patient_id)
+    decision = _decision(
+        model.DecisionKind.REDUCE,
+        cmd.clinician,
+        cmd.reason_code,
+        override=cmd.override,
+        override_reason_code=cmd.override_reason_code,
+    )
+    try:
+        step = taper.reduce(
+            cmd.new_daily_dose_mg,
+            cmd.effective_on,
+            decision,
+            today=uow.clock.now().date(),
+            bounds=bounds or taper_bounds_v1(),
+        )
+    except model.TaperError as exc:
+        raise _translate(exc) from None
+    await _record_decision(
+        uow,
+        cmd.patient_id,
+        decision,
+        {
+            "step_id": str(step.step_id),
+            "previous_daily_dose_mg": str(step.previous_daily_dose_mg),
+            "new_daily_dose_mg": str(step.new_daily_dose_mg),
+            "effective_on": step.effective_on.isoformat(),
+            "override": cmd.override,
+            "override_reason_code": cmd.override_reason_code,
+            "bounds_version": (bounds or taper_bounds_v1()).version,
+        },
+    )
+    await uow.session.execute(
+        sa.insert(dose_steps).values(
+            id=step.step_id,
+            patient_id=cmd.patient_id,
+            plan_id=taper.plan_id,
+            step_number=step.step_number,
+            previous_daily_dose_mg=step.previous_daily_dose_mg,
+            new_daily_dose_mg=step.new_daily_dose_mg,
+            effective_on=step.effective_on,
+            decision_id=step.decision_id,
+            overridden=step.overridden,
+            status=step.status.value,
+            created_at=uow.clock.now(),
+        )
+    )
+    # Bump the version so a concurrent reduction of the same taper cannot also pass the rules.
+    await _save(uow, taper)
+    await uow.schedule_timer(
+        EMIT_DOSE_STEP,
+        key=str(step.step_id),
+        due_at=start_of_day_utc(step.effective_on),
+        payload={"patient_id": str(cmd.patient_id)},
+    )
+    return step
+
+
+async def hold_taper(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTaper:
+    taper = await _require(uow, cmd.patient_id)
+    decision = _decision(model.DecisionKind.HOLD, cmd.clinician, cmd.reason_code)
+    try:
+        changed = taper.hold_by(decision)
+    except model.TaperError as exc:
+        raise _translate(exc) from None
+    if not changed:
+        raise TaperConflict("the taper is already held or completed")
+    await _record_decision(uow, cmd.patient_id, decision, {})
+    await _save(uow, taper)
+    return taper
+
+
+async def resume_taper(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTaper:
+    """Lift a hold. Steps blocked while held stay blocked: the clinician plans the next one."""
+    taper = await _require(uow, cmd.patient_id)
+    decision = _decision(model.DecisionKind.RESUME, cmd.clinician, cmd.reason_code)
+    previous_reason = taper.held_reason
+    try:
+        taper.resume(decision)
+    except model.TaperError as exc:
+        raise _translate(exc) from None
+    await _record_decision(uow, cmd.patient_id, decision, {"lifted_hold": previous_reason})
+    await _save(uow, taper)
+    return taper
+
+
+async def get_taper(uow: UnitOfWork, patient_id: uuid.UUID) -> model.PatientTaper:
+    return await _require(uow, patient_id)
+
+
+# --- timer ------------------------------------------------------------------------------------
+async def emit_dose_step(timer: DueTimer, uow: UnitOfWork) -> None:
+    """The step's day has come: apply it and announce ``DoseReduced``, unless the taper is held.
+
+    A held taper's step is marked ``blocked_by_hold`` and never emitted (no re-arm: after a resume
+    the clinician schedules the next step, ASAM: "if paused, resume more slowly").
+    """
+    try:
+        step_id = uuid.UUID(timer.key)
+    except ValueError:
+        raise InconsistentStep("timer key is not a step id") from None
+    row = (
+        (await uow.session.execute(sa.select(dose_steps).where(dose_steps.c.id == step_id)))
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise InconsistentStep("dose step not found")
+    if row["status"] != model.StepStatus.SCHEDULED:
+        return  # already emitted, blocked or cancelled: firing again changes nothing
+    taper = await _load(uow, row["patient_id"])
+    if taper is None or taper.plan_id != row["plan_id"]:
+        raise InconsistentStep("dose step has no matching taper")
+    now = uow.clock.now()
+    if taper.held:
+        taper.block(step_id)
+        await uow.session.execute(
+            sa.update(dose_steps)
+            .where(dose_steps.c.id == step_id)
+            .values(status=model.StepStatus.BLOCKED_BY_HOLD.value)
+        )
+        return
+    try:
+        step = taper.apply(step_id)
+    except model.TaperError as exc:
+        raise InconsistentStep(str(exc)) from None
+    await _save(uow, taper)
+    event = DoseReduced.create(
+        patient_id=taper.patient_id,
+        occurred_at=now,
+        correlation_id=step.decision_id,
+        plan_id=taper.plan_id,
+        step_number=step.step_number,
+        drug=taper.drug,
+        previous_daily_dose_mg=step.previous_daily_dose_mg,
+        new_daily_dose_mg=step.new_daily_dose_mg,
+        effective_on=step.effective_on,
+        taper_stage=TaperStage(taper.stage.value),
+        approved_by_decision_id=step.decision_id,
+        half_life_class=taper.half_life_class,
+    )
+    await uow.session.execute(
+        sa.update(dose_steps)
+        .where(dose_steps.c.id == step_id)
+        .values(status=model.StepStatus.EMITTED.value, emitted_at=now, event_id=event.event_id)
+    )
+    await uow.publish(event)
+
+
+# --- events -----------------------------------------------------------------------------------
+async def on_threshold_exceeded(event: ThresholdExceeded, uow: UnitOfWork) -> None:
+    """RED holds the patient's taper at once; AMBER changes nothing yet (a clinician reviews)."""
+    if event.severity is not Severity.RED:
+        return
+    taper = await _load(uow, event.patient_id)
+    if taper is None:
+        return  # monitored but not (yet) tapering with us
+    if taper.hold(RED_HOLD_REASON):
+        await _save(uow, taper)
+
+
+# --- persistence helpers ----------------------------------------------------------------------
+def start_of_day_utc(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def _decision(
+    kind: model.DecisionKind,
+    clinician: str,
+    reason_code: str,
+    *,
+    override: bool = False,
+    override_reason_code: str | None = None,
+) -> model.ClinicianDecision:
+    return model.ClinicianDecision(
+        decision_id=uuid.uuid4(),
+        clinician=clinician,
+        kind=kind,
+        reason_code=reason_code,
+        override=override,
+        override_reason_code=override_reason_code,
+    )
+
+
+async def _record_decision(
+    uow: UnitOfWork,
+    patient_id: uuid.UUID,
+    decision: model.ClinicianDecision,
+    payload: dict[str, Any],
+) -> None:
+    await uow.session.execute(
+        sa.insert(clinician_decisions).values(
+            id=decision.decision_id,
+            patient_id=patient_id,
+            clinician=decision.clinician,
+            kind=decision.kind.value,
+            reason_code=decision.reason_code,
+            payload=payload,
+            decided_at=uow.clock.now(),
+        )
+    )
+
+
+async def _require(uow: UnitOfWork, patient_id: uuid.UUID) -> model.PatientTaper:
+    taper = await _load(uow, patient_id)
+    if taper is None:
+        raise TaperNotFound()
+    return taper
+
+
+async def _load(uow: UnitOfWork, patient_id: uuid.UUID) -> model.PatientTaper | None:
+    row = (
+        (await uow.session.execute(sa.select(tapers).where(tapers.c.patient_id == patient_id)))
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    step_rows = await uow.session.execute(
+        sa.select(dose_steps)
+        .where(dose_steps.c.plan_id == row["plan_id"])
+        .order_by(dose_steps.c.step_number)
+    )
+    steps = [
+        model.DoseStep(
+            step_id=s["id"],
+            step_number=s["step_number"],
+            previous_daily_dose_mg=Decimal(s["previous_daily_dose_mg"]),
+            new_daily_dose_mg=Decimal(s["new_daily_dose_mg"]),
+            effective_on=s["effective_on"],
+            decision_id=s["decision_id"],
+            overridden=s["overridden"],
+            status=model.StepStatus(s["status"]),
+        )
+        for s in step_rows.mappings()
+    ]
+    return model.PatientTaper(
+        patient_id=row["patient_id"],
+        plan_id=row["plan_id"],
+        drug=row["drug"],
+        half_life_class=row["half_life_class"],
+        start_daily_dose_mg=Decimal(row["start_daily_dose_mg"]),
+        current_daily_dose_mg=Decimal(row["current_daily_dose_mg"]),
+        held=row["held"],
+        held_reason=row["held_reason"],
+        stage=model.Stage(row["stage"]),
+        version=row["version"],
+        steps=steps,
+    )
+
+
+async def _save(uow: UnitOfWork, taper: model.PatientTaper) -> None:
+    """Write the taper's state if nobody changed it since it was read, else ``StaleTaper``."""
+    result = await uow.session.execute(
+        sa.update(tapers)
+        .where(tapers.c.patient_id == taper.patient_id, tapers.c.version == taper.version)
+        .values(
+            current_daily_dose_mg=taper.current_daily_dose_mg,
+            held=taper.held,
+            held_reason=taper.held_reason,
+            stage=taper.stage.value,
+            version=taper.version + 1,
+            updated_at=uow.clock.now(),
+        )
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise StaleTaper()
+    taper.version += 1

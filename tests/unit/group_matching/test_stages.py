@@ -1,0 +1,203 @@
+"""Group matching: the stage function (pure) and the DoseReduced handler over real SQLite."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
+
+from contracts import DoseReduced, TaperStage
+from services.chassis.auth import Role, issue_dev_token
+from services.chassis.clock import FrozenClock
+from services.chassis.migrations import upgrade_to_head
+from services.chassis.runtime import ServiceRuntime, expected_consumed
+from services.group_matching.adapters.orm import patient_stages
+from services.group_matching.bootstrap import bootstrap
+from services.group_matching.domain.model import (
+    ACTIVE,
+    COMPLETED,
+    FINAL_PHASE,
+    STAGES,
+    InvalidStageInput,
+    stage_after_dose,
+)
+from services.group_matching.domain.reference import StageRules, stages_v1
+from services.group_matching.entrypoints.consumers import SUBSCRIPTIONS
+from services.group_matching.service_layer import handlers
+from services.group_matching.settings import GroupMatchingSettings
+
+D = Decimal
+
+
+# --- the stage function -----------------------------------------------------------------------
+def test_threshold_is_versioned_data_marked_unconfirmed() -> None:
+    rules = stages_v1()
+    assert rules.final_phase_below_fraction == D("0.10")
+    assert "clinical-reference §5" in rules.source and "⚠" in rules.source
+
+
+@pytest.mark.parametrize(
+    ("new", "stage"),
+    [
+        ("20", ACTIVE),
+        ("2", ACTIVE),
+        ("1.9999", FINAL_PHASE),
+        ("0.5", FINAL_PHASE),
+        ("0", COMPLETED),
+    ],
+)
+def test_stage_by_fraction_of_start(new: str, stage: str) -> None:
+    assert stage_after_dose("active", D("20"), D(new)) == stage
+
+
+def test_first_reduction_has_no_previous_stage() -> None:
+    assert stage_after_dose(None, D("10"), D("9")) == ACTIVE
+
+
+def test_threshold_is_configurable() -> None:
+    rules = StageRules(version="t", source="test", final_phase_below_fraction=D("0.25"))
+    assert stage_after_dose(None, D("10"), D("2.4"), rules=rules) == FINAL_PHASE
+    assert stage_after_dose(None, D("10"), D("2.5"), rules=rules) == ACTIVE
+
+
+@pytest.mark.parametrize(
+    ("previous", "start", "new"),
+    [("bogus", "10", "5"), (None, "0", "0"), (None, "10", "-1")],
+)
+def test_invalid_inputs_are_refused_without_values(
+    previous: str | None, start: str, new: str
+) -> None:
+    with pytest.raises(InvalidStageInput):
+        stage_after_dose(previous, D(start), D(new))
+
+
+def test_stages_are_the_contract_values() -> None:
+    assert {s.value for s in TaperStage} == STAGES
+
+
+@given(
+    start=st.decimals(min_value=D("0.01"), max_value=D("1000"), places=4),
+    fraction=st.decimals(min_value=D("0"), max_value=D("1"), places=4),
+)
+def test_property_stage_is_monotone_in_dose(start: Decimal, fraction: Decimal) -> None:
+    order = {ACTIVE: 0, FINAL_PHASE: 1, COMPLETED: 2}
+    new = (start * fraction).quantize(D("0.0001"))
+    lower = (new / 2).quantize(D("0.0001"))
+    assert order[stage_after_dose(None, start, lower)] >= order[stage_after_dose(None, start, new)]
+
+
+# --- the handler and the API ------------------------------------------------------------------
+@pytest.fixture
+async def runtime(tmp_path: Path) -> AsyncIterator[ServiceRuntime]:
+    settings = GroupMatchingSettings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/gm.db",
+        environment="test",
+        kafka_provision_topics=False,
+    )
+    rt = bootstrap(settings, clock=FrozenClock(datetime(2026, 2, 1, tzinfo=UTC)))
+    await upgrade_to_head(rt.engine, "group_matching")
+    yield rt
+    await rt.engine.dispose()
+
+
+def dose_reduced(
+    patient: uuid.UUID, plan: uuid.UUID, step: int, prev: str, new: str
+) -> DoseReduced:
+    return DoseReduced.create(
+        patient_id=patient,
+        occurred_at=datetime(2026, 1, 19, tzinfo=UTC),
+        plan_id=plan,
+        step_number=step,
+        drug="diazepam",
+        previous_daily_dose_mg=D(prev),
+        new_daily_dose_mg=D(new),
+        effective_on=date(2026, 1, 19),
+        taper_stage="active",
+        approved_by_decision_id=uuid.uuid4(),
+        half_life_class="long",
+    )
+
+
+async def apply(rt: ServiceRuntime, event: DoseReduced) -> None:
+    async with rt.uow() as uow:
+        await handlers.on_dose_reduced(event, uow)
+        await uow.commit()
+
+
+async def stage_row(rt: ServiceRuntime, patient: uuid.UUID) -> dict[str, Any]:
+    async with rt.uow() as uow:
+        row = (
+            (
+                await uow.session.execute(
+                    sa.select(patient_stages).where(patient_stages.c.patient_id == patient)
+                )
+            )
+            .mappings()
+            .one()
+        )
+        return dict(row)
+
+
+def test_group_matching_subscribes_to_what_contracts_say() -> None:
+    assert {s.topic for s in SUBSCRIPTIONS} == set(expected_consumed("group_matching"))
+
+
+async def test_dose_reductions_move_the_stage(runtime: ServiceRuntime) -> None:
+    patient, plan = uuid.uuid4(), uuid.uuid4()
+    await apply(runtime, dose_reduced(patient, plan, 1, "20", "15"))
+    row = await stage_row(runtime, patient)
+    assert row["stage"] == ACTIVE and D(row["start_daily_dose_mg"]) == D("20")
+
+    last = dose_reduced(patient, plan, 2, "15", "1.5")
+    await apply(runtime, last)
+    row = await stage_row(runtime, patient)
+    assert row["stage"] == FINAL_PHASE and row["last_event_id"] == last.event_id
+    assert D(row["latest_daily_dose_mg"]) == D("1.5")
+
+    await apply(runtime, dose_reduced(patient, plan, 1, "20", "15"))  # late, older step
+    assert (await stage_row(runtime, patient))["stage"] == FINAL_PHASE
+
+    await apply(runtime, dose_reduced(patient, plan, 3, "1.5", "0"))
+    assert (await stage_row(runtime, patient))["stage"] == COMPLETED
+
+    new_plan = uuid.uuid4()
+    await apply(runtime, dose_reduced(patient, new_plan, 1, "10", "9"))
+    row = await stage_row(runtime, patient)
+    assert row["stage"] == ACTIVE and D(row["start_daily_dose_mg"]) == D("10")
+
+
+async def test_an_unusable_event_is_permanent(runtime: ServiceRuntime) -> None:
+    with pytest.raises(handlers.UnusableDoseEvent):
+        await apply(runtime, dose_reduced(uuid.uuid4(), uuid.uuid4(), 1, "0", "0"))
+
+
+async def test_stage_endpoint(runtime: ServiceRuntime) -> None:
+    patient = uuid.uuid4()
+    url = f"/api/group-matching/patients/{patient}/stage"
+
+    def headers(role: Role, **claims: Any) -> dict[str, str]:
+        token = issue_dev_token(runtime.settings, subject="u-1", role=role, **claims)
+        return {"Authorization": f"Bearer {token}"}
+
+    transport = httpx.ASGITransport(app=runtime.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        me = headers(Role.PATIENT, patient_id=patient)
+        assert (await client.get(url, headers=me)).status_code == 404
+        await apply(runtime, dose_reduced(patient, uuid.uuid4(), 1, "10", "9"))
+        r = await client.get(url, headers=me)
+        assert r.status_code == 200 and r.json()["stage"] == ACTIVE
+        r = await client.get(url, headers=headers(Role.CLINICIAN, panel=[patient]))
+        assert r.status_code == 200
+        r = await client.get(url, headers=headers(Role.CLINICIAN, panel=[uuid.uuid4()]))
+        assert r.status_code == 403
+        r = await client.get(url, headers=headers(Role.PATIENT, patient_id=uuid.uuid4()))
+        assert r.status_code == 403
