@@ -285,6 +285,7 @@ _aware_datetimes = st.datetimes(
 _milligrams = st.decimals(min_value=0, max_value=Decimal("99999.9999"), places=4)
 _finite = st.none() | st.floats(allow_nan=False, allow_infinity=False)
 _codes = st.from_regex(r"[a-z0-9_.:-]{1,64}", fullmatch=True)
+_drug_codes = st.from_regex(r"[a-z0-9_-]{1,40}", fullmatch=True)
 
 
 def _literal(model: type[BaseModel], field: str) -> st.SearchStrategy[str]:
@@ -296,7 +297,7 @@ FACTS: dict[type[Event], dict[str, st.SearchStrategy[Any]]] = {
     DoseReduced: {
         "plan_id": st.uuids(),
         "step_number": st.integers(min_value=1),
-        "drug": st.text(max_size=32),
+        "drug": _drug_codes,
         "previous_daily_dose_mg": _milligrams,
         "new_daily_dose_mg": _milligrams,
         "effective_on": st.dates(),
@@ -306,11 +307,11 @@ FACTS: dict[type[Event], dict[str, st.SearchStrategy[Any]]] = {
     },
     SymptomReported: {
         "report_id": st.uuids(),
-        "instrument": st.text(max_size=32),
-        "instrument_version": st.text(max_size=8),
+        "instrument": _codes,
+        "instrument_version": _codes,
         "method": _literal(SymptomReported, "method"),
         "total_score": st.integers(min_value=0),
-        "band": st.text(max_size=16),
+        "band": _codes,
         "red_flags": st.lists(_codes, max_size=3).map(tuple),
     },
     ThresholdExceeded: {
@@ -321,7 +322,7 @@ FACTS: dict[type[Event], dict[str, st.SearchStrategy[Any]]] = {
             st.builds(
                 ThresholdReason,
                 code=_codes,
-                instrument=st.none() | st.text(max_size=16),
+                instrument=st.none() | _codes,
                 value=_finite,
                 threshold=_finite,
             ),
