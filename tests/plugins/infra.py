@@ -154,7 +154,8 @@ def kafka_bootstrap_servers() -> Iterator[str]:
                 from testcontainers.community.kafka import KafkaContainer
             except ImportError:  # older testcontainers layout
                 from testcontainers.kafka import KafkaContainer  # type: ignore[no-redef,unused-ignore]
-            image = os.environ.get("TAPER_KAFKA_IMAGE", "confluentinc/cp-kafka:8.0.0"  # Apache Kafka 4.0)
+            # Confluent Platform 8.0 ships Apache Kafka 4.0 (KRaft only).
+            image = os.environ.get("TAPER_KAFKA_IMAGE", "confluentinc/cp-kafka:8.0.0")
             container = KafkaContainer(image).with_kraft()
             container.start()
         except Exception as exc:
