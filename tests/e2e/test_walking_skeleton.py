@@ -71,7 +71,7 @@ async def stack(settings_for: Any, span_exporter: InMemorySpanExporter) -> Async
 
 
 def _token(runtime: ServiceRuntime, role: Role, patient: uuid.UUID) -> dict[str, str]:
-    if role is Role.patient_id:
+    if role is Role.PATIENT:
         token = issue_dev_token(runtime.settings, subject="p-1", role=role, patient_id=patient)
     else:
         token = issue_dev_token(runtime.settings, subject="c-1", role=role, panel=[patient])
@@ -108,7 +108,7 @@ async def test_dose_step_reaches_monitoring_and_group_matching(
     assert response.status_code in (200, 201), response.text
 
     group_matching = http_client_for(stack.group_matching.app)
-    patient = _token(stack.group_matching, Role.patient_id, patient_id)
+    patient = _token(stack.group_matching, Role.PATIENT, patient_id)
 
     async def stage() -> Any:
         r = await group_matching.get(
@@ -164,7 +164,7 @@ async def test_red_flag_report_pages_a_clinician_and_holds_the_taper_in_one_trac
             "answers": answers,
             "red_flags": ["seizure"],
         },
-        headers=_token(stack.monitoring, Role.patient_id, patient_id),
+        headers=_token(stack.monitoring, Role.PATIENT, patient_id),
     )
     assert response.status_code == 201, response.text
     assert response.json()["severity"] == "RED"
