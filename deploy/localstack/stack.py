@@ -23,6 +23,8 @@ from types import FrameType
 import httpx
 
 from contracts import ALL_TOPICS
+from deploy.localstack.gateway import LocalGateway
+from deploy.localstack.kafka import LocalKafka
 from services.chassis.kafka import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,8 +56,8 @@ class Stack:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.var = Path(args.data).resolve()
-        self.kafka = None
-        self.gateway = None
+        self.kafka: LocalKafka | None = None
+        self.gateway: LocalGateway | None = None
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.bootstrap = args.kafka_bootstrap
 
@@ -64,12 +66,10 @@ class Stack:
         self.var.mkdir(parents=True, exist_ok=True)
         (self.var / "logs").mkdir(exist_ok=True)
         if not self.bootstrap:
-            from deploy.localstack.kafka import LocalKafka
-
             print(f"starting Kafka (data in {self.var / 'kafka'}) ...", flush=True)
-            self.kafka = LocalKafka(port=self.args.kafka_port, base_dir=self.var / "kafka")
-            self.kafka.start()
-            self.bootstrap = self.kafka.bootstrap_servers
+            kafka = LocalKafka(port=self.args.kafka_port, base_dir=self.var / "kafka")
+            self.kafka = kafka.start()
+            self.bootstrap = kafka.bootstrap_servers
         created = ensure_topics(self.bootstrap, ALL_TOPICS)
         print(f"Kafka at {self.bootstrap}; topics created: {len(created)}", flush=True)
 
@@ -103,14 +103,13 @@ class Stack:
                 env,
             )
 
-        from deploy.localstack.gateway import LocalGateway
-
-        self.gateway = LocalGateway(
+        gateway = LocalGateway(
             port=self.args.gateway_port,
             upstreams={s.name: s.port + self.args.port_offset for s in SERVICES},
             run_dir=self.var / "gateway",
         )
-        self.gateway.start()
+        gateway.start()
+        self.gateway = gateway
         self._wait_healthy()
 
     def _database_url(self, spec: ServiceSpec) -> str:

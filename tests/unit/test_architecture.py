@@ -34,3 +34,13 @@ def test_asyncapi_documents_are_current() -> None:
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_finds_nothing() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "contracts", "services", "deploy"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

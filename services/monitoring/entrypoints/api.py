@@ -107,7 +107,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             total_score=result.total_score,
             band=result.band,
             method=result.method,
-            severity=result.severity,  # type: ignore[arg-type]
+            severity=result.severity,
             reasons=[ReasonOut(**r) for r in result.reasons],
             replayed=result.replayed,
         )
