@@ -215,7 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     def _terminate(signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
+    # Installed explicitly: a shell starts background jobs with SIGINT ignored, and Ctrl-C /
+    # `kill -INT` must still stop the stack cleanly.
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
     try:
         stack.start()
         stack.run_forever()
