@@ -11,7 +11,6 @@ consumers dedupe on ``event_id``.
 from __future__ import annotations
 
 import asyncio
-import logging
 import zlib
 from typing import Any
 
@@ -21,13 +20,11 @@ from opentelemetry.trace import SpanKind, TracerProvider
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.chassis.clock import Clock
-from services.chassis.errors import safe_reason
 from services.chassis.telemetry import context_from_headers, current_trace_headers
+from services.chassis.worker import PollingWorker
 
-log = logging.getLogger(__name__)
 
-
-class OutboxRelay:
+class OutboxRelay(PollingWorker):
     def __init__(
         self,
         *,
@@ -40,6 +37,7 @@ class OutboxRelay:
         batch_size: int = 200,
         poll_interval_s: float = 1.0,
     ) -> None:
+        super().__init__(f"{service}-outbox-relay", poll_interval_s)
         self._service = service
         self._sessions = session_factory
         self._outbox = tables.tables["outbox"]
@@ -47,43 +45,10 @@ class OutboxRelay:
         self._clock = clock
         self._tracer = tracer_provider.get_tracer("taper.outbox")
         self._batch_size = batch_size
-        self._poll_interval_s = poll_interval_s
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._lock_key = zlib.crc32(f"outbox:{service}".encode())
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"{self._service}-outbox-relay")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
-    async def _run(self) -> None:
-        backoff = 0.1
-        while True:
-            try:
-                sent = await self.publish_pending()
-                backoff = 0.1
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("outbox relay failed, will retry", extra={"error": safe_reason(exc)})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            if sent >= self._batch_size:
-                continue  # more rows are waiting
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
-            except TimeoutError:
-                pass
+    async def run_once(self) -> bool:
+        return await self.publish_pending() >= self._batch_size
 
     async def publish_pending(self) -> int:
         """Publish one batch of pending rows; returns how many were published."""

@@ -10,7 +10,6 @@ then parked as failed, with the reason, for an operator.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from opentelemetry.trace import TracerProvider
 from services.chassis.errors import PermanentError, safe_reason
 from services.chassis.telemetry import context_from_headers
 from services.chassis.uow import UnitOfWork, UnitOfWorkFactory
+from services.chassis.worker import PollingWorker
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class DueTimer:
 TimerHandler = Callable[[DueTimer, UnitOfWork], Awaitable[None]]
 
 
-class TimerPoller:
+class TimerPoller(PollingWorker):
     def __init__(
         self,
         *,
@@ -51,44 +51,16 @@ class TimerPoller:
         batch_size: int = 50,
         max_attempts: int = 8,
     ) -> None:
+        super().__init__(f"{service}-timers", poll_interval_s)
         self._service = service
         self._uow_factory = uow_factory
         self._handlers = dict(handlers)
         self._tracer = tracer_provider.get_tracer("taper.timers")
-        self._poll_interval_s = poll_interval_s
         self._batch_size = batch_size
         self._max_attempts = max_attempts
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"{self._service}-timers")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                fired = await self.fire_due()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("timer poll failed", extra={"error": safe_reason(exc)})
-                fired = 0
-            if fired:
-                continue
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
-            except TimeoutError:
-                pass
+    async def run_once(self) -> bool:
+        return await self.fire_due() > 0
 
     async def fire_due(self) -> int:
         """Fire every timer due now, one transaction each; returns how many fired or failed."""
