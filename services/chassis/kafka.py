@@ -27,7 +27,10 @@ def make_broker(bootstrap_servers: str, *, client_id: str) -> KafkaBroker:
         acks="all",
         enable_idempotence=True,
         graceful_timeout=15.0,
-        logger=logging.getLogger(f"faststream.{client_id}"),
+        # Not under "faststream": that logger has its own coloured handler and does not
+        # propagate, so its lines would bypass the JSON logs. Per-message lines are DEBUG.
+        logger=logging.getLogger(f"taper.broker.{client_id}"),
+        log_level=logging.DEBUG,
     )
 
 

@@ -31,7 +31,7 @@ from services.chassis.outbox import OutboxRelay
 from services.chassis.settings import ServiceSettings
 from services.chassis.telemetry import make_tracer_provider
 from services.chassis.timers import TimerHandler, TimerPoller
-from services.chassis.uow import UnitOfWorkFactory
+from services.chassis.uow import CommitEffects, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +114,11 @@ class ServiceRuntime:
         self.app: FastAPI = self._make_app(routers)
 
     # --- wiring -------------------------------------------------------------------------------
-    def _after_commit(self) -> None:
-        self.relay.wake()
-        self.timers.wake()
+    def _after_commit(self, effects: CommitEffects) -> None:
+        if effects.published:
+            self.relay.wake()
+        if effects.scheduled:
+            self.timers.wake()
 
     def _declare_publishers(self) -> None:
         # Publishing goes through the outbox relay; these declarations document the produced

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
@@ -22,22 +23,32 @@ from services.chassis.clock import Clock
 from services.chassis.telemetry import current_trace_headers
 
 
+@dataclass
+class CommitEffects:
+    """What a committed unit of work left for the background workers to do."""
+
+    published: bool = False  # outbox rows: wake the relay
+    scheduled: bool = False  # timers: wake the poller
+
+
 class UnitOfWork:
     def __init__(
         self,
         session_factory: async_sessionmaker[AsyncSession],
         clock: Clock,
         tables: sa.MetaData,
-        after_commit: Callable[[], None] | None = None,
+        after_commit: Callable[[CommitEffects], None] | None = None,
     ) -> None:
         self._session_factory = session_factory
         self.clock = clock
         self._tables = tables
         self._after_commit = after_commit
+        self._effects = CommitEffects()
         self.session: AsyncSession
 
     async def __aenter__(self) -> Self:
         self.session = self._session_factory()
+        self._effects = CommitEffects()
         return self
 
     async def __aexit__(
@@ -52,11 +63,13 @@ class UnitOfWork:
 
     async def commit(self) -> None:
         await self.session.commit()
-        if self._after_commit:
-            self._after_commit()  # wakes the relay and the timer poller
+        effects, self._effects = self._effects, CommitEffects()
+        if self._after_commit and (effects.published or effects.scheduled):
+            self._after_commit(effects)  # wakes the relay and/or the timer poller
 
     async def rollback(self) -> None:
         await self.session.rollback()
+        self._effects = CommitEffects()
 
     def table(self, name: str) -> sa.Table:
         return self._tables.tables[name]
@@ -82,6 +95,7 @@ class UnitOfWork:
                 created_at=self.clock.now(),
             )
         )
+        self._effects.published = True
 
     # --- durable timers -----------------------------------------------------------------------
     async def schedule_timer(
@@ -104,6 +118,7 @@ class UnitOfWork:
             insert(timers).values(**values).on_conflict_do_nothing(index_elements=["kind", "key"])
         )
         await self.session.execute(stmt)
+        self._effects.scheduled = True
 
     async def cancel_timer(self, kind: str, key: str) -> None:
         timers = self.table("timers")
@@ -153,7 +168,7 @@ class UnitOfWorkFactory:
         self.session_factory = session_factory
         self.clock = clock
         self.tables = tables
-        self.after_commit: Callable[[], None] | None = None
+        self.after_commit: Callable[[CommitEffects], None] | None = None
 
     def __call__(self) -> UnitOfWork:
         return UnitOfWork(self.session_factory, self.clock, self.tables, self.after_commit)
