@@ -1,0 +1,1 @@
+"""Benchmarks of the reliability core, each against a raw baseline measured in the same run."""
