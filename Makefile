@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed
 .PHONY: install run test test-fast lint schemas asyncapi bench clean
 
 $(STAMP): pyproject.toml
+	@deploy/system-deps.sh
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 	@test -x $(PY) || uv venv --quiet --python $(PYTHON) $(VENV)
 	uv pip install --quiet --python $(PY) -e '.[dev]'
