@@ -182,7 +182,8 @@ class ServiceRuntime:
                 replication_factor=self.settings.kafka_replication_factor,
             )
         await self.broker.start()
-        self.relay.start()
+        if self.settings.relay_enabled:
+            self.relay.start()
         self.timers.start()
         self._background = [
             asyncio.create_task(factory(self)) for factory in self._background_factories

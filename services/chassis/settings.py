@@ -52,6 +52,8 @@ class ServiceSettings(BaseSettings):
     consumer_retry_backoff_s: float = 0.2
 
     # Outbox relay: woken on commit; the poll is only a safety net (other processes, restarts).
+    # A replica may run without its relay (the advisory lock lets one relay work at a time anyway).
+    relay_enabled: bool = True
     relay_poll_interval_s: float = 1.0
     relay_batch_size: int = 200
     timer_poll_interval_s: float = 0.5

@@ -30,6 +30,7 @@ class PollingWorker:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=self._name)
+        log.info("background worker started", extra={"worker": self._name})
 
     async def stop(self) -> None:
         if self._task:
