@@ -6,12 +6,16 @@ framework's parser), then:
 1. parses the envelope and the event; a message that does not parse goes to ``<topic>.dlq`` at once;
 2. in one unit of work inserts ``(consumer, event_id)`` into ``inbox`` (a duplicate is skipped),
    runs the handler, commits;
-3. returns, and only then FastStream commits the Kafka offset (``AckPolicy.NACK_ON_ERROR``,
-   auto-commit off). A crash before that redelivers the message, and the inbox makes it a no-op.
+3. marks the offset processed; an :class:`OffsetCommitter` commits marked offsets to Kafka in
+   batches (every ``commit_interval_s`` or ``commit_batch`` messages), never before the database
+   commit of the messages they cover (auto-commit off, ``AckPolicy.MANUAL``). A crash redelivers
+   what was processed since the last offset commit, and the inbox makes it a no-op. Committing
+   every offset one by one would cap a consumer at ~140 messages/s on Kafka 4.1 defaults
+   (``bench/results/chassis-2026-11-25.md``).
 
 Failures: a :class:`PermanentError` is dead-lettered at once; other errors are retried a bounded
 number of times, then dead-lettered with the reason; a database that cannot be reached is not the
-message's fault, so the message is nacked (redelivered) instead of dead-lettered.
+message's fault, so the consumer seeks back to it (redelivered) instead of dead-lettering it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from aiokafka import TopicPartition
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
@@ -61,6 +66,57 @@ def parse_event(body: bytes, topic: Topic) -> Event:
         raise MalformedEvent(f"invalid event: {fields}") from None
 
 
+class OffsetCommitter:
+    """Commits processed offsets in batches; each mark comes after its message's DB commit."""
+
+    def __init__(self, *, interval_s: float = 0.2, batch: int = 200) -> None:
+        self._interval_s = interval_s
+        self._batch = batch
+        self._pending: dict[TopicPartition, int] = {}
+        self._marked = 0
+        self._consumer: Any = None
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    async def mark(self, msg: KafkaMessage) -> None:
+        record = msg.raw_message
+        partition = TopicPartition(record.topic, record.partition)  # type: ignore[union-attr]
+        next_offset = record.offset + 1  # type: ignore[union-attr]
+        self._pending[partition] = max(self._pending.get(partition, 0), next_offset)
+        self._consumer = msg.consumer
+        self._marked += 1
+        if self._marked >= self._batch or self._interval_s <= 0:
+            await self.flush()
+
+    async def flush(self) -> None:
+        async with self._lock:
+            if not self._pending or self._consumer is None:
+                return
+            offsets, self._pending, self._marked = self._pending, {}, 0
+            try:
+                await self._consumer.commit(offsets)
+            except Exception as exc:
+                # e.g. a rebalance took the partition: its new owner gets the messages again,
+                # and the inbox turns them into no-ops.
+                log.warning("offset commit failed", extra={"error": safe_reason(exc)})
+
+    def start(self) -> None:
+        if self._interval_s > 0:
+            self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            await self.flush()
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        await self.flush()
+
+
 class EventConsumer:
     """One consumer group's handling of one topic."""
 
@@ -75,6 +131,7 @@ class EventConsumer:
         tracer_provider: TracerProvider,
         max_attempts: int = 3,
         retry_backoff_s: float = 0.2,
+        committer: OffsetCommitter | None = None,
     ) -> None:
         self.service = service
         self.topic = topic
@@ -84,6 +141,7 @@ class EventConsumer:
         self._tracer = tracer_provider.get_tracer("taper.consumer")
         self._max_attempts = max_attempts
         self._backoff = retry_backoff_s
+        self.committer = committer or OffsetCommitter()
 
     def register(self, broker: KafkaBroker) -> None:
         async def raw_body(msg: KafkaMessage) -> bytes:
@@ -92,14 +150,21 @@ class EventConsumer:
         @broker.subscriber(
             self.topic.name,
             group_id=self.service,
-            ack_policy=AckPolicy.NACK_ON_ERROR,
+            ack_policy=AckPolicy.MANUAL,  # offsets: see OffsetCommitter
             auto_offset_reset="earliest",
             decoder=raw_body,
             title=f"{self.service}:{self.topic.name}",
             description=f"{self.service} consumes {self.topic.event.EVENT_TYPE}",
         )
         async def on_message(body: bytes, msg: KafkaMessage) -> None:
-            await self.handle(body, msg)
+            try:
+                await self.handle(body, msg)
+            except (OperationalError, OSError):
+                # Already logged without PHI. Seek back: this message is delivered again, and
+                # no later offset of its partition can be committed before it is processed.
+                await msg.nack()
+                return
+            await self.committer.mark(msg)
 
     async def handle(self, body: bytes, msg: KafkaMessage) -> None:
         record = msg.raw_message

@@ -50,6 +50,9 @@ class ServiceSettings(BaseSettings):
     # Consumers: bounded in-process retries before a message goes to the dead-letter topic.
     consumer_max_attempts: int = 3
     consumer_retry_backoff_s: float = 0.2
+    # Offsets are committed in batches after the DB commits they cover (0 = after every message).
+    consumer_commit_interval_s: float = 0.2
+    consumer_commit_batch: int = 200
 
     # Outbox relay: woken on commit; the poll is only a safety net (other processes, restarts).
     # A replica may run without its relay (the advisory lock lets one relay work at a time anyway).

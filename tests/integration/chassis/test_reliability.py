@@ -144,3 +144,52 @@ async def test_malformed_message_goes_to_dlq_and_the_next_is_processed(
     assert first["dlq.consumer"] == b"monitoring"
     assert first["x-origin"] == b"test"  # original headers are kept
     assert int(first["dlq.original_offset"]) < int(second["dlq.original_offset"])
+
+
+async def test_a_database_outage_redelivers_the_message_in_order_instead_of_dropping_it(
+    settings_for: Any,
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from services.chassis.runtime import Subscription
+    from services.chassis.uow import UnitOfWork
+    from services.monitoring.adapters.orm import metadata
+    from services.monitoring.service_layer.handlers import record_dose_reduced
+
+    first = dose_reduced()
+    second = dose_reduced(first.patient_id, step_number=2)
+    outage_calls = 0
+    seen: list[uuid.UUID] = []
+
+    async def during_outage(event: Any, uow: UnitOfWork) -> None:
+        nonlocal outage_calls
+        if event.event_id == first.event_id and outage_calls < 4:  # > max_attempts (3)
+            outage_calls += 1
+            raise OperationalError("SELECT 1", {}, ConnectionRefusedError())
+        seen.append(event.event_id)
+        await record_dose_reduced(event, uow)
+
+    runtime = ServiceRuntime(
+        settings_for(MonitoringSettings),
+        metadata=metadata,
+        subscriptions=[Subscription(DOSE_REDUCED, during_outage)],
+    )
+    async with runtime:
+        key = str(first.patient_id).encode()
+        await produce_raw(
+            runtime.settings.kafka_bootstrap_servers,
+            DOSE_REDUCED.name,
+            [(key, first.to_bytes(), []), (key, second.to_bytes(), [])],
+        )
+
+        async def both() -> bool:
+            return await _count(runtime, dose_history, patient_id=first.patient_id) == 2
+
+        await eventually(both)
+    assert outage_calls == 4
+    mine = [e for e in seen if e in (first.event_id, second.event_id)]
+    assert mine == [first.event_id, second.event_id]  # redelivered, and still first
+    dead = await read_topic(
+        runtime.settings.kafka_bootstrap_servers, DOSE_REDUCED.dlq, expect=10**6, timeout=3
+    )
+    assert not [r for r in dead if r.key == key]  # an outage is not the message's fault
