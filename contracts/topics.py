@@ -42,7 +42,7 @@ class Topic:
         return self.name + DLQ_SUFFIX
 
 
-DOSE_REDUCED = Topic(DoseReduced, consumers=("monitoring", "group_matching", "notifications"))
+DOSE_REDUCED = Topic(DoseReduced, consumers=("monitoring", "group_matching"))
 SYMPTOM_REPORTED = Topic(SymptomReported, consumers=())
 THRESHOLD_EXCEEDED = Topic(ThresholdExceeded, consumers=("notifications", "scheduler"))
 

@@ -44,3 +44,21 @@ def test_mypy_finds_nothing() -> None:
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_service_subscribes_to_exactly_what_contracts_say_it_consumes() -> None:
+    """contracts/topics.py is the map a newcomer reads: it must match the running code."""
+    from contracts import topics_consumed_by
+    from services.group_matching.entrypoints.consumers import SUBSCRIPTIONS as group_matching
+    from services.monitoring.entrypoints.consumers import SUBSCRIPTIONS as monitoring
+    from services.notifications.entrypoints.consumers import SUBSCRIPTIONS as notifications
+    from services.scheduler.entrypoints.consumers import SUBSCRIPTIONS as scheduler
+
+    for service, subscriptions in {
+        "scheduler": scheduler,
+        "monitoring": monitoring,
+        "notifications": notifications,
+        "group_matching": group_matching,
+    }.items():
+        subscribed = sorted(s.topic.name for s in subscriptions)
+        assert subscribed == sorted(t.name for t in topics_consumed_by(service)), service
