@@ -11,7 +11,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
@@ -28,6 +28,7 @@ from services.chassis.deadletter import DeadLetters
 from services.chassis.kafka import ensure_topics, make_broker
 from services.chassis.migrations import upgrade_to_head
 from services.chassis.outbox import OutboxRelay
+from services.chassis.retention import RetentionPolicy, RetentionPruner
 from services.chassis.settings import ServiceSettings
 from services.chassis.telemetry import make_tracer_provider
 from services.chassis.timers import TimerHandler, TimerPoller
@@ -89,6 +90,16 @@ class ServiceRuntime:
             handlers=timer_handlers or {},
             tracer_provider=self.tracer_provider,
             poll_interval_s=settings.timer_poll_interval_s,
+        )
+        self.retention = RetentionPruner(
+            service=self.service,
+            uow_factory=self.uow,
+            policy=RetentionPolicy(
+                outbox=timedelta(days=settings.retention_outbox_days),
+                inbox=timedelta(days=settings.retention_inbox_days),
+                timers=timedelta(days=settings.retention_timers_days),
+            ),
+            interval_s=settings.retention_interval_s,
         )
         self.uow.after_commit = self._after_commit
         self.subscriptions = tuple(subscriptions)
@@ -191,6 +202,7 @@ class ServiceRuntime:
         if self.settings.relay_enabled:
             self.relay.start()
         self.timers.start()
+        self.retention.start()
         self._background = [
             asyncio.create_task(factory(self)) for factory in self._background_factories
         ]
@@ -204,6 +216,7 @@ class ServiceRuntime:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        await self.retention.stop()
         await self.timers.stop()
         await self.relay.stop()
         for consumer in self.consumers:

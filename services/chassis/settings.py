@@ -61,6 +61,12 @@ class ServiceSettings(BaseSettings):
     relay_batch_size: int = 200
     timer_poll_interval_s: float = 0.5
 
+    # Retention of the reliability tables (chassis/retention.py: why the inbox lives longest).
+    retention_outbox_days: float = 7
+    retention_inbox_days: float = 30
+    retention_timers_days: float = 30
+    retention_interval_s: float = 3600
+
     # Time: all services of a stack share one anchor and scale so they agree on "now".
     clock_scale: float = Field(default=1.0, gt=0, validation_alias=_shared("TAPER_CLOCK_SCALE"))
     clock_anchor: AwareDatetime | None = Field(

@@ -1,0 +1,92 @@
+"""Pruning the reliability tables, so they do not grow without bound.
+
+Published outbox rows, inbox entries and finished timers are kept for a retention period and then
+deleted in batches. The inbox must outlive any redelivery: keep it longer than the topics'
+retention plus the longest consumer outage you plan to survive (default 30 days against Kafka's
+7-day default retention). Unpublished outbox rows and pending timers are never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from services.chassis.uow import UnitOfWorkFactory
+from services.chassis.worker import PollingWorker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    outbox: timedelta = timedelta(days=7)
+    inbox: timedelta = timedelta(days=30)
+    timers: timedelta = timedelta(days=30)
+    batch: int = 5000
+
+
+class RetentionPruner(PollingWorker):
+    def __init__(
+        self,
+        *,
+        service: str,
+        uow_factory: UnitOfWorkFactory,
+        policy: RetentionPolicy,
+        interval_s: float = 3600.0,
+    ) -> None:
+        super().__init__(f"{service}-retention", interval_s)
+        self._uow_factory = uow_factory
+        self._policy = policy
+
+    async def run_once(self) -> bool:
+        deleted = await self.prune()
+        return any(n >= self._policy.batch for n in deleted.values())
+
+    async def prune(self) -> dict[str, int]:
+        """Delete one batch of expired rows per table; returns how many went from each."""
+        async with self._uow_factory() as uow:
+            now = uow.clock.now()
+            outbox, inbox, timers = (uow.table(n) for n in ("outbox", "inbox", "timers"))
+            expired_outbox = (
+                sa.select(outbox.c.seq)
+                .where(outbox.c.published_at < now - self._policy.outbox)
+                .limit(self._policy.batch)
+            )
+            expired_inbox = (
+                sa.select(inbox.c.consumer, inbox.c.event_id)
+                .where(inbox.c.processed_at < now - self._policy.inbox)
+                .limit(self._policy.batch)
+            )
+            timer_cutoff = now - self._policy.timers
+            expired_timers = (
+                sa.select(timers.c.id)
+                .where(
+                    sa.or_(
+                        timers.c.fired_at < timer_cutoff,
+                        timers.c.cancelled_at < timer_cutoff,
+                        timers.c.failed_at < timer_cutoff,
+                    )
+                )
+                .limit(self._policy.batch)
+            )
+            results = {
+                "outbox": await uow.session.execute(
+                    sa.delete(outbox).where(outbox.c.seq.in_(expired_outbox.scalar_subquery()))
+                ),
+                "inbox": await uow.session.execute(
+                    sa.delete(inbox).where(
+                        sa.tuple_(inbox.c.consumer, inbox.c.event_id).in_(expired_inbox)
+                    )
+                ),
+                "timers": await uow.session.execute(
+                    sa.delete(timers).where(timers.c.id.in_(expired_timers.scalar_subquery()))
+                ),
+            }
+            await uow.commit()
+        deleted = {name: int(getattr(r, "rowcount", 0) or 0) for name, r in results.items()}
+        if any(deleted.values()):
+            log.info("reliability tables pruned", extra={"deleted": deleted})
+        return deleted

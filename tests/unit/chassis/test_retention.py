@@ -1,0 +1,66 @@
+"""Expired reliability rows are pruned; pending work and recent rows never are."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from services.chassis.clock import FrozenClock
+from services.chassis.db import make_engine, make_session_factory
+from services.chassis.migrations import upgrade_to_head
+from services.chassis.retention import RetentionPolicy, RetentionPruner
+from services.chassis.uow import UnitOfWorkFactory
+from services.monitoring.adapters.orm import metadata
+from tests.helpers import dose_reduced
+
+
+async def test_only_expired_published_processed_or_finished_rows_go(tmp_path: Path) -> None:
+    await check_pruning(f"sqlite+aiosqlite:///{tmp_path}/m.db")
+
+
+async def check_pruning(database_url: str) -> None:
+    """Shared with the PostgreSQL integration test: the same rows, the same verdicts."""
+    engine = make_engine(database_url)
+    await upgrade_to_head(engine, "monitoring")
+    clock = FrozenClock()
+    uows = UnitOfWorkFactory(make_session_factory(engine), clock, metadata)
+    old, recent = clock.now() - timedelta(days=40), clock.now() - timedelta(days=1)
+    async with uows() as uow:
+        outbox, inbox, timers = (uow.table(n) for n in ("outbox", "inbox", "timers"))
+        for _ in range(3):  # seq 1: published long ago, 2: recently, 3: not yet (must stay)
+            await uow.publish(dose_reduced())
+        await uow.session.execute(
+            sa.update(outbox).where(outbox.c.seq == 1).values(published_at=old)
+        )
+        await uow.session.execute(
+            sa.update(outbox).where(outbox.c.seq == 2).values(published_at=recent)
+        )
+        for processed_at in (old, recent):
+            await uow.session.execute(
+                sa.insert(inbox).values(
+                    consumer="c", event_id=uuid.uuid4(), topic="t", processed_at=processed_at
+                )
+            )
+        await uow.schedule_timer("k", "fired-long-ago", old)
+        await uow.schedule_timer("k", "pending-long-ago", old)  # overdue but not fired: stays
+        await uow.session.execute(
+            sa.update(timers).where(timers.c.key == "fired-long-ago").values(fired_at=old)
+        )
+        await uow.commit()
+
+    pruner = RetentionPruner(service="monitoring", uow_factory=uows, policy=RetentionPolicy())
+    assert await pruner.prune() == {"outbox": 1, "inbox": 1, "timers": 1}
+    assert await pruner.prune() == {"outbox": 0, "inbox": 0, "timers": 0}
+    async with uows() as uow:
+        left = {
+            name: int(
+                await uow.session.scalar(sa.select(sa.func.count()).select_from(uow.table(name)))
+                or 0
+            )
+            for name in ("outbox", "inbox", "timers")
+        }
+    assert left == {"outbox": 2, "inbox": 1, "timers": 1}
+    await engine.dispose()
