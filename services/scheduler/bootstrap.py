@@ -7,7 +7,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from services.chassis.clock import Clock
 from services.chassis.runtime import ServiceRuntime
 from services.scheduler.adapters.orm import metadata
-from services.scheduler.entrypoints import api, consumers
+from services.scheduler.entrypoints import api, consumers, plans_api
 from services.scheduler.service_layer import handlers
 from services.scheduler.settings import SchedulerSettings
 
@@ -23,7 +23,7 @@ def bootstrap(
         metadata=metadata,
         subscriptions=consumers.SUBSCRIPTIONS,
         timer_handlers={handlers.EMIT_DOSE_STEP: handlers.emit_dose_step},
-        routers=api.routers,
+        routers=lambda rt: [*api.routers(rt), *plans_api.routers(rt)],
         clock=clock,
         tracer_provider=tracer_provider,
     )

@@ -1,0 +1,296 @@
+"""Taper plan preview, under ``/api/scheduler/plans`` (issue 3): clinician only, nothing stored.
+
+The body carries no patient identifier and nothing is saved, so there is no patient to audit
+access to; the clinician role is still required. ``?format=`` picks JSON (default), FHIR R4
+(``application/fhir+json``: a MedicationRequest, or a Bundle of one per drug for a crossover) or
+an SVG chart (``image/svg+xml``). Input the planner refuses is a 422 whose ``loc`` names the field.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from services.chassis.auth import CurrentPrincipal, Role, require_role
+from services.chassis.runtime import ServiceRuntime
+from services.scheduler.adapters.chart import plan_to_svg
+from services.scheduler.adapters.fhir import plan_to_fhir
+from services.scheduler.domain.model import CODE_PATTERN, DRUG_PATTERN
+from services.scheduler.domain.planning import (
+    BoundOverride,
+    EquivalenceOverride,
+    History,
+    PacePreference,
+    PlanningError,
+    PlanningInput,
+    Strategy,
+    TaperPlan,
+    equivalence_v1,
+    plan,
+)
+
+ReasonCode = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
+Code = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
+DoseMg = Annotated[Decimal, Field(gt=0, le=1000, decimal_places=4)]
+MAX_DAILY_MG = Decimal(1000)
+
+
+class HistoryIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seizures: bool = False
+    falls: bool = False
+    pregnancy: bool = False
+    anxiety_or_depression: bool = False
+    failed_taper: bool = False
+
+
+class EquivalenceOverrideIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mg_equal_to_10mg_diazepam: Decimal = Field(gt=0, le=1000, decimal_places=4)
+    reason_code: ReasonCode
+
+
+class BoundOverrideIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_fraction_per_window: Decimal = Field(gt=0, lt=1, decimal_places=4)
+    reason_code: ReasonCode
+
+
+class PlanPreviewIn(BaseModel):
+    """A patient's planning input, without anything that identifies the patient."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    drug: Annotated[str, StringConstraints(pattern=DRUG_PATTERN)] = Field(
+        examples=["alprazolam"], description="A drug code of the equivalence table."
+    )
+    administrations_mg: list[DoseMg] = Field(
+        min_length=1, max_length=6, description="The day's doses in order (morning first)."
+    )
+    duration_weeks: int = Field(ge=0, le=5200, description="How long the drug has been taken.")
+    age: int = Field(ge=0, le=120)
+    start_on: date = Field(description="Today or later (service clock, UTC).")
+    formulations: list[Code] = Field(
+        min_length=1, max_length=20, description="Product codes on file (formulations table)."
+    )
+    frail: bool = False
+    history: HistoryIn = Field(default_factory=HistoryIn)
+    pace: PacePreference = PacePreference.STANDARD
+    crossover_wanted: bool = False
+    maintenance_mg: Decimal | None = Field(default=None, ge=0, le=1000, decimal_places=4)
+    equivalence_override: EquivalenceOverrideIn | None = None
+    equivalence_column: Code | None = None
+    bound_override: BoundOverrideIn | None = None
+    strategy: Strategy | None = None
+
+    @field_validator("drug")
+    @classmethod
+    def _known_drug(cls, value: str) -> str:
+        if equivalence_v1().get(value) is None:
+            raise ValueError("not in the equivalence table")
+        return value
+
+    @field_validator("administrations_mg")
+    @classmethod
+    def _plausible_day(cls, value: list[Decimal]) -> list[Decimal]:
+        if sum(value, Decimal(0)) > MAX_DAILY_MG:
+            raise ValueError(f"the daily total must not exceed {MAX_DAILY_MG} mg")
+        return value
+
+    def to_input(self) -> PlanningInput:
+        eo, bo = self.equivalence_override, self.bound_override
+        return PlanningInput(
+            drug=self.drug,
+            administrations_mg=tuple(self.administrations_mg),
+            duration_weeks=self.duration_weeks,
+            age=self.age,
+            start_on=self.start_on,
+            formulations=tuple(self.formulations),
+            frail=self.frail,
+            history=History(**self.history.model_dump()),
+            pace=self.pace,
+            crossover_wanted=self.crossover_wanted,
+            maintenance_mg=self.maintenance_mg,
+            equivalence_override=(
+                EquivalenceOverride(eo.mg_equal_to_10mg_diazepam, eo.reason_code) if eo else None
+            ),
+            equivalence_column=self.equivalence_column,
+            bound_override=(
+                BoundOverride(bo.max_fraction_per_window, bo.reason_code) if bo else None
+            ),
+        )
+
+
+class AdministrationOut(BaseModel):
+    drug: str
+    dose_mg: Decimal
+
+
+class StepOut(BaseModel):
+    number: int
+    effective_on: date
+    kind: str
+    administrations: list[AdministrationOut]
+    daily_dose_mg: Decimal | None = Field(description="None while a crossover mixes two drugs.")
+    daily_dose_mg_by_drug: dict[str, Decimal]
+    diazepam_eq_mg: Decimal
+    hold_weeks: int
+
+
+class RiskOut(BaseModel):
+    category: str
+    reasons: list[str]
+    short_use: bool
+
+
+class PaceOut(BaseModel):
+    code: str
+    step_fraction: Decimal
+    interval_weeks: int
+
+
+class BoundOut(BaseModel):
+    version: str
+    max_fraction_per_window: Decimal
+    window_days: int
+
+
+class FormulationNeedOut(BaseModel):
+    kind: str
+    drug: str
+    at_dose_mg: Decimal
+    needed_unit_mg: Decimal
+    reason_code: str
+    after_step: int
+
+
+class PlanOut(BaseModel):
+    drug: str
+    final_drug: str
+    strategy: str
+    complete: bool = Field(description="Ends at zero or the maintenance dose, no product missing.")
+    risk: RiskOut
+    pace: PaceOut
+    bound: BoundOut
+    steps: list[StepOut]
+    formulation_needs: list[FormulationNeedOut]
+    ends_at_mg: Decimal = Field(description="Daily mg of final_drug at the last step.")
+    ends_on: date | None = Field(description="The last step's date.")
+    equivalence: dict[str, Decimal] = Field(description="mg equal to 10 mg diazepam, as used.")
+    notes: list[str]
+    reference_versions: dict[str, str]
+
+    @classmethod
+    def of(cls, p: TaperPlan) -> PlanOut:
+        return cls(
+            drug=p.drug,
+            final_drug=p.final_drug,
+            strategy=p.strategy.value,
+            complete=p.complete,
+            risk=RiskOut(
+                category=p.risk.category.value,
+                reasons=list(p.risk.reasons),
+                short_use=p.risk.short_use,
+            ),
+            pace=PaceOut(
+                code=p.pace.code,
+                step_fraction=p.pace.step_fraction,
+                interval_weeks=p.pace.interval_weeks,
+            ),
+            bound=BoundOut(
+                version=p.bound.version,
+                max_fraction_per_window=p.bound.max_fraction_per_step,
+                window_days=p.bound.window_days,
+            ),
+            steps=[
+                StepOut(
+                    number=s.number,
+                    effective_on=s.effective_on,
+                    kind=s.kind.value,
+                    administrations=[
+                        AdministrationOut(drug=a.drug, dose_mg=a.dose_mg) for a in s.administrations
+                    ],
+                    daily_dose_mg=s.daily_dose_mg
+                    if len({a.drug for a in s.administrations}) == 1
+                    else None,
+                    daily_dose_mg_by_drug={
+                        d: s.daily_dose_mg_of(d)
+                        for d in dict.fromkeys(a.drug for a in s.administrations)
+                    },
+                    diazepam_eq_mg=s.diazepam_eq_mg,
+                    hold_weeks=s.hold_weeks,
+                )
+                for s in p.steps
+            ],
+            formulation_needs=[
+                FormulationNeedOut(
+                    kind=n.kind.value,
+                    drug=n.drug,
+                    at_dose_mg=n.at_dose_mg,
+                    needed_unit_mg=n.needed_unit_mg,
+                    reason_code=n.reason_code,
+                    after_step=n.after_step,
+                )
+                for n in p.formulation_needs
+            ],
+            ends_at_mg=p.ends_at,
+            ends_on=p.steps[-1].effective_on if p.steps else None,
+            equivalence=dict(p.equivalence),
+            notes=list(p.notes),
+            reference_versions=dict(p.reference_versions),
+        )
+
+
+def _unprocessable(field: str, msg: str) -> HTTPException:
+    loc = ["body", field] if field in PlanPreviewIn.model_fields else ["body"]
+    return HTTPException(
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        detail=[{"loc": loc, "msg": msg, "type": "planning"}],
+    )
+
+
+def routers(runtime: ServiceRuntime) -> list[APIRouter]:
+    router = APIRouter(tags=["plans"])
+
+    @router.post(
+        "/plans/preview",
+        response_model=PlanOut,
+        summary="Preview a taper plan (clinician; nothing is stored)",
+        responses={
+            200: {
+                "content": {
+                    "application/fhir+json": {"schema": {"type": "object"}},
+                    "image/svg+xml": {"schema": {"type": "string"}},
+                }
+            }
+        },
+    )
+    async def preview(
+        body: PlanPreviewIn,
+        principal: CurrentPrincipal,
+        fmt: Annotated[Literal["json", "fhir", "svg"], Query(alias="format")] = "json",
+    ) -> Any:
+        require_role(principal, Role.CLINICIAN)
+        if body.start_on < runtime.clock.now().date():
+            raise _unprocessable("start_on", "must be today or later")
+        try:
+            result = plan(body.to_input(), body.strategy)
+        except PlanningError as exc:
+            raise _unprocessable(exc.field, exc.problem) from None
+        if fmt == "fhir":
+            return JSONResponse(
+                plan_to_fhir(result, patient_ref=None), media_type="application/fhir+json"
+            )
+        if fmt == "svg":
+            return Response(plan_to_svg(result), media_type="image/svg+xml")
+        return PlanOut.of(result)
+
+    return [router]
