@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from contracts.envelope import Event
 from contracts.events.monitoring import SymptomReported, ThresholdExceeded
-from contracts.events.scheduler import DoseReduced
+from contracts.events.scheduler import DoseReduced, TaperCompleted, TaperHeld, TaperResumed
 
 DLQ_SUFFIX = ".dlq"
 
@@ -45,8 +45,18 @@ class Topic:
 DOSE_REDUCED = Topic(DoseReduced, consumers=("monitoring", "group_matching"))
 SYMPTOM_REPORTED = Topic(SymptomReported, consumers=())
 THRESHOLD_EXCEEDED = Topic(ThresholdExceeded, consumers=("notifications", "scheduler"))
+TAPER_HELD = Topic(TaperHeld, consumers=("group_matching",))
+TAPER_RESUMED = Topic(TaperResumed, consumers=("group_matching",))
+TAPER_COMPLETED = Topic(TaperCompleted, consumers=("group_matching",))
 
-ALL_TOPICS: tuple[Topic, ...] = (DOSE_REDUCED, SYMPTOM_REPORTED, THRESHOLD_EXCEEDED)
+ALL_TOPICS: tuple[Topic, ...] = (
+    DOSE_REDUCED,
+    SYMPTOM_REPORTED,
+    THRESHOLD_EXCEEDED,
+    TAPER_HELD,
+    TAPER_RESUMED,
+    TAPER_COMPLETED,
+)
 
 _BY_EVENT_TYPE = {t.event.EVENT_TYPE: t for t in ALL_TOPICS}
 

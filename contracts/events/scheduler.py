@@ -50,3 +50,58 @@ class DoseReduced(Event):
     half_life_class: Literal["ultra_short", "short", "intermediate", "long"] = Field(
         description="Lets monitoring time check-ins to the drug's withdrawal window."
     )
+
+
+class TaperHeld(Event):
+    """The taper is held: no dose step takes effect until a clinician resumes it.
+
+    A clinician's hold names its recorded decision (``decision_id``); a hold by monitoring (a RED
+    ``ThresholdExceeded``) has no decision and names the threshold event as its ``causation_id``.
+    """
+
+    EVENT_TYPE: ClassVar[str] = "TaperHeld"
+    PRODUCER: ClassVar[str] = "scheduler"
+    event_type: Literal["TaperHeld"] = "TaperHeld"
+
+    plan_id: uuid.UUID
+    reason_code: str = Field(
+        pattern=r"^[a-z0-9_]{1,40}$",
+        description="Why the taper is held, as a code, e.g. red_threshold_exceeded.",
+    )
+    held_by: Literal["clinician", "patient", "monitoring"]
+    decision_id: uuid.UUID | None = Field(
+        default=None,
+        description="The recorded decision behind the hold; null when monitoring held it "
+        "(then causation_id is the ThresholdExceeded event).",
+    )
+    taper_stage: TaperStage = Field(description="The stage after the hold (held).")
+
+
+class TaperResumed(Event):
+    """A clinician lifted the hold; steps blocked while held stay blocked (plan a new one)."""
+
+    EVENT_TYPE: ClassVar[str] = "TaperResumed"
+    PRODUCER: ClassVar[str] = "scheduler"
+    event_type: Literal["TaperResumed"] = "TaperResumed"
+
+    plan_id: uuid.UUID
+    decision_id: uuid.UUID = Field(description="The recorded clinician decision to resume.")
+    taper_stage: TaperStage = Field(description="The stage the current dose implies.")
+
+
+class TaperCompleted(Event):
+    """The taper ended: the step to zero took effect (``stopped``) or it ends at a maintenance dose.
+
+    Published in the same transaction as the final step's ``DoseReduced``, which is its causation.
+    """
+
+    EVENT_TYPE: ClassVar[str] = "TaperCompleted"
+    PRODUCER: ClassVar[str] = "scheduler"
+    event_type: Literal["TaperCompleted"] = "TaperCompleted"
+
+    plan_id: uuid.UUID
+    final_daily_dose_mg: Milligrams = Field(ge=0, max_digits=9, decimal_places=4)
+    outcome: Literal["stopped", "maintenance"]
+    decision_id: uuid.UUID = Field(
+        description="The recorded clinician decision that authorised the final step."
+    )

@@ -31,6 +31,9 @@ from contracts import (
     Event,
     Severity,
     SymptomReported,
+    TaperCompleted,
+    TaperHeld,
+    TaperResumed,
     TaperStage,
     ThresholdExceeded,
     ThresholdReason,
@@ -286,6 +289,7 @@ _milligrams = st.decimals(min_value=0, max_value=Decimal("99999.9999"), places=4
 _finite = st.none() | st.floats(allow_nan=False, allow_infinity=False)
 _codes = st.from_regex(r"[a-z0-9_.:-]{1,64}", fullmatch=True)
 _drug_codes = st.from_regex(r"[a-z0-9_-]{1,40}", fullmatch=True)
+_reason_codes = st.from_regex(r"[a-z0-9_]{1,40}", fullmatch=True)
 
 
 def _literal(model: type[BaseModel], field: str) -> st.SearchStrategy[str]:
@@ -329,6 +333,24 @@ FACTS: dict[type[Event], dict[str, st.SearchStrategy[Any]]] = {
             min_size=1,
             max_size=3,
         ).map(tuple),
+    },
+    TaperHeld: {
+        "plan_id": st.uuids(),
+        "reason_code": _reason_codes,
+        "held_by": _literal(TaperHeld, "held_by"),
+        "decision_id": st.none() | st.uuids(),
+        "taper_stage": st.sampled_from(TaperStage),
+    },
+    TaperResumed: {
+        "plan_id": st.uuids(),
+        "decision_id": st.uuids(),
+        "taper_stage": st.sampled_from(TaperStage),
+    },
+    TaperCompleted: {
+        "plan_id": st.uuids(),
+        "final_daily_dose_mg": _milligrams,
+        "outcome": _literal(TaperCompleted, "outcome"),
+        "decision_id": st.uuids(),
     },
 }
 

@@ -22,4 +22,7 @@ patient_stages = sa.Table(
     sa.Column("last_step_number", sa.Integer, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.Column("last_event_id", sa.Uuid, nullable=False),
+    # occurred_at of the newest event applied (any topic): an older one arriving late is stale.
+    # Null on rows written before migration 0002 (then nothing counts as stale).
+    sa.Column("last_event_at", UtcDateTime, nullable=True),
 )

@@ -1,18 +1,35 @@
-"""Group matching's use cases: follow each patient's stage from the scheduler's dose steps."""
+"""Group matching's use cases: follow each patient's stage from the scheduler's events.
+
+``DoseReduced`` creates the patient's row and moves the stage by dose; ``TaperHeld``,
+``TaperResumed`` and ``TaperCompleted`` move it through the taper's lifecycle. The inbox drops
+duplicates; the topics are not ordered with one another, so an event older than the newest one
+applied (``last_event_at``) does not change the stage.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 
-from contracts import DoseReduced
+from contracts import DoseReduced, Event, TaperCompleted, TaperHeld, TaperResumed
 from services.chassis.errors import NotFound, PermanentError
 from services.chassis.uow import UnitOfWork
 from services.group_matching.adapters.orm import patient_stages
-from services.group_matching.domain.model import InvalidStageInput, stage_after_dose
+from services.group_matching.domain.model import (
+    COMPLETED,
+    HELD,
+    MAINTENANCE,
+    InvalidStageInput,
+    stage_after_dose,
+)
+
+# Stages only a lifecycle event sets and only a new plan leaves.
+_ENDED = frozenset({COMPLETED, MAINTENANCE})
 
 
 class StageUnknown(NotFound):
@@ -28,17 +45,11 @@ async def on_dose_reduced(event: DoseReduced, uow: UnitOfWork) -> None:
     """Upsert the patient's stage.
 
     The start dose is the dose before the first reduction seen for the plan (a new plan, e.g. after
-    a switch of drug, starts afresh). A step not newer than the last one applied is ignored.
+    a switch of drug, starts afresh). A step not newer than the last one applied is ignored. A step
+    that occurred before the newest lifecycle event applied (a hold delivered first), or after the
+    plan ended, updates the dose but keeps the stage.
     """
-    row = (
-        (
-            await uow.session.execute(
-                sa.select(patient_stages).where(patient_stages.c.patient_id == event.patient_id)
-            )
-        )
-        .mappings()
-        .first()
-    )
+    row = await _row(uow, event.patient_id)
     same_plan = row is not None and row["plan_id"] == event.plan_id
     if row is not None and same_plan and event.step_number <= row["last_step_number"]:
         return  # an older step delivered late: the newer state stands
@@ -52,6 +63,8 @@ async def on_dose_reduced(event: DoseReduced, uow: UnitOfWork) -> None:
         stage = stage_after_dose(previous_stage, start, event.new_daily_dose_mg)
     except InvalidStageInput as exc:
         raise UnusableDoseEvent(str(exc)) from None
+    if row is not None and same_plan and (row["stage"] in _ENDED or _stale(event, row)):
+        stage = row["stage"]
     values: dict[str, Any] = {
         "plan_id": event.plan_id,
         "drug": event.drug,
@@ -61,6 +74,7 @@ async def on_dose_reduced(event: DoseReduced, uow: UnitOfWork) -> None:
         "last_step_number": event.step_number,
         "updated_at": uow.clock.now(),
         "last_event_id": event.event_id,
+        "last_event_at": _newest(event, row if same_plan else None),
     }
     if row is None:
         await uow.session.execute(
@@ -72,6 +86,80 @@ async def on_dose_reduced(event: DoseReduced, uow: UnitOfWork) -> None:
             .where(patient_stages.c.patient_id == event.patient_id)
             .values(**values)
         )
+
+
+async def on_taper_held(event: TaperHeld, uow: UnitOfWork) -> None:
+    """The taper is held: stage ``held`` until it is resumed."""
+    await _move_stage(event, uow, lambda row: HELD)
+
+
+async def on_taper_resumed(event: TaperResumed, uow: UnitOfWork) -> None:
+    """The hold is lifted: back to the stage the latest dose implies."""
+
+    def by_dose(row: sa.RowMapping) -> str:
+        try:
+            return stage_after_dose(
+                None, Decimal(row["start_daily_dose_mg"]), Decimal(row["latest_daily_dose_mg"])
+            )
+        except InvalidStageInput as exc:  # a stored row we cannot read: never guess
+            raise UnusableDoseEvent(str(exc)) from None
+
+    await _move_stage(event, uow, by_dose)
+
+
+async def on_taper_completed(event: TaperCompleted, uow: UnitOfWork) -> None:
+    """The taper ended: ``completed`` when stopped, ``maintenance`` at a maintenance dose."""
+    stage = COMPLETED if event.outcome == "stopped" else MAINTENANCE
+    await _move_stage(event, uow, lambda row: stage, latest_daily_dose_mg=event.final_daily_dose_mg)
+
+
+async def _move_stage(
+    event: TaperHeld | TaperResumed | TaperCompleted,
+    uow: UnitOfWork,
+    stage_of: Callable[[sa.RowMapping], str],
+    **also: Any,
+) -> None:
+    """Set the stage of the patient's row for the event's plan, unless the event is out of date.
+
+    Ignored: no row yet (the patient is placed from the first ``DoseReduced``), another plan than
+    the row's, a plan that already ended (completion is final for a plan, and the scheduler
+    neither holds nor resumes an ended taper), or an event older than the newest one applied.
+    """
+    row = await _row(uow, event.patient_id)
+    if row is None or row["plan_id"] != event.plan_id:
+        return
+    ended = row["stage"] in _ENDED and not isinstance(event, TaperCompleted)
+    if ended or _stale(event, row):
+        return
+    await uow.session.execute(
+        sa.update(patient_stages)
+        .where(patient_stages.c.patient_id == event.patient_id)
+        .values(
+            stage=stage_of(row),
+            updated_at=uow.clock.now(),
+            last_event_id=event.event_id,
+            last_event_at=_newest(event, row),
+            **also,
+        )
+    )
+
+
+async def _row(uow: UnitOfWork, patient_id: uuid.UUID) -> sa.RowMapping | None:
+    result = await uow.session.execute(
+        sa.select(patient_stages).where(patient_stages.c.patient_id == patient_id)
+    )
+    return result.mappings().first()
+
+
+def _stale(event: Event, row: sa.RowMapping) -> bool:
+    """Whether a newer event of this patient was applied already (ties are not stale)."""
+    last: datetime | None = row["last_event_at"]
+    return last is not None and event.occurred_at < last
+
+
+def _newest(event: Event, row: sa.RowMapping | None) -> datetime:
+    last: datetime | None = row["last_event_at"] if row is not None else None
+    return event.occurred_at if last is None else max(last, event.occurred_at)
 
 
 async def get_stage(uow: UnitOfWork, patient_id: uuid.UUID) -> dict[str, Any]:

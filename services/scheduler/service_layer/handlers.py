@@ -15,7 +15,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from contracts import DoseReduced, Severity, TaperStage, ThresholdExceeded
+from contracts import (
+    DoseReduced,
+    Severity,
+    TaperCompleted,
+    TaperHeld,
+    TaperResumed,
+    TaperStage,
+    ThresholdExceeded,
+)
 from services.chassis.errors import Conflict, NotFound, PermanentError, SafeError
 from services.chassis.timers import DueTimer
 from services.chassis.uow import UnitOfWork
@@ -214,6 +222,18 @@ async def hold_taper(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTape
         raise TaperConflict("the taper is already held or completed")
     await _record_decision(uow, cmd.patient_id, decision, {})
     await _save(uow, taper)
+    await uow.publish(
+        TaperHeld.create(
+            patient_id=taper.patient_id,
+            occurred_at=uow.clock.now(),
+            correlation_id=decision.decision_id,
+            plan_id=taper.plan_id,
+            reason_code=decision.reason_code,
+            held_by="clinician",
+            decision_id=decision.decision_id,
+            taper_stage=TaperStage(taper.stage.value),
+        )
+    )
     return taper
 
 
@@ -228,6 +248,16 @@ async def resume_taper(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTa
         raise _translate(exc) from None
     await _record_decision(uow, cmd.patient_id, decision, {"lifted_hold": previous_reason})
     await _save(uow, taper)
+    await uow.publish(
+        TaperResumed.create(
+            patient_id=taper.patient_id,
+            occurred_at=uow.clock.now(),
+            correlation_id=decision.decision_id,
+            plan_id=taper.plan_id,
+            decision_id=decision.decision_id,
+            taper_stage=TaperStage(taper.stage.value),
+        )
+    )
     return taper
 
 
@@ -238,6 +268,8 @@ async def get_taper(uow: UnitOfWork, patient_id: uuid.UUID) -> model.PatientTape
 # --- timer ------------------------------------------------------------------------------------
 async def emit_dose_step(timer: DueTimer, uow: UnitOfWork) -> None:
     """The step's day has come: apply it and announce ``DoseReduced``, unless the taper is held.
+
+    A step to zero also announces ``TaperCompleted`` (caused by that ``DoseReduced``).
 
     A held taper's step is marked ``blocked_by_hold`` and never emitted (no re-arm: after a resume
     the clinician schedules the next step, ASAM: "if paused, resume more slowly").
@@ -292,11 +324,26 @@ async def emit_dose_step(timer: DueTimer, uow: UnitOfWork) -> None:
         .values(status=model.StepStatus.EMITTED.value, emitted_at=now, event_id=event.event_id)
     )
     await uow.publish(event)
+    if taper.completed:  # the step to zero: the taper ends with it, in the same transaction
+        await uow.publish(
+            TaperCompleted.create(
+                patient_id=taper.patient_id,
+                occurred_at=now,
+                **event.caused(),
+                plan_id=taper.plan_id,
+                final_daily_dose_mg=taper.current_daily_dose_mg,
+                outcome="stopped",
+                decision_id=step.decision_id,
+            )
+        )
 
 
 # --- events -----------------------------------------------------------------------------------
 async def on_threshold_exceeded(event: ThresholdExceeded, uow: UnitOfWork) -> None:
-    """RED holds the patient's taper at once; AMBER changes nothing yet (a clinician reviews)."""
+    """RED holds the patient's taper at once; AMBER changes nothing yet (a clinician reviews).
+
+    The hold is announced as ``TaperHeld`` caused by the threshold event (same correlation).
+    """
     if event.severity is not Severity.RED:
         return
     taper = await _load(uow, event.patient_id)
@@ -304,6 +351,18 @@ async def on_threshold_exceeded(event: ThresholdExceeded, uow: UnitOfWork) -> No
         return  # monitored but not (yet) tapering with us
     if taper.hold(RED_HOLD_REASON):
         await _save(uow, taper)
+        await uow.publish(
+            TaperHeld.create(
+                patient_id=taper.patient_id,
+                occurred_at=uow.clock.now(),
+                **event.caused(),
+                plan_id=taper.plan_id,
+                reason_code=RED_HOLD_REASON,
+                held_by="monitoring",
+                decision_id=None,
+                taper_stage=TaperStage(taper.stage.value),
+            )
+        )
 
 
 # --- persistence helpers ----------------------------------------------------------------------

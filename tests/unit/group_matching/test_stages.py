@@ -1,10 +1,10 @@
-"""Group matching: the stage function (pure) and the DoseReduced handler over real SQLite."""
+"""Group matching: the stage function (pure) and the event handlers over real SQLite."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contracts import DoseReduced, TaperStage
+from contracts import DoseReduced, Event, TaperCompleted, TaperHeld, TaperResumed, TaperStage
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.clock import FrozenClock
 from services.chassis.migrations import upgrade_to_head
@@ -26,6 +26,8 @@ from services.group_matching.domain.model import (
     ACTIVE,
     COMPLETED,
     FINAL_PHASE,
+    HELD,
+    MAINTENANCE,
     STAGES,
     InvalidStageInput,
     stage_after_dose,
@@ -109,12 +111,15 @@ async def runtime(tmp_path: Path) -> AsyncIterator[ServiceRuntime]:
     await rt.engine.dispose()
 
 
+T0 = datetime(2026, 1, 19, tzinfo=UTC)
+
+
 def dose_reduced(
-    patient: uuid.UUID, plan: uuid.UUID, step: int, prev: str, new: str
+    patient: uuid.UUID, plan: uuid.UUID, step: int, prev: str, new: str, at: datetime = T0
 ) -> DoseReduced:
     return DoseReduced.create(
         patient_id=patient,
-        occurred_at=datetime(2026, 1, 19, tzinfo=UTC),
+        occurred_at=at,
         plan_id=plan,
         step_number=step,
         drug="diazepam",
@@ -127,9 +132,48 @@ def dose_reduced(
     )
 
 
-async def apply(rt: ServiceRuntime, event: DoseReduced) -> None:
+def held(patient: uuid.UUID, plan: uuid.UUID, at: datetime) -> TaperHeld:
+    return TaperHeld.create(
+        patient_id=patient,
+        occurred_at=at,
+        plan_id=plan,
+        reason_code="red_threshold_exceeded",
+        held_by="monitoring",
+        taper_stage="held",
+        causation_id=uuid.uuid4(),
+    )
+
+
+def resumed(patient: uuid.UUID, plan: uuid.UUID, at: datetime) -> TaperResumed:
+    return TaperResumed.create(
+        patient_id=patient,
+        occurred_at=at,
+        plan_id=plan,
+        decision_id=uuid.uuid4(),
+        taper_stage="active",
+    )
+
+
+def completed(
+    patient: uuid.UUID, plan: uuid.UUID, at: datetime, outcome: str = "stopped", final: str = "0"
+) -> TaperCompleted:
+    return TaperCompleted.create(
+        patient_id=patient,
+        occurred_at=at,
+        plan_id=plan,
+        final_daily_dose_mg=D(final),
+        outcome=outcome,
+        decision_id=uuid.uuid4(),
+    )
+
+
+HANDLERS = {s.topic.event: s.handler for s in SUBSCRIPTIONS}
+
+
+async def apply(rt: ServiceRuntime, event: Event) -> None:
+    """Run the subscribed handler for the event's type, as the consumer would."""
     async with rt.uow() as uow:
-        await handlers.on_dose_reduced(event, uow)
+        await HANDLERS[type(event)](event, uow)
         await uow.commit()
 
 
@@ -201,3 +245,126 @@ async def test_stage_endpoint(runtime: ServiceRuntime) -> None:
         assert r.status_code == 403
         r = await client.get(url, headers=headers(Role.PATIENT, patient_id=uuid.uuid4()))
         assert r.status_code == 403
+
+
+# --- lifecycle events -------------------------------------------------------------------------
+def at(days: int) -> datetime:
+    return T0 + timedelta(days=days)
+
+
+async def test_hold_resume_and_completion_move_the_stage(runtime: ServiceRuntime) -> None:
+    patient, plan = uuid.uuid4(), uuid.uuid4()
+    await apply(runtime, dose_reduced(patient, plan, 1, "20", "15", at(0)))
+
+    hold = held(patient, plan, at(1))
+    await apply(runtime, hold)
+    row = await stage_row(runtime, patient)
+    assert row["stage"] == HELD and row["last_event_id"] == hold.event_id
+    assert row["last_event_at"] == at(1)
+    assert D(row["latest_daily_dose_mg"]) == D("15") and row["last_step_number"] == 1
+
+    await apply(runtime, resumed(patient, plan, at(2)))
+    assert (await stage_row(runtime, patient))["stage"] == ACTIVE  # 15 of 20: active
+
+    await apply(runtime, dose_reduced(patient, plan, 2, "15", "1", at(3)))
+    await apply(runtime, held(patient, plan, at(4)))
+    await apply(runtime, resumed(patient, plan, at(5)))
+    assert (await stage_row(runtime, patient))["stage"] == FINAL_PHASE  # what 1 of 20 implies
+
+    await apply(runtime, dose_reduced(patient, plan, 3, "1", "0", at(6)))
+    await apply(runtime, completed(patient, plan, at(6)))
+    row = await stage_row(runtime, patient)
+    assert row["stage"] == COMPLETED and D(row["latest_daily_dose_mg"]) == D("0")
+
+
+async def test_completion_at_a_maintenance_dose(runtime: ServiceRuntime) -> None:
+    patient, plan = uuid.uuid4(), uuid.uuid4()
+    await apply(runtime, dose_reduced(patient, plan, 1, "20", "15", at(0)))
+    await apply(runtime, completed(patient, plan, at(1), outcome="maintenance", final="15"))
+    row = await stage_row(runtime, patient)
+    assert row["stage"] == MAINTENANCE and D(row["latest_daily_dose_mg"]) == D("15")
+    # an ended plan is neither held nor resumed any more
+    await apply(runtime, held(patient, plan, at(2)))
+    await apply(runtime, resumed(patient, plan, at(3)))
+    assert (await stage_row(runtime, patient))["stage"] == MAINTENANCE
+
+
+async def test_completion_delivered_before_its_dose_reduced_wins(runtime: ServiceRuntime) -> None:
+    """The two are published together but travel on different topics: any order may arrive."""
+    patient, plan = uuid.uuid4(), uuid.uuid4()
+    await apply(runtime, dose_reduced(patient, plan, 1, "20", "15", at(0)))
+    await apply(runtime, completed(patient, plan, at(5), outcome="maintenance", final="10"))
+    await apply(runtime, dose_reduced(patient, plan, 2, "15", "10", at(5)))
+    row = await stage_row(runtime, patient)
+    assert row["stage"] == MAINTENANCE and row["last_step_number"] == 2
+
+
+async def test_stale_lifecycle_events_are_ignored(runtime: ServiceRuntime) -> None:
+    patient, plan = uuid.uuid4(), uuid.uuid4()
+    await apply(runtime, dose_reduced(patient, plan, 1, "20", "15", at(0)))
+    await apply(runtime, held(patient, plan, at(2)))
+    before = await stage_row(runtime, patient)
+
+    await apply(runtime, resumed(patient, plan, at(1)))  # resumed an earlier hold: stale
+    assert await stage_row(runtime, patient) == before
+
+    await apply(runtime, resumed(patient, plan, at(3)))
+    await apply(runtime, held(patient, plan, at(2)))  # the hold again, redelivered late
+    await apply(runtime, held(patient, plan, at(1)))  # an older hold, late
+    row = await stage_row(runtime, patient)
+    assert row["stage"] == ACTIVE and row["last_event_at"] == at(3)
+
+
+async def test_a_reduction_older_than_the_hold_keeps_the_stage_held(
+    runtime: ServiceRuntime,
+) -> None:
+    patient, plan = uuid.uuid4(), uuid.uuid4()
+    await apply(runtime, dose_reduced(patient, plan, 1, "20", "15", at(0)))
+    await apply(runtime, held(patient, plan, at(3)))
+    await apply(runtime, dose_reduced(patient, plan, 2, "15", "12", at(2)))  # delivered late
+    row = await stage_row(runtime, patient)
+    assert row["stage"] == HELD and D(row["latest_daily_dose_mg"]) == D("12")
+    assert row["last_step_number"] == 2 and row["last_event_at"] == at(3)
+
+    await apply(runtime, resumed(patient, plan, at(4)))
+    await apply(runtime, dose_reduced(patient, plan, 3, "12", "1", at(5)))
+    assert (await stage_row(runtime, patient))["stage"] == FINAL_PHASE
+
+
+async def test_a_newer_reduction_implies_the_hold_was_lifted(runtime: ServiceRuntime) -> None:
+    """Hold, resume, reduce; delivered hold, reduce, resume: the stage follows the newest fact."""
+    patient, plan = uuid.uuid4(), uuid.uuid4()
+    await apply(runtime, dose_reduced(patient, plan, 1, "20", "15", at(0)))
+    await apply(runtime, held(patient, plan, at(1)))
+    await apply(runtime, dose_reduced(patient, plan, 2, "15", "12", at(3)))
+    await apply(runtime, resumed(patient, plan, at(2)))
+    row = await stage_row(runtime, patient)
+    assert row["stage"] == ACTIVE and row["last_event_at"] == at(3)
+
+
+async def test_lifecycle_events_without_a_row_or_for_another_plan_change_nothing(
+    runtime: ServiceRuntime,
+) -> None:
+    patient, plan = uuid.uuid4(), uuid.uuid4()
+    await apply(runtime, held(patient, plan, at(0)))  # not placed yet: no row is invented
+    await apply(runtime, completed(patient, plan, at(0)))
+    async with runtime.uow() as uow:
+        assert (await uow.session.execute(sa.select(patient_stages))).first() is None
+
+    await apply(runtime, dose_reduced(patient, plan, 1, "20", "15", at(1)))
+    before = await stage_row(runtime, patient)
+    other = uuid.uuid4()
+    await apply(runtime, held(patient, other, at(2)))
+    await apply(runtime, resumed(patient, other, at(3)))
+    await apply(runtime, completed(patient, other, at(4)))
+    assert await stage_row(runtime, patient) == before
+
+
+async def test_a_redelivered_lifecycle_event_is_a_no_op(runtime: ServiceRuntime) -> None:
+    patient, plan = uuid.uuid4(), uuid.uuid4()
+    await apply(runtime, dose_reduced(patient, plan, 1, "20", "15", at(0)))
+    hold = held(patient, plan, at(1))
+    await apply(runtime, hold)
+    first = await stage_row(runtime, patient)
+    await apply(runtime, hold)
+    assert await stage_row(runtime, patient) == first

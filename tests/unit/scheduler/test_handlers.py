@@ -14,7 +14,16 @@ import pytest
 import sqlalchemy as sa
 from opentelemetry.sdk.trace import TracerProvider
 
-from contracts import DoseReduced, TaperStage, ThresholdExceeded, ThresholdReason
+from contracts import (
+    DoseReduced,
+    Event,
+    TaperCompleted,
+    TaperHeld,
+    TaperResumed,
+    TaperStage,
+    ThresholdExceeded,
+    ThresholdReason,
+)
 from services.chassis.clock import FrozenClock
 from services.chassis.db import make_engine, make_session_factory
 from services.chassis.migrations import upgrade_to_head
@@ -78,7 +87,7 @@ async def reduce(
     return step
 
 
-async def threshold(env: Env, patient: uuid.UUID, severity: str) -> None:
+async def threshold(env: Env, patient: uuid.UUID, severity: str) -> ThresholdExceeded:
     event = ThresholdExceeded.create(
         patient_id=patient,
         occurred_at=env.clock.now(),
@@ -90,6 +99,31 @@ async def threshold(env: Env, patient: uuid.UUID, severity: str) -> None:
     async with env.uow() as uow:
         await handlers.on_threshold_exceeded(event, uow)
         await uow.commit()
+    return event
+
+
+async def clinician(env: Env, action: str, patient: uuid.UUID, reason: str) -> uuid.UUID:
+    """Hold or resume as clin-1; returns the recorded decision's id."""
+    command = handlers.hold_taper if action == "hold" else handlers.resume_taper
+    async with env.uow() as uow:
+        await command(handlers.ClinicianAction(patient, "clin-1", reason), uow)
+        await uow.commit()
+    decisions = await env.rows(clinician_decisions, patient_id=patient, kind=action)
+    return uuid.UUID(str(max(decisions, key=lambda d: d["decided_at"])["id"]))
+
+
+async def outbox(env: Env) -> list[tuple[str, Event]]:
+    """Every outbox row in order, as (topic, parsed event); checks the row's key and type."""
+    by_type: dict[str, type[Event]] = {
+        cls.EVENT_TYPE: cls for cls in (DoseReduced, TaperHeld, TaperResumed, TaperCompleted)
+    }
+    found = []
+    for row in sorted(await env.rows("outbox"), key=lambda r: r["seq"]):
+        event = by_type[row["event_type"]].model_validate_json(row["payload"])
+        assert row["message_key"] == str(event.patient_id)
+        assert row["event_id"] == event.event_id
+        found.append((row["topic"], event))
+    return found
 
 
 async def test_scheduling_records_the_decision_the_step_and_a_timer(env: Env) -> None:
@@ -154,7 +188,7 @@ async def test_a_red_threshold_holds_the_taper_and_its_step_is_never_emitted(env
 
     env.clock.set(datetime(2026, 1, 19, 1, tzinfo=UTC))
     assert await env.timers.fire_due() == 1
-    assert await env.rows("outbox") == []
+    assert [type(e) for _, e in await outbox(env)] == [TaperHeld]  # no DoseReduced
     [row] = await env.rows(dose_steps, id=step.step_id)
     assert row["status"] == "blocked_by_hold"
     [taper] = await env.rows(tapers, patient_id=patient)
@@ -226,3 +260,108 @@ async def test_a_stale_write_is_refused(env: Env) -> None:
         taper.hold("clinician_hold")
         with pytest.raises(handlers.StaleTaper):
             await handlers._save(first, taper)
+
+
+# --- lifecycle events (issue 3) ---------------------------------------------------------------
+
+
+async def test_a_clinician_hold_announces_taper_held_with_its_decision(env: Env) -> None:
+    patient = uuid.uuid4()
+    await start(env, patient)
+    decision_id = await clinician(env, "hold", patient, "patient_request")
+
+    [(topic, event)] = await outbox(env)
+    [taper] = await env.rows(tapers, patient_id=patient)
+    assert topic == "taper.scheduler.taper-held.v1"
+    assert isinstance(event, TaperHeld)
+    assert event.patient_id == patient and event.plan_id == taper["plan_id"]
+    assert event.reason_code == "patient_request" and event.held_by == "clinician"
+    assert event.decision_id == decision_id
+    assert event.correlation_id == decision_id and event.causation_id is None
+    assert event.taper_stage is TaperStage.HELD
+    assert event.occurred_at == START
+
+    with pytest.raises(handlers.TaperConflict):  # already held: refused, nothing announced
+        await clinician(env, "hold", patient, "patient_request")
+    assert len(await outbox(env)) == 1
+
+
+async def test_a_red_threshold_hold_is_caused_by_the_threshold_event(env: Env) -> None:
+    patient = uuid.uuid4()
+    await start(env, patient)
+    red = await threshold(env, patient, "RED")
+    await threshold(env, patient, "RED")  # already held: the first hold stands, no new event
+    await threshold(env, patient, "AMBER")
+
+    [(topic, event)] = await outbox(env)
+    [taper] = await env.rows(tapers, patient_id=patient)
+    assert topic == "taper.scheduler.taper-held.v1"
+    assert isinstance(event, TaperHeld)
+    assert event.patient_id == patient and event.plan_id == taper["plan_id"]
+    assert event.reason_code == handlers.RED_HOLD_REASON and event.held_by == "monitoring"
+    assert event.decision_id is None
+    assert event.causation_id == red.event_id
+    assert event.correlation_id == red.correlation_id
+    assert event.taper_stage is TaperStage.HELD
+
+
+async def test_a_resume_announces_taper_resumed_with_the_stage_the_dose_implies(env: Env) -> None:
+    patient = uuid.uuid4()
+    await start(env, patient)
+    await reduce(env, patient, "8", date(2026, 1, 5))
+    assert await env.timers.fire_due() == 1  # due today: 10 -> 8
+    await threshold(env, patient, "RED")
+    env.clock.set(START + timedelta(days=2))
+    decision_id = await clinician(env, "resume", patient, "symptoms_settled")
+
+    events = await outbox(env)
+    assert [type(e) for _, e in events] == [DoseReduced, TaperHeld, TaperResumed]
+    topic, event = events[-1]
+    assert topic == "taper.scheduler.taper-resumed.v1"
+    assert isinstance(event, TaperResumed)
+    [taper] = await env.rows(tapers, patient_id=patient)
+    assert event.patient_id == patient and event.plan_id == taper["plan_id"]
+    assert event.decision_id == decision_id
+    assert event.correlation_id == decision_id and event.causation_id is None
+    assert event.taper_stage is TaperStage.ACTIVE and taper["stage"] == "active"
+    assert event.occurred_at == START + timedelta(days=2)
+
+    with pytest.raises(handlers.TaperConflict):  # not held any more: refused, nothing announced
+        await clinician(env, "resume", patient, "symptoms_settled")
+    assert len(await outbox(env)) == 3
+
+
+async def test_the_step_to_zero_announces_dose_reduced_and_taper_completed_together(
+    env: Env,
+) -> None:
+    patient = uuid.uuid4()
+    await start(env, patient, dose="0.5")
+    step = await reduce(
+        env, patient, "0", date(2026, 1, 19), override=True, override_reason_code="final_step"
+    )
+    env.clock.set(datetime(2026, 1, 19, 0, 0, 1, tzinfo=UTC))
+    assert await env.timers.fire_due() == 1
+
+    [(t1, reduced), (t2, completed)] = await outbox(env)
+    assert (t1, t2) == ("taper.scheduler.dose-reduced.v1", "taper.scheduler.taper-completed.v1")
+    assert isinstance(reduced, DoseReduced) and isinstance(completed, TaperCompleted)
+    assert reduced.new_daily_dose_mg == D("0") and reduced.taper_stage is TaperStage.COMPLETED
+    assert completed.patient_id == patient and completed.plan_id == reduced.plan_id
+    assert completed.final_daily_dose_mg == D("0") and completed.outcome == "stopped"
+    assert completed.decision_id == step.decision_id
+    assert completed.causation_id == reduced.event_id
+    assert completed.correlation_id == reduced.correlation_id == step.decision_id
+    assert completed.occurred_at == reduced.occurred_at
+    [taper] = await env.rows(tapers, patient_id=patient)
+    assert taper["stage"] == "completed" and D(taper["current_daily_dose_mg"]) == D("0")
+
+    assert await env.timers.fire_due() == 0  # fired once: nothing more announced
+    assert len(await outbox(env)) == 2
+
+
+async def test_a_step_above_zero_does_not_complete_the_taper(env: Env) -> None:
+    patient = uuid.uuid4()
+    await start(env, patient)
+    await reduce(env, patient, "9", date(2026, 1, 5))
+    assert await env.timers.fire_due() == 1
+    assert [type(e) for _, e in await outbox(env)] == [DoseReduced]
