@@ -8,7 +8,7 @@ from services.chassis.clock import Clock
 from services.chassis.runtime import ServiceRuntime
 from services.scheduler.adapters.orm import metadata
 from services.scheduler.entrypoints import api, consumers, plans_api
-from services.scheduler.service_layer import handlers
+from services.scheduler.service_layer import handlers, plans
 from services.scheduler.settings import SchedulerSettings
 
 
@@ -22,7 +22,10 @@ def bootstrap(
         settings or SchedulerSettings(),
         metadata=metadata,
         subscriptions=consumers.SUBSCRIPTIONS,
-        timer_handlers={handlers.EMIT_DOSE_STEP: handlers.emit_dose_step},
+        timer_handlers={
+            handlers.EMIT_DOSE_STEP: handlers.emit_dose_step,
+            handlers.EMIT_PLAN_STEP: plans.emit_plan_step,
+        },
         routers=lambda rt: [*api.routers(rt), *plans_api.routers(rt)],
         clock=clock,
         tracer_provider=tracer_provider,

@@ -61,3 +61,44 @@ dose_steps = sa.Table(
     sa.Column("event_id", sa.Uuid, nullable=True),  # the DoseReduced that announced it
     sa.UniqueConstraint("plan_id", "step_number", name="uq_dose_steps_plan_step"),
 )
+
+# --- plans (issue 3) --------------------------------------------------------------------------
+plans = sa.Table(
+    "plans",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("patient_id", sa.Uuid, nullable=False, index=True),
+    # draft | approved | active | completed | maintenance | cancelled
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("input", sa.JSON, nullable=False),  # the planning input as given (no identifiers)
+    sa.Column("strategy", sa.String(40), nullable=False),
+    sa.Column("reference_versions", sa.JSON, nullable=False),
+    # The planner's result besides the steps: risk, pace, bound, equivalence, needs, notes.
+    sa.Column("summary", sa.JSON, nullable=False),
+    sa.Column("created_by", sa.String(100), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column(
+        "approved_by_decision_id",
+        sa.Uuid,
+        sa.ForeignKey("clinician_decisions.id"),
+        nullable=True,
+    ),
+    sa.Column("approved_at", UtcDateTime, nullable=True),
+    sa.Column("version", sa.Integer, nullable=False),  # optimistic locking, like tapers
+)
+
+plan_steps = sa.Table(
+    "plan_steps",
+    metadata,
+    sa.Column("plan_id", sa.Uuid, sa.ForeignKey("plans.id"), primary_key=True),
+    sa.Column("number", sa.Integer, primary_key=True),
+    sa.Column("effective_on", sa.Date, nullable=False),
+    sa.Column("daily_dose_mg", Dose, nullable=False),  # total mg of the day's administrations
+    sa.Column("diazepam_eq_mg", Dose, nullable=False),
+    sa.Column("administrations", sa.JSON, nullable=False),  # [{"drug", "dose_mg"}]
+    sa.Column("kind", sa.String(20), nullable=False),  # crossover | reduction | final
+    sa.Column("hold_weeks", sa.Integer, nullable=False),
+    # planned | scheduled | emitted | blocked_by_hold | cancelled
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("dose_step_id", sa.Uuid, nullable=True),  # the taper's dose step once emitted
+)

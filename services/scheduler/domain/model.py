@@ -9,7 +9,10 @@ override for one patient with a recorded reason):
   in effect at the window's start (ASAM 2025: "usually no more than 25% every 2 weeks") unless the
   decision overrides it with a reason code;
 * nothing is reduced while the taper is held (a RED ``ThresholdExceeded`` holds it);
-* one step is scheduled at a time (full multi-step plans come with issue 3).
+* one step is scheduled at a time: an approved plan (issue 3) arms its steps one after another;
+* the FINAL step to zero is exempt from the rate bound when the dose it leaves is at or below the
+  final-step dose (``final_step_at_or_below_mg``, the planner's ``check_bounds`` exemption); the
+  caller passes that dose in the taper's drug, and without it a step to zero needs an override.
 
 Error messages name fields and rules, never doses, dates or people (no PHI in logs or responses).
 """
@@ -47,6 +50,7 @@ class DecisionKind(StrEnum):
     REDUCE = "reduce"
     HOLD = "hold"
     RESUME = "resume"
+    APPROVE = "approve"  # a clinician approves a whole plan: it authorises each of its steps
 
 
 class StepStatus(StrEnum):
@@ -91,14 +95,14 @@ class ClinicianDecision:
     override: bool = False
     override_reason_code: str | None = None
 
-    def check(self, kind: DecisionKind) -> None:
-        if self.kind is not kind:
+    def check(self, kind: DecisionKind, *also: DecisionKind) -> None:
+        if self.kind is not kind and self.kind not in also:
             raise TaperRuleViolation("decision", f"a {kind.value} decision is required")
         if not self.clinician:
             raise TaperRuleViolation("decision", "the deciding clinician is required")
         if not _CODE.fullmatch(self.reason_code or ""):
             raise TaperRuleViolation("reason_code", "a reason code is required")
-        if self.override and kind is not DecisionKind.REDUCE:
+        if self.override and self.kind is not DecisionKind.REDUCE:
             raise TaperRuleViolation("override", "only a reduction can be overridden")
         if self.override and not _CODE.fullmatch(self.override_reason_code or ""):
             raise TaperRuleViolation(
@@ -152,7 +156,7 @@ class PatientTaper:
         decision: ClinicianDecision,
         plan_id: uuid.UUID | None = None,
     ) -> PatientTaper:
-        decision.check(DecisionKind.START)
+        decision.check(DecisionKind.START, DecisionKind.APPROVE)
         if not _DRUG.fullmatch(drug):
             raise TaperRuleViolation("drug", "must be a drug code")
         if half_life_class not in HALF_LIFE_CLASSES:
@@ -194,12 +198,15 @@ class PatientTaper:
         today: date,
         bounds: TaperBounds | None = None,
         step_id: uuid.UUID | None = None,
+        final_step_at_or_below_mg: Decimal | None = None,
     ) -> DoseStep:
         """Validate and schedule one reduction; the returned step takes effect on ``effective_on``.
 
-        ``today`` is the service clock's date (the domain never reads a clock itself).
+        ``today`` is the service clock's date (the domain never reads a clock itself). A step of
+        an approved plan carries the plan's approval decision. The step to zero from at or below
+        ``final_step_at_or_below_mg`` (mg of the taper's drug) is exempt from the rate bound.
         """
-        decision.check(DecisionKind.REDUCE)
+        decision.check(DecisionKind.REDUCE, DecisionKind.APPROVE)
         bounds = bounds or taper_bounds_v1()
         if self.held:
             raise TaperHeld()
@@ -222,7 +229,15 @@ class PatientTaper:
         window_start = effective_on - timedelta(days=bounds.window_days)
         in_window = [s for s in last_live if s.effective_on > window_start]
         baseline = in_window[0].previous_daily_dose_mg if in_window else current
-        exceeds = baseline - new_daily_dose_mg > baseline * bounds.max_fraction_per_step
+        final_exempt = (
+            new_daily_dose_mg == ZERO
+            and final_step_at_or_below_mg is not None
+            and current <= final_step_at_or_below_mg
+        )
+        exceeds = (
+            baseline - new_daily_dose_mg > baseline * bounds.max_fraction_per_step
+            and not final_exempt
+        )
         if exceeds and not decision.override:
             raise TaperRuleViolation(
                 "new_daily_dose_mg",

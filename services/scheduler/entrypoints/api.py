@@ -39,7 +39,8 @@ class StartTaperIn(BaseModel):
 class DoseReductionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    # 0 is the final step (stopping): it is a cut above the bound, so it needs an override.
+    # 0 is the final step (stopping): exempt from the bound from at or below the final-step dose
+    # (planning defaults, 0.5 mg diazepam-eq, in the taper's drug); above it, an override.
     new_daily_dose_mg: Decimal = Field(ge=0, le=1000, decimal_places=4)
     effective_on: date = Field(description="Today or later (service clock, UTC).")
     reason_code: ReasonCode

@@ -8,15 +8,22 @@ an SVG chart (``image/svg+xml``). Input the planner refuses is a 422 whose ``loc
 
 from __future__ import annotations
 
-from datetime import date
+import uuid
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from services.chassis.auth import CurrentPrincipal, Role, require_role
+from services.chassis.auth import (
+    CurrentPrincipal,
+    Principal,
+    Role,
+    authorize_patient_access,
+    require_role,
+)
 from services.chassis.runtime import ServiceRuntime
 from services.scheduler.adapters.chart import plan_to_svg
 from services.scheduler.adapters.fhir import plan_to_fhir
@@ -33,6 +40,8 @@ from services.scheduler.domain.planning import (
     equivalence_v1,
     plan,
 )
+from services.scheduler.service_layer import handlers
+from services.scheduler.service_layer import plans as plan_cases
 
 ReasonCode = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
 Code = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
@@ -257,8 +266,193 @@ def _unprocessable(field: str, msg: str) -> HTTPException:
     )
 
 
+class ApprovePlanIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason_code: ReasonCode = "plan_approved"
+
+
+class PlanStepRecordOut(BaseModel):
+    number: int
+    effective_on: date
+    kind: str
+    administrations: list[AdministrationOut]
+    daily_dose_mg: Decimal
+    diazepam_eq_mg: Decimal
+    hold_weeks: int
+    status: str = Field(description="planned | scheduled | emitted | blocked_by_hold | cancelled")
+    dose_step_id: uuid.UUID | None
+
+
+class PlanRecordOut(BaseModel):
+    id: uuid.UUID
+    patient_id: uuid.UUID
+    status: str = Field(
+        description="draft | approved | active | completed | maintenance | cancelled"
+    )
+    strategy: str
+    input: dict[str, Any]
+    summary: dict[str, Any]
+    reference_versions: dict[str, str]
+    created_by: str
+    created_at: datetime
+    approved_by_decision_id: uuid.UUID | None
+    approved_at: datetime | None
+    version: int
+    steps: list[PlanStepRecordOut]
+
+    @classmethod
+    def of(cls, record: plan_cases.PlanRecord) -> PlanRecordOut:
+        r = record.row
+        return cls(
+            id=r["id"],
+            patient_id=r["patient_id"],
+            status=r["status"],
+            strategy=r["strategy"],
+            input=r["input"],
+            summary=r["summary"],
+            reference_versions=r["reference_versions"],
+            created_by=r["created_by"],
+            created_at=r["created_at"],
+            approved_by_decision_id=r["approved_by_decision_id"],
+            approved_at=r["approved_at"],
+            version=r["version"],
+            steps=[
+                PlanStepRecordOut(
+                    number=s["number"],
+                    effective_on=s["effective_on"],
+                    kind=s["kind"],
+                    administrations=[AdministrationOut(**a) for a in s["administrations"]],
+                    daily_dose_mg=s["daily_dose_mg"],
+                    diazepam_eq_mg=s["diazepam_eq_mg"],
+                    hold_weeks=s["hold_weeks"],
+                    status=s["status"],
+                    dose_step_id=s["dose_step_id"],
+                )
+                for s in record.steps
+            ],
+        )
+
+
+class DecisionOut(BaseModel):
+    id: uuid.UUID
+    kind: str
+    clinician: str = Field(description="The deciding clinician's subject.")
+    reason_code: str
+    decided_at: datetime
+
+
+def _plan(runtime: ServiceRuntime, body: PlanPreviewIn) -> TaperPlan:
+    if body.start_on < runtime.clock.now().date():
+        raise _unprocessable("start_on", "must be today or later")
+    try:
+        return plan(body.to_input(), body.strategy)
+    except PlanningError as exc:
+        raise _unprocessable(exc.field, exc.problem) from None
+
+
 def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     router = APIRouter(tags=["plans"])
+
+    async def _authorize(
+        uow: Any,
+        principal: Principal,
+        patient_id: uuid.UUID,
+        request: Request,
+        *,
+        write: bool,
+        resource: str = "plan",
+    ) -> None:
+        await authorize_patient_access(
+            uow,
+            principal,
+            patient_id,
+            action="update" if write else "read",
+            resource=resource,
+            request=request,
+            roles=(Role.CLINICIAN,) if write else (Role.PATIENT, Role.CLINICIAN),
+        )
+        await uow.commit()  # the access is audited even when the request is then refused
+
+    @router.post(
+        "/patients/{patient_id}/plans",
+        status_code=status.HTTP_201_CREATED,
+        response_model=PlanRecordOut,
+        summary="Plan and store a DRAFT (clinician): nothing is scheduled before approval",
+    )
+    async def create(
+        patient_id: uuid.UUID, body: PlanPreviewIn, principal: CurrentPrincipal, request: Request
+    ) -> PlanRecordOut:
+        async with runtime.uow() as uow:
+            await _authorize(uow, principal, patient_id, request, write=True)
+            result = _plan(runtime, body)
+            record = await plan_cases.create_plan(
+                plan_cases.CreatePlan(
+                    patient_id=patient_id,
+                    clinician=principal.subject,
+                    input=body.model_dump(mode="json"),
+                    result=result,
+                ),
+                uow,
+            )
+            await uow.commit()
+        return PlanRecordOut.of(record)
+
+    @router.post(
+        "/patients/{patient_id}/plans/{plan_id}/approve",
+        response_model=PlanRecordOut,
+        summary="Approve a draft (clinician): the plan becomes active, its first step is armed",
+    )
+    async def approve(
+        patient_id: uuid.UUID,
+        plan_id: uuid.UUID,
+        body: ApprovePlanIn,
+        principal: CurrentPrincipal,
+        request: Request,
+    ) -> PlanRecordOut:
+        async with runtime.uow() as uow:
+            await _authorize(uow, principal, patient_id, request, write=True)
+            try:
+                record = await plan_cases.approve_plan(
+                    plan_cases.ApprovePlan(
+                        patient_id, plan_id, principal.subject, body.reason_code
+                    ),
+                    uow,
+                )
+            except handlers.RuleRefused as exc:
+                # The field is the stored plan's (e.g. start_on): plan again with a new body.
+                raise HTTPException(
+                    status.HTTP_422_UNPROCESSABLE_CONTENT,
+                    detail=[{"loc": ["plan", exc.field], "msg": exc.problem, "type": "plan"}],
+                ) from None
+            await uow.commit()
+        return PlanRecordOut.of(record)
+
+    @router.get(
+        "/patients/{patient_id}/plans/{plan_id}",
+        response_model=PlanRecordOut,
+        summary="A plan with its full schedule (the patient, or a clinician on their panel)",
+    )
+    async def read(
+        patient_id: uuid.UUID, plan_id: uuid.UUID, principal: CurrentPrincipal, request: Request
+    ) -> PlanRecordOut:
+        async with runtime.uow() as uow:
+            await _authorize(uow, principal, patient_id, request, write=False)
+            record = await plan_cases.get_plan(uow, patient_id, plan_id)
+        return PlanRecordOut.of(record)
+
+    @router.get(
+        "/patients/{patient_id}/decisions",
+        response_model=list[DecisionOut],
+        summary="Every recorded decision: who, what, why (a code), when",
+    )
+    async def decisions(
+        patient_id: uuid.UUID, principal: CurrentPrincipal, request: Request
+    ) -> list[DecisionOut]:
+        async with runtime.uow() as uow:
+            await _authorize(uow, principal, patient_id, request, write=False, resource="decision")
+            rows = await plan_cases.decision_history(uow, patient_id)
+        return [DecisionOut(**{k: r[k] for k in DecisionOut.model_fields}) for r in rows]
 
     @router.post(
         "/plans/preview",
@@ -279,12 +473,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         fmt: Annotated[Literal["json", "fhir", "svg"], Query(alias="format")] = "json",
     ) -> Any:
         require_role(principal, Role.CLINICIAN)
-        if body.start_on < runtime.clock.now().date():
-            raise _unprocessable("start_on", "must be today or later")
-        try:
-            result = plan(body.to_input(), body.strategy)
-        except PlanningError as exc:
-            raise _unprocessable(exc.field, exc.problem) from None
+        result = _plan(runtime, body)
         if fmt == "fhir":
             return JSONResponse(
                 plan_to_fhir(result, patient_ref=None), media_type="application/fhir+json"

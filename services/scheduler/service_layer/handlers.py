@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -27,11 +27,19 @@ from contracts import (
 from services.chassis.errors import Conflict, NotFound, PermanentError, SafeError
 from services.chassis.timers import DueTimer
 from services.chassis.uow import UnitOfWork
-from services.scheduler.adapters.orm import clinician_decisions, dose_steps, tapers
+from services.scheduler.adapters.orm import (
+    clinician_decisions,
+    dose_steps,
+    plan_steps,
+    plans,
+    tapers,
+)
 from services.scheduler.domain import model
+from services.scheduler.domain.planning import equivalence_v1, planning_defaults_v1
 from services.scheduler.domain.reference import TaperBounds, taper_bounds_v1
 
 EMIT_DOSE_STEP = "emit_dose_step"
+EMIT_PLAN_STEP = "emit_plan_step"
 RED_HOLD_REASON = "red_threshold_exceeded"
 
 
@@ -154,6 +162,8 @@ async def schedule_reduction(
 ) -> model.DoseStep:
     """Record the decision, validate the step against the taper rules and arm its timer."""
     taper = await _require(uow, cmd.patient_id)
+    if await _plan_active(uow, taper.plan_id):
+        raise TaperConflict("the taper follows an approved plan")
     decision = _decision(
         model.DecisionKind.REDUCE,
         cmd.clinician,
@@ -168,6 +178,7 @@ async def schedule_reduction(
             decision,
             today=uow.clock.now().date(),
             bounds=bounds or taper_bounds_v1(),
+            final_step_at_or_below_mg=final_step_threshold_mg(taper.drug),
         )
     except model.TaperError as exc:
         raise _translate(exc) from None
@@ -185,21 +196,7 @@ async def schedule_reduction(
             "bounds_version": (bounds or taper_bounds_v1()).version,
         },
     )
-    await uow.session.execute(
-        sa.insert(dose_steps).values(
-            id=step.step_id,
-            patient_id=cmd.patient_id,
-            plan_id=taper.plan_id,
-            step_number=step.step_number,
-            previous_daily_dose_mg=step.previous_daily_dose_mg,
-            new_daily_dose_mg=step.new_daily_dose_mg,
-            effective_on=step.effective_on,
-            decision_id=step.decision_id,
-            overridden=step.overridden,
-            status=step.status.value,
-            created_at=uow.clock.now(),
-        )
-    )
+    await insert_step(uow, taper, step)
     # Bump the version so a concurrent reduction of the same taper cannot also pass the rules.
     await _save(uow, taper)
     await uow.schedule_timer(
@@ -238,7 +235,8 @@ async def hold_taper(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTape
 
 
 async def resume_taper(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTaper:
-    """Lift a hold. Steps blocked while held stay blocked: the clinician plans the next one."""
+    """Lift a hold. A single step blocked while held stays blocked (the clinician schedules the
+    next one); an approved plan goes on from the resume date (``_rearm_plan_after_resume``)."""
     taper = await _require(uow, cmd.patient_id)
     decision = _decision(model.DecisionKind.RESUME, cmd.clinician, cmd.reason_code)
     previous_reason = taper.held_reason
@@ -248,6 +246,7 @@ async def resume_taper(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTa
         raise _translate(exc) from None
     await _record_decision(uow, cmd.patient_id, decision, {"lifted_hold": previous_reason})
     await _save(uow, taper)
+    await _rearm_plan_after_resume(uow, taper)
     await uow.publish(
         TaperResumed.create(
             patient_id=taper.patient_id,
@@ -290,7 +289,6 @@ async def emit_dose_step(timer: DueTimer, uow: UnitOfWork) -> None:
     taper = await _load(uow, row["patient_id"])
     if taper is None or taper.plan_id != row["plan_id"]:
         raise InconsistentStep("dose step has no matching taper")
-    now = uow.clock.now()
     if taper.held:
         taper.block(step_id)
         await uow.session.execute(
@@ -299,6 +297,15 @@ async def emit_dose_step(timer: DueTimer, uow: UnitOfWork) -> None:
             .values(status=model.StepStatus.BLOCKED_BY_HOLD.value)
         )
         return
+    await emit_step(uow, taper, step_id)
+
+
+async def emit_step(uow: UnitOfWork, taper: model.PatientTaper, step_id: uuid.UUID) -> DoseReduced:
+    """Apply a scheduled, not held step; announce ``DoseReduced`` (and ``TaperCompleted`` at 0).
+
+    Shared by the single-step timer and the plan-step timer (``plans.emit_plan_step``).
+    """
+    now = uow.clock.now()
     try:
         step = taper.apply(step_id)
     except model.TaperError as exc:
@@ -336,6 +343,7 @@ async def emit_dose_step(timer: DueTimer, uow: UnitOfWork) -> None:
                 decision_id=step.decision_id,
             )
         )
+    return event
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -366,6 +374,91 @@ async def on_threshold_exceeded(event: ThresholdExceeded, uow: UnitOfWork) -> No
 
 
 # --- persistence helpers ----------------------------------------------------------------------
+async def insert_step(uow: UnitOfWork, taper: model.PatientTaper, step: model.DoseStep) -> None:
+    await uow.session.execute(
+        sa.insert(dose_steps).values(
+            id=step.step_id,
+            patient_id=taper.patient_id,
+            plan_id=taper.plan_id,
+            step_number=step.step_number,
+            previous_daily_dose_mg=step.previous_daily_dose_mg,
+            new_daily_dose_mg=step.new_daily_dose_mg,
+            effective_on=step.effective_on,
+            decision_id=step.decision_id,
+            overridden=step.overridden,
+            status=step.status.value,
+            created_at=uow.clock.now(),
+        )
+    )
+
+
+def final_step_threshold_mg(
+    drug: str, mg_per_10mg_diazepam: Decimal | None = None
+) -> Decimal | None:
+    """The final-step dose (planning defaults, diazepam-eq) in mg of ``drug``; None if unknown."""
+    if mg_per_10mg_diazepam is None:
+        table = equivalence_v1()
+        known = table.get(drug)
+        if known is None:
+            return None
+        mg_per_10mg_diazepam = known.mg_per_10mg_diazepam(table.default_column)
+        if mg_per_10mg_diazepam is None:
+            return None
+    return planning_defaults_v1().final_step_at_or_below_eq_mg * mg_per_10mg_diazepam / 10
+
+
+async def _plan_active(uow: UnitOfWork, plan_id: uuid.UUID) -> bool:
+    status = await uow.session.scalar(sa.select(plans.c.status).where(plans.c.id == plan_id))
+    return status == "active"
+
+
+async def _rearm_plan_after_resume(uow: UnitOfWork, taper: model.PatientTaper) -> None:
+    """Resume an approved plan whose chain a hold broke: the blocked step and every later one move
+    by the time the hold lasted (the first now falls on the resume date, the spacing is kept) and
+    the blocked step's timer is armed again. A plan whose next step was not due yet needs nothing.
+    """
+    if not await _plan_active(uow, taper.plan_id):
+        return
+    blocked = (
+        (
+            await uow.session.execute(
+                sa.select(plan_steps)
+                .where(
+                    plan_steps.c.plan_id == taper.plan_id, plan_steps.c.status == "blocked_by_hold"
+                )
+                .order_by(plan_steps.c.number.desc())
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if blocked is None:
+        return
+    today = uow.clock.now().date()
+    shift = max(today - blocked["effective_on"], timedelta(0))
+    rest = await uow.session.execute(
+        sa.select(plan_steps.c.number, plan_steps.c.effective_on).where(
+            plan_steps.c.plan_id == taper.plan_id, plan_steps.c.number >= blocked["number"]
+        )
+    )
+    for number, effective_on in rest.all():
+        await uow.session.execute(
+            sa.update(plan_steps)
+            .where(plan_steps.c.plan_id == taper.plan_id, plan_steps.c.number == number)
+            .values(
+                effective_on=effective_on + shift,
+                status="scheduled" if number == blocked["number"] else "planned",
+            )
+        )
+    await uow.schedule_timer(
+        EMIT_PLAN_STEP,
+        # A fresh key per re-arm: the step's first timer has fired (and (kind, key) is unique).
+        key=f"{taper.plan_id}:{blocked['number']}:{uuid.uuid4().hex[:12]}",
+        due_at=start_of_day_utc(blocked["effective_on"] + shift),
+        payload={"patient_id": str(taper.patient_id)},
+    )
+
+
 def start_of_day_utc(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 

@@ -1,0 +1,305 @@
+"""Persisted plans over SQLite (the real app, unit of work and timers; no broker started):
+draft → approve → one durable timer per step, each step emitted once, a hold blocks the chain."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from contracts import DoseReduced, Event, TaperCompleted, TaperHeld, TaperResumed
+from services.chassis.auth import Role, issue_dev_token
+from services.chassis.clock import FrozenClock
+from services.chassis.migrations import upgrade_to_head
+from services.chassis.runtime import ServiceRuntime
+from services.scheduler.bootstrap import bootstrap
+from services.scheduler.domain.model import (
+    ClinicianDecision,
+    DecisionKind,
+    PatientTaper,
+    TaperRuleViolation,
+)
+from services.scheduler.settings import SchedulerSettings
+
+D = Decimal
+NOW = datetime(2026, 1, 5, 9, tzinfo=UTC)
+PATIENT = uuid.uuid4()
+BASE = f"/api/scheduler/patients/{PATIENT}"
+BODY: dict[str, Any] = {
+    "drug": "diazepam",
+    "administrations_mg": ["5", "5"],
+    "duration_weeks": 30,
+    "age": 40,
+    "start_on": "2026-01-12",
+    "formulations": ["diazepam_tab_2mg", "diazepam_tab_5mg", "diazepam_sol_1mg_ml"],
+}
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path) -> AsyncIterator[ServiceRuntime]:
+    settings = SchedulerSettings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/scheduler.db",
+        environment="test",
+        kafka_provision_topics=False,
+    )
+    rt = bootstrap(settings, clock=FrozenClock(NOW))
+    await upgrade_to_head(rt.engine, "scheduler")
+    yield rt
+    await rt.engine.dispose()
+
+
+@pytest.fixture
+async def client(runtime: ServiceRuntime) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=runtime.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
+
+
+def auth(runtime: ServiceRuntime, role: Role, **claims: Any) -> dict[str, str]:
+    token = issue_dev_token(runtime.settings, subject=f"{role}-1", role=role, **claims)
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def clinician(runtime: ServiceRuntime) -> dict[str, str]:
+    return auth(runtime, Role.CLINICIAN, panel=[PATIENT])
+
+
+def clock(runtime: ServiceRuntime) -> FrozenClock:
+    assert isinstance(runtime.clock, FrozenClock)
+    return runtime.clock
+
+
+async def rows(runtime: ServiceRuntime, table: str) -> list[dict[str, Any]]:
+    async with runtime.uow() as uow:
+        t = uow.table(table)
+        return [dict(r) for r in (await uow.session.execute(sa.select(t))).mappings()]
+
+
+async def live_timers(runtime: ServiceRuntime) -> list[dict[str, Any]]:
+    return [
+        t
+        for t in await rows(runtime, "timers")
+        if t["fired_at"] is None and t["cancelled_at"] is None and t["failed_at"] is None
+    ]
+
+
+async def events(runtime: ServiceRuntime) -> list[Event]:
+    by_type: dict[str, type[Event]] = {
+        cls.EVENT_TYPE: cls for cls in (DoseReduced, TaperHeld, TaperResumed, TaperCompleted)
+    }
+    ordered = sorted(await rows(runtime, "outbox"), key=lambda r: r["seq"])
+    return [by_type[r["event_type"]].model_validate_json(r["payload"]) for r in ordered]
+
+
+async def draft(client: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, Any]:
+    r = await client.post(f"{BASE}/plans", json=BODY, headers=headers)
+    assert r.status_code == 201, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def approve(
+    client: httpx.AsyncClient, headers: dict[str, str], plan_id: str
+) -> dict[str, Any]:
+    r = await client.post(f"{BASE}/plans/{plan_id}/approve", json={}, headers=headers)
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def test_a_draft_stores_every_step_and_schedules_nothing(
+    runtime: ServiceRuntime, client: httpx.AsyncClient, clinician: dict[str, str]
+) -> None:
+    plan = await draft(client, clinician)
+    assert plan["status"] == "draft" and plan["approved_by_decision_id"] is None
+    assert len(plan["steps"]) > 3
+    assert {s["status"] for s in plan["steps"]} == {"planned"}
+    assert plan["steps"][-1]["daily_dose_mg"] == "0.0000"
+    assert plan["reference_versions"] and plan["input"]["drug"] == "diazepam"
+    assert await live_timers(runtime) == [] and await rows(runtime, "outbox") == []
+    assert await rows(runtime, "tapers") == []
+    # the patient reads it; another clinician's panel does not reach it
+    me = auth(runtime, Role.PATIENT, patient_id=PATIENT)
+    r = await client.get(f"{BASE}/plans/{plan['id']}", headers=me)
+    assert r.status_code == 200 and r.json()["steps"] == plan["steps"]
+    other = auth(runtime, Role.CLINICIAN, panel=[uuid.uuid4()])
+    r = await client.get(f"{BASE}/plans/{plan['id']}", headers=other)
+    assert r.status_code == 403
+    r = await client.post(f"{BASE}/plans", json=BODY, headers=me)  # patients cannot plan
+    assert r.status_code == 403
+
+
+async def test_bad_input_is_422_naming_the_field_and_nothing_is_saved(
+    runtime: ServiceRuntime, client: httpx.AsyncClient, clinician: dict[str, str]
+) -> None:
+    r = await client.post(
+        f"{BASE}/plans", json={**BODY, "start_on": "2026-01-01"}, headers=clinician
+    )
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "start_on"]
+    r = await client.post(f"{BASE}/plans", json={**BODY, "age": -1}, headers=clinician)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "age"]
+    assert await rows(runtime, "plans") == [] and await rows(runtime, "plan_steps") == []
+
+
+async def test_approve_schedules_exactly_one_timer_and_records_the_decision(
+    runtime: ServiceRuntime, client: httpx.AsyncClient, clinician: dict[str, str]
+) -> None:
+    plan = await draft(client, clinician)
+    approved = await approve(client, clinician, plan["id"])
+    assert approved["status"] == "active" and approved["approved_by_decision_id"]
+    assert [s["status"] for s in approved["steps"][:2]] == ["scheduled", "planned"]
+    [timer] = await live_timers(runtime)
+    assert timer["kind"] == "emit_plan_step" and timer["key"] == f"{plan['id']}:1"
+    first_on = date.fromisoformat(approved["steps"][0]["effective_on"])
+    assert timer["due_at"] == datetime(first_on.year, first_on.month, first_on.day, tzinfo=UTC)
+    assert await rows(runtime, "outbox") == []  # nothing announced before the step's date
+    [taper] = await rows(runtime, "tapers")
+    assert str(taper["plan_id"]) == plan["id"] and D(taper["current_daily_dose_mg"]) == D(10)
+
+    r = await client.get(f"{BASE}/decisions", headers=clinician)
+    assert r.status_code == 200
+    [d] = r.json()
+    assert d["kind"] == "approve" and d["clinician"] == "clinician-1"
+    assert d["reason_code"] == "plan_approved" and d["id"] == approved["approved_by_decision_id"]
+    # approving twice is refused and arms nothing more
+    r = await client.post(f"{BASE}/plans/{plan['id']}/approve", json={}, headers=clinician)
+    assert r.status_code == 409
+    assert len(await live_timers(runtime)) == 1
+
+
+async def test_the_timer_emits_one_dose_reduced_arms_the_next_and_fires_once(
+    runtime: ServiceRuntime, client: httpx.AsyncClient, clinician: dict[str, str]
+) -> None:
+    plan = await draft(client, clinician)
+    approved = await approve(client, clinician, plan["id"])
+    s1, s2 = approved["steps"][0], approved["steps"][1]
+    clock(runtime).set(datetime.fromisoformat(s1["effective_on"]).replace(tzinfo=UTC))
+    assert await runtime.timers.fire_due() == 1
+
+    [event] = await events(runtime)
+    assert isinstance(event, DoseReduced)
+    assert event.patient_id == PATIENT and str(event.plan_id) == plan["id"]
+    assert event.step_number == 1 and event.new_daily_dose_mg == D(s1["daily_dose_mg"])
+    assert event.previous_daily_dose_mg == D(10) and event.drug == "diazepam"
+    assert str(event.approved_by_decision_id) == approved["approved_by_decision_id"]
+    assert event.effective_on == date.fromisoformat(s1["effective_on"])
+    [timer] = await live_timers(runtime)
+    assert timer["key"] == f"{plan['id']}:2"
+    due = datetime.fromisoformat(s2["effective_on"]).replace(tzinfo=UTC)
+    assert timer["due_at"] == due
+
+    # firing the same timer again (a redelivery, a second poller) emits nothing more
+    from services.chassis.timers import DueTimer
+    from services.scheduler.service_layer.plans import emit_plan_step
+
+    async with runtime.uow() as uow:
+        await emit_plan_step(DueTimer("emit_plan_step", f"{plan['id']}:1", due, {}, 0), uow)
+        await uow.commit()
+    assert await runtime.timers.fire_due() == 0
+    assert len(await events(runtime)) == 1
+    r = await client.get(f"{BASE}/plans/{plan['id']}", headers=clinician)
+    assert [s["status"] for s in r.json()["steps"][:3]] == ["emitted", "scheduled", "planned"]
+    assert r.json()["steps"][0]["dose_step_id"]
+
+
+async def test_a_held_taper_blocks_the_due_step_and_resume_goes_on_from_the_resume_date(
+    runtime: ServiceRuntime, client: httpx.AsyncClient, clinician: dict[str, str]
+) -> None:
+    plan = await draft(client, clinician)
+    approved = await approve(client, clinician, plan["id"])
+    clock(runtime).set(NOW + timedelta(hours=1))  # decisions are listed in time order
+    r = await client.post(
+        f"{BASE}/taper/hold", json={"reason_code": "patient_request"}, headers=clinician
+    )
+    assert r.status_code == 200, r.text
+    s1 = approved["steps"][0]
+    clock(runtime).set(datetime.fromisoformat(s1["effective_on"]).replace(tzinfo=UTC))
+    assert await runtime.timers.fire_due() == 1
+    assert [e.event_type for e in await events(runtime)] == ["TaperHeld"]  # no DoseReduced
+    assert await live_timers(runtime) == []  # the chain stops
+    r = await client.get(f"{BASE}/plans/{plan['id']}", headers=clinician)
+    assert r.json()["steps"][0]["status"] == "blocked_by_hold"
+
+    # resumed ten days later: step 1 now falls on the resume date, later steps keep their spacing
+    resumed_at = datetime.fromisoformat(s1["effective_on"]).replace(tzinfo=UTC) + timedelta(
+        days=10, hours=9
+    )
+    clock(runtime).set(resumed_at)
+    r = await client.post(
+        f"{BASE}/taper/resume", json={"reason_code": "symptoms_settled"}, headers=clinician
+    )
+    assert r.status_code == 200, r.text
+    r = await client.get(f"{BASE}/plans/{plan['id']}", headers=clinician)
+    steps = r.json()["steps"]
+    assert steps[0]["status"] == "scheduled"
+    assert steps[0]["effective_on"] == resumed_at.date().isoformat()
+    gap = date.fromisoformat(approved["steps"][1]["effective_on"]) - date.fromisoformat(
+        s1["effective_on"]
+    )
+    assert date.fromisoformat(steps[1]["effective_on"]) - resumed_at.date() == gap
+    assert await runtime.timers.fire_due() == 1
+    reduced = [e for e in await events(runtime) if isinstance(e, DoseReduced)]
+    assert len(reduced) == 1 and reduced[0].effective_on == resumed_at.date()
+    kinds = [d["kind"] for d in (await client.get(f"{BASE}/decisions", headers=clinician)).json()]
+    assert kinds == ["approve", "hold", "resume"]
+
+
+async def test_manual_reductions_are_refused_while_a_plan_is_active(
+    runtime: ServiceRuntime, client: httpx.AsyncClient, clinician: dict[str, str]
+) -> None:
+    plan = await draft(client, clinician)
+    await approve(client, clinician, plan["id"])
+    r = await client.post(
+        f"{BASE}/dose-reductions",
+        json={"new_daily_dose_mg": "9", "effective_on": "2026-01-20", "reason_code": "plan"},
+        headers=clinician,
+    )
+    assert r.status_code == 409
+
+
+async def test_a_whole_plan_runs_to_completion_step_by_step(
+    runtime: ServiceRuntime, client: httpx.AsyncClient, clinician: dict[str, str]
+) -> None:
+    plan = await draft(client, clinician)
+    approved = await approve(client, clinician, plan["id"])
+    for s in approved["steps"]:
+        clock(runtime).set(datetime.fromisoformat(s["effective_on"]).replace(tzinfo=UTC))
+        assert await runtime.timers.fire_due() == 1
+    types = [e.event_type for e in await events(runtime)]
+    assert types == ["DoseReduced"] * len(approved["steps"]) + ["TaperCompleted"]
+    r = await client.get(f"{BASE}/plans/{plan['id']}", headers=clinician)
+    assert r.json()["status"] == "completed"
+    assert {s["status"] for s in r.json()["steps"]} == {"emitted"}
+
+
+def test_the_final_step_to_zero_is_exempt_at_or_below_the_final_step_dose() -> None:
+    def decision() -> ClinicianDecision:
+        return ClinicianDecision(uuid.uuid4(), "clin-1", DecisionKind.REDUCE, "planned_step")
+
+    def taper(dose: str) -> PatientTaper:
+        start = ClinicianDecision(uuid.uuid4(), "clin-1", DecisionKind.START, "taper_initiated")
+        return PatientTaper.start(
+            patient_id=uuid.uuid4(),
+            drug="diazepam",
+            half_life_class="long",
+            current_daily_dose_mg=D(dose),
+            decision=start,
+        )
+
+    today = date(2026, 1, 5)
+    step = taper("0.5").reduce(
+        D(0), today, decision(), today=today, final_step_at_or_below_mg=D("0.5")
+    )
+    assert not step.overridden
+    with pytest.raises(TaperRuleViolation):  # above the final-step dose: still bounded
+        taper("0.6").reduce(
+            D(0), today, decision(), today=today, final_step_at_or_below_mg=D("0.5")
+        )
