@@ -2,7 +2,7 @@
 
 Produced topics come from the publishers each runtime declares; consumed topics from its
 subscribers, whose payload (read as raw bytes so that poison messages reach the DLQ) is replaced by
-the event's schema from ``contracts``. Output: ``contracts/asyncapi/<service>.json``.
+each topic's event schema from ``contracts``. Output: ``contracts/asyncapi/<service>.json``.
 
     python -m deploy.asyncapi --write | --check
 """
@@ -57,7 +57,10 @@ def document(runtime: ServiceRuntime) -> dict[str, Any]:
         description=f"Events {runtime.service} produces (via its outbox) and consumes.",
     )
     doc: dict[str, Any] = json.loads(spec.to_specification().to_json())
-    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    components = doc.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    messages = components.setdefault("messages", {})
+    title = runtime.subscriber.title
     for topic in runtime.consumed_topics:
         event_schema = topic.event.model_json_schema(
             mode="serialization", ref_template="#/components/schemas/{model}"
@@ -65,8 +68,15 @@ def document(runtime: ServiceRuntime) -> dict[str, Any]:
         for name, definition in event_schema.pop("$defs", {}).items():
             schemas.setdefault(name, definition)
         schemas.setdefault(topic.event.__name__, event_schema)
-        payload_key = f"{runtime.service}:{topic.name}:Message:Payload"
-        schemas[payload_key] = {"$ref": f"#/components/schemas/{topic.event.__name__}"}
+        # FastStream names the channel after the title alone when there is only one topic.
+        message = (
+            messages.get(f"{title}:{topic.name}:SubscribeMessage")
+            or messages[f"{title}:SubscribeMessage"]
+        )
+        message["payload"] = {"$ref": f"#/components/schemas/{topic.event.__name__}"}
+    # The subscriber reads raw bytes (so poison messages reach the DLQ); its shared byte-string
+    # payload is replaced above by each topic's event schema.
+    schemas.pop(f"{title}:Message:Payload", None)
     return doc
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -117,6 +117,55 @@ class OffsetCommitter:
         await self.flush()
 
 
+class ServiceSubscriber:
+    """The one Kafka consumer of a service process, for every topic the service consumes.
+
+    One group member per process (not one per topic) means one join and one rebalance when a
+    replica starts or stops. Each message goes to the :class:`EventConsumer` of its topic; its
+    offset is marked for the :class:`OffsetCommitter` only after that consumer is done with it.
+    """
+
+    def __init__(
+        self, service: str, consumers: Sequence[EventConsumer], committer: OffsetCommitter
+    ) -> None:
+        self.service = service
+        self.committer = committer
+        self._by_topic = {c.topic.name: c for c in consumers}
+
+    @property
+    def title(self) -> str:
+        return f"{self.service}:consumer"
+
+    def register(self, broker: KafkaBroker) -> None:
+        if not self._by_topic:
+            return
+
+        async def raw_body(msg: KafkaMessage) -> bytes:
+            return msg.body
+
+        events = ", ".join(c.topic.event.EVENT_TYPE for c in self._by_topic.values())
+
+        @broker.subscriber(
+            *self._by_topic,
+            group_id=self.service,
+            ack_policy=AckPolicy.MANUAL,  # offsets: see OffsetCommitter
+            auto_offset_reset="earliest",
+            decoder=raw_body,
+            title=self.title,
+            description=f"{self.service} consumes {events}",
+        )
+        async def on_message(body: bytes, msg: KafkaMessage) -> None:
+            consumer = self._by_topic[msg.raw_message.topic]  # type: ignore[union-attr]
+            try:
+                await consumer.handle(body, msg)
+            except (OperationalError, OSError):
+                # Already logged without PHI. Seek back: this message is delivered again, and
+                # no later offset of its partition can be committed before it is processed.
+                await msg.nack()
+                return
+            await self.committer.mark(msg)
+
+
 class EventConsumer:
     """One consumer group's handling of one topic."""
 
@@ -131,7 +180,6 @@ class EventConsumer:
         tracer_provider: TracerProvider,
         max_attempts: int = 3,
         retry_backoff_s: float = 0.2,
-        committer: OffsetCommitter | None = None,
     ) -> None:
         self.service = service
         self.topic = topic
@@ -141,30 +189,6 @@ class EventConsumer:
         self._tracer = tracer_provider.get_tracer("taper.consumer")
         self._max_attempts = max_attempts
         self._backoff = retry_backoff_s
-        self.committer = committer or OffsetCommitter()
-
-    def register(self, broker: KafkaBroker) -> None:
-        async def raw_body(msg: KafkaMessage) -> bytes:
-            return msg.body
-
-        @broker.subscriber(
-            self.topic.name,
-            group_id=self.service,
-            ack_policy=AckPolicy.MANUAL,  # offsets: see OffsetCommitter
-            auto_offset_reset="earliest",
-            decoder=raw_body,
-            title=f"{self.service}:{self.topic.name}",
-            description=f"{self.service} consumes {self.topic.event.EVENT_TYPE}",
-        )
-        async def on_message(body: bytes, msg: KafkaMessage) -> None:
-            try:
-                await self.handle(body, msg)
-            except (OperationalError, OSError):
-                # Already logged without PHI. Seek back: this message is delivered again, and
-                # no later offset of its partition can be committed before it is processed.
-                await msg.nack()
-                return
-            await self.committer.mark(msg)
 
     async def handle(self, body: bytes, msg: KafkaMessage) -> None:
         record = msg.raw_message

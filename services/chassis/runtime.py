@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from contracts import Topic, topics_consumed_by, topics_produced_by
 from services.chassis.clock import Clock, ScaledClock, SystemClock
-from services.chassis.consumer import EventConsumer, Handler, OffsetCommitter
+from services.chassis.consumer import EventConsumer, Handler, OffsetCommitter, ServiceSubscriber
 from services.chassis.db import make_engine, make_session_factory
 from services.chassis.deadletter import DeadLetters
 from services.chassis.kafka import ensure_topics, make_broker
@@ -113,15 +113,18 @@ class ServiceRuntime:
                 tracer_provider=self.tracer_provider,
                 max_attempts=settings.consumer_max_attempts,
                 retry_backoff_s=settings.consumer_retry_backoff_s,
-                committer=OffsetCommitter(
-                    interval_s=settings.consumer_commit_interval_s,
-                    batch=settings.consumer_commit_batch,
-                ),
             )
             for sub in self.subscriptions
         ]
-        for consumer in self.consumers:
-            consumer.register(self.broker)
+        self.subscriber = ServiceSubscriber(
+            self.service,
+            self.consumers,
+            OffsetCommitter(
+                interval_s=settings.consumer_commit_interval_s,
+                batch=settings.consumer_commit_batch,
+            ),
+        )
+        self.subscriber.register(self.broker)
         self._declare_publishers()
         self._background_factories = tuple(background)
         self._background: list[asyncio.Task[None]] = []
@@ -197,8 +200,7 @@ class ServiceRuntime:
                 replication_factor=self.settings.kafka_replication_factor,
             )
         await self.broker.start()
-        for consumer in self.consumers:
-            consumer.committer.start()
+        self.subscriber.committer.start()
         if self.settings.relay_enabled:
             self.relay.start()
         self.timers.start()
@@ -219,8 +221,7 @@ class ServiceRuntime:
         await self.retention.stop()
         await self.timers.stop()
         await self.relay.stop()
-        for consumer in self.consumers:
-            await consumer.committer.stop()  # what was processed is committed before we leave
+        await self.subscriber.committer.stop()  # what was processed is committed before we leave
         await self.broker.stop()
         await self.engine.dispose()
 
