@@ -29,7 +29,6 @@ import contextlib
 import json
 import logging
 import os
-import platform
 import sys
 import time
 import uuid
@@ -37,7 +36,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -47,6 +45,7 @@ import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from bench.machine import machine_info
 from contracts import ALL_TOPICS, DOSE_REDUCED, DoseReduced, TaperStage
 from services.chassis.kafka import ensure_topics, make_broker
 from services.chassis.logs import configure_logging
@@ -837,53 +836,11 @@ class Bench:
         )
 
 
+CLIENT_LIBRARIES = ("aiokafka", "faststream", "sqlalchemy", "asyncpg")
+
 # --------------------------------------------------------------------------------------------
 # report
 # --------------------------------------------------------------------------------------------
-
-
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError:
-        return ""
-
-
-def machine_info() -> dict[str, str]:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in _read("/proc/cpuinfo").splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor() or "?",
-    )
-    mem_kb = next(
-        (
-            int(line.split()[1])
-            for line in _read("/proc/meminfo").splitlines()
-            if line.startswith("MemTotal")
-        ),
-        0,
-    )
-
-    def version(dist: str) -> str:
-        try:
-            return importlib_metadata.version(dist)
-        except importlib_metadata.PackageNotFoundError:
-            return "?"
-
-    libs = ", ".join(
-        f"{d} {version(d)}" for d in ("aiokafka", "faststream", "sqlalchemy", "asyncpg")
-    )
-    return {
-        "nproc": str(os.cpu_count()),
-        "CPU": cpu,
-        "memory": f"{mem_kb / 1024 / 1024:.1f} GiB",
-        "kernel": platform.release(),
-        "Python": platform.python_version(),
-        "libraries": libs,
-    }
 
 
 def ratio_rows(report: Report) -> list[tuple[str, str, str, float]]:
@@ -917,7 +874,10 @@ def render(report: Report, opts: Options, infra: Infra, started: datetime, elaps
         "",
         "## Machine",
         "",
-        *(f"- {k}: {v}" for k, v in machine_info().items()),
+        *(
+            f"- {k}: {v}"
+            for k, v in machine_info(("aiokafka", "faststream", "sqlalchemy", "asyncpg")).items()
+        ),
         f"- Kafka: {infra.kafka_version}, {infra.kafka_source}",
         f"- PostgreSQL: {info.get('pg server_version', '?')}, {infra.pg_source}",
         "- Kafka, PostgreSQL and this (single-process, single event loop) client share the cores.",

@@ -31,7 +31,6 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
-import platform
 import random
 import statistics
 import sys
@@ -41,7 +40,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -49,6 +47,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import sqlalchemy as sa
 
+from bench.machine import machine_info
 from services.chassis.clock import SystemClock
 from services.chassis.db import make_engine, make_session_factory
 from services.chassis.migrations import upgrade_to_head
@@ -576,47 +575,6 @@ async def run_scan(pg: Pg, rows: int, due_share: float, repeats: int, seed: int)
 # --------------------------------------------------------------------------------------------
 
 
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError:
-        return ""
-
-
-def machine_info() -> dict[str, str]:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in _read("/proc/cpuinfo").splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor() or "?",
-    )
-    mem_kb = next(
-        (
-            int(line.split()[1])
-            for line in _read("/proc/meminfo").splitlines()
-            if line.startswith("MemTotal")
-        ),
-        0,
-    )
-
-    def version(dist: str) -> str:
-        try:
-            return importlib_metadata.version(dist)
-        except importlib_metadata.PackageNotFoundError:
-            return "?"
-
-    return {
-        "nproc": str(os.cpu_count()),
-        "CPU": cpu,
-        "memory": f"{mem_kb / 1024 / 1024:.1f} GiB",
-        "kernel": platform.release(),
-        "Python": platform.python_version(),
-        "libraries": ", ".join(f"{d} {version(d)}" for d in ("sqlalchemy", "asyncpg", "alembic")),
-    }
-
-
 def best_median(xs: list[float], higher_is_better: bool = True) -> tuple[float, float]:
     return (max(xs) if higher_is_better else min(xs)), median(xs)
 
@@ -630,7 +588,7 @@ def render(
     elapsed: float,
     pg_source: str,
 ) -> str:
-    info = machine_info()
+    info = machine_info(("sqlalchemy", "asyncpg", "alembic"))
     out = [
         f"# Scheduler benchmark, {started:%Y-%m-%d}",
         "",

@@ -136,6 +136,12 @@ async def start_taper(cmd: StartTaper, uow: UnitOfWork) -> model.PatientTaper:
             "current_daily_dose_mg": str(cmd.current_daily_dose_mg),
         },
     )
+    await insert_new_taper(uow, taper)
+    return taper
+
+
+async def insert_new_taper(uow: UnitOfWork, taper: model.PatientTaper) -> None:
+    """Store a just-started taper (version 1)."""
     now = uow.clock.now()
     await uow.session.execute(
         sa.insert(tapers).values(
@@ -154,7 +160,6 @@ async def start_taper(cmd: StartTaper, uow: UnitOfWork) -> model.PatientTaper:
         )
     )
     taper.version = 1
-    return taper
 
 
 async def schedule_reduction(

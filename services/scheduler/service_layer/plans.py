@@ -238,22 +238,7 @@ async def approve_plan(cmd: ApprovePlan, uow: UnitOfWork) -> PlanRecord:
             )
         except model.TaperError as exc:
             raise handlers._translate(exc) from None
-        await uow.session.execute(
-            sa.insert(tapers).values(
-                patient_id=taper.patient_id,
-                plan_id=taper.plan_id,
-                drug=taper.drug,
-                half_life_class=taper.half_life_class,
-                start_daily_dose_mg=taper.start_daily_dose_mg,
-                current_daily_dose_mg=taper.current_daily_dose_mg,
-                held=False,
-                held_reason=None,
-                stage=taper.stage.value,
-                version=1,
-                created_at=now,
-                updated_at=now,
-            )
-        )
+        await handlers.insert_new_taper(uow, taper)
     else:
         # Take over a started taper only before its first step, at the same drug and dose.
         if existing.steps or existing.stage is not model.Stage.PRE_TAPER or existing.held:
