@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,7 +20,7 @@ import uvicorn
 from fastapi import APIRouter, FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 
-from contracts import Topic, topics_consumed_by, topics_produced_by
+from contracts import Topic, topics_produced_by
 from services.chassis.clock import Clock, ScaledClock, SystemClock
 from services.chassis.consumer import EventConsumer, Handler, OffsetCommitter, ServiceSubscriber
 from services.chassis.db import make_engine, make_session_factory
@@ -60,7 +60,6 @@ class ServiceRuntime:
         routers: Callable[[ServiceRuntime], Iterable[APIRouter]] = lambda _: (),
         clock: Clock | None = None,
         tracer_provider: TracerProvider | None = None,
-        background: Iterable[Callable[[ServiceRuntime], Coroutine[Any, Any, None]]] = (),
     ) -> None:
         self.settings = settings
         self.service = settings.service_name
@@ -126,8 +125,6 @@ class ServiceRuntime:
         )
         self.subscriber.register(self.broker)
         self._declare_publishers()
-        self._background_factories = tuple(background)
-        self._background: list[asyncio.Task[None]] = []
         self._started = False
         self.app: FastAPI = self._make_app(routers)
 
@@ -205,9 +202,6 @@ class ServiceRuntime:
             self.relay.start()
         self.timers.start()
         self.retention.start()
-        self._background = [
-            asyncio.create_task(factory(self)) for factory in self._background_factories
-        ]
         self._started = True
         log.info("service started", extra={"consumes": [t.name for t in self.consumed_topics]})
 
@@ -215,9 +209,6 @@ class ServiceRuntime:
         if not self._started:
             return
         self._started = False
-        for task in self._background:
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
         await self.retention.stop()
         await self.timers.stop()
         await self.relay.stop()
@@ -247,8 +238,3 @@ class ServiceRuntime:
             access_log=False,
         )
         asyncio.run(uvicorn.Server(config).serve())
-
-
-def expected_consumed(service: str) -> tuple[Topic, ...]:
-    """The topics ``contracts`` says ``service`` consumes (bootstraps assert they subscribe)."""
-    return topics_consumed_by(service)

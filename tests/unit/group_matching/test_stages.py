@@ -15,11 +15,19 @@ import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contracts import DoseReduced, Event, TaperCompleted, TaperHeld, TaperResumed, TaperStage
+from contracts import (
+    DoseReduced,
+    Event,
+    TaperCompleted,
+    TaperHeld,
+    TaperResumed,
+    TaperStage,
+    topics_consumed_by,
+)
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.clock import FrozenClock
 from services.chassis.migrations import upgrade_to_head
-from services.chassis.runtime import ServiceRuntime, expected_consumed
+from services.chassis.runtime import ServiceRuntime
 from services.group_matching.adapters.orm import patient_stages
 from services.group_matching.bootstrap import bootstrap
 from services.group_matching.domain.model import (
@@ -192,7 +200,7 @@ async def stage_row(rt: ServiceRuntime, patient: uuid.UUID) -> dict[str, Any]:
 
 
 def test_group_matching_subscribes_to_what_contracts_say() -> None:
-    assert {s.topic for s in SUBSCRIPTIONS} == set(expected_consumed("group_matching"))
+    assert {s.topic for s in SUBSCRIPTIONS} == set(topics_consumed_by("group_matching"))
 
 
 async def test_dose_reductions_move_the_stage(runtime: ServiceRuntime) -> None:

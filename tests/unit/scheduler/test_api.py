@@ -10,10 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
+from contracts import topics_consumed_by
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.clock import FrozenClock
 from services.chassis.migrations import upgrade_to_head
-from services.chassis.runtime import ServiceRuntime, expected_consumed
+from services.chassis.runtime import ServiceRuntime
 from services.scheduler.bootstrap import bootstrap
 from services.scheduler.entrypoints.consumers import SUBSCRIPTIONS
 from services.scheduler.settings import SchedulerSettings
@@ -57,7 +58,7 @@ START_BODY = {"drug": "diazepam", "half_life_class": "long", "current_daily_dose
 
 
 def test_the_scheduler_subscribes_to_what_contracts_say() -> None:
-    assert {s.topic for s in SUBSCRIPTIONS} == set(expected_consumed("scheduler"))
+    assert {s.topic for s in SUBSCRIPTIONS} == set(topics_consumed_by("scheduler"))
 
 
 async def test_clinician_starts_and_reduces_patient_reads(
