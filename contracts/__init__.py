@@ -12,6 +12,8 @@ from contracts.events.monitoring import (
 )
 from contracts.events.scheduler import (
     DoseReduced,
+    DoseRestored,
+    DrugDose,
     TaperCompleted,
     TaperHeld,
     TaperResumed,
@@ -20,6 +22,7 @@ from contracts.events.scheduler import (
 from contracts.topics import (
     ALL_TOPICS,
     DOSE_REDUCED,
+    DOSE_RESTORED,
     SYMPTOM_REPORTED,
     TAPER_COMPLETED,
     TAPER_HELD,
@@ -35,12 +38,15 @@ from contracts.topics import (
 __all__ = [
     "ALL_TOPICS",
     "DOSE_REDUCED",
+    "DOSE_RESTORED",
     "SYMPTOM_REPORTED",
     "TAPER_COMPLETED",
     "TAPER_HELD",
     "TAPER_RESUMED",
     "THRESHOLD_EXCEEDED",
     "DoseReduced",
+    "DoseRestored",
+    "DrugDose",
     "Envelope",
     "Event",
     "Severity",

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 
 from contracts.envelope import Event
 from contracts.events.monitoring import SymptomReported, ThresholdExceeded
-from contracts.events.scheduler import DoseReduced, TaperCompleted, TaperHeld, TaperResumed
+from contracts.events.scheduler import (
+    DoseReduced,
+    DoseRestored,
+    TaperCompleted,
+    TaperHeld,
+    TaperResumed,
+)
 
 DLQ_SUFFIX = ".dlq"
 
@@ -43,6 +49,8 @@ class Topic:
 
 
 DOSE_REDUCED = Topic(DoseReduced, consumers=("monitoring", "group_matching"))
+# Consumed by notifications (the patient's message) and monitoring (dose history) from issues 4-5.
+DOSE_RESTORED = Topic(DoseRestored, consumers=())
 SYMPTOM_REPORTED = Topic(SymptomReported, consumers=())
 THRESHOLD_EXCEEDED = Topic(ThresholdExceeded, consumers=("notifications", "scheduler"))
 TAPER_HELD = Topic(TaperHeld, consumers=("group_matching",))
@@ -51,6 +59,7 @@ TAPER_COMPLETED = Topic(TaperCompleted, consumers=("group_matching",))
 
 ALL_TOPICS: tuple[Topic, ...] = (
     DOSE_REDUCED,
+    DOSE_RESTORED,
     SYMPTOM_REPORTED,
     THRESHOLD_EXCEEDED,
     TAPER_HELD,

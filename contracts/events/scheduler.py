@@ -8,7 +8,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.envelope import Event
 
@@ -25,6 +25,15 @@ class TaperStage(StrEnum):
     HELD = "held"
     MAINTENANCE = "maintenance"
     COMPLETED = "completed"
+
+
+class DrugDose(BaseModel):
+    """One drug's total daily mg."""
+
+    model_config = ConfigDict(frozen=True)
+
+    drug: str = Field(pattern=r"^[a-z0-9_-]{1,40}$")
+    daily_dose_mg: Milligrams = Field(ge=0, max_digits=9, decimal_places=4)
 
 
 class DoseReduced(Event):
@@ -50,6 +59,50 @@ class DoseReduced(Event):
     half_life_class: Literal["ultra_short", "short", "intermediate", "long"] = Field(
         description="Lets monitoring time check-ins to the drug's withdrawal window."
     )
+    # Added without a version bump (optional fields): absent on events from before crossovers.
+    step_kind: Literal["reduction", "crossover", "final"] | None = Field(
+        default=None,
+        description="crossover: part of `drug` was exchanged for diazepam (the total "
+        "diazepam-equivalent dose stays about the same); final: every drug stops.",
+    )
+    regimen: list[DrugDose] | None = Field(
+        default=None,
+        description="Every drug's daily mg from today; two entries during a crossover.",
+    )
+    previous_daily_diazepam_eq_mg: Milligrams | None = Field(
+        default=None,
+        ge=0,
+        max_digits=9,
+        decimal_places=4,
+        description="The whole day before the step, in diazepam-equivalent mg (comparable "
+        "across a crossover, unlike the mg of `drug`).",
+    )
+    new_daily_diazepam_eq_mg: Milligrams | None = Field(
+        default=None, ge=0, max_digits=9, decimal_places=4
+    )
+
+
+class DoseRestored(Event):
+    """A clinician returned the patient to the dose before the last step, from today.
+
+    Temporary by design: the taper is held at this dose (a ``TaperHeld`` follows in the same
+    transaction) until a clinician resumes it, and the rest of the plan is re-planned from here.
+    """
+
+    EVENT_TYPE: ClassVar[str] = "DoseRestored"
+    PRODUCER: ClassVar[str] = "scheduler"
+    event_type: Literal["DoseRestored"] = "DoseRestored"
+
+    plan_id: uuid.UUID
+    step_number: int = Field(ge=1)
+    drug: str = Field(pattern=r"^[a-z0-9_-]{1,40}$")
+    previous_daily_dose_mg: Milligrams = Field(ge=0, max_digits=9, decimal_places=4)
+    restored_daily_dose_mg: Milligrams = Field(ge=0, max_digits=9, decimal_places=4)
+    regimen: list[DrugDose] = Field(description="Every drug's daily mg from today.")
+    effective_on: date
+    decision_id: uuid.UUID = Field(description="The recorded clinician decision.")
+    half_life_class: Literal["ultra_short", "short", "intermediate", "long"]
+    taper_stage: TaperStage = Field(description="held")
 
 
 class TaperHeld(Event):

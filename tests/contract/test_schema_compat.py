@@ -27,6 +27,8 @@ import contracts.events
 from contracts import (
     ALL_TOPICS,
     DoseReduced,
+    DoseRestored,
+    DrugDose,
     Envelope,
     Event,
     Severity,
@@ -296,6 +298,8 @@ def _literal(model: type[BaseModel], field: str) -> st.SearchStrategy[str]:
     return st.sampled_from(get_args(model.model_fields[field].annotation))
 
 
+_drug_doses = st.builds(DrugDose, drug=_drug_codes, daily_dose_mg=_milligrams)
+
 # One strategy per fact of each event (the envelope comes from ``Event.create``).
 FACTS: dict[type[Event], dict[str, st.SearchStrategy[Any]]] = {
     DoseReduced: {
@@ -308,6 +312,22 @@ FACTS: dict[type[Event], dict[str, st.SearchStrategy[Any]]] = {
         "taper_stage": st.sampled_from(TaperStage),
         "approved_by_decision_id": st.uuids(),
         "half_life_class": _literal(DoseReduced, "half_life_class"),
+        "step_kind": st.none() | st.sampled_from(["reduction", "crossover", "final"]),
+        "regimen": st.none() | st.lists(_drug_doses, min_size=1, max_size=2),
+        "previous_daily_diazepam_eq_mg": st.none() | _milligrams,
+        "new_daily_diazepam_eq_mg": st.none() | _milligrams,
+    },
+    DoseRestored: {
+        "plan_id": st.uuids(),
+        "step_number": st.integers(min_value=1),
+        "drug": _drug_codes,
+        "previous_daily_dose_mg": _milligrams,
+        "restored_daily_dose_mg": _milligrams,
+        "regimen": st.lists(_drug_doses, min_size=1, max_size=2),
+        "effective_on": st.dates(),
+        "decision_id": st.uuids(),
+        "half_life_class": _literal(DoseRestored, "half_life_class"),
+        "taper_stage": st.sampled_from(TaperStage),
     },
     SymptomReported: {
         "report_id": st.uuids(),

@@ -22,6 +22,7 @@ from services.chassis.uow import UnitOfWork
 from services.group_matching.adapters.orm import patient_stages
 from services.group_matching.domain.model import (
     COMPLETED,
+    CROSSOVER,
     HELD,
     MAINTENANCE,
     InvalidStageInput,
@@ -53,16 +54,24 @@ async def on_dose_reduced(event: DoseReduced, uow: UnitOfWork) -> None:
     same_plan = row is not None and row["plan_id"] == event.plan_id
     if row is not None and same_plan and event.step_number <= row["last_step_number"]:
         return  # an older step delivered late: the newer state stands
+    # Diazepam-equivalents when the event has them: they stay comparable across a crossover,
+    # where the mg of ``drug`` fall to zero while the patient takes its diazepam equivalent.
+    previous_dose, new_dose = event.previous_daily_dose_mg, event.new_daily_dose_mg
+    if event.new_daily_diazepam_eq_mg is not None:
+        previous_dose = event.previous_daily_diazepam_eq_mg or previous_dose
+        new_dose = event.new_daily_diazepam_eq_mg
     if row is not None and same_plan:
         start = Decimal(row["start_daily_dose_mg"])
         previous_stage: str | None = row["stage"]
     else:
-        start = event.previous_daily_dose_mg
+        start = previous_dose
         previous_stage = None
     try:
-        stage = stage_after_dose(previous_stage, start, event.new_daily_dose_mg)
+        stage = stage_after_dose(previous_stage, start, new_dose)
     except InvalidStageInput as exc:
         raise UnusableDoseEvent(str(exc)) from None
+    if event.step_kind == "crossover":
+        stage = CROSSOVER
     if row is not None and same_plan and (row["stage"] in _ENDED or _stale(event, row)):
         stage = row["stage"]
     values: dict[str, Any] = {
@@ -70,7 +79,7 @@ async def on_dose_reduced(event: DoseReduced, uow: UnitOfWork) -> None:
         "drug": event.drug,
         "stage": stage,
         "start_daily_dose_mg": start,
-        "latest_daily_dose_mg": event.new_daily_dose_mg,
+        "latest_daily_dose_mg": new_dose,
         "last_step_number": event.step_number,
         "updated_at": uow.clock.now(),
         "last_event_id": event.event_id,

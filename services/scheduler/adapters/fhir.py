@@ -14,6 +14,8 @@ example *medrx0303* "Order for Tapering Dose"). Rules applied here:
 - Doses are ``doseQuantity`` in UCUM ``mg``. No patient information appears in any text.
 - One MedicationRequest is for one medication: a crossover plan (two drugs) becomes a FHIR
   ``Bundle`` (type ``collection``) of one MedicationRequest per drug (``plan_to_fhir``).
+- ``status`` is ``draft`` (a preview) unless the caller passes a stored plan's status mapped by
+  ``medication_request_status``; ``intent`` is always ``order``.
 
 Every resource is validated with ``fhir.resources`` (R4B models: FHIR 4.3, whose MedicationRequest,
 Dosage, Timing and Bundle elements used here are the same as in R4) before it is returned, so an
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.medicationrequest import MedicationRequest
@@ -33,6 +35,29 @@ from services.scheduler.domain.planning import PlannedStep, TaperPlan
 
 UCUM = "http://unitsofmeasure.org"
 DATA_ABSENT_REASON = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
+
+# FHIR R4 MedicationRequest.status (required binding: medicationrequest-status).
+MedicationRequestStatus = Literal[
+    "active", "on-hold", "cancelled", "completed", "entered-in-error", "stopped", "draft", "unknown"
+]
+
+# A stored plan's status (plans.status) -> MedicationRequest.status. An approved plan is in force,
+# and so is one held at its maintenance dose.
+_PLAN_STATUS: dict[str, MedicationRequestStatus] = {
+    "draft": "draft",
+    "approved": "active",
+    "active": "active",
+    "maintenance": "active",
+    "completed": "completed",
+    "cancelled": "cancelled",
+}
+
+
+def medication_request_status(plan_status: str) -> MedicationRequestStatus:
+    """The FHIR status of a stored plan's MedicationRequest(s); ``unknown`` for a status this
+    mapping does not know."""
+    return _PLAN_STATUS.get(plan_status, "unknown")
+
 
 # (FHIR event-timing code, plain word) for the k-th administration of a day of n administrations.
 _TIMES: dict[int, tuple[tuple[str, str], ...]] = {
@@ -162,10 +187,14 @@ def plan_drugs(plan: TaperPlan) -> tuple[str, ...]:
 
 
 def plan_to_medication_request(
-    plan: TaperPlan, *, patient_ref: str | None, drug: str | None = None
+    plan: TaperPlan,
+    *,
+    patient_ref: str | None,
+    drug: str | None = None,
+    status: MedicationRequestStatus = "draft",
 ) -> dict[str, Any]:
     """The plan's lines for ``drug`` (default: the plan's only drug) as a validated
-    MedicationRequest (status ``draft``, intent ``order``), as a JSON-ready dict."""
+    MedicationRequest (``status``, default ``draft``; intent ``order``), as a JSON-ready dict."""
     drugs = plan_drugs(plan)
     if drug is None:
         if len(drugs) != 1:
@@ -173,7 +202,7 @@ def plan_to_medication_request(
         drug = drugs[0]
     resource: dict[str, Any] = {
         "resourceType": "MedicationRequest",
-        "status": "draft",
+        "status": status,
         "intent": "order",
         "medicationCodeableConcept": {"text": drug_name(drug)},
         "subject": _subject(patient_ref),
@@ -184,16 +213,25 @@ def plan_to_medication_request(
     return out
 
 
-def plan_to_fhir(plan: TaperPlan, *, patient_ref: str | None) -> dict[str, Any]:
-    """One MedicationRequest, or for a crossover a validated Bundle of one per drug."""
+def plan_to_fhir(
+    plan: TaperPlan, *, patient_ref: str | None, status: MedicationRequestStatus = "draft"
+) -> dict[str, Any]:
+    """One MedicationRequest, or for a crossover a validated Bundle of one per drug, each with
+    ``status``."""
     drugs = plan_drugs(plan)
     if len(drugs) == 1:
-        return plan_to_medication_request(plan, patient_ref=patient_ref, drug=drugs[0])
+        return plan_to_medication_request(
+            plan, patient_ref=patient_ref, drug=drugs[0], status=status
+        )
     bundle = {
         "resourceType": "Bundle",
         "type": "collection",
         "entry": [
-            {"resource": plan_to_medication_request(plan, patient_ref=patient_ref, drug=d)}
+            {
+                "resource": plan_to_medication_request(
+                    plan, patient_ref=patient_ref, drug=d, status=status
+                )
+            }
             for d in drugs
         ],
     }

@@ -27,6 +27,10 @@ tapers = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    # The day's doses [{"drug", "dose_mg"}] (null: one dose of ``drug``, a taper started by total)
+    # and the equivalence the plan used {drug: mg equal to 10 mg diazepam} (null: one drug).
+    sa.Column("regimen", sa.JSON, nullable=True),
+    sa.Column("equivalence", sa.JSON, nullable=True),
 )
 
 clinician_decisions = sa.Table(
@@ -35,8 +39,10 @@ clinician_decisions = sa.Table(
     # Append-only: the code never updates or deletes a decision.
     sa.Column("id", sa.Uuid, primary_key=True),
     sa.Column("patient_id", sa.Uuid, nullable=False, index=True),
-    sa.Column("clinician", sa.String(100), nullable=False),
-    sa.Column("kind", sa.String(10), nullable=False),  # start | reduce | hold | resume
+    sa.Column("clinician", sa.String(100), nullable=False),  # the decider's subject
+    sa.Column("kind", sa.String(20), nullable=False),  # model.DecisionKind
+    # Who decided: a clinician, or the patient (a hold request is the only patient decision).
+    sa.Column("decided_by_role", sa.String(20), nullable=False, server_default="clinician"),
     sa.Column("reason_code", sa.String(40), nullable=False),
     sa.Column("payload", sa.JSON, nullable=False),  # the decided values and any override code
     sa.Column("decided_at", UtcDateTime, nullable=False),
@@ -59,6 +65,12 @@ dose_steps = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("emitted_at", UtcDateTime, nullable=True),
     sa.Column("event_id", sa.Uuid, nullable=True),  # the DoseReduced that announced it
+    # The drug the step changes, its kind (model.ChangeKind) and the whole day before and after
+    # ([{"drug", "dose_mg"}]); null on steps stored before crossovers could be scheduled.
+    sa.Column("drug", sa.String(40), nullable=True),
+    sa.Column("kind", sa.String(20), nullable=True),
+    sa.Column("regimen_before", sa.JSON, nullable=True),
+    sa.Column("regimen_after", sa.JSON, nullable=True),
     sa.UniqueConstraint("plan_id", "step_number", name="uq_dose_steps_plan_step"),
 )
 
@@ -101,4 +113,7 @@ plan_steps = sa.Table(
     # planned | scheduled | emitted | blocked_by_hold | cancelled
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("dose_step_id", sa.Uuid, nullable=True),  # the taper's dose step once emitted
+    # The day this step was planned from [{"drug", "dose_mg"}]: a resume re-plans the rest when
+    # the patient no longer takes it (after a return to the prior dose). Null: the previous step.
+    sa.Column("planned_from", sa.JSON, nullable=True),
 )

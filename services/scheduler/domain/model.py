@@ -3,16 +3,22 @@
 Safety rules enforced here (each a default a clinician can see, the rate bound one they can
 override for one patient with a recorded reason):
 
-* every start, reduction and resume carries a recorded clinician decision (id, clinician, code);
+* every start, change, hold, resume, return and end carries a recorded clinician decision (id,
+  clinician, code); a patient may only ask for a hold (the safe direction);
 * a reduction lowers the dose, never below zero, and takes effect today or later;
 * within any ``window_days`` window the dose falls by at most ``max_fraction_per_step`` of the dose
   in effect at the window's start (ASAM 2025: "usually no more than 25% every 2 weeks") unless the
-  decision overrides it with a reason code;
+  decision overrides it with a reason code. Doses compare in diazepam-equivalent mg, so the bound
+  holds across a crossover (for a one-drug taper this is the same as comparing mg);
+* a crossover stage only exchanges the tapered drug for diazepam, and may raise the
+  diazepam-equivalent total by rounding to a makeable dose by at most the configured fraction;
 * nothing is reduced while the taper is held (a RED ``ThresholdExceeded`` holds it);
-* one step is scheduled at a time: an approved plan (issue 3) arms its steps one after another;
+* one step is scheduled at a time: an approved plan arms its steps one after another;
 * the FINAL step to zero is exempt from the rate bound when the dose it leaves is at or below the
   final-step dose (``final_step_at_or_below_mg``, the planner's ``check_bounds`` exemption); the
-  caller passes that dose in the taper's drug, and without it a step to zero needs an override.
+  caller passes that dose in the taper's drug, and without it a step to zero needs an override;
+* a clinician can return the patient to the dose before the last step (at once, holding the taper
+  until resumed: "if paused, resume more slowly") or end the taper at the current dose.
 
 Error messages name fields and rules, never doses, dates or people (no PHI in logs or responses).
 """
@@ -21,10 +27,12 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from fractions import Fraction
 
 from services.scheduler.domain.reference import TaperBounds, taper_bounds_v1
 
@@ -34,14 +42,18 @@ HALF_LIFE_CLASSES = frozenset({"ultra_short", "short", "intermediate", "long"})
 _CODE = re.compile(CODE_PATTERN)
 _DRUG = re.compile(DRUG_PATTERN)
 ZERO = Decimal(0)
+DIAZEPAM = "diazepam"
+RESTORED_HOLD_REASON = "returned_to_prior_dose"
 
 
 class Stage(StrEnum):
     """The scheduler's view of the taper; values match ``contracts.TaperStage``."""
 
     PRE_TAPER = "pre_taper"
+    CROSSOVER = "crossover"
     ACTIVE = "active"
     HELD = "held"
+    MAINTENANCE = "maintenance"
     COMPLETED = "completed"
 
 
@@ -51,6 +63,11 @@ class DecisionKind(StrEnum):
     HOLD = "hold"
     RESUME = "resume"
     APPROVE = "approve"  # a clinician approves a whole plan: it authorises each of its steps
+    ADJUST = "adjust"  # a clinician re-plans the rest of an active plan (slower, new products...)
+    RESTORE = "restore"  # back to the dose before the last step, at once (temporary: held)
+    MAINTAIN = "maintain"  # end the taper at the current dose
+    CANCEL = "cancel"  # discard a draft plan
+    PATIENT_HOLD = "patient_hold"  # the patient asks for a hold (recorded with the patient's id)
 
 
 class StepStatus(StrEnum):
@@ -58,6 +75,13 @@ class StepStatus(StrEnum):
     EMITTED = "emitted"
     BLOCKED_BY_HOLD = "blocked_by_hold"
     CANCELLED = "cancelled"
+
+
+class ChangeKind(StrEnum):
+    REDUCTION = "reduction"
+    CROSSOVER = "crossover"  # part of the tapered drug exchanged for diazepam
+    FINAL = "final"  # the step to zero
+    RESTORE = "restore"  # back up to the dose before the last step
 
 
 # --- errors -----------------------------------------------------------------------------------
@@ -84,6 +108,25 @@ class TaperHeld(TaperStateConflict):
 
 
 # --- values -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Administration:
+    """One dose of one drug in the day (a day is a tuple of them, morning first)."""
+
+    drug: str
+    dose_mg: Decimal
+
+
+Regimen = tuple[Administration, ...]
+
+
+def daily_mg(regimen: Regimen, drug: str) -> Decimal:
+    return sum((a.dose_mg for a in regimen if a.drug == drug), ZERO)
+
+
+def drugs_taken(regimen: Regimen) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(a.drug for a in regimen if a.dose_mg > 0))
+
+
 @dataclass(frozen=True)
 class ClinicianDecision:
     """A recorded clinician decision: who decided what, and why (as a code, never free text)."""
@@ -114,6 +157,10 @@ class ClinicianDecision:
 
 @dataclass(frozen=True)
 class DoseStep:
+    """One change of the day's doses. ``drug`` is the drug the step changes (the tapered one);
+    ``previous``/``new_daily_dose_mg`` are its mg; ``before``/``after`` the whole day (every drug),
+    empty for a one-drug step stored before regimens were recorded."""
+
     step_id: uuid.UUID
     step_number: int
     previous_daily_dose_mg: Decimal
@@ -122,11 +169,23 @@ class DoseStep:
     decision_id: uuid.UUID
     overridden: bool = False
     status: StepStatus = StepStatus.SCHEDULED
+    drug: str = ""
+    kind: ChangeKind = ChangeKind.REDUCTION
+    before: Regimen = ()
+    after: Regimen = ()
 
     @property
     def live(self) -> bool:
         """Took effect or will: counts toward the rate bound."""
         return self.status in (StepStatus.SCHEDULED, StepStatus.EMITTED)
+
+    @property
+    def regimen_before(self) -> Regimen:
+        return self.before or (Administration(self.drug, self.previous_daily_dose_mg),)
+
+    @property
+    def regimen_after(self) -> Regimen:
+        return self.after or (Administration(self.drug, self.new_daily_dose_mg),)
 
 
 # --- the aggregate ----------------------------------------------------------------------------
@@ -134,16 +193,21 @@ class DoseStep:
 class PatientTaper:
     patient_id: uuid.UUID
     plan_id: uuid.UUID
-    drug: str
-    half_life_class: str
-    start_daily_dose_mg: Decimal
-    current_daily_dose_mg: Decimal
+    drug: str  # the drug being tapered now: diazepam once a crossover is complete
+    half_life_class: str  # of ``drug``
+    start_daily_dose_mg: Decimal  # of the drug the taper started on
+    current_daily_dose_mg: Decimal  # of ``drug``, kept equal to its mg in ``regimen``
     held: bool = False
     held_reason: str | None = None
     stage: Stage = Stage.PRE_TAPER
     version: int = 0
-    # Every step of this plan, oldest first (the repository loads them with the taper).
+    # Every dose step of the patient (all plans), oldest first; the repository loads them.
     steps: list[DoseStep] = field(default_factory=list)
+    # The day's doses now; () means one dose of ``drug`` (a taper started with a daily total).
+    regimen: Regimen = ()
+    # mg equal to 10 mg diazepam per drug, as the plan used (with any clinician override). A drug
+    # missing counts its mg as is: enough for a one-drug taper, refused for a crossover.
+    equivalence: Mapping[str, Decimal] = field(default_factory=dict)
 
     @classmethod
     def start(
@@ -155,6 +219,8 @@ class PatientTaper:
         current_daily_dose_mg: Decimal,
         decision: ClinicianDecision,
         plan_id: uuid.UUID | None = None,
+        regimen: Regimen = (),
+        equivalence: Mapping[str, Decimal] | None = None,
     ) -> PatientTaper:
         decision.check(DecisionKind.START, DecisionKind.APPROVE)
         if not _DRUG.fullmatch(drug):
@@ -163,6 +229,10 @@ class PatientTaper:
             raise TaperRuleViolation("half_life_class", "unknown half-life class")
         if not current_daily_dose_mg > ZERO:
             raise TaperRuleViolation("current_daily_dose_mg", "must be greater than 0")
+        if regimen and (
+            drugs_taken(regimen) != (drug,) or daily_mg(regimen, drug) != current_daily_dose_mg
+        ):
+            raise TaperRuleViolation("administrations", "must be the daily dose of the drug")
         return cls(
             patient_id=patient_id,
             plan_id=plan_id or uuid.uuid4(),
@@ -170,6 +240,8 @@ class PatientTaper:
             half_life_class=half_life_class,
             start_daily_dose_mg=current_daily_dose_mg,
             current_daily_dose_mg=current_daily_dose_mg,
+            regimen=regimen,
+            equivalence=dict(equivalence or {}),
         )
 
     # --- queries ------------------------------------------------------------------------------
@@ -178,17 +250,46 @@ class PatientTaper:
         return next((s for s in self.steps if s.status is StepStatus.SCHEDULED), None)
 
     @property
+    def current_regimen(self) -> Regimen:
+        return self.regimen or (Administration(self.drug, self.current_daily_dose_mg),)
+
+    @property
     def completed(self) -> bool:
-        return self.current_daily_dose_mg == ZERO
+        return not drugs_taken(self.current_regimen)
+
+    @property
+    def ended(self) -> bool:
+        return self.completed or self.stage is Stage.MAINTENANCE
+
+    @property
+    def last_applied(self) -> DoseStep | None:
+        return next((s for s in reversed(self.steps) if s.status is StepStatus.EMITTED), None)
+
+    def diazepam_eq(self, regimen: Regimen) -> Fraction:
+        """Exact diazepam-equivalent mg of a day; a drug without equivalence counts as mg."""
+        total = Fraction(0)
+        for a in regimen:
+            per_10 = self.equivalence.get(a.drug)
+            total += Fraction(a.dose_mg) * (Fraction(10) / Fraction(per_10) if per_10 else 1)
+        return total
 
     def _running_stage(self) -> Stage:
         if self.completed:
             return Stage.COMPLETED
-        if self.current_daily_dose_mg < self.start_daily_dose_mg:
+        applied = [s for s in self.steps if s.status is StepStatus.EMITTED]
+        if any(s.kind in (ChangeKind.REDUCTION, ChangeKind.FINAL) for s in applied):
+            return Stage.ACTIVE
+        if any(s.kind is ChangeKind.CROSSOVER for s in applied):
+            return Stage.CROSSOVER
+        if self.current_daily_dose_mg < self.start_daily_dose_mg and self.drug_is_original:
             return Stage.ACTIVE
         return Stage.PRE_TAPER
 
-    # --- commands -----------------------------------------------------------------------------
+    @property
+    def drug_is_original(self) -> bool:
+        return not any(s.kind is ChangeKind.CROSSOVER for s in self.steps if s.live)
+
+    # --- commands: scheduling -----------------------------------------------------------------
     def reduce(
         self,
         new_daily_dose_mg: Decimal,
@@ -200,18 +301,53 @@ class PatientTaper:
         step_id: uuid.UUID | None = None,
         final_step_at_or_below_mg: Decimal | None = None,
     ) -> DoseStep:
-        """Validate and schedule one reduction; the returned step takes effect on ``effective_on``.
+        """Schedule one reduction of the tapered drug to a daily total (one dose a day of it).
 
-        ``today`` is the service clock's date (the domain never reads a clock itself). A step of
-        an approved plan carries the plan's approval decision. The step to zero from at or below
-        ``final_step_at_or_below_mg`` (mg of the taper's drug) is exempt from the rate bound.
+        ``today`` is the service clock's date (the domain never reads a clock itself). The step
+        to zero from at or below ``final_step_at_or_below_mg`` (mg of the taper's drug) is exempt
+        from the rate bound.
         """
+        if new_daily_dose_mg < ZERO:
+            raise TaperRuleViolation("new_daily_dose_mg", "must not be negative")
+        others = tuple(a for a in self.current_regimen if a.drug != self.drug)
+        after = (*others, Administration(self.drug, new_daily_dose_mg))
+        kind = ChangeKind.FINAL if not drugs_taken(after) else ChangeKind.REDUCTION
+        return self.change(
+            after,
+            kind,
+            effective_on,
+            decision,
+            today=today,
+            bounds=bounds,
+            step_id=step_id,
+            final_step_at_or_below_mg=final_step_at_or_below_mg,
+        )
+
+    def change(
+        self,
+        after: Regimen,
+        kind: ChangeKind,
+        effective_on: date,
+        decision: ClinicianDecision,
+        *,
+        today: date,
+        bounds: TaperBounds | None = None,
+        step_id: uuid.UUID | None = None,
+        final_step_at_or_below_mg: Decimal | None = None,
+        crossover_max_rise_fraction: Decimal = ZERO,
+    ) -> DoseStep:
+        """Validate and schedule one step to the day ``after``; it takes effect on
+        ``effective_on``. A step of an approved plan carries the plan's approval decision."""
         decision.check(DecisionKind.REDUCE, DecisionKind.APPROVE)
         bounds = bounds or taper_bounds_v1()
+        if kind is ChangeKind.RESTORE:
+            raise TaperRuleViolation("kind", "a return to the prior dose is not scheduled")
         if self.held:
             raise TaperHeld()
         if self.completed:
             raise TaperStateConflict("the taper is completed")
+        if self.stage is Stage.MAINTENANCE:
+            raise TaperStateConflict("the taper ended at a maintenance dose: approve a new plan")
         if self.pending_step is not None:
             raise TaperStateConflict("a dose step is already scheduled")
         if effective_on < today:
@@ -219,23 +355,24 @@ class PatientTaper:
         last_live = [s for s in self.steps if s.live]
         if last_live and effective_on <= last_live[-1].effective_on:
             raise TaperRuleViolation("effective_on", "must be after the previous step")
-        if new_daily_dose_mg < ZERO:
+        if any(a.dose_mg < ZERO for a in after) or not after:
             raise TaperRuleViolation("new_daily_dose_mg", "must not be negative")
-        current = self.current_daily_dose_mg
-        if new_daily_dose_mg >= current:
-            raise TaperRuleViolation("new_daily_dose_mg", "must be lower than the current dose")
+        current = self.current_regimen
+        self._check_shape(current, after, kind, crossover_max_rise_fraction)
 
         # The dose in effect when the window ending at effective_on began.
         window_start = effective_on - timedelta(days=bounds.window_days)
         in_window = [s for s in last_live if s.effective_on > window_start]
-        baseline = in_window[0].previous_daily_dose_mg if in_window else current
+        baseline = self.diazepam_eq(in_window[0].regimen_before if in_window else current)
+        new_eq = self.diazepam_eq(after)
         final_exempt = (
-            new_daily_dose_mg == ZERO
+            new_eq == 0
             and final_step_at_or_below_mg is not None
-            and current <= final_step_at_or_below_mg
+            and self.current_daily_dose_mg <= final_step_at_or_below_mg
+            and drugs_taken(current) == (self.drug,)
         )
         exceeds = (
-            baseline - new_daily_dose_mg > baseline * bounds.max_fraction_per_step
+            baseline - new_eq > baseline * Fraction(bounds.max_fraction_per_step)
             and not final_exempt
         )
         if exceeds and not decision.override:
@@ -247,50 +384,103 @@ class PatientTaper:
         step = DoseStep(
             step_id=step_id or uuid.uuid4(),
             step_number=len(self.steps) + 1,
-            previous_daily_dose_mg=current,
-            new_daily_dose_mg=new_daily_dose_mg,
+            previous_daily_dose_mg=self.current_daily_dose_mg,
+            new_daily_dose_mg=daily_mg(after, self.drug),
             effective_on=effective_on,
             decision_id=decision.decision_id,
             overridden=exceeds,
+            drug=self.drug,
+            kind=kind,
+            before=current,
+            after=after,
         )
         self.steps.append(step)
         return step
 
+    def _check_shape(
+        self, current: Regimen, after: Regimen, kind: ChangeKind, max_rise: Decimal
+    ) -> None:
+        drugs_now, drugs_after = set(drugs_taken(current)), set(drugs_taken(after))
+        if kind is ChangeKind.CROSSOVER:
+            if self.drug == DIAZEPAM or drugs_after - drugs_now - {DIAZEPAM}:
+                raise TaperRuleViolation("administrations", "a crossover only adds diazepam")
+            if any(d not in self.equivalence for d in drugs_now | drugs_after):
+                raise TaperRuleViolation("equivalence", "a crossover needs each drug's equivalence")
+            if daily_mg(after, self.drug) >= self.current_daily_dose_mg:
+                raise TaperRuleViolation("administrations", "a crossover lowers the tapered drug")
+            if daily_mg(after, DIAZEPAM) <= daily_mg(current, DIAZEPAM):
+                raise TaperRuleViolation("administrations", "a crossover raises diazepam")
+            rise_limit = self.diazepam_eq(current) * (1 + Fraction(max_rise))
+            if self.diazepam_eq(after) > rise_limit:
+                raise TaperRuleViolation(
+                    "administrations", "the crossover raises the equivalent dose too much"
+                )
+            return
+        if drugs_after - drugs_now:
+            raise TaperRuleViolation("administrations", "only a crossover adds a drug")
+        if self.diazepam_eq(after) >= self.diazepam_eq(current):
+            raise TaperRuleViolation("new_daily_dose_mg", "must be lower than the current dose")
+        if any(daily_mg(after, d) > daily_mg(current, d) for d in drugs_now):
+            raise TaperRuleViolation("new_daily_dose_mg", "a reduction raises no drug")
+        if (kind is ChangeKind.FINAL) != (not drugs_after):
+            raise TaperRuleViolation("kind", "the final step, and only it, stops every drug")
+
     def apply(self, step_id: uuid.UUID) -> DoseStep:
-        """The scheduled step takes effect now: the taper's dose becomes the step's new dose.
+        """The scheduled step takes effect now: the taper's day becomes the step's day.
 
         Refused while held (the caller marks the step ``blocked_by_hold``; it is never emitted).
+        When a crossover stage leaves none of the tapered drug, the taper goes on with diazepam
+        (the caller updates ``half_life_class``).
         """
-        index, step = next(
-            ((i, s) for i, s in enumerate(self.steps) if s.step_id == step_id), (None, None)
-        )
-        if step is None or index is None:
-            raise TaperStateConflict("the dose step does not belong to this taper")
+        index, step = self._find(step_id)
         if step.status is not StepStatus.SCHEDULED:
             raise TaperStateConflict("the dose step is not scheduled")
         if self.held:
             raise TaperHeld()
-        if step.previous_daily_dose_mg != self.current_daily_dose_mg:
+        if step.regimen_before != self.current_regimen and (
+            step.before or step.previous_daily_dose_mg != self.current_daily_dose_mg
+        ):
             raise TaperStateConflict("the dose step was planned from another dose")
         applied = replace(step, status=StepStatus.EMITTED)
         self.steps[index] = applied
-        self.current_daily_dose_mg = step.new_daily_dose_mg
+        self._take(step.regimen_after, step.drug)
         self.stage = self._running_stage()
         return applied
 
+    def _take(self, regimen: Regimen, drug: str) -> None:
+        self.regimen = regimen
+        self.drug = drug
+        if daily_mg(regimen, drug) == 0 and drugs_taken(regimen):
+            self.drug = drugs_taken(regimen)[0]  # the crossover is complete
+        self.current_daily_dose_mg = daily_mg(regimen, self.drug)
+
     def block(self, step_id: uuid.UUID) -> DoseStep:
         """Record that a due step was not given because the taper is held."""
-        for i, s in enumerate(self.steps):
-            if s.step_id == step_id and s.status is StepStatus.SCHEDULED:
-                self.steps[i] = replace(s, status=StepStatus.BLOCKED_BY_HOLD)
-                return self.steps[i]
-        raise TaperStateConflict("the dose step is not scheduled")
+        return self._set_status(step_id, StepStatus.BLOCKED_BY_HOLD)
 
+    def _set_status(self, step_id: uuid.UUID, status: StepStatus) -> DoseStep:
+        index, step = self._find(step_id)
+        if step.status is not StepStatus.SCHEDULED:
+            raise TaperStateConflict("the dose step is not scheduled")
+        self.steps[index] = replace(step, status=status)
+        return self.steps[index]
+
+    def _find(self, step_id: uuid.UUID) -> tuple[int, DoseStep]:
+        for i, s in enumerate(self.steps):
+            if s.step_id == step_id:
+                return i, s
+        raise TaperStateConflict("the dose step does not belong to this taper")
+
+    def _cancel_pending(self) -> DoseStep | None:
+        pending = self.pending_step
+        return self._set_status(pending.step_id, StepStatus.CANCELLED) if pending else None
+
+    # --- commands: holds and clinician changes ------------------------------------------------
     def hold(self, reason_code: str) -> bool:
         """Hold the taper (no step takes effect); False when there was nothing to change."""
         if not _CODE.fullmatch(reason_code or ""):
             raise TaperRuleViolation("reason_code", "a reason code is required")
-        if self.held or self.completed:
+        if self.held or self.ended:
             return False  # the first reason stands; a finished taper has nothing to hold
         self.held = True
         self.held_reason = reason_code
@@ -298,7 +488,7 @@ class PatientTaper:
         return True
 
     def hold_by(self, decision: ClinicianDecision) -> bool:
-        decision.check(DecisionKind.HOLD)
+        decision.check(DecisionKind.HOLD, DecisionKind.PATIENT_HOLD)
         return self.hold(decision.reason_code)
 
     def resume(self, decision: ClinicianDecision) -> None:
@@ -309,3 +499,82 @@ class PatientTaper:
         self.held = False
         self.held_reason = None
         self.stage = self._running_stage()
+
+    def restore_prior(
+        self, decision: ClinicianDecision, *, today: date, step_id: uuid.UUID | None = None
+    ) -> tuple[DoseStep, DoseStep | None]:
+        """Return to the day before the last step, from today, and hold the taper there.
+
+        Temporary by design: the taper stays held (unless it already was, for another reason)
+        until a clinician resumes it, and the rest of a plan is then re-planned from this dose.
+        Returns the restoring step (already in effect) and the pending step it cancelled.
+        """
+        decision.check(DecisionKind.RESTORE)
+        if self.ended:
+            raise TaperStateConflict("the taper has ended: approve a new plan")
+        last = self.last_applied
+        if last is None:
+            raise TaperStateConflict("no dose step has taken effect yet")
+        if last.kind is ChangeKind.RESTORE:
+            raise TaperStateConflict("already returned to the prior dose: resume or adjust")
+        cancelled = self._cancel_pending()
+        step = DoseStep(
+            step_id=step_id or uuid.uuid4(),
+            step_number=len(self.steps) + 1,
+            previous_daily_dose_mg=daily_mg(self.current_regimen, last.drug),
+            new_daily_dose_mg=daily_mg(last.regimen_before, last.drug),
+            effective_on=today,
+            decision_id=decision.decision_id,
+            status=StepStatus.EMITTED,
+            drug=last.drug,
+            kind=ChangeKind.RESTORE,
+            before=self.current_regimen,
+            after=last.regimen_before,
+        )
+        self.steps.append(step)
+        self._take(step.after, last.drug)
+        if not self.held:
+            self.held = True
+            self.held_reason = RESTORED_HOLD_REASON
+        self.stage = Stage.HELD
+        return step, cancelled
+
+    def end_at_maintenance(self, decision: ClinicianDecision) -> DoseStep | None:
+        """End the taper at the current dose; returns the pending step it cancelled, if any.
+
+        A clinician's ``maintain`` decision, or the approval of a plan whose target this is."""
+        decision.check(DecisionKind.MAINTAIN, DecisionKind.APPROVE)
+        if self.ended:
+            raise TaperStateConflict("the taper has already ended")
+        cancelled = self._cancel_pending()
+        self.held = False
+        self.held_reason = None
+        self.stage = Stage.MAINTENANCE
+        return cancelled
+
+    def adopt_plan(self, plan_id: uuid.UUID, decision: ClinicianDecision, start: Regimen) -> None:
+        """A newly approved plan takes the taper over: before its first step, or after it ended
+        at a maintenance dose. The plan must start from the day the patient takes now."""
+        decision.check(DecisionKind.APPROVE)
+        if self.held:
+            raise TaperHeld()
+        if self.completed:
+            raise TaperStateConflict("the taper is completed")
+        if self.pending_step is not None:
+            raise TaperStateConflict("a dose step is already scheduled")
+        if self.stage is not Stage.MAINTENANCE and any(s.live for s in self.steps):
+            raise TaperStateConflict("the patient's taper has already begun")
+        if sorted(_totals(start).items()) != sorted(_totals(self.current_regimen).items()):
+            raise TaperStateConflict("the plan does not start from the taper's current dose")
+        self.plan_id = plan_id
+        self.regimen = start
+        self.stage = self._running_stage()
+
+    def cancel_pending(self, decision: ClinicianDecision) -> DoseStep | None:
+        """An adjustment replaces the rest of the plan: its pending step is cancelled."""
+        decision.check(DecisionKind.ADJUST)
+        return self._cancel_pending()
+
+
+def _totals(regimen: Regimen) -> dict[str, Decimal]:
+    return {d: daily_mg(regimen, d) for d in drugs_taken(regimen)}

@@ -19,8 +19,16 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from services.chassis.auth import CurrentPrincipal, Principal, Role, authorize_patient_access
 from services.chassis.runtime import ServiceRuntime
 from services.chassis.uow import UnitOfWork
-from services.scheduler.domain.model import CODE_PATTERN, DRUG_PATTERN, DoseStep, PatientTaper
+from services.scheduler.domain.model import (
+    CODE_PATTERN,
+    DRUG_PATTERN,
+    DoseStep,
+    PatientTaper,
+    Regimen,
+    daily_mg,
+)
 from services.scheduler.service_layer import handlers
+from services.scheduler.service_layer import plans as plan_cases
 
 ReasonCode = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
 DrugCode = Annotated[str, StringConstraints(pattern=DRUG_PATTERN)]
@@ -56,11 +64,24 @@ class ClinicianActionIn(BaseModel):
     reason_code: ReasonCode
 
 
+class DrugDoseOut(BaseModel):
+    drug: str
+    daily_dose_mg: Decimal
+
+    @staticmethod
+    def of_regimen(regimen: Regimen) -> list[DrugDoseOut]:
+        drugs = dict.fromkeys(a.drug for a in regimen)
+        return [DrugDoseOut(drug=d, daily_dose_mg=daily_mg(regimen, d)) for d in drugs]
+
+
 class DoseStepOut(BaseModel):
     id: uuid.UUID
     step_number: int
+    kind: str = Field(description="reduction | crossover | final | restore")
+    drug: str = Field(description="The drug the step changes (the one being tapered).")
     previous_daily_dose_mg: Decimal
     new_daily_dose_mg: Decimal
+    regimen_after: list[DrugDoseOut] = Field(description="Every drug's daily mg after the step.")
     effective_on: date
     decision_id: uuid.UUID
     overridden: bool
@@ -71,6 +92,9 @@ class DoseStepOut(BaseModel):
         return cls(
             id=step.step_id,
             step_number=step.step_number,
+            kind=step.kind.value,
+            drug=step.drug,
+            regimen_after=DrugDoseOut.of_regimen(step.regimen_after),
             previous_daily_dose_mg=step.previous_daily_dose_mg,
             new_daily_dose_mg=step.new_daily_dose_mg,
             effective_on=step.effective_on,
@@ -86,7 +110,8 @@ class TaperOut(BaseModel):
     drug: str
     half_life_class: str
     start_daily_dose_mg: Decimal
-    current_daily_dose_mg: Decimal
+    current_daily_dose_mg: Decimal = Field(description="Daily mg of `drug`, the tapered drug.")
+    regimen: list[DrugDoseOut] = Field(description="Every drug taken now (two in a crossover).")
     held: bool
     held_reason: str | None
     stage: str
@@ -103,6 +128,7 @@ class TaperOut(BaseModel):
             half_life_class=taper.half_life_class,
             start_daily_dose_mg=taper.start_daily_dose_mg,
             current_daily_dose_mg=taper.current_daily_dose_mg,
+            regimen=DrugDoseOut.of_regimen(taper.current_regimen),
             held=taper.held,
             held_reason=taper.held_reason,
             stage=taper.stage.value,
@@ -235,9 +261,71 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         request: Request,
     ) -> TaperOut:
         async with clinician_write(principal, patient_id, request, "taper") as uow:
-            taper = await handlers.resume_taper(
+            taper = await plan_cases.resume_taper(
                 handlers.ClinicianAction(patient_id, principal.subject, body.reason_code), uow
             )
+        return TaperOut.of(taper, runtime.clock.now())
+
+    @router.post(
+        "/patients/{patient_id}/taper/return-to-prior-dose",
+        response_model=TaperOut,
+        summary="Back to the dose before the last step, from today; held until resumed (clinician)",
+    )
+    async def return_to_prior(
+        patient_id: uuid.UUID,
+        body: ClinicianActionIn,
+        principal: CurrentPrincipal,
+        request: Request,
+    ) -> TaperOut:
+        async with clinician_write(principal, patient_id, request, "taper") as uow:
+            taper = await handlers.return_to_prior_dose(
+                handlers.ClinicianAction(patient_id, principal.subject, body.reason_code), uow
+            )
+        return TaperOut.of(taper, runtime.clock.now())
+
+    @router.post(
+        "/patients/{patient_id}/taper/end-at-maintenance",
+        response_model=TaperOut,
+        summary="End the taper at the current dose (clinician)",
+    )
+    async def end_at_maintenance(
+        patient_id: uuid.UUID,
+        body: ClinicianActionIn,
+        principal: CurrentPrincipal,
+        request: Request,
+    ) -> TaperOut:
+        async with clinician_write(principal, patient_id, request, "taper") as uow:
+            taper = await plan_cases.end_at_maintenance(
+                handlers.ClinicianAction(patient_id, principal.subject, body.reason_code), uow
+            )
+        return TaperOut.of(taper, runtime.clock.now())
+
+    @router.post(
+        "/patients/{patient_id}/taper/hold-request",
+        response_model=TaperOut,
+        summary="The patient asks for a hold: held at once until a clinician resumes (patient)",
+    )
+    async def hold_request(
+        patient_id: uuid.UUID,
+        body: ClinicianActionIn,
+        principal: CurrentPrincipal,
+        request: Request,
+    ) -> TaperOut:
+        async with runtime.uow() as uow:
+            await authorize_patient_access(
+                uow,
+                principal,
+                patient_id,
+                action="update",
+                resource="taper",
+                request=request,
+                roles=(Role.PATIENT,),
+            )
+            await uow.commit()
+            taper = await handlers.request_hold(
+                handlers.PatientHoldRequest(patient_id, principal.subject, body.reason_code), uow
+            )
+            await uow.commit()
         return TaperOut.of(taper, runtime.clock.now())
 
     @router.get(

@@ -4,6 +4,11 @@ The body carries no patient identifier and nothing is saved, so there is no pati
 access to; the clinician role is still required. ``?format=`` picks JSON (default), FHIR R4
 (``application/fhir+json``: a MedicationRequest, or a Bundle of one per drug for a crossover) or
 an SVG chart (``image/svg+xml``). Input the planner refuses is a 422 whose ``loc`` names the field.
+
+A stored plan (``GET /api/scheduler/patients/{patient_id}/plans/{plan_id}``) takes the same
+``?format=``: it is rebuilt as a ``TaperPlan`` (``adapters.stored_plan``, cancelled steps left
+out) and rendered by the same adapters, with the FHIR ``subject`` ``Patient/{patient_id}`` and
+the plan's status mapped to the MedicationRequest status. Access is authorized and audited first.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from services.chassis.auth import (
 )
 from services.chassis.runtime import ServiceRuntime
 from services.scheduler.adapters.chart import plan_to_svg
-from services.scheduler.adapters.fhir import plan_to_fhir
+from services.scheduler.adapters.fhir import medication_request_status, plan_to_fhir
+from services.scheduler.adapters.stored_plan import record_to_plan
 from services.scheduler.domain.model import CODE_PATTERN, DRUG_PATTERN
 from services.scheduler.domain.planning import (
     BoundOverride,
@@ -272,6 +278,31 @@ class ApprovePlanIn(BaseModel):
     reason_code: ReasonCode = "plan_approved"
 
 
+class AdjustPlanIn(BaseModel):
+    """What changes for the rest of the plan; a field left out keeps the plan's value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason_code: ReasonCode
+    pace: PacePreference | None = Field(default=None, description="slower: smaller, rarer cuts.")
+    strategy: Literal["proportional", "linear"] | None = None
+    maintenance_mg: Decimal | None = Field(default=None, ge=0, le=1000, decimal_places=4)
+    formulations: list[Code] | None = Field(
+        default=None, min_length=1, max_length=20, description="Products now on file."
+    )
+    start_on: date | None = Field(
+        default=None,
+        description="The first re-planned step; default one pace interval after the last step "
+        "taken, not before today.",
+    )
+
+
+class CancelPlanIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason_code: ReasonCode = "draft_discarded"
+
+
 class PlanStepRecordOut(BaseModel):
     number: int
     effective_on: date
@@ -337,9 +368,21 @@ class PlanRecordOut(BaseModel):
 class DecisionOut(BaseModel):
     id: uuid.UUID
     kind: str
-    clinician: str = Field(description="The deciding clinician's subject.")
+    clinician: str = Field(description="The decider's subject (the patient's for a hold request).")
+    decided_by_role: str = Field(description="clinician, or patient for a hold request.")
     reason_code: str
     decided_at: datetime
+
+
+# ``?format=fhir|svg``: the other 200 bodies a plan endpoint returns besides its JSON model.
+_RENDERED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {
+            "application/fhir+json": {"schema": {"type": "object"}},
+            "image/svg+xml": {"schema": {"type": "string"}},
+        }
+    }
+}
 
 
 def _plan(runtime: ServiceRuntime, body: PlanPreviewIn) -> TaperPlan:
@@ -428,18 +471,95 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             await uow.commit()
         return PlanRecordOut.of(record)
 
+    @router.post(
+        "/patients/{patient_id}/plans/{plan_id}/adjust",
+        response_model=PlanRecordOut,
+        summary="Re-plan the rest of an active plan from today's dose (clinician): slower, new "
+        "products on file, another maintenance target",
+    )
+    async def adjust(
+        patient_id: uuid.UUID,
+        plan_id: uuid.UUID,
+        body: AdjustPlanIn,
+        principal: CurrentPrincipal,
+        request: Request,
+    ) -> PlanRecordOut:
+        async with runtime.uow() as uow:
+            await _authorize(uow, principal, patient_id, request, write=True)
+            try:
+                record = await plan_cases.adjust_plan(
+                    plan_cases.AdjustPlan(
+                        patient_id=patient_id,
+                        plan_id=plan_id,
+                        clinician=principal.subject,
+                        reason_code=body.reason_code,
+                        pace=body.pace,
+                        strategy=Strategy(body.strategy) if body.strategy else None,
+                        maintenance_mg=body.maintenance_mg,
+                        formulations=tuple(body.formulations) if body.formulations else None,
+                        start_on=body.start_on,
+                    ),
+                    uow,
+                )
+            except handlers.RuleRefused as exc:
+                loc = ["body", exc.field] if exc.field in AdjustPlanIn.model_fields else ["body"]
+                raise HTTPException(
+                    status.HTTP_422_UNPROCESSABLE_CONTENT,
+                    detail=[{"loc": loc, "msg": exc.problem, "type": "planning"}],
+                ) from None
+            await uow.commit()
+        return PlanRecordOut.of(record)
+
+    @router.post(
+        "/patients/{patient_id}/plans/{plan_id}/cancel",
+        response_model=PlanRecordOut,
+        summary="Discard a draft (clinician); an active plan is adjusted or ended instead",
+    )
+    async def cancel(
+        patient_id: uuid.UUID,
+        plan_id: uuid.UUID,
+        body: CancelPlanIn,
+        principal: CurrentPrincipal,
+        request: Request,
+    ) -> PlanRecordOut:
+        async with runtime.uow() as uow:
+            await _authorize(uow, principal, patient_id, request, write=True)
+            record = await plan_cases.cancel_plan(
+                plan_cases.CancelPlan(patient_id, plan_id, principal.subject, body.reason_code),
+                uow,
+            )
+            await uow.commit()
+        return PlanRecordOut.of(record)
+
     @router.get(
         "/patients/{patient_id}/plans/{plan_id}",
         response_model=PlanRecordOut,
         summary="A plan with its full schedule (the patient, or a clinician on their panel)",
+        responses=_RENDERED,
     )
     async def read(
-        patient_id: uuid.UUID, plan_id: uuid.UUID, principal: CurrentPrincipal, request: Request
-    ) -> PlanRecordOut:
+        patient_id: uuid.UUID,
+        plan_id: uuid.UUID,
+        principal: CurrentPrincipal,
+        request: Request,
+        fmt: Annotated[Literal["json", "fhir", "svg"], Query(alias="format")] = "json",
+    ) -> Any:
         async with runtime.uow() as uow:
             await _authorize(uow, principal, patient_id, request, write=False)
             record = await plan_cases.get_plan(uow, patient_id, plan_id)
-        return PlanRecordOut.of(record)
+        if fmt == "json":
+            return PlanRecordOut.of(record)
+        stored = record_to_plan(record.row, record.steps)  # without cancelled steps
+        if fmt == "fhir":
+            return JSONResponse(
+                plan_to_fhir(
+                    stored,
+                    patient_ref=f"Patient/{patient_id}",
+                    status=medication_request_status(record.row["status"]),
+                ),
+                media_type="application/fhir+json",
+            )
+        return Response(plan_to_svg(stored), media_type="image/svg+xml")
 
     @router.get(
         "/patients/{patient_id}/decisions",
@@ -458,14 +578,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         "/plans/preview",
         response_model=PlanOut,
         summary="Preview a taper plan (clinician; nothing is stored)",
-        responses={
-            200: {
-                "content": {
-                    "application/fhir+json": {"schema": {"type": "object"}},
-                    "image/svg+xml": {"schema": {"type": "string"}},
-                }
-            }
-        },
+        responses=_RENDERED,
     )
     async def preview(
         body: PlanPreviewIn,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +17,8 @@ import sqlalchemy as sa
 
 from contracts import (
     DoseReduced,
+    DoseRestored,
+    DrugDose,
     Severity,
     TaperCompleted,
     TaperHeld,
@@ -30,7 +32,6 @@ from services.chassis.uow import UnitOfWork
 from services.scheduler.adapters.orm import (
     clinician_decisions,
     dose_steps,
-    plan_steps,
     plans,
     tapers,
 )
@@ -157,6 +158,8 @@ async def insert_new_taper(uow: UnitOfWork, taper: model.PatientTaper) -> None:
             version=1,
             created_at=now,
             updated_at=now,
+            regimen=regimen_json(taper.regimen) if taper.regimen else None,
+            equivalence=_equivalence_json(taper),
         )
     )
     taper.version = 1
@@ -241,7 +244,7 @@ async def hold_taper(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTape
 
 async def resume_taper(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTaper:
     """Lift a hold. A single step blocked while held stays blocked (the clinician schedules the
-    next one); an approved plan goes on from the resume date (``_rearm_plan_after_resume``)."""
+    next one); an approved plan goes on through ``plans.resume_taper``, which calls this first."""
     taper = await _require(uow, cmd.patient_id)
     decision = _decision(model.DecisionKind.RESUME, cmd.clinician, cmd.reason_code)
     previous_reason = taper.held_reason
@@ -251,7 +254,6 @@ async def resume_taper(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTa
         raise _translate(exc) from None
     await _record_decision(uow, cmd.patient_id, decision, {"lifted_hold": previous_reason})
     await _save(uow, taper)
-    await _rearm_plan_after_resume(uow, taper)
     await uow.publish(
         TaperResumed.create(
             patient_id=taper.patient_id,
@@ -263,6 +265,191 @@ async def resume_taper(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTa
         )
     )
     return taper
+
+
+@dataclass(frozen=True)
+class PatientHoldRequest:
+    """The patient asks for a hold (only the safe direction is the patient's to take)."""
+
+    patient_id: uuid.UUID
+    patient: str  # the patient's subject
+    reason_code: str
+
+
+async def request_hold(cmd: PatientHoldRequest, uow: UnitOfWork) -> model.PatientTaper:
+    """Hold at once at the patient's request; a clinician resumes (or adjusts) the taper."""
+    taper = await _require(uow, cmd.patient_id)
+    decision = _decision(model.DecisionKind.PATIENT_HOLD, cmd.patient, cmd.reason_code)
+    try:
+        changed = taper.hold_by(decision)
+    except model.TaperError as exc:
+        raise _translate(exc) from None
+    if not changed:
+        raise TaperConflict("the taper is already held or has ended")
+    await _record_decision(uow, cmd.patient_id, decision, {}, role="patient")
+    await _save(uow, taper)
+    await uow.publish(
+        TaperHeld.create(
+            patient_id=taper.patient_id,
+            occurred_at=uow.clock.now(),
+            correlation_id=decision.decision_id,
+            plan_id=taper.plan_id,
+            reason_code=decision.reason_code,
+            held_by="patient",
+            decision_id=decision.decision_id,
+            taper_stage=TaperStage(taper.stage.value),
+        )
+    )
+    return taper
+
+
+async def return_to_prior_dose(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTaper:
+    """Back to the day before the last step, from today, held until a clinician resumes.
+
+    Announced as ``DoseRestored`` and, unless the taper was already held, ``TaperHeld`` caused
+    by it. A pending single step is cancelled; a plan's next step is blocked when it comes due
+    and the rest of the plan is re-planned from this dose on resume (``plans.resume_taper``).
+    """
+    taper = await _require(uow, cmd.patient_id)
+    decision = _decision(model.DecisionKind.RESTORE, cmd.clinician, cmd.reason_code)
+    was_held = taper.held
+    half_life_before = taper.half_life_class
+    try:
+        step, cancelled = taper.restore_prior(decision, today=uow.clock.now().date())
+    except model.TaperError as exc:
+        raise _translate(exc) from None
+    _follow_drug(taper, half_life_before)
+    await _record_decision(
+        uow,
+        cmd.patient_id,
+        decision,
+        {
+            "step_id": str(step.step_id),
+            "drug": step.drug,
+            "previous_daily_dose_mg": str(step.previous_daily_dose_mg),
+            "restored_daily_dose_mg": str(step.new_daily_dose_mg),
+            "cancelled_step_id": str(cancelled.step_id) if cancelled else None,
+        },
+    )
+    await _cancel_step(uow, cancelled)
+    now = uow.clock.now()
+    await insert_step(uow, taper, step)
+    await _save(uow, taper)
+    event = DoseRestored.create(
+        patient_id=taper.patient_id,
+        occurred_at=now,
+        correlation_id=decision.decision_id,
+        plan_id=taper.plan_id,
+        step_number=step.step_number,
+        drug=step.drug,
+        previous_daily_dose_mg=step.previous_daily_dose_mg,
+        restored_daily_dose_mg=step.new_daily_dose_mg,
+        regimen=drug_doses(step.regimen_after),
+        effective_on=step.effective_on,
+        decision_id=decision.decision_id,
+        half_life_class=taper.half_life_class,
+        taper_stage=TaperStage(taper.stage.value),
+    )
+    await uow.session.execute(
+        sa.update(dose_steps)
+        .where(dose_steps.c.id == step.step_id)
+        .values(emitted_at=now, event_id=event.event_id)
+    )
+    await uow.publish(event)
+    if not was_held:
+        await uow.publish(
+            TaperHeld.create(
+                patient_id=taper.patient_id,
+                occurred_at=now,
+                **event.caused(),
+                plan_id=taper.plan_id,
+                reason_code=model.RESTORED_HOLD_REASON,
+                held_by="clinician",
+                decision_id=decision.decision_id,
+                taper_stage=TaperStage(taper.stage.value),
+            )
+        )
+    return taper
+
+
+async def end_at_maintenance(
+    cmd: ClinicianAction, uow: UnitOfWork
+) -> tuple[model.PatientTaper, model.ClinicianDecision]:
+    """End the taper at the current dose: ``TaperCompleted`` (maintenance). A pending single
+    step is cancelled; ``plans.end_at_maintenance`` also closes an active plan."""
+    taper = await _require(uow, cmd.patient_id)
+    decision = _decision(model.DecisionKind.MAINTAIN, cmd.clinician, cmd.reason_code)
+    try:
+        cancelled = taper.end_at_maintenance(decision)
+    except model.TaperError as exc:
+        raise _translate(exc) from None
+    await _record_decision(
+        uow,
+        cmd.patient_id,
+        decision,
+        {
+            "drug": taper.drug,
+            "maintenance_daily_dose_mg": str(taper.current_daily_dose_mg),
+            "cancelled_step_id": str(cancelled.step_id) if cancelled else None,
+        },
+    )
+    await _cancel_step(uow, cancelled)
+    await _save(uow, taper)
+    await uow.publish(
+        TaperCompleted.create(
+            patient_id=taper.patient_id,
+            occurred_at=uow.clock.now(),
+            correlation_id=decision.decision_id,
+            plan_id=taper.plan_id,
+            final_daily_dose_mg=taper.current_daily_dose_mg,
+            outcome="maintenance",
+            decision_id=decision.decision_id,
+        )
+    )
+    return taper, decision
+
+
+async def _cancel_step(uow: UnitOfWork, step: model.DoseStep | None) -> None:
+    if step is None:
+        return
+    await uow.session.execute(
+        sa.update(dose_steps)
+        .where(dose_steps.c.id == step.step_id)
+        .values(status=model.StepStatus.CANCELLED.value)
+    )
+    await uow.cancel_timer(EMIT_DOSE_STEP, str(step.step_id))
+
+
+def _follow_drug(taper: model.PatientTaper, half_life_before: str) -> None:
+    """After a step that changed the tapered drug (a completed crossover, or a return before it),
+    take the new drug's half-life class from the equivalence table."""
+    known = equivalence_v1().get(taper.drug)
+    if known is not None:
+        taper.half_life_class = known.half_life_class
+    elif taper.half_life_class != half_life_before:  # pragma: no cover - table always has it
+        raise InconsistentStep("no half-life class for the tapered drug")
+
+
+def drug_doses(regimen: model.Regimen) -> list[DrugDose]:
+    drugs = dict.fromkeys(a.drug for a in regimen)
+    return [DrugDose(drug=d, daily_dose_mg=model.daily_mg(regimen, d)) for d in drugs]
+
+
+def regimen_json(regimen: model.Regimen) -> list[dict[str, str]]:
+    return [{"drug": a.drug, "dose_mg": str(a.dose_mg)} for a in regimen]
+
+
+def regimen_from(data: list[dict[str, Any]] | None) -> model.Regimen:
+    return tuple(model.Administration(a["drug"], Decimal(a["dose_mg"])) for a in data or ())
+
+
+def _equivalence_json(taper: model.PatientTaper) -> dict[str, str] | None:
+    return {d: str(mg) for d, mg in taper.equivalence.items()} or None
+
+
+def _eq_mg(taper: model.PatientTaper, regimen: model.Regimen) -> Decimal:
+    eq = taper.diazepam_eq(regimen)
+    return (Decimal(eq.numerator) / Decimal(eq.denominator)).quantize(Decimal("0.0001"))
 
 
 async def get_taper(uow: UnitOfWork, patient_id: uuid.UUID) -> model.PatientTaper:
@@ -311,10 +498,12 @@ async def emit_step(uow: UnitOfWork, taper: model.PatientTaper, step_id: uuid.UU
     Shared by the single-step timer and the plan-step timer (``plans.emit_plan_step``).
     """
     now = uow.clock.now()
+    half_life_before = taper.half_life_class
     try:
         step = taper.apply(step_id)
     except model.TaperError as exc:
         raise InconsistentStep(str(exc)) from None
+    _follow_drug(taper, half_life_before)
     await _save(uow, taper)
     event = DoseReduced.create(
         patient_id=taper.patient_id,
@@ -322,13 +511,19 @@ async def emit_step(uow: UnitOfWork, taper: model.PatientTaper, step_id: uuid.UU
         correlation_id=step.decision_id,
         plan_id=taper.plan_id,
         step_number=step.step_number,
-        drug=taper.drug,
+        # The drug the step reduced (during a crossover, the one being exchanged for diazepam)
+        # and its half-life class: the withdrawal window monitoring watches is that drug's.
+        drug=step.drug,
         previous_daily_dose_mg=step.previous_daily_dose_mg,
         new_daily_dose_mg=step.new_daily_dose_mg,
         effective_on=step.effective_on,
         taper_stage=TaperStage(taper.stage.value),
         approved_by_decision_id=step.decision_id,
-        half_life_class=taper.half_life_class,
+        half_life_class=half_life_before,
+        step_kind=step.kind.value,
+        regimen=drug_doses(step.regimen_after),
+        previous_daily_diazepam_eq_mg=_eq_mg(taper, step.regimen_before),
+        new_daily_diazepam_eq_mg=_eq_mg(taper, step.regimen_after),
     )
     await uow.session.execute(
         sa.update(dose_steps)
@@ -393,6 +588,10 @@ async def insert_step(uow: UnitOfWork, taper: model.PatientTaper, step: model.Do
             overridden=step.overridden,
             status=step.status.value,
             created_at=uow.clock.now(),
+            drug=step.drug,
+            kind=step.kind.value,
+            regimen_before=regimen_json(step.regimen_before),
+            regimen_after=regimen_json(step.regimen_after),
         )
     )
 
@@ -415,53 +614,6 @@ def final_step_threshold_mg(
 async def _plan_active(uow: UnitOfWork, plan_id: uuid.UUID) -> bool:
     status = await uow.session.scalar(sa.select(plans.c.status).where(plans.c.id == plan_id))
     return status == "active"
-
-
-async def _rearm_plan_after_resume(uow: UnitOfWork, taper: model.PatientTaper) -> None:
-    """Resume an approved plan whose chain a hold broke: the blocked step and every later one move
-    by the time the hold lasted (the first now falls on the resume date, the spacing is kept) and
-    the blocked step's timer is armed again. A plan whose next step was not due yet needs nothing.
-    """
-    if not await _plan_active(uow, taper.plan_id):
-        return
-    blocked = (
-        (
-            await uow.session.execute(
-                sa.select(plan_steps)
-                .where(
-                    plan_steps.c.plan_id == taper.plan_id, plan_steps.c.status == "blocked_by_hold"
-                )
-                .order_by(plan_steps.c.number.desc())
-            )
-        )
-        .mappings()
-        .first()
-    )
-    if blocked is None:
-        return
-    today = uow.clock.now().date()
-    shift = max(today - blocked["effective_on"], timedelta(0))
-    rest = await uow.session.execute(
-        sa.select(plan_steps.c.number, plan_steps.c.effective_on).where(
-            plan_steps.c.plan_id == taper.plan_id, plan_steps.c.number >= blocked["number"]
-        )
-    )
-    for number, effective_on in rest.all():
-        await uow.session.execute(
-            sa.update(plan_steps)
-            .where(plan_steps.c.plan_id == taper.plan_id, plan_steps.c.number == number)
-            .values(
-                effective_on=effective_on + shift,
-                status="scheduled" if number == blocked["number"] else "planned",
-            )
-        )
-    await uow.schedule_timer(
-        EMIT_PLAN_STEP,
-        # A fresh key per re-arm: the step's first timer has fired (and (kind, key) is unique).
-        key=f"{taper.plan_id}:{blocked['number']}:{uuid.uuid4().hex[:12]}",
-        due_at=start_of_day_utc(blocked["effective_on"] + shift),
-        payload={"patient_id": str(taper.patient_id)},
-    )
 
 
 def start_of_day_utc(day: date) -> datetime:
@@ -491,12 +643,15 @@ async def _record_decision(
     patient_id: uuid.UUID,
     decision: model.ClinicianDecision,
     payload: dict[str, Any],
+    *,
+    role: str = "clinician",
 ) -> None:
     await uow.session.execute(
         sa.insert(clinician_decisions).values(
             id=decision.decision_id,
             patient_id=patient_id,
             clinician=decision.clinician,
+            decided_by_role=role,
             kind=decision.kind.value,
             reason_code=decision.reason_code,
             payload=payload,
@@ -520,9 +675,10 @@ async def _load(uow: UnitOfWork, patient_id: uuid.UUID) -> model.PatientTaper | 
     )
     if row is None:
         return None
+    # Every step of the patient, whichever plan: the rate bound looks back across plans.
     step_rows = await uow.session.execute(
         sa.select(dose_steps)
-        .where(dose_steps.c.plan_id == row["plan_id"])
+        .where(dose_steps.c.patient_id == patient_id)
         .order_by(dose_steps.c.step_number)
     )
     steps = [
@@ -535,6 +691,10 @@ async def _load(uow: UnitOfWork, patient_id: uuid.UUID) -> model.PatientTaper | 
             decision_id=s["decision_id"],
             overridden=s["overridden"],
             status=model.StepStatus(s["status"]),
+            drug=s["drug"] or row["drug"],
+            kind=model.ChangeKind(s["kind"] or model.ChangeKind.REDUCTION.value),
+            before=regimen_from(s["regimen_before"]),
+            after=regimen_from(s["regimen_after"]),
         )
         for s in step_rows.mappings()
     ]
@@ -550,6 +710,8 @@ async def _load(uow: UnitOfWork, patient_id: uuid.UUID) -> model.PatientTaper | 
         stage=model.Stage(row["stage"]),
         version=row["version"],
         steps=steps,
+        regimen=regimen_from(row["regimen"]),
+        equivalence={d: Decimal(mg) for d, mg in (row["equivalence"] or {}).items()},
     )
 
 
@@ -559,7 +721,12 @@ async def _save(uow: UnitOfWork, taper: model.PatientTaper) -> None:
         sa.update(tapers)
         .where(tapers.c.patient_id == taper.patient_id, tapers.c.version == taper.version)
         .values(
+            plan_id=taper.plan_id,
+            drug=taper.drug,
+            half_life_class=taper.half_life_class,
             current_daily_dose_mg=taper.current_daily_dose_mg,
+            regimen=regimen_json(taper.regimen) if taper.regimen else None,
+            equivalence=_equivalence_json(taper),
             held=taper.held,
             held_reason=taper.held_reason,
             stage=taper.stage.value,

@@ -12,35 +12,63 @@
   moves the blocked and later steps by the length of the hold and arms the blocked step again
   (``handlers._rearm_plan_after_resume``).
 * Firing a timer again changes nothing: only a ``scheduled`` plan step is emitted.
-
-Only single-drug plans can be approved for now: a crossover step mixes two drugs, which the taper
-and ``DoseReduced`` (one drug, one daily dose) cannot express yet.
+* A crossover plan's stages are taper steps too (``model.ChangeKind.CROSSOVER``): the taper holds
+  the whole day's doses and the equivalence the plan used, so the rate bound compares
+  diazepam-equivalents across the switch.
+* ``adjust_plan`` re-plans the rest of an active plan from the dose the patient takes now (slower
+  pace, new products on file, another maintenance target): the remaining steps are cancelled and
+  the new ones appended, every one checked against the taper's real history first.
+* ``resume_taper`` lifts a hold; the blocked step and later ones move by the length of the hold,
+  or, after a return to the prior dose, the rest is re-planned from that dose.
+* ``end_at_maintenance`` ends the taper at the current dose and closes the plan; ``cancel_plan``
+  discards a draft (an active plan is adjusted or ended, never silently dropped).
 """
 
 from __future__ import annotations
 
+import copy
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 
+from contracts import TaperCompleted
 from services.chassis.errors import NotFound
 from services.chassis.timers import DueTimer
 from services.chassis.uow import UnitOfWork
-from services.scheduler.adapters.orm import clinician_decisions, plan_steps, plans, tapers
+from services.scheduler.adapters.orm import clinician_decisions, plan_steps, plans
 from services.scheduler.domain import model
-from services.scheduler.domain.planning import TaperPlan, equivalence_v1
+from services.scheduler.domain.planning import (
+    BoundOverride,
+    EquivalenceOverride,
+    History,
+    PacePreference,
+    PlanningError,
+    PlanningInput,
+    Strategy,
+    TaperPlan,
+    equivalence_v1,
+    plan,
+    planning_defaults_v1,
+)
 from services.scheduler.domain.reference import TaperBounds
 from services.scheduler.service_layer import handlers
 from services.scheduler.service_layer.handlers import (
     EMIT_PLAN_STEP,
+    ClinicianAction,
     InconsistentStep,
     RuleRefused,
     TaperConflict,
+    regimen_from,
+    regimen_json,
     start_of_day_utc,
 )
+
+LIVE_PLAN_STEP = ("planned", "scheduled", "blocked_by_hold")
 
 
 class PlanNotFound(NotFound):
@@ -129,24 +157,31 @@ async def create_plan(cmd: CreatePlan, uow: UnitOfWork) -> PlanRecord:
             version=1,
         )
     )
-    for s in p.steps:
+    await _insert_steps(uow, plan_id, p, first_number=1)
+    return await get_plan(uow, cmd.patient_id, plan_id)
+
+
+async def _insert_steps(
+    uow: UnitOfWork, plan_id: uuid.UUID, p: TaperPlan, first_number: int
+) -> None:
+    previous = p.baseline
+    for offset, s in enumerate(p.steps):
         await uow.session.execute(
             sa.insert(plan_steps).values(
                 plan_id=plan_id,
-                number=s.number,
+                number=first_number + offset,
                 effective_on=s.effective_on,
                 daily_dose_mg=s.daily_dose_mg,
                 diazepam_eq_mg=s.diazepam_eq_mg,
-                administrations=[
-                    {"drug": a.drug, "dose_mg": str(a.dose_mg)} for a in s.administrations
-                ],
+                administrations=regimen_json(s.administrations),
                 kind=s.kind.value,
                 hold_weeks=s.hold_weeks,
                 status="planned",
                 dose_step_id=None,
+                planned_from=regimen_json(previous),
             )
         )
-    return await get_plan(uow, cmd.patient_id, plan_id)
+        previous = s.administrations
 
 
 async def get_plan(uow: UnitOfWork, patient_id: uuid.UUID, plan_id: uuid.UUID) -> PlanRecord:
@@ -177,12 +212,8 @@ def _bounds(summary: dict[str, Any]) -> TaperBounds:
     )
 
 
-def _single_drug(record: PlanRecord) -> str | None:
-    drug: str = record.row["summary"]["drug"]
-    for s in record.steps:
-        if any(a["drug"] != drug for a in s["administrations"]):
-            return None
-    return drug
+def _equivalence(summary: dict[str, Any]) -> dict[str, Decimal]:
+    return {d: Decimal(mg) for d, mg in summary["equivalence"].items()}
 
 
 async def approve_plan(cmd: ApprovePlan, uow: UnitOfWork) -> PlanRecord:
@@ -192,14 +223,14 @@ async def approve_plan(cmd: ApprovePlan, uow: UnitOfWork) -> PlanRecord:
         raise TaperConflict("only a draft plan can be approved")
     if not record.steps:
         raise TaperConflict("the plan has no step to schedule")
-    drug = _single_drug(record)
-    if drug is None:
-        raise TaperConflict("a crossover plan cannot be scheduled yet")
+    summary = row["summary"]
+    drug = summary["drug"]
     today = uow.clock.now().date()
     first = record.steps[0]
     if first["effective_on"] < today:
         raise RuleRefused("start_on", "the plan starts in the past: plan again")
-    start_dose = sum((Decimal(a["dose_mg"]) for a in row["summary"]["baseline"]), Decimal(0))
+    baseline = regimen_from(summary["baseline"])
+    start_dose = model.daily_mg(baseline, drug)
     known = equivalence_v1().get(drug)
     if known is None:  # validated when planned; the table changed since
         raise RuleRefused("drug", "not in the equivalence table")
@@ -219,15 +250,15 @@ async def approve_plan(cmd: ApprovePlan, uow: UnitOfWork) -> PlanRecord:
             "steps": len(record.steps),
             "start_daily_dose_mg": str(start_dose),
             "reference_versions": row["reference_versions"],
-            "bound_version": row["summary"]["bound"]["version"],
+            "bound_version": summary["bound"]["version"],
             "bound_override": row["input"].get("bound_override"),
             "equivalence_override": row["input"].get("equivalence_override"),
         },
     )
     now = uow.clock.now()
     existing = await handlers._load(uow, cmd.patient_id)
-    if existing is None:
-        try:
+    try:
+        if existing is None:
             taper = model.PatientTaper.start(
                 patient_id=cmd.patient_id,
                 drug=drug,
@@ -235,23 +266,24 @@ async def approve_plan(cmd: ApprovePlan, uow: UnitOfWork) -> PlanRecord:
                 current_daily_dose_mg=start_dose,
                 decision=decision,
                 plan_id=cmd.plan_id,
+                regimen=baseline,
+                equivalence=_equivalence(summary),
             )
-        except model.TaperError as exc:
-            raise handlers._translate(exc) from None
-        await handlers.insert_new_taper(uow, taper)
+        else:
+            # Before the first step, or after the taper ended at a maintenance dose.
+            taper = existing
+            taper.adopt_plan(cmd.plan_id, decision, baseline)
+            taper.equivalence = _equivalence(summary)
+        _dry_run(taper, record.steps, summary, today)
+    except model.TaperError as exc:
+        raise handlers._translate(exc) from None
+    if existing is None:
+        try:
+            await handlers.insert_new_taper(uow, taper)
+        except IntegrityError:  # another plan for this new patient was approved concurrently
+            raise TaperConflict("another plan was approved for this patient") from None
     else:
-        # Take over a started taper only before its first step, at the same drug and dose.
-        if existing.steps or existing.stage is not model.Stage.PRE_TAPER or existing.held:
-            raise TaperConflict("the patient's taper has already begun")
-        if existing.drug != drug or existing.current_daily_dose_mg != start_dose:
-            raise TaperConflict("the plan does not start from the taper's current dose")
-        result = await uow.session.execute(
-            sa.update(tapers)
-            .where(tapers.c.patient_id == cmd.patient_id, tapers.c.version == existing.version)
-            .values(plan_id=cmd.plan_id, version=existing.version + 1, updated_at=now)
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
-            raise handlers.StaleTaper()
+        await handlers._save(uow, taper)
 
     result = await uow.session.execute(
         sa.update(plans)
@@ -267,6 +299,49 @@ async def approve_plan(cmd: ApprovePlan, uow: UnitOfWork) -> PlanRecord:
         raise TaperConflict("the plan changed concurrently")
     await _arm(uow, cmd.patient_id, cmd.plan_id, first["number"], first["effective_on"])
     return await get_plan(uow, cmd.patient_id, cmd.plan_id)
+
+
+def _dry_run(
+    taper: model.PatientTaper,
+    steps: list[dict[str, Any]],
+    summary: dict[str, Any],
+    today: date,
+) -> None:
+    """Take every step on a copy of the taper, with its real history: the domain's rules refuse
+    a plan (``TaperError``) before anything is scheduled, never when a step comes due."""
+    trial = copy.deepcopy(taper)
+    trial.held = False
+    approval = model.ClinicianDecision(
+        uuid.uuid4(), "dry-run", model.DecisionKind.APPROVE, "dry_run"
+    )
+    for s in steps:
+        if s["status"] not in LIVE_PLAN_STEP:
+            continue
+        step = _take_step(trial, s, approval, summary, today=today)
+        trial.apply(step.step_id)
+
+
+def _take_step(
+    taper: model.PatientTaper,
+    step_row: dict[str, Any],
+    decision: model.ClinicianDecision,
+    summary: dict[str, Any],
+    *,
+    today: date,
+) -> model.DoseStep:
+    drug = taper.drug
+    return taper.change(
+        regimen_from(step_row["administrations"]),
+        model.ChangeKind(step_row["kind"]),
+        step_row["effective_on"],
+        decision,
+        today=today,
+        bounds=_bounds(summary),
+        final_step_at_or_below_mg=handlers.final_step_threshold_mg(
+            drug, Decimal(summary["equivalence"][drug]) if drug in summary["equivalence"] else None
+        ),
+        crossover_max_rise_fraction=planning_defaults_v1().crossover_max_rounding_up_fraction,
+    )
 
 
 async def _arm(
@@ -341,54 +416,348 @@ async def emit_plan_step(timer: DueTimer, uow: UnitOfWork) -> None:
         kind=model.DecisionKind(approval["kind"]),
         reason_code=approval["reason_code"],
     )
-    summary = plan_row["summary"]
-    drug = summary["drug"]
     try:
-        step = taper.reduce(
-            Decimal(step_row["daily_dose_mg"]),
-            step_row["effective_on"],
+        step = _take_step(
+            taper,
+            dict(step_row),
             decision,
+            plan_row["summary"],
             # Validated against the clock at approval; a timer fired late (downtime) still gives
             # the step its planned date.
             today=min(uow.clock.now().date(), step_row["effective_on"]),
-            bounds=_bounds(summary),
-            final_step_at_or_below_mg=handlers.final_step_threshold_mg(
-                drug, Decimal(summary["equivalence"][drug])
-            ),
         )
     except model.TaperError as exc:
         raise InconsistentStep(str(exc)) from None
     await handlers.insert_step(uow, taper, step)
-    await handlers.emit_step(uow, taper, step.step_id)
+    event = await handlers.emit_step(uow, taper, step.step_id)
     await uow.session.execute(
         sa.update(plan_steps).where(*step_where).values(status="emitted", dose_step_id=step.step_id)
     )
-    following = (
+    following = await _next_live_step(uow, plan_id, after=number)
+    if following is not None:
+        await _arm(uow, taper.patient_id, plan_id, following["number"], following["effective_on"])
+        return
+    # The last step: stopped, at the maintenance target, or (a product missing) still active.
+    if taper.completed:
+        await _close(uow, plan_id, "completed")
+    elif plan_row["summary"].get("maintenance_mg", plan_row["input"].get("maintenance_mg")):
+        # The approval authorised ending at the plan's maintenance target.
+        taper.end_at_maintenance(decision)
+        await handlers._save(uow, taper)
+        await _close(uow, plan_id, "maintenance")
+        await uow.publish(
+            TaperCompleted.create(
+                patient_id=taper.patient_id,
+                occurred_at=uow.clock.now(),
+                **event.caused(),
+                plan_id=plan_id,
+                final_daily_dose_mg=taper.current_daily_dose_mg,
+                outcome="maintenance",
+                decision_id=decision.decision_id,
+            )
+        )
+
+
+async def _next_live_step(
+    uow: UnitOfWork, plan_id: uuid.UUID, *, after: int = 0
+) -> sa.RowMapping | None:
+    return (
         (
             await uow.session.execute(
                 sa.select(plan_steps)
-                .where(plan_steps.c.plan_id == plan_id, plan_steps.c.number > number)
+                .where(
+                    plan_steps.c.plan_id == plan_id,
+                    plan_steps.c.number > after,
+                    plan_steps.c.status.in_(LIVE_PLAN_STEP),
+                )
                 .order_by(plan_steps.c.number)
             )
         )
         .mappings()
         .first()
     )
-    if following is not None:
-        await _arm(uow, taper.patient_id, plan_id, following["number"], following["effective_on"])
-        return
-    # The last step: stopped, at the maintenance dose, or (a product missing) still active.
-    if taper.completed:
-        status = "completed"
-    elif plan_row["input"].get("maintenance_mg") is not None:
-        status = "maintenance"
-    else:
-        return
+
+
+async def _close(uow: UnitOfWork, plan_id: uuid.UUID, status: str) -> None:
+    """The plan ends (completed, maintenance or cancelled): no step of it will be emitted."""
+    await uow.session.execute(
+        sa.update(plan_steps)
+        .where(plan_steps.c.plan_id == plan_id, plan_steps.c.status.in_(LIVE_PLAN_STEP))
+        .values(status="cancelled")
+    )
     await uow.session.execute(
         sa.update(plans)
         .where(plans.c.id == plan_id)
         .values(status=status, version=plans.c.version + 1)
     )
+
+
+# --- clinician changes to an approved plan ----------------------------------------------------
+async def end_at_maintenance(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTaper:
+    """End the taper at the current dose (``TaperCompleted``) and close its active plan."""
+    taper, _ = await handlers.end_at_maintenance(cmd, uow)
+    if await handlers._plan_active(uow, taper.plan_id):
+        await _close(uow, taper.plan_id, "maintenance")
+    return taper
+
+
+async def resume_taper(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTaper:
+    """Lift the hold; an active plan goes on.
+
+    If the patient still takes the day the plan's next step was planned from, the blocked step
+    and every later one move by the time the hold lasted (the first now falls on the resume date,
+    the spacing is kept). After a return to the prior dose they no longer do: the rest of the plan
+    is re-planned from the current dose, its first step one pace interval after the resume.
+    """
+    taper = await handlers.resume_taper(cmd, uow)
+    if not await handlers._plan_active(uow, taper.plan_id):
+        return taper
+    following = await _next_live_step(uow, taper.plan_id)
+    if following is None:
+        return taper
+    planned_from = regimen_from(following["planned_from"]) if following["planned_from"] else None
+    if planned_from is not None and _totals(planned_from) != _totals(taper.current_regimen):
+        record = await get_plan(uow, taper.patient_id, taper.plan_id)
+        interval = int(record.row["summary"]["pace"]["interval_weeks"])
+        start_on = uow.clock.now().date() + timedelta(weeks=interval)
+        await _replan(
+            uow, taper, record, {}, start_on, _decision_of(cmd, model.DecisionKind.RESUME)
+        )
+        return taper
+    if following["status"] != "blocked_by_hold":
+        return taper  # its timer is armed and will find the taper running
+    today = uow.clock.now().date()
+    shift = max(today - following["effective_on"], timedelta(0))
+    rest = await uow.session.execute(
+        sa.select(plan_steps.c.number, plan_steps.c.effective_on).where(
+            plan_steps.c.plan_id == taper.plan_id,
+            plan_steps.c.number >= following["number"],
+            plan_steps.c.status.in_(LIVE_PLAN_STEP),
+        )
+    )
+    for number, effective_on in rest.all():
+        await uow.session.execute(
+            sa.update(plan_steps)
+            .where(plan_steps.c.plan_id == taper.plan_id, plan_steps.c.number == number)
+            .values(
+                effective_on=effective_on + shift,
+                status="scheduled" if number == following["number"] else "planned",
+            )
+        )
+    await uow.schedule_timer(
+        EMIT_PLAN_STEP,
+        # A fresh key per re-arm: the step's first timer has fired (and (kind, key) is unique).
+        key=f"{taper.plan_id}:{following['number']}:{uuid.uuid4().hex[:12]}",
+        due_at=start_of_day_utc(following["effective_on"] + shift),
+        payload={"patient_id": str(taper.patient_id)},
+    )
+    return taper
+
+
+def _decision_of(cmd: ClinicianAction, kind: model.DecisionKind) -> model.ClinicianDecision:
+    return model.ClinicianDecision(uuid.uuid4(), cmd.clinician, kind, cmd.reason_code)
+
+
+def _totals(regimen: model.Regimen) -> dict[str, Decimal]:
+    return {d: model.daily_mg(regimen, d) for d in model.drugs_taken(regimen)}
+
+
+@dataclass(frozen=True)
+class AdjustPlan:
+    """Re-plan the rest of an active plan; each field left None keeps the plan's value."""
+
+    patient_id: uuid.UUID
+    plan_id: uuid.UUID
+    clinician: str
+    reason_code: str
+    pace: PacePreference | None = None
+    strategy: Strategy | None = None
+    maintenance_mg: Decimal | None = None
+    formulations: tuple[str, ...] | None = None
+    start_on: date | None = None
+
+
+async def adjust_plan(cmd: AdjustPlan, uow: UnitOfWork) -> PlanRecord:
+    """Slow down, change products, or set a maintenance target: recorded as an ``adjust``
+    decision; the steps not yet taken are cancelled and the re-planned ones appended."""
+    record = await get_plan(uow, cmd.patient_id, cmd.plan_id)
+    if record.row["status"] != "active":
+        raise TaperConflict("only an active plan can be adjusted")
+    taper = await handlers._require(uow, cmd.patient_id)
+    if taper.plan_id != cmd.plan_id:
+        raise InconsistentStep("the active plan is not the taper's")  # pragma: no cover
+    if cmd.strategy is Strategy.CROSSOVER_THEN_PROPORTIONAL and not taper.drug_is_original:
+        raise RuleRefused("strategy", "the crossover has already begun")
+    today = uow.clock.now().date()
+    start_on = cmd.start_on or _earliest_next_step(taper, record, today)
+    if start_on < today:
+        raise RuleRefused("start_on", "must be today or later")
+    changes: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "pace": cmd.pace.value if cmd.pace else None,
+            "strategy": cmd.strategy.value if cmd.strategy else None,
+            "maintenance_mg": str(cmd.maintenance_mg) if cmd.maintenance_mg is not None else None,
+            "formulations": list(cmd.formulations) if cmd.formulations else None,
+        }.items()
+        if v is not None
+    }
+    decision = _decision_of(
+        ClinicianAction(cmd.patient_id, cmd.clinician, cmd.reason_code), model.DecisionKind.ADJUST
+    )
+    try:
+        decision.check(model.DecisionKind.ADJUST)
+        taper.cancel_pending(decision)
+    except model.TaperError as exc:
+        raise handlers._translate(exc) from None
+    await _replan(uow, taper, record, changes, start_on, decision)
+    return await get_plan(uow, cmd.patient_id, cmd.plan_id)
+
+
+def _earliest_next_step(taper: model.PatientTaper, record: PlanRecord, today: date) -> date:
+    """One pace interval after the last step taken, not before today."""
+    last = taper.last_applied
+    weeks = int(record.row["summary"]["pace"]["interval_weeks"])
+    return max(today, last.effective_on + timedelta(weeks=weeks)) if last else today
+
+
+async def _replan(
+    uow: UnitOfWork,
+    taper: model.PatientTaper,
+    record: PlanRecord,
+    changes: dict[str, Any],
+    start_on: date,
+    decision: model.ClinicianDecision,
+) -> None:
+    """Replace the plan's steps not yet taken by a plan from the current day's doses."""
+    if len(model.drugs_taken(taper.current_regimen)) != 1:
+        raise TaperConflict("the crossover is under way: hold the taper or let it finish")
+    stored = {**record.row["input"], **changes}
+    inp = _input_from(stored, taper, start_on)
+    strategy = Strategy(stored.get("strategy") or record.row["strategy"])
+    if strategy is Strategy.CROSSOVER_THEN_PROPORTIONAL and not taper.drug_is_original:
+        strategy = Strategy.PROPORTIONAL  # the crossover is done: go on reducing diazepam
+    try:
+        result = plan(inp, strategy)
+    except PlanningError as exc:
+        raise RuleRefused(exc.field, exc.problem) from None
+    summary = {**_summary(result), "maintenance_mg": stored.get("maintenance_mg")}
+    first = (max((s["number"] for s in record.steps), default=0)) + 1
+    new_steps = [
+        {
+            "number": first + i,
+            "effective_on": st.effective_on,
+            "kind": st.kind.value,
+            "administrations": regimen_json(st.administrations),
+            "status": "planned",
+        }
+        for i, st in enumerate(result.steps)
+    ]
+    try:
+        _dry_run(
+            replace(taper, steps=list(taper.steps)), new_steps, summary, uow.clock.now().date()
+        )
+    except model.TaperError as exc:
+        raise handlers._translate(exc) from None
+    await handlers._record_decision(
+        uow,
+        taper.patient_id,
+        decision,
+        {
+            "plan_id": str(taper.plan_id),
+            "changes": changes,
+            "start_on": start_on.isoformat(),
+            "replaces_from_step": first,
+            "steps": len(result.steps),
+            "previous_summary": record.row["summary"],
+        },
+    )
+    await uow.session.execute(
+        sa.update(plan_steps)
+        .where(plan_steps.c.plan_id == taper.plan_id, plan_steps.c.status.in_(LIVE_PLAN_STEP))
+        .values(status="cancelled")
+    )
+    await _insert_steps(uow, taper.plan_id, result, first_number=first)
+    result_row = await uow.session.execute(
+        sa.update(plans)
+        .where(plans.c.id == taper.plan_id, plans.c.version == record.row["version"])
+        .values(
+            input=stored,
+            strategy=strategy.value,
+            summary=summary,
+            reference_versions=dict(result.reference_versions),
+            version=record.row["version"] + 1,
+        )
+    )
+    if result_row.rowcount != 1:  # type: ignore[attr-defined]
+        raise TaperConflict("the plan changed concurrently")
+    if result.steps:
+        await _arm(uow, taper.patient_id, taper.plan_id, first, result.steps[0].effective_on)
+
+
+def _input_from(stored: dict[str, Any], taper: model.PatientTaper, start_on: date) -> PlanningInput:
+    """The stored planning input, from the day the patient takes now."""
+    eo, bo = stored.get("equivalence_override"), stored.get("bound_override")
+    maintenance = stored.get("maintenance_mg")
+    regimen = taper.current_regimen
+    return PlanningInput(
+        drug=taper.drug,
+        administrations_mg=tuple(a.dose_mg for a in regimen if a.drug == taper.drug),
+        duration_weeks=int(stored["duration_weeks"]),
+        age=int(stored["age"]),
+        start_on=start_on,
+        formulations=tuple(stored["formulations"]),
+        frail=bool(stored.get("frail", False)),
+        history=History(**stored.get("history", {})),
+        pace=PacePreference(stored.get("pace", PacePreference.STANDARD.value)),
+        crossover_wanted=bool(stored.get("crossover_wanted", False)) and taper.drug_is_original,
+        maintenance_mg=Decimal(maintenance) if maintenance is not None else None,
+        # A per-patient equivalence applies to the original drug only (diazepam is the unit).
+        equivalence_override=(
+            EquivalenceOverride(Decimal(eo["mg_equal_to_10mg_diazepam"]), eo["reason_code"])
+            if eo and taper.drug_is_original
+            else None
+        ),
+        equivalence_column=stored.get("equivalence_column"),
+        bound_override=(
+            BoundOverride(Decimal(bo["max_fraction_per_window"]), bo["reason_code"]) if bo else None
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class CancelPlan:
+    patient_id: uuid.UUID
+    plan_id: uuid.UUID
+    clinician: str
+    reason_code: str
+
+
+async def cancel_plan(cmd: CancelPlan, uow: UnitOfWork) -> PlanRecord:
+    """Discard a draft (recorded). An active plan is adjusted or ended at maintenance instead:
+    cancelling it would leave the patient's taper without a plan or a recorded end."""
+    record = await get_plan(uow, cmd.patient_id, cmd.plan_id)
+    if record.row["status"] != "draft":
+        raise TaperConflict("only a draft plan can be cancelled: adjust or end an active plan")
+    decision = _decision_of(
+        ClinicianAction(cmd.patient_id, cmd.clinician, cmd.reason_code), model.DecisionKind.CANCEL
+    )
+    try:
+        decision.check(model.DecisionKind.CANCEL)
+    except model.TaperError as exc:
+        raise handlers._translate(exc) from None
+    await handlers._record_decision(uow, cmd.patient_id, decision, {"plan_id": str(cmd.plan_id)})
+    result = await uow.session.execute(
+        sa.update(plans)
+        .where(plans.c.id == cmd.plan_id, plans.c.version == record.row["version"])
+        .values(status="cancelled", version=record.row["version"] + 1)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise TaperConflict("the plan changed concurrently")
+    await uow.session.execute(
+        sa.update(plan_steps).where(plan_steps.c.plan_id == cmd.plan_id).values(status="cancelled")
+    )
+    return await get_plan(uow, cmd.patient_id, cmd.plan_id)
 
 
 async def decision_history(uow: UnitOfWork, patient_id: uuid.UUID) -> list[dict[str, Any]]:

@@ -8,12 +8,16 @@ from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 
-from services.scheduler.domain.model import CODE_PATTERN, TaperRuleViolation
+from services.scheduler.domain.model import (
+    CODE_PATTERN,
+    Administration,
+    TaperRuleViolation,
+)
+from services.scheduler.domain.model import DIAZEPAM as DIAZEPAM  # the planner's unit drug
 from services.scheduler.domain.planning.reference import Pace, RiskCategory
 from services.scheduler.domain.reference import TaperBounds
 
 _CODE = re.compile(CODE_PATTERN)
-DIAZEPAM = "diazepam"
 
 
 class PlanningError(TaperRuleViolation):
@@ -100,12 +104,6 @@ class RiskAssessment:
     category: RiskCategory
     reasons: tuple[str, ...]  # feature codes present, e.g. ("seizure_history", "older_age")
     short_use: bool = False
-
-
-@dataclass(frozen=True)
-class Administration:
-    drug: str
-    dose_mg: Decimal
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,112 @@
+"""A stored plan (a ``plans`` row and its ``plan_steps`` rows) back as the planner's ``TaperPlan``.
+
+Why: a stored plan renders through the same adapters as a preview (``fhir.plan_to_fhir``,
+``chart.plan_to_svg``), which take the pure ``TaperPlan`` value. Rebuilding that value from the
+rows, instead of teaching each renderer the row layout, keeps one rendering path: a stored plan
+and the preview it came from give the same FHIR resources and the same chart.
+
+The rows hold what ``service_layer.plans.create_plan`` wrote: the row's ``strategy`` and
+``reference_versions``, its JSON ``summary`` (drug, final drug, risk, pace, bound, baseline,
+formulation needs, ``ends_at_mg``, equivalence, notes; decimals as strings) and one row per step.
+Numeric columns come back as ``Decimal`` or ``float`` depending on the database (PostgreSQL or
+SQLite), so every decimal goes through ``Decimal(str(x))``.
+
+A ``cancelled`` step is left out: a clinician's adjustment cancels the remaining steps and adds
+new ones with higher numbers. The other steps keep their stored numbers, in number order.
+
+Pure: no database, no I/O; a malformed row raises ``KeyError``/``ValueError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from services.scheduler.domain.planning import (
+    Administration,
+    FormulationNeed,
+    NeedKind,
+    Pace,
+    PlannedStep,
+    RiskAssessment,
+    RiskCategory,
+    StepKind,
+    Strategy,
+    TaperPlan,
+)
+from services.scheduler.domain.reference import TaperBounds
+
+CANCELLED = "cancelled"
+
+
+def _dec(value: Any) -> Decimal:
+    """A JSON string, a ``Decimal`` (PostgreSQL) or a ``float`` (SQLite) as an exact Decimal."""
+    return Decimal(str(value))
+
+
+def _date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+def _administrations(raw: Sequence[Mapping[str, Any]]) -> tuple[Administration, ...]:
+    return tuple(Administration(drug=a["drug"], dose_mg=_dec(a["dose_mg"])) for a in raw)
+
+
+def _step(row: Mapping[str, Any]) -> PlannedStep:
+    return PlannedStep(
+        number=int(row["number"]),
+        effective_on=_date(row["effective_on"]),
+        kind=StepKind(row["kind"]),
+        administrations=_administrations(row["administrations"]),
+        diazepam_eq_mg=_dec(row["diazepam_eq_mg"]),
+        hold_weeks=int(row["hold_weeks"]),
+    )
+
+
+def _need(raw: Mapping[str, Any]) -> FormulationNeed:
+    return FormulationNeed(
+        kind=NeedKind(raw["kind"]),
+        drug=raw["drug"],
+        at_dose_mg=_dec(raw["at_dose_mg"]),
+        needed_unit_mg=_dec(raw["needed_unit_mg"]),
+        reason_code=raw["reason_code"],
+        after_step=int(raw["after_step"]),
+    )
+
+
+def record_to_plan(row: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]) -> TaperPlan:
+    """The ``TaperPlan`` a stored plan row and its step rows were written from, without the
+    cancelled steps."""
+    summary: Mapping[str, Any] = row["summary"]
+    risk, pace, bound = summary["risk"], summary["pace"], summary["bound"]
+    kept = sorted((s for s in steps if s["status"] != CANCELLED), key=lambda s: int(s["number"]))
+    return TaperPlan(
+        drug=summary["drug"],
+        final_drug=summary["final_drug"],
+        strategy=Strategy(row["strategy"]),
+        risk=RiskAssessment(
+            category=RiskCategory(risk["category"]),
+            reasons=tuple(risk["reasons"]),
+            short_use=bool(risk["short_use"]),
+        ),
+        pace=Pace(
+            code=pace["code"],
+            step_fraction=_dec(pace["step_fraction"]),
+            interval_weeks=int(pace["interval_weeks"]),
+        ),
+        bound=TaperBounds(
+            version=bound["version"],
+            source=bound["source"],
+            max_fraction_per_step=_dec(bound["max_fraction_per_window"]),
+            window_days=int(bound["window_days"]),
+        ),
+        baseline=_administrations(summary["baseline"]),
+        steps=tuple(_step(s) for s in kept),
+        formulation_needs=tuple(_need(n) for n in summary["formulation_needs"]),
+        ends_at=_dec(summary["ends_at_mg"]),
+        equivalence=tuple((d, _dec(mg)) for d, mg in summary["equivalence"].items()),
+        notes=tuple(summary["notes"]),
+        reference_versions=tuple((k, str(v)) for k, v in row["reference_versions"].items()),
+    )
