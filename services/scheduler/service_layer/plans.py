@@ -507,7 +507,8 @@ async def resume_taper(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTa
     If the patient still takes the day the plan's next step was planned from, the blocked step
     and every later one move by the time the hold lasted (the first now falls on the resume date,
     the spacing is kept). After a return to the prior dose they no longer do: the rest of the plan
-    is re-planned from the current dose, its first step one pace interval after the resume.
+    is re-planned from the current dose at the slower pace, its first step one (former) pace
+    interval after the resume; the clinician can adjust it.
     """
     taper = await handlers.resume_taper(cmd, uow)
     if not await handlers._plan_active(uow, taper.plan_id):
@@ -520,9 +521,10 @@ async def resume_taper(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTa
         record = await get_plan(uow, taper.patient_id, taper.plan_id)
         interval = int(record.row["summary"]["pace"]["interval_weeks"])
         start_on = uow.clock.now().date() + timedelta(weeks=interval)
-        await _replan(
-            uow, taper, record, {}, start_on, _decision_of(cmd, model.DecisionKind.RESUME)
-        )
+        # Recorded as the resuming clinician's adjustment, beside their resume decision.
+        decision = _decision_of(cmd, model.DecisionKind.ADJUST)
+        # ASAM 2025: "if paused, resume more slowly" (clinical-reference §2, going back up).
+        await _replan(uow, taper, record, {"pace": "slower"}, start_on, decision)
         return taper
     if following["status"] != "blocked_by_hold":
         return taper  # its timer is armed and will find the taper running
