@@ -6,12 +6,14 @@ override for one patient with a recorded reason):
 * every start, change, hold, resume, return and end carries a recorded clinician decision (id,
   clinician, code); a patient may only ask for a hold (the safe direction);
 * a reduction lowers the dose, never below zero, and takes effect today or later;
-* within any ``window_days`` window the dose falls by at most ``max_fraction_per_step`` of the dose
-  in effect at the window's start (ASAM 2025: "usually no more than 25% every 2 weeks") unless the
-  decision overrides it with a reason code. Doses compare in diazepam-equivalent mg, so the bound
-  holds across a crossover (for a one-drug taper this is the same as comparing mg);
+* within any ``window_days`` window the dose falls by at most ``max_fraction_per_step`` of the
+  highest dose in effect during that window (ASAM 2025: "usually no more than 25% every 2
+  weeks") unless the decision overrides it with a reason code. Doses compare in
+  diazepam-equivalent mg, so the bound holds across a crossover (for a one-drug taper this is the
+  same as comparing mg);
 * a crossover stage only exchanges the tapered drug for diazepam, and may raise the
-  diazepam-equivalent total by rounding to a makeable dose by at most the configured fraction;
+  diazepam-equivalent total by rounding to a makeable dose by at most the configured fraction of
+  the dose it exchanges;
 * nothing is reduced while the taper is held (a RED ``ThresholdExceeded`` holds it);
 * one step is scheduled at a time: an approved plan arms its steps one after another;
 * the FINAL step to zero is exempt from the rate bound when the dose it leaves is at or below the
@@ -360,10 +362,13 @@ class PatientTaper:
         current = self.current_regimen
         self._check_shape(current, after, kind, crossover_max_rise_fraction)
 
-        # The dose in effect when the window ending at effective_on began.
+        # The highest dose in effect during the window ending at effective_on: the dose when it
+        # began, or a higher one a step inside it reached (a crossover rounding up, a return to
+        # the prior dose): a cut after a rise is measured from the top.
         window_start = effective_on - timedelta(days=bounds.window_days)
         in_window = [s for s in last_live if s.effective_on > window_start]
         baseline = self.diazepam_eq(in_window[0].regimen_before if in_window else current)
+        baseline = max([baseline, *(self.diazepam_eq(s.regimen_after) for s in in_window)])
         new_eq = self.diazepam_eq(after)
         final_exempt = (
             new_eq == 0
@@ -410,8 +415,17 @@ class PatientTaper:
                 raise TaperRuleViolation("administrations", "a crossover lowers the tapered drug")
             if daily_mg(after, DIAZEPAM) <= daily_mg(current, DIAZEPAM):
                 raise TaperRuleViolation("administrations", "a crossover raises diazepam")
-            rise_limit = self.diazepam_eq(current) * (1 + Fraction(max_rise))
-            if self.diazepam_eq(after) > rise_limit:
+            # Rounding to a makeable diazepam dose may add at most ``max_rise`` of the exchanged
+            # dose (per stage, so the stages together stay within it of the start).
+            exchanged = self.diazepam_eq(
+                (
+                    Administration(
+                        self.drug, self.current_daily_dose_mg - daily_mg(after, self.drug)
+                    ),
+                )
+            )
+            rise = self.diazepam_eq(after) - self.diazepam_eq(current)
+            if rise > exchanged * Fraction(max_rise):
                 raise TaperRuleViolation(
                     "administrations", "the crossover raises the equivalent dose too much"
                 )

@@ -1,8 +1,8 @@
 """The window bound on a whole schedule, reusable by the service layer.
 
 Within any ``window_days`` window the diazepam-equivalent daily dose may fall by at most
-``max_fraction_per_step`` of the dose in effect at the window's start (the same reading as
-``PatientTaper.reduce``). The one exemption: a FINAL step to zero from at or below the
+``max_fraction_per_step`` of the highest dose in effect during the window (the same reading as
+``PatientTaper.change``). The one exemption: a FINAL step to zero from at or below the
 final-step dose. Comparisons use exact fractions, so a cut of exactly 25% passes.
 """
 
@@ -37,7 +37,9 @@ def diazepam_eq(
 def window_baseline(
     history: Sequence[tuple[date, Fraction]], baseline: Fraction, on: date, window_days: int
 ) -> Fraction:
-    """The dose in effect when the window ending at ``on`` began.
+    """The highest dose in effect during the window ending at ``on``: the dose when it began, or
+    a higher one a step inside it reached (a crossover rounding up, a return to the prior dose),
+    so a cut after a rise is measured from the top, not from the lower dose before it.
 
     ``history`` is (effective_on, eq) of earlier steps, oldest first.
     """
@@ -45,7 +47,8 @@ def window_baseline(
     i = len(history)
     while i > 0 and history[i - 1][0] > window_start:
         i -= 1
-    return history[i - 1][1] if i > 0 else baseline
+    top = history[i - 1][1] if i > 0 else baseline
+    return max([top, *(eq for _, eq in history[i:])])
 
 
 def cut_fraction(base: Fraction, new: Fraction) -> Fraction:

@@ -1,0 +1,193 @@
+"""Property: every plan the planner produces is accepted, step by step, by the domain's rules.
+
+The taper is built as ``plans.approve_plan`` builds it and every step is taken as
+``plans._take_step`` takes it (the approval authorises each step), so a plan the planner emits
+is never refused by the dry run at approval or when a step comes due.
+
+``PLAN_DOMAIN_MAX_EXAMPLES`` sets the number of generated patients (default 300).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import strategies as st
+
+from services.scheduler.domain.model import (
+    ChangeKind,
+    ClinicianDecision,
+    DecisionKind,
+    PatientTaper,
+    Stage,
+    TaperError,
+    daily_mg,
+)
+from services.scheduler.domain.planning import (
+    DIAZEPAM,
+    BoundOverride,
+    EquivalenceOverride,
+    History,
+    PacePreference,
+    PlanningError,
+    PlanningInput,
+    StepKind,
+    Strategy,
+    TaperPlan,
+    equivalence_v1,
+    grid_unit,
+    plan,
+    planning_defaults_v1,
+    planning_reference_v1,
+)
+from services.scheduler.domain.planning.doses import units_of
+from services.scheduler.service_layer.handlers import final_step_threshold_mg
+
+MAX_EXAMPLES = int(os.environ.get("PLAN_DOMAIN_MAX_EXAMPLES", "300"))
+REF = planning_reference_v1()
+CATALOGUE = REF.formulations
+DRUGS = tuple(d for d in REF.equivalence.drug_codes if CATALOGUE.for_drug(d))
+DIAZEPAM_CODES = tuple(f.code for f in CATALOGUE.for_drug(DIAZEPAM))
+D = Decimal
+
+rarely = st.integers(0, 7).map(lambda x: x == 0)  # mostly False: all risk categories occur
+
+
+@st.composite
+def patients(draw: st.DrawFn) -> tuple[PlanningInput, Strategy | None]:
+    """Mirrors ``test_planning_properties.patients``, plus the patient's own crossover wish
+    (strategy None), the alternative equivalence column, and maintenance targets after a
+    crossover (in diazepam mg)."""
+    drug = draw(st.sampled_from(DRUGS))
+    codes = tuple(f.code for f in CATALOGUE.for_drug(drug))
+    on_hand = draw(st.lists(st.sampled_from(codes), min_size=1, max_size=len(codes), unique=True))
+    strategy = draw(st.none() | st.sampled_from(tuple(Strategy)))
+    crossover_wanted = drug != DIAZEPAM and draw(st.booleans())
+    crossover = drug != DIAZEPAM and (
+        strategy is Strategy.CROSSOVER_THEN_PROPORTIONAL or (strategy is None and crossover_wanted)
+    )
+    if crossover or (drug != DIAZEPAM and draw(st.booleans())):
+        on_hand += draw(st.lists(st.sampled_from(DIAZEPAM_CODES), min_size=1, unique=True))
+    forms = [f for f in (CATALOGUE.get(c) for c in on_hand) if f is not None]
+    drug_units = units_of(f for f in forms if f.drug == drug)
+    n = draw(st.integers(1, 4))
+    doses = tuple(
+        draw(st.sampled_from(drug_units)) * draw(st.integers(0 if i else 1, 8)) for i in range(n)
+    )
+    table = REF.equivalence.get(drug)
+    assert table is not None
+    column = None
+    if table.mg_per_10mg_diazepam("va_dod") is not None and draw(st.integers(0, 4)) == 0:
+        column = "va_dod"
+    value = table.mg_per_10mg_diazepam(column or REF.equivalence.default_column)
+    assert value is not None
+    override = None
+    if draw(st.integers(0, 9)) == 0:
+        factor = draw(st.sampled_from((D("0.5"), D("0.75"), D("1.5"), D(2))))
+        value = value * factor
+        override = EquivalenceOverride(value, "clinician_judgement")
+    bound_override = None
+    if draw(st.integers(0, 9)) == 0:
+        bound_override = BoundOverride(
+            draw(st.sampled_from((D("0.3"), D("0.4"), D("0.5")))), "clinician_fast_taper"
+        )
+    maintenance = None
+    if draw(st.integers(0, 3)) == 0:
+        share = draw(st.sampled_from((D("0.1"), D("0.25"), D("0.5"), D("0.8"))))
+        if crossover:  # the target is in mg of diazepam, the drug the taper ends on
+            unit = grid_unit(f for f in forms if f.drug == DIAZEPAM)
+            daily = sum(doses, D(0)) * 10 / value
+        else:
+            unit = grid_unit(f for f in forms if f.drug == drug)
+            daily = sum(doses, D(0))
+        maintenance = (daily * share // unit) * unit
+    inp = PlanningInput(
+        drug=drug,
+        administrations_mg=doses,
+        duration_weeks=draw(st.integers(0, 51) | st.integers(52, 1040)),
+        age=draw(st.integers(18, 64) | st.integers(65, 100)),
+        start_on=date(2026, 1, 1) + timedelta(days=draw(st.integers(0, 3650))),
+        formulations=tuple(on_hand),
+        frail=draw(rarely),
+        history=History(*(draw(rarely) for _ in range(5))),
+        pace=draw(st.sampled_from(tuple(PacePreference))),
+        crossover_wanted=crossover_wanted,
+        maintenance_mg=maintenance or None,
+        equivalence_override=override,
+        equivalence_column=column,
+        bound_override=bound_override,
+    )
+    return inp, strategy
+
+
+def replay(inp: PlanningInput, p: TaperPlan) -> PatientTaper:
+    """Start the taper as ``approve_plan`` does and take every step as ``_take_step`` does."""
+    known = equivalence_v1().get(p.drug)
+    assert known is not None
+    equivalence = dict(p.equivalence)
+    approval = ClinicianDecision(uuid.uuid4(), "clin-1", DecisionKind.APPROVE, "plan_approved")
+    taper = PatientTaper.start(
+        patient_id=uuid.uuid4(),
+        drug=p.drug,
+        half_life_class=known.half_life_class,
+        current_daily_dose_mg=daily_mg(p.baseline, p.drug),
+        decision=approval,
+        plan_id=uuid.uuid4(),
+        regimen=p.baseline,
+        equivalence=equivalence,
+    )
+    max_rise = planning_defaults_v1().crossover_max_rounding_up_fraction
+    for s in p.steps:
+        try:
+            step = taper.change(
+                s.administrations,
+                ChangeKind(s.kind.value),
+                s.effective_on,
+                approval,
+                today=inp.start_on,
+                bounds=p.bound,
+                final_step_at_or_below_mg=final_step_threshold_mg(
+                    taper.drug, equivalence.get(taper.drug)
+                ),
+                crossover_max_rise_fraction=max_rise,
+            )
+            taper.apply(step.step_id)
+        except TaperError as exc:
+            pytest.fail(
+                f"the domain refused planned step {s.number}/{len(p.steps)} "
+                f"({s.kind.value}): {type(exc).__name__}: {exc}"
+            )
+    return taper
+
+
+def check_agreement(inp: PlanningInput, strategy: Strategy | None) -> None:
+    try:
+        p = plan(inp, strategy)
+    except PlanningError as err:
+        # only a maintenance target at or above the (post-crossover) dose is refused here
+        assume(err.field != "maintenance_mg")
+        raise
+    crossover = any(s.kind is StepKind.CROSSOVER for s in p.steps)
+    event("crossover" if crossover else "no crossover")
+    event(f"ends:{'zero' if p.ends_at == 0 else 'need' if p.formulation_needs else 'target'}")
+    if not p.steps:
+        event("no steps")
+    taper = replay(inp, p)
+    last = p.steps[-1].administrations if p.steps else p.baseline
+    assert taper.current_regimen == last
+    assert (taper.stage is Stage.COMPLETED) == (p.ends_at == 0)
+    assert taper.drug == p.final_drug
+    assert taper.current_daily_dose_mg == p.ends_at
+    assert len(taper.steps) == len(p.steps) and not taper.held
+
+
+@settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(patients())
+def test_every_generated_plan_is_accepted_step_by_step_by_the_domain(
+    case: tuple[PlanningInput, Strategy | None],
+) -> None:
+    check_agreement(*case)
