@@ -7,8 +7,8 @@ taper. Every dose change carries the clinician's reason as a code, never free te
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
@@ -158,6 +158,58 @@ def _unprocessable(exc: handlers.RuleRefused) -> HTTPException:
     )
 
 
+TaperAction = Callable[[handlers.ClinicianAction, UnitOfWork], Awaitable[PatientTaper]]
+ClinicianWrite = Callable[
+    [Principal, uuid.UUID, Request, str], AbstractAsyncContextManager[UnitOfWork]
+]
+
+# POST /patients/{id}/taper/<action>: a clinician's decision on the taper, with a reason code.
+_CLINICIAN_ACTIONS: tuple[tuple[str, TaperAction, str], ...] = (
+    ("hold", handlers.hold_taper, "Hold the taper: no step takes effect until resumed"),
+    ("resume", plan_cases.resume_taper, "Lift a hold; an active plan goes on"),
+    (
+        "return-to-prior-dose",
+        handlers.return_to_prior_dose,
+        "Back to the dose before the last step, from today; held until resumed",
+    ),
+    (
+        "end-at-maintenance",
+        plan_cases.end_at_maintenance,
+        "End the taper at the current dose; an active plan closes",
+    ),
+)
+
+
+def _add_clinician_action(
+    router: APIRouter,
+    clinician_write: ClinicianWrite,
+    runtime: ServiceRuntime,
+    action: str,
+    use_case: TaperAction,
+    summary: str,
+) -> None:
+    async def endpoint(
+        patient_id: uuid.UUID,
+        body: ClinicianActionIn,
+        principal: CurrentPrincipal,
+        request: Request,
+    ) -> TaperOut:
+        async with clinician_write(principal, patient_id, request, "taper") as uow:
+            taper = await use_case(
+                handlers.ClinicianAction(patient_id, principal.subject, body.reason_code), uow
+            )
+        return TaperOut.of(taper, runtime.clock.now())
+
+    router.add_api_route(
+        f"/patients/{{patient_id}}/taper/{action}",
+        endpoint,
+        methods=["POST"],
+        response_model=TaperOut,
+        summary=f"{summary} (clinician)",
+        name=action.replace("-", "_"),
+    )
+
+
 def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     router = APIRouter(tags=["taper"])
 
@@ -232,73 +284,8 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             )
         return DoseStepOut.of(step)
 
-    @router.post(
-        "/patients/{patient_id}/taper/hold",
-        response_model=TaperOut,
-        summary="Hold the taper: no step takes effect until resumed (clinician)",
-    )
-    async def hold(
-        patient_id: uuid.UUID,
-        body: ClinicianActionIn,
-        principal: CurrentPrincipal,
-        request: Request,
-    ) -> TaperOut:
-        async with clinician_write(principal, patient_id, request, "taper") as uow:
-            taper = await handlers.hold_taper(
-                handlers.ClinicianAction(patient_id, principal.subject, body.reason_code), uow
-            )
-        return TaperOut.of(taper, runtime.clock.now())
-
-    @router.post(
-        "/patients/{patient_id}/taper/resume",
-        response_model=TaperOut,
-        summary="Lift a hold (clinician)",
-    )
-    async def resume(
-        patient_id: uuid.UUID,
-        body: ClinicianActionIn,
-        principal: CurrentPrincipal,
-        request: Request,
-    ) -> TaperOut:
-        async with clinician_write(principal, patient_id, request, "taper") as uow:
-            taper = await plan_cases.resume_taper(
-                handlers.ClinicianAction(patient_id, principal.subject, body.reason_code), uow
-            )
-        return TaperOut.of(taper, runtime.clock.now())
-
-    @router.post(
-        "/patients/{patient_id}/taper/return-to-prior-dose",
-        response_model=TaperOut,
-        summary="Back to the dose before the last step, from today; held until resumed (clinician)",
-    )
-    async def return_to_prior(
-        patient_id: uuid.UUID,
-        body: ClinicianActionIn,
-        principal: CurrentPrincipal,
-        request: Request,
-    ) -> TaperOut:
-        async with clinician_write(principal, patient_id, request, "taper") as uow:
-            taper = await handlers.return_to_prior_dose(
-                handlers.ClinicianAction(patient_id, principal.subject, body.reason_code), uow
-            )
-        return TaperOut.of(taper, runtime.clock.now())
-
-    @router.post(
-        "/patients/{patient_id}/taper/end-at-maintenance",
-        response_model=TaperOut,
-        summary="End the taper at the current dose (clinician)",
-    )
-    async def end_at_maintenance(
-        patient_id: uuid.UUID,
-        body: ClinicianActionIn,
-        principal: CurrentPrincipal,
-        request: Request,
-    ) -> TaperOut:
-        async with clinician_write(principal, patient_id, request, "taper") as uow:
-            taper = await plan_cases.end_at_maintenance(
-                handlers.ClinicianAction(patient_id, principal.subject, body.reason_code), uow
-            )
-        return TaperOut.of(taper, runtime.clock.now())
+    for action, use_case, summary in _CLINICIAN_ACTIONS:
+        _add_clinician_action(router, clinician_write, runtime, action, use_case, summary)
 
     @router.post(
         "/patients/{patient_id}/taper/hold-request",

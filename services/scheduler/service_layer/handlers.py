@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 
@@ -227,6 +227,17 @@ async def hold_taper(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTape
         raise TaperConflict("the taper is already held or completed")
     await _record_decision(uow, cmd.patient_id, decision, {})
     await _save(uow, taper)
+    await _announce_hold(uow, taper, decision, held_by="clinician")
+    return taper
+
+
+async def _announce_hold(
+    uow: UnitOfWork,
+    taper: model.PatientTaper,
+    decision: model.ClinicianDecision,
+    *,
+    held_by: Literal["clinician", "patient"],
+) -> None:
     await uow.publish(
         TaperHeld.create(
             patient_id=taper.patient_id,
@@ -234,12 +245,11 @@ async def hold_taper(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTape
             correlation_id=decision.decision_id,
             plan_id=taper.plan_id,
             reason_code=decision.reason_code,
-            held_by="clinician",
+            held_by=held_by,
             decision_id=decision.decision_id,
             taper_stage=TaperStage(taper.stage.value),
         )
     )
-    return taper
 
 
 async def resume_taper(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTaper:
@@ -288,18 +298,7 @@ async def request_hold(cmd: PatientHoldRequest, uow: UnitOfWork) -> model.Patien
         raise TaperConflict("the taper is already held or has ended")
     await _record_decision(uow, cmd.patient_id, decision, {}, role="patient")
     await _save(uow, taper)
-    await uow.publish(
-        TaperHeld.create(
-            patient_id=taper.patient_id,
-            occurred_at=uow.clock.now(),
-            correlation_id=decision.decision_id,
-            plan_id=taper.plan_id,
-            reason_code=decision.reason_code,
-            held_by="patient",
-            decision_id=decision.decision_id,
-            taper_stage=TaperStage(taper.stage.value),
-        )
-    )
+    await _announce_hold(uow, taper, decision, held_by="patient")
     return taper
 
 
