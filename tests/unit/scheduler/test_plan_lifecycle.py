@@ -4,32 +4,25 @@ draft → approve → one durable timer per step, each step emitted once, a hold
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
-from contracts import DoseReduced, Event, TaperCompleted, TaperHeld, TaperResumed
-from services.chassis.auth import Role, issue_dev_token
-from services.chassis.clock import FrozenClock
-from services.chassis.migrations import upgrade_to_head
+from contracts import DoseReduced
+from services.chassis.auth import Role
 from services.chassis.runtime import ServiceRuntime
-from services.scheduler.bootstrap import bootstrap
 from services.scheduler.domain.model import (
     ClinicianDecision,
     DecisionKind,
     PatientTaper,
     TaperRuleViolation,
 )
-from services.scheduler.settings import SchedulerSettings
+from tests.unit.scheduler.support import NOW, auth, clock, events, live_timers, rows
 
 D = Decimal
-NOW = datetime(2026, 1, 5, 9, tzinfo=UTC)
 PATIENT = uuid.uuid4()
 BASE = f"/api/scheduler/patients/{PATIENT}"
 BODY: dict[str, Any] = {
@@ -43,60 +36,8 @@ BODY: dict[str, Any] = {
 
 
 @pytest.fixture
-async def runtime(tmp_path: Path) -> AsyncIterator[ServiceRuntime]:
-    settings = SchedulerSettings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/scheduler.db",
-        environment="test",
-        kafka_provision_topics=False,
-    )
-    rt = bootstrap(settings, clock=FrozenClock(NOW))
-    await upgrade_to_head(rt.engine, "scheduler")
-    yield rt
-    await rt.engine.dispose()
-
-
-@pytest.fixture
-async def client(runtime: ServiceRuntime) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=runtime.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-        yield c
-
-
-def auth(runtime: ServiceRuntime, role: Role, **claims: Any) -> dict[str, str]:
-    token = issue_dev_token(runtime.settings, subject=f"{role}-1", role=role, **claims)
-    return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
 def clinician(runtime: ServiceRuntime) -> dict[str, str]:
     return auth(runtime, Role.CLINICIAN, panel=[PATIENT])
-
-
-def clock(runtime: ServiceRuntime) -> FrozenClock:
-    assert isinstance(runtime.clock, FrozenClock)
-    return runtime.clock
-
-
-async def rows(runtime: ServiceRuntime, table: str) -> list[dict[str, Any]]:
-    async with runtime.uow() as uow:
-        t = uow.table(table)
-        return [dict(r) for r in (await uow.session.execute(sa.select(t))).mappings()]
-
-
-async def live_timers(runtime: ServiceRuntime) -> list[dict[str, Any]]:
-    return [
-        t
-        for t in await rows(runtime, "timers")
-        if t["fired_at"] is None and t["cancelled_at"] is None and t["failed_at"] is None
-    ]
-
-
-async def events(runtime: ServiceRuntime) -> list[Event]:
-    by_type: dict[str, type[Event]] = {
-        cls.EVENT_TYPE: cls for cls in (DoseReduced, TaperHeld, TaperResumed, TaperCompleted)
-    }
-    ordered = sorted(await rows(runtime, "outbox"), key=lambda r: r["seq"])
-    return [by_type[r["event_type"]].model_validate_json(r["payload"]) for r in ordered]
 
 
 async def draft(client: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, Any]:

@@ -7,10 +7,8 @@ from __future__ import annotations
 import dataclasses
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,13 +18,10 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 
 from services.chassis.auth import Role, issue_dev_token
-from services.chassis.clock import FrozenClock
-from services.chassis.migrations import upgrade_to_head
 from services.chassis.runtime import ServiceRuntime
 from services.scheduler.adapters.chart import plan_to_svg
 from services.scheduler.adapters.fhir import medication_request_status, plan_to_fhir
 from services.scheduler.adapters.stored_plan import record_to_plan
-from services.scheduler.bootstrap import bootstrap
 from services.scheduler.domain.planning import (
     PlanningInput,
     Strategy,
@@ -34,10 +29,8 @@ from services.scheduler.domain.planning import (
     plan,
 )
 from services.scheduler.service_layer import plans as plan_cases
-from services.scheduler.settings import SchedulerSettings
 
 D = Decimal
-NOW = datetime(2026, 1, 5, 9, tzinfo=UTC)
 PATIENT = uuid.uuid4()
 BASE = f"/api/scheduler/patients/{PATIENT}"
 BODY: dict[str, Any] = {
@@ -83,26 +76,6 @@ INPUTS = {
         formulations=("diazepam_tab_2mg", "diazepam_tab_5mg"),
     ),
 }
-
-
-@pytest.fixture
-async def runtime(tmp_path: Path) -> AsyncIterator[ServiceRuntime]:
-    settings = SchedulerSettings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/scheduler.db",
-        environment="test",
-        kafka_provision_topics=False,
-    )
-    rt = bootstrap(settings, clock=FrozenClock(NOW))
-    await upgrade_to_head(rt.engine, "scheduler")
-    yield rt
-    await rt.engine.dispose()
-
-
-@pytest.fixture
-async def client(runtime: ServiceRuntime) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=runtime.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-        yield c
 
 
 def auth(runtime: ServiceRuntime, role: Role, subject: str, **claims: Any) -> dict[str, str]:
