@@ -149,8 +149,8 @@ class FormulationNeed:
     """
 
     kind: NeedKind
-    drug: str
-    at_dose_mg: Decimal
+    drug: str  # the drug of the product needed (diazepam when a crossover cannot be made)
+    at_dose_mg: Decimal  # the daily mg taken where the plan stops, of the drug taken then
     needed_unit_mg: Decimal  # a product giving amounts this small (or smaller) would do
     reason_code: str
     after_step: int  # the last planned step's number (0: before the first)
