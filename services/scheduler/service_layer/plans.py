@@ -471,6 +471,7 @@ async def _next_live_step(
                     plan_steps.c.status.in_(LIVE_PLAN_STEP),
                 )
                 .order_by(plan_steps.c.number)
+                .limit(1)
             )
         )
         .mappings()
