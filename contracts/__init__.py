@@ -5,6 +5,8 @@
 
 from contracts.envelope import Envelope, Event
 from contracts.events.monitoring import (
+    CheckInDue,
+    EscalationResolved,
     Severity,
     SymptomReported,
     ThresholdExceeded,
@@ -21,8 +23,10 @@ from contracts.events.scheduler import (
 )
 from contracts.topics import (
     ALL_TOPICS,
+    CHECK_IN_DUE,
     DOSE_REDUCED,
     DOSE_RESTORED,
+    ESCALATION_RESOLVED,
     SYMPTOM_REPORTED,
     TAPER_COMPLETED,
     TAPER_HELD,
@@ -37,17 +41,21 @@ from contracts.topics import (
 
 __all__ = [
     "ALL_TOPICS",
+    "CHECK_IN_DUE",
     "DOSE_REDUCED",
     "DOSE_RESTORED",
+    "ESCALATION_RESOLVED",
     "SYMPTOM_REPORTED",
     "TAPER_COMPLETED",
     "TAPER_HELD",
     "TAPER_RESUMED",
     "THRESHOLD_EXCEEDED",
+    "CheckInDue",
     "DoseReduced",
     "DoseRestored",
     "DrugDose",
     "Envelope",
+    "EscalationResolved",
     "Event",
     "Severity",
     "SymptomReported",

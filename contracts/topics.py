@@ -12,7 +12,12 @@ import re
 from dataclasses import dataclass
 
 from contracts.envelope import Event
-from contracts.events.monitoring import SymptomReported, ThresholdExceeded
+from contracts.events.monitoring import (
+    CheckInDue,
+    EscalationResolved,
+    SymptomReported,
+    ThresholdExceeded,
+)
 from contracts.events.scheduler import (
     DoseReduced,
     DoseRestored,
@@ -53,6 +58,9 @@ DOSE_REDUCED = Topic(DoseReduced, consumers=("monitoring", "group_matching"))
 DOSE_RESTORED = Topic(DoseRestored, consumers=())
 SYMPTOM_REPORTED = Topic(SymptomReported, consumers=())
 THRESHOLD_EXCEEDED = Topic(ThresholdExceeded, consumers=("notifications", "scheduler"))
+# Notifications stops paging and reminds patients from issue 5; the scheduler resumes on it now.
+ESCALATION_RESOLVED = Topic(EscalationResolved, consumers=("scheduler",))
+CHECK_IN_DUE = Topic(CheckInDue, consumers=())
 TAPER_HELD = Topic(TaperHeld, consumers=("group_matching",))
 TAPER_RESUMED = Topic(TaperResumed, consumers=("group_matching",))
 TAPER_COMPLETED = Topic(TaperCompleted, consumers=("group_matching",))
@@ -62,6 +70,8 @@ ALL_TOPICS: tuple[Topic, ...] = (
     DOSE_RESTORED,
     SYMPTOM_REPORTED,
     THRESHOLD_EXCEEDED,
+    ESCALATION_RESOLVED,
+    CHECK_IN_DUE,
     TAPER_HELD,
     TAPER_RESUMED,
     TAPER_COMPLETED,

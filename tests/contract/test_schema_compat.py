@@ -26,10 +26,12 @@ from pydantic import BaseModel, ConfigDict, Field
 import contracts.events
 from contracts import (
     ALL_TOPICS,
+    CheckInDue,
     DoseReduced,
     DoseRestored,
     DrugDose,
     Envelope,
+    EscalationResolved,
     Event,
     Severity,
     SymptomReported,
@@ -353,6 +355,7 @@ FACTS: dict[type[Event], dict[str, st.SearchStrategy[Any]]] = {
             min_size=1,
             max_size=3,
         ).map(tuple),
+        "family": st.none() | _codes,
     },
     TaperHeld: {
         "plan_id": st.uuids(),
@@ -360,6 +363,20 @@ FACTS: dict[type[Event], dict[str, st.SearchStrategy[Any]]] = {
         "held_by": _literal(TaperHeld, "held_by"),
         "decision_id": st.none() | st.uuids(),
         "taper_stage": st.sampled_from(TaperStage),
+    },
+    EscalationResolved: {
+        "episode_id": st.uuids(),
+        "family": _codes,
+        "severity": st.sampled_from(Severity),
+        "resolution": _literal(EscalationResolved, "resolution"),
+        "resolved_by": _codes,
+    },
+    CheckInDue: {
+        "checkin_id": st.uuids(),
+        "due_at": st.datetimes(timezones=st.just(UTC)),
+        "window_closes_at": st.datetimes(timezones=st.just(UTC)),
+        "instruments": st.lists(_codes, min_size=1, max_size=4).map(tuple),
+        "after_dose_event_id": st.uuids(),
     },
     TaperResumed: {
         "plan_id": st.uuids(),

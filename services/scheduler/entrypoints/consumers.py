@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from contracts import THRESHOLD_EXCEEDED
+from contracts import ESCALATION_RESOLVED, THRESHOLD_EXCEEDED
 from services.chassis.runtime import Subscription
-from services.scheduler.service_layer import handlers
+from services.scheduler.service_layer import handlers, plans
 
-SUBSCRIPTIONS = (Subscription(THRESHOLD_EXCEEDED, handlers.on_threshold_exceeded),)
+SUBSCRIPTIONS = (
+    Subscription(THRESHOLD_EXCEEDED, handlers.on_threshold_exceeded),
+    Subscription(ESCALATION_RESOLVED, plans.on_escalation_resolved),
+)

@@ -42,6 +42,8 @@ from services.scheduler.domain.reference import TaperBounds, taper_bounds_v1
 EMIT_DOSE_STEP = "emit_dose_step"
 EMIT_PLAN_STEP = "emit_plan_step"
 RED_HOLD_REASON = "red_threshold_exceeded"
+AMBER_HOLD_REASON = "amber_threshold_exceeded"
+MONITORING_HOLDS = {Severity.RED: RED_HOLD_REASON, Severity.AMBER: AMBER_HOLD_REASON}
 
 
 # --- errors -----------------------------------------------------------------------------------
@@ -547,16 +549,18 @@ async def emit_step(uow: UnitOfWork, taper: model.PatientTaper, step_id: uuid.UU
 
 # --- events -----------------------------------------------------------------------------------
 async def on_threshold_exceeded(event: ThresholdExceeded, uow: UnitOfWork) -> None:
-    """RED holds the patient's taper at once; AMBER changes nothing yet (a clinician reviews).
+    """RED holds the patient's taper at once; so does AMBER, before the next step (clinical
+    reference §3.5: "holds the next DoseReduced until a clinician acts"). The clinician acts by
+    resuming, or by resolving the episode with ``resume_taper`` (``on_escalation_resolved``).
 
-    The hold is announced as ``TaperHeld`` caused by the threshold event (same correlation).
+    The hold is announced as ``TaperHeld`` caused by the threshold event (same correlation). A
+    taper already held keeps its first reason.
     """
-    if event.severity is not Severity.RED:
-        return
+    reason = MONITORING_HOLDS[event.severity]
     taper = await _load(uow, event.patient_id)
     if taper is None:
         return  # monitored but not (yet) tapering with us
-    if taper.hold(RED_HOLD_REASON):
+    if taper.hold(reason):
         await _save(uow, taper)
         await uow.publish(
             TaperHeld.create(
@@ -564,7 +568,7 @@ async def on_threshold_exceeded(event: ThresholdExceeded, uow: UnitOfWork) -> No
                 occurred_at=uow.clock.now(),
                 **event.caused(),
                 plan_id=taper.plan_id,
-                reason_code=RED_HOLD_REASON,
+                reason_code=reason,
                 held_by="monitoring",
                 decision_id=None,
                 taper_stage=TaperStage(taper.stage.value),

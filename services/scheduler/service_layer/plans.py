@@ -36,7 +36,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from contracts import TaperCompleted
+from contracts import EscalationResolved, TaperCompleted
 from services.chassis.errors import NotFound
 from services.chassis.timers import DueTimer
 from services.chassis.uow import UnitOfWork
@@ -563,6 +563,20 @@ def _decision_of(cmd: ClinicianAction, kind: model.DecisionKind) -> model.Clinic
 
 def _totals(regimen: model.Regimen) -> dict[str, Decimal]:
     return {d: model.daily_mg(regimen, d) for d in model.drugs_taken(regimen)}
+
+
+async def on_escalation_resolved(event: EscalationResolved, uow: UnitOfWork) -> None:
+    """A clinician resolved monitoring's episode with ``resume_taper``: lift the hold monitoring
+    put on the taper, recorded as that clinician's resume decision. A hold with any other reason
+    (a clinician's, the patient's, a return to the prior dose) waits for a direct resume."""
+    if event.resolution != "resume_taper":
+        return
+    taper = await handlers._load(uow, event.patient_id)
+    if taper is None or taper.held_reason not in handlers.MONITORING_HOLDS.values():
+        return
+    await resume_taper(
+        ClinicianAction(event.patient_id, event.resolved_by, "escalation_resolved"), uow
+    )
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from contracts import (
     DoseReduced,
+    EscalationResolved,
     Event,
     TaperCompleted,
     TaperHeld,
@@ -30,7 +31,7 @@ from services.chassis.migrations import upgrade_to_head
 from services.chassis.timers import TimerPoller
 from services.chassis.uow import UnitOfWorkFactory
 from services.scheduler.adapters.orm import clinician_decisions, dose_steps, metadata, tapers
-from services.scheduler.service_layer import handlers
+from services.scheduler.service_layer import handlers, plans
 
 D = Decimal
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -213,14 +214,19 @@ async def test_held_refuses_new_reductions_until_a_clinician_resumes(env: Env) -
     assert sorted(kinds) == ["reduce", "resume", "start"]
 
 
-async def test_amber_and_unknown_patients_change_nothing(env: Env) -> None:
+async def test_amber_holds_before_the_next_step_and_unknown_patients_change_nothing(
+    env: Env,
+) -> None:
     patient = uuid.uuid4()
     await start(env, patient)
     await threshold(env, patient, "AMBER")
     await threshold(env, uuid.uuid4(), "RED")
     [taper] = await env.rows(tapers, patient_id=patient)
-    assert not taper["held"] and taper["version"] == 1
+    assert taper["held"] and taper["held_reason"] == "amber_threshold_exceeded"
     assert len(await env.rows(tapers)) == 1
+    await threshold(env, patient, "RED")  # already held: the first reason stands
+    [taper] = await env.rows(tapers, patient_id=patient)
+    assert taper["held_reason"] == "amber_threshold_exceeded" and taper["version"] == 2
 
 
 async def test_refusals_leave_no_trace(env: Env) -> None:
@@ -365,3 +371,45 @@ async def test_a_step_above_zero_does_not_complete_the_taper(env: Env) -> None:
     await reduce(env, patient, "9", date(2026, 1, 5))
     assert await env.timers.fire_due() == 1
     assert [type(e) for _, e in await outbox(env)] == [DoseReduced]
+
+
+async def resolved(env: Env, patient: uuid.UUID, resolution: str) -> None:
+    event = EscalationResolved.create(
+        patient_id=patient,
+        occurred_at=env.clock.now(),
+        episode_id=uuid.uuid4(),
+        family="withdrawal",
+        severity="RED",
+        resolution=resolution,
+        resolved_by="clin-2",
+    )
+    async with env.uow() as uow:
+        await plans.on_escalation_resolved(event, uow)
+        await uow.commit()
+
+
+@pytest.mark.parametrize("severity", ["RED", "AMBER"])
+async def test_resolving_the_episode_with_resume_lifts_monitorings_hold_as_that_clinicians_decision(
+    env: Env, severity: str
+) -> None:
+    patient = uuid.uuid4()
+    await start(env, patient)
+    await threshold(env, patient, severity)
+    await resolved(env, patient, "keep_held")
+    [taper] = await env.rows(tapers, patient_id=patient)
+    assert taper["held"]
+    await resolved(env, patient, "resume_taper")
+    [taper] = await env.rows(tapers, patient_id=patient)
+    assert not taper["held"] and taper["held_reason"] is None
+    [resume] = await env.rows(clinician_decisions, patient_id=patient, kind="resume")
+    assert resume["clinician"] == "clin-2" and resume["reason_code"] == "escalation_resolved"
+
+
+async def test_resolving_an_episode_never_lifts_a_clinicians_hold(env: Env) -> None:
+    patient = uuid.uuid4()
+    await start(env, patient)
+    await clinician(env, "hold", patient, "patient_travelling")
+    await resolved(env, patient, "resume_taper")
+    [taper] = await env.rows(tapers, patient_id=patient)
+    assert taper["held"] and taper["held_reason"] == "patient_travelling"
+    await resolved(env, uuid.uuid4(), "resume_taper")  # not tapering with us: nothing to do
