@@ -37,15 +37,6 @@ class CiwaBDefinition:
         raise ValueError(f"total {total} outside every band")
 
 
-@dataclass(frozen=True)
-class RuleSet:
-    version: str
-    source: str
-    ciwa_b_red_at: int
-    ciwa_b_amber_at: int
-    red_flags: frozenset[str]
-
-
 def _load(name: str) -> dict[str, Any]:
     text = resources.files(__package__).joinpath("data", name).read_text(encoding="utf-8")
     data: dict[str, Any] = json.loads(text)
@@ -54,25 +45,19 @@ def _load(name: str) -> dict[str, Any]:
 
 @cache
 def ciwa_b_v1() -> CiwaBDefinition:
+    """CIWA-B v1 in its original shape, read from its instrument-catalogue data file."""
     raw = _load("ciwa_b.v1.json")
+    observed = tuple(raw["observed_items"])
+    ranges = {(item["min"], item["max"]) for item in raw["items"]}
+    if len(ranges) != 1:
+        raise ValueError("ciwa_b.v1.json: every CIWA-B item must share one range")
+    ((item_min, item_max),) = ranges
     return CiwaBDefinition(
         version=raw["version"],
         source=raw["source"],
-        item_min=raw["item_min"],
-        item_max=raw["item_max"],
-        patient_items=tuple(raw["patient_items"]),
-        clinician_items=tuple(raw["clinician_items"]),
+        item_min=item_min,
+        item_max=item_max,
+        patient_items=tuple(i["code"] for i in raw["items"] if i["code"] not in observed),
+        clinician_items=observed,
         bands=tuple(Band(b["band"], b["min"], b["max"]) for b in raw["bands"]),
-    )
-
-
-@cache
-def rules_v1() -> RuleSet:
-    raw = _load("rules.v1.json")
-    return RuleSet(
-        version=raw["version"],
-        source=raw["source"],
-        ciwa_b_red_at=raw["ciwa_b"]["red_at_or_above"],
-        ciwa_b_amber_at=raw["ciwa_b"]["amber_at_or_above"],
-        red_flags=frozenset(raw["red_flags"]),
     )

@@ -7,24 +7,36 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Request, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
 from services.chassis.auth import CurrentPrincipal, authorize_patient_access
 from services.chassis.runtime import ServiceRuntime
 from services.monitoring.domain.model import InvalidReport
+from services.monitoring.entrypoints import episodes_api
 from services.monitoring.service_layer import handlers
 
 RedFlag = Literal["seizure", "delirium", "hallucinations", "self_harm_thoughts", "fall_or_injury"]
 
 
+Instrument = Literal["ciwa-b", "bwsq", "phq-9", "gad-7"]
+ItemCode = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,40}$")]
+
+
 class SymptomReportIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    instrument: Literal["ciwa-b"]
-    instrument_version: Literal["1"] = "1"
-    oriented: bool = Field(description="Alert, oriented, obeys commands? If not, not scored.")
-    answers: dict[str, Annotated[int, Field(ge=0, le=4)]] = Field(default_factory=dict)
+    instrument: Instrument
+    instrument_version: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,3}$")] = "1"
+    oriented: bool | None = Field(
+        default=None,
+        description="CIWA-B only (required there): alert, oriented, obeys commands? If not, the "
+        "report is not scored and escalates at once.",
+    )
+    answers: dict[ItemCode, StrictInt] = Field(
+        default_factory=dict, max_length=40, description="Item code -> answer; ranges per item."
+    )
     red_flags: list[RedFlag] = Field(default_factory=list, max_length=10)
+    pulse_bpm: int | None = Field(default=None, ge=20, le=250, description="Optional vitals.")
 
 
 class ReasonOut(BaseModel):
@@ -77,6 +89,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                 resource="symptom_report",
                 request=request,
             )
+            await uow.commit()  # audited on its own: a retried submission must not undo it
             try:
                 result = await handlers.submit_report(
                     handlers.SubmitReport(
@@ -88,6 +101,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                         oriented=body.oriented,
                         submitted_by=principal.subject,
                         idempotency_key=idempotency_key,
+                        pulse_bpm=body.pulse_bpm,
                     ),
                     uow,
                 )
@@ -129,4 +143,5 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             await uow.commit()  # the audit row
         return [ReportSummary(**r) for r in rows]
 
+    router.include_router(episodes_api.router(runtime))
     return [router]

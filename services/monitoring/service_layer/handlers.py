@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from contracts import DoseReduced, SymptomReported, ThresholdExceeded, ThresholdReason
+from contracts import DoseReduced, SymptomReported
 from services.chassis.uow import UnitOfWork
-from services.monitoring.adapters.orm import dose_history, symptom_reports
-from services.monitoring.domain import model
-from services.monitoring.domain.reference import ciwa_b_v1, rules_v1
+from services.monitoring.adapters.orm import dose_history, rule_overrides, symptom_reports
+from services.monitoring.domain import instruments, rules
+from services.monitoring.service_layer import episodes
 
 
 @dataclass(frozen=True)
@@ -23,9 +24,10 @@ class SubmitReport:
     instrument_version: str
     answers: dict[str, int]
     red_flags: tuple[str, ...]
-    oriented: bool
+    oriented: bool | None
     submitted_by: str
     idempotency_key: str | None = None
+    pulse_bpm: int | None = None
 
 
 @dataclass(frozen=True)
@@ -39,23 +41,41 @@ class ReportResult:
     replayed: bool = False
 
 
-SUPPORTED = {("ciwa-b", "1")}
-
-
 async def submit_report(cmd: SubmitReport, uow: UnitOfWork) -> ReportResult:
-    """Score, store and announce a report; a repeated idempotency key returns the first result."""
-    if cmd.idempotency_key:
-        earlier = await _find_by_key(uow, cmd.patient_id, cmd.idempotency_key)
-        if earlier is not None:
-            return earlier
-    if (cmd.instrument, cmd.instrument_version) not in SUPPORTED:
-        raise model.InvalidReport("instrument_version", "unknown instrument or version")
-    score = model.score_ciwa_b(ciwa_b_v1(), cmd.answers, oriented=cmd.oriented)
-    assessment = model.assess(score, cmd.red_flags, rules_v1())
+    """Score, store and announce a report, and escalate what it trips; commits.
+
+    A repeated idempotency key returns the first result and escalates nothing. Two reports
+    racing to open the same episode: the loser is retried once and joins the open episode.
+    """
+    for attempt in (1, 2):
+        if cmd.idempotency_key:
+            earlier = await _find_by_key(uow, cmd.patient_id, cmd.idempotency_key)
+            if earlier is not None:
+                return earlier
+        result = await _score_and_escalate(cmd, uow)
+        try:
+            await uow.commit()
+        except IntegrityError:
+            # The same idempotency key, or the same episode, committed concurrently.
+            await uow.rollback()
+            if attempt == 2:
+                raise
+            continue
+        return result
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _score_and_escalate(cmd: SubmitReport, uow: UnitOfWork) -> ReportResult:
+    definition = instruments.definition(cmd.instrument, cmd.instrument_version)
+    score = instruments.score(definition, cmd.answers, oriented=cmd.oriented)
+    context = await _context(uow, cmd.patient_id, score.instrument)
+    facts = rules.ReportFacts(score, cmd.answers, cmd.red_flags, cmd.pulse_bpm)
+    findings = rules.evaluate(facts, context, rules.rules_v2())
+    severity = rules.worst([f.severity for f in findings])
 
     report_id = uuid.uuid4()
     now = uow.clock.now()
-    reasons = [r.__dict__ for r in assessment.reasons]
+    reasons = [f.reason.__dict__ for f in findings]
     await uow.session.execute(
         sa.insert(symptom_reports).values(
             id=report_id,
@@ -68,8 +88,9 @@ async def submit_report(cmd: SubmitReport, uow: UnitOfWork) -> ReportResult:
             red_flags=list(cmd.red_flags),
             total_score=score.total,
             band=score.band,
-            severity=assessment.severity,
+            severity=severity,
             reasons=reasons,
+            pulse_bpm=cmd.pulse_bpm,
             submitted_by=cmd.submitted_by,
             reported_at=now,
         )
@@ -86,31 +107,56 @@ async def submit_report(cmd: SubmitReport, uow: UnitOfWork) -> ReportResult:
         red_flags=tuple(sorted(set(cmd.red_flags))),
     )
     await uow.publish(reported)
-    if assessment.severity is not None:
-        await uow.publish(
-            ThresholdExceeded.create(
-                patient_id=cmd.patient_id,
-                occurred_at=now,
-                report_id=report_id,
-                episode_id=uuid.uuid4(),
-                severity=assessment.severity.value,
-                reasons=tuple(ThresholdReason(**r) for r in reasons),
-                **reported.caused(),
-            )
+    await episodes.escalate(uow, cmd.patient_id, findings, report_id, cause=reported)
+    return ReportResult(report_id, score.total, score.band, score.method, severity, reasons)
+
+
+async def _context(uow: UnitOfWork, patient_id: uuid.UUID, instrument: str) -> rules.PatientContext:
+    """The patient's baseline, latest dose step and thresholds, for this instrument's rules.
+
+    The baseline is the last report of the instrument before the first dose step took effect;
+    the withdrawal window compares with the last report before the latest step.
+    """
+    today = uow.clock.now().date()
+    steps = (
+        await uow.session.execute(
+            sa.select(dose_history.c.effective_on, dose_history.c.half_life_class)
+            .where(dose_history.c.patient_id == patient_id, dose_history.c.effective_on <= today)
+            .order_by(dose_history.c.effective_on)
         )
-    try:
-        await uow.commit()
-    except IntegrityError:
-        # The same idempotency key committed concurrently: the first submission stands.
-        await uow.rollback()
-        if cmd.idempotency_key:
-            earlier = await _find_by_key(uow, cmd.patient_id, cmd.idempotency_key)
-            if earlier is not None:
-                return earlier
-        raise
-    return ReportResult(
-        report_id, score.total, score.band, score.method, assessment.severity, reasons
+    ).all()
+    thresholds = await uow.session.scalar(
+        sa.select(rule_overrides.c.thresholds).where(rule_overrides.c.patient_id == patient_id)
     )
+    if not steps:
+        return rules.PatientContext(today=today, thresholds=thresholds or {})
+    first_on, (last_on, half_life) = steps[0][0], steps[-1]
+    return rules.PatientContext(
+        today=today,
+        baseline_total=await _last_total_before(uow, patient_id, instrument, first_on),
+        last_step_on=last_on,
+        half_life_class=half_life,
+        total_before_step=await _last_total_before(uow, patient_id, instrument, last_on),
+        thresholds=thresholds or {},
+    )
+
+
+async def _last_total_before(
+    uow: UnitOfWork, patient_id: uuid.UUID, instrument: str, day: date
+) -> int | None:
+    before = datetime.combine(day, time.min, tzinfo=UTC)
+    total: int | None = await uow.session.scalar(
+        sa.select(symptom_reports.c.total_score)
+        .where(
+            symptom_reports.c.patient_id == patient_id,
+            symptom_reports.c.instrument == instrument,
+            symptom_reports.c.method != "not-scored",
+            symptom_reports.c.reported_at < before,
+        )
+        .order_by(symptom_reports.c.reported_at.desc())
+        .limit(1)
+    )
+    return total
 
 
 async def _find_by_key(uow: UnitOfWork, patient_id: uuid.UUID, key: str) -> ReportResult | None:

@@ -1,0 +1,222 @@
+"""Escalation episodes and per-patient rule thresholds, under ``/api/monitoring``.
+
+A clinician sees the open episodes of the patients on their panel and resolves them with a
+resolution code and an optional note (the note stays in monitoring; events carry codes only).
+Every access to a patient's episodes or thresholds is authorized and audited.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Request, status
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from services.chassis.auth import CurrentPrincipal, Role, authorize_patient_access, require_role
+from services.chassis.runtime import ServiceRuntime
+from services.monitoring.domain.episodes import Episode
+from services.monitoring.domain.model import InvalidReport
+from services.monitoring.service_layer import episodes, thresholds
+
+ReasonCode = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,40}$")]
+
+
+class ReasonOut(BaseModel):
+    code: str
+    instrument: str | None = None
+    value: float | None = None
+    threshold: float | None = None
+
+
+class EpisodeOut(BaseModel):
+    id: uuid.UUID
+    patient_id: uuid.UUID
+    family: str = Field(description="safety | withdrawal | mood | engagement")
+    severity: Literal["RED", "AMBER"]
+    status: Literal["open", "resolved"]
+    opened_at: datetime
+    updated_at: datetime
+    reports: int = Field(description="Reports (or missed check-ins) folded into the episode.")
+    reasons: list[ReasonOut] = Field(description="The latest report's reasons.")
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+    resolution: str | None
+
+    @classmethod
+    def of(cls, e: Episode) -> EpisodeOut:
+        return cls(
+            id=e.id,
+            patient_id=e.patient_id,
+            family=e.family,
+            severity=e.severity.value,
+            status=e.status.value,
+            opened_at=e.opened_at,
+            updated_at=e.updated_at,
+            reports=e.source_count,
+            reasons=[ReasonOut(**r.__dict__) for r in e.reasons],
+            acknowledged_at=e.acknowledged_at,
+            resolved_at=e.resolved_at,
+            resolved_by=e.resolved_by,
+            resolution=e.resolution,
+        )
+
+
+class ResolveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    resolution: Literal["resume_taper", "keep_held", "referred", "no_action_needed"] = Field(
+        description="resume_taper also lifts the taper hold monitoring caused (refused while "
+        "another episode of the patient is open)."
+    )
+    note: str | None = Field(default=None, max_length=2000, description="Kept in monitoring only.")
+
+
+class ThresholdsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    thresholds: dict[str, Annotated[int, Field(ge=0, le=1000)]] = Field(
+        max_length=20, examples=[{"band:ciwa-b:amber": 25}]
+    )
+    reason_code: ReasonCode
+
+
+class ThresholdsOut(BaseModel):
+    thresholds: dict[str, int]
+    set_by: str | None
+    reason_code: str | None
+    set_at: datetime | None
+
+
+def _loc(field: str) -> list[str]:
+    return ["body", *field.split(".", 1)]  # "thresholds.<key>": the key may hold dots or colons
+
+
+def router(runtime: ServiceRuntime) -> APIRouter:
+    r = APIRouter(tags=["episodes"])
+
+    @r.get(
+        "/episodes",
+        response_model=list[EpisodeOut],
+        summary="Open episodes of the patients on my panel (clinician)",
+    )
+    async def panel(principal: CurrentPrincipal, request: Request) -> list[EpisodeOut]:
+        require_role(principal, Role.CLINICIAN)
+        async with runtime.uow() as uow:
+            found = await episodes.list_open(uow, sorted(principal.panel))
+            for patient in sorted({e.patient_id for e in found}):  # who saw whose episodes
+                await authorize_patient_access(
+                    uow, principal, patient, action="read", resource="episode", request=request
+                )
+            await uow.commit()
+        return [EpisodeOut.of(e) for e in found]
+
+    @r.get(
+        "/patients/{patient_id}/episodes",
+        response_model=list[EpisodeOut],
+        summary="A patient's open episodes (the patient, or a clinician on their panel)",
+    )
+    async def of_patient(
+        patient_id: uuid.UUID, principal: CurrentPrincipal, request: Request
+    ) -> list[EpisodeOut]:
+        async with runtime.uow() as uow:
+            await authorize_patient_access(
+                uow, principal, patient_id, action="read", resource="episode", request=request
+            )
+            await uow.commit()
+            found = await episodes.list_open(uow, [patient_id])
+        return [EpisodeOut.of(e) for e in found]
+
+    @r.post(
+        "/patients/{patient_id}/episodes/{episode_id}/resolve",
+        response_model=EpisodeOut,
+        summary="Resolve an episode (clinician): EscalationResolved stops paging",
+    )
+    async def resolve(
+        patient_id: uuid.UUID,
+        episode_id: uuid.UUID,
+        body: ResolveIn,
+        principal: CurrentPrincipal,
+        request: Request,
+    ) -> EpisodeOut:
+        async with runtime.uow() as uow:
+            await authorize_patient_access(
+                uow,
+                principal,
+                patient_id,
+                action="update",
+                resource="episode",
+                request=request,
+                roles=(Role.CLINICIAN,),
+            )
+            await uow.commit()
+            episode = await episodes.resolve(
+                episodes.ResolveEpisode(
+                    patient_id, episode_id, principal.subject, body.resolution, body.note
+                ),
+                uow,
+            )
+            await uow.commit()
+        return EpisodeOut.of(episode)
+
+    @r.put(
+        "/patients/{patient_id}/rule-thresholds",
+        response_model=ThresholdsOut,
+        summary="Set this patient's rule thresholds (clinician); safety rules are not overridable",
+    )
+    async def set_thresholds(
+        patient_id: uuid.UUID, body: ThresholdsIn, principal: CurrentPrincipal, request: Request
+    ) -> ThresholdsOut:
+        async with runtime.uow() as uow:
+            await authorize_patient_access(
+                uow,
+                principal,
+                patient_id,
+                action="update",
+                resource="rule_thresholds",
+                request=request,
+                roles=(Role.CLINICIAN,),
+            )
+            await uow.commit()
+            try:
+                saved = await thresholds.set_thresholds(
+                    uow, patient_id, body.thresholds, principal.subject, body.reason_code
+                )
+            except InvalidReport as exc:
+                raise HTTPException(
+                    status.HTTP_422_UNPROCESSABLE_CONTENT,
+                    detail=[
+                        {
+                            "loc": ["body", *exc.field.split(".", 1)],
+                            "msg": exc.problem,
+                            "type": "rule",
+                        }
+                    ],
+                ) from None
+            await uow.commit()
+        return ThresholdsOut(**saved)
+
+    @r.get(
+        "/patients/{patient_id}/rule-thresholds",
+        response_model=ThresholdsOut,
+        summary="This patient's rule thresholds (empty: the defaults apply)",
+    )
+    async def get_thresholds(
+        patient_id: uuid.UUID, principal: CurrentPrincipal, request: Request
+    ) -> ThresholdsOut:
+        async with runtime.uow() as uow:
+            await authorize_patient_access(
+                uow,
+                principal,
+                patient_id,
+                action="read",
+                resource="rule_thresholds",
+                request=request,
+            )
+            await uow.commit()
+            saved = await thresholds.get_thresholds(uow, patient_id)
+        return ThresholdsOut(**saved)
+
+    return r

@@ -1,0 +1,293 @@
+"""Monitoring over HTTP (SQLite, the real app and unit of work; no broker started): reports for
+every instrument, idempotent resubmission, episodes (one open per family, a rise to RED announced
+once more), resolution, per-patient thresholds, and field-level 422s that store nothing."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from contracts import EscalationResolved, Event, ThresholdExceeded, event_class
+from services.chassis.auth import Role, issue_dev_token
+from services.chassis.clock import FrozenClock
+from services.chassis.migrations import upgrade_to_head
+from services.chassis.runtime import ServiceRuntime
+from services.monitoring.adapters.orm import dose_history
+from services.monitoring.bootstrap import bootstrap
+from services.monitoring.domain import instruments
+from services.monitoring.settings import MonitoringSettings
+
+NOW = datetime(2026, 3, 2, 9, tzinfo=UTC)
+PATIENT = uuid.uuid4()
+OTHER = uuid.uuid4()
+BASE = f"/api/monitoring/patients/{PATIENT}"
+CIWA_ITEMS = [
+    i.code
+    for i in instruments.definition("ciwa-b", "1").items
+    if i.code not in instruments.definition("ciwa-b", "1").observed_items
+]
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path) -> AsyncIterator[ServiceRuntime]:
+    settings = MonitoringSettings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/monitoring.db",
+        environment="test",
+        kafka_provision_topics=False,
+    )
+    rt = bootstrap(settings, clock=FrozenClock(NOW))
+    await upgrade_to_head(rt.engine, "monitoring")
+    yield rt
+    await rt.engine.dispose()
+
+
+@pytest.fixture
+async def client(runtime: ServiceRuntime) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=runtime.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
+
+
+def headers(runtime: ServiceRuntime, role: Role = Role.CLINICIAN, **claims: Any) -> dict[str, str]:
+    if role is Role.CLINICIAN:
+        claims.setdefault("panel", [PATIENT])
+    if role is Role.PATIENT:
+        claims.setdefault("patient_id", PATIENT)
+    token = issue_dev_token(runtime.settings, subject=f"{role}-1", role=role, **claims)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def ciwa(total: int, **extra: Any) -> dict[str, Any]:
+    answers = dict.fromkeys(CIWA_ITEMS, 0)
+    for k in range(total):
+        answers[CIWA_ITEMS[k % len(CIWA_ITEMS)]] += 1
+    return {"instrument": "ciwa-b", "oriented": True, "answers": answers, **extra}
+
+
+def phq9(item_9: int = 0, total: int = 0) -> dict[str, Any]:
+    answers = {f"item_{i}": 0 for i in range(1, 10)} | {"item_9": item_9}
+    rest = total - item_9
+    for i in range(1, 9):
+        answers[f"item_{i}"] = min(3, max(rest, 0))
+        rest -= answers[f"item_{i}"]
+    return {"instrument": "phq-9", "answers": answers}
+
+
+async def events(runtime: ServiceRuntime) -> list[Event]:
+    async with runtime.uow() as uow:
+        outbox = uow.table("outbox")
+        rows = (await uow.session.execute(sa.select(outbox).order_by(outbox.c.seq))).mappings()
+        return [event_class(r["event_type"]).model_validate_json(r["payload"]) for r in rows]
+
+
+async def thresholds_exceeded(runtime: ServiceRuntime) -> list[ThresholdExceeded]:
+    return [e for e in await events(runtime) if isinstance(e, ThresholdExceeded)]
+
+
+async def count(runtime: ServiceRuntime, table: str) -> int:
+    async with runtime.uow() as uow:
+        n = await uow.session.scalar(sa.select(sa.func.count()).select_from(uow.table(table)))
+    return int(n or 0)
+
+
+async def submit(
+    client: httpx.AsyncClient, h: dict[str, str], body: dict[str, Any], key: str | None = None
+) -> dict[str, Any]:
+    extra = {"Idempotency-Key": key} if key else {}
+    r = await client.post(f"{BASE}/symptom-reports", json=body, headers=h | extra)
+    assert r.status_code == 201, r.text
+    out: dict[str, Any] = r.json()
+    return out
+
+
+@pytest.mark.parametrize(
+    ("body", "band"),
+    [
+        (ciwa(0), "none"),
+        (phq9(total=12), "moderate"),
+        ({"instrument": "gad-7", "answers": {f"item_{i}": 1 for i in range(1, 8)}}, "mild"),
+        (
+            {
+                "instrument": "bwsq",
+                "answers": dict.fromkeys(
+                    (i.code for i in instruments.definition("bwsq", "1").items), 1
+                ),
+            },
+            "unbanded",
+        ),
+    ],
+)
+async def test_every_instrument_is_scored_and_announced(
+    runtime: ServiceRuntime, client: httpx.AsyncClient, body: dict[str, Any], band: str
+) -> None:
+    out = await submit(client, headers(runtime, Role.PATIENT), body)
+    assert out["band"] == band and out["severity"] is None
+    [reported] = await events(runtime)
+    assert reported.event_type == "SymptomReported"
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        (phq9() | {"answers": phq9()["answers"] | {"item_3": 4}}, ["body", "answers", "item_3"]),
+        ({"instrument": "gad-7", "answers": {"item_1": 1}}, ["body", "answers", "item_2"]),
+        (
+            ciwa(0) | {"answers": ciwa(0)["answers"] | {"sneezing": 1}},
+            ["body", "answers", "sneezing"],
+        ),
+        (ciwa(0) | {"instrument_version": "9"}, ["body", "instrument_version"]),
+        ({"instrument": "ciwa-b", "answers": ciwa(0)["answers"]}, ["body", "oriented"]),
+        (ciwa(0) | {"pulse_bpm": 400}, ["body", "pulse_bpm"]),
+    ],
+)
+async def test_bad_reports_are_422_naming_the_item_and_store_nothing(
+    runtime: ServiceRuntime, client: httpx.AsyncClient, body: dict[str, Any], loc: list[str]
+) -> None:
+    r = await client.post(f"{BASE}/symptom-reports", json=body, headers=headers(runtime))
+    assert r.status_code == 422, r.text
+    assert loc in [d["loc"] for d in r.json()["detail"]]
+    assert "4" not in r.json()["detail"][0]["msg"] or loc[-1] != "item_3"  # no value echoed
+    assert await count(runtime, "symptom_reports") == 0 and await count(runtime, "outbox") == 0
+
+
+async def test_a_resubmission_returns_the_first_result_and_never_escalates_twice(
+    runtime: ServiceRuntime, client: httpx.AsyncClient
+) -> None:
+    h = headers(runtime, Role.PATIENT)
+    first = await submit(client, h, ciwa(45), key="k-1")
+    again = await submit(client, h, ciwa(45), key="k-1")
+    assert again["report_id"] == first["report_id"] and again["replayed"] is True
+    assert len(await thresholds_exceeded(runtime)) == 1
+    assert await count(runtime, "symptom_reports") == 1
+
+
+async def test_one_open_episode_per_family_and_a_rise_to_red_is_announced_once_more(
+    runtime: ServiceRuntime, client: httpx.AsyncClient
+) -> None:
+    h = headers(runtime, Role.PATIENT)
+    await submit(client, h, ciwa(25))  # AMBER withdrawal: opens the episode
+    await submit(client, h, ciwa(30))  # still AMBER: folded in, no new event
+    await submit(client, h, ciwa(45))  # RED: the same episode, announced at the higher level
+    await submit(client, h, ciwa(50))  # still RED: nothing new
+    await submit(client, h, phq9(item_9=1))  # another family: its own episode
+    exceeded = await thresholds_exceeded(runtime)
+    assert [(e.family, e.severity.value) for e in exceeded] == [
+        ("withdrawal", "AMBER"),
+        ("withdrawal", "RED"),
+        ("safety", "RED"),
+    ]
+    assert exceeded[0].episode_id == exceeded[1].episode_id != exceeded[2].episode_id
+    r = await client.get("/api/monitoring/episodes", headers=headers(runtime))
+    episodes = {e["family"]: e for e in r.json()}
+    assert set(episodes) == {"withdrawal", "safety"}
+    assert episodes["withdrawal"]["reports"] == 4 and episodes["withdrawal"]["severity"] == "RED"
+
+
+async def test_resolving_announces_escalation_resolved_and_the_next_report_opens_a_new_episode(
+    runtime: ServiceRuntime, client: httpx.AsyncClient
+) -> None:
+    h = headers(runtime, Role.PATIENT)
+    await submit(client, h, ciwa(45))
+    await submit(client, h, phq9(item_9=2))
+    [withdrawal, safety] = await thresholds_exceeded(runtime)
+    url = f"{BASE}/episodes/{withdrawal.episode_id}/resolve"
+    r = await client.post(url, json={"resolution": "resume_taper"}, headers=headers(runtime))
+    assert r.status_code == 409  # the safety episode is still open: the taper stays held
+    r = await client.post(
+        f"{BASE}/episodes/{safety.episode_id}/resolve",
+        json={"resolution": "referred", "note": "seen today, safety plan agreed"},
+        headers=headers(runtime),
+    )
+    assert r.status_code == 200 and r.json()["status"] == "resolved"
+    r = await client.post(url, json={"resolution": "resume_taper"}, headers=headers(runtime))
+    assert r.status_code == 200, r.text
+    resolved = [e for e in await events(runtime) if isinstance(e, EscalationResolved)]
+    assert [(e.family, e.resolution) for e in resolved] == [
+        ("safety", "referred"),
+        ("withdrawal", "resume_taper"),
+    ]
+    assert "safety plan" not in resolved[0].model_dump_json()  # the note stays here
+    r = await client.post(url, json={"resolution": "keep_held"}, headers=headers(runtime))
+    assert r.status_code == 409  # already resolved
+    await submit(client, h, ciwa(45))
+    latest = (await thresholds_exceeded(runtime))[-1]
+    assert latest.episode_id not in {withdrawal.episode_id, safety.episode_id}
+
+
+async def test_only_a_clinician_on_the_panel_resolves_and_every_access_is_audited(
+    runtime: ServiceRuntime, client: httpx.AsyncClient
+) -> None:
+    await submit(client, headers(runtime, Role.PATIENT), ciwa(45))
+    [exceeded] = await thresholds_exceeded(runtime)
+    url = f"{BASE}/episodes/{exceeded.episode_id}/resolve"
+    body = {"resolution": "keep_held"}
+    assert (
+        await client.post(url, json=body, headers=headers(runtime, Role.PATIENT))
+    ).status_code == 403
+    stranger = headers(runtime, panel=[OTHER])
+    assert (await client.post(url, json=body, headers=stranger)).status_code == 403
+    assert (await client.get("/api/monitoring/episodes", headers=stranger)).json() == []
+    async with runtime.uow() as uow:
+        audit = uow.table("audit_log")
+        outcomes = (await uow.session.execute(sa.select(audit.c.resource, audit.c.outcome))).all()
+    assert ("episode", "denied") in outcomes
+
+
+async def test_per_patient_thresholds_move_a_band_and_safety_rules_cannot_be_moved(
+    runtime: ServiceRuntime, client: httpx.AsyncClient
+) -> None:
+    url = f"{BASE}/rule-thresholds"
+    r = await client.put(
+        url,
+        json={"thresholds": {"red_flag:seizure": 5}, "reason_code": "clinician_judgement"},
+        headers=headers(runtime),
+    )
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == [
+        "body",
+        "thresholds",
+        "red_flag:seizure",
+    ]
+    r = await client.put(
+        url,
+        json={"thresholds": {"band:ciwa-b:amber": 30}, "reason_code": "chronic_symptoms"},
+        headers=headers(runtime),
+    )
+    assert r.status_code == 200, r.text
+    assert (await submit(client, headers(runtime, Role.PATIENT), ciwa(25)))["severity"] is None
+    assert (await client.get(url, headers=headers(runtime))).json()["thresholds"] == {
+        "band:ciwa-b:amber": 30
+    }
+
+
+async def test_the_baseline_and_the_withdrawal_window_come_from_the_patients_history(
+    runtime: ServiceRuntime, client: httpx.AsyncClient
+) -> None:
+    h = headers(runtime, Role.PATIENT)
+    clock = runtime.clock
+    assert isinstance(clock, FrozenClock)
+    clock.set(datetime(2026, 2, 20, 9, tzinfo=UTC))
+    await submit(client, h, ciwa(4))  # before the taper: the baseline
+    async with runtime.uow() as uow:
+        await uow.session.execute(
+            sa.insert(dose_history).values(
+                event_id=uuid.uuid4(),
+                patient_id=PATIENT,
+                drug="alprazolam",
+                new_daily_dose_mg=1,
+                effective_on=date(2026, 3, 1),
+                half_life_class="short",
+            )
+        )
+        await uow.commit()
+    clock.set(NOW)
+    out = await submit(client, h, ciwa(14))  # day 1 after the cut: +10 from baseline
+    codes = {r["code"] for r in out["reasons"]}
+    assert codes == {"rise_from_baseline:ciwa-b", "worsening_after_reduction:ciwa-b"}
+    assert out["severity"] == "AMBER"
