@@ -208,6 +208,42 @@ async def test_red_flag_report_pages_a_clinician_and_holds_the_taper_in_one_trac
     assert "taper.monitoring.threshold-exceeded.v1 process" in names
     assert "timer deliver_page" in names
 
-    # A second report in the same episode family would page again only with a new episode:
-    # exactly one page for this one, even after the consumers had time to see duplicates.
+    # A second report in the same family joins the open episode: no second page.
+    response = await monitoring.post(
+        f"/api/monitoring/patients/{patient_id}/symptom-reports",
+        json={
+            "instrument": "ciwa-b",
+            "oriented": True,
+            "answers": answers,
+            "red_flags": ["seizure"],
+        },
+        headers=_token(stack.monitoring, Role.PATIENT, patient_id),
+    )
+    assert response.status_code == 201, response.text
+
+    # The clinician resolves the episode with resume_taper: the scheduler lifts its hold.
+    episodes = await monitoring.get(
+        f"/api/monitoring/patients/{patient_id}/episodes",
+        headers=_token(stack.monitoring, Role.CLINICIAN, patient_id),
+    )
+    [episode] = episodes.json()
+    assert episode["family"] == "safety" and episode["reports"] == 2
+    response = await monitoring.post(
+        f"/api/monitoring/patients/{patient_id}/episodes/{episode['id']}/resolve",
+        json={"resolution": "resume_taper", "note": "seen by video, no seizure activity since"},
+        headers=_token(stack.monitoring, Role.CLINICIAN, patient_id),
+    )
+    assert response.status_code == 200, response.text
+
+    async def resumed() -> bool:
+        r = await scheduler.get(f"/api/scheduler/patients/{patient_id}/taper", headers=clinician)
+        return r.status_code == 200 and r.json()["held"] is False
+
+    await eventually(resumed)
+    decisions = await scheduler.get(
+        f"/api/scheduler/patients/{patient_id}/decisions", headers=clinician
+    )
+    [resume] = [d for d in decisions.json() if d["kind"] == "resume"]
+    assert resume["clinician"] == "c-1" and resume["reason_code"] == "escalation_resolved"
+    # Exactly one page for the episode, even after the consumers had time to see duplicates.
     assert len(_pages_for(stack, patient_id)) == 1
