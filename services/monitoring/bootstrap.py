@@ -8,6 +8,7 @@ from services.chassis.clock import Clock
 from services.chassis.runtime import ServiceRuntime
 from services.monitoring.adapters.orm import metadata
 from services.monitoring.entrypoints import api, consumers
+from services.monitoring.service_layer import checkins
 from services.monitoring.settings import MonitoringSettings
 
 
@@ -21,6 +22,10 @@ def bootstrap(
         settings or MonitoringSettings(),
         metadata=metadata,
         subscriptions=consumers.SUBSCRIPTIONS,
+        timer_handlers={
+            checkins.CHECKIN_DUE: checkins.on_checkin_due,
+            checkins.CHECKIN_MISSED: checkins.on_checkin_missed,
+        },
         routers=api.routers,
         clock=clock,
         tracer_provider=tracer_provider,

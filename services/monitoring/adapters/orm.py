@@ -93,7 +93,7 @@ checkins = sa.Table(
     sa.Column("due_at", UtcDateTime, nullable=False),
     sa.Column("window_closes_at", UtcDateTime, nullable=False),
     sa.Column("instruments", sa.JSON, nullable=False),
-    sa.Column("status", sa.String(12), nullable=False),  # scheduled | due | completed | missed
+    sa.Column("status", sa.String(12), nullable=False),  # domain.checkins.CheckInStatus
     sa.Column("completed_by_report_id", sa.Uuid, nullable=True),
     sa.UniqueConstraint("after_dose_event_id", "due_at", name="uq_checkins_step_due"),
 )

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Annotated, Literal
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, HTTPException, Request, status
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
 from services.chassis.auth import CurrentPrincipal, authorize_patient_access
 from services.chassis.runtime import ServiceRuntime
+from services.monitoring.adapters.trend_chart import trend_to_svg
 from services.monitoring.domain.model import InvalidReport
 from services.monitoring.entrypoints import episodes_api
 from services.monitoring.service_layer import handlers
@@ -54,6 +55,20 @@ class SymptomReportOut(BaseModel):
     severity: Literal["RED", "AMBER"] | None
     reasons: list[ReasonOut]
     replayed: bool
+
+
+class TrendPointOut(BaseModel):
+    at: datetime
+    total: int
+    band: str
+    severity: str | None
+
+
+class TrendOut(BaseModel):
+    instrument: str
+    points: list[TrendPointOut]
+    dose_steps: list[date] = Field(description="Dates dose steps took effect.")
+    thresholds: dict[str, int] = Field(description="AMBER/RED totals for this patient.")
 
 
 class ReportSummary(BaseModel):
@@ -142,6 +157,42 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             rows = await handlers.list_reports(uow, patient_id)
             await uow.commit()  # the audit row
         return [ReportSummary(**r) for r in rows]
+
+    @router.get(
+        "/patients/{patient_id}/trends",
+        response_model=TrendOut,
+        summary="Scores over time with dose steps marked (JSON, or an SVG chart)",
+        responses={200: {"content": {"image/svg+xml": {"schema": {"type": "string"}}}}},
+    )
+    async def trends(
+        patient_id: uuid.UUID,
+        principal: CurrentPrincipal,
+        request: Request,
+        instrument: Instrument = "ciwa-b",
+        fmt: Annotated[Literal["json", "svg"], Query(alias="format")] = "json",
+    ) -> Any:
+        async with runtime.uow() as uow:
+            await authorize_patient_access(
+                uow,
+                principal,
+                patient_id,
+                action="read",
+                resource="symptom_report",
+                request=request,
+            )
+            await uow.commit()
+            found = await handlers.trend(uow, patient_id, instrument)
+        if fmt == "svg":
+            return Response(trend_to_svg(found), media_type="image/svg+xml")
+        return TrendOut(
+            instrument=found.instrument,
+            points=[
+                TrendPointOut(at=p.at, total=p.total, band=p.band, severity=p.severity)
+                for p in found.points
+            ],
+            dose_steps=list(found.dose_steps),
+            thresholds={level: at for level, at in found.thresholds},
+        )
 
     router.include_router(episodes_api.router(runtime))
     return [router]

@@ -13,8 +13,9 @@ from sqlalchemy.exc import IntegrityError
 from contracts import DoseReduced, SymptomReported
 from services.chassis.uow import UnitOfWork
 from services.monitoring.adapters.orm import dose_history, rule_overrides, symptom_reports
+from services.monitoring.adapters.trend_chart import Point, Trend
 from services.monitoring.domain import instruments, rules
-from services.monitoring.service_layer import episodes
+from services.monitoring.service_layer import checkins, episodes
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,9 @@ async def _score_and_escalate(cmd: SubmitReport, uow: UnitOfWork) -> ReportResul
         red_flags=tuple(sorted(set(cmd.red_flags))),
     )
     await uow.publish(reported)
+    # A report in a check-in's window completes it; a gate failure counts too (the patient did
+    # report, and the report escalates on its own).
+    await checkins.complete_due_checkins(uow, cmd.patient_id, report_id, score.instrument, now)
     await episodes.escalate(uow, cmd.patient_id, findings, report_id, cause=reported)
     return ReportResult(report_id, score.total, score.band, score.method, severity, reasons)
 
@@ -201,8 +205,51 @@ async def list_reports(uow: UnitOfWork, patient_id: uuid.UUID) -> list[dict[str,
     return [dict(r) for r in rows.mappings()]
 
 
+async def trend(uow: UnitOfWork, patient_id: uuid.UUID, instrument: str) -> Trend:
+    """Every scored report of ``instrument`` with the dose steps and this patient's thresholds."""
+    definition = instruments.definition(instrument, "1")
+    reports = await uow.session.execute(
+        sa.select(
+            symptom_reports.c.reported_at,
+            symptom_reports.c.total_score,
+            symptom_reports.c.band,
+            symptom_reports.c.severity,
+        )
+        .where(
+            symptom_reports.c.patient_id == patient_id,
+            symptom_reports.c.instrument == instrument,
+            symptom_reports.c.method != "not-scored",
+        )
+        .order_by(symptom_reports.c.reported_at)
+    )
+    steps = await uow.session.scalars(
+        sa.select(dose_history.c.effective_on)
+        .where(dose_history.c.patient_id == patient_id)
+        .order_by(dose_history.c.effective_on)
+    )
+    overrides = await uow.session.scalar(
+        sa.select(rule_overrides.c.thresholds).where(rule_overrides.c.patient_id == patient_id)
+    )
+    levels: list[tuple[str, int]] = []
+    for band in rules.rules_v2().bands:
+        if band.instrument != instrument:
+            continue
+        for level, default in (("AMBER", band.amber_at), ("RED", band.red_at)):
+            at = (overrides or {}).get(f"band:{instrument}:{level.lower()}", default)
+            if at is not None:
+                levels.append((level, at))
+    return Trend(
+        instrument=instrument,
+        total_max=definition.total_max,
+        points=tuple(Point(r[0], r[1], r[2], r[3]) for r in reports.all()),
+        dose_steps=tuple(steps.all()),
+        thresholds=tuple(levels),
+    )
+
+
 async def record_dose_reduced(event: DoseReduced, uow: UnitOfWork) -> None:
-    """Remember each dose step: the withdrawal window after it shapes monitoring (issue 4)."""
+    """Remember each dose step (the withdrawal window after it shapes the rules) and schedule
+    the check-ins that follow it."""
     await uow.session.execute(
         sa.insert(dose_history).values(
             event_id=event.event_id,
@@ -213,3 +260,4 @@ async def record_dose_reduced(event: DoseReduced, uow: UnitOfWork) -> None:
             half_life_class=event.half_life_class,
         )
     )
+    await checkins.schedule_checkins(event, uow)

@@ -5,6 +5,7 @@ once more), resolution, per-patient thresholds, and field-level 422s that store 
 from __future__ import annotations
 
 import uuid
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -291,3 +292,38 @@ async def test_the_baseline_and_the_withdrawal_window_come_from_the_patients_his
     codes = {r["code"] for r in out["reasons"]}
     assert codes == {"rise_from_baseline:ciwa-b", "worsening_after_reduction:ciwa-b"}
     assert out["severity"] == "AMBER"
+
+
+async def test_trends_show_scores_with_dose_steps_as_json_and_svg(
+    runtime: ServiceRuntime, client: httpx.AsyncClient
+) -> None:
+    h = headers(runtime, Role.PATIENT)
+    await submit(client, h, ciwa(4))
+    async with runtime.uow() as uow:
+        await uow.session.execute(
+            sa.insert(dose_history).values(
+                event_id=uuid.uuid4(),
+                patient_id=PATIENT,
+                drug="diazepam",
+                new_daily_dose_mg=9,
+                effective_on=date(2026, 3, 2),
+                half_life_class="long",
+            )
+        )
+        await uow.commit()
+    await submit(client, h, ciwa(25))
+    r = await client.get(f"{BASE}/trends", params={"instrument": "ciwa-b"}, headers=h)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [p["total"] for p in body["points"]] == [4, 25]
+    assert body["dose_steps"] == ["2026-03-02"] and body["thresholds"] == {"AMBER": 21, "RED": 41}
+    r = await client.get(f"{BASE}/trends", params={"format": "svg"}, headers=h)
+    assert r.headers["content-type"].startswith("image/svg+xml")
+    root = ET.fromstring(r.text)
+    ns = "{http://www.w3.org/2000/svg}"
+    assert root.tag == f"{ns}svg"
+    assert len(root.findall(f"{ns}circle")) == 2
+    assert [e.get("class") for e in root.findall(f"{ns}line") if e.get("class") == "dose-step"]
+    assert str(PATIENT) not in r.text
+    other = headers(runtime, Role.PATIENT, patient_id=OTHER)
+    assert (await client.get(f"{BASE}/trends", headers=other)).status_code == 403
