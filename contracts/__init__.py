@@ -12,6 +12,7 @@ from contracts.events.monitoring import (
     ThresholdExceeded,
     ThresholdReason,
 )
+from contracts.events.notifications import PageAcknowledged
 from contracts.events.scheduler import (
     DoseReduced,
     DoseRestored,
@@ -27,6 +28,7 @@ from contracts.topics import (
     DOSE_REDUCED,
     DOSE_RESTORED,
     ESCALATION_RESOLVED,
+    PAGE_ACKNOWLEDGED,
     SYMPTOM_REPORTED,
     TAPER_COMPLETED,
     TAPER_HELD,
@@ -45,6 +47,7 @@ __all__ = [
     "DOSE_REDUCED",
     "DOSE_RESTORED",
     "ESCALATION_RESOLVED",
+    "PAGE_ACKNOWLEDGED",
     "SYMPTOM_REPORTED",
     "TAPER_COMPLETED",
     "TAPER_HELD",
@@ -57,6 +60,7 @@ __all__ = [
     "Envelope",
     "EscalationResolved",
     "Event",
+    "PageAcknowledged",
     "Severity",
     "SymptomReported",
     "TaperCompleted",

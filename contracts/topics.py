@@ -18,6 +18,7 @@ from contracts.events.monitoring import (
     SymptomReported,
     ThresholdExceeded,
 )
+from contracts.events.notifications import PageAcknowledged
 from contracts.events.scheduler import (
     DoseReduced,
     DoseRestored,
@@ -61,6 +62,8 @@ THRESHOLD_EXCEEDED = Topic(ThresholdExceeded, consumers=("notifications", "sched
 # Notifications stops paging and reminds patients from issue 5; the scheduler resumes on it now.
 ESCALATION_RESOLVED = Topic(EscalationResolved, consumers=("scheduler",))
 CHECK_IN_DUE = Topic(CheckInDue, consumers=())
+# Produced by notifications' acknowledge endpoint and signed links (issue 5).
+PAGE_ACKNOWLEDGED = Topic(PageAcknowledged, consumers=("monitoring",))
 TAPER_HELD = Topic(TaperHeld, consumers=("group_matching",))
 TAPER_RESUMED = Topic(TaperResumed, consumers=("group_matching",))
 TAPER_COMPLETED = Topic(TaperCompleted, consumers=("group_matching",))
@@ -72,6 +75,7 @@ ALL_TOPICS: tuple[Topic, ...] = (
     THRESHOLD_EXCEEDED,
     ESCALATION_RESOLVED,
     CHECK_IN_DUE,
+    PAGE_ACKNOWLEDGED,
     TAPER_HELD,
     TAPER_RESUMED,
     TAPER_COMPLETED,

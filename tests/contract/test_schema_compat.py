@@ -33,6 +33,7 @@ from contracts import (
     Envelope,
     EscalationResolved,
     Event,
+    PageAcknowledged,
     Severity,
     SymptomReported,
     TaperCompleted,
@@ -370,6 +371,12 @@ FACTS: dict[type[Event], dict[str, st.SearchStrategy[Any]]] = {
         "severity": st.sampled_from(Severity),
         "resolution": _literal(EscalationResolved, "resolution"),
         "resolved_by": _codes,
+    },
+    PageAcknowledged: {
+        "episode_id": st.uuids(),
+        "severity": _literal(PageAcknowledged, "severity"),
+        "acknowledged_by": _codes,
+        "channel": _literal(PageAcknowledged, "channel"),
     },
     CheckInDue: {
         "checkin_id": st.uuids(),

@@ -15,8 +15,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from contracts import EscalationResolved, Event, ThresholdExceeded, ThresholdReason
-from services.chassis.errors import Conflict, NotFound
+from contracts import (
+    EscalationResolved,
+    Event,
+    PageAcknowledged,
+    ThresholdExceeded,
+    ThresholdReason,
+)
+from services.chassis.errors import Conflict, NotFound, PermanentError
 from services.chassis.uow import UnitOfWork
 from services.monitoring.adapters.orm import episodes
 from services.monitoring.domain.episodes import (
@@ -113,6 +119,21 @@ async def resolve(cmd: ResolveEpisode, uow: UnitOfWork) -> Episode:
         )
     )
     return episode
+
+
+class UnknownEpisode(PermanentError):
+    """An acknowledgement names no episode of this patient (dead-lettered with this reason)."""
+
+
+async def record_acknowledgement(event: PageAcknowledged, uow: UnitOfWork) -> None:
+    """A page for the episode was acknowledged: the first acknowledgement is recorded (the
+    episode stays open until a clinician resolves it)."""
+    try:
+        episode = await get(uow, event.patient_id, event.episode_id)
+    except EpisodeNotFound:
+        raise UnknownEpisode("no such episode for this patient") from None
+    if episode.acknowledge(event.occurred_at):
+        await _save(uow, episode)
 
 
 async def open_episode(uow: UnitOfWork, patient_id: uuid.UUID, family: str) -> Episode | None:

@@ -15,14 +15,16 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from contracts import EscalationResolved, Event, ThresholdExceeded, event_class
+from contracts import EscalationResolved, Event, PageAcknowledged, ThresholdExceeded, event_class
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.clock import FrozenClock
+from services.chassis.errors import PermanentError
 from services.chassis.migrations import upgrade_to_head
 from services.chassis.runtime import ServiceRuntime
 from services.monitoring.adapters.orm import dose_history
 from services.monitoring.bootstrap import bootstrap
 from services.monitoring.domain import instruments
+from services.monitoring.service_layer.episodes import record_acknowledgement
 from services.monitoring.settings import MonitoringSettings
 
 NOW = datetime(2026, 3, 2, 9, tzinfo=UTC)
@@ -327,3 +329,33 @@ async def test_trends_show_scores_with_dose_steps_as_json_and_svg(
     assert str(PATIENT) not in r.text
     other = headers(runtime, Role.PATIENT, patient_id=OTHER)
     assert (await client.get(f"{BASE}/trends", headers=other)).status_code == 403
+
+
+async def test_a_page_acknowledgement_is_recorded_once_and_an_unknown_episode_is_permanent(
+    runtime: ServiceRuntime, client: httpx.AsyncClient
+) -> None:
+    await submit(client, headers(runtime, Role.PATIENT), ciwa(45))
+    [exceeded] = await thresholds_exceeded(runtime)
+
+    def ack(episode_id: uuid.UUID, at: datetime) -> PageAcknowledged:
+        return PageAcknowledged.create(
+            patient_id=PATIENT,
+            occurred_at=at,
+            episode_id=episode_id,
+            severity="RED",
+            acknowledged_by="c-9",
+            channel="signed_link",
+        )
+
+    first, later = NOW.replace(hour=10), NOW.replace(hour=11)
+    for event in (ack(exceeded.episode_id, first), ack(exceeded.episode_id, later)):
+        async with runtime.uow() as uow:
+            await record_acknowledgement(event, uow)
+            await uow.commit()
+    r = await client.get(f"{BASE}/episodes", headers=headers(runtime))
+    [episode] = r.json()
+    assert datetime.fromisoformat(episode["acknowledged_at"]) == first
+    assert episode["status"] == "open"  # acknowledged is not resolved
+    with pytest.raises(PermanentError):
+        async with runtime.uow() as uow:
+            await record_acknowledgement(ack(uuid.uuid4(), later), uow)
