@@ -14,6 +14,7 @@ from services.chassis.runtime import ServiceRuntime
 from services.monitoring.adapters.trend_chart import trend_to_svg
 from services.monitoring.domain.model import InvalidReport
 from services.monitoring.entrypoints import episodes_api
+from services.monitoring.entrypoints.episodes_api import ReasonOut
 from services.monitoring.service_layer import handlers
 
 RedFlag = Literal["seizure", "delirium", "hallucinations", "self_harm_thoughts", "fall_or_injury"]
@@ -38,13 +39,6 @@ class SymptomReportIn(BaseModel):
     )
     red_flags: list[RedFlag] = Field(default_factory=list, max_length=10)
     pulse_bpm: int | None = Field(default=None, ge=20, le=250, description="Optional vitals.")
-
-
-class ReasonOut(BaseModel):
-    code: str
-    instrument: str | None = None
-    value: float | None = None
-    threshold: float | None = None
 
 
 class SymptomReportOut(BaseModel):
