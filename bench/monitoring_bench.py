@@ -929,7 +929,7 @@ class Bench:
             await asyncio.sleep(1.5)
             for i in range(k):
                 a, b = red_reports(self.settings, 2, self.rng)
-                first = asyncio.create_task(post(a))
+                first: asyncio.Future[Any] = asyncio.ensure_future(post(a))
                 await asyncio.sleep((i % PAIR_OFFSETS_MS) / 1000)
                 await post(b)  # may commit while the relay is publishing a's event
                 await first
