@@ -143,8 +143,10 @@ async def authorize_patient_access(
 ) -> None:
     """Allow or refuse ``principal`` on ``patient_id``'s data, and audit the decision either way.
 
-    A denial is committed to the audit log at once (its own transaction would need another
-    session; here the caller's unit of work is committed with only the audit row in it).
+    The audit row is committed at once, allowed or denied: the access stands in the log even when
+    the request is then refused, fails or is retried (its own transaction would need another
+    session; here the caller's unit of work is committed with only the audit row in it, so call
+    this before the request changes anything).
     """
     allowed = principal.role in roles and principal.may_access_patient(patient_id)
     await uow.audit(
@@ -157,6 +159,6 @@ async def authorize_patient_access(
         request_id=request.headers.get("x-request-id") if request else None,
         client_addr=request.client.host if request and request.client else None,
     )
+    await uow.commit()
     if not allowed:
-        await uow.commit()
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="not permitted for this patient")

@@ -35,7 +35,6 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             await authorize_patient_access(
                 uow, principal, patient_id, action="read", resource="stage", request=request
             )
-            await uow.commit()  # the audit row stands even when the stage is unknown (404)
             row = await handlers.get_stage(uow, patient_id)
         return StageOut(**row)
 

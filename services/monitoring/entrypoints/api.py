@@ -98,7 +98,6 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                 resource="symptom_report",
                 request=request,
             )
-            await uow.commit()  # audited on its own: a retried submission must not undo it
             try:
                 result = await handlers.submit_report(
                     handlers.SubmitReport(
@@ -149,7 +148,6 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                 request=request,
             )
             rows = await handlers.list_reports(uow, patient_id)
-            await uow.commit()  # the audit row
         return [ReportSummary(**r) for r in rows]
 
     @router.get(
@@ -174,7 +172,6 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                 resource="symptom_report",
                 request=request,
             )
-            await uow.commit()
             found = await handlers.trend(uow, patient_id, instrument)
         if fmt == "svg":
             return Response(trend_to_svg(found), media_type="image/svg+xml")

@@ -110,7 +110,6 @@ def router(runtime: ServiceRuntime) -> APIRouter:
                 await authorize_patient_access(
                     uow, principal, patient, action="read", resource="episode", request=request
                 )
-            await uow.commit()
         return [EpisodeOut.of(e) for e in found]
 
     @r.get(
@@ -125,7 +124,6 @@ def router(runtime: ServiceRuntime) -> APIRouter:
             await authorize_patient_access(
                 uow, principal, patient_id, action="read", resource="episode", request=request
             )
-            await uow.commit()
             found = await episodes.list_open(uow, [patient_id])
         return [EpisodeOut.of(e) for e in found]
 
@@ -151,7 +149,6 @@ def router(runtime: ServiceRuntime) -> APIRouter:
                 request=request,
                 roles=(Role.CLINICIAN,),
             )
-            await uow.commit()
             episode = await episodes.resolve(
                 episodes.ResolveEpisode(
                     patient_id, episode_id, principal.subject, body.resolution, body.note
@@ -179,7 +176,6 @@ def router(runtime: ServiceRuntime) -> APIRouter:
                 request=request,
                 roles=(Role.CLINICIAN,),
             )
-            await uow.commit()
             try:
                 saved = await thresholds.set_thresholds(
                     uow, patient_id, body.thresholds, principal.subject, body.reason_code
@@ -215,7 +211,6 @@ def router(runtime: ServiceRuntime) -> APIRouter:
                 resource="rule_thresholds",
                 request=request,
             )
-            await uow.commit()
             saved = await thresholds.get_thresholds(uow, patient_id)
         return ThresholdsOut(**saved)
 

@@ -37,7 +37,6 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                 uow, principal, patient_id, action="read", resource="page", request=request
             )
             rows = await handlers.list_pages(uow, patient_id)
-            await uow.commit()
         return [PageOut(**r) for r in rows]
 
     return [router]

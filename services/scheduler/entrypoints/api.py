@@ -227,7 +227,6 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                 request=request,
                 roles=(Role.CLINICIAN,),
             )
-            await uow.commit()  # the access is audited even when the change is then refused
             try:
                 yield uow
             except handlers.RuleRefused as exc:
@@ -308,7 +307,6 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                 request=request,
                 roles=(Role.PATIENT,),
             )
-            await uow.commit()
             taper = await handlers.request_hold(
                 handlers.PatientHoldRequest(patient_id, principal.subject, body.reason_code), uow
             )
@@ -327,7 +325,6 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             await authorize_patient_access(
                 uow, principal, patient_id, action="read", resource="taper", request=request
             )
-            await uow.commit()  # the audit row stands even when there is no taper (404)
             taper = await handlers.get_taper(uow, patient_id)
         return TaperOut.of(taper, runtime.clock.now())
 

