@@ -41,6 +41,10 @@ class PollingWorker:
     async def _run(self) -> None:
         backoff = 0.1
         while True:
+            # Clear before the round, not after: a wake() that arrives while run_once() is
+            # working (a commit that raced the query) must make the loop go round again, not be
+            # wiped out and left to the next poll interval.
+            self._wake.clear()
             try:
                 more = await self.run_once()
                 backoff = 0.1
@@ -56,7 +60,6 @@ class PollingWorker:
                 continue
             if more:
                 continue
-            self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
             except TimeoutError:
