@@ -36,6 +36,12 @@ class Principal:
     role: Role
     patient_id: uuid.UUID | None = None
     panel: frozenset[uuid.UUID] = field(default_factory=frozenset)
+    # OAuth 2.0 ``scope`` claim (RFC 8693 §4.2, space-separated): administrative rights that
+    # cut across patients, e.g. ``notifications:admin`` for clinical administrators.
+    scopes: frozenset[str] = field(default_factory=frozenset)
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
 
     def may_access_patient(self, patient_id: uuid.UUID) -> bool:
         if self.role is Role.PATIENT:
@@ -64,6 +70,7 @@ class TokenVerifier:
             role = Role(claims["role"])
             patient_id = uuid.UUID(claims["patient_id"]) if claims.get("patient_id") else None
             panel = frozenset(uuid.UUID(p) for p in claims.get("panel", []))
+            scopes = frozenset(str(claims.get("scope", "")).split())
         except (jwt.PyJWTError, KeyError, ValueError, TypeError) as exc:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
@@ -74,7 +81,13 @@ class TokenVerifier:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED, detail="patient token lacks patient_id"
             )
-        return Principal(subject=str(claims["sub"]), role=role, patient_id=patient_id, panel=panel)
+        return Principal(
+            subject=str(claims["sub"]),
+            role=role,
+            patient_id=patient_id,
+            panel=panel,
+            scopes=scopes,
+        )
 
 
 def issue_dev_token(
@@ -84,6 +97,7 @@ def issue_dev_token(
     role: Role | str,
     patient_id: uuid.UUID | None = None,
     panel: list[uuid.UUID] | None = None,
+    scopes: list[str] | None = None,
     ttl: timedelta = timedelta(hours=1),
     now: datetime | None = None,
 ) -> str:
@@ -104,6 +118,8 @@ def issue_dev_token(
         claims["patient_id"] = str(patient_id)
     if panel:
         claims["panel"] = [str(p) for p in panel]
+    if scopes:
+        claims["scope"] = " ".join(scopes)
     return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
 
 

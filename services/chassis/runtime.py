@@ -89,6 +89,7 @@ class ServiceRuntime:
             handlers=timer_handlers or {},
             tracer_provider=self.tracer_provider,
             poll_interval_s=settings.timer_poll_interval_s,
+            concurrency=settings.timer_concurrency,
         )
         self.retention = RetentionPruner(
             service=self.service,

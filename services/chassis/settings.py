@@ -60,6 +60,8 @@ class ServiceSettings(BaseSettings):
     relay_poll_interval_s: float = 1.0
     relay_batch_size: int = 200
     timer_poll_interval_s: float = 0.5
+    # Timers fired at once (PostgreSQL; SQLite has one writer and fires one at a time).
+    timer_concurrency: int = Field(default=1, ge=1, le=64)
 
     # Retention of the reliability tables (chassis/retention.py: why the inbox lives longest).
     retention_outbox_days: float = 7

@@ -10,6 +10,7 @@ then parked as failed, with the reason, for an operator.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ class TimerPoller(PollingWorker):
         poll_interval_s: float = 0.5,
         batch_size: int = 50,
         max_attempts: int = 8,
+        concurrency: int = 1,
     ) -> None:
         super().__init__(f"{service}-timers", poll_interval_s)
         self._service = service
@@ -58,16 +60,27 @@ class TimerPoller(PollingWorker):
         self._tracer = tracer_provider.get_tracer("taper.timers")
         self._batch_size = batch_size
         self._max_attempts = max_attempts
+        self._concurrency = concurrency
 
     async def run_once(self) -> bool:
         return await self.fire_due() > 0
 
     async def fire_due(self) -> int:
-        """Fire every timer due now, one transaction each; returns how many fired or failed."""
+        """Fire every timer due now, one transaction each; returns how many fired or failed.
+
+        With ``concurrency`` > 1 (PostgreSQL only: ``SKIP LOCKED`` hands each worker another row)
+        that many timers run at once, so one slow handler — a provider holding an HTTP request —
+        does not hold up every other timer of the service.
+        """
+        workers = self._concurrency if self._uow_factory.dialect == "postgresql" else 1
+        share = max(1, self._batch_size // workers)
+        counts = await asyncio.gather(*(self._drain(share) for _ in range(workers)))
+        return sum(counts)
+
+    async def _drain(self, limit: int) -> int:
         done = 0
-        for _ in range(self._batch_size):
-            outcome = await self._fire_one()
-            if outcome is None:
+        for _ in range(limit):
+            if await self._fire_one() is None:
                 break
             done += 1
         return done

@@ -170,5 +170,10 @@ class UnitOfWorkFactory:
         self.tables = tables
         self.after_commit: Callable[[CommitEffects], None] | None = None
 
+    @property
+    def dialect(self) -> str:
+        bind = self.session_factory.kw.get("bind")
+        return bind.dialect.name if bind is not None else "unknown"
+
     def __call__(self) -> UnitOfWork:
         return UnitOfWork(self.session_factory, self.clock, self.tables, self.after_commit)
