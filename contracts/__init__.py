@@ -4,6 +4,7 @@
 """
 
 from contracts.envelope import Envelope, Event
+from contracts.events.group_matching import CohortAssigned
 from contracts.events.monitoring import (
     CheckInDue,
     EscalationResolved,
@@ -25,6 +26,7 @@ from contracts.events.scheduler import (
 from contracts.topics import (
     ALL_TOPICS,
     CHECK_IN_DUE,
+    COHORT_ASSIGNED,
     DOSE_REDUCED,
     DOSE_RESTORED,
     ESCALATION_RESOLVED,
@@ -44,6 +46,7 @@ from contracts.topics import (
 __all__ = [
     "ALL_TOPICS",
     "CHECK_IN_DUE",
+    "COHORT_ASSIGNED",
     "DOSE_REDUCED",
     "DOSE_RESTORED",
     "ESCALATION_RESOLVED",
@@ -54,6 +57,7 @@ __all__ = [
     "TAPER_RESUMED",
     "THRESHOLD_EXCEEDED",
     "CheckInDue",
+    "CohortAssigned",
     "DoseReduced",
     "DoseRestored",
     "DrugDose",

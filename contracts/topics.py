@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from contracts.envelope import Event
+from contracts.events.group_matching import CohortAssigned
 from contracts.events.monitoring import (
     CheckInDue,
     EscalationResolved,
@@ -54,19 +55,22 @@ class Topic:
         return self.name + DLQ_SUFFIX
 
 
-DOSE_REDUCED = Topic(DoseReduced, consumers=("monitoring", "group_matching"))
-# Consumed by notifications (the patient's message) and monitoring (dose history) from issues 4-5.
-DOSE_RESTORED = Topic(DoseRestored, consumers=())
+DOSE_REDUCED = Topic(DoseReduced, consumers=("monitoring", "group_matching", "notifications"))
+# Monitoring's dose history is not fed by it yet (noticed in issue 4); notifications tells the
+# patient about the restored dose.
+DOSE_RESTORED = Topic(DoseRestored, consumers=("notifications",))
 SYMPTOM_REPORTED = Topic(SymptomReported, consumers=())
 THRESHOLD_EXCEEDED = Topic(ThresholdExceeded, consumers=("notifications", "scheduler"))
-# Notifications stops paging and reminds patients from issue 5; the scheduler resumes on it now.
-ESCALATION_RESOLVED = Topic(EscalationResolved, consumers=("scheduler",))
-CHECK_IN_DUE = Topic(CheckInDue, consumers=())
-# Produced by notifications' acknowledge endpoint and signed links (issue 5).
+# Notifications stops paging for the episode; the scheduler resumes the taper when asked to.
+ESCALATION_RESOLVED = Topic(EscalationResolved, consumers=("scheduler", "notifications"))
+CHECK_IN_DUE = Topic(CheckInDue, consumers=("notifications",))
+# Produced by notifications' acknowledge endpoint and signed links.
 PAGE_ACKNOWLEDGED = Topic(PageAcknowledged, consumers=("monitoring",))
 TAPER_HELD = Topic(TaperHeld, consumers=("group_matching",))
 TAPER_RESUMED = Topic(TaperResumed, consumers=("group_matching",))
 TAPER_COMPLETED = Topic(TaperCompleted, consumers=("group_matching",))
+# Group matching produces it from issue 6 (cohorts); notifications tells the patient.
+COHORT_ASSIGNED = Topic(CohortAssigned, consumers=("notifications",))
 
 ALL_TOPICS: tuple[Topic, ...] = (
     DOSE_REDUCED,
@@ -79,6 +83,7 @@ ALL_TOPICS: tuple[Topic, ...] = (
     TAPER_HELD,
     TAPER_RESUMED,
     TAPER_COMPLETED,
+    COHORT_ASSIGNED,
 )
 
 _BY_EVENT_TYPE = {t.event.EVENT_TYPE: t for t in ALL_TOPICS}

@@ -27,6 +27,7 @@ import contracts.events
 from contracts import (
     ALL_TOPICS,
     CheckInDue,
+    CohortAssigned,
     DoseReduced,
     DoseRestored,
     DrugDose,
@@ -389,6 +390,12 @@ FACTS: dict[type[Event], dict[str, st.SearchStrategy[Any]]] = {
         "plan_id": st.uuids(),
         "decision_id": st.uuids(),
         "taper_stage": st.sampled_from(TaperStage),
+    },
+    CohortAssigned: {
+        "cohort_id": st.uuids(),
+        "previous_cohort_id": st.none() | st.uuids(),
+        "taper_stage": _codes,
+        "language": _codes,
     },
     TaperCompleted: {
         "plan_id": st.uuids(),
