@@ -85,7 +85,15 @@ class Stack:
         sink_port = self.args.pager_port
         self._spawn(
             "pager_sink",
-            [sys.executable, "-m", "deploy.localstack.pager_sink", "--port", str(sink_port)],
+            [
+                sys.executable,
+                "-m",
+                "deploy.localstack.pager_sink",
+                "--port",
+                str(sink_port),
+                "--smtp-port",
+                str(self.args.smtp_port),
+            ],
             common,
         )
         for spec in SERVICES:
@@ -97,6 +105,9 @@ class Stack:
             }
             if spec.name == "notifications":
                 env["NOTIFICATIONS_PAGE_WEBHOOK_URL"] = f"http://127.0.0.1:{sink_port}/pages"
+                env["NOTIFICATIONS_SMS_BASE_URL"] = f"http://127.0.0.1:{sink_port}/sms"
+                env["NOTIFICATIONS_SMTP_PORT"] = str(self.args.smtp_port)
+                env["NOTIFICATIONS_PUBLIC_BASE_URL"] = f"http://127.0.0.1:{self.args.gateway_port}"
             self._spawn(
                 spec.name,
                 [sys.executable, "-m", f"services.{spec.name}.entrypoints.main"],
@@ -147,7 +158,8 @@ class Stack:
         for spec in SERVICES:
             print(f"  {spec.name:<15} {base}{spec.prefix}/docs   (health: {spec.prefix}/health)")
         print(f"  Kafka           {self.bootstrap}")
-        print(f"  pager sink      http://127.0.0.1:{self.args.pager_port}/pages (log: var/logs)")
+        sink = f"http://127.0.0.1:{self.args.pager_port}"
+        print(f"  provider sinks  {sink}/pages {sink}/sms {sink}/mail (log: var/logs)")
         print(f"  logs            {self.var / 'logs'}")
         print("  dev token       .venv/bin/python -m services.chassis.devtoken --role clinician")
         print("READY  (Ctrl-C stops everything)", flush=True)
@@ -198,6 +210,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="added to every service port (8101-8104)",
     )
     p.add_argument("--pager-port", type=int, default=int(env("TAPER_PAGER_PORT", "8199")))
+    p.add_argument("--smtp-port", type=int, default=int(env("TAPER_SMTP_PORT", "8025")))
     p.add_argument("--data", default=env("TAPER_DATA_DIR", str(ROOT / "var")))
     p.add_argument(
         "--database-url-template",

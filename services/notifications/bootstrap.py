@@ -1,16 +1,51 @@
-"""Notifications' composition root."""
+"""Notifications' composition root: channels, deliverer and owners, consumers, timers, API."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
 
 from opentelemetry.sdk.trace import TracerProvider
 
 from services.chassis.clock import Clock
 from services.chassis.runtime import ServiceRuntime
+from services.notifications.adapters.ack_links import AckLinks
+from services.notifications.adapters.channels import (
+    Channel,
+    ChannelKind,
+    HttpSmsChannel,
+    SmtpEmailChannel,
+    WebhookChannel,
+)
 from services.notifications.adapters.orm import metadata
-from services.notifications.adapters.senders import PageSender, WebhookPageSender
-from services.notifications.entrypoints import api, consumers
-from services.notifications.service_layer import handlers
+from services.notifications.entrypoints import api, consumers, preferences_api
+from services.notifications.service_layer import escalations, patient_messages
+from services.notifications.service_layer.delivery import DELIVER, Deliverer
 from services.notifications.settings import NotificationsSettings
+
+
+def real_channels(settings: NotificationsSettings) -> dict[ChannelKind, Channel]:
+    return {
+        ChannelKind.WEBHOOK: WebhookChannel(
+            settings.page_webhook_url, timeout_s=settings.page_webhook_timeout_s
+        ),
+        ChannelKind.EMAIL: SmtpEmailChannel(
+            settings.smtp_host,
+            settings.smtp_port,
+            settings.smtp_sender,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            start_tls=settings.smtp_start_tls,
+            timeout_s=settings.smtp_timeout_s,
+        ),
+        ChannelKind.SMS: HttpSmsChannel(
+            settings.sms_base_url,
+            settings.sms_account_sid,
+            settings.sms_auth_token,
+            settings.sms_from_number,
+            timeout_s=settings.sms_timeout_s,
+        ),
+    }
 
 
 def bootstrap(
@@ -18,18 +53,29 @@ def bootstrap(
     *,
     clock: Clock | None = None,
     tracer_provider: TracerProvider | None = None,
-    page_sender: PageSender | None = None,
+    channels: Mapping[ChannelKind, Channel] | None = None,
 ) -> ServiceRuntime:
     settings = settings or NotificationsSettings()
-    sender = page_sender or WebhookPageSender(
-        settings.page_webhook_url, settings.page_routing_key, settings.page_webhook_timeout_s
+    links = AckLinks(
+        settings.ack_link_secret,
+        settings.public_base_url.rstrip("/") + settings.url_prefix + "/ack",
+        timedelta(minutes=settings.ack_link_ttl_minutes),
+    )
+    pages = escalations.PageOwner(links, fallback_routing_key=settings.page_routing_key)
+    deliverer = Deliverer(
+        channels if channels is not None else real_channels(settings),
+        {
+            escalations.OWNER_KIND: pages,
+            patient_messages.OWNER_KIND: patient_messages.MessageOwner(),
+        },
+        max_attempts=settings.delivery_max_attempts,
     )
     return ServiceRuntime(
         settings,
         metadata=metadata,
         subscriptions=consumers.SUBSCRIPTIONS,
-        timer_handlers={handlers.DELIVER_PAGE: handlers.make_deliver_page(sender)},
-        routers=api.routers,
+        timer_handlers={DELIVER: deliverer, **escalations.TIMER_HANDLERS},
+        routers=lambda rt: [*api.routers(rt, links), *preferences_api.routers(rt)],
         clock=clock,
         tracer_provider=tracer_provider,
     )

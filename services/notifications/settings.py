@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.chassis.settings import ServiceSettings
+
+DEV_ACK_LINK_SECRET = "dev-only-ack-link-secret-change-me-0123456789"  # noqa: S105 - refused in prod
 
 
 class NotificationsSettings(ServiceSettings):
@@ -10,6 +13,42 @@ class NotificationsSettings(ServiceSettings):
 
     service_name: str = "notifications"
     http_port: int = 8103
+    # Deliveries wait on providers: several at once, so one slow provider holds up no other page.
+    timer_concurrency: int = 8
+
+    # Webhook channel: a PagerDuty-Events-v2-compatible endpoint (PagerDuty itself, or a bridge).
+    # ``page_routing_key`` is the organisation's pager: it gets a page nobody else can be reached
+    # for (no schedule, nobody on call, no contact on file), so a page is never dropped.
     page_webhook_url: str = "http://127.0.0.1:8199/pages"
     page_routing_key: str = "taper-dev-routing-key"
     page_webhook_timeout_s: float = 5.0
+
+    # Email over SMTP.
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    smtp_sender: str = "taper-notifications@localhost"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_start_tls: bool = False
+    smtp_timeout_s: float = 10.0
+
+    # SMS through an HTTP provider (Twilio-compatible Messages API).
+    sms_base_url: str = "http://127.0.0.1:8199/sms"
+    sms_account_sid: str = "ACdevaccount"
+    sms_auth_token: str = "dev-token"  # noqa: S105 - the local sink ignores it
+    sms_from_number: str = "+15550100000"
+    sms_timeout_s: float = 5.0
+
+    # Acknowledge links in pages: signed, expiring, for one clinician and one escalation.
+    public_base_url: str = "http://127.0.0.1:8080"
+    ack_link_secret: str = Field(default=DEV_ACK_LINK_SECRET, min_length=32)
+    ack_link_ttl_minutes: int = Field(default=24 * 60, gt=0)
+
+    # Retries of one delivery (a page or message on one channel), backoff doubling to 5 min.
+    delivery_max_attempts: int = Field(default=6, ge=1)
+
+    @model_validator(mode="after")
+    def _refuse_dev_link_secret_in_production(self) -> NotificationsSettings:
+        if self.environment == "production" and self.ack_link_secret == DEV_ACK_LINK_SECRET:
+            raise ValueError("NOTIFICATIONS_ACK_LINK_SECRET must be set in production")
+        return self

@@ -43,7 +43,7 @@ def _free_port() -> int:
 def test_local_stack_serves_every_service_through_the_gateway_and_stops_cleanly(
     kafka_bootstrap_servers: str, tmp_path: Path
 ) -> None:
-    gateway_port, pager_port = _free_port(), _free_port()
+    gateway_port, pager_port, smtp_port = _free_port(), _free_port(), _free_port()
     offset = random.randrange(20000, 30000, 10)
     service_ports = [8101 + offset + i for i in range(4)]
     proc = subprocess.Popen(
@@ -52,6 +52,7 @@ def test_local_stack_serves_every_service_through_the_gateway_and_stops_cleanly(
             "--kafka-bootstrap", kafka_bootstrap_servers,
             "--gateway-port", str(gateway_port),
             "--pager-port", str(pager_port),
+            "--smtp-port", str(smtp_port),
             "--port-offset", str(offset),
             "--data", str(tmp_path / "var"),
         ],
@@ -116,5 +117,5 @@ def test_local_stack_serves_every_service_through_the_gateway_and_stops_cleanly(
         output.append(rest)
     assert proc.returncode == 0, "".join(output)
     assert "stopped" in output[-1]
-    for port in (gateway_port, pager_port, *service_ports):
+    for port in (gateway_port, pager_port, smtp_port, *service_ports):
         assert not _listening(port), f"port {port} still listening after stop"

@@ -1,42 +1,389 @@
-"""Notifications' HTTP API, under ``/api/notifications``."""
+"""Notifications' HTTP API for paging, under ``/api/notifications``.
+
+Administration (escalation policies, on-call schedules, contact methods) is for ``ops`` and for
+clinicians holding the ``notifications:admin`` scope. Escalations are for clinicians who have the
+patient on their panel or were paged for it. Every access to an escalation is audited.
+"""
 
 from __future__ import annotations
 
+import html
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
-from pydantic import BaseModel
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.responses import HTMLResponse
+from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, model_validator
 
-from services.chassis.auth import CurrentPrincipal, authorize_patient_access
+from services.chassis.auth import CurrentPrincipal, Principal, Role, authorize_patient_access
 from services.chassis.runtime import ServiceRuntime
-from services.notifications.service_layer import handlers
+from services.chassis.uow import UnitOfWork
+from services.notifications.adapters.ack_links import AckLinks, InvalidLink
+from services.notifications.domain import escalation as policy_rules
+from services.notifications.domain.escalation import PolicyDefinition, PolicyKey
+from services.notifications.domain.oncall import OnCallSchedule, Rotation
+from services.notifications.service_layer import config, escalations, views
+
+ADMIN_SCOPE = "notifications:admin"
+Subject = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:@-]{1,100}$")]
 
 
-class PageOut(BaseModel):
-    id: uuid.UUID
+# --- bodies -----------------------------------------------------------------------------------
+
+
+class PolicyOut(BaseModel):
+    key: str
+    version: int = Field(description="0: the shipped default, not yet edited here.")
+    definition: PolicyDefinition
+    used_for: list[str] = Field(description="Severities routed to this policy.")
+
+
+class RotationIn(BaseModel):
+    timezone: str
+    participants: list[Subject] = Field(min_length=1, max_length=100)
+    starts_at: AwareDatetime
+    shift_hours: float = Field(gt=0, le=24 * 28)
+
+    @model_validator(mode="after")
+    def _valid_rotation(self) -> RotationIn:
+        config.rotation_from(self.model_dump(mode="json"))  # the domain's checks (timezone …)
+        return self
+
+
+class OverrideIn(BaseModel):
+    clinician: Subject
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> OverrideIn:
+        if self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
+
+
+class ScheduleOut(BaseModel):
+    key: str
+    rotation: RotationIn
+    overrides: list[dict[str, Any]]
+    on_call: list[dict[str, Any]] = Field(description="Who is on call, span by span.")
+
+
+class ContactMethod(BaseModel):
+    channel: Literal["webhook", "email", "sms"]
+    address: str = Field(min_length=3, max_length=254)
+
+    @model_validator(mode="after")
+    def _address_fits_channel(self) -> ContactMethod:
+        import re
+
+        patterns = {
+            "sms": r"^\+[1-9]\d{6,14}$",  # E.164
+            "email": r"^[^@\s]{1,64}@[^@\s]{1,185}\.[A-Za-z]{2,}$",
+            "webhook": r"^[A-Za-z0-9_-]{8,64}$",  # a PagerDuty integration (routing) key
+        }
+        if not re.fullmatch(patterns[self.channel], self.address):
+            raise ValueError(f"address is not a valid {self.channel} address")
+        return self
+
+
+class ContactIn(BaseModel):
+    methods: list[ContactMethod] = Field(max_length=10)
+
+
+class AcknowledgeOut(BaseModel):
+    escalation_id: uuid.UUID
     episode_id: uuid.UUID
-    level: int
-    severity: str
-    reason_codes: list[str]
     status: str
-    attempts: int
-    created_at: datetime
-    delivered_at: datetime | None
+    acknowledged_by: str | None
+    acknowledged_at: datetime | None
+    repage_at: datetime | None
 
 
-def routers(runtime: ServiceRuntime) -> list[APIRouter]:
-    router = APIRouter(tags=["pages"])
+def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
+    admin = APIRouter(tags=["escalation policies and on-call"])
+    paging = APIRouter(tags=["escalations and pages"])
 
-    @router.get("/patients/{patient_id}/pages", response_model=list[PageOut])
+    # --- administration -----------------------------------------------------------------------
+
+    @admin.get("/policies", response_model=list[PolicyOut])
+    async def list_policies(principal: CurrentPrincipal) -> list[PolicyOut]:
+        _require_admin(principal)
+        async with runtime.uow() as uow:
+            policies = await config.list_policies(uow)
+        return [_policy_out(p) for p in policies]
+
+    @admin.get("/policies/{key}", response_model=PolicyOut)
+    async def get_policy(key: PolicyKey, principal: CurrentPrincipal) -> PolicyOut:
+        _require_admin(principal)
+        async with runtime.uow() as uow:
+            return _policy_out(await config.current_policy(uow, key))
+
+    @admin.put("/policies/{key}", response_model=PolicyOut, status_code=201)
+    async def put_policy(
+        key: PolicyKey, body: PolicyDefinition, principal: CurrentPrincipal
+    ) -> PolicyOut:
+        """A new version of the policy; escalations under way keep the version they started with."""
+        _require_admin(principal)
+        async with runtime.uow() as uow:
+            saved = await config.save_policy(uow, key, body, principal.subject)
+            await _audit_admin(uow, principal, "policy.write", f"policy:{key}")
+            await uow.commit()
+        return _policy_out(saved)
+
+    @admin.put("/schedules/{key}", status_code=204)
+    async def put_schedule(key: PolicyKey, body: RotationIn, principal: CurrentPrincipal) -> None:
+        _require_admin(principal)
+        async with runtime.uow() as uow:
+            await config.save_schedule(uow, key, body.model_dump(mode="json"), principal.subject)
+            await _audit_admin(uow, principal, "schedule.write", f"schedule:{key}")
+            await uow.commit()
+
+    @admin.get("/schedules/{key}", response_model=ScheduleOut)
+    async def get_schedule(
+        key: PolicyKey,
+        principal: CurrentPrincipal,
+        start: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+        days: Annotated[int, Query(ge=1, le=31)] = 7,
+    ) -> ScheduleOut:
+        """The rotation, its overrides, and who is on call from ``from`` (default: now)."""
+        _require_admin(principal)
+        async with runtime.uow() as uow:
+            schedule = await config.load_schedule(uow, key)
+            overrides = await config.list_overrides(uow, key)
+            begin = start or uow.clock.now()
+        spans = schedule.shifts_between(begin, begin + timedelta(days=days))
+        return ScheduleOut(
+            key=key,
+            rotation=_rotation_in(schedule),
+            overrides=overrides,
+            on_call=[{"from": a, "to": b, "clinician": who} for a, b, who in spans],
+        )
+
+    @admin.post("/schedules/{key}/overrides", status_code=201)
+    async def add_override(
+        key: PolicyKey, body: OverrideIn, principal: CurrentPrincipal
+    ) -> dict[str, uuid.UUID]:
+        _require_admin(principal)
+        async with runtime.uow() as uow:
+            override_id = await config.add_override(
+                uow, key, body.clinician, body.starts_at, body.ends_at, principal.subject
+            )
+            await _audit_admin(uow, principal, "schedule.override", f"schedule:{key}")
+            await uow.commit()
+        return {"id": override_id}
+
+    @admin.delete("/schedules/{key}/overrides/{override_id}", status_code=204)
+    async def remove_override(
+        key: PolicyKey, override_id: uuid.UUID, principal: CurrentPrincipal
+    ) -> None:
+        _require_admin(principal)
+        async with runtime.uow() as uow:
+            await config.remove_override(uow, key, override_id)
+            await _audit_admin(uow, principal, "schedule.override.remove", f"schedule:{key}")
+            await uow.commit()
+
+    @admin.put("/clinicians/{subject}/contact-methods", status_code=204)
+    async def put_contact(subject: Subject, body: ContactIn, principal: CurrentPrincipal) -> None:
+        """How a clinician is paged, in order; the clinician themselves or an administrator."""
+        _require_self_or_admin(principal, subject)
+        async with runtime.uow() as uow:
+            methods = [m.model_dump() for m in body.methods]
+            await config.save_contact(uow, subject, methods, principal.subject)
+            await _audit_admin(uow, principal, "contact.write", "clinician-contact")
+            await uow.commit()
+
+    @admin.get("/clinicians/{subject}/contact-methods", response_model=ContactIn)
+    async def get_contact(subject: Subject, principal: CurrentPrincipal) -> ContactIn:
+        _require_self_or_admin(principal, subject)
+        async with runtime.uow() as uow:
+            methods = await config.contact_methods(uow, subject)
+            await _audit_admin(uow, principal, "contact.read", "clinician-contact")
+            await uow.commit()
+        return ContactIn.model_validate({"methods": methods})
+
+    # --- escalations --------------------------------------------------------------------------
+
+    @paging.get("/escalations")
+    async def list_escalations(
+        principal: CurrentPrincipal,
+        state: Annotated[Literal["open", "all"], Query(alias="status")] = "open",
+    ) -> list[dict[str, Any]]:
+        """Escalations for my panel or that paged me (administrators: all), newest first."""
+        if principal.role is not Role.CLINICIAN:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail="clinicians only")
+        async with runtime.uow() as uow:
+            rows = await views.escalations_for(
+                uow,
+                panel=None if principal.has_scope(ADMIN_SCOPE) else principal.panel,
+                paged=principal.subject,
+                only_open=state == "open",
+            )
+            await _audit_admin(uow, principal, "escalation.list", "escalation")
+            await uow.commit()
+        return rows
+
+    @paging.get("/escalations/{escalation_id}")
+    async def get_escalation(
+        escalation_id: uuid.UUID, principal: CurrentPrincipal, request: Request
+    ) -> dict[str, Any]:
+        """The escalation, every page it made and each delivery's status (failures included)."""
+        async with runtime.uow() as uow:
+            await _authorize_escalation(uow, principal, escalation_id, "read", request)
+            return await views.escalation_detail(uow, escalation_id)
+
+    @paging.post("/escalations/{escalation_id}/acknowledge", response_model=AcknowledgeOut)
+    async def acknowledge(
+        escalation_id: uuid.UUID, principal: CurrentPrincipal, request: Request
+    ) -> AcknowledgeOut:
+        async with runtime.uow() as uow:
+            await _authorize_escalation(uow, principal, escalation_id, "acknowledge", request)
+            row = await escalations.acknowledge(uow, escalation_id, principal.subject, "api")
+            await uow.commit()
+        return _ack_out(row)
+
+    @paging.get("/patients/{patient_id}/pages")
     async def page_history(
         patient_id: uuid.UUID, principal: CurrentPrincipal, request: Request
-    ) -> list[PageOut]:
+    ) -> list[dict[str, Any]]:
         async with runtime.uow() as uow:
             await authorize_patient_access(
                 uow, principal, patient_id, action="read", resource="page", request=request
             )
-            rows = await handlers.list_pages(uow, patient_id)
-        return [PageOut(**r) for r in rows]
+            return await views.pages_of_patient(uow, patient_id)
 
-    return [router]
+    # --- signed links (no bearer token: the link is the credential) ----------------------------
+
+    @paging.get("/ack/{token}", response_class=HTMLResponse, include_in_schema=False)
+    async def ack_link_page(token: str) -> HTMLResponse:
+        """A page with a button: a mail scanner that fetches the link must not acknowledge."""
+        _verify(links, token, runtime.clock.now())
+        return HTMLResponse(_confirm_page(token))
+
+    @paging.post("/ack/{token}", response_class=HTMLResponse, include_in_schema=False)
+    async def ack_link(token: str) -> HTMLResponse:
+        now = runtime.clock.now()
+        claim = _verify(links, token, now)
+        async with runtime.uow() as uow:
+            row = await escalations.acknowledge(
+                uow, claim.escalation_id, claim.clinician, "signed_link"
+            )
+            await uow.commit()
+        return HTMLResponse(_done_page(row["status"]))
+
+    return [admin, paging]
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _require_admin(principal: Principal) -> None:
+    if principal.role is Role.OPS or principal.has_scope(ADMIN_SCOPE):
+        return
+    raise HTTPException(status.HTTP_403_FORBIDDEN, detail="notifications administrators only")
+
+
+def _require_self_or_admin(principal: Principal, subject: str) -> None:
+    if principal.role is Role.CLINICIAN and principal.subject == subject:
+        return
+    _require_admin(principal)
+
+
+async def _audit_admin(uow: UnitOfWork, principal: Principal, action: str, resource: str) -> None:
+    await uow.audit(
+        actor=principal.subject,
+        actor_role=str(principal.role),
+        action=action,
+        resource=resource,
+        patient_id=None,
+    )
+
+
+async def _authorize_escalation(
+    uow: UnitOfWork,
+    principal: Principal,
+    escalation_id: uuid.UUID,
+    action: str,
+    request: Request,
+) -> None:
+    """A clinician with the patient on their panel, one who was paged for it, or an admin.
+
+    The on-call clinician covering the night may not have the patient on their panel: being paged
+    for the escalation is what entitles them to it. Audited either way.
+    """
+    row = await escalations.escalation(uow, escalation_id)
+    allowed = principal.role is Role.CLINICIAN and (
+        principal.may_access_patient(row["patient_id"])
+        or principal.has_scope(ADMIN_SCOPE)
+        or await escalations.was_paged(uow, escalation_id, principal.subject)
+    )
+    await uow.audit(
+        actor=principal.subject,
+        actor_role=str(principal.role),
+        action=action,
+        resource="escalation",
+        patient_id=row["patient_id"],
+        outcome="allowed" if allowed else "denied",
+        request_id=request.headers.get("x-request-id"),
+        client_addr=request.client.host if request.client else None,
+    )
+    await uow.commit()
+    if not allowed:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="not permitted for this escalation")
+
+
+def _verify(links: AckLinks, token: str, now: datetime) -> Any:
+    try:
+        return links.verify(token, now)
+    except InvalidLink as exc:
+        raise HTTPException(status.HTTP_410_GONE, detail=str(exc)) from None
+
+
+def _policy_out(p: config.VersionedPolicy) -> PolicyOut:
+    routes = policy_rules.defaults().routes
+    return PolicyOut(
+        key=p.key,
+        version=p.version,
+        definition=p.definition,
+        used_for=sorted(sev for sev, key in routes.items() if key == p.key),
+    )
+
+
+def _rotation_in(schedule: OnCallSchedule) -> RotationIn:
+    r: Rotation = schedule.rotation
+    return RotationIn(
+        timezone=r.timezone,
+        participants=list(r.participants),
+        starts_at=r.starts_at.astimezone(UTC),
+        shift_hours=r.shift.total_seconds() / 3600,
+    )
+
+
+def _ack_out(row: dict[str, Any]) -> AcknowledgeOut:
+    return AcknowledgeOut(
+        escalation_id=row["id"],
+        episode_id=row["episode_id"],
+        status=row["status"],
+        acknowledged_by=row["acknowledged_by"],
+        acknowledged_at=row["acknowledged_at"],
+        repage_at=row["next_step_at"] if row["status"] == "acknowledged" else None,
+    )
+
+
+def _confirm_page(token: str) -> str:
+    action = html.escape(token, quote=True)
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Acknowledge page</title></head>"
+        "<body><h1>Acknowledge this escalation?</h1>"
+        "<p>Escalation to the next clinician stops; the episode stays open until resolved.</p>"
+        f"<form method='post' action='{action}'><button type='submit'>Acknowledge</button></form>"
+        "</body></html>"
+    )
+
+
+def _done_page(state: str) -> str:
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Acknowledged</title></head>"
+        f"<body><h1>Acknowledged</h1><p>Escalation status: {html.escape(state)}.</p></body></html>"
+    )

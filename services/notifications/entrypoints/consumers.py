@@ -1,9 +1,26 @@
-"""What notifications consumes (consumer group ``notifications``)."""
+"""What notifications consumes (consumer group ``notifications``).
+
+Clinicians are paged from monitoring's episodes; patients are told about their own taper.
+"""
 
 from __future__ import annotations
 
-from contracts import THRESHOLD_EXCEEDED
+from contracts import (
+    CHECK_IN_DUE,
+    COHORT_ASSIGNED,
+    DOSE_REDUCED,
+    DOSE_RESTORED,
+    ESCALATION_RESOLVED,
+    THRESHOLD_EXCEEDED,
+)
 from services.chassis.runtime import Subscription
-from services.notifications.service_layer import handlers
+from services.notifications.service_layer import escalations, patient_messages
 
-SUBSCRIPTIONS = (Subscription(THRESHOLD_EXCEEDED, handlers.on_threshold_exceeded),)
+SUBSCRIPTIONS = (
+    Subscription(THRESHOLD_EXCEEDED, escalations.on_threshold_exceeded),
+    Subscription(ESCALATION_RESOLVED, escalations.on_escalation_resolved),
+    Subscription(DOSE_REDUCED, patient_messages.on_dose_reduced),
+    Subscription(DOSE_RESTORED, patient_messages.on_dose_restored),
+    Subscription(CHECK_IN_DUE, patient_messages.on_check_in_due),
+    Subscription(COHORT_ASSIGNED, patient_messages.on_cohort_assigned),
+)

@@ -1,0 +1,254 @@
+"""Patients' notification preferences and message history, under ``/api/notifications``.
+
+The patient, or a clinician with the patient on their panel, reads and sets how and when the
+patient hears from us; every access is audited. Contact details are PHI: they are returned only
+by the preferences endpoint, never in the message history, and never echoed in a 422 (the chassis
+returns loc/msg/type only). The history shows what happened to each message, not what it said.
+"""
+
+from __future__ import annotations
+
+import uuid
+import zoneinfo
+from datetime import datetime, time
+from functools import cache
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from services.chassis.auth import CurrentPrincipal, authorize_patient_access
+from services.chassis.errors import NotFound
+from services.chassis.runtime import ServiceRuntime
+from services.notifications.domain import messages
+from services.notifications.domain.calendar import DailyWindow
+from services.notifications.domain.messages import InvalidPreferences, Preferences
+from services.notifications.service_layer import patient_messages
+
+RESOURCE_PREFERENCES = "notification_preferences"
+RESOURCE_MESSAGES = "patient_message"
+# Files in the zoneinfo tree that are not places: "localtime" follows the server's setting.
+_NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+
+
+@cache
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones()) - _NOT_ZONES
+
+
+def _known_zone(value: str) -> str:
+    if value not in _zones():
+        raise ValueError("unknown IANA timezone (e.g. America/New_York)")
+    return value
+
+
+def _email(value: str) -> str:
+    if not messages.EMAIL.fullmatch(value):
+        raise ValueError("not an email address we can send to")
+    return value
+
+
+def _e164(value: str) -> str:
+    if not messages.E164.fullmatch(value):
+        raise ValueError("not an E.164 number: + then country code and number, up to 15 digits")
+    return value
+
+
+Timezone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_known_zone)]
+# pydantic's EmailStr needs email-validator, which is not a dependency; the domain's conservative
+# pattern is the one rule for both the API and stored profiles.
+Email = Annotated[str, StringConstraints(max_length=254), AfterValidator(_email)]
+Phone = Annotated[str, StringConstraints(max_length=16), AfterValidator(_e164)]
+WallTime = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+OptOut = Literal["all", "dose_changed", "check_in_due", "cohort_assigned"]
+
+
+class QuietHoursIo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: WallTime = Field(description="Local time quiet hours begin (HH:MM).")
+    end: WallTime = Field(
+        description="Local time they end (HH:MM); before start means overnight, equal means none."
+    )
+
+
+def _default_quiet() -> QuietHoursIo:
+    window = messages.defaults().quiet_hours.window
+    return QuietHoursIo(start=f"{window.start:%H:%M}", end=f"{window.end:%H:%M}")
+
+
+class PreferencesIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    timezone: Timezone = Field(description="IANA timezone; quiet hours and dates use it.")
+    language: Literal["en"] = "en"
+    channels: list[Literal["sms", "email"]] = Field(
+        max_length=2, description="In order of preference; empty: no messages at all."
+    )
+    email: Email | None = None
+    phone: Phone | None = Field(default=None, description="E.164, e.g. +15551234567.")
+    quiet_hours: QuietHoursIo = Field(
+        default_factory=_default_quiet,
+        description="Default 21:00-08:00 local, after the US TCPA calling hours "
+        "(47 CFR 64.1200(c)(1)); configurable.",
+    )
+    opted_out: list[OptOut] = Field(
+        default_factory=list, max_length=4, description='Message kinds, or ["all"].'
+    )
+    include_dose_details: bool = Field(
+        default=False,
+        description="State drug and dose in messages (off: 'open the app to see your dose').",
+    )
+
+
+class PreferencesOut(BaseModel):
+    patient_id: uuid.UUID
+    timezone: str
+    language: str
+    channels: list[str]
+    email: str | None
+    phone: str | None
+    quiet_hours: QuietHoursIo
+    opted_out: list[str]
+    include_dose_details: bool
+    updated_at: datetime
+
+
+class DeliveryOut(BaseModel):
+    channel: str
+    status: str
+    attempts: int
+    last_error: str | None
+    sent_at: datetime | None
+
+
+class MessageOut(BaseModel):
+    """What happened to a message; deliberately without its text or the address it went to."""
+
+    id: uuid.UUID
+    kind: str
+    status: str
+    skip_reason: str | None
+    send_at: datetime
+    sent_at: datetime | None
+    created_at: datetime
+    deliveries: list[DeliveryOut]
+
+
+def _preferences_out(row: dict[str, Any]) -> PreferencesOut:
+    start: time = row["quiet_start"]
+    end: time = row["quiet_end"]
+    return PreferencesOut(
+        patient_id=row["patient_id"],
+        timezone=row["timezone"],
+        language=row["language"],
+        channels=list(row["channels"]),
+        email=row["email"],
+        phone=row["phone"],
+        quiet_hours=QuietHoursIo(start=f"{start:%H:%M}", end=f"{end:%H:%M}"),
+        opted_out=list(row["opted_out"]),
+        include_dose_details=row["include_dose_details"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _to_domain(body: PreferencesIn) -> Preferences:
+    """The domain holds the cross-field rules (a channel needs its address); its complaint names
+    the field, so the 422 points at it like any other."""
+    try:
+        return Preferences(
+            timezone=body.timezone,
+            language=body.language,
+            channels=tuple(body.channels),
+            email=body.email,
+            phone=body.phone,
+            quiet=DailyWindow(
+                time.fromisoformat(body.quiet_hours.start), time.fromisoformat(body.quiet_hours.end)
+            ),
+            opted_out=frozenset(body.opted_out),
+            include_dose_details=body.include_dose_details,
+        )
+    except InvalidPreferences as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=[
+                {"loc": ["body", exc.field], "msg": exc.problem, "type": "invalid_preferences"}
+            ],
+        ) from None
+
+
+def routers(runtime: ServiceRuntime) -> list[APIRouter]:
+    router = APIRouter(tags=["patient messages"])
+
+    @router.get("/patients/{patient_id}/notification-preferences", response_model=PreferencesOut)
+    async def get_preferences(
+        patient_id: uuid.UUID, principal: CurrentPrincipal, request: Request
+    ) -> PreferencesOut:
+        async with runtime.uow() as uow:
+            await authorize_patient_access(
+                uow,
+                principal,
+                patient_id,
+                action="read",
+                resource=RESOURCE_PREFERENCES,
+                request=request,
+            )
+            row = await patient_messages.get_preferences(uow, patient_id)
+        if row is None:
+            raise NotFound("no notification preferences for this patient")
+        return _preferences_out(row)
+
+    @router.put("/patients/{patient_id}/notification-preferences", response_model=PreferencesOut)
+    async def put_preferences(
+        patient_id: uuid.UUID, body: PreferencesIn, principal: CurrentPrincipal, request: Request
+    ) -> PreferencesOut:
+        async with runtime.uow() as uow:
+            await authorize_patient_access(
+                uow,
+                principal,
+                patient_id,
+                action="update",
+                resource=RESOURCE_PREFERENCES,
+                request=request,
+            )
+            row = await patient_messages.set_preferences(
+                uow, patient_id, _to_domain(body), updated_by=principal.subject
+            )
+        return _preferences_out(row)
+
+    @router.get("/patients/{patient_id}/messages", response_model=list[MessageOut])
+    async def message_history(
+        patient_id: uuid.UUID,
+        principal: CurrentPrincipal,
+        request: Request,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    ) -> list[MessageOut]:
+        async with runtime.uow() as uow:
+            await authorize_patient_access(
+                uow,
+                principal,
+                patient_id,
+                action="read",
+                resource=RESOURCE_MESSAGES,
+                request=request,
+            )
+            found = await patient_messages.message_history(uow, patient_id, limit=limit)
+        return [
+            MessageOut(
+                id=m.id,
+                kind=m.kind,
+                status=m.status,
+                skip_reason=m.skip_reason,
+                send_at=m.send_at,
+                sent_at=m.sent_at,
+                created_at=m.created_at,
+                deliveries=[DeliveryOut(**_delivery_fields(d)) for d in m.deliveries],
+            )
+            for m in found
+        ]
+
+    return [router]
+
+
+def _delivery_fields(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in ("channel", "status", "attempts", "last_error", "sent_at")}

@@ -1,0 +1,425 @@
+"""Patient messages: a taper event in, at most one short message to the patient out.
+
+Each event becomes one ``patient_messages`` row (unique per source event and kind, so a
+redelivered event finds it and does nothing) and, unless the patient opted out or cannot be
+reached, one delivery on their first preferred channel, due when their quiet hours allow. The
+delivery's durable timer does the waiting, so a message deferred overnight survives restarts.
+
+The message is rendered when the delivery fires, from the template and the facts stored with it,
+against the profile as it is *then*: a patient who changed number gets it on the new one; one who
+opted out in between gets nothing; one who switched channel gets it on the channel they prefer
+now. The text is never stored, logged or returned by the API; logs carry opaque ids and kinds.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from contracts import CheckInDue, CohortAssigned, DoseReduced, DoseRestored, Event
+from services.chassis.errors import PermanentError
+from services.chassis.uow import UnitOfWork
+from services.notifications.adapters.channels import ChannelKind, OutboundMessage
+from services.notifications.adapters.orm import deliveries, patient_messages, patient_profiles
+from services.notifications.domain import messages
+from services.notifications.domain.calendar import DailyWindow, next_allowed
+from services.notifications.domain.messages import (
+    Draft,
+    InvalidPreferences,
+    Kind,
+    Preferences,
+    SkipReason,
+    Status,
+)
+from services.notifications.service_layer.delivery import deliveries_of, enqueue
+
+log = logging.getLogger(__name__)
+
+OWNER_KIND = "message"
+WAITING = (Status.SCHEDULED.value, Status.DEFERRED.value)
+
+
+# --- consumers ----------------------------------------------------------------------------------
+
+
+async def on_dose_reduced(event: DoseReduced, uow: UnitOfWork) -> None:
+    regimen = [(d.drug, d.daily_dose_mg) for d in event.regimen] if event.regimen else None
+    await _record(
+        uow,
+        event,
+        Kind.DOSE_CHANGED,
+        lambda prefs: messages.dose_step(
+            step_kind=event.step_kind,
+            drug=event.drug,
+            previous_mg=event.previous_daily_dose_mg,
+            new_mg=event.new_daily_dose_mg,
+            regimen=regimen,
+            effective_on=event.effective_on,
+            with_dose=prefs.include_dose_details,
+        ),
+    )
+
+
+async def on_dose_restored(event: DoseRestored, uow: UnitOfWork) -> None:
+    await _record(
+        uow,
+        event,
+        Kind.DOSE_CHANGED,
+        lambda prefs: messages.dose_restored(
+            drug=event.drug,
+            restored_mg=event.restored_daily_dose_mg,
+            regimen=[(d.drug, d.daily_dose_mg) for d in event.regimen],
+            effective_on=event.effective_on,
+            with_dose=prefs.include_dose_details,
+        ),
+    )
+
+
+async def on_check_in_due(event: CheckInDue, uow: UnitOfWork) -> None:
+    draft = messages.check_in_due(window_closes_at=event.window_closes_at)
+    await _record(uow, event, Kind.CHECK_IN_DUE, lambda _: draft)
+
+
+async def on_cohort_assigned(event: CohortAssigned, uow: UnitOfWork) -> None:
+    draft = messages.cohort_assigned(moved=event.previous_cohort_id is not None)
+    await _record(uow, event, Kind.COHORT_ASSIGNED, lambda _: draft)
+
+
+async def _record(
+    uow: UnitOfWork, event: Event, kind: Kind, draft_for: Callable[[Preferences], Draft]
+) -> None:
+    existing = await uow.session.scalar(
+        sa.select(patient_messages.c.id).where(
+            patient_messages.c.source_event_id == event.event_id,
+            patient_messages.c.kind == kind.value,
+        )
+    )
+    if existing is not None:
+        log.info("patient message already recorded", extra={"message_id": str(existing)})
+        return
+    prefs = await _preferences(uow, event.patient_id)
+    if prefs is None:
+        # Dead-lettered with this reason; ops replay it once the profile exists: nothing lost.
+        raise PermanentError("unknown patient: no notification profile")
+    draft = draft_for(prefs)
+    if draft.kind is not kind:
+        raise PermanentError(f"template kind {draft.kind} differs from {kind}")
+    now = uow.clock.now()
+    decision = messages.decide(prefs, draft, now)
+    if decision.channel is not None:
+        # A template that cannot render fails here, where the event is dead-lettered and can be
+        # replayed after a fix, not hours later in a timer.
+        _render(draft.template, draft.params, decision.channel, prefs, decision.send_at)
+    message_id = uuid.uuid4()
+    await uow.session.execute(
+        sa.insert(patient_messages).values(
+            id=message_id,
+            patient_id=event.patient_id,
+            kind=kind.value,
+            source_event_id=event.event_id,
+            template=draft.template,
+            params=draft.params,
+            status=decision.status.value,
+            skip_reason=decision.skip_reason.value if decision.skip_reason else None,
+            send_at=decision.send_at,
+            created_at=now,
+        )
+    )
+    if decision.channel is not None:
+        await enqueue(
+            uow,
+            owner_kind=OWNER_KIND,
+            owner_id=message_id,
+            channel=ChannelKind(decision.channel),
+            idempotency_key=idempotency_key(message_id, decision.channel),
+            due_at=decision.send_at,
+        )
+    log.info(
+        "patient message recorded",
+        extra={
+            "message_id": str(message_id),
+            "event_id": str(event.event_id),
+            "kind": kind.value,
+            "status": decision.status.value,
+            "skip_reason": decision.skip_reason.value if decision.skip_reason else None,
+        },
+    )
+
+
+def idempotency_key(message_id: uuid.UUID, channel: str) -> str:
+    """The provider's dedup key: one per message and channel, the same on every retry."""
+    return f"taper-msg-{message_id}-{channel}"
+
+
+# --- delivery owner -----------------------------------------------------------------------------
+
+
+class MessageOwner:
+    """Builds a patient message when its delivery fires, and records how it went."""
+
+    async def message_for(self, uow: UnitOfWork, delivery: sa.RowMapping) -> OutboundMessage | None:
+        message = await _message(uow, delivery["owner_id"])
+        if message is None or message["status"] not in WAITING:
+            return None
+        now = uow.clock.now()
+        prefs = await _preferences(uow, message["patient_id"])
+        if prefs is None:
+            await _skip(uow, message, SkipReason.NO_CHANNEL)
+            return None
+        if prefs.opted_out_of(message["kind"]):
+            await _skip(uow, message, SkipReason.OPTED_OUT)
+            return None
+        closes = messages.expires_at(message["params"])
+        if closes is not None and now >= closes:
+            await _skip(uow, message, SkipReason.WINDOW_CLOSED)
+            return None
+        channel = delivery["channel"]
+        address = prefs.reachable(channel)
+        if address is None:
+            await self._reroute(uow, message, prefs, now)
+            return None
+        rendered = _render(message["template"], message["params"], channel, prefs, now)
+        return OutboundMessage(
+            delivery_id=delivery["id"],
+            channel=ChannelKind(channel),
+            address=address,
+            idempotency_key=delivery["idempotency_key"],
+            subject=rendered.subject,
+            body=rendered.body,
+            details={"message_id": str(message["id"]), "kind": message["kind"]},
+        )
+
+    @staticmethod
+    async def _reroute(
+        uow: UnitOfWork, message: sa.RowMapping, prefs: Preferences, now: datetime
+    ) -> None:
+        """The patient dropped this channel (or its address) since: this delivery is cancelled
+        and the message goes out on the channel they prefer now, still outside quiet hours."""
+        other = prefs.first_reachable()
+        if other is None:
+            await _skip(uow, message, SkipReason.NO_CHANNEL)
+            return
+        created = await enqueue(
+            uow,
+            owner_kind=OWNER_KIND,
+            owner_id=message["id"],
+            channel=ChannelKind(other),
+            idempotency_key=idempotency_key(message["id"], other),
+            due_at=next_allowed(now, prefs.quiet_hours),
+        )
+        log.info(
+            "patient message rerouted",
+            extra={"message_id": str(message["id"]), "channel": other, "new": created is not None},
+        )
+        # enqueue found that channel already tried (the patient switched back and forth): the
+        # message is not sent twice on it; on_outcome then marks it cancelled.
+
+    async def on_outcome(self, uow: UnitOfWork, delivery: sa.RowMapping, status: str) -> None:
+        message = await _message(uow, delivery["owner_id"])
+        if message is None:
+            return
+        if status == "sent":
+            await _update(
+                uow,
+                message,
+                status=Status.SENT.value,
+                sent_at=delivery["sent_at"] or uow.clock.now(),
+            )
+            await _audit(uow, message, "message.sent")
+        elif status in ("failed", "rejected"):
+            await _update(uow, message, status=Status.FAILED.value)
+            await _audit(uow, message, "message.failed")
+        elif message["status"] in WAITING and not await _pending(uow, message["id"]):
+            await _skip(uow, message, SkipReason.CANCELLED)  # cancelled, and no reroute pending
+        log.info(
+            "patient message delivery final",
+            extra={
+                "message_id": str(message["id"]),
+                "kind": message["kind"],
+                "channel": delivery["channel"],
+                "outcome": status,
+            },
+        )
+
+
+# --- preferences and history (for the API) ------------------------------------------------------
+
+
+async def get_preferences(uow: UnitOfWork, patient_id: uuid.UUID) -> dict[str, Any] | None:
+    row = await _profile_row(uow, patient_id)
+    return dict(row) if row is not None else None
+
+
+async def set_preferences(
+    uow: UnitOfWork, patient_id: uuid.UUID, prefs: Preferences, *, updated_by: str
+) -> dict[str, Any]:
+    """Store ``prefs`` (already validated by the domain) and commit; returns the stored row.
+
+    Messages already scheduled pick the change up when they fire (see ``MessageOwner``)."""
+    values = {
+        "timezone": prefs.timezone,
+        "language": prefs.language,
+        "channels": list(prefs.channels),
+        "email": prefs.email,
+        "phone": prefs.phone,
+        "quiet_start": prefs.quiet.start,
+        "quiet_end": prefs.quiet.end,
+        "opted_out": sorted(prefs.opted_out),
+        "include_dose_details": prefs.include_dose_details,
+        "updated_by": updated_by,
+        "updated_at": uow.clock.now(),
+    }
+    exists = await uow.session.scalar(
+        sa.select(patient_profiles.c.patient_id).where(patient_profiles.c.patient_id == patient_id)
+    )
+    if exists is None:
+        await uow.session.execute(
+            sa.insert(patient_profiles).values(patient_id=patient_id, **values)
+        )
+    else:
+        await uow.session.execute(
+            sa.update(patient_profiles)
+            .where(patient_profiles.c.patient_id == patient_id)
+            .values(**values)
+        )
+    await uow.commit()
+    log.info("notification preferences saved", extra={"patient_id": str(patient_id)})
+    return {"patient_id": patient_id, **values}
+
+
+@dataclass(frozen=True)
+class MessageSummary:
+    """A message as the API shows it: status and deliveries, never its text or the address."""
+
+    id: uuid.UUID
+    kind: str
+    status: str
+    skip_reason: str | None
+    send_at: datetime
+    sent_at: datetime | None
+    created_at: datetime
+    deliveries: list[dict[str, Any]]
+
+
+async def message_history(
+    uow: UnitOfWork, patient_id: uuid.UUID, *, limit: int = 50
+) -> list[MessageSummary]:
+    """Newest first."""
+    rows = (
+        await uow.session.execute(
+            sa.select(
+                patient_messages.c.id,
+                patient_messages.c.kind,
+                patient_messages.c.status,
+                patient_messages.c.skip_reason,
+                patient_messages.c.send_at,
+                patient_messages.c.sent_at,
+                patient_messages.c.created_at,
+            )
+            .where(patient_messages.c.patient_id == patient_id)
+            .order_by(patient_messages.c.created_at.desc(), patient_messages.c.id)
+            .limit(limit)
+        )
+    ).mappings()
+    found = [dict(r) for r in rows]
+    by_message = await deliveries_of(uow, OWNER_KIND, [r["id"] for r in found])
+    return [MessageSummary(**r, deliveries=by_message.get(r["id"], [])) for r in found]
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+async def _profile_row(uow: UnitOfWork, patient_id: uuid.UUID) -> sa.RowMapping | None:
+    result = await uow.session.execute(
+        sa.select(patient_profiles).where(patient_profiles.c.patient_id == patient_id)
+    )
+    return result.mappings().first()
+
+
+async def _preferences(uow: UnitOfWork, patient_id: uuid.UUID) -> Preferences | None:
+    row = await _profile_row(uow, patient_id)
+    if row is None:
+        return None
+    try:
+        return Preferences(
+            timezone=row["timezone"],
+            language=row["language"],
+            channels=tuple(row["channels"]),
+            email=row["email"],
+            phone=row["phone"],
+            quiet=DailyWindow(row["quiet_start"], row["quiet_end"]),
+            opted_out=frozenset(row["opted_out"]),
+            include_dose_details=row["include_dose_details"],
+        )
+    except InvalidPreferences as exc:
+        # Profiles are written only through the validated API: a bad row is a defect to fix
+        # (the field's name is safe to report; its value is PHI and is not).
+        raise PermanentError(f"notification profile is invalid: {exc.field}") from None
+
+
+def _render(
+    template: str,
+    params: dict[str, Any],
+    channel: str,
+    prefs: Preferences,
+    now: datetime,
+) -> messages.Rendered:
+    if channel not in ("sms", "email"):
+        raise PermanentError(f"patient messages go by sms or email, not {channel}")
+    return messages.render(
+        template,
+        params,
+        channel="sms" if channel == "sms" else "email",
+        language=prefs.language,
+        details=prefs.include_dose_details,
+        timezone=prefs.timezone,
+        now=now,
+    )
+
+
+async def _message(uow: UnitOfWork, message_id: uuid.UUID) -> sa.RowMapping | None:
+    result = await uow.session.execute(
+        sa.select(patient_messages).where(patient_messages.c.id == message_id)
+    )
+    return result.mappings().first()
+
+
+async def _pending(uow: UnitOfWork, message_id: uuid.UUID) -> bool:
+    found = await uow.session.scalar(
+        sa.select(deliveries.c.id).where(
+            deliveries.c.owner_kind == OWNER_KIND,
+            deliveries.c.owner_id == message_id,
+            deliveries.c.status == "pending",
+        )
+    )
+    return found is not None
+
+
+async def _update(uow: UnitOfWork, message: sa.RowMapping, **values: Any) -> None:
+    await uow.session.execute(
+        sa.update(patient_messages).where(patient_messages.c.id == message["id"]).values(**values)
+    )
+
+
+async def _skip(uow: UnitOfWork, message: sa.RowMapping, reason: SkipReason) -> None:
+    await _update(uow, message, status=Status.SKIPPED.value, skip_reason=reason.value)
+    log.info(
+        "patient message skipped at send time",
+        extra={"message_id": str(message["id"]), "kind": message["kind"], "reason": reason.value},
+    )
+
+
+async def _audit(uow: UnitOfWork, message: sa.RowMapping, action: str) -> None:
+    await uow.audit(
+        actor="notifications",
+        actor_role="service",
+        action=action,
+        resource=f"message:{message['kind']}",
+        patient_id=message["patient_id"],
+    )

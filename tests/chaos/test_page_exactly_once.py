@@ -1,0 +1,161 @@
+"""Kill notifications (SIGKILL) while the pager is holding its requests — pages accepted by the
+provider, not yet recorded as sent — then restart it: every episode still has exactly one page
+for its level, and every resend carries the same dedup key, so the provider opens one incident
+per episode and level. Real Kafka, real PostgreSQL, a real HTTP receiver; the service runs as
+its own process, as ``make run`` starts it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from contracts import THRESHOLD_EXCEEDED, Severity, ThresholdExceeded, ThresholdReason
+from tests.helpers import eventually, produce_raw
+from tests.notifications_receivers import HttpReceiver
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+EPISODES = 12
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class NotificationsProcess:
+    def __init__(self, bootstrap: str, database_url: str, webhook_url: str, log: Path) -> None:
+        self.env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "NOTIFICATIONS_DATABASE_URL": database_url,
+            "NOTIFICATIONS_HTTP_PORT": str(_free_port()),
+            "NOTIFICATIONS_PAGE_WEBHOOK_URL": webhook_url,
+            "NOTIFICATIONS_PAGE_WEBHOOK_TIMEOUT_S": "30",
+            "TAPER_ENV": "test",
+        }
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "services.notifications.entrypoints.main"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def crash(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+
+async def _scalar(dsn: str, query: str) -> int:
+    engine = create_async_engine(dsn)
+    try:
+        async with engine.connect() as conn:
+            return int((await conn.execute(sa.text(query))).scalar() or 0)
+    except Exception:
+        return -1  # not migrated yet
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def pager() -> Iterator[HttpReceiver]:  # type: ignore[misc]
+    async with HttpReceiver(delay_s=60.0) as receiver:  # holds every page until told otherwise
+        yield receiver
+
+
+@pytest.fixture
+def notifications_process(
+    kafka_bootstrap_servers: str, fresh_pg_dsn: str, pager: HttpReceiver, tmp_path: Path
+) -> Iterator[NotificationsProcess]:
+    process = NotificationsProcess(
+        kafka_bootstrap_servers, fresh_pg_dsn, pager.url("/pages"), tmp_path / "notif.log"
+    )
+    yield process
+    process.stop()
+
+
+async def test_a_kill_mid_delivery_still_gives_one_page_per_episode_and_level(
+    notifications_process: NotificationsProcess,
+    pager: HttpReceiver,
+    fresh_pg_dsn: str,
+    kafka_bootstrap_servers: str,
+) -> None:
+    events = [
+        ThresholdExceeded.create(
+            patient_id=uuid.uuid4(),
+            occurred_at=datetime.now(UTC),
+            report_id=uuid.uuid4(),
+            episode_id=uuid.uuid4(),
+            severity=Severity.RED,
+            reasons=(ThresholdReason(code="red_flag:seizure"),),
+            family="safety",
+        )
+        for _ in range(EPISODES)
+    ]
+    notifications_process.start()
+    await eventually(lambda: _scalar(fresh_pg_dsn, "SELECT count(*) + 1 FROM pages"), timeout=60)
+    records = [(str(e.patient_id).encode(), e.to_bytes(), []) for e in events]
+    # Each event twice: Kafka redelivery must not page twice either.
+    await produce_raw(kafka_bootstrap_servers, THRESHOLD_EXCEEDED.name, records + records)
+
+    async def in_flight() -> bool:
+        return len(pager.requests) >= 1
+
+    await eventually(in_flight, timeout=60, interval=0.02)
+    notifications_process.crash()  # the provider has the page; our "sent" never committed
+    held_at_kill = len(pager.requests)
+    assert await _scalar(fresh_pg_dsn, "SELECT count(*) FROM deliveries WHERE status = 'sent'") == 0
+
+    pager.delay_s = 0.0
+    notifications_process.start()
+
+    async def all_delivered() -> bool:
+        sent = "SELECT count(*) FROM pages WHERE status = 'delivered'"
+        return await _scalar(fresh_pg_dsn, sent) >= EPISODES
+
+    await eventually(all_delivered, timeout=120)
+    notifications_process.stop()
+
+    assert await _scalar(fresh_pg_dsn, "SELECT count(*) FROM pages") == EPISODES
+    assert (
+        await _scalar(fresh_pg_dsn, "SELECT count(DISTINCT episode_id) FROM escalations")
+        == EPISODES
+    )
+    episodes_paged = Counter(
+        r.json["payload"]["custom_details"]["episode_id"] for r in pager.requests
+    )
+    assert set(episodes_paged) == {str(e.episode_id) for e in events}
+    # One incident per episode and level at the provider: one dedup key each, however many POSTs.
+    assert len(pager.dedup_keys()) == EPISODES
+    by_key: dict[str, list[object]] = {}
+    for r in pager.requests:
+        by_key.setdefault(r.idempotency_key or "", []).append(r.json)
+    assert all(len({str(b) for b in bodies}) == 1 for bodies in by_key.values())
+    # What was in flight at the kill was sent again (so the kill did land mid-delivery), and
+    # nothing else was.
+    assert EPISODES < len(pager.requests) <= EPISODES + held_at_kill
