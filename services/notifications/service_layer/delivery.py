@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -39,11 +40,21 @@ MAX_BACKOFF = timedelta(minutes=5)
 TERMINAL = ("sent", "failed", "rejected", "cancelled")
 
 
+@dataclass(frozen=True)
+class Deferred:
+    """Not now: send at ``until`` instead (e.g. the patient's quiet hours began since)."""
+
+    until: datetime
+
+
 class DeliveryOwner(Protocol):
     """What a delivery delivers (a page, a patient message) and who hears how it went."""
 
-    async def message_for(self, uow: UnitOfWork, delivery: sa.RowMapping) -> OutboundMessage | None:
-        """The message to send now, or None when it is no longer wanted (cancel it)."""
+    async def message_for(
+        self, uow: UnitOfWork, delivery: sa.RowMapping
+    ) -> OutboundMessage | Deferred | None:
+        """The message to send now, ``Deferred`` to send it later, or None when it is no longer
+        wanted (cancel it)."""
 
     async def on_outcome(self, uow: UnitOfWork, delivery: sa.RowMapping, status: str) -> None:
         """Called once a delivery is final: sent, failed, rejected or cancelled."""
@@ -117,6 +128,15 @@ class Deliverer:
         message = await owner.message_for(uow, row)
         if message is None:
             await self._finish(uow, row, owner, "cancelled", {})
+            return
+        if isinstance(message, Deferred):
+            await self._update(uow, row, {"next_attempt_at": message.until})
+            await uow.schedule_timer(
+                DELIVER,
+                f"{delivery_id}:d{message.until.timestamp():.0f}",
+                message.until,
+                {"delivery_id": str(delivery_id)},
+            )
             return
         channel = self._channels.get(ChannelKind(row["channel"]))
         if channel is None:

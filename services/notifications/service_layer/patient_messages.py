@@ -37,7 +37,7 @@ from services.notifications.domain.messages import (
     SkipReason,
     Status,
 )
-from services.notifications.service_layer.delivery import deliveries_of, enqueue
+from services.notifications.service_layer.delivery import Deferred, deliveries_of, enqueue
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,9 @@ def idempotency_key(message_id: uuid.UUID, channel: str) -> str:
 class MessageOwner:
     """Builds a patient message when its delivery fires, and records how it went."""
 
-    async def message_for(self, uow: UnitOfWork, delivery: sa.RowMapping) -> OutboundMessage | None:
+    async def message_for(
+        self, uow: UnitOfWork, delivery: sa.RowMapping
+    ) -> OutboundMessage | Deferred | None:
         message = await _message(uow, delivery["owner_id"])
         if message is None or message["status"] not in WAITING:
             return None
@@ -184,6 +186,11 @@ class MessageOwner:
         if address is None:
             await self._reroute(uow, message, prefs, now)
             return None
+        allowed_at = next_allowed(now, prefs.quiet_hours)
+        if allowed_at > now:
+            # Quiet hours as they are now (the patient may have moved timezone or changed them
+            # since this was scheduled): wait, and decide again then.
+            return Deferred(allowed_at)
         rendered = _render(message["template"], message["params"], channel, prefs, now)
         return OutboundMessage(
             delivery_id=delivery["id"],

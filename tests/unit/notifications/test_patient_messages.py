@@ -299,6 +299,26 @@ async def test_a_new_phone_number_before_sending_is_used(env: Env) -> None:
     assert (await env.message())["status"] == "sent"
 
 
+async def test_quiet_hours_are_checked_again_when_the_message_is_due(env: Env) -> None:
+    """Scheduled at 23:30 New York for 08:00 New York; the patient has moved to Los Angeles since,
+    where 08:00 New York is 05:00, still quiet: it waits for 08:00 in Los Angeles."""
+    await env.profile()
+    env.clock.set(AT_2330_LOCAL)
+    await env.handle(service.on_dose_reduced, dose_reduced())
+    await env.profile(timezone="America/Los_Angeles")
+    await env.at(NEXT_0800_LOCAL)
+    assert env.sms.sent == []
+    la_0800 = NEXT_0800_LOCAL + timedelta(hours=3)
+    [delivery] = await env.rows("deliveries")
+    assert (delivery["status"], delivery["attempts"]) == ("pending", 0)
+    assert delivery["next_attempt_at"] == la_0800
+    await env.at(la_0800 - timedelta(minutes=1))
+    assert env.sms.sent == []
+    await env.at(la_0800)
+    assert [m.address for m in env.sms.sent] == [PHONE]
+    assert (await env.message())["status"] == "sent"
+
+
 async def test_opting_out_before_sending_cancels_the_message(env: Env) -> None:
     await env.profile()
     env.clock.set(AT_2330_LOCAL)
