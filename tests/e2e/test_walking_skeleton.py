@@ -221,6 +221,27 @@ async def test_red_flag_report_pages_a_clinician_and_holds_the_taper_in_one_trac
     )
     assert response.status_code == 201, response.text
 
+    # The paged clinician acknowledges in notifications: monitoring records it on the episode.
+    notifications = http_client_for(stack.notifications.app)
+    as_clinician = _token(stack.notifications, Role.CLINICIAN, patient_id)
+    [escalation] = (
+        await notifications.get("/api/notifications/escalations", headers=as_clinician)
+    ).json()
+    assert escalation["patient_id"] == str(patient_id) and escalation["severity"] == "RED"
+    ack = await notifications.post(
+        f"/api/notifications/escalations/{escalation['id']}/acknowledge", headers=as_clinician
+    )
+    assert ack.status_code == 200, ack.text
+
+    async def acknowledged_in_monitoring() -> bool:
+        r = await monitoring.get(
+            f"/api/monitoring/patients/{patient_id}/episodes",
+            headers=_token(stack.monitoring, Role.CLINICIAN, patient_id),
+        )
+        return r.json()[0]["acknowledged_at"] is not None
+
+    await eventually(acknowledged_in_monitoring)
+
     # The clinician resolves the episode with resume_taper: the scheduler lifts its hold.
     episodes = await monitoring.get(
         f"/api/monitoring/patients/{patient_id}/episodes",
@@ -245,5 +266,14 @@ async def test_red_flag_report_pages_a_clinician_and_holds_the_taper_in_one_trac
     )
     [resume] = [d for d in decisions.json() if d["kind"] == "resume"]
     assert resume["clinician"] == "c-1" and resume["reason_code"] == "escalation_resolved"
+
+    # Notifications closed the escalation: no re-page after the acknowledgement.
+    async def closed_in_notifications() -> bool:
+        r = await notifications.get(
+            f"/api/notifications/escalations/{escalation['id']}", headers=as_clinician
+        )
+        return r.json()["status"] == "resolved"
+
+    await eventually(closed_in_notifications)
     # Exactly one page for the episode, even after the consumers had time to see duplicates.
     assert len(_pages_for(stack, patient_id)) == 1
