@@ -1,6 +1,6 @@
 """Signed, expiring acknowledge links put in pages.
 
-A link acknowledges one escalation cycle for the one clinician it was sent to, and nothing else: a
+A link acknowledges one escalation for the one clinician it was sent to, and nothing else: a
 JWT (HS256) with its own secret and audience, so it can never pass as an API bearer token, and an
 expiry. The token carries opaque ids only (it ends up in mail logs and SMS provider records).
 """
@@ -23,7 +23,6 @@ class InvalidLink(Exception):
 @dataclass(frozen=True)
 class AckClaim:
     escalation_id: uuid.UUID
-    cycle: int
     clinician: str
 
 
@@ -39,7 +38,6 @@ class AckLinks:
                 "aud": AUDIENCE,
                 "sub": claim.clinician,
                 "esc": str(claim.escalation_id),
-                "cyc": claim.cycle,
                 "iat": now,
                 "exp": now + self._ttl,
             },
@@ -62,6 +60,6 @@ class AckLinks:
             # Expiry against the service clock (the same clock that signed it), not the host's.
             if int(claims["exp"]) <= int(now.timestamp()):
                 raise InvalidLink("link expired")
-            return AckClaim(uuid.UUID(claims["esc"]), int(claims["cyc"]), str(claims["sub"]))
+            return AckClaim(uuid.UUID(claims["esc"]), str(claims["sub"]))
         except (jwt.PyJWTError, KeyError, ValueError, TypeError) as exc:
             raise InvalidLink("invalid link") from exc

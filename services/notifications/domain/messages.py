@@ -60,6 +60,7 @@ class Kind(StrEnum):
     DOSE_CHANGED = "dose_changed"
     CHECK_IN_DUE = "check_in_due"
     COHORT_ASSIGNED = "cohort_assigned"
+    SAFETY_NOTICE = "safety_notice"  # RED escalation: help is coming, and who to call now
 
 
 class Status(StrEnum):
@@ -132,6 +133,15 @@ class Draft:
     @property
     def expires_at(self) -> datetime | None:
         return expires_at(self.params)
+
+    @property
+    def urgent(self) -> bool:
+        return is_urgent(self.params)
+
+
+def is_urgent(params: Mapping[str, Any]) -> bool:
+    """Sent whatever the hour: a patient in danger at 3 a.m. is told where to call at 3 a.m."""
+    return params.get("urgent") is True
 
 
 def expires_at(params: Mapping[str, Any]) -> datetime | None:
@@ -211,6 +221,11 @@ def dose_restored(
 def check_in_due(*, window_closes_at: datetime) -> Draft:
     closes = window_closes_at.astimezone(UTC).isoformat()
     return Draft(Kind.CHECK_IN_DUE, template_id("check_in_due"), {"closes_at": closes})
+
+
+def safety_notice() -> Draft:
+    """On a RED escalation: the care team has been alerted; emergency numbers (⚠ data, US)."""
+    return Draft(Kind.SAFETY_NOTICE, template_id("safety_notice"), {"urgent": True})
 
 
 def cohort_assigned(*, moved: bool) -> Draft:
@@ -335,7 +350,7 @@ def decide(prefs: Preferences, draft: Draft, now: datetime) -> Decision:
     channel = prefs.first_reachable()
     if channel is None:
         return Decision(Status.SKIPPED, now, skip_reason=SkipReason.NO_CHANNEL)
-    send_at = next_allowed(now, prefs.quiet_hours)
+    send_at = now if draft.urgent else next_allowed(now, prefs.quiet_hours)
     closes = draft.expires_at
     if closes is not None and send_at >= closes:
         return Decision(Status.SKIPPED, send_at, skip_reason=SkipReason.WINDOW_CLOSED)

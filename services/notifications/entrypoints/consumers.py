@@ -12,12 +12,21 @@ from contracts import (
     DOSE_RESTORED,
     ESCALATION_RESOLVED,
     THRESHOLD_EXCEEDED,
+    ThresholdExceeded,
 )
 from services.chassis.runtime import Subscription
+from services.chassis.uow import UnitOfWork
 from services.notifications.service_layer import escalations, patient_messages
 
+
+async def on_threshold_exceeded(event: ThresholdExceeded, uow: UnitOfWork) -> None:
+    """Page the clinicians; on RED, also tell the patient help is coming and where to call now."""
+    await escalations.on_threshold_exceeded(event, uow)
+    await patient_messages.on_threshold_exceeded(event, uow)
+
+
 SUBSCRIPTIONS = (
-    Subscription(THRESHOLD_EXCEEDED, escalations.on_threshold_exceeded),
+    Subscription(THRESHOLD_EXCEEDED, on_threshold_exceeded),
     Subscription(ESCALATION_RESOLVED, escalations.on_escalation_resolved),
     Subscription(DOSE_REDUCED, patient_messages.on_dose_reduced),
     Subscription(DOSE_RESTORED, patient_messages.on_dose_restored),

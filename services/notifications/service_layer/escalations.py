@@ -268,7 +268,8 @@ class PageOwner:
         now = uow.clock.now()
         links: tuple[tuple[str, str], ...] = ()
         if page["target"] != FALLBACK:
-            claim = AckClaim(esc["id"], page["cycle"], page["target"])
+            # Valid across re-pages: a clinician answering an earlier page is still answering.
+            claim = AckClaim(esc["id"], page["target"])
             links = ((self._links.url(claim, now), "Acknowledge this page"),)
         subject = f"{page['severity']} taper escalation, level {page['level']}"
         # SMS and email leave our systems: no patient id, no reasons (minimum necessary); the

@@ -22,7 +22,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from contracts import CheckInDue, CohortAssigned, DoseReduced, DoseRestored, Event
+from contracts import (
+    CheckInDue,
+    CohortAssigned,
+    DoseReduced,
+    DoseRestored,
+    Event,
+    ThresholdExceeded,
+)
 from services.chassis.errors import PermanentError
 from services.chassis.uow import UnitOfWork
 from services.notifications.adapters.channels import ChannelKind, OutboundMessage
@@ -84,6 +91,19 @@ async def on_dose_restored(event: DoseRestored, uow: UnitOfWork) -> None:
 async def on_check_in_due(event: CheckInDue, uow: UnitOfWork) -> None:
     draft = messages.check_in_due(window_closes_at=event.window_closes_at)
     await _record(uow, event, Kind.CHECK_IN_DUE, lambda _: draft)
+
+
+async def on_threshold_exceeded(event: ThresholdExceeded, uow: UnitOfWork) -> None:
+    """RED: tell the patient their care team has been alerted, and the emergency numbers.
+
+    Unlike the other messages, a patient without a profile is not an error here: the page to
+    the clinicians (handled first, in the same transaction) must never be dead-lettered because
+    the patient cannot be texted.
+    """
+    if event.severity.value != "RED" or await _preferences(uow, event.patient_id) is None:
+        return
+    draft = messages.safety_notice()
+    await _record(uow, event, Kind.SAFETY_NOTICE, lambda _: draft)
 
 
 async def on_cohort_assigned(event: CohortAssigned, uow: UnitOfWork) -> None:
@@ -186,7 +206,9 @@ class MessageOwner:
         if address is None:
             await self._reroute(uow, message, prefs, now)
             return None
-        allowed_at = next_allowed(now, prefs.quiet_hours)
+        allowed_at = (
+            now if messages.is_urgent(message["params"]) else next_allowed(now, prefs.quiet_hours)
+        )
         if allowed_at > now:
             # Quiet hours as they are now (the patient may have moved timezone or changed them
             # since this was scheduled): wait, and decide again then.

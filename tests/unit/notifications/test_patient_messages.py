@@ -19,7 +19,17 @@ import pytest
 import sqlalchemy as sa
 from opentelemetry.sdk.trace import TracerProvider
 
-from contracts import CheckInDue, CohortAssigned, DoseReduced, DoseRestored, Event, TaperStage
+from contracts import (
+    CheckInDue,
+    CohortAssigned,
+    DoseReduced,
+    DoseRestored,
+    Event,
+    Severity,
+    TaperStage,
+    ThresholdExceeded,
+    ThresholdReason,
+)
 from contracts.events.scheduler import DrugDose
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.clock import FrozenClock
@@ -591,3 +601,45 @@ async def test_api_message_history_shows_statuses_without_text_or_address(api: A
     for secret in (PHONE, "diazepam", "7.5", sent.body[:20], "Open the app"):
         assert secret not in r.text
     assert await api.audit(resource="patient_message", outcome="allowed")
+
+
+# --- RED: the patient is told help is coming, whatever the hour ---------------------------------
+
+
+def threshold(severity: str, patient_id: uuid.UUID = PATIENT) -> ThresholdExceeded:
+    return ThresholdExceeded.create(
+        patient_id=patient_id,
+        occurred_at=AT_2330_LOCAL,
+        report_id=uuid.uuid4(),
+        episode_id=uuid.uuid4(),
+        severity=Severity(severity),
+        reasons=(ThresholdReason(code="red_flag:seizure"),),
+        family="safety",
+    )
+
+
+async def test_a_red_escalation_sends_the_safety_notice_at_once_even_in_quiet_hours(
+    env: Env,
+) -> None:
+    await env.profile()
+    env.clock.set(AT_2330_LOCAL)
+    red = threshold("RED")
+    await env.handle(service.on_threshold_exceeded, red)
+    await env.handle(service.on_threshold_exceeded, red)  # redelivered
+    await env.handle(service.on_threshold_exceeded, threshold("AMBER"))  # AMBER: nothing
+    await env.timers.fire_due()
+    [sent] = env.sms.sent
+    assert "911" in sent.body and "988" in sent.body and "seizure" not in sent.body
+    message = await env.message()
+    assert (message["kind"], message["status"]) == ("safety_notice", "sent")
+
+
+async def test_the_safety_notice_respects_opt_out_and_never_fails_for_an_unknown_patient(
+    env: Env,
+) -> None:
+    await env.handle(service.on_threshold_exceeded, threshold("RED", patient_id=OTHER))
+    assert await env.rows("patient_messages") == []  # no profile: no error, no message
+    await env.profile(opted_out=frozenset({"safety_notice"}))
+    await env.handle(service.on_threshold_exceeded, threshold("RED"))
+    message = await env.message()
+    assert (message["status"], message["skip_reason"]) == ("skipped", "opted_out")
