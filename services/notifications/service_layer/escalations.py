@@ -145,7 +145,7 @@ async def on_exhausted_due(timer: DueTimer, uow: UnitOfWork) -> None:
 async def on_repage_due(timer: DueTimer, uow: UnitOfWork) -> None:
     """Acknowledged but not resolved in time: start the policy again (a re-triggered alert
     restarts its policy), as a new cycle so every page of it is new."""
-    row = await _expecting(uow, timer)
+    row = await _expecting(uow, timer, status="acknowledged")
     if row is None:
         return
     step = policy_rules.first_step(cycle=row["cycle"] + 1)
@@ -180,15 +180,12 @@ async def acknowledge(
     uow: UnitOfWork, escalation_id: uuid.UUID, clinician: str, via: str
 ) -> dict[str, Any]:
     """Stop the walk, tell monitoring, arm the re-page. Acknowledging twice changes nothing."""
-    row = await escalation(uow, escalation_id)
+    row = await escalation(uow, escalation_id, lock=True)
     if row["status"] == "acknowledged":
         return dict(row)
     if row["status"] not in ("triggered", "exhausted"):
         raise Conflict(f"escalation is {row['status']}")
     now = uow.clock.now()
-    if row["next_step_key"]:
-        for kind in (STEP, EXHAUSTED):
-            await uow.cancel_timer(kind, row["next_step_key"])
     policy = PolicyDefinition.model_validate(row["policy"])
     repage = policy_rules.repage_at(policy, now)
     repage_key = f"{row['id']}:c{row['cycle']}:repage" if repage else None
@@ -443,49 +440,53 @@ async def _arm_step(uow: UnitOfWork, escalation_id: uuid.UUID, step: Step, due: 
 async def _stop(
     uow: UnitOfWork, row: sa.RowMapping, *, status: str, resolution: str | None = None
 ) -> None:
-    if row["next_step_key"]:
-        for kind in (STEP, REPAGE, EXHAUSTED):
-            await uow.cancel_timer(kind, row["next_step_key"])
+    # The pending step's timer is left to fire and find itself stale (``_expecting``):
+    # cancelling it here would lock the escalation, then the timer row, while the poller locks
+    # the timer row, then the escalation — a deadlock waiting to happen.
     values: dict[str, Any] = {"status": status, "next_step_key": None, "next_step_at": None}
     if status == "resolved":
         values |= {"resolved_at": uow.clock.now(), "resolution": resolution}
     await _update(uow, row["id"], **values)
 
 
-async def _expecting(uow: UnitOfWork, timer: DueTimer) -> sa.RowMapping | None:
-    """The escalation if it still waits for exactly this timer; None for a stale one."""
-    row = (
-        (
-            await uow.session.execute(
-                sa.select(escalations).where(
-                    escalations.c.id == uuid.UUID(timer.payload["escalation_id"])
-                )
-            )
-        )
-        .mappings()
-        .first()
-    )
-    if row is None or row["next_step_key"] != timer.key:
+async def _expecting(
+    uow: UnitOfWork, timer: DueTimer, status: str = "triggered"
+) -> sa.RowMapping | None:
+    """The escalation, locked, if it still waits for exactly this timer in ``status``; None for
+    a stale timer (acknowledged, resolved or moved on since it was armed)."""
+    row = await _locked(uow, escalations.c.id == uuid.UUID(timer.payload["escalation_id"]))
+    if not row or row[0]["next_step_key"] != timer.key or row[0]["status"] != status:
         return None
-    return row
+    return row[0]
 
 
-async def escalation(uow: UnitOfWork, escalation_id: uuid.UUID) -> sa.RowMapping:
-    row = (
-        (await uow.session.execute(sa.select(escalations).where(escalations.c.id == escalation_id)))
-        .mappings()
-        .first()
-    )
+async def escalation(
+    uow: UnitOfWork, escalation_id: uuid.UUID, *, lock: bool = False
+) -> sa.RowMapping:
+    query = sa.select(escalations).where(escalations.c.id == escalation_id)
+    rows = await _locked(uow, escalations.c.id == escalation_id) if lock else None
+    row = rows[0] if rows else (await uow.session.execute(query)).mappings().first()
     if row is None:
         raise NotFound("no such escalation")
     return row
 
 
 async def _escalations_of(uow: UnitOfWork, episode_id: uuid.UUID) -> list[sa.RowMapping]:
-    rows = await uow.session.execute(
-        sa.select(escalations).where(escalations.c.episode_id == episode_id)
-    )
-    return list(rows.mappings())
+    return await _locked(uow, escalations.c.episode_id == episode_id)
+
+
+async def _locked(uow: UnitOfWork, where: sa.ColumnElement[bool]) -> list[sa.RowMapping]:
+    """Escalation rows locked for this transaction (PostgreSQL; SQLite has one writer anyway).
+
+    Timers fire concurrently and an acknowledgement can race a step: every change to an
+    escalation takes its row lock, so one waits for the other and then sees its outcome. Lock
+    order is always the timer row (taken by the poller), then the escalation: nothing here
+    touches timer rows of an existing step.
+    """
+    query = sa.select(escalations).where(where)
+    if uow.session.bind.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return list((await uow.session.execute(query)).mappings())
 
 
 async def _resolved(uow: UnitOfWork, episode_id: uuid.UUID) -> bool:

@@ -206,3 +206,41 @@ async def test_a_dose_message_waits_for_the_end_of_quiet_hours_on_a_real_smtp_se
     [mail] = smtp.messages
     assert mail.rcpt_tos == ["someone@example.org"]
     assert "diazepam" not in mail.message.get_content()  # no dose details without consent
+
+
+async def test_an_acknowledgement_racing_a_due_step_pages_nobody_after_it_commits(
+    service: tuple[ServiceRuntime, FrozenClock], receivers: tuple[SmtpReceiver, HttpReceiver]
+) -> None:
+    """PostgreSQL row locks: the step timer fires while an acknowledgement holds the escalation;
+    it waits, then sees "acknowledged" and pages nobody (no deadlock, no level 2)."""
+    import asyncio
+
+    runtime, clock = service
+    _, http = receivers
+    await handle(
+        runtime,
+        escalations.on_threshold_exceeded,
+        ThresholdExceeded.create(
+            patient_id=PATIENT,
+            occurred_at=NOW,
+            report_id=uuid.uuid4(),
+            episode_id=uuid.uuid4(),
+            severity=Severity.RED,
+            reasons=(ThresholdReason(code="red_flag:seizure"),),
+            family="safety",
+        ),
+    )
+    assert len(http.requests) == 1  # level 1, to the fallback pager
+    clock.advance(timedelta(minutes=5))  # level 2 is due
+    async with runtime.uow() as uow:
+        [row] = (await uow.session.execute(sa.select(escalations.escalations))).mappings().all()
+        await escalations.acknowledge(uow, row["id"], "dr-ada", "api")  # holds the row lock
+        racing = asyncio.create_task(runtime.timers.fire_due())
+        await asyncio.sleep(0.5)
+        assert not racing.done()  # the step waits for the acknowledgement's transaction
+        await uow.commit()
+    assert await asyncio.wait_for(racing, 10) == 1  # fired, found itself stale
+    assert len(http.requests) == 1
+    async with runtime.uow() as uow:
+        status = await uow.session.scalar(sa.select(escalations.escalations.c.status))
+    assert status == "acknowledged"
