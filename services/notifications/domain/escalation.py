@@ -137,8 +137,17 @@ class Defaults:
 def defaults() -> Defaults:
     """The shipped policies (version 0 of each key) and which one each severity uses."""
     raw = json.loads((Path(__file__).parent / "data" / "escalation.v1.json").read_text())
-    return Defaults(
-        version=raw["version"],
-        routes=dict(raw["routes"]),
-        policies={k: PolicyDefinition.model_validate(v) for k, v in raw["policies"].items()},
-    )
+    return parse_defaults(raw)
+
+
+def parse_defaults(raw: dict[str, Any]) -> Defaults:
+    """Check the shipped data: every severity routed, every route to a shipped policy (a page
+    must never find no policy), every policy valid."""
+    policies = {k: PolicyDefinition.model_validate(v) for k, v in raw["policies"].items()}
+    routes = dict(raw["routes"])
+    if set(routes) != {"RED", "AMBER"}:
+        raise ValueError("routes must name a policy for RED and for AMBER")
+    unknown = sorted(set(routes.values()) - set(policies))
+    if unknown:
+        raise ValueError(f"routes name policies that are not shipped: {unknown}")
+    return Defaults(version=raw["version"], routes=routes, policies=policies)
