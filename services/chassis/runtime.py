@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -127,6 +127,7 @@ class ServiceRuntime:
         self.subscriber.register(self.broker)
         self._declare_publishers()
         self._started = False
+        self._closers: list[Callable[[], Awaitable[None]]] = []
         self.app: FastAPI = self._make_app(routers)
 
     # --- wiring -------------------------------------------------------------------------------
@@ -185,6 +186,10 @@ class ServiceRuntime:
         return await self.broker.ping(timeout=2.0)
 
     # --- lifecycle ----------------------------------------------------------------------------
+    def close_on_stop(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Release an adapter's resources (HTTP clients …) once nothing can use them any more."""
+        self._closers.append(closer)
+
     async def start(self) -> None:
         if self._started:
             return
@@ -213,6 +218,8 @@ class ServiceRuntime:
         await self.retention.stop()
         await self.timers.stop()
         await self.relay.stop()
+        for close in self._closers:
+            await close()
         await self.subscriber.committer.stop()  # what was processed is committed before we leave
         await self.broker.stop()
         await self.engine.dispose()

@@ -73,9 +73,36 @@ class TimerPoller(PollingWorker):
         does not hold up every other timer of the service.
         """
         workers = self._concurrency if self._uow_factory.dialect == "postgresql" else 1
+        if workers > 1:
+            # Only as many workers as there are timers due: a wake-up with one timer due must
+            # not open eight claim transactions that find nothing (the notifications benchmark
+            # measured 16 empty claims per page).
+            workers = min(workers, await self._due_count(limit=workers))
+            if workers == 0:
+                return 0
         share = max(1, self._batch_size // workers)
         counts = await asyncio.gather(*(self._drain(share) for _ in range(workers)))
         return sum(counts)
+
+    async def _due_count(self, limit: int) -> int:
+        async with self._uow_factory() as uow:
+            timers = uow.table("timers")
+            due = (
+                sa.select(timers.c.id)
+                .where(*self._due(timers, uow.clock.now()))
+                .limit(limit)
+                .subquery()
+            )
+            return int(await uow.session.scalar(sa.select(sa.func.count()).select_from(due)) or 0)
+
+    def _due(self, timers: sa.Table, now: datetime) -> tuple[sa.ColumnElement[bool], ...]:
+        return (
+            timers.c.due_at <= now,
+            timers.c.fired_at.is_(None),
+            timers.c.cancelled_at.is_(None),
+            timers.c.failed_at.is_(None),
+            timers.c.kind.in_(list(self._handlers)),
+        )
 
     async def _drain(self, limit: int) -> int:
         done = 0
@@ -90,16 +117,7 @@ class TimerPoller(PollingWorker):
             timers = uow.table("timers")
             now = uow.clock.now()
             query = (
-                sa.select(timers)
-                .where(
-                    timers.c.due_at <= now,
-                    timers.c.fired_at.is_(None),
-                    timers.c.cancelled_at.is_(None),
-                    timers.c.failed_at.is_(None),
-                    timers.c.kind.in_(list(self._handlers)),
-                )
-                .order_by(timers.c.due_at)
-                .limit(1)
+                sa.select(timers).where(*self._due(timers, now)).order_by(timers.c.due_at).limit(1)
             )
             if uow.session.bind.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)

@@ -62,15 +62,16 @@ def bootstrap(
         timedelta(minutes=settings.ack_link_ttl_minutes),
     )
     pages = escalations.PageOwner(links, fallback_routing_key=settings.page_routing_key)
+    channels = channels if channels is not None else real_channels(settings)
     deliverer = Deliverer(
-        channels if channels is not None else real_channels(settings),
+        channels,
         {
             escalations.OWNER_KIND: pages,
             patient_messages.OWNER_KIND: patient_messages.MessageOwner(),
         },
         max_attempts=settings.delivery_max_attempts,
     )
-    return ServiceRuntime(
+    runtime = ServiceRuntime(
         settings,
         metadata=metadata,
         subscriptions=consumers.SUBSCRIPTIONS,
@@ -79,3 +80,6 @@ def bootstrap(
         clock=clock,
         tracer_provider=tracer_provider,
     )
+    for channel in channels.values():
+        runtime.close_on_stop(channel.aclose)
+    return runtime

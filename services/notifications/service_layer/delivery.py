@@ -56,7 +56,7 @@ class DeliveryOwner(Protocol):
         """The message to send now, ``Deferred`` to send it later, or None when it is no longer
         wanted (cancel it)."""
 
-    async def on_outcome(self, uow: UnitOfWork, delivery: sa.RowMapping, status: str) -> None:
+    async def on_outcome(self, uow: UnitOfWork, delivery: Mapping[str, Any], status: str) -> None:
         """Called once a delivery is final: sent, failed, rejected or cancelled."""
 
 
@@ -191,13 +191,9 @@ class Deliverer:
         status: str,
         values: dict[str, Any],
     ) -> None:
-        await self._update(uow, row, {"status": status, "next_attempt_at": None, **values})
-        fresh = (
-            (await uow.session.execute(sa.select(deliveries).where(deliveries.c.id == row["id"])))
-            .mappings()
-            .one()
-        )
-        await owner.on_outcome(uow, fresh, status)
+        values = {"status": status, "next_attempt_at": None, **values}
+        await self._update(uow, row, values)
+        await owner.on_outcome(uow, {**row, **values}, status)
 
     @staticmethod
     async def _update(uow: UnitOfWork, row: sa.RowMapping, values: dict[str, Any]) -> None:

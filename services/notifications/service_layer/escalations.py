@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -297,7 +298,7 @@ class PageOwner:
             links=links,
         )
 
-    async def on_outcome(self, uow: UnitOfWork, row: sa.RowMapping, status: str) -> None:
+    async def on_outcome(self, uow: UnitOfWork, row: Mapping[str, Any], status: str) -> None:
         page = (
             (await uow.session.execute(sa.select(pages).where(pages.c.id == row["owner_id"])))
             .mappings()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -249,7 +249,7 @@ class MessageOwner:
         # enqueue found that channel already tried (the patient switched back and forth): the
         # message is not sent twice on it; on_outcome then marks it cancelled.
 
-    async def on_outcome(self, uow: UnitOfWork, delivery: sa.RowMapping, status: str) -> None:
+    async def on_outcome(self, uow: UnitOfWork, delivery: Mapping[str, Any], status: str) -> None:
         message = await _message(uow, delivery["owner_id"])
         if message is None:
             return
