@@ -4,7 +4,7 @@
 """
 
 from contracts.envelope import Envelope, Event
-from contracts.events.group_matching import CohortAssigned
+from contracts.events.group_matching import CohortAssigned, CohortChanged, CohortLeft
 from contracts.events.monitoring import (
     CheckInDue,
     EscalationResolved,
@@ -27,6 +27,8 @@ from contracts.topics import (
     ALL_TOPICS,
     CHECK_IN_DUE,
     COHORT_ASSIGNED,
+    COHORT_CHANGED,
+    COHORT_LEFT,
     DOSE_REDUCED,
     DOSE_RESTORED,
     ESCALATION_RESOLVED,
@@ -47,6 +49,8 @@ __all__ = [
     "ALL_TOPICS",
     "CHECK_IN_DUE",
     "COHORT_ASSIGNED",
+    "COHORT_CHANGED",
+    "COHORT_LEFT",
     "DOSE_REDUCED",
     "DOSE_RESTORED",
     "ESCALATION_RESOLVED",
@@ -58,6 +62,8 @@ __all__ = [
     "THRESHOLD_EXCEEDED",
     "CheckInDue",
     "CohortAssigned",
+    "CohortChanged",
+    "CohortLeft",
     "DoseReduced",
     "DoseRestored",
     "DrugDose",

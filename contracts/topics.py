@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from contracts.envelope import Event
-from contracts.events.group_matching import CohortAssigned
+from contracts.events.group_matching import CohortAssigned, CohortChanged, CohortLeft
 from contracts.events.monitoring import (
     CheckInDue,
     EscalationResolved,
@@ -69,8 +69,10 @@ PAGE_ACKNOWLEDGED = Topic(PageAcknowledged, consumers=("monitoring",))
 TAPER_HELD = Topic(TaperHeld, consumers=("group_matching",))
 TAPER_RESUMED = Topic(TaperResumed, consumers=("group_matching",))
 TAPER_COMPLETED = Topic(TaperCompleted, consumers=("group_matching",))
-# Group matching produces it from issue 6 (cohorts); notifications tells the patient.
+# Group matching places, moves and removes patients; notifications tells them.
 COHORT_ASSIGNED = Topic(CohortAssigned, consumers=("notifications",))
+COHORT_CHANGED = Topic(CohortChanged, consumers=("notifications",))
+COHORT_LEFT = Topic(CohortLeft, consumers=("notifications",))
 
 ALL_TOPICS: tuple[Topic, ...] = (
     DOSE_REDUCED,
@@ -84,6 +86,8 @@ ALL_TOPICS: tuple[Topic, ...] = (
     TAPER_RESUMED,
     TAPER_COMPLETED,
     COHORT_ASSIGNED,
+    COHORT_CHANGED,
+    COHORT_LEFT,
 )
 
 _BY_EVENT_TYPE = {t.event.EVENT_TYPE: t for t in ALL_TOPICS}

@@ -1,4 +1,5 @@
-"""Facts the group matching service owns."""
+"""Facts the group matching service owns. Opaque ids and codes only: a cohort's members see each
+other's display handles in group matching's API, never in an event."""
 
 from __future__ import annotations
 
@@ -11,19 +12,44 @@ from contracts.envelope import Event
 
 Code = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.:-]{1,64}$")]
 
+StageGroup = Literal[
+    "starting", "tapering", "final_phase", "paused", "post_taper_early", "post_taper_late"
+]
+
 
 class CohortAssigned(Event):
-    """A patient was placed in a peer-support cohort (or moved to another): they are told where
-    their group meets. Opaque ids and codes only; the cohort's name and meeting details stay in
-    group matching and the frontend."""
+    """A waiting patient was placed in a peer-support cohort: they are told a group is ready."""
 
     EVENT_TYPE: ClassVar[str] = "CohortAssigned"
     PRODUCER: ClassVar[str] = "group_matching"
     event_type: Literal["CohortAssigned"] = "CohortAssigned"
 
     cohort_id: uuid.UUID
-    previous_cohort_id: uuid.UUID | None = Field(
-        default=None, description="Set when the patient moved from another cohort."
-    )
-    taper_stage: Code = Field(examples=["early"], description="The stage the cohort is for.")
+    stage_group: StageGroup = Field(description="The stage group the cohort is for.")
     language: Code = Field(examples=["en"], description="The cohort's language (BCP 47 tag).")
+
+
+class CohortChanged(Event):
+    """A patient moved from one cohort to another (their stage changed for good, or their cohort
+    closed and they were placed again)."""
+
+    EVENT_TYPE: ClassVar[str] = "CohortChanged"
+    PRODUCER: ClassVar[str] = "group_matching"
+    event_type: Literal["CohortChanged"] = "CohortChanged"
+
+    from_cohort_id: uuid.UUID
+    to_cohort_id: uuid.UUID
+    stage_group: StageGroup
+    reason: Literal["stage_changed", "cohort_closed"]
+
+
+class CohortLeft(Event):
+    """A patient left a cohort without joining another (yet): by their own choice, or because
+    their stage no longer fits it and no other cohort has been found."""
+
+    EVENT_TYPE: ClassVar[str] = "CohortLeft"
+    PRODUCER: ClassVar[str] = "group_matching"
+    event_type: Literal["CohortLeft"] = "CohortLeft"
+
+    cohort_id: uuid.UUID
+    reason: Literal["patient_left", "stage_changed", "cohort_closed"]

@@ -28,6 +28,8 @@ from contracts import (
     ALL_TOPICS,
     CheckInDue,
     CohortAssigned,
+    CohortChanged,
+    CohortLeft,
     DoseReduced,
     DoseRestored,
     DrugDose,
@@ -393,9 +395,18 @@ FACTS: dict[type[Event], dict[str, st.SearchStrategy[Any]]] = {
     },
     CohortAssigned: {
         "cohort_id": st.uuids(),
-        "previous_cohort_id": st.none() | st.uuids(),
-        "taper_stage": _codes,
+        "stage_group": _literal(CohortAssigned, "stage_group"),
         "language": _codes,
+    },
+    CohortChanged: {
+        "from_cohort_id": st.uuids(),
+        "to_cohort_id": st.uuids(),
+        "stage_group": _literal(CohortChanged, "stage_group"),
+        "reason": _literal(CohortChanged, "reason"),
+    },
+    CohortLeft: {
+        "cohort_id": st.uuids(),
+        "reason": _literal(CohortLeft, "reason"),
     },
     TaperCompleted: {
         "plan_id": st.uuids(),

@@ -233,6 +233,11 @@ def cohort_assigned(*, moved: bool) -> Draft:
     return Draft(Kind.COHORT_ASSIGNED, template_id(name), {})
 
 
+def cohort_left() -> Draft:
+    """Taken out of a cohort by a change of stage or a cohort closing (not by their own choice)."""
+    return Draft(Kind.COHORT_ASSIGNED, template_id("cohort_left"), {})
+
+
 # --- whether and when: preferences and the decision ---------------------------------------------
 
 

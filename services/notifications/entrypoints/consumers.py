@@ -8,6 +8,8 @@ from __future__ import annotations
 from contracts import (
     CHECK_IN_DUE,
     COHORT_ASSIGNED,
+    COHORT_CHANGED,
+    COHORT_LEFT,
     DOSE_REDUCED,
     DOSE_RESTORED,
     ESCALATION_RESOLVED,
@@ -32,4 +34,6 @@ SUBSCRIPTIONS = (
     Subscription(DOSE_RESTORED, patient_messages.on_dose_restored),
     Subscription(CHECK_IN_DUE, patient_messages.on_check_in_due),
     Subscription(COHORT_ASSIGNED, patient_messages.on_cohort_assigned),
+    Subscription(COHORT_CHANGED, patient_messages.on_cohort_changed),
+    Subscription(COHORT_LEFT, patient_messages.on_cohort_left),
 )

@@ -25,6 +25,8 @@ import sqlalchemy as sa
 from contracts import (
     CheckInDue,
     CohortAssigned,
+    CohortChanged,
+    CohortLeft,
     DoseReduced,
     DoseRestored,
     Event,
@@ -107,7 +109,20 @@ async def on_threshold_exceeded(event: ThresholdExceeded, uow: UnitOfWork) -> No
 
 
 async def on_cohort_assigned(event: CohortAssigned, uow: UnitOfWork) -> None:
-    draft = messages.cohort_assigned(moved=event.previous_cohort_id is not None)
+    draft = messages.cohort_assigned(moved=False)
+    await _record(uow, event, Kind.COHORT_ASSIGNED, lambda _: draft)
+
+
+async def on_cohort_changed(event: CohortChanged, uow: UnitOfWork) -> None:
+    draft = messages.cohort_assigned(moved=True)
+    await _record(uow, event, Kind.COHORT_ASSIGNED, lambda _: draft)
+
+
+async def on_cohort_left(event: CohortLeft, uow: UnitOfWork) -> None:
+    """Told only when it was not their own choice (they know when they left)."""
+    if event.reason == "patient_left":
+        return
+    draft = messages.cohort_left()
     await _record(uow, event, Kind.COHORT_ASSIGNED, lambda _: draft)
 
 

@@ -22,6 +22,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from contracts import (
     CheckInDue,
     CohortAssigned,
+    CohortChanged,
+    CohortLeft,
     DoseReduced,
     DoseRestored,
     Event,
@@ -233,13 +235,12 @@ async def test_no_channel_is_stored_as_skipped_without_a_delivery(env: Env) -> N
     assert await env.rows("deliveries") == []
 
 
-def cohort_assigned(previous: uuid.UUID | None = None) -> CohortAssigned:
+def cohort_assigned() -> CohortAssigned:
     return CohortAssigned.create(
         patient_id=PATIENT,
         occurred_at=AT_1000_LOCAL,
         cohort_id=uuid.uuid4(),
-        previous_cohort_id=previous,
-        taper_stage="early",
+        stage_group="tapering",
         language="en",
     )
 
@@ -643,3 +644,28 @@ async def test_the_safety_notice_respects_opt_out_and_never_fails_for_an_unknown
     await env.handle(service.on_threshold_exceeded, threshold("RED"))
     message = await env.message()
     assert (message["status"], message["skip_reason"]) == ("skipped", "opted_out")
+
+
+async def test_cohort_moves_are_told_and_leaving_by_choice_is_not(env: Env) -> None:
+    await env.profile()
+    cohort, other = uuid.uuid4(), uuid.uuid4()
+    moved = CohortChanged.create(
+        patient_id=PATIENT,
+        occurred_at=AT_1000_LOCAL,
+        from_cohort_id=cohort,
+        to_cohort_id=other,
+        stage_group="final_phase",
+        reason="stage_changed",
+    )
+    await env.handle(service.on_cohort_changed, moved)
+    for reason in ("patient_left", "cohort_closed"):
+        left = CohortLeft.create(
+            patient_id=PATIENT, occurred_at=AT_1000_LOCAL, cohort_id=other, reason=reason
+        )
+        await env.handle(service.on_cohort_left, left)
+    await env.timers.fire_due()
+    firsts = sorted(m.body.split(".")[0] for m in env.sms.sent)
+    assert firsts == [
+        "You are no longer in your peer-support group",
+        "You have been moved to a new peer-support group",
+    ]
