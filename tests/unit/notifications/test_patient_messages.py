@@ -240,7 +240,7 @@ def cohort_assigned() -> CohortAssigned:
         patient_id=PATIENT,
         occurred_at=AT_1000_LOCAL,
         cohort_id=uuid.uuid4(),
-        stage_group="tapering",
+        stage_group="active",
         language="en",
     )
 
