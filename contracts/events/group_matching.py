@@ -12,8 +12,10 @@ from contracts.envelope import Event
 
 Code = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.:-]{1,64}$")]
 
+# Clinical reference §5 cohort keys: pre-taper or crossover, active taper, final phase, paused
+# (held, or at a maintenance dose), post-taper under 6 months, post-taper 6 months or more.
 StageGroup = Literal[
-    "starting", "tapering", "final_phase", "paused", "post_taper_early", "post_taper_late"
+    "pre_taper_crossover", "active", "final_phase", "held", "post_taper_early", "post_taper_late"
 ]
 
 
