@@ -60,9 +60,13 @@ DOSE_REDUCED = Topic(DoseReduced, consumers=("monitoring", "group_matching", "no
 # patient about the restored dose.
 DOSE_RESTORED = Topic(DoseRestored, consumers=("notifications",))
 SYMPTOM_REPORTED = Topic(SymptomReported, consumers=())
-THRESHOLD_EXCEEDED = Topic(ThresholdExceeded, consumers=("notifications", "scheduler"))
+THRESHOLD_EXCEEDED = Topic(
+    ThresholdExceeded, consumers=("notifications", "scheduler", "group_matching")
+)
 # Notifications stops paging for the episode; the scheduler resumes the taper when asked to.
-ESCALATION_RESOLVED = Topic(EscalationResolved, consumers=("scheduler", "notifications"))
+ESCALATION_RESOLVED = Topic(
+    EscalationResolved, consumers=("scheduler", "notifications", "group_matching")
+)
 CHECK_IN_DUE = Topic(CheckInDue, consumers=("notifications",))
 # Produced by notifications' acknowledge endpoint and signed links.
 PAGE_ACKNOWLEDGED = Topic(PageAcknowledged, consumers=("monitoring",))

@@ -8,6 +8,7 @@ from services.chassis.clock import Clock
 from services.chassis.runtime import ServiceRuntime
 from services.group_matching.adapters.orm import metadata
 from services.group_matching.entrypoints import api, consumers
+from services.group_matching.service_layer import cohorts
 from services.group_matching.settings import GroupMatchingSettings
 
 
@@ -21,6 +22,7 @@ def bootstrap(
         settings or GroupMatchingSettings(),
         metadata=metadata,
         subscriptions=consumers.SUBSCRIPTIONS,
+        timer_handlers={cohorts.MATCH: cohorts.on_match_due},
         routers=api.routers,
         clock=clock,
         tracer_provider=tracer_provider,

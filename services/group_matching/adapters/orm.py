@@ -25,4 +25,77 @@ patient_stages = sa.Table(
     # occurred_at of the newest event applied (any topic): an older one arriving late is stale.
     # Null on rows written before migration 0002 (then nothing counts as stale).
     sa.Column("last_event_at", UtcDateTime, nullable=True),
+    # When the patient entered the current stage (hysteresis) and finished the taper (the
+    # post-taper stages split at 6 months). Null on rows from before migration 0003.
+    sa.Column("stage_since", UtcDateTime, nullable=True),
+    sa.Column("completed_at", UtcDateTime, nullable=True),
+)
+
+# --- cohorts (issue 6) ------------------------------------------------------------------------
+
+# A patient who opted in to peer support. The handle is what other members see: generated,
+# never derived from the patient's identity.
+participants = sa.Table(
+    "participants",
+    metadata,
+    sa.Column("patient_id", sa.Uuid, primary_key=True),
+    sa.Column("handle", sa.String(40), nullable=False, unique=True),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("language", sa.String(8), nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),  # waiting | placed | left
+    sa.Column("cohort_id", sa.Uuid, nullable=True, index=True),
+    sa.Column("waiting_since", UtcDateTime, nullable=True),
+    # A cohort the patient was moved out of by this run (CohortChanged instead of Assigned).
+    sa.Column("moved_from_cohort_id", sa.Uuid, nullable=True),
+    sa.Column("override_red_by", sa.String(100), nullable=True),
+    sa.Column("override_red_reason", sa.String(40), nullable=True),
+    sa.Column("opted_in_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+cohorts = sa.Table(
+    "cohorts",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("stage_group", sa.String(30), nullable=False),
+    sa.Column("language", sa.String(8), nullable=False),
+    sa.Column("drug", sa.String(40), nullable=True),  # null: mixed drugs
+    sa.Column("on_diazepam", sa.Boolean, nullable=True),  # null: mixed
+    sa.Column("session_weekday", sa.Integer, nullable=False),  # 0 = Monday (UTC)
+    sa.Column("session_utc_minute", sa.Integer, nullable=False),
+    sa.Column("capacity", sa.Integer, nullable=False),
+    sa.Column("moderator", sa.String(100), nullable=False, index=True),
+    sa.Column("status", sa.String(10), nullable=False),  # active | closed
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+memberships = sa.Table(
+    "memberships",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("cohort_id", sa.Uuid, nullable=False, index=True),
+    sa.Column("patient_id", sa.Uuid, nullable=False, index=True),
+    sa.Column("joined_at", UtcDateTime, nullable=False),
+    sa.Column("left_at", UtcDateTime, nullable=True),
+    sa.Column("left_reason", sa.String(20), nullable=True),
+)
+
+moderators = sa.Table(
+    "moderators",
+    metadata,
+    sa.Column("subject", sa.String(100), primary_key=True),
+    sa.Column("languages", sa.JSON, nullable=False),
+    sa.Column("max_cohorts", sa.Integer, nullable=False),
+    sa.Column("updated_by", sa.String(100), nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# Open RED episodes (monitoring): such a patient is not placed in a new cohort until resolved.
+red_episodes = sa.Table(
+    "red_episodes",
+    metadata,
+    sa.Column("episode_id", sa.Uuid, primary_key=True),
+    sa.Column("patient_id", sa.Uuid, nullable=False, index=True),
+    sa.Column("opened_at", UtcDateTime, nullable=False),
+    sa.Column("resolved_at", UtcDateTime, nullable=True),
 )

@@ -1,16 +1,29 @@
-"""Group matching's HTTP API, under ``/api/group-matching``."""
+"""Group matching's HTTP API, under ``/api/group-matching``.
+
+Patients opt in and out of peer support and see their cohort (other members by display handle
+only); a clinician on the patient's panel can allow placement despite an open RED episode;
+moderators see their rosters; administrators (``ops`` or scope ``group_matching:admin``)
+register moderators. Every access to a patient's data is audited.
+"""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
-from pydantic import BaseModel
+from fastapi import APIRouter, HTTPException, Request, status
+from pydantic import BaseModel, Field, StringConstraints, field_validator
 
-from services.chassis.auth import CurrentPrincipal, authorize_patient_access
+from services.chassis.auth import CurrentPrincipal, Principal, Role, authorize_patient_access
 from services.chassis.runtime import ServiceRuntime
-from services.group_matching.service_layer import handlers
+from services.chassis.uow import UnitOfWork
+from services.group_matching.domain import placement
+from services.group_matching.service_layer import cohorts, handlers
+
+ADMIN_SCOPE = "group_matching:admin"
+Subject = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:@-]{1,100}$")]
+ReasonCode = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,40}$")]
 
 
 class StageOut(BaseModel):
@@ -20,8 +33,44 @@ class StageOut(BaseModel):
     updated_at: datetime
 
 
+class ParticipationIn(BaseModel):
+    timezone: str = Field(examples=["America/Chicago"], description="IANA timezone.")
+    language: str = Field(examples=["en"], description="ISO 639-1 language of the sessions.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        if not placement.valid_timezone(value):
+            raise ValueError("unknown timezone (use an IANA name such as Europe/Paris)")
+        return value
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, value: str) -> str:
+        if value not in placement.LANGUAGES:
+            raise ValueError(f"unsupported language; one of {sorted(placement.LANGUAGES)}")
+        return value
+
+
+class OverrideIn(BaseModel):
+    reason_code: ReasonCode
+
+
+class ModeratorIn(BaseModel):
+    languages: list[str] = Field(min_length=1, max_length=12)
+    max_cohorts: int = Field(ge=1, le=50)
+
+    @field_validator("languages")
+    @classmethod
+    def _known_languages(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - placement.LANGUAGES)
+        if unknown:
+            raise ValueError(f"unsupported languages: {unknown}")
+        return value
+
+
 def routers(runtime: ServiceRuntime) -> list[APIRouter]:
-    router = APIRouter(tags=["stages"])
+    router = APIRouter(tags=["peer support"])
 
     @router.get(
         "/patients/{patient_id}/stage",
@@ -38,4 +87,95 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             row = await handlers.get_stage(uow, patient_id)
         return StageOut(**row)
 
+    @router.put("/patients/{patient_id}/peer-support", summary="Opt in: join the waitlist")
+    async def join(
+        patient_id: uuid.UUID, body: ParticipationIn, principal: CurrentPrincipal, request: Request
+    ) -> dict[str, Any]:
+        async with runtime.uow() as uow:
+            await _authorize(uow, principal, patient_id, "write", request, roles=(Role.PATIENT,))
+            await cohorts.join(uow, patient_id, body.timezone, body.language)
+            await uow.commit()
+            return await cohorts.my_cohort(uow, patient_id)
+
+    @router.delete(
+        "/patients/{patient_id}/peer-support",
+        status_code=204,
+        summary="Opt out: leave the waitlist or the cohort",
+    )
+    async def leave(patient_id: uuid.UUID, principal: CurrentPrincipal, request: Request) -> None:
+        async with runtime.uow() as uow:
+            await _authorize(uow, principal, patient_id, "write", request, roles=(Role.PATIENT,))
+            await cohorts.leave(uow, patient_id)
+            await uow.commit()
+
+    @router.get("/patients/{patient_id}/cohort", summary="My cohort: handles and session times")
+    async def my_cohort(
+        patient_id: uuid.UUID, principal: CurrentPrincipal, request: Request
+    ) -> dict[str, Any]:
+        async with runtime.uow() as uow:
+            await _authorize(uow, principal, patient_id, "read", request, roles=(Role.PATIENT,))
+            return await cohorts.my_cohort(uow, patient_id)
+
+    @router.post(
+        "/patients/{patient_id}/placement-override",
+        status_code=204,
+        summary="Allow placement while a RED episode is open (a clinician on the panel)",
+    )
+    async def override(
+        patient_id: uuid.UUID, body: OverrideIn, principal: CurrentPrincipal, request: Request
+    ) -> None:
+        async with runtime.uow() as uow:
+            await _authorize(uow, principal, patient_id, "write", request, roles=(Role.CLINICIAN,))
+            await cohorts.override_red(uow, patient_id, principal.subject, body.reason_code)
+            await uow.commit()
+
+    @router.put("/moderators/{subject}", status_code=204, summary="Register a moderator")
+    async def put_moderator(
+        subject: Subject, body: ModeratorIn, principal: CurrentPrincipal
+    ) -> None:
+        if not (principal.role is Role.OPS or principal.has_scope(ADMIN_SCOPE)):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail="administrators only")
+        async with runtime.uow() as uow:
+            await cohorts.set_moderator(
+                uow, subject, body.languages, body.max_cohorts, principal.subject
+            )
+            await uow.commit()
+
+    @router.get("/moderators/{subject}/cohorts", summary="A moderator's rosters")
+    async def roster(subject: Subject, principal: CurrentPrincipal) -> list[dict[str, Any]]:
+        is_self = principal.role is Role.CLINICIAN and principal.subject == subject
+        if not (is_self or principal.has_scope(ADMIN_SCOPE)):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail="the moderator only")
+        async with runtime.uow() as uow:
+            rows = await cohorts.roster(uow, subject)
+            await uow.audit(
+                actor=principal.subject,
+                actor_role=str(principal.role),
+                action="read",
+                resource="cohort-roster",
+                patient_id=None,
+            )
+            await uow.commit()
+        return rows
+
     return [router]
+
+
+async def _authorize(
+    uow: UnitOfWork,
+    principal: Principal,
+    patient_id: uuid.UUID,
+    action: str,
+    request: Request,
+    *,
+    roles: tuple[Role, ...],
+) -> None:
+    await authorize_patient_access(
+        uow,
+        principal,
+        patient_id,
+        action=action,
+        resource="peer-support",
+        request=request,
+        roles=roles,
+    )

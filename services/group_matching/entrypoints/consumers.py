@@ -1,14 +1,24 @@
-"""What group matching consumes (consumer group ``group_matching``)."""
+"""What group matching consumes (consumer group ``group_matching``): the scheduler's events for
+each patient's stage, monitoring's RED episodes (no new cohort until resolved)."""
 
 from __future__ import annotations
 
-from contracts import DOSE_REDUCED, TAPER_COMPLETED, TAPER_HELD, TAPER_RESUMED
+from contracts import (
+    DOSE_REDUCED,
+    ESCALATION_RESOLVED,
+    TAPER_COMPLETED,
+    TAPER_HELD,
+    TAPER_RESUMED,
+    THRESHOLD_EXCEEDED,
+)
 from services.chassis.runtime import Subscription
-from services.group_matching.service_layer import handlers
+from services.group_matching.service_layer import cohorts, handlers
 
 SUBSCRIPTIONS = (
     Subscription(DOSE_REDUCED, handlers.on_dose_reduced),
     Subscription(TAPER_HELD, handlers.on_taper_held),
     Subscription(TAPER_RESUMED, handlers.on_taper_resumed),
     Subscription(TAPER_COMPLETED, handlers.on_taper_completed),
+    Subscription(THRESHOLD_EXCEEDED, cohorts.on_threshold_exceeded),
+    Subscription(ESCALATION_RESOLVED, cohorts.on_escalation_resolved),
 )

@@ -28,6 +28,7 @@ from services.group_matching.domain.model import (
     InvalidStageInput,
     stage_after_dose,
 )
+from services.group_matching.service_layer import cohorts
 
 # Stages only a lifecycle event sets and only a new plan leaves.
 _ENDED = frozenset({COMPLETED, MAINTENANCE})
@@ -40,6 +41,14 @@ class StageUnknown(NotFound):
 
 class UnusableDoseEvent(PermanentError):
     """A DoseReduced the stage cannot be derived from (dead-lettered, never guessed at)."""
+
+
+class UnknownPatient(PermanentError):
+    """A lifecycle event for a patient whose taper group matching has never seen a step of:
+    dead-lettered with this reason (replayable once the DoseReduced has arrived)."""
+
+    def __init__(self) -> None:
+        super().__init__("unknown patient: no dose step seen for this patient")
 
 
 async def on_dose_reduced(event: DoseReduced, uow: UnitOfWork) -> None:
@@ -74,17 +83,19 @@ async def on_dose_reduced(event: DoseReduced, uow: UnitOfWork) -> None:
         stage = CROSSOVER
     if row is not None and same_plan and (row["stage"] in _ENDED or _stale(event, row)):
         stage = row["stage"]
+    now = uow.clock.now()
     values: dict[str, Any] = {
         "plan_id": event.plan_id,
         "drug": event.drug,
         "stage": stage,
+        **_stage_clock(row, stage, event.occurred_at),
         "start_daily_dose_mg": start,
         "latest_daily_dose_mg": new_dose,
         "last_step_number": event.step_number,
-        "updated_at": uow.clock.now(),
         "last_event_id": event.event_id,
         "last_event_at": _newest(event, row if same_plan else None),
     }
+    values["updated_at"] = now
     if row is None:
         await uow.session.execute(
             sa.insert(patient_stages).values(patient_id=event.patient_id, **values)
@@ -95,6 +106,8 @@ async def on_dose_reduced(event: DoseReduced, uow: UnitOfWork) -> None:
             .where(patient_stages.c.patient_id == event.patient_id)
             .values(**values)
         )
+    if row is None or row["stage"] != stage:
+        await cohorts.request_match(uow)
 
 
 async def on_taper_held(event: TaperHeld, uow: UnitOfWork) -> None:
@@ -135,22 +148,36 @@ async def _move_stage(
     neither holds nor resumes an ended taper), or an event older than the newest one applied.
     """
     row = await _row(uow, event.patient_id)
-    if row is None or row["plan_id"] != event.plan_id:
+    if row is None:
+        raise UnknownPatient()
+    if row["plan_id"] != event.plan_id:
         return
     ended = row["stage"] in _ENDED and not isinstance(event, TaperCompleted)
     if ended or _stale(event, row):
         return
+    stage = stage_of(row)
     await uow.session.execute(
         sa.update(patient_stages)
         .where(patient_stages.c.patient_id == event.patient_id)
         .values(
-            stage=stage_of(row),
+            stage=stage,
             updated_at=uow.clock.now(),
             last_event_id=event.event_id,
             last_event_at=_newest(event, row),
+            **_stage_clock(row, stage, event.occurred_at),
             **also,
         )
     )
+    if row["stage"] != stage:
+        await cohorts.request_match(uow)
+
+
+def _stage_clock(row: sa.RowMapping | None, stage: str, at: datetime) -> dict[str, Any]:
+    """When the stage began (kept while it continues) and when the taper completed: the clocks
+    cohort moves (hysteresis) and the post-taper split read."""
+    if row is not None and row["stage"] == stage:
+        return {}
+    return {"stage_since": at, "completed_at": at if stage == COMPLETED else None}
 
 
 async def _row(uow: UnitOfWork, patient_id: uuid.UUID) -> sa.RowMapping | None:

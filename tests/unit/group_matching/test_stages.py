@@ -43,6 +43,7 @@ from services.group_matching.domain.model import (
 from services.group_matching.domain.reference import StageRules, stages_v1
 from services.group_matching.entrypoints.consumers import SUBSCRIPTIONS
 from services.group_matching.service_layer import handlers
+from services.group_matching.service_layer.handlers import UnknownPatient
 from services.group_matching.settings import GroupMatchingSettings
 
 D = Decimal
@@ -350,12 +351,13 @@ async def test_a_newer_reduction_implies_the_hold_was_lifted(runtime: ServiceRun
     assert row["stage"] == ACTIVE and row["last_event_at"] == at(3)
 
 
-async def test_lifecycle_events_without_a_row_or_for_another_plan_change_nothing(
+async def test_events_of_unknown_patients_are_dead_lettered_and_other_plans_change_nothing(
     runtime: ServiceRuntime,
 ) -> None:
     patient, plan = uuid.uuid4(), uuid.uuid4()
-    await apply(runtime, held(patient, plan, at(0)))  # not placed yet: no row is invented
-    await apply(runtime, completed(patient, plan, at(0)))
+    for event in (held(patient, plan, at(0)), completed(patient, plan, at(0))):
+        with pytest.raises(UnknownPatient, match="unknown patient"):  # dead-lettered, no row
+            await apply(runtime, event)
     async with runtime.uow() as uow:
         assert (await uow.session.execute(sa.select(patient_stages))).first() is None
 

@@ -1,0 +1,509 @@
+"""Peer-support cohorts: the waitlist, matching runs, moves on a stage change, moderators.
+
+A matching run is a durable timer (``match``), requested (debounced to 10 s) by whatever can
+change the answer — a patient joining or leaving, a stage change, a RED episode resolved — and
+once a day for the hysteresis clock. One run, one transaction: members whose stage has settled
+into another group leave their cohort; every waiting patient who may be placed is matched
+(``domain.matching``) into cohorts with room or new ones (a new cohort needs a moderator with
+room for it); the outcome is published as ``CohortAssigned``, ``CohortChanged`` or
+``CohortLeft``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from contracts import (
+    CohortAssigned,
+    CohortChanged,
+    CohortLeft,
+    EscalationResolved,
+    ThresholdExceeded,
+)
+from services.chassis.errors import NotFound
+from services.chassis.timers import DueTimer
+from services.chassis.uow import UnitOfWork
+from services.group_matching.adapters.orm import (
+    cohorts,
+    memberships,
+    moderators,
+    participants,
+    patient_stages,
+    red_episodes,
+)
+from services.group_matching.domain import matching, placement
+from services.group_matching.domain.placement import Hysteresis
+
+log = logging.getLogger(__name__)
+
+MATCH = "match"
+DEBOUNCE = timedelta(seconds=10)
+DAILY_AT = timedelta(hours=3)  # 03:00 UTC: the hysteresis clock ticks once a day
+SESSION_WEEKDAY = 2  # ⚠ design choice: new cohorts meet on Wednesdays (UTC)
+
+
+# --- requests ---------------------------------------------------------------------------------
+
+
+async def request_match(uow: UnitOfWork) -> None:
+    """A run within ``DEBOUNCE``: everything that happens in those seconds shares one run."""
+    now = uow.clock.now()
+    slot = datetime.fromtimestamp(
+        (int(now.timestamp() // DEBOUNCE.total_seconds()) + 1) * DEBOUNCE.total_seconds(), UTC
+    )
+    await uow.schedule_timer(MATCH, f"run:{slot.isoformat()}", slot)
+
+
+async def join(uow: UnitOfWork, patient_id: uuid.UUID, timezone: str, language: str) -> None:
+    """Opt in (or update timezone and language); a patient already placed stays placed."""
+    now = uow.clock.now()
+    row = await _participant(uow, patient_id)
+    if row is None:
+        await uow.session.execute(
+            sa.insert(participants).values(
+                patient_id=patient_id,
+                handle=placement.new_handle(),
+                timezone=timezone,
+                language=language,
+                status="waiting",
+                waiting_since=now,
+                opted_in_at=now,
+                updated_at=now,
+            )
+        )
+    else:
+        values: dict[str, Any] = {"timezone": timezone, "language": language, "updated_at": now}
+        if row["status"] == "left":
+            values |= {"status": "waiting", "waiting_since": now, "opted_in_at": now}
+        await uow.session.execute(
+            sa.update(participants).where(participants.c.patient_id == patient_id).values(**values)
+        )
+    await request_match(uow)
+
+
+async def leave(uow: UnitOfWork, patient_id: uuid.UUID) -> None:
+    """Opt out: off the waitlist, out of their cohort (``CohortLeft``)."""
+    row = await _participant(uow, patient_id)
+    if row is None or row["status"] == "left":
+        raise NotFound("not taking part in peer support")
+    now = uow.clock.now()
+    if row["cohort_id"] is not None:
+        await _end_membership(uow, patient_id, row["cohort_id"], "patient_left", now)
+        await uow.publish(
+            CohortLeft.create(
+                patient_id=patient_id,
+                occurred_at=now,
+                cohort_id=row["cohort_id"],
+                reason="patient_left",
+            )
+        )
+    await _set(uow, patient_id, status="left", cohort_id=None, waiting_since=None)
+    await request_match(uow)  # a seat is free
+
+
+async def override_red(
+    uow: UnitOfWork, patient_id: uuid.UUID, clinician: str, reason_code: str
+) -> None:
+    if await _participant(uow, patient_id) is None:
+        raise NotFound("not taking part in peer support")
+    await _set(uow, patient_id, override_red_by=clinician, override_red_reason=reason_code)
+    await request_match(uow)
+
+
+async def set_moderator(
+    uow: UnitOfWork, subject: str, languages: list[str], max_cohorts: int, by: str
+) -> None:
+    now = uow.clock.now()
+    values = {
+        "languages": languages,
+        "max_cohorts": max_cohorts,
+        "updated_by": by,
+        "updated_at": now,
+    }
+    exists = await uow.session.scalar(
+        sa.select(moderators.c.subject).where(moderators.c.subject == subject)
+    )
+    if exists is None:
+        await uow.session.execute(sa.insert(moderators).values(subject=subject, **values))
+    else:
+        await uow.session.execute(
+            sa.update(moderators).where(moderators.c.subject == subject).values(**values)
+        )
+    await request_match(uow)  # cohorts waiting for a moderator may form now
+
+
+# --- consumers (monitoring) -------------------------------------------------------------------
+
+
+async def on_threshold_exceeded(event: ThresholdExceeded, uow: UnitOfWork) -> None:
+    """RED: not placed in a new cohort until the episode is resolved (recorded even before the
+    patient opts in: they may join while it is still open)."""
+    if event.severity.value != "RED":
+        return
+    known = await uow.session.scalar(
+        sa.select(red_episodes.c.episode_id).where(red_episodes.c.episode_id == event.episode_id)
+    )
+    if known is None:
+        await uow.session.execute(
+            sa.insert(red_episodes).values(
+                episode_id=event.episode_id,
+                patient_id=event.patient_id,
+                opened_at=event.occurred_at,
+            )
+        )
+
+
+async def on_escalation_resolved(event: EscalationResolved, uow: UnitOfWork) -> None:
+    result = await uow.session.execute(
+        sa.update(red_episodes)
+        .where(red_episodes.c.episode_id == event.episode_id, red_episodes.c.resolved_at.is_(None))
+        .values(resolved_at=event.occurred_at)
+    )
+    if result.rowcount:  # type: ignore[attr-defined]
+        await request_match(uow)
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+async def on_match_due(timer: DueTimer, uow: UnitOfWork) -> None:
+    await run_matching(uow)
+    now = uow.clock.now()
+    tomorrow = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC) + DAILY_AT
+    await uow.schedule_timer(MATCH, f"daily:{tomorrow.date().isoformat()}", tomorrow)
+
+
+async def run_matching(
+    uow: UnitOfWork,
+    config: matching.MatchingConfig | None = None,
+    rules: Hysteresis | None = None,
+) -> matching.MatchResult:
+    config = config or matching.matching_v1()
+    rules = rules or Hysteresis()
+    now = uow.clock.now()
+    rows = await _participants_with_stage(uow)
+    moved_out = await _move_settled_members(uow, rows, config, rules, now)
+    blocked = await _red_blocked(uow)
+    candidates: list[matching.Candidate] = []
+    for r in rows:
+        waiting = r["status"] == "waiting" or r["patient_id"] in moved_out
+        if not waiting or (r["patient_id"] in blocked and r["override_red_by"] is None):
+            continue
+        candidates.append(
+            matching.Candidate(
+                patient_id=r["patient_id"],
+                stage=_stage(r, now),
+                drug=r["drug"] or "unknown",
+                on_diazepam=r["stage"] == "crossover" or (r["drug"] == "diazepam"),
+                utc_offset_minutes=placement.utc_offset_minutes(r["timezone"], now),
+                language=r["language"],
+                waiting_since=r["waiting_since"] or now,
+            )
+        )
+    open_cohorts = await _open_cohorts(uow)
+    result = matching.match(candidates, open_cohorts, config, now=now)
+    new_ids = await _form_cohorts(uow, result.new_cohorts, config, now)
+    by_id = {c.patient_id: c for c in candidates}
+    groups = {c.cohort_id: c.stage_group for c in open_cohorts}
+    groups |= {new_ids[n.key]: n.stage_group for n in result.new_cohorts if n.key in new_ids}
+    placed: set[uuid.UUID] = set()
+    for p in result.placements:
+        cohort_id = p.cohort_id or new_ids.get(p.new_cohort_key or "")
+        if cohort_id is None:
+            continue  # its new cohort found no moderator: still waiting
+        await _place(uow, by_id[p.patient_id], cohort_id, groups[cohort_id], moved_out, now)
+        placed.add(p.patient_id)
+    for patient_id, from_cohort in moved_out.items():
+        if patient_id not in placed:
+            await uow.publish(
+                CohortLeft.create(
+                    patient_id=patient_id,
+                    occurred_at=now,
+                    cohort_id=from_cohort,
+                    reason="stage_changed",
+                )
+            )
+    log.info(
+        "matching run",
+        extra={"candidates": len(candidates), "placed": len(placed), "new_cohorts": len(new_ids)},
+    )
+    return result
+
+
+async def _move_settled_members(
+    uow: UnitOfWork,
+    rows: list[sa.RowMapping],
+    config: matching.MatchingConfig,
+    rules: Hysteresis,
+    now: datetime,
+) -> dict[uuid.UUID, uuid.UUID]:
+    """Members whose new stage group has settled leave their cohort (patient -> old cohort)."""
+    cohort_groups = dict(
+        (await uow.session.execute(sa.select(cohorts.c.id, cohorts.c.stage_group))).tuples().all()
+    )
+    moved: dict[uuid.UUID, uuid.UUID] = {}
+    for r in rows:
+        if r["status"] != "placed" or r["cohort_id"] is None or r["stage"] is None:
+            continue
+        group = placement.stage_group(_stage(r, now), config)
+        since = _group_since(r, now)
+        if placement.should_move(cohort_groups[r["cohort_id"]], group, since, now, rules):
+            await _end_membership(uow, r["patient_id"], r["cohort_id"], "stage_changed", now)
+            await _set(uow, r["patient_id"], status="waiting", cohort_id=None, waiting_since=now)
+            moved[r["patient_id"]] = r["cohort_id"]
+    return moved
+
+
+def _stage(row: sa.RowMapping, now: datetime) -> str:
+    if row["stage"] is None:
+        return matching.PRE_TAPER  # opted in before the first step of a taper
+    return placement.matching_stage(row["stage"], row["completed_at"], now)
+
+
+def _group_since(row: sa.RowMapping, now: datetime) -> datetime | None:
+    """When the patient entered their current group: the stage's start, or for post-taper late
+    the 6-month mark after completion."""
+    if row["stage"] == "completed" and row["completed_at"] is not None:
+        late = row["completed_at"] + placement.POST_TAPER_SPLIT
+        return late if now >= late else row["completed_at"]
+    since: datetime | None = row["stage_since"]
+    return since
+
+
+async def _place(
+    uow: UnitOfWork,
+    candidate: matching.Candidate,
+    cohort_id: uuid.UUID,
+    stage_group: str,
+    moved_out: dict[uuid.UUID, uuid.UUID],
+    now: datetime,
+) -> None:
+    patient_id = candidate.patient_id
+    await uow.session.execute(
+        sa.insert(memberships).values(
+            id=uuid.uuid4(), cohort_id=cohort_id, patient_id=patient_id, joined_at=now
+        )
+    )
+    await _set(uow, patient_id, status="placed", cohort_id=cohort_id, waiting_since=None)
+    language = candidate.language
+    if patient_id in moved_out:
+        event: CohortAssigned | CohortChanged = CohortChanged.create(
+            patient_id=patient_id,
+            occurred_at=now,
+            from_cohort_id=moved_out[patient_id],
+            to_cohort_id=cohort_id,
+            stage_group=stage_group,
+            reason="stage_changed",
+        )
+    else:
+        event = CohortAssigned.create(
+            patient_id=patient_id,
+            occurred_at=now,
+            cohort_id=cohort_id,
+            stage_group=stage_group,
+            language=language,
+        )
+    await uow.publish(event)
+
+
+async def _form_cohorts(
+    uow: UnitOfWork,
+    new: tuple[matching.NewCohort, ...],
+    config: matching.MatchingConfig,
+    now: datetime,
+) -> dict[str, uuid.UUID]:
+    """Create the new cohorts that get a moderator: the least loaded one for the language."""
+    load = Counter(
+        dict(
+            (
+                await uow.session.execute(
+                    sa.select(cohorts.c.moderator, sa.func.count())
+                    .where(cohorts.c.status == "active")
+                    .group_by(cohorts.c.moderator)
+                )
+            )
+            .tuples()
+            .all()
+        )
+    )
+    available = list(
+        (await uow.session.execute(sa.select(moderators).order_by(moderators.c.subject))).mappings()
+    )
+    formed: dict[str, uuid.UUID] = {}
+    for cohort in new:
+        fits = [
+            m
+            for m in available
+            if cohort.language in m["languages"] and load[m["subject"]] < m["max_cohorts"]
+        ]
+        if not fits:
+            log.warning("new cohort waits for a moderator", extra={"language": cohort.language})
+            continue
+        moderator = min(fits, key=lambda m: (load[m["subject"]], m["subject"]))["subject"]
+        load[moderator] += 1
+        cohort_id = uuid.uuid4()
+        await uow.session.execute(
+            sa.insert(cohorts).values(
+                id=cohort_id,
+                stage_group=cohort.stage_group,
+                language=cohort.language,
+                drug=cohort.drug,
+                on_diazepam=cohort.on_diazepam,
+                session_weekday=SESSION_WEEKDAY,
+                session_utc_minute=cohort.session_utc_minute,
+                capacity=config.max_size,
+                moderator=moderator,
+                status="active",
+                created_at=now,
+            )
+        )
+        formed[cohort.key] = cohort_id
+    return formed
+
+
+async def _open_cohorts(uow: UnitOfWork) -> list[matching.OpenCohort]:
+    size = (
+        sa.select(memberships.c.cohort_id, sa.func.count().label("size"))
+        .where(memberships.c.left_at.is_(None))
+        .group_by(memberships.c.cohort_id)
+        .subquery()
+    )
+    rows = await uow.session.execute(
+        sa.select(cohorts, sa.func.coalesce(size.c.size, 0).label("size"))
+        .outerjoin(size, size.c.cohort_id == cohorts.c.id)
+        .where(cohorts.c.status == "active")
+    )
+    return [
+        matching.OpenCohort(
+            cohort_id=r["id"],
+            stage_group=r["stage_group"],
+            language=r["language"],
+            session_utc_minute=r["session_utc_minute"],
+            drug=r["drug"],
+            size=r["size"],
+            capacity=r["capacity"],
+            on_diazepam=r["on_diazepam"],
+        )
+        for r in rows.mappings()
+        if r["size"] < r["capacity"]
+    ]
+
+
+async def _participants_with_stage(uow: UnitOfWork) -> list[sa.RowMapping]:
+    rows = await uow.session.execute(
+        sa.select(
+            participants,
+            patient_stages.c.stage,
+            patient_stages.c.drug,
+            patient_stages.c.stage_since,
+            patient_stages.c.completed_at,
+        )
+        .outerjoin(patient_stages, patient_stages.c.patient_id == participants.c.patient_id)
+        .where(participants.c.status != "left")
+        .order_by(participants.c.patient_id)
+    )
+    return list(rows.mappings())
+
+
+async def _red_blocked(uow: UnitOfWork) -> set[uuid.UUID]:
+    rows = await uow.session.scalars(
+        sa.select(red_episodes.c.patient_id).where(red_episodes.c.resolved_at.is_(None)).distinct()
+    )
+    return set(rows.all())
+
+
+async def _end_membership(
+    uow: UnitOfWork, patient_id: uuid.UUID, cohort_id: uuid.UUID, reason: str, now: datetime
+) -> None:
+    await uow.session.execute(
+        sa.update(memberships)
+        .where(
+            memberships.c.patient_id == patient_id,
+            memberships.c.cohort_id == cohort_id,
+            memberships.c.left_at.is_(None),
+        )
+        .values(left_at=now, left_reason=reason)
+    )
+
+
+async def _participant(uow: UnitOfWork, patient_id: uuid.UUID) -> sa.RowMapping | None:
+    result = await uow.session.execute(
+        sa.select(participants).where(participants.c.patient_id == patient_id)
+    )
+    return result.mappings().first()
+
+
+async def _set(uow: UnitOfWork, patient_id: uuid.UUID, **values: Any) -> None:
+    values["updated_at"] = uow.clock.now()
+    await uow.session.execute(
+        sa.update(participants).where(participants.c.patient_id == patient_id).values(**values)
+    )
+
+
+# --- reads ------------------------------------------------------------------------------------
+
+
+async def my_cohort(uow: UnitOfWork, patient_id: uuid.UUID) -> dict[str, Any]:
+    """The patient's cohort as they see it: handles only, sessions in their timezone."""
+    me = await _participant(uow, patient_id)
+    if me is None or me["status"] == "left":
+        raise NotFound("not taking part in peer support")
+    if me["cohort_id"] is None:
+        return {"status": "waiting", "waiting_since": me["waiting_since"], "handle": me["handle"]}
+    cohort = (
+        (await uow.session.execute(sa.select(cohorts).where(cohorts.c.id == me["cohort_id"])))
+        .mappings()
+        .one()
+    )
+    handles = await _member_handles(uow, me["cohort_id"])
+    return {
+        "status": "placed",
+        "handle": me["handle"],
+        "cohort_id": cohort["id"],
+        "stage_group": cohort["stage_group"],
+        "language": cohort["language"],
+        "members": sorted(handles.values()),
+        "next_sessions": placement.next_sessions(
+            cohort["session_weekday"], cohort["session_utc_minute"], me["timezone"], uow.clock.now()
+        ),
+    }
+
+
+async def roster(uow: UnitOfWork, moderator: str) -> list[dict[str, Any]]:
+    """A moderator's cohorts and members (opaque patient ids and handles: the moderator reaches
+    clinical details only through their panel in the other services)."""
+    rows = await uow.session.execute(
+        sa.select(cohorts).where(cohorts.c.moderator == moderator, cohorts.c.status == "active")
+    )
+    out = []
+    for c in rows.mappings():
+        members = await _member_handles(uow, c["id"])
+        out.append(
+            {
+                "cohort_id": c["id"],
+                "stage_group": c["stage_group"],
+                "language": c["language"],
+                "session_weekday": c["session_weekday"],
+                "session_utc_minute": c["session_utc_minute"],
+                "members": [
+                    {"patient_id": p, "handle": h}
+                    for p, h in sorted(members.items(), key=lambda kv: kv[1])
+                ],
+            }
+        )
+    return out
+
+
+async def _member_handles(uow: UnitOfWork, cohort_id: uuid.UUID) -> dict[uuid.UUID, str]:
+    rows = await uow.session.execute(
+        sa.select(participants.c.patient_id, participants.c.handle)
+        .join(memberships, memberships.c.patient_id == participants.c.patient_id)
+        .where(memberships.c.cohort_id == cohort_id, memberships.c.left_at.is_(None))
+    )
+    return dict(rows.tuples().all())

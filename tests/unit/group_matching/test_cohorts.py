@@ -1,0 +1,330 @@
+"""Cohorts through the service (SQLite, the real bootstrap and matcher, matching runs fired by the
+real timer poller on a pinned clock): placement rules, the RED block and its override, moves on a
+stage change with hysteresis, opting out, privacy of what members see, and 422s."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from contracts import (
+    CohortAssigned,
+    CohortChanged,
+    CohortLeft,
+    DoseReduced,
+    EscalationResolved,
+    Event,
+    Severity,
+    ThresholdExceeded,
+    ThresholdReason,
+    event_class,
+)
+from services.chassis.auth import Role, issue_dev_token
+from services.chassis.clock import FrozenClock
+from services.chassis.migrations import upgrade_to_head
+from services.chassis.runtime import ServiceRuntime
+from services.group_matching.bootstrap import bootstrap
+from services.group_matching.entrypoints.consumers import SUBSCRIPTIONS
+from services.group_matching.settings import GroupMatchingSettings
+
+NOW = datetime(2026, 3, 2, 15, tzinfo=UTC)  # a Monday
+HANDLERS = {s.topic.event: s.handler for s in SUBSCRIPTIONS}
+
+
+class Stack:
+    def __init__(self, runtime: ServiceRuntime, clock: FrozenClock, client: httpx.AsyncClient):
+        self.runtime, self.clock, self.client = runtime, clock, client
+
+    def auth(self, role: Role, subject: str, **claims: Any) -> dict[str, str]:
+        token = issue_dev_token(self.runtime.settings, subject=subject, role=role, **claims)
+        return {"Authorization": f"Bearer {token}"}
+
+    def patient(self, patient_id: uuid.UUID) -> dict[str, str]:
+        return self.auth(Role.PATIENT, f"p-{patient_id}", patient_id=patient_id)
+
+    async def join(
+        self, n: int, timezone: str = "America/Chicago", language: str = "en"
+    ) -> list[uuid.UUID]:
+        ids = [uuid.uuid4() for _ in range(n)]
+        for p in ids:
+            r = await self.client.put(
+                f"/api/group-matching/patients/{p}/peer-support",
+                json={"timezone": timezone, "language": language},
+                headers=self.patient(p),
+            )
+            assert r.status_code == 200, r.text
+        return ids
+
+    async def moderator(self, subject: str = "mod-1", languages: tuple[str, ...] = ("en",)) -> None:
+        r = await self.client.put(
+            f"/api/group-matching/moderators/{subject}",
+            json={"languages": list(languages), "max_cohorts": 5},
+            headers=self.auth(Role.OPS, "ops-1"),
+        )
+        assert r.status_code == 204, r.text
+
+    async def run(self, after: timedelta = timedelta(seconds=11)) -> None:
+        self.clock.advance(after)
+        await self.runtime.timers.fire_due()
+
+    async def handle(self, event: Event) -> None:
+        async with self.runtime.uow() as uow:
+            await HANDLERS[type(event)](event, uow)
+            await uow.commit()
+
+    async def events(self, kind: type[Event]) -> list[Any]:
+        async with self.runtime.uow() as uow:
+            outbox = uow.table("outbox")
+            rows = (await uow.session.execute(sa.select(outbox).order_by(outbox.c.seq))).mappings()
+            parsed = [event_class(r["event_type"]).model_validate_json(r["payload"]) for r in rows]
+        return [e for e in parsed if isinstance(e, kind)]
+
+    async def cohort_of(self, patient: uuid.UUID) -> dict[str, Any]:
+        r = await self.client.get(
+            f"/api/group-matching/patients/{patient}/cohort", headers=self.patient(patient)
+        )
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    clock = FrozenClock(NOW)
+    settings = GroupMatchingSettings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/gm.db",
+        environment="test",
+        kafka_provision_topics=False,
+    )
+    runtime = bootstrap(settings, clock=clock)
+    await upgrade_to_head(runtime.engine, "group_matching")
+    transport = httpx.ASGITransport(app=runtime.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield Stack(runtime, clock, client)
+    await runtime.engine.dispose()
+
+
+def dose(
+    patient: uuid.UUID, plan: uuid.UUID, step: int, before: str, after: str, at: datetime
+) -> DoseReduced:
+    return DoseReduced.create(
+        patient_id=patient,
+        occurred_at=at,
+        plan_id=plan,
+        step_number=step,
+        drug="alprazolam",
+        previous_daily_dose_mg=Decimal(before),
+        new_daily_dose_mg=Decimal(after),
+        effective_on=date(2026, 3, 2),
+        taper_stage="active",
+        approved_by_decision_id=uuid.uuid4(),
+        half_life_class="short",
+    )
+
+
+async def test_a_cohort_forms_at_its_minimum_with_a_moderator_and_members_see_handles_only(
+    stack: Stack,
+) -> None:
+    await stack.moderator()
+    first = await stack.join(5)
+    await stack.run()
+    assert (await stack.cohort_of(first[0]))["status"] == "waiting"  # 5 < minimum of 6
+    sixth = await stack.join(1)
+    await stack.run()
+    assigned = await stack.events(CohortAssigned)
+    assert {e.patient_id for e in assigned} == {*first, *sixth}
+    assert len({e.cohort_id for e in assigned}) == 1
+    mine = await stack.cohort_of(first[0])
+    assert mine["status"] == "placed" and len(mine["members"]) == 6
+    assert mine["stage_group"] == "pre_taper_crossover"  # opted in before any taper step
+    text = str(mine)
+    assert not any(str(p) in text for p in [*first, *sixth])  # handles, never patient ids
+    session = datetime.fromisoformat(mine["next_sessions"][0])
+    assert session.utcoffset() == timedelta(hours=-6)  # Chicago time (CST)
+    assert 9 <= session.hour < 21  # inside the local window
+    roster = await stack.client.get(
+        "/api/group-matching/moderators/mod-1/cohorts", headers=stack.auth(Role.CLINICIAN, "mod-1")
+    )
+    assert len(roster.json()[0]["members"]) == 6
+    other = await stack.client.get(
+        "/api/group-matching/moderators/mod-1/cohorts", headers=stack.auth(Role.CLINICIAN, "mod-2")
+    )
+    assert other.status_code == 403
+
+
+async def test_without_a_moderator_nobody_is_placed_and_languages_never_mix(stack: Stack) -> None:
+    await stack.join(6, language="es")
+    await stack.join(3, language="en")
+    await stack.run()
+    assert await stack.events(CohortAssigned) == []  # no moderator yet
+    await stack.moderator(languages=("en",))
+    await stack.run()
+    assert await stack.events(CohortAssigned) == []  # the Spanish speakers need a Spanish one
+    await stack.moderator("mod-es", languages=("es",))
+    await stack.run()
+    assigned = await stack.events(CohortAssigned)
+    assert len(assigned) == 6 and {e.language for e in assigned} == {"es"}
+
+
+async def test_an_open_red_episode_blocks_placement_until_resolved_or_overridden(
+    stack: Stack,
+) -> None:
+    await stack.moderator()
+    patients = await stack.join(6)
+    red = ThresholdExceeded.create(
+        patient_id=patients[0],
+        occurred_at=NOW,
+        report_id=uuid.uuid4(),
+        episode_id=uuid.uuid4(),
+        severity=Severity.RED,
+        reasons=(ThresholdReason(code="red_flag:seizure"),),
+        family="safety",
+    )
+    await stack.handle(red)
+    await stack.run()
+    assert await stack.events(CohortAssigned) == []  # five others are below the minimum
+    override = await stack.client.post(
+        f"/api/group-matching/patients/{patients[0]}/placement-override",
+        json={"reason_code": "stable_on_review"},
+        headers=stack.auth(Role.CLINICIAN, "dr-ada", panel=[patients[0]]),
+    )
+    assert override.status_code == 204
+    stranger = await stack.client.post(
+        f"/api/group-matching/patients/{patients[1]}/placement-override",
+        json={"reason_code": "stable_on_review"},
+        headers=stack.auth(Role.CLINICIAN, "dr-zed", panel=[]),
+    )
+    assert stranger.status_code == 403
+    await stack.run()
+    assert len(await stack.events(CohortAssigned)) == 6
+
+
+async def test_resolving_the_red_episode_lets_the_patient_be_placed(stack: Stack) -> None:
+    await stack.moderator()
+    patients = await stack.join(6)
+    episode = uuid.uuid4()
+    await stack.handle(
+        ThresholdExceeded.create(
+            patient_id=patients[0],
+            occurred_at=NOW,
+            report_id=uuid.uuid4(),
+            episode_id=episode,
+            severity=Severity.RED,
+            reasons=(ThresholdReason(code="red_flag:seizure"),),
+            family="safety",
+        )
+    )
+    await stack.run()
+    assert await stack.events(CohortAssigned) == []
+    await stack.handle(
+        EscalationResolved.create(
+            patient_id=patients[0],
+            occurred_at=NOW,
+            episode_id=episode,
+            family="safety",
+            severity=Severity.RED,
+            resolution="keep_held",
+            resolved_by="dr-ada",
+        )
+    )
+    await stack.run()
+    assert len(await stack.events(CohortAssigned)) == 6
+
+
+async def test_a_stage_change_moves_members_only_once_it_has_settled(stack: Stack) -> None:
+    await stack.moderator(languages=("en",))
+    patients = await stack.join(12)
+    plans = {p: uuid.uuid4() for p in patients}
+    for p in patients:  # everyone actively tapering
+        await stack.handle(dose(p, plans[p], 1, "4", "3", NOW))
+    await stack.run()
+    assigned = await stack.events(CohortAssigned)
+    assert len(assigned) == 12 and {e.stage_group for e in assigned} == {"active"}
+
+    # Six reach the final phase (below 10% of their start) on day 1.
+    movers = patients[:6]
+    for p in movers:
+        await stack.handle(dose(p, plans[p], 2, "3", "0.25", NOW + timedelta(days=1)))
+    await stack.run(timedelta(days=5))
+    assert await stack.events(CohortChanged) == []  # not settled yet: nobody churns
+    await stack.run(timedelta(days=10))  # 15 days in the final phase
+    changed = await stack.events(CohortChanged)
+    assert {e.patient_id for e in changed} == set(movers)
+    assert {e.stage_group for e in changed} == {"final_phase"}
+    assert all(e.reason == "stage_changed" for e in changed)
+    stayers = {p: (await stack.cohort_of(p))["cohort_id"] for p in patients[6:]}
+    assert len(set(stayers.values())) <= 2  # the others kept their cohorts
+
+
+async def test_a_lone_mover_leaves_and_waits_and_opting_out_is_announced(stack: Stack) -> None:
+    await stack.moderator()
+    patients = await stack.join(6)
+    plans = {p: uuid.uuid4() for p in patients}
+    for p in patients:
+        await stack.handle(dose(p, plans[p], 1, "4", "3", NOW))
+    await stack.run()
+    mover = patients[0]
+    await stack.handle(dose(mover, plans[mover], 2, "3", "0.25", NOW))
+    await stack.run(timedelta(days=15))
+    [left] = await stack.events(CohortLeft)
+    assert (left.patient_id, left.reason) == (mover, "stage_changed")
+    assert (await stack.cohort_of(mover))["status"] == "waiting"
+    quitter = patients[1]
+    r = await stack.client.delete(
+        f"/api/group-matching/patients/{quitter}/peer-support", headers=stack.patient(quitter)
+    )
+    assert r.status_code == 204
+    reasons = sorted(e.reason for e in await stack.events(CohortLeft))
+    assert reasons == ["patient_left", "stage_changed"]
+    gone = await stack.client.get(
+        f"/api/group-matching/patients/{quitter}/cohort", headers=stack.patient(quitter)
+    )
+    assert gone.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"timezone": "Mars/Olympus", "language": "en"}, "timezone"),
+        ({"timezone": "EST5EDT-ish", "language": "en"}, "timezone"),
+        ({"timezone": "Europe/Paris", "language": "klingon"}, "language"),
+    ],
+)
+async def test_unknown_timezone_or_language_is_a_422_naming_the_field(
+    stack: Stack, body: dict[str, str], field: str
+) -> None:
+    patient = uuid.uuid4()
+    r = await stack.client.put(
+        f"/api/group-matching/patients/{patient}/peer-support",
+        json=body,
+        headers=stack.patient(patient),
+    )
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", field]
+
+
+async def test_only_the_patient_opts_in_and_every_access_is_audited(stack: Stack) -> None:
+    patient, other = uuid.uuid4(), uuid.uuid4()
+    r = await stack.client.put(
+        f"/api/group-matching/patients/{patient}/peer-support",
+        json={"timezone": "Europe/Paris", "language": "fr"},
+        headers=stack.patient(other),
+    )
+    assert r.status_code == 403
+    clinician = await stack.client.put(
+        f"/api/group-matching/patients/{patient}/peer-support",
+        json={"timezone": "Europe/Paris", "language": "fr"},
+        headers=stack.auth(Role.CLINICIAN, "dr-ada", panel=[patient]),
+    )
+    assert clinician.status_code == 403  # opting in is the patient's own decision
+    async with stack.runtime.uow() as uow:
+        audit = uow.table("audit_log")
+        outcomes = (await uow.session.scalars(sa.select(audit.c.outcome))).all()
+    assert outcomes.count("denied") == 2
