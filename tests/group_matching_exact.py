@@ -15,9 +15,13 @@ Hard keys (language, stage group) share no patient and no cohort, so each key is
   statuses (other labels, and ``None``, score no more for anyone). ``y[o] >= 0`` counts the
   cohorts opened with option o: ``min * y[o] <= sum_t n[t, o] <= max * y[o]``; members of
   same-option cohorts score the same, so they can be dealt into ``y[o]`` cohorts of legal size.
-  A start is dropped when a neighbouring grid start is at least as good for everyone it admits
-  (all of them start at least half a grid step before the middle of their window, so a later
-  start is no worse for each and admits them all; or mirror-wise): no optimum is lost.
+  Starts are limited to those an optimal cohort can have: for fixed members the session points
+  are a concave piecewise-linear function of the start over the (single) arc every member
+  allows, so the best grid start is a grid neighbour of some member's ideal start or the first
+  or last start some member allows. No optimum is lost.
+* **Cuts** the LP relaxation lacks (both valid for integers): a key of n patients opens at most
+  ``n // min`` cohorts, and ``n[t, o] <= size(t) * y[o]``. Without them a fractional ``y`` lets
+  every patient have a cohort labelled just for them, and proofs take minutes.
 * **Existing cohorts**: ``sum_t n[t, e] <= room(e)``.
 
 Scores are floats; CP-SAT needs integers, so each coefficient is multiplied by ``SCALE`` (1000)
@@ -59,6 +63,7 @@ class ExactSolution:
     optimal: bool  # CP-SAT proved every key optimal (else: best found within the time limit)
     seconds: float  # model building and solving, wall clock
     solver_seconds: float  # CP-SAT's own wall time, summed over keys
+    bound: float  # CP-SAT's proven upper bound on the objective (the optimum when optimal)
 
 
 def solve_exact(
@@ -78,16 +83,17 @@ def solve_exact(
         keys.setdefault((c.language, config.stage_group(c.stage)), []).append(c)
     placements: list[Placement] = []
     new_cohorts: list[NewCohort] = []
-    optimal, solver_seconds = True, 0.0
+    optimal, solver_seconds, bound = True, 0.0, 0.0
     for (language, stage_group), members in sorted(keys.items()):
         key_opens = [o for o in opens if (o.language, o.stage_group) == (language, stage_group)]
-        placed, formed, proved, spent = _solve_key(
+        placed, formed, proved, spent, key_bound = _solve_key(
             members, key_opens, language, stage_group, config, now, time_limit_s, workers
         )
         placements += placed
         new_cohorts += formed
         optimal &= proved
         solver_seconds += spent
+        bound += key_bound
     done = {p.patient_id for p in placements}
     draft = MatchResult(
         tuple(sorted(placements, key=lambda p: p.patient_id)),
@@ -101,29 +107,22 @@ def solve_exact(
         optimal=optimal,
         seconds=time.perf_counter() - started,
         solver_seconds=solver_seconds,
+        bound=bound,
     )
 
 
 def _useful_minutes(offsets: set[int], config: MatchingConfig) -> list[int]:
-    """Grid starts not dominated by a neighbour (see the module docstring)."""
+    """The grid starts an optimal new cohort can have (see the module docstring)."""
     lo, hi, step = config.earliest_start, config.latest_start, config.grid_minutes
     mid = (lo + hi) / 2
-    kept = []
-    for minute in config.session_grid():
-        local = [(minute + off) % MINUTES_PER_DAY for off in offsets]
-        local = [x for x in local if lo <= x <= hi]
-        if not local:
-            continue
-        if hi - mid >= step / 2 and (
-            all(x <= mid - step / 2 for x in local) and any(x < mid - step / 2 for x in local)
-        ):
-            continue  # a start one step later is no worse for anyone here, better for some
-        if mid - lo >= step / 2 and (
-            all(x >= mid + step / 2 for x in local) and any(x > mid + step / 2 for x in local)
-        ):
-            continue  # likewise one step earlier
-        kept.append(minute)
-    return kept
+    kept: set[int] = set()
+    for off in offsets:
+        ideal = mid - off
+        earliest = -(-(lo - off) // step) * step
+        latest = (hi - off) // step * step
+        floor = int(ideal // step) * step
+        kept |= {earliest, latest, floor, floor + step} if earliest <= latest else set()
+    return sorted({m % MINUTES_PER_DAY for m in kept})
 
 
 def _solve_key(
@@ -135,7 +134,7 @@ def _solve_key(
     now: datetime,
     time_limit_s: float,
     workers: int,
-) -> tuple[list[Placement], list[NewCohort], bool, float]:
+) -> tuple[list[Placement], list[NewCohort], bool, float, float]:
     types: dict[tuple[int, str, bool], list[Candidate]] = {}
     for c in members:
         types.setdefault((c.utc_offset_minutes, c.drug, c.on_diazepam), []).append(c)
@@ -174,10 +173,10 @@ def _solve_key(
         for k, base in enumerate(scores):
             if base is None:
                 continue
-            bound = len(group) if k >= len(opens) else min(len(group), opens[k].room)
-            if bound == 0:
+            most = len(group) if k >= len(opens) else min(len(group), opens[k].room)
+            if most == 0:
                 continue
-            n = model.new_int_var(0, bound, "")
+            n = model.new_int_var(0, most, "")
             counts[(t, k)] = n
             placed_t.append(n)
             objective.append((n, round(base * SCALE)))
@@ -256,4 +255,6 @@ def _solve_key(
                 )
             )
             placements += [Placement(pid, new_cohort_key=key) for pid in chunk]
-    return placements, formed, outcome == cp_model.OPTIMAL, solver.wall_time
+    # scaled integers back to points, plus the rounding slack of the placed (see above)
+    upper = solver.best_objective_bound / SCALE + 0.001 * len(members)
+    return placements, formed, outcome == cp_model.OPTIMAL, solver.wall_time, upper
