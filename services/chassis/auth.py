@@ -21,7 +21,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from services.chassis.settings import ServiceSettings
 from services.chassis.uow import UnitOfWork
 
-ALGORITHMS = ["HS256"]
+# The identity provider's algorithms and the key type each needs.
+ASYMMETRIC = {"RS256": "RSA", "ES256": "EC"}
+DEV_ALGORITHM = "HS256"  # the development issuer (local stack and tests), never in production
 
 
 class Role(StrEnum):
@@ -51,18 +53,64 @@ class Principal:
         return False  # ops see no clinical content
 
 
+class InvalidToken(Exception):
+    """Refused before any claim is read: wrong algorithm, unknown key, key of the wrong type."""
+
+
 class TokenVerifier:
+    """Verifies bearer tokens: the identity provider's (RS256/ES256, keys from its JWKS by
+    ``kid``) and, outside production, the development issuer's (HS256, shared secret).
+
+    The algorithm comes from the token header but only ever selects among these: ``none``,
+    any other algorithm, HS256 in production, an unknown ``kid`` and a key whose type does not
+    match the algorithm are refused. HS256 is verified with the development secret only, never
+    with a provider key, so a token HMAC-signed with the provider's public key (algorithm
+    confusion) fails.
+    """
+
     def __init__(self, settings: ServiceSettings) -> None:
         self._secret = settings.jwt_secret
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
+        self._dev_issuer = settings.environment != "production"
+        self._jwks_client = (
+            jwt.PyJWKClient(settings.jwt_jwks_url, cache_keys=True, lifespan=300)
+            if settings.jwt_jwks_url
+            else None
+        )
+        self._jwks = jwt.PyJWKSet.from_json(settings.jwt_jwks) if settings.jwt_jwks else None
+
+    def _key_for(self, token: str) -> tuple[Any, str]:
+        header = jwt.get_unverified_header(token)
+        alg = header.get("alg")
+        if alg in ASYMMETRIC:
+            kid = header.get("kid")
+            if not isinstance(kid, str):
+                raise InvalidToken("no key id")
+            jwk = self._provider_key(kid)
+            if jwk.key_type != ASYMMETRIC[alg] or (jwk.algorithm_name not in (alg, None)):
+                raise InvalidToken("key does not match the algorithm")
+            return jwk.key, alg
+        if alg == DEV_ALGORITHM and self._dev_issuer:
+            return self._secret, DEV_ALGORITHM
+        raise InvalidToken("algorithm not accepted")
+
+    def _provider_key(self, kid: str) -> jwt.PyJWK:
+        if self._jwks is not None:
+            for key in self._jwks.keys:
+                if key.key_id == kid:
+                    return key
+        if self._jwks_client is not None:
+            return self._jwks_client.get_signing_key(kid)  # refetches once for a new kid
+        raise InvalidToken("unknown key id")
 
     def verify(self, token: str) -> Principal:
         try:
+            key, alg = self._key_for(token)
             claims = jwt.decode(
                 token,
-                self._secret,
-                algorithms=ALGORITHMS,
+                key,
+                algorithms=[alg],
                 issuer=self._issuer,
                 audience=self._audience,
                 options={"require": ["exp", "iat", "sub", "iss", "aud"]},
@@ -71,7 +119,7 @@ class TokenVerifier:
             patient_id = uuid.UUID(claims["patient_id"]) if claims.get("patient_id") else None
             panel = frozenset(uuid.UUID(p) for p in claims.get("panel", []))
             scopes = frozenset(str(claims.get("scope", "")).split())
-        except (jwt.PyJWTError, KeyError, ValueError, TypeError) as exc:
+        except (InvalidToken, jwt.PyJWTError, KeyError, ValueError, TypeError) as exc:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
                 detail="invalid or expired token",

@@ -79,6 +79,10 @@ class ServiceSettings(BaseSettings):
     jwt_secret: str = Field(default=DEV_JWT_SECRET, validation_alias=_shared("TAPER_JWT_SECRET"))
     jwt_issuer: str = Field(default="taper-dev", validation_alias=_shared("TAPER_JWT_ISSUER"))
     jwt_audience: str = Field(default="taper-api", validation_alias=_shared("TAPER_JWT_AUDIENCE"))
+    # The identity provider's signing keys (RS256/ES256): its JWKS URL (fetched and cached), or
+    # the JWKS document itself (a JSON string, for air-gapped setups and tests).
+    jwt_jwks_url: str | None = Field(default=None, validation_alias=_shared("TAPER_JWT_JWKS_URL"))
+    jwt_jwks: str | None = Field(default=None, validation_alias=_shared("TAPER_JWT_JWKS"))
 
     otlp_endpoint: str | None = Field(
         default=None, validation_alias=_shared("OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -89,6 +93,10 @@ class ServiceSettings(BaseSettings):
     def _refuse_dev_secrets_in_production(self) -> ServiceSettings:
         if self.environment == "production" and self.jwt_secret == DEV_JWT_SECRET:
             raise ValueError("TAPER_JWT_SECRET must be set in production (dev secret refused)")
+        if self.environment == "production" and not (self.jwt_jwks_url or self.jwt_jwks):
+            # Production accepts only the identity provider's asymmetric tokens (HS256 is the
+            # development issuer's): without its keys no request could ever be authenticated.
+            raise ValueError("TAPER_JWT_JWKS_URL (or TAPER_JWT_JWKS) must be set in production")
         return self
 
     @property

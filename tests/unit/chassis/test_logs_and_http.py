@@ -118,6 +118,11 @@ def test_tokens_are_verified_for_signature_audience_and_expiry() -> None:
 def test_the_dev_issuer_and_dev_secret_are_refused_in_production() -> None:
     with pytest.raises(ValueError, match="TAPER_JWT_SECRET"):
         ServiceSettings(service_name="svc", environment="production")
-    prod = ServiceSettings(service_name="svc", environment="production", jwt_secret="s" * 40)
+    prod = ServiceSettings(
+        service_name="svc",
+        environment="production",
+        jwt_secret="s" * 40,
+        jwt_jwks_url="https://idp.example/.well-known/jwks.json",
+    )
     with pytest.raises(RuntimeError):
         issue_dev_token(prod, subject="x", role=Role.OPS)

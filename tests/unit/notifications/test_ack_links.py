@@ -49,4 +49,8 @@ def test_links_and_api_tokens_are_not_interchangeable() -> None:
 
 def test_production_refuses_the_development_link_secret() -> None:
     with pytest.raises(ValueError, match="ACK_LINK_SECRET"):
-        NotificationsSettings(environment="production", jwt_secret="y" * 40)
+        NotificationsSettings(
+            environment="production",
+            jwt_secret="y" * 40,
+            jwt_jwks_url="https://idp.example/.well-known/jwks.json",
+        )
