@@ -95,7 +95,7 @@ async def test_no_outsider_ever_reaches_a_patients_data(runtime: ServiceRuntime)
         for method, path in operations:
             url = concrete(path)
             for who, headers in outsiders(runtime).items():
-                body = {} if method in ("POST", "PUT", "PATCH") else None
+                body: dict[str, Any] | None = {} if method in ("POST", "PUT", "PATCH") else None
                 r = await client.request(method, url, json=body, headers=headers)
                 if 200 <= r.status_code < 300:
                     leaks.append(f"{who}: {method} {path} -> {r.status_code}")
