@@ -330,8 +330,12 @@ def test_gateway_routes_by_prefix_and_sets_request_id(
     # unknown prefixes are not forwarded anywhere; an unconfigured service is a 502
     assert _get(f"{gateway.url}/api/unknown/health")[0] == 404
     assert _get(f"{gateway.url}/api/monitoring/health")[0] == 502
-    # body limit 1 MiB
-    assert _get(f"{gateway.url}/api/scheduler/x", data=b"x" * (1024 * 1024 + 10))[0] == 413
+    # body limit 1 MiB, refused as JSON with the security headers
+    status, headers, body = _get(f"{gateway.url}/api/scheduler/x", data=b"x" * (1024 * 1024 + 10))
+    assert status == 413 and "too large" in json.loads(body)["detail"]
+    assert headers.get("X-Content-Type-Options") == "nosniff"
+    status, headers, _ = _get(f"{gateway.url}/api/scheduler/health")
+    assert (headers.get("X-Frame-Options"), headers.get("Cache-Control")) == ("DENY", "no-store")
 
     # JSON access log without query strings
     time.sleep(0.1)
@@ -339,3 +343,20 @@ def test_gateway_routes_by_prefix_and_sets_request_id(
     assert {"/api/scheduler/health", "/api/group-matching/health"} <= {x["path"] for x in lines}
     assert "cohort" not in gateway.access_log.read_text()
     assert any(x["request_id"] == "client-req-42" for x in lines)
+
+
+def test_gateway_rate_limits_each_client_with_a_json_429(
+    gateway: Any, upstreams: dict[str, _Upstream]
+) -> None:
+    """A burst far above the per-client limit (20/s, bursts of 40) meets 429s, as JSON, and
+    those requests never reach the service behind."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    before = len(upstreams["scheduler"].requests)
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        answers = list(pool.map(lambda _: _get(f"{gateway.url}/api/scheduler/health"), range(200)))
+    statuses = [status for status, _, _ in answers]
+    refused = [body for status, _, body in answers if status == 429]
+    assert refused and statuses.count(200) >= 40
+    assert json.loads(refused[0]) == {"detail": "too many requests, slow down"}
+    assert len(upstreams["scheduler"].requests) - before == statuses.count(200)
