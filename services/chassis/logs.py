@@ -34,7 +34,14 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    quiet_payload_loggers()
+
+
+def quiet_payload_loggers() -> None:
+    """Third-party loggers that write request paths or message payloads (PHI) at DEBUG/INFO are
+    held at WARNING whatever the root level: aiokafka logs every record's value at DEBUG.
+    Called by every ``ServiceRuntime`` too, so in-process runs (tests, benchmarks) are as safe."""
     # Access logs carry full paths; the gateway logs requests without query strings instead.
     logging.getLogger("uvicorn.access").disabled = True
-    logging.getLogger("aiokafka").setLevel("WARNING")
-    logging.getLogger("kafka").setLevel("WARNING")
+    for name in ("aiokafka", "kafka", "httpcore", "httpx"):
+        logging.getLogger(name).setLevel("WARNING")

@@ -26,6 +26,7 @@ from services.chassis.consumer import EventConsumer, Handler, OffsetCommitter, S
 from services.chassis.db import make_engine, make_session_factory
 from services.chassis.deadletter import DeadLetters
 from services.chassis.kafka import ensure_topics, make_broker
+from services.chassis.logs import quiet_payload_loggers
 from services.chassis.migrations import upgrade_to_head
 from services.chassis.outbox import OutboxRelay
 from services.chassis.retention import RetentionPolicy, RetentionPruner
@@ -61,6 +62,7 @@ class ServiceRuntime:
         clock: Clock | None = None,
         tracer_provider: TracerProvider | None = None,
     ) -> None:
+        quiet_payload_loggers()
         self.settings = settings
         self.service = settings.service_name
         self.metadata = metadata
