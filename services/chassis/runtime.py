@@ -21,6 +21,7 @@ from fastapi import APIRouter, FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 
 from contracts import Topic, topics_produced_by
+from services.chassis import audit_api
 from services.chassis.clock import Clock, ScaledClock, SystemClock
 from services.chassis.consumer import EventConsumer, Handler, OffsetCommitter, ServiceSubscriber
 from services.chassis.db import make_engine, make_session_factory
@@ -171,7 +172,7 @@ class ServiceRuntime:
 
         app = create_app(
             self.settings,
-            routers=routers(self),
+            routers=[*routers(self), audit_api.router(self)],
             readiness_checks={"database": self._database_ready, "broker": self._broker_ready},
             tracer_provider=self.tracer_provider,
             lifespan=lifespan,
