@@ -195,6 +195,13 @@ def require_role(principal: Principal, *roles: Role) -> None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="role not permitted")
 
 
+def require_admin(principal: Principal, scope: str) -> None:
+    """A service's administrators: ops, or a clinician holding the service's admin ``scope``."""
+    if principal.role is Role.OPS or principal.has_scope(scope):
+        return
+    raise HTTPException(status.HTTP_403_FORBIDDEN, detail="administrators only")
+
+
 async def authorize_patient_access(
     uow: UnitOfWork,
     principal: Principal,
@@ -204,15 +211,19 @@ async def authorize_patient_access(
     resource: str,
     request: Request | None = None,
     roles: tuple[Role, ...] = (Role.PATIENT, Role.CLINICIAN),
+    granted: bool = False,
 ) -> None:
     """Allow or refuse ``principal`` on ``patient_id``'s data, and audit the decision either way.
+
+    ``granted``: the caller established another right to this patient's data for this request
+    (e.g. the on-call clinician paged for the patient's escalation); the role must still fit.
 
     The audit row is committed at once, allowed or denied: the access stands in the log even when
     the request is then refused, fails or is retried (its own transaction would need another
     session; here the caller's unit of work is committed with only the audit row in it, so call
     this before the request changes anything).
     """
-    allowed = principal.role in roles and principal.may_access_patient(patient_id)
+    allowed = principal.role in roles and (granted or principal.may_access_patient(patient_id))
     await uow.audit(
         actor=principal.subject,
         actor_role=str(principal.role),

@@ -15,7 +15,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, Field, StringConstraints, field_validator
 
-from services.chassis.auth import CurrentPrincipal, Principal, Role, authorize_patient_access
+from services.chassis.auth import (
+    CurrentPrincipal,
+    Principal,
+    Role,
+    authorize_patient_access,
+    require_admin,
+)
 from services.chassis.runtime import ServiceRuntime
 from services.chassis.uow import UnitOfWork
 from services.group_matching.domain import placement
@@ -133,8 +139,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     async def put_moderator(
         subject: Subject, body: ModeratorIn, principal: CurrentPrincipal
     ) -> None:
-        if not (principal.role is Role.OPS or principal.has_scope(ADMIN_SCOPE)):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, detail="administrators only")
+        require_admin(principal, ADMIN_SCOPE)
         async with runtime.uow() as uow:
             await cohorts.set_moderator(
                 uow, subject, body.languages, body.max_cohorts, principal.subject

@@ -16,7 +16,13 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse
 from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, model_validator
 
-from services.chassis.auth import CurrentPrincipal, Principal, Role, authorize_patient_access
+from services.chassis.auth import (
+    CurrentPrincipal,
+    Principal,
+    Role,
+    authorize_patient_access,
+    require_admin,
+)
 from services.chassis.runtime import ServiceRuntime
 from services.chassis.uow import UnitOfWork
 from services.notifications.adapters.ack_links import AckLinks, InvalidLink
@@ -279,9 +285,7 @@ def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
 
 
 def _require_admin(principal: Principal) -> None:
-    if principal.role is Role.OPS or principal.has_scope(ADMIN_SCOPE):
-        return
-    raise HTTPException(status.HTTP_403_FORBIDDEN, detail="notifications administrators only")
+    require_admin(principal, ADMIN_SCOPE)
 
 
 def _require_self_or_admin(principal: Principal, subject: str) -> None:
@@ -313,24 +317,19 @@ async def _authorize_escalation(
     for the escalation is what entitles them to it. Audited either way.
     """
     row = await escalations.escalation(uow, escalation_id)
-    allowed = principal.role is Role.CLINICIAN and (
-        principal.may_access_patient(row["patient_id"])
-        or principal.has_scope(ADMIN_SCOPE)
-        or await escalations.was_paged(uow, escalation_id, principal.subject)
+    granted = principal.has_scope(ADMIN_SCOPE) or await escalations.was_paged(
+        uow, escalation_id, principal.subject
     )
-    await uow.audit(
-        actor=principal.subject,
-        actor_role=str(principal.role),
+    await authorize_patient_access(
+        uow,
+        principal,
+        row["patient_id"],
         action=action,
         resource="escalation",
-        patient_id=row["patient_id"],
-        outcome="allowed" if allowed else "denied",
-        request_id=request.headers.get("x-request-id"),
-        client_addr=request.client.host if request.client else None,
+        request=request,
+        roles=(Role.CLINICIAN,),
+        granted=granted,
     )
-    await uow.commit()
-    if not allowed:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="not permitted for this escalation")
 
 
 def _verify(links: AckLinks, token: str, now: datetime) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -155,8 +155,6 @@ async def remove_override(uow: UnitOfWork, key: str, override_id: uuid.UUID) -> 
 
 
 def rotation_from(data: dict[str, Any]) -> Rotation:
-    from datetime import timedelta
-
     return Rotation(
         participants=tuple(data["participants"]),
         starts_at=datetime.fromisoformat(data["starts_at"]),
