@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,22 +19,8 @@ from hypothesis import HealthCheck, given, settings
 
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.migrations import upgrade_to_head
-from services.chassis.runtime import ServiceRuntime
-from services.group_matching.bootstrap import bootstrap as group_matching
-from services.group_matching.settings import GroupMatchingSettings
-from services.monitoring.bootstrap import bootstrap as monitoring
-from services.monitoring.settings import MonitoringSettings
-from services.notifications.bootstrap import bootstrap as notifications
-from services.notifications.settings import NotificationsSettings
-from services.scheduler.bootstrap import bootstrap as scheduler
-from services.scheduler.settings import SchedulerSettings
+from tests.all_services import SERVICES, sqlite_runtime
 
-SERVICES: dict[str, tuple[Callable[..., ServiceRuntime], type[Any]]] = {
-    "scheduler": (scheduler, SchedulerSettings),
-    "monitoring": (monitoring, MonitoringSettings),
-    "notifications": (notifications, NotificationsSettings),
-    "group_matching": (group_matching, GroupMatchingSettings),
-}
 PATIENT = uuid.uuid4()
 
 
@@ -42,15 +28,8 @@ class App:
     """One service's app on its own event loop (schemathesis drives it synchronously)."""
 
     def __init__(self, name: str, directory: Path) -> None:
-        make, settings_cls = SERVICES[name]
         self.loop = asyncio.new_event_loop()
-        self.runtime = make(
-            settings_cls(
-                database_url=f"sqlite+aiosqlite:///{directory}/{name}.db",
-                environment="test",
-                kafka_provision_topics=False,
-            )
-        )
+        self.runtime = sqlite_runtime(name, directory)
         self.loop.run_until_complete(upgrade_to_head(self.runtime.engine, name))
         self.client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=self.runtime.app), base_url="http://test"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +24,8 @@ import sqlalchemy as sa
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.migrations import upgrade_to_head
 from services.chassis.runtime import ServiceRuntime
-from services.group_matching.bootstrap import bootstrap as group_matching
-from services.group_matching.settings import GroupMatchingSettings
-from services.monitoring.bootstrap import bootstrap as monitoring
-from services.monitoring.settings import MonitoringSettings
-from services.notifications.bootstrap import bootstrap as notifications
-from services.notifications.settings import NotificationsSettings
-from services.scheduler.bootstrap import bootstrap as scheduler
-from services.scheduler.settings import SchedulerSettings
+from tests.all_services import SERVICES, sqlite_runtime
 
-SERVICES: dict[str, tuple[Callable[..., ServiceRuntime], type[Any]]] = {
-    "scheduler": (scheduler, SchedulerSettings),
-    "monitoring": (monitoring, MonitoringSettings),
-    "notifications": (notifications, NotificationsSettings),
-    "group_matching": (group_matching, GroupMatchingSettings),
-}
 PATIENT = uuid.uuid4()
 OTHER = uuid.uuid4()
 
@@ -67,14 +54,8 @@ def concrete(path: str) -> str:
 
 @pytest.fixture(params=list(SERVICES))
 async def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ServiceRuntime]:
-    make, settings_cls = SERVICES[request.param]
-    settings = settings_cls(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/{request.param}.db",
-        environment="test",
-        kafka_provision_topics=False,
-    )
-    rt = make(settings)
-    await upgrade_to_head(rt.engine, settings.service_name)
+    rt = sqlite_runtime(request.param, tmp_path)
+    await upgrade_to_head(rt.engine, request.param)
     yield rt
     await rt.engine.dispose()
 
