@@ -4,11 +4,6 @@ has had exactly one effect and every outbox row reached Kafka once per event id.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,60 +14,21 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from contracts import DOSE_REDUCED, SYMPTOM_REPORTED
+from tests.chaos.service_process import ServiceProcess
 from tests.helpers import dose_reduced, eventually, produce_raw, read_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 EVENTS = 300
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class MonitoringProcess:
-    """monitoring as ``make run`` starts it: its own process, its own database."""
-
-    def __init__(self, bootstrap: str, database_url: str, log: Path) -> None:
-        self.relay_enabled = True
-        self.env = {
-            **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "MONITORING_DATABASE_URL": database_url,
-            "MONITORING_HTTP_PORT": str(_free_port()),
-            "TAPER_ENV": "test",
-        }
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services.monitoring.entrypoints.main"],
-            cwd=ROOT,
-            env={**self.env, "MONITORING_RELAY_ENABLED": str(self.relay_enabled).lower()},
-            stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-
-    def crash(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
 
 
 @pytest.fixture
 def monitoring_process(
     kafka_bootstrap_servers: str, fresh_pg_dsn: str, tmp_path: Path
-) -> Iterator[MonitoringProcess]:
-    process = MonitoringProcess(kafka_bootstrap_servers, fresh_pg_dsn, tmp_path / "monitoring.log")
+) -> Iterator[ServiceProcess]:
+    process = ServiceProcess(
+        "monitoring", kafka_bootstrap_servers, fresh_pg_dsn, tmp_path / "monitoring.log"
+    )
     yield process
     process.stop()
 
@@ -89,7 +45,7 @@ async def _count(dsn: str, query: str, **params: Any) -> int:
 
 
 async def test_sigkill_mid_stream_loses_nothing_and_doubles_nothing(
-    monitoring_process: MonitoringProcess, fresh_pg_dsn: str, kafka_bootstrap_servers: str
+    monitoring_process: ServiceProcess, fresh_pg_dsn: str, kafka_bootstrap_servers: str
 ) -> None:
     patient = uuid.uuid4()
     events = [dose_reduced(patient, step_number=i + 1) for i in range(EVENTS)]
@@ -121,7 +77,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_doubles_nothing(
 
 
 async def test_events_committed_before_a_crash_are_published_after_restart(
-    monitoring_process: MonitoringProcess, fresh_pg_dsn: str, kafka_bootstrap_servers: str
+    monitoring_process: ServiceProcess, fresh_pg_dsn: str, kafka_bootstrap_servers: str
 ) -> None:
     """Reports committed before a crash, not yet published, are published after the restart."""
     import json
@@ -132,9 +88,9 @@ async def test_events_committed_before_a_crash_are_published_after_restart(
     from services.chassis.settings import ServiceSettings
     from services.monitoring.domain.reference import ciwa_b_v1
 
-    monitoring_process.relay_enabled = False  # commits pile up: a relay that lags
+    monitoring_process.set("RELAY_ENABLED", "false")  # commits pile up: a relay that lags
     monitoring_process.start()
-    port = monitoring_process.env["MONITORING_HTTP_PORT"]
+    port = monitoring_process.setting("HTTP_PORT")
     base = f"http://127.0.0.1:{port}/api/monitoring"
     patient = uuid.uuid4()
     token = issue_dev_token(
@@ -166,7 +122,7 @@ async def test_events_committed_before_a_crash_are_published_after_restart(
     pending = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
     assert await _count(fresh_pg_dsn, pending) == 40  # committed, not yet on Kafka
     monitoring_process.crash()
-    monitoring_process.relay_enabled = True
+    monitoring_process.set("RELAY_ENABLED", "true")
     monitoring_process.start()  # the relay publishes whatever was left pending
 
     async def drained() -> bool:

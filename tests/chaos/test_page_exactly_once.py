@@ -6,11 +6,6 @@ its own process, as ``make run`` starts it."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -22,53 +17,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from contracts import THRESHOLD_EXCEEDED, Severity, ThresholdExceeded, ThresholdReason
+from tests.chaos.service_process import ServiceProcess
 from tests.helpers import eventually, produce_raw
 from tests.notifications_receivers import HttpReceiver
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 EPISODES = 12
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class NotificationsProcess:
-    def __init__(self, bootstrap: str, database_url: str, webhook_url: str, log: Path) -> None:
-        self.env = {
-            **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "NOTIFICATIONS_DATABASE_URL": database_url,
-            "NOTIFICATIONS_HTTP_PORT": str(_free_port()),
-            "NOTIFICATIONS_PAGE_WEBHOOK_URL": webhook_url,
-            "NOTIFICATIONS_PAGE_WEBHOOK_TIMEOUT_S": "30",
-            "TAPER_ENV": "test",
-        }
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services.notifications.entrypoints.main"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-
-    def crash(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
 
 
 async def _scalar(dsn: str, query: str) -> int:
@@ -91,16 +46,21 @@ async def pager() -> Iterator[HttpReceiver]:  # type: ignore[misc]
 @pytest.fixture
 def notifications_process(
     kafka_bootstrap_servers: str, fresh_pg_dsn: str, pager: HttpReceiver, tmp_path: Path
-) -> Iterator[NotificationsProcess]:
-    process = NotificationsProcess(
-        kafka_bootstrap_servers, fresh_pg_dsn, pager.url("/pages"), tmp_path / "notif.log"
+) -> Iterator[ServiceProcess]:
+    process = ServiceProcess(
+        "notifications",
+        kafka_bootstrap_servers,
+        fresh_pg_dsn,
+        tmp_path / "notif.log",
+        PAGE_WEBHOOK_URL=pager.url("/pages"),
+        PAGE_WEBHOOK_TIMEOUT_S="30",
     )
     yield process
     process.stop()
 
 
 async def test_a_kill_mid_delivery_still_gives_one_page_per_episode_and_level(
-    notifications_process: NotificationsProcess,
+    notifications_process: ServiceProcess,
     pager: HttpReceiver,
     fresh_pg_dsn: str,
     kafka_bootstrap_servers: str,
@@ -119,7 +79,9 @@ async def test_a_kill_mid_delivery_still_gives_one_page_per_episode_and_level(
     ]
     notifications_process.start()
     await eventually(lambda: _scalar(fresh_pg_dsn, "SELECT count(*) + 1 FROM pages"), timeout=60)
-    records = [(str(e.patient_id).encode(), e.to_bytes(), []) for e in events]
+    records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]] = [
+        (str(e.patient_id).encode(), e.to_bytes(), []) for e in events
+    ]
     # Each event twice: Kafka redelivery must not page twice either.
     await produce_raw(kafka_bootstrap_servers, THRESHOLD_EXCEEDED.name, records + records)
 
