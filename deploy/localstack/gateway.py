@@ -1,8 +1,18 @@
 """Local nginx API gateway in front of the four services (see deploy/gateway/nginx.conf.template).
 
-``LocalGateway(port, upstreams={"scheduler": 8001, ...}).start()`` renders the template into a run
-dir, checks it with ``nginx -t``, and runs ``nginx -p RUN_DIR -c CONF -g 'daemon off;'`` as a child
-process (own process group, atexit + PDEATHSIG cleanup like deploy.localstack.kafka).
+``LocalGateway(port, upstreams={"scheduler": 8001, ...}).start()`` renders the templates into a
+run dir, checks them with ``nginx -t``, and runs ``nginx -p RUN_DIR -c CONF -g 'daemon off;'`` as a
+child process (own process group, atexit + PDEATHSIG cleanup like deploy.localstack.kafka).
+
+Knobs (defaults = the production values): ``rate_per_second``/``burst`` (per-client request rate,
+nodelay burst), ``conn_per_client``, ``max_body`` (an nginx size such as ``"1m"``). A fuzzer or load
+test that should never meet a 429 passes e.g. ``rate_per_second=10000, burst=10000``.
+
+TLS: ``LocalGateway(..., tls=TlsFiles(cert_chain, key), tls_port=None)`` adds a second listener on
+127.0.0.1:``tls_port`` (a free port by default; ``tls_url``) with the same routes, limits and
+headers as the plain one (both include the rendered server-body.conf), TLS 1.2/1.3 only, plus HSTS.
+HTTP/2 is switched on there only when the installed nginx has ``http2 on;`` (1.25.1+, built with
+http_v2); older ones serve HTTP/1.1.
 
 Root vs. unprivileged: an unprivileged nginx master cannot switch users and ignores ``user`` (with a
 warning), so the directive is omitted. As root, the master would start workers as ``nobody`` by
@@ -14,12 +24,15 @@ CLI::
 
     python -m deploy.localstack.gateway run [--port 8080] [--scheduler 8001] [--monitoring 8002]
         [--notifications 8003] [--group-matching 8004] [--run-dir DIR]
+        [--rate-per-second 20] [--burst 40] [--conn-per-client 50] [--max-body 1m]
+        [--tls-cert CHAIN.pem --tls-key KEY.pem [--tls-port 8443]]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import grp
 import logging
 import os
@@ -32,6 +45,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.localstack.kafka import (
@@ -47,7 +61,11 @@ from deploy.localstack.kafka import (
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE_PATH = REPO_ROOT / "deploy" / "gateway" / "nginx.conf.template"
+TEMPLATE_DIR = REPO_ROOT / "deploy" / "gateway"
+TEMPLATE_PATH = TEMPLATE_DIR / "nginx.conf.template"
+#: the shared server body (limits, headers, routes), included by the plain and the TLS server
+SERVER_BODY_TEMPLATE = TEMPLATE_DIR / "server-body.conf.template"
+TLS_SERVER_TEMPLATE = TEMPLATE_DIR / "tls-server.conf.template"
 
 #: upstream name (as in ``upstreams=``) -> template placeholder
 SERVICES: dict[str, str] = {
@@ -59,6 +77,9 @@ SERVICES: dict[str, str] = {
 #: a service not given in ``upstreams`` is routed here: nothing listens, so requests get a 502
 UNROUTED_PORT = 9
 _PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
+#: an nginx size as client_max_body_size takes it: bytes, or k / m / g (binary units)
+_NGINX_SIZE = re.compile(r"([1-9][0-9]{0,8})([kKmMgG]?)")
+_SIZE_UNITS = {"": "bytes", "k": "KiB", "m": "MiB", "g": "GiB"}
 
 
 class GatewayLaunchError(RuntimeError):
@@ -89,12 +110,56 @@ def find_nginx(install: bool = True) -> str:
 
 
 def render_template(values: Mapping[str, object], template: Path = TEMPLATE_PATH) -> str:
-    """Substitute ``${UPPER_CASE}`` placeholders; nginx ``$lower_case`` variables stay."""
-    text = template.read_text()
-    missing = sorted({m for m in _PLACEHOLDER.findall(text) if m not in values})
+    """Substitute ``${UPPER_CASE}`` placeholders; nginx ``$lower_case`` variables stay, and so do
+    comment lines (the templates document their placeholders there)."""
+    lines = template.read_text().splitlines(keepends=True)
+    code = [i for i, line in enumerate(lines) if not line.lstrip().startswith("#")]
+    missing = sorted({m for i in code for m in _PLACEHOLDER.findall(lines[i]) if m not in values})
     if missing:
         raise GatewayLaunchError(f"no value for template placeholders: {missing}")
-    return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), text)
+    for i in code:
+        lines[i] = _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), lines[i])
+    return "".join(lines)
+
+
+def max_body_text(size: str) -> str:
+    """The 413 message's words for an nginx size: ``"1m"`` -> ``"1 MiB"``, ``"512k"`` ->
+    ``"512 KiB"``, ``"100"`` -> ``"100 bytes"``; ValueError unless a positive nginx size."""
+    m = _NGINX_SIZE.fullmatch(size)
+    if not m:
+        raise ValueError(f"max_body must be a positive nginx size (1m, 512k, 100); got {size!r}")
+    return f"{m.group(1)} {_SIZE_UNITS[m.group(2).lower()]}"
+
+
+def _require_int(name: str, value: int, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files of the TLS listener: ``cert_chain`` (leaf first, then any intermediates) and its
+    private ``key`` (unencrypted: nginx is not given a passphrase)."""
+
+    cert_chain: Path
+    key: Path
+
+
+@functools.cache
+def nginx_build_info(nginx: str) -> str:
+    """``nginx -V`` output (version, OpenSSL, configure arguments); cached per binary."""
+    proc = subprocess.run([nginx, "-V"], capture_output=True, text=True, timeout=30, check=False)
+    return proc.stdout + proc.stderr
+
+
+def supports_http2_directive(build_info: str) -> bool:
+    """Whether an nginx with this ``nginx -V`` output accepts ``http2 on;`` (1.25.1+ with the
+    http_v2 module; older ones only know the deprecated ``listen ... http2`` form)."""
+    m = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", build_info)
+    if not m or "--with-http_v2_module" not in build_info:
+        return False
+    major, minor, patch = (int(x) for x in m.groups())
+    return (major, minor, patch) >= (1, 25, 1)
 
 
 def _user_directive() -> str:
@@ -119,6 +184,11 @@ class LocalGateway:
 
     ``upstreams`` keys: ``scheduler``, ``monitoring``, ``notifications``, ``group_matching``
     (missing ones answer 502). ``run_dir`` default: a temp dir removed by ``stop()``.
+    Per client address: ``rate_per_second`` requests/s with bursts of ``burst`` (nodelay), at most
+    ``conn_per_client`` connections; beyond them a JSON 429. Bodies up to ``max_body`` (nginx size),
+    else a JSON 413. ``tls``: also listen with TLS on 127.0.0.1:``tls_port`` (module docstring).
+    nginx has ``worker_connections 1024`` and a proxied request holds two, so ``conn_per_client``
+    beyond ~500 is bounded by that rather than by the limit.
     """
 
     def __init__(
@@ -128,13 +198,34 @@ class LocalGateway:
         run_dir: Path | None = None,
         *,
         startup_timeout: float = 15.0,
+        rate_per_second: int = 20,
+        burst: int = 40,
+        conn_per_client: int = 50,
+        max_body: str = "1m",
+        tls: TlsFiles | None = None,
+        tls_port: int | None = None,
     ) -> None:
         upstreams = dict(upstreams or {})
         unknown = set(upstreams) - set(SERVICES)
         if unknown:
             raise ValueError(f"unknown upstream(s) {sorted(unknown)}; known: {sorted(SERVICES)}")
+        _require_int("rate_per_second", rate_per_second, 1)
+        _require_int("burst", burst, 0)
+        _require_int("conn_per_client", conn_per_client, 1)
+        max_body_text(max_body)  # validates
+        if tls_port is not None and tls is None:
+            raise ValueError("tls_port given without tls=TlsFiles(cert_chain, key)")
         self.port = port or free_port()
         self.upstreams = upstreams
+        self.rate_per_second = rate_per_second
+        self.burst = burst
+        self.conn_per_client = conn_per_client
+        self.max_body = max_body
+        self.tls = (
+            None if tls is None
+            else TlsFiles(Path(tls.cert_chain).resolve(), Path(tls.key).resolve())
+        )  # fmt: skip
+        self.tls_port = (tls_port or free_port()) if tls is not None else None
         self._owns_dir = run_dir is None
         self.run_dir = (
             Path(tempfile.mkdtemp(prefix="taper-gw-")) if run_dir is None
@@ -149,8 +240,21 @@ class LocalGateway:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def tls_url(self) -> str | None:
+        """``https://127.0.0.1:<tls_port>``, or None without TLS."""
+        return None if self.tls_port is None else f"https://127.0.0.1:{self.tls_port}"
+
+    @property
     def conf_path(self) -> Path:
         return self.run_dir / "nginx.conf"
+
+    @property
+    def server_body_path(self) -> Path:
+        return self.run_dir / "server-body.conf"
+
+    @property
+    def tls_server_path(self) -> Path:
+        return self.run_dir / "tls-server.conf"
 
     @property
     def error_log(self) -> Path:
@@ -173,11 +277,38 @@ class LocalGateway:
             "GATEWAY_PORT": self.port,
             "RUN_DIR": self.run_dir,
             "USER_DIRECTIVE": _user_directive(),
+            "RATE_PER_SECOND": self.rate_per_second,
+            "LIMIT_REQ_BURST": f"burst={self.burst} nodelay" if self.burst else "",
+            "CONN_PER_CLIENT": self.conn_per_client,
+            "MAX_BODY": self.max_body,
+            "MAX_BODY_TEXT": max_body_text(self.max_body),
+            "TLS_SERVER_INCLUDE": "",
         }
         for name, placeholder in SERVICES.items():
             values[placeholder] = self.upstreams.get(name, UNROUTED_PORT)
+        self.tls_server_path.unlink(missing_ok=True)  # a run dir reused without TLS
+        if self.tls is not None:
+            values.update(self._tls_values())
+            self.tls_server_path.write_text(render_template(values, TLS_SERVER_TEMPLATE))
+        self.server_body_path.write_text(render_template(values, SERVER_BODY_TEMPLATE))
         self.conf_path.write_text(render_template(values))
         return self.conf_path
+
+    def _tls_values(self) -> dict[str, object]:
+        assert self.tls is not None
+        for path in (self.tls.cert_chain, self.tls.key):
+            if not path.is_file():
+                raise GatewayLaunchError(f"TLS file not found: {path}")
+        info = nginx_build_info(find_nginx())
+        if "--with-http_ssl_module" not in info:
+            raise GatewayLaunchError(f"this nginx has no TLS (http_ssl_module):\n{info}")
+        return {
+            "TLS_SERVER_INCLUDE": f"include {self.tls_server_path};",
+            "TLS_PORT": self.tls_port,
+            "TLS_CERT": self.tls.cert_chain,
+            "TLS_KEY": self.tls.key,
+            "HTTP2_DIRECTIVE": "http2 on;" if supports_http2_directive(info) else "",
+        }
 
     def _cmd(self, *extra: str) -> list[str]:
         # -e: the pre-config error log (default /var/log/nginx/error.log) goes to the run dir too
@@ -205,12 +336,13 @@ class LocalGateway:
             raise GatewayLaunchError(f"nginx -t failed for {self.conf_path}:\n{check.stderr}")
         self.proc = spawn(self._cmd(), self.run_dir / "logs" / "nginx.stdout.log")
         deadline = time.monotonic() + self.startup_timeout
-        while not _port_open(self.port):
+        ports = [self.port] if self.tls_port is None else [self.port, self.tls_port]
+        while not all(_port_open(p) for p in ports):
             if not self.is_running() or time.monotonic() > deadline:
                 rc = self.proc.poll()
                 self.kill()
                 raise GatewayLaunchError(
-                    f"nginx did not start listening on 127.0.0.1:{self.port} (rc={rc})\n"
+                    f"nginx did not start listening on 127.0.0.1 ports {ports} (rc={rc})\n"
                     f"{tail(self.error_log, 4000)}"
                 )
             time.sleep(0.05)
@@ -249,21 +381,43 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--notifications", type=int, default=8003)
     run.add_argument("--group-matching", type=int, default=8004)
     run.add_argument("--run-dir", type=Path, default=None)
+    run.add_argument("--rate-per-second", type=int, default=20, help="per client (default 20)")
+    run.add_argument("--burst", type=int, default=40, help="per client, nodelay (default 40)")
+    run.add_argument("--conn-per-client", type=int, default=50, help="default 50")
+    run.add_argument("--max-body", default="1m", help="nginx size, default 1m")
+    run.add_argument("--tls-cert", type=Path, default=None, help="PEM chain: enables the TLS port")
+    run.add_argument("--tls-key", type=Path, default=None, help="PEM key of --tls-cert")
+    run.add_argument("--tls-port", type=int, default=None, help="default 8443 (with --tls-cert)")
     args = parser.parse_args(argv)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    if args.tls_port is not None and args.tls_cert is None:
+        parser.error("--tls-port needs --tls-cert and --tls-key")
+    tls = None if args.tls_cert is None else TlsFiles(args.tls_cert, args.tls_key)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    gw = LocalGateway(
-        args.port,
-        {
-            "scheduler": args.scheduler,
-            "monitoring": args.monitoring,
-            "notifications": args.notifications,
-            "group_matching": args.group_matching,
-        },
-        args.run_dir,
-    )
+    try:
+        gw = LocalGateway(
+            args.port,
+            {
+                "scheduler": args.scheduler,
+                "monitoring": args.monitoring,
+                "notifications": args.notifications,
+                "group_matching": args.group_matching,
+            },
+            args.run_dir,
+            rate_per_second=args.rate_per_second,
+            burst=args.burst,
+            conn_per_client=args.conn_per_client,
+            max_body=args.max_body,
+            tls=tls,
+            tls_port=(args.tls_port or 8443) if tls is not None else None,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    urls = gw.url if gw.tls_url is None else f"{gw.url} and {gw.tls_url}"
     with contextlib.suppress(KeyboardInterrupt):
         return _run_foreground(
-            gw.start, gw.stop, lambda: f"gateway on {gw.url} (logs: {gw.run_dir / 'logs'})"
+            gw.start, gw.stop, lambda: f"gateway on {urls} (logs: {gw.run_dir / 'logs'})"
         )
     return 0
 
