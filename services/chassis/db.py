@@ -100,7 +100,8 @@ def add_chassis_tables(metadata: sa.MetaData) -> None:
     sa.Table(
         "audit_log",
         metadata,
-        # Append-only: the code never updates or deletes these rows (HIPAA 164.312(b)).
+        # Append-only (HIPAA 164.312(b)): the code never updates or deletes these rows, and the
+        # database refuses to (audit_log_append_only_ddl, installed by each service's migrations).
         sa.Column("id", BigIntPK, primary_key=True, autoincrement=True),
         sa.Column("at", UtcDateTime, nullable=False),
         sa.Column("actor", sa.String(100), nullable=False),
@@ -142,3 +143,46 @@ def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession
 
 def is_postgres(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+# The database itself refuses to change or remove an audit row, whatever the code (or a person at
+# a SQL prompt with the service's credentials) tries; only a schema owner dropping the trigger
+# could. In production the service's login role should also lack UPDATE/DELETE/TRUNCATE on it.
+_AUDIT_APPEND_ONLY: dict[str, tuple[list[str], list[str]]] = {
+    "postgresql": (
+        [
+            """CREATE OR REPLACE FUNCTION taper_audit_log_is_append_only() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                RAISE EXCEPTION 'audit_log is append-only' USING ERRCODE = 'insufficient_privilege';
+            END $$""",
+            """CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
+            FOR EACH ROW EXECUTE FUNCTION taper_audit_log_is_append_only()""",
+            """CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+            FOR EACH STATEMENT EXECUTE FUNCTION taper_audit_log_is_append_only()""",
+        ],
+        [
+            "DROP TRIGGER IF EXISTS audit_log_no_truncate ON audit_log",
+            "DROP TRIGGER IF EXISTS audit_log_append_only ON audit_log",
+            "DROP FUNCTION IF EXISTS taper_audit_log_is_append_only()",
+        ],
+    ),
+    "sqlite": (
+        [
+            """CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+            BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END""",
+            """CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+            BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END""",
+        ],
+        [
+            "DROP TRIGGER IF EXISTS audit_log_no_delete",
+            "DROP TRIGGER IF EXISTS audit_log_no_update",
+        ],
+    ),
+}
+
+
+def audit_log_append_only_ddl(dialect: str, *, remove: bool = False) -> list[str]:
+    """Statements that make ``audit_log`` append-only on ``dialect`` (or undo it: ``remove``)."""
+    install, uninstall = _AUDIT_APPEND_ONLY[dialect]
+    return uninstall if remove else install
