@@ -16,9 +16,16 @@ Process-lifetime guarantees (a broker must never outlive the Python process that
   broker with it. (PDEATHSIG fires when the *spawning thread* exits, so it is not used for spawns
   from other threads; the atexit hook still covers those.)
 
+Security (opt-in, off by default): ``LocalKafka(scram_users={"alice": "secret"})`` adds a
+SASL_PLAINTEXT listener with SASL/SCRAM (SCRAM-SHA-256 and -512; the users are written at format
+time), and ``tls=True`` a TLS listener (SASL_SSL with SCRAM users, else SSL) with a throwaway CA
+(:func:`make_local_tls`). The PLAINTEXT listener stays for inter-broker traffic, readiness probes
+and the controller.
+
 CLI::
 
     python -m deploy.localstack.kafka run [--port 9092] [--data DIR] [--auto-create-topics]
+        [--scram-user NAME=PASSWORD ...] [--tls]
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -316,6 +325,7 @@ class _KafkaNode:
         data_dir: Path,
         props: dict[str, object],
         heap: tuple[str, str],
+        format_args: Iterable[str] = (),
     ) -> None:
         self.node_id = node_id
         self.port = port
@@ -323,6 +333,7 @@ class _KafkaNode:
         self.data_dir = data_dir
         self.props = props
         self.heap = heap
+        self.format_args = list(format_args)  # e.g. --add-scram credentials
         self.proc: subprocess.Popen[bytes] | None = None
 
     # paths
@@ -378,6 +389,7 @@ class _KafkaNode:
         ]  # fmt: skip
         if standalone:
             cmd.append("--standalone")
+        cmd.extend(self.format_args)
         return cmd
 
     def start_process(self, classpath: str) -> None:
@@ -525,6 +537,170 @@ def _common_props(auto_create_topics: bool) -> dict[str, object]:
 
 
 # --------------------------------------------------------------------------------------------
+# security: SCRAM users and throwaway TLS material
+# --------------------------------------------------------------------------------------------
+
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+SASL_LISTENER = "SASL"  # opt-in listener names (protocols SASL_PLAINTEXT, SASL_SSL or SSL)
+TLS_LISTENER = "TLS"
+_SCRAM_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+
+
+def _scram_format_args(users: Mapping[str, str]) -> list[str]:
+    """``StorageTool format --add-scram`` arguments: every user, for both mechanisms."""
+    args: list[str] = []
+    for name, password in users.items():
+        for value in (name, password):
+            if not value or any(c in value for c in '"[],=') or value != value.strip():
+                raise ValueError(
+                    f"SCRAM user names and passwords must be non-empty without quotes, brackets, "
+                    f"commas, '=' or surrounding blanks (user {name!r})"
+                )
+        for mechanism in SCRAM_MECHANISMS:
+            args += ["--add-scram", f'{mechanism}=[name="{name}",password="{password}"]']
+    return args
+
+
+@dataclass(frozen=True)
+class LocalTls:
+    """Throwaway TLS material (PEM) under one directory, signed by its own CA.
+
+    ``ca_file`` is what clients trust (``KAFKA_SSL_CAFILE``); ``keystore_file`` is the broker's
+    unencrypted PKCS#8 key and certificate chain (``ssl.keystore.type=PEM``); the client
+    certificate and key (same CA) are for mutual TLS.
+    """
+
+    ca_file: Path
+    keystore_file: Path
+    client_cert_file: Path
+    client_key_file: Path
+
+    @classmethod
+    def in_dir(cls, directory: Path) -> LocalTls:
+        return cls(
+            directory / "ca.pem",
+            directory / "broker-keystore.pem",
+            directory / "client-cert.pem",
+            directory / "client-key.pem",
+        )
+
+    def exists(self) -> bool:
+        return all(
+            f.exists()
+            for f in (self.ca_file, self.keystore_file, self.client_cert_file, self.client_key_file)
+        )
+
+
+def make_local_tls(
+    directory: Path, hosts: Iterable[str] = ("127.0.0.1", "localhost"), days: int = 30
+) -> LocalTls:
+    """A CA, a broker certificate for ``hosts`` and a client certificate, written to ``directory``.
+
+    Kept if already there (a kept data dir restarts with the same CA). Host names verify: the
+    broker certificate names every host as a subject alternative name (IP or DNS).
+    """
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    tls = LocalTls.in_dir(Path(directory))
+    if tls.exists():
+        return tls
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+
+    def new_key() -> rsa.RSAPrivateKey:
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    def name(common_name: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+    def builder(subject: str, key: rsa.RSAPrivateKey, issuer: x509.Name) -> x509.CertificateBuilder:
+        return (
+            x509.CertificateBuilder()
+            .subject_name(name(subject))
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=days))
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        )
+
+    def key_usage(ca: bool) -> x509.KeyUsage:
+        return x509.KeyUsage(
+            digital_signature=True,
+            content_commitment=False,
+            key_encipherment=not ca,
+            data_encipherment=False,
+            key_agreement=False,
+            key_cert_sign=ca,
+            crl_sign=ca,
+            encipher_only=False,
+            decipher_only=False,
+        )
+
+    ca_key = new_key()
+    ca_cert = (
+        builder("taper local Kafka CA", ca_key, name("taper local Kafka CA"))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(key_usage(ca=True), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    def leaf(
+        subject: str, eku: x509.ObjectIdentifier, sans: list[x509.GeneralName]
+    ) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+        key = new_key()
+        b = (
+            builder(subject, key, ca_cert.subject)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(key_usage(ca=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+            )
+        )
+        if sans:
+            b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        return key, b.sign(ca_key, hashes.SHA256())
+
+    sans: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            sans.append(x509.DNSName(host))
+    broker_key, broker_cert = leaf(
+        "taper local Kafka broker", ExtendedKeyUsageOID.SERVER_AUTH, sans
+    )
+    client_key, client_cert = leaf("taper-local-client", ExtendedKeyUsageOID.CLIENT_AUTH, [])
+
+    def pem_key(key: rsa.RSAPrivateKey) -> bytes:
+        return key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    def pem_cert(cert: x509.Certificate) -> bytes:
+        return cert.public_bytes(serialization.Encoding.PEM)
+
+    def write(path: Path, data: bytes, mode: int = 0o644) -> None:
+        path.write_bytes(data)
+        path.chmod(mode)
+
+    write(tls.keystore_file, pem_key(broker_key) + pem_cert(broker_cert) + pem_cert(ca_cert), 0o600)
+    write(tls.client_key_file, pem_key(client_key), 0o600)
+    write(tls.client_cert_file, pem_cert(client_cert))
+    write(tls.ca_file, pem_cert(ca_cert))  # last: its presence means "complete" (exists())
+    return tls
+
+
+# --------------------------------------------------------------------------------------------
 # public API
 # --------------------------------------------------------------------------------------------
 
@@ -536,6 +712,19 @@ class LocalKafka:
     temp dir that is deleted on ``__exit__``/``cleanup()``/interpreter exit; a given ``base_dir``
     is kept (and reused without reformatting by a later ``start()``).
     ``stop()`` keeps the data so ``restart()`` (or ``start()``) comes back with the same topics.
+
+    Opt-in security, on extra listeners (the PLAINTEXT one stays for inter-broker traffic, the
+    readiness probe and tools):
+
+    * ``scram_users`` ({name: password}): a SASL_PLAINTEXT listener (``sasl_bootstrap_servers``)
+      taking SCRAM-SHA-256 and SCRAM-SHA-512. The credentials are written into the metadata log
+      when the storage is formatted, so they apply to a new data dir only.
+    * ``tls=True``: a TLS listener (``tls_bootstrap_servers``; ``tls_protocol`` is SASL_SSL with
+      ``scram_users``, else SSL) whose certificate comes from :func:`make_local_tls` under
+      ``<base_dir>/tls``; clients trust ``tls_files.ca_file``. A client certificate from the same
+      CA is accepted (``ssl.client.auth=requested``), none is needed.
+
+    No authorizer: an authenticated user may use every topic.
     """
 
     def __init__(
@@ -549,7 +738,11 @@ class LocalKafka:
         extra_config: Mapping[str, object] | None = None,
         heap: tuple[str, str] = ("256m", "512m"),
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
+        scram_users: Mapping[str, str] | None = None,
+        tls: bool = False,
     ) -> None:
+        sasl_port: int | None = None
+        tls_port: int | None = None
         if base_dir is not None:
             # a kept data dir keeps its ports: the KRaft voter endpoint is part of its metadata
             saved = _read_properties(Path(base_dir) / "server.properties")
@@ -557,17 +750,28 @@ class LocalKafka:
             controller_port = controller_port or _listener_port(
                 saved.get("listeners", ""), "CONTROLLER"
             )
+            sasl_port = _listener_port(saved.get("listeners", ""), SASL_LISTENER)
+            tls_port = _listener_port(saved.get("listeners", ""), TLS_LISTENER)
         if port is None or controller_port is None:
             p1, p2 = free_ports(2)
             port = port or p1
             controller_port = controller_port or (p2 if p2 != port else free_port())
+        if scram_users or tls:
+            spare = [p for p in free_ports(4) if p not in (port, controller_port)]
+            sasl_port = (sasl_port or spare[0]) if scram_users else None
+            tls_port = (tls_port or spare[1]) if tls else None
         self._owns_dir = base_dir is None
         self.base_dir = (
-            Path(tempfile.mkdtemp(prefix="taper-kafka-")) if base_dir is None
+            Path(tempfile.mkdtemp(prefix="taper-kafka-"))
+            if base_dir is None
             else Path(base_dir).resolve()
-        )  # fmt: skip
+        )
         self.port = port
         self.controller_port = controller_port
+        self.sasl_port = sasl_port
+        self.tls_port = tls_port
+        self.tls_protocol: str | None = None
+        self.tls_files: LocalTls | None = None
         self.startup_timeout = startup_timeout
         props = _common_props(auto_create_topics)
         props.update(
@@ -585,6 +789,8 @@ class LocalKafka:
                 "share.coordinator.state.topic.min.isr": 1,
             }
         )
+        if scram_users or tls:
+            props.update(self._secure_listener_props(bool(scram_users)))
         props.update(extra_config or {})
         self._node = _KafkaNode(
             node_id=1,
@@ -593,14 +799,65 @@ class LocalKafka:
             data_dir=self.base_dir,
             props=props,
             heap=heap,
+            format_args=_scram_format_args(scram_users or {}),
         )
         self.cluster_id: str | None = None
         _LIVE.add(self)
+
+    def _secure_listener_props(self, scram: bool) -> dict[str, object]:
+        """The opt-in SASL and TLS listeners (inter-broker traffic stays on PLAINTEXT)."""
+        protocols = {"CONTROLLER": "PLAINTEXT", "PLAINTEXT": "PLAINTEXT"}
+        ports = {"PLAINTEXT": self.port, "CONTROLLER": self.controller_port}
+        props: dict[str, object] = {}
+
+        def scram_login(listener: str) -> None:
+            prefix = f"listener.name.{listener.lower()}."
+            props[prefix + "sasl.enabled.mechanisms"] = ",".join(SCRAM_MECHANISMS)
+            for mechanism in SCRAM_MECHANISMS:
+                props[prefix + f"{mechanism.lower()}.sasl.jaas.config"] = _SCRAM_LOGIN
+
+        if self.sasl_port is not None:
+            protocols[SASL_LISTENER] = "SASL_PLAINTEXT"
+            ports[SASL_LISTENER] = self.sasl_port
+            scram_login(SASL_LISTENER)
+        if self.tls_port is not None:
+            self.tls_protocol = "SASL_SSL" if scram else "SSL"
+            protocols[TLS_LISTENER] = self.tls_protocol
+            ports[TLS_LISTENER] = self.tls_port
+            if scram:
+                scram_login(TLS_LISTENER)
+            self.tls_files = make_local_tls(self.base_dir / "tls")
+            prefix = f"listener.name.{TLS_LISTENER.lower()}."
+            props[prefix + "ssl.keystore.type"] = "PEM"
+            props[prefix + "ssl.keystore.location"] = str(self.tls_files.keystore_file)
+            props[prefix + "ssl.truststore.type"] = "PEM"  # for client certificates, if any
+            props[prefix + "ssl.truststore.location"] = str(self.tls_files.ca_file)
+            props[prefix + "ssl.client.auth"] = "requested"
+        endpoints = ",".join(f"{name}://127.0.0.1:{port}" for name, port in ports.items())
+        props["listeners"] = props["advertised.listeners"] = endpoints
+        props["listener.security.protocol.map"] = ",".join(
+            f"{name}:{protocol}" for name, protocol in protocols.items()
+        )
+        return props
 
     # -- info
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_bootstrap_servers(self) -> str:
+        """The SASL_PLAINTEXT (SCRAM) listener; only with ``scram_users``."""
+        if self.sasl_port is None:
+            raise RuntimeError("this LocalKafka has no SASL listener (no scram_users)")
+        return f"127.0.0.1:{self.sasl_port}"
+
+    @property
+    def tls_bootstrap_servers(self) -> str:
+        """The TLS listener (``tls_protocol``: SASL_SSL or SSL); only with ``tls=True``."""
+        if self.tls_port is None:
+            raise RuntimeError("this LocalKafka has no TLS listener (tls not set)")
+        return f"127.0.0.1:{self.tls_port}"
 
     @property
     def log_path(self) -> Path:
@@ -702,9 +959,10 @@ class LocalKafkaCluster:
             raise ValueError("nodes must be >= 1")
         self._owns_dir = base_dir is None
         self.base_dir = (
-            Path(tempfile.mkdtemp(prefix="taper-kafka-cluster-")) if base_dir is None
+            Path(tempfile.mkdtemp(prefix="taper-kafka-cluster-"))
+            if base_dir is None
             else Path(base_dir).resolve()
-        )  # fmt: skip
+        )
         self.startup_timeout = startup_timeout
         ports = free_ports(2 * nodes)
         rf = min(3, nodes)
@@ -883,26 +1141,49 @@ def main(argv: list[str] | None = None) -> int:
         help="data dir (kept; reused on the next run). Default: temp dir, deleted",
     )
     run.add_argument("--auto-create-topics", action="store_true")
+    run.add_argument(
+        "--scram-user",
+        action="append",
+        default=[],
+        metavar="NAME=PASSWORD",
+        help="add a SASL/SCRAM listener with this user (repeatable; new data dirs only)",
+    )
+    run.add_argument("--tls", action="store_true", help="add a TLS listener (throwaway CA)")
     sub.add_parser("classpath", help="resolve the jars and print the classpath")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.cmd == "classpath":
         print(kafka_classpath())
         return 0
+    scram_users = dict(u.split("=", 1) for u in args.scram_user if "=" in u)
     kafka = LocalKafka(
         port=args.port,
         base_dir=args.data,
         controller_port=args.controller_port,
         auto_create_topics=args.auto_create_topics,
+        scram_users=scram_users or None,
+        tls=args.tls,
     )
-    return _run_foreground(
-        kafka.start,
-        kafka.cleanup,
-        lambda: (
+
+    def banner() -> str:
+        text = (
             f"KAFKA_BOOTSTRAP_SERVERS={kafka.bootstrap_servers}  (data: {kafka.base_dir},"
             f" log: {kafka.log_path})"
-        ),
-    )
+        )
+        if kafka.sasl_port is not None:
+            text += (
+                f"\nSASL listener: KAFKA_BOOTSTRAP_SERVERS={kafka.sasl_bootstrap_servers}"
+                " KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT"
+            )
+        if kafka.tls_files is not None:
+            text += (
+                f"\nTLS listener: KAFKA_BOOTSTRAP_SERVERS={kafka.tls_bootstrap_servers}"
+                f" KAFKA_SECURITY_PROTOCOL={kafka.tls_protocol}"
+                f" KAFKA_SSL_CAFILE={kafka.tls_files.ca_file}"
+            )
+        return text
+
+    return _run_foreground(kafka.start, kafka.cleanup, banner)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ import httpx
 from contracts import ALL_TOPICS
 from deploy.localstack.gateway import LocalGateway
 from deploy.localstack.kafka import LocalKafka
-from services.chassis.kafka import ensure_topics
+from services.chassis.kafka import PLAINTEXT, KafkaSecurity, ensure_topics
+from services.chassis.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,7 +71,12 @@ class Stack:
             kafka = LocalKafka(port=self.args.kafka_port, base_dir=self.var / "kafka")
             self.kafka = kafka.start()
             self.bootstrap = kafka.bootstrap_servers
-        created = ensure_topics(self.bootstrap, ALL_TOPICS)
+        # A given broker: the KAFKA_SECURITY_* the services inherit too. Ours: plaintext.
+        security = PLAINTEXT
+        if self.args.kafka_bootstrap:
+            stack_wide = ServiceSettings(service_name="stack", environment="development")
+            security = KafkaSecurity.from_settings(stack_wide)
+        created = ensure_topics(self.bootstrap, ALL_TOPICS, security=security)
         print(f"Kafka at {self.bootstrap}; topics created: {len(created)}", flush=True)
 
         anchor = datetime.now(UTC).isoformat()

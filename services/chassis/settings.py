@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AliasChoices, AwareDatetime, Field, model_validator
+from pydantic import AliasChoices, AwareDatetime, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"  # noqa: S105 - refused in production
@@ -30,6 +30,11 @@ class ServiceSettings(BaseSettings):
     )
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    # Addresses whose X-Forwarded-For is believed (the gateway's): the audit log's "from where" is
+    # the client behind it. Anyone else's header is ignored, so a client cannot forge its address.
+    http_forwarded_allow_ips: str = Field(
+        default="127.0.0.1", validation_alias=_shared("TAPER_FORWARDED_ALLOW_IPS")
+    )
 
     database_url: str = Field(
         default="",
@@ -45,6 +50,36 @@ class ServiceSettings(BaseSettings):
     )
     kafka_replication_factor: int = Field(
         default=1, validation_alias=_shared("KAFKA_REPLICATION_FACTOR")
+    )
+    # Kafka security (README "Kafka security"): every client gets these through chassis/kafka.py's
+    # KafkaSecurity, which refuses the cleartext protocols in production.
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = Field(
+        default="PLAINTEXT", validation_alias=_shared("KAFKA_SECURITY_PROTOCOL")
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="SCRAM-SHA-512", validation_alias=_shared("KAFKA_SASL_MECHANISM")
+    )
+    kafka_sasl_username: str | None = Field(
+        default=None, validation_alias=_shared("KAFKA_SASL_USERNAME")
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None, validation_alias=_shared("KAFKA_SASL_PASSWORD")
+    )
+    kafka_ssl_cafile: str | None = Field(
+        default=None,
+        validation_alias=_shared("KAFKA_SSL_CAFILE"),
+        description="CA bundle (PEM) the broker certificates are verified against; "
+        "empty means the system's trust store.",
+    )
+    kafka_ssl_certfile: str | None = Field(
+        default=None,
+        validation_alias=_shared("KAFKA_SSL_CERTFILE"),
+        description="Client certificate (PEM) for mutual TLS; optional.",
+    )
+    kafka_ssl_keyfile: str | None = Field(
+        default=None,
+        validation_alias=_shared("KAFKA_SSL_KEYFILE"),
+        description="Private key (PEM) of KAFKA_SSL_CERTFILE, if not in that file.",
     )
 
     # Consumers: bounded in-process retries before a message goes to the dead-letter topic.
@@ -97,6 +132,26 @@ class ServiceSettings(BaseSettings):
             # Production accepts only the identity provider's asymmetric tokens (HS256 is the
             # development issuer's): without its keys no request could ever be authenticated.
             raise ValueError("TAPER_JWT_JWKS_URL (or TAPER_JWT_JWKS) must be set in production")
+        return self
+
+    @model_validator(mode="after")
+    def _kafka_security_is_complete(self) -> ServiceSettings:
+        if self.kafka_security_protocol.startswith("SASL_"):
+            missing = [
+                name
+                for name, value in (
+                    ("KAFKA_SASL_USERNAME", self.kafka_sasl_username),
+                    ("KAFKA_SASL_PASSWORD", self.kafka_sasl_password),
+                )
+                if not (value.get_secret_value() if isinstance(value, SecretStr) else value)
+            ]
+            if missing:
+                raise ValueError(
+                    f"{' and '.join(missing)} must be set when KAFKA_SECURITY_PROTOCOL is "
+                    f"{self.kafka_security_protocol}"
+                )
+        if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
+            raise ValueError("KAFKA_SSL_KEYFILE is set without KAFKA_SSL_CERTFILE")
         return self
 
     @property
