@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
 
 from services.chassis.auth import CurrentPrincipal, Role, require_role
+from services.chassis.telemetry import valid_request_id
 
 if TYPE_CHECKING:
     from services.chassis.runtime import ServiceRuntime
@@ -54,7 +55,7 @@ def router(runtime: ServiceRuntime) -> APIRouter:
                 action="audit.read",
                 resource="audit_log",
                 patient_id=patient_id,
-                request_id=request.headers.get("x-request-id"),
+                request_id=valid_request_id(request.headers.get("x-request-id")),
                 client_addr=request.client.host if request.client else None,
             )
             await uow.commit()

@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from contracts import Envelope, Event, Topic
 from services.chassis.deadletter import DeadLetters
 from services.chassis.errors import PermanentError, safe_reason
+from services.chassis.metrics import NO_METRICS, Outcome, ServiceMetrics
 from services.chassis.telemetry import context_from_headers
 from services.chassis.uow import UnitOfWork, UnitOfWorkFactory
 
@@ -180,6 +181,7 @@ class EventConsumer:
         tracer_provider: TracerProvider,
         max_attempts: int = 3,
         retry_backoff_s: float = 0.2,
+        metrics: ServiceMetrics = NO_METRICS,
     ) -> None:
         self.service = service
         self.topic = topic
@@ -189,8 +191,17 @@ class EventConsumer:
         self._tracer = tracer_provider.get_tracer("taper.consumer")
         self._max_attempts = max_attempts
         self._backoff = retry_backoff_s
+        self._metrics = metrics
 
     async def handle(self, body: bytes, msg: KafkaMessage) -> None:
+        try:
+            outcome = await self._handle(body, msg)
+        except (OperationalError, OSError):
+            self._metrics.event_consumed(self.topic.name, "retried")  # nack: redelivered
+            raise
+        self._metrics.event_consumed(self.topic.name, outcome)
+
+    async def _handle(self, body: bytes, msg: KafkaMessage) -> Outcome:
         record = msg.raw_message
         headers = dict(msg.headers)
         with self._tracer.start_as_current_span(
@@ -210,21 +221,20 @@ class EventConsumer:
                 event = parse_event(body, self.topic)
             except MalformedEvent as exc:
                 span.set_status(Status(StatusCode.ERROR, "malformed"))
-                await self._dead_letters.send(msg, reason=safe_reason(exc), attempts=1)
-                return
+                await self._dead_letters.send(msg, error=exc, attempts=1)
+                return "dead_lettered"
             span.set_attribute("messaging.message.id", str(event.event_id))
             span.set_attribute("taper.event_type", event.event_type)
-            await self._process_with_retries(event, msg, span)
+            return await self._process_with_retries(event, msg, span)
 
-    async def _process_with_retries(self, event: Event, msg: KafkaMessage, span: Any) -> None:
+    async def _process_with_retries(self, event: Event, msg: KafkaMessage, span: Any) -> Outcome:
         for attempt in range(1, self._max_attempts + 1):
             try:
-                await self.process(event)
-                return
+                return "processed" if await self.process(event) else "duplicate"
             except PermanentError as exc:
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-                await self._dead_letters.send(msg, reason=safe_reason(exc), attempts=attempt)
-                return
+                await self._dead_letters.send(msg, error=exc, attempts=attempt)
+                return "dead_lettered"
             except (OperationalError, OSError) as exc:
                 # Infrastructure, not the message: keep it (nack -> redelivered) after retries.
                 if attempt == self._max_attempts:
@@ -234,9 +244,10 @@ class EventConsumer:
             except Exception as exc:
                 if attempt == self._max_attempts:
                     span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-                    await self._dead_letters.send(msg, reason=safe_reason(exc), attempts=attempt)
-                    return
+                    await self._dead_letters.send(msg, error=exc, attempts=attempt)
+                    return "dead_lettered"
             await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def process(self, event: Event) -> bool:
         """Apply ``event`` once. Returns False when it was a duplicate (already processed)."""

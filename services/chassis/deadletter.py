@@ -2,6 +2,7 @@
 
 The original bytes, key and headers are kept; ``dlq.*`` headers add the reason (safe text only, see
 ``errors.safe_reason``), the consumer group, the original topic/partition/offset and the attempts.
+The ``taper.deadletters`` metric counts them by topic and the error's class name (never its text).
 Replay with ``python -m services.chassis.ops dlq-replay`` (kafka-python).
 """
 
@@ -10,24 +11,32 @@ from __future__ import annotations
 import logging
 
 from faststream.kafka import KafkaBroker, KafkaMessage
-from opentelemetry import metrics
 
 from contracts.topics import DLQ_SUFFIX
 from services.chassis.clock import Clock
+from services.chassis.errors import safe_reason
+from services.chassis.metrics import NO_METRICS, ServiceMetrics
 
 log = logging.getLogger(__name__)
-_dead_lettered = metrics.get_meter("taper.consumer").create_counter(
-    "taper.consumer.dead_lettered", description="Messages sent to a dead-letter topic"
-)
 
 
 class DeadLetters:
-    def __init__(self, *, service: str, broker: KafkaBroker, clock: Clock) -> None:
+    def __init__(
+        self,
+        *,
+        service: str,
+        broker: KafkaBroker,
+        clock: Clock,
+        metrics: ServiceMetrics = NO_METRICS,
+    ) -> None:
         self._service = service
         self._broker = broker
         self._clock = clock
+        self._metrics = metrics
 
-    async def send(self, msg: KafkaMessage, *, reason: str, attempts: int) -> None:
+    async def send(self, msg: KafkaMessage, *, error: BaseException, attempts: int) -> None:
+        """Dead-letter ``msg`` because of ``error`` (only its safe description is kept)."""
+        reason = safe_reason(error)
         record = msg.raw_message
         topic = getattr(record, "topic", "unknown")
         original = {
@@ -48,7 +57,7 @@ class DeadLetters:
         await self._broker.publish(
             msg.body, topic=topic + DLQ_SUFFIX, key=getattr(record, "key", None), headers=headers
         )
-        _dead_lettered.add(1, {"topic": topic, "consumer": self._service})
+        self._metrics.dead_lettered(topic, type(error).__name__)
         log.warning(
             "message dead-lettered",
             extra={"topic": topic, "offset": getattr(record, "offset", None), "reason": reason},

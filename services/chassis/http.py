@@ -1,5 +1,5 @@
 """The HTTP app factory every service uses: routes under ``/api/<service>``, health, readiness,
-field-level 4xx errors, no stack traces or echoed input in responses, tracing."""
+field-level 4xx errors, no stack traces or echoed input in responses, tracing, metrics."""
 
 from __future__ import annotations
 
@@ -13,12 +13,15 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.trace import TracerProvider
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.chassis.auth import TokenVerifier
 from services.chassis.errors import Conflict, NotFound, PermanentError
+from services.chassis.metrics import NO_METRICS, HttpMetricsMiddleware, ServiceMetrics
 from services.chassis.settings import ServiceSettings
+from services.chassis.telemetry import record_request_id, valid_request_id
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,7 @@ def create_app(
     routers: Iterable[APIRouter],
     readiness_checks: dict[str, ReadinessCheck],
     tracer_provider: TracerProvider,
+    metrics: ServiceMetrics = NO_METRICS,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
     title: str | None = None,
 ) -> FastAPI:
@@ -70,8 +74,14 @@ def create_app(
     for router in routers:
         app.include_router(router, prefix=prefix)
     _install_error_handlers(app)
+    # HTTP metrics come from our middleware (chassis/metrics.py says why), not the instrumentation.
+    app.add_middleware(HttpMetricsMiddleware, metrics=metrics, routes=app.routes)
     FastAPIInstrumentor.instrument_app(
-        app, tracer_provider=tracer_provider, excluded_urls=f"{prefix}/health,{prefix}/ready"
+        app,
+        tracer_provider=tracer_provider,
+        meter_provider=NoOpMeterProvider(),
+        server_request_hook=record_request_id,
+        excluded_urls=f"{prefix}/health,{prefix}/ready",
     )
     return app
 
@@ -118,6 +128,9 @@ def _install_error_handlers(app: FastAPI) -> None:
             },
         )
         return JSONResponse(
-            {"detail": "internal error", "request_id": request.headers.get("x-request-id")},
+            {
+                "detail": "internal error",
+                "request_id": valid_request_id(request.headers.get("x-request-id")),
+            },
             status_code=500,
         )

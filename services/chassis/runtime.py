@@ -18,6 +18,7 @@ from typing import Any, Self
 import sqlalchemy as sa
 import uvicorn
 from fastapi import APIRouter, FastAPI
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
 from contracts import Topic, topics_produced_by
@@ -26,13 +27,14 @@ from services.chassis.clock import Clock, ScaledClock, SystemClock
 from services.chassis.consumer import EventConsumer, Handler, OffsetCommitter, ServiceSubscriber
 from services.chassis.db import make_engine, make_session_factory
 from services.chassis.deadletter import DeadLetters
-from services.chassis.kafka import ensure_topics, make_broker
+from services.chassis.kafka import KafkaSecurity, ensure_topics, make_broker
 from services.chassis.logs import quiet_payload_loggers
+from services.chassis.metrics import ServiceMetrics
 from services.chassis.migrations import upgrade_to_head
 from services.chassis.outbox import OutboxRelay
 from services.chassis.retention import RetentionPolicy, RetentionPruner
 from services.chassis.settings import ServiceSettings
-from services.chassis.telemetry import make_tracer_provider
+from services.chassis.telemetry import make_meter_provider, make_tracer_provider
 from services.chassis.timers import TimerHandler, TimerPoller
 from services.chassis.uow import CommitEffects, UnitOfWorkFactory
 
@@ -62,6 +64,7 @@ class ServiceRuntime:
         routers: Callable[[ServiceRuntime], Iterable[APIRouter]] = lambda _: (),
         clock: Clock | None = None,
         tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         quiet_payload_loggers()
         self.settings = settings
@@ -71,11 +74,22 @@ class ServiceRuntime:
         self.tracer_provider = tracer_provider or make_tracer_provider(
             self.service, otlp_endpoint=settings.otlp_endpoint
         )
+        self.meter_provider = meter_provider or make_meter_provider(
+            self.service, otlp_endpoint=settings.otlp_endpoint
+        )
+        # One we made we shut down on stop (its last export); a given one is the caller's.
+        self._owns_meter_provider = meter_provider is None
+        self.metrics = ServiceMetrics(self.meter_provider)
         self.engine = make_engine(settings.effective_database_url)
         self.session_factory = make_session_factory(self.engine)
         self.uow = UnitOfWorkFactory(self.session_factory, self.clock, metadata)
-        self.broker = make_broker(settings.kafka_bootstrap_servers, client_id=self.service)
-        self.dead_letters = DeadLetters(service=self.service, broker=self.broker, clock=self.clock)
+        self.kafka_security = KafkaSecurity.from_settings(settings)
+        self.broker = make_broker(
+            settings.kafka_bootstrap_servers, client_id=self.service, security=self.kafka_security
+        )
+        self.dead_letters = DeadLetters(
+            service=self.service, broker=self.broker, clock=self.clock, metrics=self.metrics
+        )
         self.relay = OutboxRelay(
             service=self.service,
             session_factory=self.session_factory,
@@ -85,6 +99,7 @@ class ServiceRuntime:
             tracer_provider=self.tracer_provider,
             batch_size=settings.relay_batch_size,
             poll_interval_s=settings.relay_poll_interval_s,
+            metrics=self.metrics,
         )
         self.timers = TimerPoller(
             service=self.service,
@@ -93,6 +108,7 @@ class ServiceRuntime:
             tracer_provider=self.tracer_provider,
             poll_interval_s=settings.timer_poll_interval_s,
             concurrency=settings.timer_concurrency,
+            metrics=self.metrics,
         )
         self.retention = RetentionPruner(
             service=self.service,
@@ -116,6 +132,7 @@ class ServiceRuntime:
                 tracer_provider=self.tracer_provider,
                 max_attempts=settings.consumer_max_attempts,
                 retry_backoff_s=settings.consumer_retry_backoff_s,
+                metrics=self.metrics,
             )
             for sub in self.subscriptions
         ]
@@ -175,6 +192,7 @@ class ServiceRuntime:
             routers=[*routers(self), audit_api.router(self)],
             readiness_checks={"database": self._database_ready, "broker": self._broker_ready},
             tracer_provider=self.tracer_provider,
+            metrics=self.metrics,
             lifespan=lifespan,
         )
         app.state.runtime = self
@@ -204,6 +222,7 @@ class ServiceRuntime:
                 self.settings.kafka_bootstrap_servers,
                 topics,
                 replication_factor=self.settings.kafka_replication_factor,
+                security=self.kafka_security,
             )
         await self.broker.start()
         self.subscriber.committer.start()
@@ -226,6 +245,9 @@ class ServiceRuntime:
         await self.subscriber.committer.stop()  # what was processed is committed before we leave
         await self.broker.stop()
         await self.engine.dispose()
+        if self._owns_meter_provider:
+            self._owns_meter_provider = False
+            await asyncio.to_thread(self.meter_provider.shutdown)  # the last export (blocking)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -245,6 +267,8 @@ class ServiceRuntime:
             self.app,
             host=self.settings.http_host,
             port=self.settings.http_port,
+            proxy_headers=True,
+            forwarded_allow_ips=self.settings.http_forwarded_allow_ips,
             log_config=None,
             access_log=False,
         )

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from opentelemetry.trace import TracerProvider
 
 from services.chassis.errors import PermanentError, safe_reason
+from services.chassis.metrics import NO_METRICS, ServiceMetrics
 from services.chassis.telemetry import context_from_headers
 from services.chassis.uow import UnitOfWork, UnitOfWorkFactory
 from services.chassis.worker import PollingWorker
@@ -52,6 +53,7 @@ class TimerPoller(PollingWorker):
         batch_size: int = 50,
         max_attempts: int = 8,
         concurrency: int = 1,
+        metrics: ServiceMetrics = NO_METRICS,
     ) -> None:
         super().__init__(f"{service}-timers", poll_interval_s)
         self._service = service
@@ -61,6 +63,7 @@ class TimerPoller(PollingWorker):
         self._batch_size = batch_size
         self._max_attempts = max_attempts
         self._concurrency = concurrency
+        self._metrics = metrics
 
     async def run_once(self) -> bool:
         return await self.fire_due() > 0
@@ -138,6 +141,7 @@ class TimerPoller(PollingWorker):
                         sa.update(timers).where(timers.c.id == row["id"]).values(fired_at=now)
                     )
                     await uow.commit()
+                    self._metrics.timer_fired(timer.kind)
                     return "fired"
                 except Exception as exc:
                     await uow.rollback()

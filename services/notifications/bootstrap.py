@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import timedelta
 
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
 from services.chassis.clock import Clock
@@ -53,6 +54,7 @@ def bootstrap(
     *,
     clock: Clock | None = None,
     tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
     channels: Mapping[ChannelKind, Channel] | None = None,
 ) -> ServiceRuntime:
     settings = settings or NotificationsSettings()
@@ -79,6 +81,7 @@ def bootstrap(
         routers=lambda rt: [*api.routers(rt, links), *preferences_api.routers(rt)],
         clock=clock,
         tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
     )
     for channel in channels.values():
         runtime.close_on_stop(channel.aclose)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
 from services.chassis.clock import Clock
@@ -17,6 +18,7 @@ def bootstrap(
     *,
     clock: Clock | None = None,
     tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
 ) -> ServiceRuntime:
     return ServiceRuntime(
         settings or SchedulerSettings(),
@@ -29,4 +31,5 @@ def bootstrap(
         routers=lambda rt: [*api.routers(rt), *plans_api.routers(rt)],
         clock=clock,
         tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
     )

@@ -1,8 +1,10 @@
 """PHI hygiene (issue 7, part): the end-to-end flows run with marked synthetic PHI — contact
-details, a clinician's free-text note, PHI inside a malformed event — over the real broker and
-PostgreSQL, and every log record (message and extra fields), every span attribute and event, the
-pager's body and every dead-letter header is scanned for the markers: zero hits. (Metrics carry
-no labels yet: nothing to scan there.)"""
+details, a clinician's free-text note, PHI inside a malformed event and in a request id — over the
+real broker and PostgreSQL, and every log record (message and extra fields), every span attribute
+and event, every metric (its name, its data points' labels, its resource), the pager's body and
+every dead-letter header is scanned for the markers: zero hits. The scan also checks that it saw
+logs, spans and the HTTP, consumer, dead-letter, outbox and timer metrics, so it cannot pass on
+nothing."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import uuid
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from contracts import THRESHOLD_EXCEEDED
 from services.chassis.auth import Role, issue_dev_token
@@ -89,7 +92,7 @@ async def test_marked_phi_never_reaches_logs_spans_pages_or_dead_letter_headers(
     r = await monitoring.post(
         f"/api/monitoring/patients/{patient}/episodes/{episode['id']}/resolve",
         json={"resolution": "keep_held", "note": NOTE},
-        headers=as_clinician,
+        headers={**as_clinician, "X-Request-ID": EMAIL},  # malformed: never on a span
     )
     assert r.status_code == 200, r.text
     # Bad input carrying PHI: a 422 that must not echo it.
@@ -124,6 +127,7 @@ async def test_marked_phi_never_reaches_logs_spans_pages_or_dead_letter_headers(
     for span in stack.spans.get_finished_spans():
         values = [*map(str, (span.attributes or {}).values())]
         values += [str(e.attributes) for e in span.events]
+        values.append(str(span.status.description))
         if any(_hits(v) for v in values) or _hits(span.name):
             hits.append(f"span {span.name}")
     for letter in letters:
@@ -133,9 +137,44 @@ async def test_marked_phi_never_reaches_logs_spans_pages_or_dead_letter_headers(
     for page in stack.webhook.received:
         if _hits(str(page)):
             hits.append("page body")
+    metric_names: set[str] = set()
+    for service, reader in stack.metrics.items():
+        hits += _metric_hits(service, reader, metric_names, opaque_id=str(patient))
     assert hits == [], "\n".join(hits)
     assert caplog.records, "the scan saw the services' logs"
     assert stack.spans.get_finished_spans(), "the scan saw the spans"
+    assert {
+        "http.server.request.duration",
+        "taper.events.consumed",
+        "taper.deadletters",
+        "taper.outbox.published",
+        "taper.timers.fired",
+    } <= metric_names, f"the scan saw the metrics (only {sorted(metric_names)})"
+
+
+def _metric_hits(
+    service: str, reader: InMemoryMetricReader, seen: set[str], *, opaque_id: str
+) -> list[str]:
+    """Markers in a metric's name, its data points' labels (keys and values) or its resource;
+    and ``opaque_id`` in a label: not PHI, but a concrete path (one series per patient)."""
+    hits: list[str] = []
+    data = reader.get_metrics_data()
+    for resource_metrics in data.resource_metrics if data else ():
+        for key, value in resource_metrics.resource.attributes.items():
+            if _hits(f"{key}={value!r}"):
+                hits.append(f"metric resource attribute {key} ({service})")
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                if _hits(metric.name):
+                    hits.append(f"metric name ({service})")
+                points = list(metric.data.data_points)
+                if points:
+                    seen.add(metric.name)
+                for point in points:
+                    for key, value in (getattr(point, "attributes", None) or {}).items():
+                        if _hits(f"{key}={value!r}") or opaque_id in repr(value):
+                            hits.append(f"metric {metric.name} label {key[:40]} ({service})")
+    return hits
 
 
 async def _paged(four: Stack, patient: uuid.UUID) -> bool:

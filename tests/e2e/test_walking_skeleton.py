@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.runtime import ServiceRuntime
-from services.chassis.telemetry import make_tracer_provider
+from services.chassis.telemetry import make_meter_provider, make_tracer_provider
 from services.group_matching.bootstrap import bootstrap as group_matching_bootstrap
 from services.group_matching.settings import GroupMatchingSettings
 from services.monitoring.bootstrap import bootstrap as monitoring_bootstrap
@@ -32,6 +33,8 @@ from tests.helpers import eventually
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.e2e]
 
+SERVICES = ("scheduler", "monitoring", "notifications", "group_matching")
+
 
 @dataclass
 class Stack:
@@ -41,33 +44,46 @@ class Stack:
     group_matching: ServiceRuntime
     webhook: WebhookReceiver
     spans: InMemorySpanExporter
+    metrics: dict[str, InMemoryMetricReader]  # by service (a reader serves one provider)
 
 
 @pytest.fixture
 async def stack(settings_for: Any, span_exporter: InMemorySpanExporter) -> AsyncIterator[Stack]:
+    metrics = {name: InMemoryMetricReader() for name in SERVICES}
+
     def provider(name: str) -> Any:
         return make_tracer_provider(name, exporter=span_exporter)
+
+    def meters(name: str) -> Any:
+        return make_meter_provider(name, reader=metrics[name])
 
     async with AsyncExitStack() as exits:
         webhook = await exits.enter_async_context(WebhookReceiver())
         runtimes = {
             "scheduler": scheduler_bootstrap(
-                settings_for(SchedulerSettings), tracer_provider=provider("scheduler")
+                settings_for(SchedulerSettings),
+                tracer_provider=provider("scheduler"),
+                meter_provider=meters("scheduler"),
             ),
             "monitoring": monitoring_bootstrap(
-                settings_for(MonitoringSettings), tracer_provider=provider("monitoring")
+                settings_for(MonitoringSettings),
+                tracer_provider=provider("monitoring"),
+                meter_provider=meters("monitoring"),
             ),
             "notifications": notifications_bootstrap(
                 settings_for(NotificationsSettings, page_webhook_url=webhook.url),
                 tracer_provider=provider("notifications"),
+                meter_provider=meters("notifications"),
             ),
             "group_matching": group_matching_bootstrap(
-                settings_for(GroupMatchingSettings), tracer_provider=provider("group_matching")
+                settings_for(GroupMatchingSettings),
+                tracer_provider=provider("group_matching"),
+                meter_provider=meters("group_matching"),
             ),
         }
         for runtime in runtimes.values():
             await exits.enter_async_context(runtime)
-        yield Stack(**runtimes, webhook=webhook, spans=span_exporter)
+        yield Stack(**runtimes, webhook=webhook, spans=span_exporter, metrics=metrics)
 
 
 def _token(runtime: ServiceRuntime, role: Role, patient: uuid.UUID) -> dict[str, str]:

@@ -17,7 +17,7 @@ from contracts import DOSE_REDUCED, DoseReduced
 from services.chassis.clock import FrozenClock
 from services.chassis.consumer import EventConsumer, MalformedEvent, parse_event
 from services.chassis.db import make_engine, make_session_factory
-from services.chassis.errors import PermanentError
+from services.chassis.errors import PermanentError, safe_reason
 from services.chassis.migrations import upgrade_to_head
 from services.chassis.uow import UnitOfWork, UnitOfWorkFactory
 from services.monitoring.adapters.orm import dose_history, metadata
@@ -44,8 +44,8 @@ class FakeDeadLetters:
     def __init__(self) -> None:
         self.sent: list[tuple[bytes, str, int]] = []
 
-    async def send(self, msg: Any, *, reason: str, attempts: int) -> None:
-        self.sent.append((msg.body, reason, attempts))
+    async def send(self, msg: Any, *, error: BaseException, attempts: int) -> None:
+        self.sent.append((msg.body, safe_reason(error), attempts))
 
 
 @pytest.fixture

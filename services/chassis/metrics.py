@@ -1,0 +1,199 @@
+"""Service metrics whose labels can never carry PHI.
+
+One :class:`ServiceMetrics` per service, on that service's ``MeterProvider``
+(``telemetry.make_meter_provider``); components take it as an optional argument and default to
+:data:`NO_METRICS`, so a component built without it (unit tests) records nothing.
+
+Instruments and their labels (every label value comes from a fixed, low-cardinality set):
+
+========================================  ===================================================
+``http.server.request.duration`` (s)      ``http.request.method`` (known methods, else
+                                          ``_OTHER``), ``http.route`` (the route *template*,
+                                          absent when no route matched),
+                                          ``http.response.status_code``
+``taper.events.consumed``                 ``topic``, ``outcome``: one per delivery —
+                                          ``processed``, ``duplicate``, ``dead_lettered`` or
+                                          ``retried`` (handed back to Kafka for redelivery)
+``taper.deadletters``                     ``topic``, ``reason`` (the exception's class name)
+``taper.outbox.published``                ``topic``
+``taper.outbox.lag`` (s, gauge)           none: age of the oldest unpublished outbox row seen
+                                          by the active relay's latest round (0: none pending)
+``taper.timers.fired``                    ``kind``
+========================================  ===================================================
+
+Topics are checked against the contracts (anything else is ``other``), kinds and reasons must be
+identifiers. Never a concrete path (it carries patient ids), a query, a header, a client address,
+an exception message or any payload value.
+
+HTTP: the OpenTelemetry FastAPI instrumentation could record the duration itself, but (0.66b2, in
+its default semantic-convention mode) it labels it with the caller's ``Host`` header
+(``http.host``, ``http.server_name``) — caller-controlled text — uses the old name in ms, and its
+``http.target`` misses the ``include_router`` prefix on FastAPI 0.165. The newer conventions need
+the process-wide ``OTEL_SEMCONV_STABILITY_OPT_IN``. So :class:`HttpMetricsMiddleware` records
+exactly the three labels above, and the instrumentation gets a no-op meter provider.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal
+
+from fastapi.routing import iter_route_contexts
+from opentelemetry.metrics import (
+    CallbackOptions,
+    MeterProvider,
+    NoOpMeterProvider,
+    Observation,
+)
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from contracts.topics import ALL_TOPICS, DLQ_SUFFIX
+
+Outcome = Literal["processed", "duplicate", "dead_lettered", "retried"]
+
+OTHER = "other"
+_KNOWN_TOPICS = frozenset(
+    name for topic in ALL_TOPICS for name in (topic.name, topic.name + DLQ_SUFFIX)
+)
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,63}")
+_HTTP_METHODS = frozenset(
+    {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"}
+)
+# The semantic conventions' advisory buckets for http.server.request.duration.
+_HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+
+
+def _topic(name: str) -> str:
+    return name if name in _KNOWN_TOPICS else OTHER
+
+
+def _identifier(value: str) -> str:
+    return value if _IDENTIFIER.fullmatch(value) else OTHER
+
+
+class ServiceMetrics:
+    def __init__(self, meter_provider: MeterProvider | None = None) -> None:
+        self._enabled = meter_provider is not None
+        meter = (meter_provider or NoOpMeterProvider()).get_meter("taper.chassis")
+        self._http_duration = meter.create_histogram(
+            "http.server.request.duration",
+            unit="s",
+            description="Duration of HTTP server requests.",
+            explicit_bucket_boundaries_advisory=_HTTP_BUCKETS,
+        )
+        self._consumed = meter.create_counter(
+            "taper.events.consumed",
+            unit="{event}",
+            description="Event deliveries handled by a consumer, by outcome.",
+        )
+        self._dead_letters = meter.create_counter(
+            "taper.deadletters",
+            unit="{message}",
+            description="Messages sent to a dead-letter topic, by reason class.",
+        )
+        self._published = meter.create_counter(
+            "taper.outbox.published",
+            unit="{event}",
+            description="Outbox rows published to Kafka (acknowledged by the broker).",
+        )
+        self._timers_fired = meter.create_counter(
+            "taper.timers.fired", unit="{timer}", description="Durable timers fired."
+        )
+        self._lag_sources: list[Callable[[], float | None]] = []
+        meter.create_observable_gauge(
+            "taper.outbox.lag",
+            callbacks=[self._observe_outbox_lag],
+            unit="s",
+            description="Age of the oldest unpublished outbox row (active relay only).",
+        )
+
+    def request_finished(
+        self, *, method: str, route: str | None, status_code: int, duration_s: float
+    ) -> None:
+        attributes: dict[str, str | int] = {
+            "http.request.method": method if method in _HTTP_METHODS else "_OTHER",
+            "http.response.status_code": status_code,
+        }
+        if route is not None:
+            attributes["http.route"] = route
+        self._http_duration.record(max(duration_s, 0.0), attributes)
+
+    def event_consumed(self, topic: str, outcome: Outcome) -> None:
+        self._consumed.add(1, {"topic": _topic(topic), "outcome": outcome})
+
+    def dead_lettered(self, topic: str, reason_class: str) -> None:
+        self._dead_letters.add(1, {"topic": _topic(topic), "reason": _identifier(reason_class)})
+
+    def outbox_published(self, topics: Iterable[str]) -> None:
+        counts: dict[str, int] = {}
+        for topic in topics:
+            label = _topic(topic)
+            counts[label] = counts.get(label, 0) + 1
+        for label, count in counts.items():
+            self._published.add(count, {"topic": label})
+
+    def timer_fired(self, kind: str) -> None:
+        self._timers_fired.add(1, {"kind": _identifier(kind)})
+
+    def watch_outbox_lag(self, source: Callable[[], float | None]) -> None:
+        """Report ``source()`` as the outbox lag at each collection (None: nothing to report)."""
+        if self._enabled:  # NO_METRICS keeps no reference to the relays built without metrics
+            self._lag_sources.append(source)
+
+    def _observe_outbox_lag(self, _: CallbackOptions) -> Iterable[Observation]:
+        for source in self._lag_sources:
+            lag = source()
+            if lag is not None:
+                yield Observation(max(lag, 0.0))
+
+
+NO_METRICS = ServiceMetrics()
+
+
+class HttpMetricsMiddleware:
+    """ASGI middleware recording ``http.server.request.duration`` with the route template."""
+
+    def __init__(self, app: ASGIApp, *, metrics: ServiceMetrics, routes: Sequence[BaseRoute]):
+        self.app = app
+        self._metrics = metrics
+        self._routes = routes
+        self._templates: dict[int, str | None] | None = None
+
+    def _template(self, scope: Scope) -> str | None:
+        route: Any = scope.get("route")
+        if route is None:
+            return None  # nothing matched (404): no http.route, as the conventions say
+        if self._templates is None:
+            # FastAPI puts the *included* route in the scope, whose path lacks the prefix it was
+            # included with; its route contexts know the full template.
+            self._templates = {
+                id(ctx.original_route): ctx.path_format for ctx in iter_route_contexts(self._routes)
+            }
+        template = self._templates.get(id(route))
+        return template if template is not None else getattr(route, "path_format", None)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status_code = 500  # unless a response starts: an exception becomes a 500 outside
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            self._metrics.request_finished(
+                method=scope.get("method", ""),
+                route=self._template(scope),
+                status_code=status_code,
+                duration_s=time.perf_counter() - started,
+            )
