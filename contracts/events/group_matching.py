@@ -4,13 +4,12 @@ other's display handles in group matching's API, never in an event."""
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, ClassVar, Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field
 
 from contracts.envelope import Event
-
-Code = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.:-]{1,64}$")]
+from contracts.types import Code
 
 # Clinical reference §5 cohort keys: pre-taper or crossover, active taper, final phase, paused
 # (held, or at a maintenance dose), post-taper under 6 months, post-taper 6 months or more.

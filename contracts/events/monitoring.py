@@ -5,19 +5,17 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, ClassVar, Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.envelope import Event
+from contracts.types import Code, Subject
 
 
 class Severity(StrEnum):
     RED = "RED"
     AMBER = "AMBER"
-
-
-Code = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.:-]{1,64}$")]
 
 
 class ThresholdReason(BaseModel):
@@ -91,7 +89,7 @@ class EscalationResolved(Event):
     family: Code
     severity: Severity = Field(description="The highest severity the episode reached.")
     resolution: Literal["resume_taper", "keep_held", "referred", "no_action_needed"]
-    resolved_by: Code = Field(description="The resolving clinician's subject (an opaque id).")
+    resolved_by: Subject = Field(description="The resolving clinician's subject (an opaque id).")
 
 
 class CheckInDue(Event):

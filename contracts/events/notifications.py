@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, ClassVar, Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field
 
 from contracts.envelope import Event
-
-Code = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.:-]{1,64}$")]
+from contracts.types import Subject
 
 
 class PageAcknowledged(Event):
@@ -23,5 +22,5 @@ class PageAcknowledged(Event):
 
     episode_id: uuid.UUID
     severity: Literal["RED", "AMBER"] = Field(description="The level of the page acknowledged.")
-    acknowledged_by: Code = Field(description="The acknowledging clinician's subject (opaque).")
+    acknowledged_by: Subject = Field(description="The acknowledging clinician's subject (opaque).")
     channel: Literal["api", "signed_link"]

@@ -8,6 +8,7 @@ decision about patient data, allowed or denied, is written to the append-only ``
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,9 @@ import jwt
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from contracts.types import SUBJECT_PATTERN
 from services.chassis.settings import ServiceSettings
+from services.chassis.telemetry import valid_request_id
 from services.chassis.uow import UnitOfWork
 
 # The identity provider's algorithms and the key type each needs.
@@ -125,6 +128,15 @@ class TokenVerifier:
                 detail="invalid or expired token",
                 headers={"WWW-Authenticate": "Bearer"},
             ) from exc
+        if not re.fullmatch(SUBJECT_PATTERN, str(claims["sub"])):
+            # The subject goes into events and the audit log: an e-mail address or a name there
+            # would be PHI. The identity provider must issue opaque ids (README: Identity). The
+            # subject itself is not echoed back.
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                detail="token subject is not an opaque id (lower-case letters, digits, _.:-)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         if role is Role.PATIENT and patient_id is None:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED, detail="patient token lacks patient_id"
@@ -196,8 +208,13 @@ def require_role(principal: Principal, *roles: Role) -> None:
 
 
 def require_admin(principal: Principal, scope: str) -> None:
-    """A service's administrators: ops, or a clinician holding the service's admin ``scope``."""
-    if principal.role is Role.OPS or principal.has_scope(scope):
+    """A service's administrators: ops, or a clinician holding the service's admin ``scope``.
+
+    A patient is never one, whatever scopes a misconfigured identity provider put in the token.
+    """
+    if principal.role is Role.OPS or (
+        principal.role is Role.CLINICIAN and principal.has_scope(scope)
+    ):
         return
     raise HTTPException(status.HTTP_403_FORBIDDEN, detail="administrators only")
 
@@ -231,7 +248,7 @@ async def authorize_patient_access(
         resource=resource,
         patient_id=patient_id,
         outcome="allowed" if allowed else "denied",
-        request_id=request.headers.get("x-request-id") if request else None,
+        request_id=valid_request_id(request.headers.get("x-request-id")) if request else None,
         client_addr=request.client.host if request and request.client else None,
     )
     await uow.commit()

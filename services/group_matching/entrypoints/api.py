@@ -13,8 +13,9 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Request, status
-from pydantic import BaseModel, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from contracts.types import Subject
 from services.chassis.auth import (
     CurrentPrincipal,
     Principal,
@@ -28,7 +29,6 @@ from services.group_matching.domain import placement
 from services.group_matching.service_layer import cohorts, handlers
 
 ADMIN_SCOPE = "group_matching:admin"
-Subject = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:@-]{1,100}$")]
 ReasonCode = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,40}$")]
 
 
@@ -40,6 +40,8 @@ class StageOut(BaseModel):
 
 
 class ParticipationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     timezone: str = Field(examples=["America/Chicago"], description="IANA timezone.")
     language: str = Field(examples=["en"], description="ISO 639-1 language of the sessions.")
 
@@ -59,10 +61,14 @@ class ParticipationIn(BaseModel):
 
 
 class OverrideIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     reason_code: ReasonCode
 
 
 class ModeratorIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     languages: list[str] = Field(min_length=1, max_length=12)
     max_cohorts: int = Field(ge=1, le=50)
 
@@ -148,8 +154,11 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
 
     @router.get("/moderators/{subject}/cohorts", summary="A moderator's rosters")
     async def roster(subject: Subject, principal: CurrentPrincipal) -> list[dict[str, Any]]:
+        # The roster names patients and their stage group (clinical): a clinician's, never ops'
+        # (not even holding the scope).
         is_self = principal.role is Role.CLINICIAN and principal.subject == subject
-        if not (is_self or principal.has_scope(ADMIN_SCOPE)):
+        is_admin = principal.role is Role.CLINICIAN and principal.has_scope(ADMIN_SCOPE)
+        if not (is_self or is_admin):
             raise HTTPException(status.HTTP_403_FORBIDDEN, detail="the moderator only")
         async with runtime.uow() as uow:
             rows = await cohorts.roster(uow, subject)

@@ -14,8 +14,15 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse
-from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
+from contracts.types import Subject
 from services.chassis.auth import (
     CurrentPrincipal,
     Principal,
@@ -32,7 +39,6 @@ from services.notifications.domain.oncall import OnCallSchedule, Rotation
 from services.notifications.service_layer import config, escalations, views
 
 ADMIN_SCOPE = "notifications:admin"
-Subject = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:@-]{1,100}$")]
 
 
 # --- bodies -----------------------------------------------------------------------------------
@@ -46,6 +52,8 @@ class PolicyOut(BaseModel):
 
 
 class RotationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     timezone: str
     participants: list[Subject] = Field(min_length=1, max_length=100)
     starts_at: AwareDatetime
@@ -58,6 +66,8 @@ class RotationIn(BaseModel):
 
 
 class OverrideIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     clinician: Subject
     starts_at: AwareDatetime
     ends_at: AwareDatetime
@@ -77,6 +87,8 @@ class ScheduleOut(BaseModel):
 
 
 class ContactMethod(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     channel: Literal["webhook", "email", "sms"]
     address: str = Field(min_length=3, max_length=254)
 
@@ -95,6 +107,8 @@ class ContactMethod(BaseModel):
 
 
 class ContactIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     methods: list[ContactMethod] = Field(max_length=10)
 
 

@@ -1,7 +1,7 @@
 """Bearer tokens from an identity provider (RS256/ES256 keys from its JWKS) and the attacks on
 them: alg none, algorithm confusion, unknown or missing key ids, keys of the wrong type, another
-signer reusing a kid, wrong issuer or audience, expiry and not-before; the development HS256
-issuer is refused in production."""
+signer reusing a kid, wrong issuer or audience, expiry and not-before, a subject that is not an
+opaque id; the development HS256 issuer is refused in production."""
 
 from __future__ import annotations
 
@@ -134,6 +134,19 @@ def test_issuer_audience_expiry_and_not_before_are_checked() -> None:
         {"nbf": now + timedelta(minutes=10)},
     ):
         assert refused(verifier, token(RSA_KEY, "RS256", "rsa-1", **bad))
+
+
+def test_a_subject_that_is_not_an_opaque_id_is_refused_without_being_echoed() -> None:
+    # The subject goes into events and the audit log: an e-mail address or a name would be PHI,
+    # and an event could not carry it (contracts.types.Subject).
+    verifier = TokenVerifier(settings())
+    for subject in ("jane.doe@example.org", "Dr Jane Doe", "auth0|Jane", "x" * 65, ""):
+        with pytest.raises(HTTPException) as caught:
+            verifier.verify(token(RSA_KEY, "RS256", "rsa-1", sub=subject))
+        assert caught.value.status_code == 401
+        assert subject not in str(caught.value.detail) or not subject
+    for subject in (str(uuid.uuid4()), "00u1a2b3c4", "idp:4711"):
+        assert verifier.verify(token(RSA_KEY, "RS256", "rsa-1", sub=subject)).subject == subject
 
 
 def test_the_development_issuer_works_outside_production_only() -> None:
