@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.trace import TracerProvider
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.chassis.auth import TokenVerifier
@@ -26,6 +27,37 @@ from services.chassis.telemetry import record_request_id, valid_request_id
 log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
+
+
+class FieldError(BaseModel):
+    """One invalid field: where, what is wrong, the error's type (never the input itself)."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer of every service (and of the gateway): ``detail`` is a sentence, or for
+    an invalid request the list of field errors."""
+
+    detail: str | list[FieldError]
+    request_id: str | None = Field(default=None, description="Only on 500: quote it to ops.")
+
+
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, bool]
+
+
+def _documented(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorBody} for code in codes}
+
+
+# Documented on every API operation, so clients (and the schema fuzzer) can rely on the shape of
+# every refusal: 401/403 from authorization, 404/409/422 from the service, 413/429 from the
+# gateway in front of it. An operation documents other answers (410, 503 ...) itself.
+API_ERRORS = _documented(401, 403, 404, 409, 413, 422, 429)
 
 
 def create_app(
@@ -56,7 +88,12 @@ def create_app(
     async def health() -> dict[str, str]:
         return {"status": "ok", "service": settings.service_name}
 
-    @system.get("/ready", summary="Readiness: database and broker reachable")
+    @system.get(
+        "/ready",
+        summary="Readiness: database and broker reachable",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "A dependency is unreachable"}},
+    )
     async def ready() -> JSONResponse:
         results: dict[str, bool] = {}
         for name, check in readiness_checks.items():
@@ -70,9 +107,9 @@ def create_app(
             status_code=200 if ok else 503,
         )
 
-    app.include_router(system)
+    app.include_router(system, responses=_documented(429))
     for router in routers:
-        app.include_router(router, prefix=prefix)
+        app.include_router(router, prefix=prefix, responses=API_ERRORS)
     _install_error_handlers(app)
     # HTTP metrics come from our middleware (chassis/metrics.py says why), not the instrumentation.
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics, routes=app.routes)

@@ -16,12 +16,31 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
 
 from services.notifications.domain.calendar import BusinessHours
 
 Ref = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:@-]{1,100}$")]
 PolicyKey = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+# A local wall-clock time. Not JSON Schema's `format: time`, which is RFC 3339's and requires an
+# offset: business hours are in the policy's own timezone.
+WallClock = Annotated[
+    time,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$",
+            "description": "Local wall-clock time, HH:MM or HH:MM:SS, no offset.",
+        }
+    ),
+]
 MAX_LOOPS = 20  # Atlassian on-call caps repeats at 20 [S18]
 MAX_TIMEOUT_MINUTES = 1440  # Opsgenie's legacy API maximum delay [S18]
 
@@ -45,8 +64,8 @@ class BusinessHoursSpec(BaseModel):
 
     timezone: str
     weekdays: tuple[int, ...] = Field(min_length=1, description="0 = Monday … 6 = Sunday")
-    opens: time
-    closes: time
+    opens: WallClock
+    closes: WallClock
 
     def to_domain(self) -> BusinessHours:
         return BusinessHours(self.timezone, frozenset(self.weekdays), self.opens, self.closes)
