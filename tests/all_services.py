@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from contracts import Event
 from services.chassis.runtime import ServiceRuntime
 from services.group_matching.bootstrap import bootstrap as group_matching
 from services.group_matching.settings import GroupMatchingSettings
@@ -25,12 +26,33 @@ SERVICES: dict[str, tuple[Callable[..., ServiceRuntime], type[Any]]] = {
 }
 
 
-def sqlite_runtime(name: str, directory: Path) -> ServiceRuntime:
-    """``name``'s runtime on a fresh SQLite file in ``directory`` (migrate it before use)."""
+def sqlite_runtime(name: str, directory: Path, **bootstrap: Any) -> ServiceRuntime:
+    """``name``'s runtime on a fresh SQLite file in ``directory`` (migrate it before use);
+    ``bootstrap``: extra arguments for its bootstrap (``clock=``, notifications' ``channels=``)."""
     make, settings_cls = SERVICES[name]
     settings = settings_cls(
         database_url=f"sqlite+aiosqlite:///{directory}/{name}.db",
         environment="test",
         kafka_provision_topics=False,
     )
-    return make(settings)
+    return make(settings, **bootstrap)
+
+
+async def deliver(runtime: ServiceRuntime, event: Event) -> None:
+    """Hand ``event`` to the service's own consumer handler for it and commit, as its consumer
+    would after reading it from the broker (none is started)."""
+    [handler] = [s.handler for s in runtime.subscriptions if isinstance(event, s.topic.event)]
+    async with runtime.uow() as uow:
+        await handler(event, uow)
+        await uow.commit()
+
+
+def without_security(document: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAPI document with its bearer requirements removed, so that schemathesis generates no
+    ``Authorization`` header of its own: the test sends each principal's token instead. (Left in,
+    most invalid requests would be invalid only in their token — a 401 — and bodies and parameters
+    would hardly be tested; tokens are attacked in their own tests.)"""
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            operation.pop("security", None)
+    return document
