@@ -55,9 +55,9 @@ def _documented(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 # Documented on every API operation, so clients (and the schema fuzzer) can rely on the shape of
-# every refusal: 401/403 from authorization, 404/409/422 from the service, 413/429 from the
-# gateway in front of it. An operation documents other answers (410, 503 ...) itself.
-API_ERRORS = _documented(401, 403, 404, 409, 413, 422, 429)
+# every refusal: 401/403 from authorization, 404/409/422 from the service, 413/414/429/431 from
+# the gateway in front of it. An operation documents other answers (410, 503 ...) itself.
+API_ERRORS = _documented(401, 403, 404, 409, 413, 414, 422, 429, 431)
 
 
 def create_app(
@@ -107,7 +107,7 @@ def create_app(
             status_code=200 if ok else 503,
         )
 
-    app.include_router(system, responses=_documented(429))
+    app.include_router(system, responses=_documented(414, 429, 431))
     for router in routers:
         app.include_router(router, prefix=prefix, responses=API_ERRORS)
     _install_error_handlers(app)

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.runtime import ServiceRuntime
-from tests.all_services import SERVICES
+from tests.all_services import SERVICES, api_operations
 from tests.integration.gateway.served import Served
 
 PATIENT = uuid.uuid4()
@@ -24,8 +24,7 @@ PATIENT = uuid.uuid4()
 
 def _writes(runtime: ServiceRuntime) -> list[Any]:
     """Every operation that takes a JSON object body."""
-    schema = schemathesis.openapi.from_dict(runtime.app.openapi())
-    operations = [result.ok() for result in schema.get_all_operations()]
+    operations = api_operations(runtime.app.openapi())
     return [
         op
         for op in operations
@@ -134,3 +133,13 @@ def test_the_audit_log_records_the_real_client_and_the_gateways_request_id(
     assert len(mine) == 1
     assert mine[0].actor == "c-2" and mine[0].outcome == "denied"
     assert mine[0].client_addr == "127.0.0.1"  # the gateway's peer, not the forged 10.6.6.6
+
+
+def test_an_overlong_uri_or_header_is_refused_by_the_gateway_with_json(served: Served) -> None:
+    with httpx.Client(base_url=served.url, timeout=30) as client:
+        long_uri = client.get("/api/monitoring/episodes", params={"x": "a" * 10_000})
+        long_header = client.get("/api/monitoring/episodes", headers={"X-Pad": "a" * 10_000})
+    for response, status in ((long_uri, 414), (long_header, 431)):
+        assert response.status_code == status
+        assert response.headers["content-type"].startswith("application/json")
+        assert "too" in response.json()["detail"]
