@@ -7,6 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import schemathesis
+from schemathesis.core.result import Err, Ok
+
 from contracts import Event
 from services.chassis.runtime import ServiceRuntime
 from services.group_matching.bootstrap import bootstrap as group_matching
@@ -56,3 +59,11 @@ def without_security(document: dict[str, Any]) -> dict[str, Any]:
         for operation in operations.values():
             operation.pop("security", None)
     return document
+
+
+def api_operations(document: dict[str, Any]) -> list[Any]:
+    r"""Every operation of an OpenAPI ``document`` as schemathesis ``APIOperation``\ s (strategies
+    of requests), failing with the reasons if any cannot be loaded."""
+    results = list(schemathesis.openapi.from_dict(document).get_all_operations())
+    assert [r.err() for r in results if isinstance(r, Err)] == [], "unloadable operations"
+    return [r.ok() for r in results if isinstance(r, Ok)]

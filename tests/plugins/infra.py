@@ -59,6 +59,20 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+def serving(gateway: Any) -> Iterator[Any]:
+    """Start ``gateway`` (a deploy.localstack.gateway.LocalGateway), yield it, stop it: for a
+    fixture to ``yield from``. nginx that cannot start is ``unavailable`` (a failure on CI)."""
+    from deploy.localstack.gateway import GatewayLaunchError
+
+    try:
+        gateway.start()
+    except GatewayLaunchError as exc:
+        gateway.stop()
+        unavailable(f"nginx gateway could not start: {exc}")
+    yield gateway
+    gateway.stop()
+
+
 @cache
 def docker_available() -> bool:
     """A Docker engine answers ``docker info`` within 5 s (a CLI alone is not enough)."""

@@ -7,20 +7,17 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.gateway.served import Served, ServedApps
-from tests.plugins.infra import unavailable
+from tests.plugins.infra import serving
 
 
 @pytest.fixture(scope="package")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    from deploy.localstack.gateway import GatewayLaunchError, LocalGateway
+    from deploy.localstack.gateway import LocalGateway
 
     apps = ServedApps(tmp_path_factory.mktemp("fuzz"))
-    gateway = LocalGateway(upstreams=apps.ports, rate_per_second=100_000, burst=100_000)
     try:
-        gateway.start()
-    except GatewayLaunchError as exc:
+        gateway = LocalGateway(upstreams=apps.ports, rate_per_second=100_000, burst=100_000)
+        for running in serving(gateway):
+            yield Served(running.url, apps)
+    finally:
         apps.close()
-        unavailable(f"nginx gateway could not start: {exc}")
-    yield Served(gateway.url, apps)
-    gateway.stop()
-    apps.close()

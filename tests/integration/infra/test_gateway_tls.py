@@ -25,7 +25,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from deploy.localstack.gateway import (
-    GatewayLaunchError,
     LocalGateway,
     TlsFiles,
     find_nginx,
@@ -34,7 +33,7 @@ from deploy.localstack.gateway import (
     supports_http2_directive,
 )
 from tests.integration.infra.test_launchers import _get, _Upstream
-from tests.plugins.infra import unavailable
+from tests.plugins.infra import serving
 
 #: the TLS 1.2 suites of tls-server.conf.template (Mozilla intermediate)
 MOZILLA_TLS12 = {
@@ -154,20 +153,10 @@ def upstream() -> Iterator[_Upstream]:
     server.server_close()
 
 
-def _started(gw: LocalGateway) -> Iterator[LocalGateway]:
-    try:
-        gw.start()
-    except GatewayLaunchError as exc:
-        gw.stop()
-        unavailable(f"nginx gateway could not start: {exc}")
-    yield gw
-    gw.stop()
-
-
 @pytest.fixture(scope="module")
 def tls_gateway(upstream: _Upstream, pki: _Pki) -> Iterator[LocalGateway]:
     """TLS on, with the limits a fuzzer would use (10000 r/s, bursts of 10000) and 2 MiB bodies."""
-    yield from _started(
+    yield from serving(
         LocalGateway(
             upstreams={"scheduler": upstream.port},
             tls=TlsFiles(pki.chain, pki.key),
@@ -181,7 +170,7 @@ def tls_gateway(upstream: _Upstream, pki: _Pki) -> Iterator[LocalGateway]:
 @pytest.fixture(scope="module")
 def strict_gateway(upstream: _Upstream) -> Iterator[LocalGateway]:
     """No TLS; 1 request/s per client and no burst."""
-    yield from _started(
+    yield from serving(
         LocalGateway(upstreams={"scheduler": upstream.port}, rate_per_second=1, burst=0)
     )
 

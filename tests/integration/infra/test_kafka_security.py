@@ -13,13 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from aiokafka.errors import KafkaConnectionError
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
@@ -27,15 +25,10 @@ from pydantic import SecretStr
 
 from contracts import ALL_TOPICS, DOSE_REDUCED, DoseReduced
 from deploy.localstack.kafka import LocalKafka
-from services.chassis.errors import PermanentError
 from services.chassis.kafka import KafkaSecurity, ensure_topics, make_broker
-from services.chassis.ops import consumer_lag, read_dead_letters, replay
-from services.chassis.runtime import ServiceRuntime, Subscription
-from services.chassis.uow import UnitOfWork
-from services.monitoring.adapters.orm import dose_history, metadata
-from services.monitoring.service_layer.handlers import record_dose_reduced
+from services.chassis.runtime import ServiceRuntime
 from services.monitoring.settings import MonitoringSettings
-from tests.helpers import dose_reduced, eventually
+from tests.dead_letter_round_trip import refuse_then_replay
 from tests.plugins.infra import unavailable
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -105,62 +98,22 @@ async def test_a_service_provisions_consumes_dead_letters_and_replays_over_scram
         timer_poll_interval_s=0.1,
         consumer_retry_backoff_s=0.01,
     )
-    refused: set[uuid.UUID] = set()
 
-    async def sometimes_refuses(event: DoseReduced, uow: UnitOfWork) -> None:
-        if event.patient_id in refused:
-            raise PermanentError("plan not known yet")
-        await record_dose_reduced(event, uow)
-
-    runtime = ServiceRuntime(
-        settings,
-        metadata=metadata,
-        subscriptions=[Subscription(DOSE_REDUCED, sometimes_refuses)],
-    )
-    security = runtime.kafka_security
-    assert (security.protocol, security.sasl_mechanism) == (protocol, mechanism)
-    event = dose_reduced()
-    refused.add(event.patient_id)
-    async with runtime:  # ensure_topics and the FastStream broker, both over SCRAM
-        topics = await asyncio.to_thread(_topics, bootstrap, security)
+    async def over_scram(runtime: ServiceRuntime, event: DoseReduced) -> None:
+        security = runtime.kafka_security
+        assert (security.protocol, security.sasl_mechanism) == (protocol, mechanism)
+        topics = await asyncio.to_thread(_topics, bootstrap, security)  # ensure_topics did it
         assert {DOSE_REDUCED.name, DOSE_REDUCED.dlq} <= topics
-        await runtime.broker.publish(
+        await runtime.broker.publish(  # the service's own FastStream broker
             event.to_bytes(),
             DOSE_REDUCED.name,
             key=str(event.patient_id).encode(),
             headers={"event_id": str(event.event_id)},
         )
 
-        async def my_letter() -> list[Any]:
-            letters = await asyncio.to_thread(
-                lambda: list(
-                    read_dead_letters(bootstrap, DOSE_REDUCED.dlq, 1000, security=security)
-                )
-            )
-            return [x for x in letters if x.headers.get("event_id") == str(event.event_id)]
-
-        (letter,) = await eventually(my_letter)  # consumed, refused, dead-lettered over SCRAM
-        assert letter.summary()["dlq.consumer"] == "monitoring"
-
-        refused.clear()
-        replayed = await asyncio.to_thread(
-            lambda: replay(
-                bootstrap, DOSE_REDUCED.dlq, consumer_group="monitoring", security=security
-            )
-        )
-        assert replayed >= 1
-
-        async def processed() -> int:
-            async with runtime.uow() as uow:
-                query = sa.select(sa.func.count()).select_from(dose_history)
-                query = query.where(dose_history.c.event_id == event.event_id)
-                return int(await uow.session.scalar(query) or 0)
-
-        assert await eventually(processed) == 1
-        lag = await asyncio.to_thread(
-            lambda: consumer_lag(bootstrap, "monitoring", security=security)
-        )
-        assert any(k.startswith(DOSE_REDUCED.name + "[") for k in lag)
+    # consumed, refused, dead-lettered, listed, replayed, processed once: all over SCRAM
+    letter, _ = await refuse_then_replay(settings, over_scram)
+    assert letter.summary()["dlq.consumer"] == "monitoring"
 
 
 def _topics(bootstrap: str, security: KafkaSecurity) -> set[str]:

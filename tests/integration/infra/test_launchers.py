@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
-from tests.plugins.infra import unavailable
+from tests.plugins.infra import serving
 
 
 def _asyncpg_url(sqlalchemy_dsn: str) -> str:
@@ -273,16 +273,9 @@ def upstreams() -> Iterator[dict[str, _Upstream]]:
 
 @pytest.fixture
 def gateway(upstreams: dict[str, _Upstream]) -> Iterator[Any]:
-    from deploy.localstack.gateway import GatewayLaunchError, LocalGateway
+    from deploy.localstack.gateway import LocalGateway
 
-    gw = LocalGateway(upstreams={name: s.port for name, s in upstreams.items()})
-    try:
-        gw.start()
-    except GatewayLaunchError as exc:
-        gw.stop()
-        unavailable(f"nginx gateway could not start: {exc}")
-    yield gw
-    gw.stop()
+    yield from serving(LocalGateway(upstreams={name: s.port for name, s in upstreams.items()}))
 
 
 def _get(url: str, headers: dict[str, str] | None = None, data: bytes | None = None
