@@ -10,6 +10,7 @@ acknowledgement timeout). The numbers are data (``data/escalation.v1.json``, ⚠
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from functools import cache
@@ -23,8 +24,10 @@ from pydantic import (
     StringConstraints,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
+from contracts.types import SUBJECT_PATTERN
 from services.notifications.domain.calendar import BusinessHours
 
 Ref = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:@-]{1,100}$")]
@@ -50,6 +53,14 @@ class Target(BaseModel):
 
     kind: Literal["schedule", "clinician"]
     ref: Ref = Field(description="An on-call schedule key, or a clinician's subject (opaque).")
+
+    @model_validator(mode="after")
+    def _clinician_is_a_subject(self) -> Target:
+        # A clinician named any other way could be paged but never acknowledge: their token's
+        # subject always has this form (services.chassis.auth refuses any other).
+        if self.kind == "clinician" and not re.fullmatch(SUBJECT_PATTERN, self.ref):
+            raise ValueError("a clinician target is a subject: lower-case letters, digits, _.:-")
+        return self
 
 
 class Level(BaseModel):

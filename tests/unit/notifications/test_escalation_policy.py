@@ -92,6 +92,18 @@ def test_shipped_data_that_routes_to_a_missing_policy_is_refused() -> None:
             },
             "business_hours",
         ),
+        (
+            # a clinician nobody's token could name: paged, but never able to acknowledge
+            {
+                "levels": [
+                    {
+                        "targets": [{"kind": "clinician", "ref": "Dr.Jane@clinic"}],
+                        "ack_timeout_minutes": 5,
+                    }
+                ]
+            },
+            "levels",
+        ),
     ],
 )
 def test_invalid_policies_name_the_field(change: dict[str, object], field: str) -> None:
