@@ -350,7 +350,11 @@ def test_whole_day_rotation_hands_off_at_the_local_wall_time(
     starts_at = datetime.combine(start_day, start_time, tzinfo=zone).replace(fold=fold)
     people = ("p0", "p1", "p2")
     rotation = Rotation(people, starts_at, timedelta(days=days), name)
-    first_wall = wall(starts_at, zone)
+    # The wall time of the start INSTANT: a start inside a gap (Santiago's DST begins at 00:00,
+    # so 00:00 does not exist that day) is the instant just after it, and the rotation hands off
+    # at that instant's wall time (01:00) from then on. (``wall(starts_at, zone)`` would keep the
+    # nonexistent 00:00: astimezone to its own zone converts nothing.)
+    first_wall = wall(starts_at.astimezone(UTC), zone)
     shift = timedelta(days=days)
     turns = {0, 1, 2}
     for t in transitions(name):
