@@ -75,6 +75,7 @@ class TokenVerifier:
         self._secret = settings.jwt_secret
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
+        self._leeway = timedelta(seconds=settings.jwt_leeway_s)
         self._dev_issuer = settings.environment != "production"
         self._jwks_client = (
             jwt.PyJWKClient(settings.jwt_jwks_url, cache_keys=True, lifespan=300)
@@ -116,6 +117,7 @@ class TokenVerifier:
                 algorithms=[alg],
                 issuer=self._issuer,
                 audience=self._audience,
+                leeway=self._leeway,
                 options={"require": ["exp", "iat", "sub", "iss", "aud"]},
             )
             role = Role(claims["role"])

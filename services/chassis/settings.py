@@ -118,6 +118,11 @@ class ServiceSettings(BaseSettings):
     # the JWKS document itself (a JSON string, for air-gapped setups and tests).
     jwt_jwks_url: str | None = Field(default=None, validation_alias=_shared("TAPER_JWT_JWKS_URL"))
     jwt_jwks: str | None = Field(default=None, validation_alias=_shared("TAPER_JWT_JWKS"))
+    # Clock skew tolerated between the identity provider and us on exp/nbf/iat (RFC 7519 §4.1.4
+    # allows "a small leeway, usually no more than a few minutes").
+    jwt_leeway_s: float = Field(
+        default=30, ge=0, le=300, validation_alias=_shared("TAPER_JWT_LEEWAY_S")
+    )
 
     otlp_endpoint: str | None = Field(
         default=None, validation_alias=_shared("OTEL_EXPORTER_OTLP_ENDPOINT")

@@ -95,7 +95,7 @@ def test_tokens_are_verified_for_signature_audience_and_expiry() -> None:
     good = issue_dev_token(settings, subject="p", role=Role.PATIENT, patient_id=patient)
     assert verifier.verify(good).patient_id == patient
     expired = issue_dev_token(
-        settings, subject="p", role=Role.PATIENT, patient_id=patient, ttl=timedelta(seconds=-1)
+        settings, subject="p", role=Role.PATIENT, patient_id=patient, ttl=timedelta(minutes=-1)
     )
     other_audience = issue_dev_token(
         settings.model_copy(update={"jwt_audience": "elsewhere"}),

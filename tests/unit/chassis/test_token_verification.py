@@ -130,10 +130,15 @@ def test_issuer_audience_expiry_and_not_before_are_checked() -> None:
     for bad in (
         {"iss": "https://evil.example"},
         {"aud": "another-api"},
-        {"exp": now - timedelta(seconds=1)},
+        {"exp": now - timedelta(seconds=31)},  # beyond the 30 s clock-skew leeway
         {"nbf": now + timedelta(minutes=10)},
     ):
         assert refused(verifier, token(RSA_KEY, "RS256", "rsa-1", **bad))
+    # within the leeway: the provider's clock may be a few seconds off ours
+    for skewed in ({"exp": now - timedelta(seconds=5)}, {"nbf": now + timedelta(seconds=5)}):
+        assert verifier.verify(token(RSA_KEY, "RS256", "rsa-1", **skewed)).subject == "dr-ada"
+    strict = TokenVerifier(settings(jwt_leeway_s=0))
+    assert refused(strict, token(RSA_KEY, "RS256", "rsa-1", exp=now - timedelta(seconds=1)))
 
 
 def test_a_subject_that_is_not_an_opaque_id_is_refused_without_being_echoed() -> None:
