@@ -1294,9 +1294,10 @@ NAMES = {
 def git_state() -> str:
     def git(*args: str) -> str:
         try:
+            # rstrip only: porcelain lines start with a status column that may be a space
             return subprocess.run(
                 ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
-            ).stdout.strip()
+            ).stdout.rstrip()
         except (OSError, subprocess.CalledProcessError):
             return "?"
 

@@ -19,14 +19,25 @@ class ServedApps:
     """The four services' apps on uvicorn, in a thread with its own event loop."""
 
     def __init__(self, directory: Path) -> None:
-        self.loop = asyncio.new_event_loop()
         self.runtimes: dict[str, ServiceRuntime] = {}
         self.ports: dict[str, int] = {}
         self._servers: list[uvicorn.Server] = []
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        running = threading.Event()
+        main = self._main(running)
+        self._thread = threading.Thread(target=asyncio.run, args=(main,), daemon=True)
         self._thread.start()
+        running.wait(timeout=30)
         for name in SERVICES:
             self.call(self._serve(name, directory))
+
+    async def _main(self, running: threading.Event) -> None:
+        # Under asyncio.run, like ServiceRuntime.serve(): anyio ties its worker threads (sync
+        # dependencies such as the token check run there) to this long-lived task and reuses
+        # them; under loop.run_forever() it would start and stop a thread per request.
+        self.loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        running.set()
+        await self._stopped.wait()
 
     def call(self, coro: Any) -> Any:
         """Run ``coro`` on the apps' event loop (their engines live there) and return its result."""
@@ -57,7 +68,7 @@ class ServedApps:
                 await runtime.engine.dispose()
 
         self.call(shutdown())
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.loop.call_soon_threadsafe(self._stopped.set)
         self._thread.join(timeout=10)
 
 
