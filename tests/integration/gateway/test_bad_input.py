@@ -5,6 +5,8 @@ client and the request id the gateway gave the request, whatever the client clai
 
 from __future__ import annotations
 
+import json
+import socket
 import uuid
 from typing import Any
 
@@ -143,3 +145,16 @@ def test_an_overlong_uri_or_header_is_refused_by_the_gateway_with_json(served: S
         assert response.status_code == status
         assert response.headers["content-type"].startswith("application/json")
         assert "too" in response.json()["detail"]
+
+
+def test_a_request_that_is_not_http_gets_a_json_400_from_the_gateway(served: Served) -> None:
+    host, port = served.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400")
+    assert b"application/json" in head
+    assert json.loads(body)["detail"] == "malformed request"
