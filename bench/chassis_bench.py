@@ -46,6 +46,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from bench.machine import machine_info
+from bench.report import write_results
 from contracts import ALL_TOPICS, DOSE_REDUCED, DoseReduced, TaperStage
 from services.chassis.kafka import ensure_topics, make_broker
 from services.chassis.logs import configure_logging
@@ -55,8 +56,6 @@ from services.chassis.runtime import ServiceRuntime
 from services.monitoring.bootstrap import bootstrap
 from services.monitoring.settings import MonitoringSettings
 
-BENCH_DIR = Path(__file__).resolve().parent
-RESULTS_DIR = BENCH_DIR / "results"
 SERVICE = "monitoring"
 PARTITIONS = DOSE_REDUCED.partitions  # 6, as every topic of ours
 
@@ -1040,12 +1039,7 @@ def main(argv: list[str] | None = None) -> int:
             infra.stop()
     elapsed = time.perf_counter() - t0
     text = render(report, opts, infra, started, elapsed)
-    print("\n" + text)
-    if str(args.output) != "-":
-        path = args.output or RESULTS_DIR / f"chassis-{started:%Y-%m-%d}.md"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        print(f"written to {path}")
+    write_results(text, args.output, "chassis", started)
     return 0
 
 

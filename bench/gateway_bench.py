@@ -64,15 +64,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bench.chassis_bench import Sample, load, run_workers, service_logging
 from bench.machine import machine_info
-from bench.monitoring_bench import CIWA_ITEMS, git_state, keep_interpretation, pct
+from bench.monitoring_bench import CIWA_ITEMS, pct
+from bench.report import ROOT, git_state, write_results
 from deploy.localstack.gateway import LocalGateway, TlsFiles, find_nginx, nginx_build_info
 from services.chassis.auth import Role, issue_dev_token
 from tests.integration.gateway.served import ServedApps
 from tests.integration.infra.test_gateway_tls import _make_pki
 
-BENCH_DIR = Path(__file__).resolve().parent
-ROOT = BENCH_DIR.parent
-RESULTS_DIR = BENCH_DIR / "results"
 HEALTH_PATH = "/api/monitoring/health"
 HEALTH = {"status": "ok", "service": "monitoring"}  # what the chassis' /health answers
 LIBRARIES = (
@@ -875,12 +873,7 @@ def main(argv: list[str] | None = None) -> int:
         Bench(opts, results, Path(tmp)).run()
     checks(results, opts)
     text = render(results, opts, started, time.perf_counter() - t0, cmd)
-    print("\n" + text)
-    if str(args.output) != "-":
-        path = args.output or RESULTS_DIR / f"gateway-{started:%Y-%m-%d}.md"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(keep_interpretation(text, path))
-        print(f"written to {path}")
+    write_results(text, args.output, "gateway", started)
     return 0
 
 

@@ -60,6 +60,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.machine import machine_info
+from bench.report import git_state, write_results
 from services.group_matching.domain import matching
 from services.group_matching.domain.matching import (
     MATCHING_STAGES,
@@ -80,8 +81,6 @@ from services.group_matching.domain.matching import (
 from services.group_matching.domain.placement import utc_offset_minutes
 from tests.group_matching_exact import solve_exact
 
-BENCH_DIR = Path(__file__).resolve().parent
-RESULTS_DIR = BENCH_DIR / "results"
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 DAY = 1440
 
@@ -1017,19 +1016,10 @@ def main(argv: list[str] | None = None) -> int:
         loads["scale"] = load()
         print(f"scale (load {loads['scale']}) ...", flush=True)
         scale = run_scale(args.scale_sizes, args.seed, args.repeats, config)
-    # Imported only now: monitoring_bench pulls in the whole service stack, whose objects the
-    # garbage collector would otherwise walk during the timed runs.
-    from bench.monitoring_bench import git_state, keep_interpretation
-
     text = render(
         small, keys, scale, loads, args, git_state(), started, time.perf_counter() - t0, config
     )
-    print("\n" + text)
-    if str(args.output) != "-":
-        path = args.output or RESULTS_DIR / f"group-matching-{started:%Y-%m-%d}.md"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(keep_interpretation(text, path))
-        print(f"written to {path}")
+    write_results(text, args.output, "group-matching", started)
     return 0
 
 

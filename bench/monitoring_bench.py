@@ -51,7 +51,6 @@ import os
 import pstats
 import random
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -81,6 +80,7 @@ from bench.chassis_bench import (
     service_logging,
 )
 from bench.machine import machine_info
+from bench.report import ROOT, git_state, write_results
 from contracts import (
     ALL_TOPICS,
     DOSE_REDUCED,
@@ -101,9 +101,6 @@ from services.monitoring.domain.reference import ciwa_b_v1
 from services.monitoring.entrypoints import consumers
 from services.monitoring.settings import MonitoringSettings
 
-BENCH_DIR = Path(__file__).resolve().parent
-ROOT = BENCH_DIR.parent
-RESULTS_DIR = BENCH_DIR / "results"
 SERVICE = "monitoring"
 PARTITIONS = THRESHOLD_EXCEEDED.partitions  # 6, as every topic of ours
 CIWA_ITEMS = ciwa_b_v1().patient_items  # the 17 patient-rated items (no clinician items)
@@ -1291,25 +1288,6 @@ NAMES = {
 }
 
 
-def git_state() -> str:
-    def git(*args: str) -> str:
-        try:
-            # rstrip only: porcelain lines start with a status column that may be a space
-            return subprocess.run(
-                ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
-            ).stdout.rstrip()
-        except (OSError, subprocess.CalledProcessError):
-            return "?"
-
-    head = git("rev-parse", "--short", "HEAD")
-    dirty = git("status", "--porcelain", "--", "services", "contracts").splitlines()
-    if not dirty:
-        return f"commit {head}, services/ and contracts/ clean"
-    return f"commit {head} plus uncommitted changes: " + ", ".join(
-        f"`{line[3:]}` ({line[:2].strip()})" for line in dirty
-    )
-
-
 def step_table(results: Results, step: str, unit: str) -> list[str]:
     runs = [r for r in results.runs if r.step == step and r.rep > 0]
     variants = [v for v in VARIANTS if any(r.variant == v for r in runs)]
@@ -1536,17 +1514,6 @@ def render(
     return "\n".join(out)
 
 
-def keep_interpretation(text: str, path: Path) -> str:
-    """Re-running keeps the hand-written Interpretation of an existing results file."""
-    marker = "## Interpretation"
-    if not path.exists() or marker not in path.read_text():
-        return text
-    old = path.read_text().split(marker, 1)[1]
-    if "(written by hand after reading the figures)" in old and len(old.strip()) < 60:
-        return text
-    return text.split(marker, 1)[0] + marker + old
-
-
 # --------------------------------------------------------------------------------------------
 # entry point
 # --------------------------------------------------------------------------------------------
@@ -1613,12 +1580,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             infra.stop()
     text = render(results, opts, infra, started, time.perf_counter() - t0, cmd)
-    print("\n" + text)
-    if str(args.output) != "-":
-        path = args.output or RESULTS_DIR / f"monitoring-{started:%Y-%m-%d}.md"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(keep_interpretation(text, path))
-        print(f"written to {path}")
+    write_results(text, args.output, "monitoring", started)
     return 0
 
 

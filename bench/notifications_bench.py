@@ -53,7 +53,6 @@ import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.chassis_bench import (
-    RESULTS_DIR,
     Infra,
     Wire,
     commit_group_offsets,
@@ -66,16 +65,14 @@ from bench.chassis_bench import (
 )
 from bench.machine import machine_info
 from bench.monitoring_bench import (
-    ROOT,
     Probe,
     Run,
-    git_state,
-    keep_interpretation,
     make_run,
     pct,
     show,
     summarise,
 )
+from bench.report import ROOT, git_state, write_results
 from contracts import ALL_TOPICS, THRESHOLD_EXCEEDED, Severity, ThresholdExceeded, ThresholdReason
 from services.chassis.kafka import ensure_topics
 from services.chassis.runtime import ServiceRuntime
@@ -1140,12 +1137,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             infra.stop()
     text = render(results, opts, infra, started, time.perf_counter() - t0, cmd)
-    print("\n" + text)
-    if str(args.output) != "-":
-        path = args.output or RESULTS_DIR / f"notifications-{started:%Y-%m-%d}.md"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(keep_interpretation(text, path))
-        print(f"written to {path}")
+    write_results(text, args.output, "notifications", started)
     return 0
 
 

@@ -48,6 +48,7 @@ import asyncpg
 import sqlalchemy as sa
 
 from bench.machine import machine_info
+from bench.report import write_results
 from services.chassis.clock import SystemClock
 from services.chassis.db import make_engine, make_session_factory
 from services.chassis.migrations import upgrade_to_head
@@ -64,8 +65,6 @@ from services.scheduler.domain.planning import (
     planning_reference_v1,
 )
 
-BENCH_DIR = Path(__file__).resolve().parent
-RESULTS_DIR = BENCH_DIR / "results"
 KIND = "emit_dose_step"
 
 # Rough share of benzodiazepine prescriptions (unconfirmed; a plausible mix, not data).
@@ -794,12 +793,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             pg.stop()
     text = render(plans, plan_loads, scan, args, started, time.perf_counter() - t0, pg.source)
-    print("\n" + text)
-    if str(args.output) != "-":
-        path = args.output or RESULTS_DIR / f"scheduler-{started:%Y-%m-%d}.md"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        print(f"written to {path}")
+    write_results(text, args.output, "scheduler", started)
     return 0
 
 

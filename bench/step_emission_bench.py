@@ -61,6 +61,7 @@ import asyncpg
 import sqlalchemy as sa
 
 from bench.machine import machine_info
+from bench.report import write_results
 from bench.scheduler_bench import CLAIM_SQL, Pg, load, median, pct
 from contracts import DoseReduced, TaperStage, topic_for
 from services.chassis.clock import FrozenClock
@@ -71,9 +72,6 @@ from services.scheduler.domain.planning import plan
 from services.scheduler.entrypoints.plans_api import PlanPreviewIn
 from services.scheduler.service_layer import handlers, plans
 from services.scheduler.settings import SchedulerSettings
-
-BENCH_DIR = Path(__file__).resolve().parent
-RESULTS_DIR = BENCH_DIR / "results"
 
 # The plan every patient follows (the body of tests/*/scheduler/test_plan_lifecycle.py).
 BODY: dict[str, Any] = {
@@ -1021,17 +1019,6 @@ def render(
     return "\n".join(out)
 
 
-def keep_interpretation(text: str, path: Path) -> str:
-    """Re-running keeps the hand-written Interpretation of an existing results file."""
-    marker = "## Interpretation"
-    if not path.exists() or marker not in path.read_text():
-        return text
-    old = path.read_text().split(marker, 1)[1]
-    if "(written by hand after reading the figures)" in old and len(old.strip()) < 60:
-        return text
-    return text.split(marker, 1)[0] + marker + old
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     p.add_argument("--plans", type=int, default=100_000, help="active plans (patients)")
@@ -1063,12 +1050,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         pg.stop()
     text = render(rep, args, started, _time.perf_counter() - t, pg.source)
-    print("\n" + text)
-    if str(args.output) != "-":
-        path = args.output or RESULTS_DIR / f"step-emission-{started:%Y-%m-%d}.md"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(keep_interpretation(text, path))
-        print(f"written to {path}")
+    write_results(text, args.output, "step-emission", started)
     return 0
 
 
