@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from contracts import DoseReduced
+from contracts import DoseReduced, Severity, ThresholdExceeded, ThresholdReason
 
 T = TypeVar("T")
 
@@ -48,6 +48,25 @@ def dose_reduced(patient_id: uuid.UUID | None = None, **overrides: Any) -> DoseR
     facts.update(overrides)
     return DoseReduced.create(
         patient_id=patient_id or uuid.uuid4(), occurred_at=datetime.now(UTC), **facts
+    )
+
+
+def red_flag_threshold(
+    patient_id: uuid.UUID | None = None,
+    *,
+    severity: Severity | str = Severity.RED,
+    occurred_at: datetime | None = None,
+    episode_id: uuid.UUID | None = None,
+) -> ThresholdExceeded:
+    """Monitoring's ThresholdExceeded for a reported seizure (a red flag, family "safety")."""
+    return ThresholdExceeded.create(
+        patient_id=patient_id or uuid.uuid4(),
+        occurred_at=occurred_at or datetime.now(UTC),
+        report_id=uuid.uuid4(),
+        episode_id=episode_id or uuid.uuid4(),
+        severity=Severity(severity),
+        reasons=(ThresholdReason(code="red_flag:seizure"),),
+        family="safety",
     )
 
 

@@ -9,16 +9,15 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from contracts import THRESHOLD_EXCEEDED, Severity, ThresholdExceeded, ThresholdReason
+from contracts import THRESHOLD_EXCEEDED
 from tests.chaos.service_process import ServiceProcess
-from tests.helpers import eventually, produce_raw
+from tests.helpers import eventually, produce_raw, red_flag_threshold
 from tests.notifications_receivers import HttpReceiver
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
@@ -65,18 +64,7 @@ async def test_a_kill_mid_delivery_still_gives_one_page_per_episode_and_level(
     fresh_pg_dsn: str,
     kafka_bootstrap_servers: str,
 ) -> None:
-    events = [
-        ThresholdExceeded.create(
-            patient_id=uuid.uuid4(),
-            occurred_at=datetime.now(UTC),
-            report_id=uuid.uuid4(),
-            episode_id=uuid.uuid4(),
-            severity=Severity.RED,
-            reasons=(ThresholdReason(code="red_flag:seizure"),),
-            family="safety",
-        )
-        for _ in range(EPISODES)
-    ]
+    events = [red_flag_threshold(uuid.uuid4()) for _ in range(EPISODES)]
     notifications_process.start()
     await eventually(lambda: _scalar(fresh_pg_dsn, "SELECT count(*) + 1 FROM pages"), timeout=60)
     records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]] = [

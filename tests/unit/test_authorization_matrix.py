@@ -46,7 +46,6 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from hypothesis import HealthCheck, given, settings
 
-from contracts import Severity, ThresholdExceeded, ThresholdReason
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.clock import FrozenClock
 from services.chassis.migrations import upgrade_to_head
@@ -62,7 +61,7 @@ from tests.all_services import (
     sqlite_runtime,
     without_security,
 )
-from tests.helpers import dose_reduced
+from tests.helpers import dose_reduced, red_flag_threshold
 from tests.unit.scheduler.support import NOW  # a Monday; PLAN_BODY starts a week later
 from tests.unit.scheduler.test_plan_lifecycle import BODY as PLAN_BODY
 
@@ -458,15 +457,7 @@ async def seed_notifications(s: Service) -> Seeded:
         episode = uuid.uuid4()
         await deliver(  # monitoring's RED episode: an escalation and a message to the patient
             s.runtime,
-            ThresholdExceeded.create(
-                patient_id=patient,
-                occurred_at=NOW,
-                report_id=uuid.uuid4(),
-                episode_id=episode,
-                severity=Severity.RED,
-                reasons=(ThresholdReason(code="red_flag:seizure"),),
-                family="safety",
-            ),
+            red_flag_threshold(patient, occurred_at=NOW, episode_id=episode),
         )
         async with s.runtime.uow() as uow:
             escalation = await uow.session.scalar(

@@ -17,13 +17,14 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from contracts import DoseReduced, Event, Severity, ThresholdExceeded, ThresholdReason
+from contracts import DoseReduced, Event
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.clock import FrozenClock
 from services.chassis.runtime import ServiceRuntime
 from services.notifications.bootstrap import bootstrap
 from services.notifications.service_layer import escalations, patient_messages
 from services.notifications.settings import NotificationsSettings
+from tests.helpers import red_flag_threshold
 from tests.notifications_receivers import HttpReceiver, SmtpReceiver
 
 pytestmark = [pytest.mark.postgres]
@@ -108,15 +109,7 @@ async def test_a_red_episode_pages_by_email_and_sms_escalates_and_is_acknowledge
         await handle(
             runtime,
             escalations.on_threshold_exceeded,
-            ThresholdExceeded.create(
-                patient_id=PATIENT,
-                occurred_at=NOW,
-                report_id=uuid.uuid4(),
-                episode_id=episode,
-                severity=Severity.RED,
-                reasons=(ThresholdReason(code="red_flag:seizure"),),
-                family="safety",
-            ),
+            red_flag_threshold(PATIENT, occurred_at=NOW, episode_id=episode),
         )
         [mail] = smtp.messages
         assert mail.rcpt_tos == ["ada@clinic.example"]
@@ -220,15 +213,7 @@ async def test_an_acknowledgement_racing_a_due_step_pages_nobody_after_it_commit
     await handle(
         runtime,
         escalations.on_threshold_exceeded,
-        ThresholdExceeded.create(
-            patient_id=PATIENT,
-            occurred_at=NOW,
-            report_id=uuid.uuid4(),
-            episode_id=uuid.uuid4(),
-            severity=Severity.RED,
-            reasons=(ThresholdReason(code="red_flag:seizure"),),
-            family="safety",
-        ),
+        red_flag_threshold(PATIENT, occurred_at=NOW),
     )
     assert len(http.requests) == 1  # level 1, to the fallback pager
     clock.advance(timedelta(minutes=5))  # level 2 is due

@@ -23,8 +23,6 @@ from contracts import (
     EscalationResolved,
     Event,
     Severity,
-    ThresholdExceeded,
-    ThresholdReason,
     event_class,
 )
 from services.chassis.auth import Role, issue_dev_token
@@ -34,6 +32,7 @@ from services.chassis.runtime import ServiceRuntime
 from services.group_matching.bootstrap import bootstrap
 from services.group_matching.entrypoints.consumers import SUBSCRIPTIONS
 from services.group_matching.settings import GroupMatchingSettings
+from tests.helpers import red_flag_threshold
 
 NOW = datetime(2026, 3, 2, 15, tzinfo=UTC)  # a Monday
 HANDLERS = {s.topic.event: s.handler for s in SUBSCRIPTIONS}
@@ -178,15 +177,7 @@ async def test_an_open_red_episode_blocks_placement_until_resolved_or_overridden
 ) -> None:
     await stack.moderator()
     patients = await stack.join(6)
-    red = ThresholdExceeded.create(
-        patient_id=patients[0],
-        occurred_at=NOW,
-        report_id=uuid.uuid4(),
-        episode_id=uuid.uuid4(),
-        severity=Severity.RED,
-        reasons=(ThresholdReason(code="red_flag:seizure"),),
-        family="safety",
-    )
+    red = red_flag_threshold(patients[0], occurred_at=NOW)
     await stack.handle(red)
     await stack.run()
     assert await stack.events(CohortAssigned) == []  # five others are below the minimum
@@ -210,17 +201,7 @@ async def test_resolving_the_red_episode_lets_the_patient_be_placed(stack: Stack
     await stack.moderator()
     patients = await stack.join(6)
     episode = uuid.uuid4()
-    await stack.handle(
-        ThresholdExceeded.create(
-            patient_id=patients[0],
-            occurred_at=NOW,
-            report_id=uuid.uuid4(),
-            episode_id=episode,
-            severity=Severity.RED,
-            reasons=(ThresholdReason(code="red_flag:seizure"),),
-            family="safety",
-        )
-    )
+    await stack.handle(red_flag_threshold(patients[0], occurred_at=NOW, episode_id=episode))
     await stack.run()
     assert await stack.events(CohortAssigned) == []
     await stack.handle(

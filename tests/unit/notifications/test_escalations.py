@@ -22,7 +22,6 @@ from contracts import (
     PageAcknowledged,
     Severity,
     ThresholdExceeded,
-    ThresholdReason,
     event_class,
 )
 from services.chassis.auth import Role, issue_dev_token
@@ -33,6 +32,7 @@ from services.notifications.adapters.channels import ChannelKind, RecordingChann
 from services.notifications.bootstrap import bootstrap
 from services.notifications.service_layer import escalations
 from services.notifications.settings import NotificationsSettings
+from tests.helpers import red_flag_threshold
 
 # A Tuesday, 14:00 UTC = 09:00 in New York (the AMBER default's business hours open then).
 NOW = datetime(2026, 3, 3, 14, 0, tzinfo=UTC)
@@ -125,15 +125,7 @@ def auth(stack: Stack, subject: str, role: Role = Role.CLINICIAN, **claims: Any)
 
 
 def threshold(severity: str = "RED", episode: uuid.UUID | None = None) -> ThresholdExceeded:
-    return ThresholdExceeded.create(
-        patient_id=PATIENT,
-        occurred_at=NOW,
-        report_id=uuid.uuid4(),
-        episode_id=episode or uuid.uuid4(),
-        severity=Severity(severity),
-        reasons=(ThresholdReason(code="red_flag:seizure"),),
-        family="safety",
-    )
+    return red_flag_threshold(PATIENT, severity=severity, occurred_at=NOW, episode_id=episode)
 
 
 def resolved(episode: uuid.UUID, resolution: str = "keep_held") -> EscalationResolved:

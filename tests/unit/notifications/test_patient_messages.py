@@ -27,10 +27,8 @@ from contracts import (
     DoseReduced,
     DoseRestored,
     Event,
-    Severity,
     TaperStage,
     ThresholdExceeded,
-    ThresholdReason,
 )
 from contracts.events.scheduler import DrugDose
 from services.chassis.auth import Role, issue_dev_token
@@ -45,6 +43,7 @@ from services.notifications.adapters.orm import metadata
 from services.notifications.domain.messages import Preferences
 from services.notifications.service_layer import patient_messages as service
 from services.notifications.service_layer.delivery import DELIVER, Deliverer
+from tests.helpers import red_flag_threshold
 
 NY = "America/New_York"
 PATIENT = uuid.uuid4()
@@ -608,15 +607,7 @@ async def test_api_message_history_shows_statuses_without_text_or_address(api: A
 
 
 def threshold(severity: str, patient_id: uuid.UUID = PATIENT) -> ThresholdExceeded:
-    return ThresholdExceeded.create(
-        patient_id=patient_id,
-        occurred_at=AT_2330_LOCAL,
-        report_id=uuid.uuid4(),
-        episode_id=uuid.uuid4(),
-        severity=Severity(severity),
-        reasons=(ThresholdReason(code="red_flag:seizure"),),
-        family="safety",
-    )
+    return red_flag_threshold(patient_id, severity=severity, occurred_at=AT_2330_LOCAL)
 
 
 async def test_a_red_escalation_sends_the_safety_notice_at_once_even_in_quiet_hours(
