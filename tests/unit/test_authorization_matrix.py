@@ -136,6 +136,7 @@ RULES: dict[str, Rule] = {
     f"POST {SCHEDULER}/plans/{{plan_id}}/cancel": of_patient(PANEL),
     f"GET {SCHEDULER}/plans/{{plan_id}}": of_patient(CARE),
     f"GET {SCHEDULER}/plans/{{plan_id}}/dispensing": of_patient(PANEL),  # a pharmacy order
+    f"GET {SCHEDULER}/plans/{{plan_id}}/schedule.html": of_patient(CARE),
     f"GET {SCHEDULER}/decisions": of_patient(CARE),
     "POST /api/scheduler/plans/preview": Rule(CLINICIANS, sees=NOBODY),  # no patient in it
     # monitoring
