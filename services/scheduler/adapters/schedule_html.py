@@ -92,7 +92,7 @@ def schedule_to_html(s: PatientSchedule) -> str:
         f"<p>{escape(s.today_line)}</p>{now}</section>\n"
         f'<section class="next" aria-labelledby="next-h">'
         f'<h2 id="next-h">{escape(str(t["next_heading"]))}</h2>{upcoming}</section>\n'
-        f'<section aria-labelledby="plan-h"><h2 id="plan-h">{escape(str(t["caption"]))}</h2>\n'
+        f'<section aria-labelledby="plan-h"><h2 id="plan-h">{escape(str(t["plan_heading"]))}</h2>\n'
         f"<table>\n<caption>{escape(str(t['caption']))}</caption>\n"
         f'<thead><tr><th scope="col">{escape(str(cols["dates"]))}</th>'
         f'<th scope="col">{escape(str(cols["doses"]))}</th></tr></thead>\n'
