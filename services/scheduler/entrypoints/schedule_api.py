@@ -29,7 +29,9 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
 
     @router.get(
         "/patients/{patient_id}/plans/{plan_id}/schedule.html",
-        response_class=HTMLResponse,
+        # Not response_class=HTMLResponse: FastAPI would then document the JSON error answers
+        # (401/403/404/422) as text/html too. The 200 is documented as text/html here.
+        response_model=None,
         summary="The patient's own schedule, day by day in plain words, printable (text/html; "
         "the patient, or a clinician on their panel)",
         responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}}},
