@@ -6,6 +6,9 @@ read. ``fill_days`` (7..90, default 28) is the clinician's fill period; ``?forma
 a Bundle of MedicationRequests with ``dispenseRequest`` (``adapters.fhir_dispensing``). The
 products are the plan's ``formulations`` on file; a dose they cannot make is a 422 naming
 ``formulations`` (the plan was made from other products: adjust it with the products on file).
+
+``POST /api/scheduler/plans/preview/dispensing`` does the same for a preview (clinician, the
+preview's body, nothing stored, no patient: the FHIR ``subject`` says so the standard way).
 """
 
 from __future__ import annotations
@@ -19,7 +22,12 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from services.chassis.auth import CurrentPrincipal, Role, authorize_patient_access
+from services.chassis.auth import (
+    CurrentPrincipal,
+    Role,
+    authorize_patient_access,
+    require_role,
+)
 from services.chassis.runtime import ServiceRuntime
 from services.scheduler.adapters.fhir import medication_request_status
 from services.scheduler.adapters.fhir_dispensing import fills_to_fhir, product_name
@@ -31,7 +39,14 @@ from services.scheduler.domain.dispensing import (
     Fill,
     fills,
 )
-from services.scheduler.domain.planning import Formulation, formulations_v1
+from services.scheduler.domain.planning import (
+    Formulation,
+    PlannedStep,
+    PlanningError,
+    formulations_v1,
+    plan,
+)
+from services.scheduler.entrypoints.plans_api import PlanPreviewIn
 from services.scheduler.service_layer import plans as plan_cases
 
 
@@ -59,12 +74,12 @@ class FillOut(BaseModel):
 
 
 class DispensingOut(BaseModel):
-    plan_id: uuid.UUID
+    plan_id: uuid.UUID | None = Field(description="None for a preview.")
     fill_days: int
     fills: list[FillOut]
 
 
-def _out(plan_id: uuid.UUID, fill_days: int, result: tuple[Fill, ...]) -> DispensingOut:
+def _out(plan_id: uuid.UUID | None, fill_days: int, result: tuple[Fill, ...]) -> DispensingOut:
     return DispensingOut(
         plan_id=plan_id,
         fill_days=fill_days,
@@ -103,6 +118,24 @@ def products_on_file(stored_input: dict[str, Any]) -> list[Formulation]:
     return [f for f in found if f is not None]
 
 
+def _unprocessable(loc: list[str], msg: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        detail=[{"loc": loc, "msg": msg, "type": "dispensing"}],
+    )
+
+
+def _fills(
+    steps: tuple[PlannedStep, ...], forms: list[Formulation], fill_days: int, where: str
+) -> tuple[Fill, ...]:
+    """``where``: the loc of ``formulations`` (``plan`` when stored, ``body`` for a preview)."""
+    try:
+        return fills(steps, forms, fill_days)
+    except DispensingError as exc:
+        where = "query" if exc.field == "fill_days" else where
+        raise _unprocessable([where, exc.field], exc.problem) from None
+
+
 _FHIR: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/fhir+json": {"schema": {"type": "object"}}}}
 }
@@ -138,14 +171,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             )
             record = await plan_cases.get_plan(uow, patient_id, plan_id)
         stored = record_to_plan(record.row, record.steps)
-        try:
-            result = fills(stored.steps, products_on_file(record.row["input"]), fill_days)
-        except DispensingError as exc:
-            where = "query" if exc.field == "fill_days" else "plan"
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                detail=[{"loc": [where, exc.field], "msg": exc.problem, "type": "dispensing"}],
-            ) from None
+        result = _fills(stored.steps, products_on_file(record.row["input"]), fill_days, "plan")
         if fmt == "fhir":
             return JSONResponse(
                 fills_to_fhir(
@@ -158,5 +184,36 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                 media_type="application/fhir+json",
             )
         return _out(plan_id, fill_days, result)
+
+    @router.post(
+        "/plans/preview/dispensing",
+        response_model=DispensingOut,
+        summary="Dispense quantities of a preview (clinician; nothing is stored)",
+        responses=_FHIR,
+    )
+    async def preview_dispensing(
+        body: PlanPreviewIn,
+        principal: CurrentPrincipal,
+        fill_days: Annotated[int, Query(ge=FILL_DAYS_MIN, le=FILL_DAYS_MAX)] = 28,
+        fmt: Annotated[Literal["json", "fhir"], Query(alias="format")] = "json",
+    ) -> Any:
+        require_role(principal, Role.CLINICIAN)
+        if body.start_on < runtime.clock.now().date():
+            raise _unprocessable(["body", "start_on"], "must be today or later")
+        try:
+            result = plan(body.to_input(), body.strategy)
+        except PlanningError as exc:
+            # as the preview does: the field when it is the body's, else the body as a whole
+            loc = ["body", exc.field] if exc.field in PlanPreviewIn.model_fields else ["body"]
+            raise _unprocessable(loc, exc.problem) from None
+        catalogue = formulations_v1()
+        forms = [f for c in body.formulations if (f := catalogue.get(c)) is not None]
+        found = _fills(result.steps, forms, fill_days, "body")
+        if fmt == "fhir":
+            return JSONResponse(
+                fills_to_fhir(found, fill_days=fill_days, plan_id=None, patient_ref=None),
+                media_type="application/fhir+json",
+            )
+        return _out(None, fill_days, found)
 
     return [router]

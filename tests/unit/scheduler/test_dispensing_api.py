@@ -16,7 +16,7 @@ from fhir.resources.R4B.medicationrequest import MedicationRequest
 from services.chassis.auth import Role
 from services.chassis.runtime import ServiceRuntime
 from tests.unit.scheduler.support import auth, rows
-from tests.unit.scheduler.test_plan_lifecycle import BASE, PATIENT, approve, draft
+from tests.unit.scheduler.test_plan_lifecycle import BASE, BODY, PATIENT, approve, draft
 
 
 @pytest.fixture
@@ -121,3 +121,30 @@ async def test_only_a_clinician_on_the_panel_gets_the_pharmacy_order(
     assert (await client.get(url, headers=other)).status_code == 403
     denied = [a for a in await rows(runtime, "audit_log") if a["outcome"] == "denied"]
     assert len(denied) == 2
+
+
+async def test_a_preview_has_the_same_fills_as_the_plan_it_becomes(
+    runtime: ServiceRuntime, client: httpx.AsyncClient, clinician: dict[str, str]
+) -> None:
+    plan = await draft(client, clinician)
+    stored = await client.get(f"{BASE}/plans/{plan['id']}/dispensing", headers=clinician)
+    r = await client.post("/api/scheduler/plans/preview/dispensing", json=BODY, headers=clinician)
+    assert r.status_code == 200, r.text
+    assert r.json()["plan_id"] is None
+    assert r.json()["fills"] == stored.json()["fills"]
+    fhir = await client.post(
+        "/api/scheduler/plans/preview/dispensing?format=fhir&fill_days=7",
+        json=BODY,
+        headers=clinician,
+    )
+    assert fhir.status_code == 200
+    Bundle.model_validate(fhir.json())
+    patient = auth(runtime, Role.PATIENT, patient_id=PATIENT)
+    r = await client.post("/api/scheduler/plans/preview/dispensing", json=BODY, headers=patient)
+    assert r.status_code == 403
+    r = await client.post(
+        "/api/scheduler/plans/preview/dispensing",
+        json={**BODY, "start_on": "2020-01-01"},
+        headers=clinician,
+    )
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "start_on"]
