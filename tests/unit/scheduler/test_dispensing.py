@@ -181,3 +181,16 @@ def test_fills_cover_the_plan_and_dispense_what_its_days_consume(
             else:
                 over = item.dispense_ml * 10 - tenths_ml[code]
                 assert 0 <= over < 10  # at most 1 mL over
+
+
+def test_a_crossover_day_takes_each_drug_from_its_own_products() -> None:
+    on_file = [*DIAZEPAM, *forms("alprazolam_tab_0_5mg")]
+    day = (Administration("diazepam", D("5")), Administration("alprazolam", D("0.75")))
+    first, second = compose_day(day, on_file)
+    assert [(p.code, p.form) for p in first] == [("diazepam_tab_5mg", "tablet")]
+    assert [(p.code, p.form, p.count) for p in second] == [
+        ("alprazolam_tab_0_5mg", "tablet", 1),
+        ("alprazolam_tab_0_5mg", "half_tablet", 1),
+    ]
+    out = fills([step(1, date(2026, 1, 12), "0")], on_file, 14)
+    assert out == ()  # a plan that starts at zero dispenses nothing
