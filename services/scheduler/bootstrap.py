@@ -8,7 +8,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from services.chassis.clock import Clock
 from services.chassis.runtime import ServiceRuntime
 from services.scheduler.adapters.orm import metadata
-from services.scheduler.entrypoints import api, consumers, plans_api
+from services.scheduler.entrypoints import (
+    api,
+    consumers,
+    dispensing_api,
+    plans_api,
+    schedule_api,
+)
 from services.scheduler.service_layer import handlers, plans
 from services.scheduler.settings import SchedulerSettings
 
@@ -28,7 +34,12 @@ def bootstrap(
             handlers.EMIT_DOSE_STEP: handlers.emit_dose_step,
             handlers.EMIT_PLAN_STEP: plans.emit_plan_step,
         },
-        routers=lambda rt: [*api.routers(rt), *plans_api.routers(rt)],
+        routers=lambda rt: [
+            *api.routers(rt),
+            *plans_api.routers(rt),
+            *dispensing_api.routers(rt),
+            *schedule_api.routers(rt),
+        ],
         clock=clock,
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,

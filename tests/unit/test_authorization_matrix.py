@@ -135,8 +135,11 @@ RULES: dict[str, Rule] = {
     f"POST {SCHEDULER}/plans/{{plan_id}}/adjust": of_patient(PANEL),
     f"POST {SCHEDULER}/plans/{{plan_id}}/cancel": of_patient(PANEL),
     f"GET {SCHEDULER}/plans/{{plan_id}}": of_patient(CARE),
+    f"GET {SCHEDULER}/plans/{{plan_id}}/dispensing": of_patient(PANEL),  # a pharmacy order
+    f"GET {SCHEDULER}/plans/{{plan_id}}/schedule.html": of_patient(CARE),
     f"GET {SCHEDULER}/decisions": of_patient(CARE),
     "POST /api/scheduler/plans/preview": Rule(CLINICIANS, sees=NOBODY),  # no patient in it
+    "POST /api/scheduler/plans/preview/dispensing": Rule(CLINICIANS, sees=NOBODY),
     # monitoring
     f"POST {MONITORING}/symptom-reports": of_patient(CARE),
     f"GET {MONITORING}/symptom-reports": of_patient(CARE),
@@ -217,6 +220,7 @@ VALID_BODIES: dict[str, Any] = {
     f"POST {SCHEDULER}/plans": PLAN_BODY,
     f"POST {SCHEDULER}/plans/{{plan_id}}/adjust": {"reason_code": "slower_pace", "pace": "slower"},
     "POST /api/scheduler/plans/preview": PLAN_BODY,
+    "POST /api/scheduler/plans/preview/dispensing": PLAN_BODY,
     f"POST {MONITORING}/symptom-reports": {
         "instrument": "ciwa-b",
         "oriented": False,  # not scored: escalates at once (RED)

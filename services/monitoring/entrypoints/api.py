@@ -15,7 +15,8 @@ from services.monitoring.adapters.trend_chart import trend_to_svg
 from services.monitoring.domain.model import InvalidReport
 from services.monitoring.entrypoints import episodes_api
 from services.monitoring.entrypoints.episodes_api import ReasonOut
-from services.monitoring.service_layer import handlers
+from services.monitoring.entrypoints.fhir_views import FHIR_RESPONSE, fhir_reports
+from services.monitoring.service_layer import handlers, report_rows
 
 RedFlag = Literal["seizure", "delirium", "hallucinations", "self_harm_thoughts", "fall_or_injury"]
 
@@ -134,10 +135,17 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             replayed=result.replayed,
         )
 
-    @router.get("/patients/{patient_id}/symptom-reports", response_model=list[ReportSummary])
+    @router.get(
+        "/patients/{patient_id}/symptom-reports",
+        response_model=list[ReportSummary],
+        responses=FHIR_RESPONSE,
+    )
     async def list_reports(
-        patient_id: uuid.UUID, principal: CurrentPrincipal, request: Request
-    ) -> list[ReportSummary]:
+        patient_id: uuid.UUID,
+        principal: CurrentPrincipal,
+        request: Request,
+        fmt: Annotated[Literal["json", "fhir"], Query(alias="format")] = "json",
+    ) -> Any:
         async with runtime.uow() as uow:
             await authorize_patient_access(
                 uow,
@@ -147,6 +155,8 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                 resource="symptom_report",
                 request=request,
             )
+            if fmt == "fhir":  # QuestionnaireResponses and score Observations (searchset)
+                return fhir_reports(patient_id, await report_rows.full_reports(uow, patient_id))
             rows = await handlers.list_reports(uow, patient_id)
         return [ReportSummary(**r) for r in rows]
 

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.chassis.auth import CurrentPrincipal, Role, authorize_patient_access, require_role
 from services.chassis.runtime import ServiceRuntime
 from services.monitoring.domain.episodes import Episode
 from services.monitoring.domain.model import InvalidReport
+from services.monitoring.entrypoints.fhir_views import FHIR_RESPONSE, fhir_flags
 from services.monitoring.service_layer import episodes, thresholds
 
 ReasonCode = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,40}$")]
@@ -116,15 +117,21 @@ def router(runtime: ServiceRuntime) -> APIRouter:
         "/patients/{patient_id}/episodes",
         response_model=list[EpisodeOut],
         summary="A patient's open episodes (the patient, or a clinician on their panel)",
+        responses=FHIR_RESPONSE,
     )
     async def of_patient(
-        patient_id: uuid.UUID, principal: CurrentPrincipal, request: Request
-    ) -> list[EpisodeOut]:
+        patient_id: uuid.UUID,
+        principal: CurrentPrincipal,
+        request: Request,
+        fmt: Annotated[Literal["json", "fhir"], Query(alias="format")] = "json",
+    ) -> Any:
         async with runtime.uow() as uow:
             await authorize_patient_access(
                 uow, principal, patient_id, action="read", resource="episode", request=request
             )
             found = await episodes.list_open(uow, [patient_id])
+        if fmt == "fhir":  # each open episode as a Flag (searchset)
+            return fhir_flags(patient_id, found)
         return [EpisodeOut.of(e) for e in found]
 
     @r.post(
