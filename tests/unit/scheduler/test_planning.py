@@ -150,8 +150,8 @@ def test_lowering_takes_the_largest_dose_first_and_the_last_of_the_day_last():
                 "administrations_mg": (D(1),),
                 "formulations": ("lorazepam_tab_1mg",),
             },
-            RiskCategory.LOW,
-            None,
+            RiskCategory.MODERATE,  # short-acting (issue 13 item 10): was LOW as "intermediate"
+            "short_half_life",
         ),
         (
             {
