@@ -176,7 +176,9 @@ def test_risk_category(changes, category, reason):
 def test_any_high_feature_wins_over_moderate_ones():
     risk = assess_risk(patient(age=80, frail=True, history=History(seizures=True, falls=True)))
     assert risk.category is RiskCategory.HIGH
-    assert set(risk.reasons) == {"seizure_history", "older_age", "frail", "falls_history"}
+    features = {"seizure_history", "older_age", "frail", "falls_history"}
+    combinations = {"older_age_with_falls", "three_or_more_moderate_features"}  # issue 13 12b
+    assert set(risk.reasons) == features | combinations
 
 
 def test_risk_sets_the_default_pace_and_preference_slows_it():

@@ -101,6 +101,17 @@ class Pace:
 
 
 @dataclass(frozen=True)
+class RiskCombination:
+    """Features that together lift the category: all of ``all_of`` present, or at least
+    ``at_least_moderate`` moderate features (issue 13 item 12b; sources in the data)."""
+
+    code: str
+    category: RiskCategory
+    all_of: tuple[str, ...] = ()
+    at_least_moderate: int | None = None
+
+
+@dataclass(frozen=True)
 class PlanningDefaults:
     version: str
     source: str
@@ -116,6 +127,7 @@ class PlanningDefaults:
     final_step_at_or_below_eq_mg: Decimal
     crossover_stage_days: int
     crossover_max_rounding_up_fraction: Decimal
+    risk_combinations: tuple[RiskCombination, ...] = ()
 
     def pace(self, code: str) -> Pace:
         return next(p for p in self.paces if p.code == code)
@@ -218,6 +230,15 @@ def planning_defaults_v1() -> PlanningDefaults:
         final_step_at_or_below_eq_mg=Decimal(raw["final_step_at_or_below_diazepam_eq_mg"]),
         crossover_stage_days=int(raw["crossover"]["stage_days"]),
         crossover_max_rounding_up_fraction=Decimal(raw["crossover"]["max_rounding_up_fraction"]),
+        risk_combinations=tuple(
+            RiskCombination(
+                code=c["code"],
+                category=RiskCategory(c["category"]),
+                all_of=tuple(c.get("all_of", ())),
+                at_least_moderate=c.get("at_least_moderate"),
+            )
+            for c in raw.get("risk_combinations", ())
+        ),
     )
 
 

@@ -10,6 +10,7 @@ from services.scheduler.domain.planning.reference import (
     Pace,
     PlanningReference,
     RiskCategory,
+    RiskCombination,
     planning_reference_v1,
 )
 from services.scheduler.domain.planning.values import (
@@ -75,17 +76,36 @@ def assess_risk(
     equivalence: Mapping[str, Decimal] | None = None,
     ref: PlanningReference | None = None,
 ) -> RiskAssessment:
-    """Any high feature makes the patient high risk, else any moderate one moderate, else low."""
+    """Any high feature makes the patient high risk, else any moderate one moderate, else low;
+    then each combination rule present (data: ``risk_combinations``) lifts the category."""
     ref = ref or planning_reference_v1()
     if equivalence is None:
         equivalence = equivalence_for(inp, ref)
     features = risk_features(inp, equivalence, ref)
     category_of = dict(ref.defaults.risk_features)
+    combos = combinations_present(features, ref)
     category = max(
-        (category_of[f] for f in features), key=lambda c: c.rank, default=RiskCategory.LOW
+        [category_of[f] for f in features] + [c.category for c in combos],
+        key=lambda c: c.rank,
+        default=RiskCategory.LOW,
     )
     short_use = inp.duration_weeks < ref.defaults.short_use_below_weeks
-    return RiskAssessment(category=category, reasons=features, short_use=short_use)
+    reasons = features + tuple(c.code for c in combos)
+    return RiskAssessment(category=category, reasons=reasons, short_use=short_use)
+
+
+def combinations_present(
+    features: tuple[str, ...], ref: PlanningReference
+) -> tuple[RiskCombination, ...]:
+    """The combination rules these features meet (moderate features counted from the data)."""
+    category_of = dict(ref.defaults.risk_features)
+    moderate = sum(1 for f in features if category_of[f] is RiskCategory.MODERATE)
+    return tuple(
+        c
+        for c in ref.defaults.risk_combinations
+        if (c.all_of and set(c.all_of) <= set(features))
+        or (c.at_least_moderate is not None and moderate >= c.at_least_moderate)
+    )
 
 
 def choose_pace(
