@@ -16,6 +16,7 @@ from services.scheduler.domain.planning.reference import (
 from services.scheduler.domain.planning.values import (
     DIAZEPAM,
     Administration,
+    EquivalenceOverride,
     PacePreference,
     PlanningError,
     PlanningInput,
@@ -40,10 +41,26 @@ def equivalence_for(inp: PlanningInput, ref: PlanningReference) -> dict[str, Dec
             raise PlanningError("equivalence_override", "an override requires a reason code")
         if not override.mg_equal_to_10mg_diazepam > 0:
             raise PlanningError("equivalence_override", "must be greater than 0")
+        _check_override_range(inp.drug, override, ref)
         value = override.mg_equal_to_10mg_diazepam
     if value is None:
         raise PlanningError("equivalence_column", "no value for this drug in that column")
     return {inp.drug: value, DIAZEPAM: Decimal(10)} if inp.drug != DIAZEPAM else {DIAZEPAM: value}
+
+
+def _check_override_range(drug: str, override: EquivalenceOverride, ref: PlanningReference) -> None:
+    """Far outside every published value is refused unless a clinician confirms it (issue 13)."""
+    allowed = ref.equivalence.override_range(drug)
+    if allowed is None or allowed[0] <= override.mg_equal_to_10mg_diazepam <= allowed[1]:
+        return
+    if override.outside_range_reason_code is None:
+        raise PlanningError(
+            "equivalence_override",
+            "outside the published range widened by its factor (equivalence data): "
+            "a confirmation reason code is required",
+        )
+    if not is_code(override.outside_range_reason_code):
+        raise PlanningError("equivalence_override", "the confirmation must be a reason code")
 
 
 def risk_features(
