@@ -52,6 +52,9 @@ from services.scheduler.domain.reference import TaperBounds
 
 ZERO = Decimal(0)
 _DISPLAY = Decimal("0.0001")
+# Keeps step-date arithmetic far from date.max (9999-12-20 overflowed into a 500, issue 13);
+# the same window as services.chassis.dates, which the domain may not import.
+_EARLIEST_START, _LATEST_START = date(1900, 1, 1), date(2100, 12, 31)
 
 
 @dataclass
@@ -144,6 +147,8 @@ def _validate(
     if not all(makeable(d, drug_forms) for d in inp.administrations_mg):
         raise PlanningError("administrations_mg", "not makeable from the formulations on file")
     _validate_plausible_day(inp, ref)
+    if not _EARLIEST_START <= inp.start_on <= _LATEST_START:
+        raise PlanningError("start_on", "outside the plausible window (1900-2100)")
     if inp.duration_weeks < 0:
         raise PlanningError("duration_weeks", "must not be negative")
     if not 0 <= inp.age <= 130:
