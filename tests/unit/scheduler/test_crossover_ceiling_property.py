@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from services.scheduler.domain.planning import (
     DIAZEPAM,
+    EquivalenceOverride,
     PlanningError,
     PlanningInput,
     StepKind,
@@ -64,8 +65,16 @@ def patients(draw: st.DrawFn) -> PlanningInput:
         draw(st.sampled_from(units)) * draw(st.integers(1, 4))
         for _ in range(draw(st.integers(1, 4)))
     )
+    row = EQUIVALENCE[drug]
+    column = draw(st.sampled_from([c for c in ("ashton", "va_dod") if row[c] is not None]))
+    override = None
+    if draw(st.integers(0, 4)) == 0:  # a clinician's value within the published range
+        low, high = (Decimal(v) for v in row["published_range_mg"])
+        override = EquivalenceOverride(draw(st.sampled_from((low, high))), "clinician_judgement")
     return PlanningInput(
         drug=drug,
+        equivalence_column=column,
+        equivalence_override=override,
         administrations_mg=doses,
         duration_weeks=draw(st.integers(0, 1040)),
         age=draw(st.integers(18, 95)),
@@ -82,7 +91,11 @@ def test_every_crossover_respects_the_ceiling_or_is_refused_with_the_reason(
     inp: PlanningInput,
 ) -> None:
     ceiling = expected_ceiling(inp.age, inp.frail)
-    per_10 = Fraction(EQUIVALENCE[inp.drug]["ashton"])
+    override = inp.equivalence_override
+    column = inp.equivalence_column or "ashton"
+    per_10 = Fraction(
+        override.mg_equal_to_10mg_diazepam if override else EQUIVALENCE[inp.drug][column]
+    )
     exact = [Fraction(d) * 10 / per_10 for d in inp.administrations_mg]
     try:
         p = plan(inp)
