@@ -15,7 +15,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -30,6 +29,7 @@ from services.chassis.auth import (
     authorize_patient_access,
     require_admin,
 )
+from services.chassis.dates import PlausibleAwareDatetime
 from services.chassis.runtime import ServiceRuntime
 from services.chassis.uow import UnitOfWork
 from services.notifications.adapters.ack_links import AckLinks, InvalidLink
@@ -56,7 +56,7 @@ class RotationIn(BaseModel):
 
     timezone: str
     participants: list[Subject] = Field(min_length=1, max_length=100)
-    starts_at: AwareDatetime
+    starts_at: PlausibleAwareDatetime
     shift_hours: float = Field(gt=0, le=24 * 28)
 
     @model_validator(mode="after")
@@ -69,8 +69,8 @@ class OverrideIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     clinician: Subject
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: PlausibleAwareDatetime
+    ends_at: PlausibleAwareDatetime
 
     @model_validator(mode="after")
     def _ends_after_start(self) -> OverrideIn:
@@ -164,7 +164,7 @@ def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
     async def get_schedule(
         key: PolicyKey,
         principal: CurrentPrincipal,
-        start: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+        start: Annotated[PlausibleAwareDatetime | None, Query(alias="from")] = None,
         days: Annotated[int, Query(ge=1, le=31)] = 7,
     ) -> ScheduleOut:
         """The rotation, its overrides, and who is on call from ``from`` (default: now)."""

@@ -17,6 +17,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.chassis.auth import CurrentPrincipal, Principal, Role, authorize_patient_access
+from services.chassis.dates import PlausibleDate
 from services.chassis.runtime import ServiceRuntime
 from services.chassis.uow import UnitOfWork
 from services.scheduler.domain.model import (
@@ -50,7 +51,7 @@ class DoseReductionIn(BaseModel):
     # 0 is the final step (stopping): exempt from the bound from at or below the final-step dose
     # (planning defaults, 0.5 mg diazepam-eq, in the taper's drug); above it, an override.
     new_daily_dose_mg: Decimal = Field(ge=0, le=1000, decimal_places=4)
-    effective_on: date = Field(description="Today or later (service clock, UTC).")
+    effective_on: PlausibleDate = Field(description="Today or later (service clock, UTC).")
     reason_code: ReasonCode
     override: bool = Field(
         default=False, description="Exceed the taper-rate bound for this patient."

@@ -29,6 +29,7 @@ from services.chassis.auth import (
     authorize_patient_access,
     require_role,
 )
+from services.chassis.dates import PlausibleDate
 from services.chassis.runtime import ServiceRuntime
 from services.scheduler.adapters.chart import plan_to_svg
 from services.scheduler.adapters.fhir import medication_request_status, plan_to_fhir
@@ -70,6 +71,11 @@ class EquivalenceOverrideIn(BaseModel):
 
     mg_equal_to_10mg_diazepam: Decimal = Field(gt=0, le=1000, decimal_places=4)
     reason_code: ReasonCode
+    outside_range_reason_code: ReasonCode | None = Field(
+        default=None,
+        description="A clinician's confirmation of a value outside the published range "
+        "widened by its factor (equivalence data); without it such a value is refused.",
+    )
 
 
 class BoundOverrideIn(BaseModel):
@@ -92,7 +98,7 @@ class PlanPreviewIn(BaseModel):
     )
     duration_weeks: int = Field(ge=0, le=5200, description="How long the drug has been taken.")
     age: int = Field(ge=0, le=120)
-    start_on: date = Field(description="Today or later (service clock, UTC).")
+    start_on: PlausibleDate = Field(description="Today or later (service clock, UTC).")
     formulations: list[Code] = Field(
         min_length=1, max_length=20, description="Product codes on file (formulations table)."
     )
@@ -105,6 +111,11 @@ class PlanPreviewIn(BaseModel):
     equivalence_column: Code | None = None
     bound_override: BoundOverrideIn | None = None
     strategy: Strategy | None = None
+    dose_above_maximum_reason_code: ReasonCode | None = Field(
+        default=None,
+        description="A clinician's confirmation of a daily total above the drug's plausible "
+        "maximum (equivalence data); without it such a day is refused.",
+    )
 
     @field_validator("drug")
     @classmethod
@@ -135,12 +146,17 @@ class PlanPreviewIn(BaseModel):
             crossover_wanted=self.crossover_wanted,
             maintenance_mg=self.maintenance_mg,
             equivalence_override=(
-                EquivalenceOverride(eo.mg_equal_to_10mg_diazepam, eo.reason_code) if eo else None
+                EquivalenceOverride(
+                    eo.mg_equal_to_10mg_diazepam, eo.reason_code, eo.outside_range_reason_code
+                )
+                if eo
+                else None
             ),
             equivalence_column=self.equivalence_column,
             bound_override=(
                 BoundOverride(bo.max_fraction_per_window, bo.reason_code) if bo else None
             ),
+            dose_above_maximum_reason_code=self.dose_above_maximum_reason_code,
         )
 
 
@@ -290,7 +306,7 @@ class AdjustPlanIn(BaseModel):
     formulations: list[Code] | None = Field(
         default=None, min_length=1, max_length=20, description="Products now on file."
     )
-    start_on: date | None = Field(
+    start_on: PlausibleDate | None = Field(
         default=None,
         description="The first re-planned step; default one pace interval after the last step "
         "taken, not before today.",

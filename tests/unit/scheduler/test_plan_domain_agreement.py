@@ -166,12 +166,26 @@ def replay(inp: PlanningInput, p: TaperPlan) -> PatientTaper:
     return taper
 
 
+def implausible(inp: PlanningInput, err: PlanningError) -> bool:
+    """Issue 13's refusals: a day above the drug's plausible maximum, a switch above the
+    crossover ceiling for the patient's age or frailty (both tested in test_planning_review)."""
+    row = REF.equivalence.get(inp.drug)
+    assert row is not None and row.max_daily_mg is not None
+    if err.field == "administrations_mg":
+        return inp.daily_dose_mg > row.max_daily_mg
+    return err.field in ("crossover_wanted", "strategy") and "ceiling" in err.problem
+
+
 def check_agreement(inp: PlanningInput, strategy: Strategy | None) -> None:
     try:
         p = plan(inp, strategy)
     except PlanningError as err:
-        # only a maintenance target at or above the (post-crossover) dose is refused here
+        # only a maintenance target at or above the (post-crossover) dose is refused here, and
+        # (issue 13) a day above the drug's plausible maximum or a switch above the ceiling
         assume(err.field != "maintenance_mg")
+        if implausible(inp, err):
+            event(f"refused:{err.field}")
+            return
         raise
     crossover = any(s.kind is StepKind.CROSSOVER for s in p.steps)
     event("crossover" if crossover else "no crossover")
@@ -229,6 +243,9 @@ def test_a_plan_stopped_for_a_liquid_goes_on_to_its_end_once_the_liquid_is_on_fi
         first = plan(inp, strategy)
     except PlanningError as err:
         assume(err.field != "maintenance_mg")
+        if implausible(inp, err):
+            event(f"refused:{err.field}")
+            return
         raise
     if not (first.formulation_needs and first.formulation_needs[0].kind is NeedKind.LIQUID):
         event("no liquid need: nothing to continue")  # most cases; filtering them is too slow

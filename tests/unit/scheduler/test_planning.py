@@ -150,8 +150,8 @@ def test_lowering_takes_the_largest_dose_first_and_the_last_of_the_day_last():
                 "administrations_mg": (D(1),),
                 "formulations": ("lorazepam_tab_1mg",),
             },
-            RiskCategory.LOW,
-            None,
+            RiskCategory.MODERATE,  # short-acting (issue 13 item 10): was LOW as "intermediate"
+            "short_half_life",
         ),
         (
             {
@@ -176,7 +176,9 @@ def test_risk_category(changes, category, reason):
 def test_any_high_feature_wins_over_moderate_ones():
     risk = assess_risk(patient(age=80, frail=True, history=History(seizures=True, falls=True)))
     assert risk.category is RiskCategory.HIGH
-    assert set(risk.reasons) == {"seizure_history", "older_age", "frail", "falls_history"}
+    features = {"seizure_history", "older_age", "frail", "falls_history"}
+    combinations = {"older_age_with_falls", "three_or_more_moderate_features"}  # issue 13 12b
+    assert set(risk.reasons) == features | combinations
 
 
 def test_risk_sets_the_default_pace_and_preference_slows_it():

@@ -136,6 +136,20 @@ def _check(inp: PlanningInput, p: TaperPlan) -> None:
         event("ends:zero")
 
 
+def _refused_as_implausible(inp: PlanningInput, strategy: Strategy, err: PlanningError) -> bool:
+    row = REF.equivalence.get(inp.drug)
+    assert row is not None and row.max_daily_mg is not None
+    if err.field == "administrations_mg":
+        return inp.daily_dose_mg > row.max_daily_mg
+    ceiling = REF.defaults.crossover_ceiling_mg(inp.age, inp.frail)
+    return (
+        err.field == "strategy"
+        and strategy is Strategy.CROSSOVER_THEN_PROPORTIONAL
+        and ceiling is not None
+        and "ceiling" in err.problem
+    )
+
+
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(patients())
 def test_every_generated_plan_is_safe_makeable_ordered_and_ends_properly(case):
@@ -143,8 +157,12 @@ def test_every_generated_plan_is_safe_makeable_ordered_and_ends_properly(case):
     try:
         p = plan(inp, strategy)
     except PlanningError as err:
-        # only a maintenance target at or above a (post-crossover) dose is refused here
+        # only a maintenance target at or above a (post-crossover) dose is refused here, and
+        # (issue 13) a day above the drug's plausible maximum or a switch above the ceiling
         assume(err.field != "maintenance_mg")
+        if _refused_as_implausible(inp, strategy, err):
+            event(f"refused:{err.field}")
+            return
         raise
     event(f"strategy:{strategy.value}")
     event(f"risk:{p.risk.category.value}")

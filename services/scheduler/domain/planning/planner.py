@@ -52,6 +52,9 @@ from services.scheduler.domain.reference import TaperBounds
 
 ZERO = Decimal(0)
 _DISPLAY = Decimal("0.0001")
+# Keeps step-date arithmetic far from date.max (9999-12-20 overflowed into a 500, issue 13);
+# the same window as services.chassis.dates, which the domain may not import.
+_EARLIEST_START, _LATEST_START = date(1900, 1, 1), date(2100, 12, 31)
 
 
 @dataclass
@@ -134,13 +137,18 @@ def _on_hand(inp: PlanningInput, ref: PlanningReference) -> tuple[Formulation, .
     return tuple(forms)
 
 
-def _validate(inp: PlanningInput, drug_forms: Sequence[Formulation]) -> None:
+def _validate(
+    inp: PlanningInput, drug_forms: Sequence[Formulation], ref: PlanningReference
+) -> None:
     if not drug_forms:
         raise PlanningError("formulations", "no formulation of the drug on file")
     if not inp.administrations_mg or not any(d > 0 for d in inp.administrations_mg):
         raise PlanningError("administrations_mg", "at least one dose greater than 0 is required")
     if not all(makeable(d, drug_forms) for d in inp.administrations_mg):
         raise PlanningError("administrations_mg", "not makeable from the formulations on file")
+    _validate_plausible_day(inp, ref)
+    if not _EARLIEST_START <= inp.start_on <= _LATEST_START:
+        raise PlanningError("start_on", "outside the plausible window (1900-2100)")
     if inp.duration_weeks < 0:
         raise PlanningError("duration_weeks", "must not be negative")
     if not 0 <= inp.age <= 130:
@@ -153,6 +161,23 @@ def _validate(inp: PlanningInput, drug_forms: Sequence[Formulation]) -> None:
             raise PlanningError("bound_override", "an override requires a reason code")
         if not ZERO < bo.max_fraction_per_window < 1:
             raise PlanningError("bound_override", "must be between 0 and 1")
+
+
+def _validate_plausible_day(inp: PlanningInput, ref: PlanningReference) -> None:
+    """A day above the drug's plausible maximum (label, ⚠ data) needs a clinician's confirmation
+    reason code: implausible input (clonazepam 6 x 166 mg, issue 13) is refused, not planned."""
+    row = ref.equivalence.get(inp.drug)
+    if row is None or row.max_daily_mg is None or inp.daily_dose_mg <= row.max_daily_mg:
+        return
+    code = inp.dose_above_maximum_reason_code
+    if code is None:
+        raise PlanningError(
+            "administrations_mg",
+            "the daily total is above the plausible maximum for this drug (equivalence data): "
+            "a confirmation reason code is required",
+        )
+    if not is_code(code):
+        raise PlanningError("dose_above_maximum_reason_code", "must be a reason code")
 
 
 def _bound(inp: PlanningInput, ref: PlanningReference) -> TaperBounds:
@@ -202,13 +227,20 @@ def _crossover(
     dz_forms: Sequence[Formulation],
     on_hand: Sequence[Formulation],
     ref: PlanningReference,
+    ceiling: _CrossoverCeiling | None = None,
 ) -> FormulationNeed | None:
-    """Switch one administration at a time to diazepam; on any failure leave ``sched`` empty."""
+    """Switch one administration at a time to diazepam; on any failure leave ``sched`` empty.
+
+    The diazepam day must stay at or below ``ceiling`` (refused with the reason otherwise), and
+    no administration's diazepam may be rounded up or down past the data's fractions."""
     unit = grid_unit(dz_forms)
     funit = Fraction(unit)
     d = ref.defaults
     stage_weeks = max(1, ceil(d.crossover_stage_days / 7))
     max_up = 1 + Fraction(d.crossover_max_rounding_up_fraction)
+    min_down = 1 - Fraction(d.crossover_max_rounding_down_fraction)
+    if ceiling is not None:
+        ceiling.check(diazepam_eq(sched.baseline, sched.equivalence), "full diazepam equivalent")
     doses = list(sched.baseline)
     for i in reversed(range(len(doses))):
         a = doses[i]
@@ -218,14 +250,40 @@ def _crossover(
         exact = Fraction(a.dose_mg) * 10 / Fraction(sched.equivalence[a.drug])
         k = max(1, floor(exact / funit + Fraction(1, 2)))  # nearest, ties up, never zero
         dz = unit * k
-        if Fraction(dz) > exact * max_up:
+        if Fraction(dz) > exact * max_up or Fraction(dz) < exact * min_down:
             return _crossover_failed(sched, exact, "crossover_dose_not_makeable", on_hand, ref)
         doses[i] = Administration(DIAZEPAM, dz)
         stage = tuple(doses)
         if not sched.fits(stage, stage_weeks):
             return _crossover_failed(sched, exact, "crossover_cut_exceeds_bound", on_hand, ref)
         sched.add(stage, StepKind.CROSSOVER, stage_weeks)
+    if ceiling is not None:
+        ceiling.check(Fraction(sum((a.dose_mg for a in doses), ZERO)), "rounded diazepam day")
     return None
+
+
+@dataclass(frozen=True)
+class _CrossoverCeiling:
+    """The most diazepam a switch may end on for this patient (data: ``crossover``; lower for an
+    older or frail patient), and the input field a refusal names."""
+
+    mg: Decimal
+    field: str
+
+    def check(self, diazepam_mg: Fraction, what: str) -> None:
+        if diazepam_mg > Fraction(self.mg):
+            raise PlanningError(
+                self.field,
+                f"the {what} is above the crossover ceiling for this patient's age or frailty "
+                "(planning data): taper the current drug below it first, or taper it directly",
+            )
+
+
+def _crossover_ceiling(inp: PlanningInput, ref: PlanningReference) -> _CrossoverCeiling | None:
+    mg = ref.defaults.crossover_ceiling_mg(inp.age, inp.frail)
+    if mg is None:
+        return None
+    return _CrossoverCeiling(mg, "crossover_wanted" if inp.crossover_wanted else "strategy")
 
 
 def _crossover_failed(
@@ -331,7 +389,7 @@ def plan(
     equivalence = equivalence_for(inp, ref)
     on_hand = _on_hand(inp, ref)
     drug_forms = tuple(f for f in on_hand if f.drug == inp.drug)
-    _validate(inp, drug_forms)
+    _validate(inp, drug_forms, ref)
     risk = assess_risk(inp, equivalence, ref)
     pace, notes = choose_pace(inp, risk, ref)
     if inp.equivalence_override is not None:
@@ -348,7 +406,7 @@ def plan(
         dz_forms = tuple(f for f in on_hand if f.drug == DIAZEPAM)
         if not dz_forms:
             raise PlanningError("formulations", "a crossover needs a diazepam formulation on file")
-        need = _crossover(sched, dz_forms, on_hand, ref)
+        need = _crossover(sched, dz_forms, on_hand, ref, _crossover_ceiling(inp, ref))
         if need is None:
             drug, forms = DIAZEPAM, dz_forms
     if need is None:

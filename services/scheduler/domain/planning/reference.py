@@ -35,6 +35,8 @@ class DrugEquivalence:
     drug: str
     columns: tuple[tuple[str, Decimal | None], ...]  # column -> mg equal to 10 mg diazepam
     half_life_class: str
+    max_daily_mg: Decimal | None = None  # a plausible maximum (label, ⚠): above it, confirm
+    published_range_mg: tuple[Decimal, Decimal] | None = None  # §1.1, all columns
 
     def mg_per_10mg_diazepam(self, column: str) -> Decimal | None:
         return dict(self.columns).get(column)
@@ -46,6 +48,16 @@ class EquivalenceTable:
     source: str
     default_column: str
     drugs: tuple[DrugEquivalence, ...]
+    override_range_widening_factor: Decimal = Decimal(1)
+
+    def override_range(self, drug: str) -> tuple[Decimal, Decimal] | None:
+        """The per-patient override range: the published range widened by the data's factor."""
+        row = self.get(drug)
+        if row is None or row.published_range_mg is None:
+            return None
+        low, high = row.published_range_mg
+        factor = self.override_range_widening_factor
+        return low / factor, high * factor
 
     def get(self, drug: str) -> DrugEquivalence | None:
         return next((d for d in self.drugs if d.drug == drug), None)
@@ -101,6 +113,17 @@ class Pace:
 
 
 @dataclass(frozen=True)
+class RiskCombination:
+    """Features that together lift the category: all of ``all_of`` present, or at least
+    ``at_least_moderate`` moderate features (issue 13 item 12b; sources in the data)."""
+
+    code: str
+    category: RiskCategory
+    all_of: tuple[str, ...] = ()
+    at_least_moderate: int | None = None
+
+
+@dataclass(frozen=True)
 class PlanningDefaults:
     version: str
     source: str
@@ -116,6 +139,19 @@ class PlanningDefaults:
     final_step_at_or_below_eq_mg: Decimal
     crossover_stage_days: int
     crossover_max_rounding_up_fraction: Decimal
+    risk_combinations: tuple[RiskCombination, ...] = ()
+    crossover_max_rounding_down_fraction: Decimal = Decimal(0)
+    crossover_diazepam_ceiling_mg: Decimal | None = None
+    crossover_older_or_frail_ceiling_factor: Decimal = Decimal(1)
+
+    def crossover_ceiling_mg(self, age: int, frail: bool) -> Decimal | None:
+        """The most diazepam a crossover may end on for this patient (None: no ceiling)."""
+        ceiling = self.crossover_diazepam_ceiling_mg
+        if ceiling is None:
+            return None
+        if frail or age >= self.older_age_from_years:
+            return ceiling * self.crossover_older_or_frail_ceiling_factor
+        return ceiling
 
     def pace(self, code: str) -> Pace:
         return next(p for p in self.paces if p.code == code)
@@ -164,10 +200,20 @@ def equivalence_v1() -> EquivalenceTable:
                 drug=drug,
                 columns=tuple((c, _dec(row[c])) for c in columns),
                 half_life_class=row["half_life_class"],
+                max_daily_mg=_dec(row.get("max_daily_mg")),
+                published_range_mg=_range(row.get("published_range_mg")),
             )
             for drug, row in raw["drugs"].items()
         ),
+        override_range_widening_factor=Decimal(raw.get("override_range_widening_factor", "1")),
     )
+
+
+def _range(value: list[str] | None) -> tuple[Decimal, Decimal] | None:
+    if value is None:
+        return None
+    low, high = (Decimal(v) for v in value)
+    return low, high
 
 
 @cache
@@ -218,6 +264,22 @@ def planning_defaults_v1() -> PlanningDefaults:
         final_step_at_or_below_eq_mg=Decimal(raw["final_step_at_or_below_diazepam_eq_mg"]),
         crossover_stage_days=int(raw["crossover"]["stage_days"]),
         crossover_max_rounding_up_fraction=Decimal(raw["crossover"]["max_rounding_up_fraction"]),
+        risk_combinations=tuple(
+            RiskCombination(
+                code=c["code"],
+                category=RiskCategory(c["category"]),
+                all_of=tuple(c.get("all_of", ())),
+                at_least_moderate=c.get("at_least_moderate"),
+            )
+            for c in raw.get("risk_combinations", ())
+        ),
+        crossover_max_rounding_down_fraction=Decimal(
+            raw["crossover"].get("max_rounding_down_fraction", "0")
+        ),
+        crossover_diazepam_ceiling_mg=_dec(raw["crossover"].get("diazepam_ceiling_mg_per_day")),
+        crossover_older_or_frail_ceiling_factor=Decimal(
+            raw["crossover"].get("older_or_frail_ceiling_factor", "1")
+        ),
     )
 
 

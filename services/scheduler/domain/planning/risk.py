@@ -10,11 +10,13 @@ from services.scheduler.domain.planning.reference import (
     Pace,
     PlanningReference,
     RiskCategory,
+    RiskCombination,
     planning_reference_v1,
 )
 from services.scheduler.domain.planning.values import (
     DIAZEPAM,
     Administration,
+    EquivalenceOverride,
     PacePreference,
     PlanningError,
     PlanningInput,
@@ -39,10 +41,26 @@ def equivalence_for(inp: PlanningInput, ref: PlanningReference) -> dict[str, Dec
             raise PlanningError("equivalence_override", "an override requires a reason code")
         if not override.mg_equal_to_10mg_diazepam > 0:
             raise PlanningError("equivalence_override", "must be greater than 0")
+        _check_override_range(inp.drug, override, ref)
         value = override.mg_equal_to_10mg_diazepam
     if value is None:
         raise PlanningError("equivalence_column", "no value for this drug in that column")
     return {inp.drug: value, DIAZEPAM: Decimal(10)} if inp.drug != DIAZEPAM else {DIAZEPAM: value}
+
+
+def _check_override_range(drug: str, override: EquivalenceOverride, ref: PlanningReference) -> None:
+    """Far outside every published value is refused unless a clinician confirms it (issue 13)."""
+    allowed = ref.equivalence.override_range(drug)
+    if allowed is None or allowed[0] <= override.mg_equal_to_10mg_diazepam <= allowed[1]:
+        return
+    if override.outside_range_reason_code is None:
+        raise PlanningError(
+            "equivalence_override",
+            "outside the published range widened by its factor (equivalence data): "
+            "a confirmation reason code is required",
+        )
+    if not is_code(override.outside_range_reason_code):
+        raise PlanningError("equivalence_override", "the confirmation must be a reason code")
 
 
 def risk_features(
@@ -75,17 +93,36 @@ def assess_risk(
     equivalence: Mapping[str, Decimal] | None = None,
     ref: PlanningReference | None = None,
 ) -> RiskAssessment:
-    """Any high feature makes the patient high risk, else any moderate one moderate, else low."""
+    """Any high feature makes the patient high risk, else any moderate one moderate, else low;
+    then each combination rule present (data: ``risk_combinations``) lifts the category."""
     ref = ref or planning_reference_v1()
     if equivalence is None:
         equivalence = equivalence_for(inp, ref)
     features = risk_features(inp, equivalence, ref)
     category_of = dict(ref.defaults.risk_features)
+    combos = combinations_present(features, ref)
     category = max(
-        (category_of[f] for f in features), key=lambda c: c.rank, default=RiskCategory.LOW
+        [category_of[f] for f in features] + [c.category for c in combos],
+        key=lambda c: c.rank,
+        default=RiskCategory.LOW,
     )
     short_use = inp.duration_weeks < ref.defaults.short_use_below_weeks
-    return RiskAssessment(category=category, reasons=features, short_use=short_use)
+    reasons = features + tuple(c.code for c in combos)
+    return RiskAssessment(category=category, reasons=reasons, short_use=short_use)
+
+
+def combinations_present(
+    features: tuple[str, ...], ref: PlanningReference
+) -> tuple[RiskCombination, ...]:
+    """The combination rules these features meet (moderate features counted from the data)."""
+    category_of = dict(ref.defaults.risk_features)
+    moderate = sum(1 for f in features if category_of[f] is RiskCategory.MODERATE)
+    return tuple(
+        c
+        for c in ref.defaults.risk_combinations
+        if (c.all_of and set(c.all_of) <= set(features))
+        or (c.at_least_moderate is not None and moderate >= c.at_least_moderate)
+    )
 
 
 def choose_pace(

@@ -67,6 +67,8 @@ class EquivalenceOverride:
 
     mg_equal_to_10mg_diazepam: Decimal
     reason_code: str
+    # Outside the published range (widened by the data's factor) only with this confirmation.
+    outside_range_reason_code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,8 @@ class PlanningInput:
     equivalence_override: EquivalenceOverride | None = None
     equivalence_column: str | None = None  # None: the table's default column (Ashton)
     bound_override: BoundOverride | None = None
+    # A day above the drug's plausible maximum (equivalence data) only with this confirmation.
+    dose_above_maximum_reason_code: str | None = None
 
     @property
     def daily_dose_mg(self) -> Decimal:
