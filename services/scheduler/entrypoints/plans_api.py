@@ -311,7 +311,10 @@ class PlanStepRecordOut(BaseModel):
     daily_dose_mg: Decimal
     diazepam_eq_mg: Decimal
     hold_weeks: int
-    status: str = Field(description="planned | scheduled | emitted | blocked_by_hold | cancelled")
+    status: str = Field(
+        description="proposed (awaiting a clinician's approval) | planned | scheduled | emitted"
+        " | blocked_by_hold | cancelled"
+    )
     dose_step_id: uuid.UUID | None
 
 

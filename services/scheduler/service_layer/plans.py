@@ -19,7 +19,8 @@
   pace, new products on file, another maintenance target): the remaining steps are cancelled and
   the new ones appended, every one checked against the taper's real history first.
 * ``resume_taper`` lifts a hold; the blocked step and later ones move by the length of the hold,
-  or, after a return to the prior dose, the rest is re-planned from that dose.
+  or, after a return to the prior dose, the rest is re-planned from that dose as PROPOSED steps:
+  nothing is armed until a clinician approves them (``approve_plan`` on the active plan).
 * ``end_at_maintenance`` ends the taper at the current dose and closes the plan; ``cancel_plan``
   discards a draft (an active plan is adjusted or ended, never silently dropped).
 """
@@ -69,6 +70,9 @@ from services.scheduler.service_layer.handlers import (
 )
 
 LIVE_PLAN_STEP = ("planned", "scheduled", "blocked_by_hold")
+# A re-plan no clinician has approved yet (after a return to the prior dose and a resume): not
+# live, never armed, until ``approve_plan`` records the approval of exactly these steps.
+PROPOSED = "proposed"
 
 
 class PlanNotFound(NotFound):
@@ -162,7 +166,7 @@ async def create_plan(cmd: CreatePlan, uow: UnitOfWork) -> PlanRecord:
 
 
 async def _insert_steps(
-    uow: UnitOfWork, plan_id: uuid.UUID, p: TaperPlan, first_number: int
+    uow: UnitOfWork, plan_id: uuid.UUID, p: TaperPlan, first_number: int, status: str = "planned"
 ) -> None:
     previous = p.baseline
     for offset, s in enumerate(p.steps):
@@ -176,7 +180,7 @@ async def _insert_steps(
                 administrations=regimen_json(s.administrations),
                 kind=s.kind.value,
                 hold_weeks=s.hold_weeks,
-                status="planned",
+                status=status,
                 dose_step_id=None,
                 planned_from=regimen_json(previous),
             )
@@ -219,8 +223,12 @@ def _equivalence(summary: dict[str, Any]) -> dict[str, Decimal]:
 async def approve_plan(cmd: ApprovePlan, uow: UnitOfWork) -> PlanRecord:
     record = await get_plan(uow, cmd.patient_id, cmd.plan_id)
     row = record.row
+    if row["status"] == "active" and any(s["status"] == PROPOSED for s in record.steps):
+        return await _approve_proposal(cmd, record, uow)
     if row["status"] != "draft":
-        raise TaperConflict("only a draft plan can be approved")
+        raise TaperConflict(
+            "only a draft plan, or an active plan's proposed steps, can be approved"
+        )
     if not record.steps:
         raise TaperConflict("the plan has no step to schedule")
     summary = row["summary"]
@@ -297,6 +305,65 @@ async def approve_plan(cmd: ApprovePlan, uow: UnitOfWork) -> PlanRecord:
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise TaperConflict("the plan changed concurrently")
+    await _arm(uow, cmd.patient_id, cmd.plan_id, first["number"], first["effective_on"])
+    return await get_plan(uow, cmd.patient_id, cmd.plan_id)
+
+
+async def _approve_proposal(cmd: ApprovePlan, record: PlanRecord, uow: UnitOfWork) -> PlanRecord:
+    """Approve the steps the scheduler proposed for an active plan: the decision records them
+    (number, day, doses), they become the plan's live steps and the first one is armed. The steps
+    emitted from now on name this approval (``plans.approved_by_decision_id``); the earlier
+    approval stays in the decision history and in the steps it authorised."""
+    proposed = [s for s in record.steps if s["status"] == PROPOSED]
+    today = uow.clock.now().date()
+    if proposed[0]["effective_on"] < today:
+        raise RuleRefused("start_on", "the proposed steps start in the past: adjust the plan")
+    taper = await handlers._require(uow, cmd.patient_id)
+    if taper.plan_id != cmd.plan_id:
+        raise TaperConflict("the plan is not the taper's")  # pragma: no cover - one active plan
+    decision = handlers._decision(model.DecisionKind.APPROVE, cmd.clinician, cmd.reason_code)
+    try:
+        decision.check(model.DecisionKind.APPROVE)
+        _dry_run(
+            taper, [{**s, "status": "planned"} for s in proposed], record.row["summary"], today
+        )
+    except model.TaperError as exc:
+        raise handlers._translate(exc) from None
+    await handlers._record_decision(
+        uow,
+        cmd.patient_id,
+        decision,
+        {
+            "plan_id": str(cmd.plan_id),
+            "approves": "proposed_steps",
+            "steps": [
+                {
+                    "number": s["number"],
+                    "effective_on": s["effective_on"].isoformat(),
+                    "kind": s["kind"],
+                    "administrations": s["administrations"],
+                }
+                for s in proposed
+            ],
+        },
+    )
+    result = await uow.session.execute(
+        sa.update(plans)
+        .where(plans.c.id == cmd.plan_id, plans.c.version == record.row["version"])
+        .values(
+            approved_by_decision_id=decision.decision_id,
+            approved_at=uow.clock.now(),
+            version=record.row["version"] + 1,
+        )
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise TaperConflict("the plan changed concurrently")
+    await uow.session.execute(
+        sa.update(plan_steps)
+        .where(plan_steps.c.plan_id == cmd.plan_id, plan_steps.c.status == PROPOSED)
+        .values(status="planned")
+    )
+    first = proposed[0]
     await _arm(uow, cmd.patient_id, cmd.plan_id, first["number"], first["effective_on"])
     return await get_plan(uow, cmd.patient_id, cmd.plan_id)
 
@@ -483,7 +550,10 @@ async def _close(uow: UnitOfWork, plan_id: uuid.UUID, status: str) -> None:
     """The plan ends (completed, maintenance or cancelled): no step of it will be emitted."""
     await uow.session.execute(
         sa.update(plan_steps)
-        .where(plan_steps.c.plan_id == plan_id, plan_steps.c.status.in_(LIVE_PLAN_STEP))
+        .where(
+            plan_steps.c.plan_id == plan_id,
+            plan_steps.c.status.in_((*LIVE_PLAN_STEP, PROPOSED)),
+        )
         .values(status="cancelled")
     )
     await uow.session.execute(
@@ -509,7 +579,8 @@ async def resume_taper(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTa
     and every later one move by the time the hold lasted (the first now falls on the resume date,
     the spacing is kept). After a return to the prior dose they no longer do: the rest of the plan
     is re-planned from the current dose at the slower pace, its first step one (former) pace
-    interval after the resume; the clinician can adjust it.
+    interval after the resume, and only proposed: a clinician approves it (or adjusts the plan)
+    before any of it is armed.
     """
     taper = await handlers.resume_taper(cmd, uow)
     if not await handlers._plan_active(uow, taper.plan_id):
@@ -522,10 +593,11 @@ async def resume_taper(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTa
         record = await get_plan(uow, taper.patient_id, taper.plan_id)
         interval = int(record.row["summary"]["pace"]["interval_weeks"])
         start_on = uow.clock.now().date() + timedelta(weeks=interval)
-        # Recorded as the resuming clinician's adjustment, beside their resume decision.
-        decision = _decision_of(cmd, model.DecisionKind.ADJUST)
         # ASAM 2025: "if paused, resume more slowly" (clinical-reference §2, going back up).
-        await _replan(uow, taper, record, {"pace": "slower"}, start_on, decision)
+        # Only PROPOSED: nobody approved these doses yet (the resume decision lifts the hold, it
+        # does not see the new steps). Nothing is armed until a clinician approves them
+        # (``approve_plan`` on the active plan), so no dose changes without a recorded decision.
+        await _replan(uow, taper, record, {"pace": "slower"}, start_on, None)
         return taper
     if following["status"] != "blocked_by_hold":
         return taper  # its timer is armed and will find the taper running
@@ -644,9 +716,13 @@ async def _replan(
     record: PlanRecord,
     changes: dict[str, Any],
     start_on: date,
-    decision: model.ClinicianDecision,
+    decision: model.ClinicianDecision | None,
 ) -> None:
-    """Replace the plan's steps not yet taken by a plan from the current day's doses."""
+    """Replace the plan's steps not yet taken by a plan from the current day's doses.
+
+    With the clinician's ``decision`` (an adjustment they asked for) the new steps are armed; with
+    none (a re-plan the system made on resume) they are only ``proposed``: not live, no timer,
+    until a clinician approves them (``approve_plan``)."""
     if len(model.drugs_taken(taper.current_regimen)) != 1:
         raise TaperConflict("the crossover is under way: hold the taper or let it finish")
     stored = {**record.row["input"], **changes}
@@ -666,7 +742,7 @@ async def _replan(
             "effective_on": st.effective_on,
             "kind": st.kind.value,
             "administrations": regimen_json(st.administrations),
-            "status": "planned",
+            "status": "planned",  # as live for the dry run; stored as proposed without a decision
         }
         for i, st in enumerate(result.steps)
     ]
@@ -676,25 +752,35 @@ async def _replan(
         )
     except model.TaperError as exc:
         raise handlers._translate(exc) from None
-    await handlers._record_decision(
-        uow,
-        taper.patient_id,
-        decision,
-        {
-            "plan_id": str(taper.plan_id),
-            "changes": changes,
-            "start_on": start_on.isoformat(),
-            "replaces_from_step": first,
-            "steps": len(result.steps),
-            "previous_summary": record.row["summary"],
-        },
-    )
+    if decision is not None:
+        await handlers._record_decision(
+            uow,
+            taper.patient_id,
+            decision,
+            {
+                "plan_id": str(taper.plan_id),
+                "changes": changes,
+                "start_on": start_on.isoformat(),
+                "replaces_from_step": first,
+                "steps": len(result.steps),
+                "previous_summary": record.row["summary"],
+            },
+        )
     await uow.session.execute(
         sa.update(plan_steps)
-        .where(plan_steps.c.plan_id == taper.plan_id, plan_steps.c.status.in_(LIVE_PLAN_STEP))
+        .where(
+            plan_steps.c.plan_id == taper.plan_id,
+            plan_steps.c.status.in_((*LIVE_PLAN_STEP, PROPOSED)),
+        )
         .values(status="cancelled")
     )
-    await _insert_steps(uow, taper.plan_id, result, first_number=first)
+    await _insert_steps(
+        uow,
+        taper.plan_id,
+        result,
+        first_number=first,
+        status="planned" if decision is not None else PROPOSED,
+    )
     result_row = await uow.session.execute(
         sa.update(plans)
         .where(plans.c.id == taper.plan_id, plans.c.version == record.row["version"])
@@ -708,7 +794,7 @@ async def _replan(
     )
     if result_row.rowcount != 1:  # type: ignore[attr-defined]
         raise TaperConflict("the plan changed concurrently")
-    if result.steps:
+    if result.steps and decision is not None:
         await _arm(uow, taper.patient_id, taper.plan_id, first, result.steps[0].effective_on)
 
 

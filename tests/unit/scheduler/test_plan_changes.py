@@ -274,16 +274,34 @@ async def test_return_to_prior_dose_holds_blocks_the_next_step_and_resume_replan
     assert {s["status"] for s in steps[1 : len(old)]} == {"cancelled"}
     new = steps[len(old) :]
     assert new and [s["number"] for s in new] == list(range(len(old) + 1, len(steps) + 1))
-    assert new[0]["status"] == "scheduled"
     assert date.fromisoformat(new[0]["effective_on"]) == resumed_at.date() + timedelta(
         weeks=interval
     )
-    assert {s["status"] for s in new[1:]} == {"planned"}
     assert D(new[0]["daily_dose_mg"]) < D(10)
-    [timer] = await live_timers(runtime)
-    assert timer["due_at"] == at(new[0]["effective_on"])
+    # No clinician has seen these doses: they are only proposed, nothing is armed, and their
+    # day passes without a dose change (issue 13, item 12).
+    assert {s["status"] for s in new} == {"proposed"}
+    assert await live_timers(runtime) == []
     kinds = [d["kind"] for d in await decisions(client, clinician)]
     assert kinds.count("resume") == 1  # one resume decision for one resume
+    assert "adjust" not in kinds and kinds.count("approve") == 1  # the original approval only
+    clock(runtime).set(at(new[0]["effective_on"]) - timedelta(days=1))
+    assert await runtime.timers.fire_due() == 0
+    assert len(await reductions(runtime)) == 1
+
+    # A clinician approves the proposal: the decision records the steps; the first is armed.
+    approved_again = await approve(client, clinician, plan["id"])
+    new = approved_again["steps"][len(old) :]
+    assert new[0]["status"] == "scheduled" and {s["status"] for s in new[1:]} == {"planned"}
+    [timer] = await live_timers(runtime)
+    assert timer["due_at"] == at(new[0]["effective_on"])
+    approval = (await decisions(client, clinician))[-1]
+    assert approval["kind"] == "approve"
+    [row] = [
+        d for d in await rows(runtime, "clinician_decisions") if str(d["id"]) == approval["id"]
+    ]
+    assert [s["number"] for s in row["payload"]["steps"]] == [s["number"] for s in new]
+    assert approved_again["approved_by_decision_id"] == approval["id"]
 
     assert await fire_at(runtime, new[0]["effective_on"]) == 1
     await assert_no_timer_failed(runtime)
@@ -293,6 +311,8 @@ async def test_return_to_prior_dose_holds_blocks_the_next_step_and_resume_replan
     assert latest.new_daily_dose_mg == D(new[0]["daily_dose_mg"])
     assert latest.effective_on == date.fromisoformat(new[0]["effective_on"])
     assert latest.plan_id == uuid.UUID(plan["id"])
+    # the step names the approval of the new doses, not the original plan's
+    assert str(latest.approved_by_decision_id) == approval["id"]
 
 
 # --- 3. adjust ------------------------------------------------------------------------------------
