@@ -38,6 +38,7 @@ from services.scheduler.adapters.orm import (
 from services.scheduler.domain import model
 from services.scheduler.domain.planning import equivalence_v1, planning_defaults_v1
 from services.scheduler.domain.reference import TaperBounds, taper_bounds_v1
+from services.scheduler.domain.stages import announced_stage
 
 EMIT_DOSE_STEP = "emit_dose_step"
 EMIT_PLAN_STEP = "emit_plan_step"
@@ -249,7 +250,7 @@ async def _hold(
             reason_code=decision.reason_code,
             held_by=held_by,
             decision_id=decision.decision_id,
-            taper_stage=TaperStage(taper.stage.value),
+            taper_stage=_stage(taper),
         )
     )
     return taper
@@ -274,7 +275,7 @@ async def resume_taper(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTa
             correlation_id=decision.decision_id,
             plan_id=taper.plan_id,
             decision_id=decision.decision_id,
-            taper_stage=TaperStage(taper.stage.value),
+            taper_stage=_stage(taper),
         )
     )
     return taper
@@ -340,7 +341,7 @@ async def return_to_prior_dose(cmd: ClinicianAction, uow: UnitOfWork) -> model.P
         effective_on=step.effective_on,
         decision_id=decision.decision_id,
         half_life_class=taper.half_life_class,
-        taper_stage=TaperStage(taper.stage.value),
+        taper_stage=_stage(taper),
     )
     await uow.session.execute(
         sa.update(dose_steps)
@@ -358,7 +359,7 @@ async def return_to_prior_dose(cmd: ClinicianAction, uow: UnitOfWork) -> model.P
                 reason_code=model.RESTORED_HOLD_REASON,
                 held_by="clinician",
                 decision_id=decision.decision_id,
-                taper_stage=TaperStage(taper.stage.value),
+                taper_stage=_stage(taper),
             )
         )
     return taper
@@ -509,7 +510,7 @@ async def emit_step(uow: UnitOfWork, taper: model.PatientTaper, step_id: uuid.UU
         previous_daily_dose_mg=step.previous_daily_dose_mg,
         new_daily_dose_mg=step.new_daily_dose_mg,
         effective_on=step.effective_on,
-        taper_stage=TaperStage(taper.stage.value),
+        taper_stage=_stage(taper),
         approved_by_decision_id=step.decision_id,
         half_life_class=half_life_before,
         step_kind=step.kind.value,
@@ -562,7 +563,7 @@ async def on_threshold_exceeded(event: ThresholdExceeded, uow: UnitOfWork) -> No
                 reason_code=reason,
                 held_by="monitoring",
                 decision_id=None,
-                taper_stage=TaperStage(taper.stage.value),
+                taper_stage=_stage(taper),
             )
         )
 
@@ -608,6 +609,11 @@ def final_step_threshold_mg(
 async def _plan_active(uow: UnitOfWork, plan_id: uuid.UUID) -> bool:
     status = await uow.session.scalar(sa.select(plans.c.status).where(plans.c.id == plan_id))
     return status == "active"
+
+
+def _stage(taper: model.PatientTaper) -> TaperStage:
+    """The stage the events announce: the taper's, or final_phase (``domain.stages``)."""
+    return TaperStage(announced_stage(taper))
 
 
 def start_of_day_utc(day: date) -> datetime:
