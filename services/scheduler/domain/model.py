@@ -31,7 +31,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
@@ -210,6 +210,10 @@ class PatientTaper:
     # mg equal to 10 mg diazepam per drug, as the plan used (with any clinician override). A drug
     # missing counts its mg as is: enough for a one-drug taper, refused for a crossover.
     equivalence: Mapping[str, Decimal] = field(default_factory=dict)
+    # The patient's IANA time zone and first-dose time: when a step's date begins for them
+    # (``patient_day.step_starts_at``). None: unknown (00:00 UTC of the date).
+    timezone: str | None = None
+    first_dose_time: time | None = None
 
     @classmethod
     def start(

@@ -27,6 +27,7 @@ from services.scheduler.domain.model import (
     Regimen,
     daily_mg,
 )
+from services.scheduler.entrypoints.patient_day_fields import FirstDoseTime, TimeZoneName
 from services.scheduler.service_layer import handlers
 from services.scheduler.service_layer import plans as plan_cases
 
@@ -42,6 +43,8 @@ class StartTaperIn(BaseModel):
     half_life_class: HalfLifeClass
     current_daily_dose_mg: Decimal = Field(gt=0, le=1000, decimal_places=4)
     reason_code: ReasonCode = "taper_initiated"
+    timezone: TimeZoneName | None = None
+    first_dose_time: FirstDoseTime | None = None
 
 
 class DoseReductionIn(BaseModel):
@@ -251,6 +254,8 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                     half_life_class=body.half_life_class,
                     current_daily_dose_mg=body.current_daily_dose_mg,
                     reason_code=body.reason_code,
+                    timezone=body.timezone,
+                    first_dose_time=body.first_dose_time,
                 ),
                 uow,
             )

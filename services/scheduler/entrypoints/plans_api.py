@@ -46,6 +46,7 @@ from services.scheduler.domain.planning import (
     equivalence_v1,
     plan,
 )
+from services.scheduler.entrypoints.patient_day_fields import FirstDoseTime, TimeZoneName
 from services.scheduler.service_layer import handlers
 from services.scheduler.service_layer import plans as plan_cases
 
@@ -105,6 +106,9 @@ class PlanPreviewIn(BaseModel):
     equivalence_column: Code | None = None
     bound_override: BoundOverrideIn | None = None
     strategy: Strategy | None = None
+    # The patient's day (stored with the plan, taken over by the taper on approval).
+    timezone: TimeZoneName | None = None
+    first_dose_time: FirstDoseTime | None = None
 
     @field_validator("drug")
     @classmethod

@@ -36,6 +36,7 @@ from services.scheduler.adapters.orm import (
     tapers,
 )
 from services.scheduler.domain import model
+from services.scheduler.domain.patient_day import step_starts_at
 from services.scheduler.domain.planning import equivalence_v1, planning_defaults_v1
 from services.scheduler.domain.reference import TaperBounds, taper_bounds_v1
 from services.scheduler.domain.stages import announced_stage
@@ -92,6 +93,9 @@ class StartTaper:
     half_life_class: str
     current_daily_dose_mg: Decimal
     reason_code: str
+    # The patient's day: each step takes effect at their first dose of its date (None: 00:00 UTC).
+    timezone: str | None = None
+    first_dose_time: time | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,7 @@ async def start_taper(cmd: StartTaper, uow: UnitOfWork) -> model.PatientTaper:
         )
     except model.TaperError as exc:
         raise _translate(exc) from None
+    taper.timezone, taper.first_dose_time = cmd.timezone, cmd.first_dose_time
     await _record_decision(
         uow,
         cmd.patient_id,
@@ -163,6 +168,8 @@ async def insert_new_taper(uow: UnitOfWork, taper: model.PatientTaper) -> None:
             updated_at=now,
             regimen=regimen_json(taper.regimen) if taper.regimen else None,
             equivalence=_equivalence_json(taper),
+            timezone=taper.timezone,
+            first_dose_time=taper.first_dose_time,
         )
     )
     taper.version = 1
@@ -213,7 +220,7 @@ async def schedule_reduction(
     await uow.schedule_timer(
         EMIT_DOSE_STEP,
         key=str(step.step_id),
-        due_at=start_of_day_utc(step.effective_on),
+        due_at=step_due_at(taper, step.effective_on),
         payload={"patient_id": str(cmd.patient_id)},
     )
     return step
@@ -517,6 +524,8 @@ async def emit_step(uow: UnitOfWork, taper: model.PatientTaper, step_id: uuid.UU
         regimen=drug_doses(step.regimen_after),
         previous_daily_diazepam_eq_mg=_eq_mg(taper, step.regimen_before),
         new_daily_diazepam_eq_mg=_eq_mg(taper, step.regimen_after),
+        effective_at=step_due_at(taper, step.effective_on),
+        timezone=taper.timezone,
     )
     await uow.session.execute(
         sa.update(dose_steps)
@@ -616,6 +625,11 @@ def _stage(taper: model.PatientTaper) -> TaperStage:
     return TaperStage(announced_stage(taper))
 
 
+def step_due_at(taper: model.PatientTaper, day: date) -> datetime:
+    """When a step dated ``day`` takes effect: the patient's first dose that day, in their zone."""
+    return step_starts_at(day, taper.timezone, taper.first_dose_time)
+
+
 def start_of_day_utc(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
@@ -712,6 +726,8 @@ async def _load(uow: UnitOfWork, patient_id: uuid.UUID) -> model.PatientTaper | 
         steps=steps,
         regimen=regimen_from(row["regimen"]),
         equivalence={d: Decimal(mg) for d, mg in (row["equivalence"] or {}).items()},
+        timezone=row["timezone"],
+        first_dose_time=row["first_dose_time"],
     )
 
 
@@ -727,6 +743,8 @@ async def _save(uow: UnitOfWork, taper: model.PatientTaper) -> None:
             current_daily_dose_mg=taper.current_daily_dose_mg,
             regimen=regimen_json(taper.regimen) if taper.regimen else None,
             equivalence=_equivalence_json(taper),
+            timezone=taper.timezone,
+            first_dose_time=taper.first_dose_time,
             held=taper.held,
             held_reason=taper.held_reason,
             stage=taper.stage.value,

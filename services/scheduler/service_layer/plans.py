@@ -30,7 +30,7 @@ from __future__ import annotations
 import copy
 import uuid
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -66,7 +66,6 @@ from services.scheduler.service_layer.handlers import (
     TaperConflict,
     regimen_from,
     regimen_json,
-    start_of_day_utc,
 )
 
 LIVE_PLAN_STEP = ("planned", "scheduled", "blocked_by_hold")
@@ -285,6 +284,7 @@ async def approve_plan(cmd: ApprovePlan, uow: UnitOfWork) -> PlanRecord:
         _dry_run(taper, record.steps, summary, today)
     except model.TaperError as exc:
         raise handlers._translate(exc) from None
+    taper.timezone, taper.first_dose_time = patient_day(row["input"], taper)
     if existing is None:
         try:
             await handlers.insert_new_taper(uow, taper)
@@ -305,7 +305,7 @@ async def approve_plan(cmd: ApprovePlan, uow: UnitOfWork) -> PlanRecord:
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise TaperConflict("the plan changed concurrently")
-    await _arm(uow, cmd.patient_id, cmd.plan_id, first["number"], first["effective_on"])
+    await _arm(uow, taper, cmd.plan_id, first["number"], first["effective_on"])
     return await get_plan(uow, cmd.patient_id, cmd.plan_id)
 
 
@@ -364,8 +364,19 @@ async def _approve_proposal(cmd: ApprovePlan, record: PlanRecord, uow: UnitOfWor
         .values(status="planned")
     )
     first = proposed[0]
-    await _arm(uow, cmd.patient_id, cmd.plan_id, first["number"], first["effective_on"])
+    await _arm(uow, taper, cmd.plan_id, first["number"], first["effective_on"])
     return await get_plan(uow, cmd.patient_id, cmd.plan_id)
+
+
+def patient_day(
+    stored_input: dict[str, Any], taper: model.PatientTaper
+) -> tuple[str | None, time | None]:
+    """The patient's time zone and first-dose time the plan was made with; a plan without them
+    (made before they were asked for) keeps what the taper has."""
+    if stored_input.get("timezone") is None and stored_input.get("first_dose_time") is None:
+        return taper.timezone, taper.first_dose_time
+    at = stored_input.get("first_dose_time")
+    return stored_input.get("timezone"), time.fromisoformat(at) if at else None
 
 
 def _dry_run(
@@ -412,7 +423,7 @@ def _take_step(
 
 
 async def _arm(
-    uow: UnitOfWork, patient_id: uuid.UUID, plan_id: uuid.UUID, number: int, on: Any
+    uow: UnitOfWork, taper: model.PatientTaper, plan_id: uuid.UUID, number: int, on: date
 ) -> None:
     await uow.session.execute(
         sa.update(plan_steps)
@@ -422,8 +433,8 @@ async def _arm(
     await uow.schedule_timer(
         EMIT_PLAN_STEP,
         key=f"{plan_id}:{number}",
-        due_at=start_of_day_utc(on),
-        payload={"patient_id": str(patient_id)},
+        due_at=handlers.step_due_at(taper, on),
+        payload={"patient_id": str(taper.patient_id)},
     )
 
 
@@ -502,7 +513,7 @@ async def emit_plan_step(timer: DueTimer, uow: UnitOfWork) -> None:
     )
     following = await _next_live_step(uow, plan_id, after=number)
     if following is not None:
-        await _arm(uow, taper.patient_id, plan_id, following["number"], following["effective_on"])
+        await _arm(uow, taper, plan_id, following["number"], following["effective_on"])
         return
     # The last step: stopped, at the maintenance target, or (a product missing) still active.
     if taper.completed:
@@ -623,7 +634,7 @@ async def resume_taper(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTa
         EMIT_PLAN_STEP,
         # A fresh key per re-arm: the step's first timer has fired (and (kind, key) is unique).
         key=f"{taper.plan_id}:{following['number']}:{uuid.uuid4().hex[:12]}",
-        due_at=start_of_day_utc(following["effective_on"] + shift),
+        due_at=handlers.step_due_at(taper, following["effective_on"] + shift),
         payload={"patient_id": str(taper.patient_id)},
     )
     return taper
@@ -795,7 +806,7 @@ async def _replan(
     if result_row.rowcount != 1:  # type: ignore[attr-defined]
         raise TaperConflict("the plan changed concurrently")
     if result.steps and decision is not None:
-        await _arm(uow, taper.patient_id, taper.plan_id, first, result.steps[0].effective_on)
+        await _arm(uow, taper, taper.plan_id, first, result.steps[0].effective_on)
 
 
 def _input_from(stored: dict[str, Any], taper: model.PatientTaper, start_on: date) -> PlanningInput:
