@@ -774,6 +774,16 @@ async def _replan(
                 "start_on": start_on.isoformat(),
                 "replaces_from_step": first,
                 "steps": len(result.steps),
+                # What the clinician authorised, step by step (the steps name this decision).
+                "new_steps": [
+                    {
+                        "number": st["number"],
+                        "effective_on": st["effective_on"].isoformat(),
+                        "kind": st["kind"],
+                        "administrations": st["administrations"],
+                    }
+                    for st in new_steps
+                ],
                 "previous_summary": record.row["summary"],
             },
         )
@@ -801,6 +811,13 @@ async def _replan(
             summary=summary,
             reference_versions=dict(result.reference_versions),
             version=record.row["version"] + 1,
+            # The steps from now on are authorised by the clinician's adjustment (a proposal
+            # keeps the approval in force until a clinician approves it).
+            **(
+                {"approved_by_decision_id": decision.decision_id, "approved_at": uow.clock.now()}
+                if decision is not None
+                else {}
+            ),
         )
     )
     if result_row.rowcount != 1:  # type: ignore[attr-defined]

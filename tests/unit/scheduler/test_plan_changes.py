@@ -394,6 +394,15 @@ async def test_adjust_replans_the_rest_and_the_cancelled_step_emits_nothing(
     assert len(reduced) == 2
     assert reduced[-1].new_daily_dose_mg == D(new[0]["daily_dose_mg"])
     assert reduced[-1].previous_daily_dose_mg == D(old[0]["daily_dose_mg"])
+    # The re-planned step names the adjustment that authorised it (its steps recorded there),
+    # not the approval of the steps it replaced.
+    adjustment = (await decisions(client, clinician))[-1]
+    assert str(reduced[-1].approved_by_decision_id) == adjustment["id"]
+    assert reduced[0].approved_by_decision_id != reduced[-1].approved_by_decision_id
+    [row] = [
+        d for d in await rows(runtime, "clinician_decisions") if str(d["id"]) == adjustment["id"]
+    ]
+    assert [s["number"] for s in row["payload"]["new_steps"]] == [s["number"] for s in new]
     stored = await get_plan(client, clinician, plan["id"])
     assert stored["steps"][1]["status"] == "cancelled"
     assert stored["steps"][len(old)]["status"] == "emitted"
@@ -542,3 +551,28 @@ async def test_a_plan_with_a_maintenance_target_ends_at_maintenance(
     assert {s["status"] for s in stored["steps"]} == {"emitted"}
     taper = await get_taper(client, clinician)
     assert taper["stage"] == "maintenance" and D(taper["current_daily_dose_mg"]) == D(5)
+
+
+async def test_an_adjustment_to_a_maintenance_target_authorises_its_steps_and_the_end(
+    runtime: ServiceRuntime, client: httpx.AsyncClient, clinician: dict[str, str]
+) -> None:
+    plan = await draft(client, clinician)
+    approved = await approve(client, clinician, plan["id"])
+    assert await fire_at(runtime, approved["steps"][0]["effective_on"]) == 1
+    r = await client.post(
+        f"{BASE}/plans/{plan['id']}/adjust",
+        json={"reason_code": "maintenance_agreed", "maintenance_mg": "5"},
+        headers=clinician,
+    )
+    assert r.status_code == 200, r.text
+    adjustment = (await decisions(client, clinician))[-1]
+    assert adjustment["kind"] == "adjust"
+    assert r.json()["approved_by_decision_id"] == adjustment["id"]
+    assert await run_to_the_end(runtime) >= 1
+    await assert_no_timer_failed(runtime)
+    evts = await events(runtime)
+    completed = evts[-1]
+    assert isinstance(completed, TaperCompleted) and completed.outcome == "maintenance"
+    assert str(completed.decision_id) == adjustment["id"]
+    later = [e for e in evts[1:] if isinstance(e, DoseReduced)]
+    assert later and {str(e.approved_by_decision_id) for e in later} == {adjustment["id"]}
