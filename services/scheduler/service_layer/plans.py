@@ -777,12 +777,12 @@ async def _replan(
                 # What the clinician authorised, step by step (the steps name this decision).
                 "new_steps": [
                     {
-                        "number": st["number"],
-                        "effective_on": st["effective_on"].isoformat(),
-                        "kind": st["kind"],
-                        "administrations": st["administrations"],
+                        "number": first + i,
+                        "effective_on": st.effective_on.isoformat(),
+                        "kind": st.kind.value,
+                        "administrations": regimen_json(st.administrations),
                     }
-                    for st in new_steps
+                    for i, st in enumerate(result.steps)
                 ],
                 "previous_summary": record.row["summary"],
             },
