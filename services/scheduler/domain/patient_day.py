@@ -16,7 +16,7 @@ import json
 from datetime import UTC, date, datetime, time
 from functools import cache
 from importlib import resources
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 
 class UnknownTimeZone(ValueError):
@@ -26,13 +26,19 @@ class UnknownTimeZone(ValueError):
         super().__init__("must be an IANA time zone name, e.g. America/New_York")
 
 
+@cache
+def _names() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
 def zone(name: str) -> ZoneInfo:
-    """The IANA zone called ``name``; ``UnknownTimeZone`` for anything else."""
-    if not name or len(name) > 64 or name.startswith(("/", ".")):
+    """The IANA zone called ``name`` (one of the database's zone names, not a file of it such
+    as ``posixrules``); ``UnknownTimeZone`` for anything else."""
+    if name not in _names():
         raise UnknownTimeZone()
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # pragma: no cover - listed above
         raise UnknownTimeZone() from None
 
 
