@@ -61,3 +61,8 @@ def step_starts_at(day: date, timezone: str | None, first_dose_time: time | None
         day, first_dose_time or default_first_dose_time(), tzinfo=zone(timezone or "UTC")
     )
     return local.astimezone(UTC)
+
+
+def patient_today(now: datetime, timezone: str | None) -> date:
+    """The patient's date at ``now`` (the UTC date when their time zone is unknown)."""
+    return now.astimezone(zone(timezone)).date() if timezone else now.astimezone(UTC).date()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -121,6 +121,12 @@ class TaperOut(BaseModel):
     version: int
     steps: list[DoseStepOut]
     as_of: datetime
+    timezone: str | None = Field(
+        default=None, description="The patient's IANA time zone (null: steps start 00:00 UTC)."
+    )
+    first_dose_time: time | None = Field(
+        default=None, description="Local time a step takes effect (null: the data's default)."
+    )
 
     @classmethod
     def of(cls, taper: PatientTaper, as_of: datetime) -> TaperOut:
@@ -138,6 +144,8 @@ class TaperOut(BaseModel):
             version=taper.version,
             steps=[DoseStepOut.of(s) for s in taper.steps],
             as_of=as_of,
+            timezone=taper.timezone,
+            first_dose_time=taper.first_dose_time,
         )
 
 

@@ -36,7 +36,7 @@ from services.scheduler.adapters.orm import (
     tapers,
 )
 from services.scheduler.domain import model
-from services.scheduler.domain.patient_day import step_starts_at
+from services.scheduler.domain.patient_day import patient_today, step_starts_at
 from services.scheduler.domain.planning import equivalence_v1, planning_defaults_v1
 from services.scheduler.domain.reference import TaperBounds, taper_bounds_v1
 from services.scheduler.domain.stages import announced_stage
@@ -315,7 +315,9 @@ async def return_to_prior_dose(cmd: ClinicianAction, uow: UnitOfWork) -> model.P
     was_held = taper.held
     half_life_before = taper.half_life_class
     try:
-        step, cancelled = taper.restore_prior(decision, today=uow.clock.now().date())
+        # From the patient's today: 10 pm in New York is already tomorrow in UTC.
+        today = patient_today(uow.clock.now(), taper.timezone)
+        step, cancelled = taper.restore_prior(decision, today=today)
     except model.TaperError as exc:
         raise _translate(exc) from None
     _follow_drug(taper, half_life_before)

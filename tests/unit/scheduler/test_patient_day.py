@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from contracts import DoseReduced
+from contracts import DoseReduced, DoseRestored
 from services.chassis.auth import Role
 from services.chassis.runtime import ServiceRuntime
 from services.scheduler.domain.patient_day import UnknownTimeZone, step_starts_at, zone
@@ -106,6 +106,17 @@ async def test_steps_and_dose_reduced_follow_the_patients_day(
     assert await runtime.timers.fire_due() == 1
     latest = [e for e in await events(runtime) if isinstance(e, DoseReduced)][-1]
     assert (latest.effective_on, latest.effective_at) == (date(2026, 3, 9), utc(2026, 3, 9, 12))
+
+    # 10 pm that Monday in New York (already Tuesday in UTC) the clinician returns the patient
+    # to the prior dose: from the patient's today.
+    clock(runtime).set(utc(2026, 3, 10, 2))
+    r = await client.post(
+        f"{BASE}/taper/return-to-prior-dose", json={"reason_code": "withdrawal"}, headers=clinician
+    )
+    assert r.status_code == 200, r.text
+    assert (r.json()["timezone"], r.json()["first_dose_time"]) == (NEW_YORK, None)
+    [restored] = [e for e in await events(runtime) if isinstance(e, DoseRestored)]
+    assert restored.effective_on == date(2026, 3, 9)
 
 
 @pytest.mark.parametrize(
