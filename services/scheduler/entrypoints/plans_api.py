@@ -280,6 +280,12 @@ class ApprovePlanIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason_code: ReasonCode = "plan_approved"
+    version: int | None = Field(
+        default=None,
+        ge=1,
+        description="The plan version the clinician reviewed (from GET): approving a plan that "
+        "changed since, e.g. steps proposed again, is a 409.",
+    )
 
 
 class AdjustPlanIn(BaseModel):
@@ -464,7 +470,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             try:
                 record = await plan_cases.approve_plan(
                     plan_cases.ApprovePlan(
-                        patient_id, plan_id, principal.subject, body.reason_code
+                        patient_id, plan_id, principal.subject, body.reason_code, body.version
                     ),
                     uow,
                 )

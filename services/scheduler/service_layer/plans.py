@@ -93,6 +93,7 @@ class ApprovePlan:
     plan_id: uuid.UUID
     clinician: str
     reason_code: str
+    version: int | None = None  # the version the clinician reviewed; None: not checked
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,8 @@ def _equivalence(summary: dict[str, Any]) -> dict[str, Decimal]:
 async def approve_plan(cmd: ApprovePlan, uow: UnitOfWork) -> PlanRecord:
     record = await get_plan(uow, cmd.patient_id, cmd.plan_id)
     row = record.row
+    if cmd.version is not None and cmd.version != row["version"]:
+        raise TaperConflict("the plan changed since it was read: review it again")
     if row["status"] == "active" and any(s["status"] == PROPOSED for s in record.steps):
         return await _approve_proposal(cmd, record, uow)
     if row["status"] != "draft":

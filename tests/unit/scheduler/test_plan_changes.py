@@ -261,6 +261,7 @@ async def test_return_to_prior_dose_holds_blocks_the_next_step_and_resume_replan
 
     # the pace interval the plan had when the clinician resumed
     interval = int(stored["summary"]["pace"]["interval_weeks"])
+    version_before_resume = stored["version"]
     resumed_at = at(old[1]["effective_on"], 9) + timedelta(days=7)
     clock(runtime).set(resumed_at)
     r = await client.post(
@@ -289,8 +290,22 @@ async def test_return_to_prior_dose_holds_blocks_the_next_step_and_resume_replan
     assert await runtime.timers.fire_due() == 0
     assert len(await reductions(runtime)) == 1
 
-    # A clinician approves the proposal: the decision records the steps; the first is armed.
-    approved_again = await approve(client, clinician, plan["id"])
+    # A clinician approves the proposal they reviewed (its version): the decision records the
+    # steps; the first is armed. Approving an older version of the plan is refused.
+    r = await client.post(
+        f"{BASE}/plans/{plan['id']}/approve",
+        json={"version": version_before_resume},
+        headers=clinician,
+    )
+    assert r.status_code == 409, r.text
+    reviewed = await get_plan(client, clinician, plan["id"])
+    r = await client.post(
+        f"{BASE}/plans/{plan['id']}/approve",
+        json={"version": reviewed["version"]},
+        headers=clinician,
+    )
+    assert r.status_code == 200, r.text
+    approved_again = r.json()
     new = approved_again["steps"][len(old) :]
     assert new[0]["status"] == "scheduled" and {s["status"] for s in new[1:]} == {"planned"}
     [timer] = await live_timers(runtime)
