@@ -56,9 +56,9 @@ class Topic:
 
 
 DOSE_REDUCED = Topic(DoseReduced, consumers=("monitoring", "group_matching", "notifications"))
-# Monitoring's dose history is not fed by it yet (noticed in issue 4); notifications tells the
-# patient about the restored dose.
-DOSE_RESTORED = Topic(DoseRestored, consumers=("notifications",))
+# Monitoring records it in the dose history (an increase: no withdrawal window of its own);
+# notifications tells the patient about the restored dose.
+DOSE_RESTORED = Topic(DoseRestored, consumers=("monitoring", "notifications"))
 SYMPTOM_REPORTED = Topic(SymptomReported, consumers=())
 THRESHOLD_EXCEEDED = Topic(
     ThresholdExceeded, consumers=("notifications", "scheduler", "group_matching")

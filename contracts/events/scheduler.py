@@ -8,7 +8,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from contracts.envelope import Event
 
@@ -51,8 +51,12 @@ class DoseReduced(Event):
     )
     previous_daily_dose_mg: Milligrams = Field(ge=0, max_digits=9, decimal_places=4)
     new_daily_dose_mg: Milligrams = Field(ge=0, max_digits=9, decimal_places=4)
-    effective_on: date
-    taper_stage: TaperStage
+    effective_on: date = Field(description="The patient's own date (in their time zone).")
+    taper_stage: TaperStage = Field(
+        description="The stage from today: final_phase once the day is below the scheduler's "
+        "final-phase fraction (⚠ about 10%) of the day the taper started from, in "
+        "diazepam-equivalents; completed at zero; crossover during a crossover."
+    )
     approved_by_decision_id: uuid.UUID = Field(
         description="The recorded clinician decision that authorised this step."
     )
@@ -79,6 +83,20 @@ class DoseReduced(Event):
     )
     new_daily_diazepam_eq_mg: Milligrams | None = Field(
         default=None, ge=0, max_digits=9, decimal_places=4
+    )
+    # Added without a version bump (optional; issue 13, 12a): absent when the scheduler does not
+    # know the patient's day (then the step took effect at 00:00 UTC of effective_on).
+    effective_at: AwareDatetime | None = Field(
+        default=None,
+        description="The instant the step took effect: the patient's first dose on "
+        "effective_on in their time zone. Monitoring times check-ins from it.",
+    )
+    timezone: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$",
+        description="The patient's IANA time zone (e.g. America/New_York), so check-ins "
+        "follow the patient's calendar days.",
     )
 
 

@@ -48,3 +48,16 @@ def stage_after_dose(
     if new_dose < start_dose * rules.final_phase_below_fraction:
         return FINAL_PHASE
     return ACTIVE
+
+
+# The stages a scheduler event names that the dose alone cannot show: trusted over the derivation.
+# ``active`` is not among them: schedulers before issue 13 announced ``active`` even in the final
+# phase, so for ``active`` the derivation still tells active from final phase.
+_ANNOUNCED_OVER_DERIVED = frozenset({CROSSOVER, FINAL_PHASE, COMPLETED})
+
+
+def stage_from_event(announced: str | None, derived: str) -> str:
+    """The stage after a dose event: the scheduler's ``taper_stage`` when it names a stage only it
+    can know (it measures the final phase from the taper's real start dose, group matching from
+    the first step it saw for the plan), else the stage derived from the doses."""
+    return announced if announced in _ANNOUNCED_OVER_DERIVED else derived

@@ -1,9 +1,10 @@
 """Group matching's use cases: follow each patient's stage from the scheduler's events.
 
-``DoseReduced`` creates the patient's row and moves the stage by dose; ``TaperHeld``,
-``TaperResumed`` and ``TaperCompleted`` move it through the taper's lifecycle. The inbox drops
-duplicates; the topics are not ordered with one another, so an event older than the newest one
-applied (``last_event_at``) does not change the stage.
+``DoseReduced`` creates the patient's row and moves the stage by dose, or by the scheduler's
+``taper_stage`` when it names final phase, crossover or completed (``stage_from_event``);
+``TaperHeld``, ``TaperResumed`` and ``TaperCompleted`` move it through the taper's lifecycle.
+The inbox drops duplicates; the topics are not ordered with one another, so an event older than
+the newest one applied (``last_event_at``) does not change the stage.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from services.group_matching.domain.model import (
     MAINTENANCE,
     InvalidStageInput,
     stage_after_dose,
+    stage_from_event,
 )
 from services.group_matching.service_layer import cohorts
 
@@ -79,6 +81,7 @@ async def on_dose_reduced(event: DoseReduced, uow: UnitOfWork) -> None:
         stage = stage_after_dose(previous_stage, start, new_dose)
     except InvalidStageInput as exc:
         raise UnusableDoseEvent(str(exc)) from None
+    stage = stage_from_event(event.taper_stage.value, stage)
     if event.step_kind == "crossover":
         stage = CROSSOVER
     if row is not None and same_plan and (row["stage"] in _ENDED or _stale(event, row)):
@@ -120,11 +123,12 @@ async def on_taper_resumed(event: TaperResumed, uow: UnitOfWork) -> None:
 
     def by_dose(row: sa.RowMapping) -> str:
         try:
-            return stage_after_dose(
+            derived = stage_after_dose(
                 None, Decimal(row["start_daily_dose_mg"]), Decimal(row["latest_daily_dose_mg"])
             )
         except InvalidStageInput as exc:  # a stored row we cannot read: never guess
             raise UnusableDoseEvent(str(exc)) from None
+        return stage_from_event(event.taper_stage.value, derived)
 
     await _move_stage(event, uow, by_dose)
 

@@ -39,6 +39,9 @@ dose_history = sa.Table(
     sa.Column("new_daily_dose_mg", sa.Numeric(12, 4), nullable=False),
     sa.Column("effective_on", sa.Date, nullable=False),
     sa.Column("half_life_class", sa.String(20), nullable=False),
+    # reduction (DoseReduced) | restore (DoseRestored: back up to the dose before the last step).
+    # Only a reduction opens a withdrawal window; a restore is charted as a dose change.
+    sa.Column("change", sa.String(10), nullable=False, server_default="reduction"),
 )
 
 # --- issue 4: episodes, per-patient rule thresholds, check-ins --------------------------------

@@ -4,9 +4,13 @@ Clinical reference §3.5: assess after every reduction [S1]; a short-acting drug
 across weeks 1-3 [S16]. The cadence is versioned data (``data/checkins.v1.json``) with its sources
 and the values the reference does not give marked unconfirmed.
 
-A check-in is due ``offset`` hours after the start (00:00 UTC) of the step's effective day, the
-moment the scheduler applies the step, and stays open ``window_hours``; a check-in with no report
-in that window is missed (an ``engagement`` signal, found by the check-in timers).
+A check-in is due ``offset`` hours after the moment the step took effect and stays open
+``window_hours``; a check-in with no report in that window is missed (an ``engagement`` signal,
+found by the check-in timers). The moment is the patient's first dose on the step's date in their
+time zone when the scheduler says so (``DoseReduced.effective_at``), else 00:00 UTC of the date
+(events from before it did). With the patient's time zone the whole days of an offset are counted
+on the patient's calendar (72 h is the same local time three days later, 71 or 73 hours when the
+clocks change in between) so check-ins follow the patient's day; the rest are hours.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from enum import StrEnum
 from functools import cache
 from importlib import resources
 from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 class CheckInStatus(StrEnum):
@@ -63,20 +68,49 @@ class PlannedCheckIn(NamedTuple):
 
 
 def plan_checkins(
-    step_effective_on: date, half_life_class: str, cadence: CheckInCadence
+    step_effective_on: date,
+    half_life_class: str,
+    cadence: CheckInCadence,
+    *,
+    starts_at: datetime | None = None,
+    timezone: str | None = None,
 ) -> list[PlannedCheckIn]:
-    """The check-ins after a step taking effect on ``step_effective_on``, earliest first.
+    """The check-ins after a step taking effect on ``step_effective_on`` (at ``starts_at`` when
+    known, in the patient's ``timezone`` when known), earliest first.
 
     Raises ``UnknownHalfLifeClass`` (a ``ValueError``) for a class the cadence does not list.
     """
     offsets = cadence.offsets_hours.get(half_life_class)
     if offsets is None:
         raise UnknownHalfLifeClass(half_life_class)
-    start = datetime.combine(step_effective_on, time.min, tzinfo=UTC)
+    start = step_start(step_effective_on, starts_at)
+    local = _local_zone(timezone)
     window = timedelta(hours=cadence.window_hours)
-    return [
-        PlannedCheckIn(due, due + window) for due in (start + timedelta(hours=h) for h in offsets)
-    ]
+    planned = []
+    for h in offsets:
+        if local is None:
+            due = start + timedelta(hours=h)
+        else:  # aware arithmetic in a ZoneInfo is wall-clock: same local time, days later
+            days, hours = divmod(h, 24)
+            due = (start.astimezone(local) + timedelta(days=days, hours=hours)).astimezone(UTC)
+        planned.append(PlannedCheckIn(due, due + window))
+    return planned
+
+
+def step_start(step_effective_on: date, starts_at: datetime | None) -> datetime:
+    """When the step took effect: ``starts_at``, or 00:00 UTC of its date for older events."""
+    return starts_at or datetime.combine(step_effective_on, time.min, tzinfo=UTC)
+
+
+def _local_zone(name: str | None) -> ZoneInfo | None:
+    """The patient's zone; None (count hours) when absent or not in this host's tz database:
+    the check-ins still start at the right instant, only a clock change may shift them an hour."""
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
 
 
 def _load(name: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ This relies on a patient's DoseReduced arriving in order (Kafka key = patient_id
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, time
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,6 +34,7 @@ from services.monitoring.domain.checkins import (
     UnknownHalfLifeClass,
     cadence_v1,
     plan_checkins,
+    step_start,
 )
 from services.monitoring.domain.model import Reason, Severity
 from services.monitoring.domain.rules import ENGAGEMENT, Finding
@@ -62,7 +63,13 @@ async def schedule_checkins(
     """
     cadence = cadence or cadence_v1()
     try:
-        planned = plan_checkins(event.effective_on, event.half_life_class, cadence)
+        planned = plan_checkins(
+            event.effective_on,
+            event.half_life_class,
+            cadence,
+            starts_at=event.effective_at,
+            timezone=event.timezone,
+        )
     except UnknownHalfLifeClass as exc:
         raise NoCheckInCadence(str(exc)) from None
     already = await uow.session.scalar(
@@ -76,7 +83,7 @@ async def schedule_checkins(
     planned = [p for p in planned if p.window_closes_at > now]
     if not planned:
         return
-    await _supersede(uow, event, datetime.combine(event.effective_on, time.min, tzinfo=UTC))
+    await _supersede(uow, event, step_start(event.effective_on, event.effective_at))
     instruments = list(cadence.instruments)
     for p in planned:
         checkin_id = uuid.uuid4()

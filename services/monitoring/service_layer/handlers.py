@@ -16,6 +16,7 @@ from services.monitoring.adapters.orm import dose_history, rule_overrides, sympt
 from services.monitoring.adapters.trend_chart import Point, Trend
 from services.monitoring.domain import instruments, rules
 from services.monitoring.service_layer import checkins, episodes
+from services.monitoring.service_layer.dose_changes import REDUCTION
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,13 @@ async def _context(uow: UnitOfWork, patient_id: uuid.UUID, instrument: str) -> r
     steps = (
         await uow.session.execute(
             sa.select(dose_history.c.effective_on, dose_history.c.half_life_class)
-            .where(dose_history.c.patient_id == patient_id, dose_history.c.effective_on <= today)
+            .where(
+                dose_history.c.patient_id == patient_id,
+                dose_history.c.effective_on <= today,
+                # A return to the prior dose is an increase: it opens no withdrawal window
+                # (the last cut's window goes on; see dose_changes.record_dose_restored).
+                dose_history.c.change == REDUCTION,
+            )
             .order_by(dose_history.c.effective_on)
         )
     ).all()

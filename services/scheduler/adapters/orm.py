@@ -31,6 +31,10 @@ tapers = sa.Table(
     # and the equivalence the plan used {drug: mg equal to 10 mg diazepam} (null: one drug).
     sa.Column("regimen", sa.JSON, nullable=True),
     sa.Column("equivalence", sa.JSON, nullable=True),
+    # The patient's day (issue 13, 12a): IANA time zone and local time of the first dose; a step
+    # takes effect then on its date (``domain.patient_day``). Both null: 00:00 UTC, as before.
+    sa.Column("timezone", sa.String(64), nullable=True),
+    sa.Column("first_dose_time", sa.Time, nullable=True),
 )
 
 clinician_decisions = sa.Table(

@@ -31,7 +31,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
@@ -210,6 +210,10 @@ class PatientTaper:
     # mg equal to 10 mg diazepam per drug, as the plan used (with any clinician override). A drug
     # missing counts its mg as is: enough for a one-drug taper, refused for a crossover.
     equivalence: Mapping[str, Decimal] = field(default_factory=dict)
+    # The patient's IANA time zone and first-dose time: when a step's date begins for them
+    # (``patient_day.step_starts_at``). None: unknown (00:00 UTC of the date).
+    timezone: str | None = None
+    first_dose_time: time | None = None
 
     @classmethod
     def start(
@@ -339,8 +343,9 @@ class PatientTaper:
         crossover_max_rise_fraction: Decimal = ZERO,
     ) -> DoseStep:
         """Validate and schedule one step to the day ``after``; it takes effect on
-        ``effective_on``. A step of an approved plan carries the plan's approval decision."""
-        decision.check(DecisionKind.REDUCE, DecisionKind.APPROVE)
+        ``effective_on``. A step of an approved plan carries the decision that authorised it:
+        the plan's approval, or the clinician's adjustment that re-planned it."""
+        decision.check(DecisionKind.REDUCE, DecisionKind.APPROVE, DecisionKind.ADJUST)
         bounds = bounds or taper_bounds_v1()
         if kind is ChangeKind.RESTORE:
             raise TaperRuleViolation("kind", "a return to the prior dose is not scheduled")
@@ -556,8 +561,9 @@ class PatientTaper:
     def end_at_maintenance(self, decision: ClinicianDecision) -> DoseStep | None:
         """End the taper at the current dose; returns the pending step it cancelled, if any.
 
-        A clinician's ``maintain`` decision, or the approval of a plan whose target this is."""
-        decision.check(DecisionKind.MAINTAIN, DecisionKind.APPROVE)
+        A clinician's ``maintain`` decision, or the approval (or adjustment) of a plan whose
+        target this is."""
+        decision.check(DecisionKind.MAINTAIN, DecisionKind.APPROVE, DecisionKind.ADJUST)
         if self.ended:
             raise TaperStateConflict("the taper has already ended")
         cancelled = self._cancel_pending()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -28,6 +28,7 @@ from services.scheduler.domain.model import (
     Regimen,
     daily_mg,
 )
+from services.scheduler.entrypoints.patient_day_fields import FirstDoseTime, TimeZoneName
 from services.scheduler.service_layer import handlers
 from services.scheduler.service_layer import plans as plan_cases
 
@@ -43,6 +44,8 @@ class StartTaperIn(BaseModel):
     half_life_class: HalfLifeClass
     current_daily_dose_mg: Decimal = Field(gt=0, le=1000, decimal_places=4)
     reason_code: ReasonCode = "taper_initiated"
+    timezone: TimeZoneName | None = None
+    first_dose_time: FirstDoseTime | None = None
 
 
 class DoseReductionIn(BaseModel):
@@ -119,6 +122,12 @@ class TaperOut(BaseModel):
     version: int
     steps: list[DoseStepOut]
     as_of: datetime
+    timezone: str | None = Field(
+        default=None, description="The patient's IANA time zone (null: steps start 00:00 UTC)."
+    )
+    first_dose_time: time | None = Field(
+        default=None, description="Local time a step takes effect (null: the data's default)."
+    )
 
     @classmethod
     def of(cls, taper: PatientTaper, as_of: datetime) -> TaperOut:
@@ -136,6 +145,8 @@ class TaperOut(BaseModel):
             version=taper.version,
             steps=[DoseStepOut.of(s) for s in taper.steps],
             as_of=as_of,
+            timezone=taper.timezone,
+            first_dose_time=taper.first_dose_time,
         )
 
 
@@ -252,6 +263,8 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                     half_life_class=body.half_life_class,
                     current_daily_dose_mg=body.current_daily_dose_mg,
                     reason_code=body.reason_code,
+                    timezone=body.timezone,
+                    first_dose_time=body.first_dose_time,
                 ),
                 uow,
             )

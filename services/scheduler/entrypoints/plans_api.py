@@ -47,6 +47,7 @@ from services.scheduler.domain.planning import (
     equivalence_v1,
     plan,
 )
+from services.scheduler.entrypoints.patient_day_fields import FirstDoseTime, TimeZoneName
 from services.scheduler.service_layer import handlers
 from services.scheduler.service_layer import plans as plan_cases
 
@@ -116,6 +117,9 @@ class PlanPreviewIn(BaseModel):
         description="A clinician's confirmation of a daily total above the drug's plausible "
         "maximum (equivalence data); without it such a day is refused.",
     )
+    # The patient's day (stored with the plan, taken over by the taper on approval).
+    timezone: TimeZoneName | None = None
+    first_dose_time: FirstDoseTime | None = None
 
     @field_validator("drug")
     @classmethod
@@ -292,6 +296,12 @@ class ApprovePlanIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason_code: ReasonCode = "plan_approved"
+    version: int | None = Field(
+        default=None,
+        ge=1,
+        description="The plan version the clinician reviewed (from GET): approving a plan that "
+        "changed since, e.g. steps proposed again, is a 409.",
+    )
 
 
 class AdjustPlanIn(BaseModel):
@@ -327,7 +337,10 @@ class PlanStepRecordOut(BaseModel):
     daily_dose_mg: Decimal
     diazepam_eq_mg: Decimal
     hold_weeks: int
-    status: str = Field(description="planned | scheduled | emitted | blocked_by_hold | cancelled")
+    status: str = Field(
+        description="proposed (awaiting a clinician's approval) | planned | scheduled | emitted"
+        " | blocked_by_hold | cancelled"
+    )
     dose_step_id: uuid.UUID | None
 
 
@@ -473,7 +486,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             try:
                 record = await plan_cases.approve_plan(
                     plan_cases.ApprovePlan(
-                        patient_id, plan_id, principal.subject, body.reason_code
+                        patient_id, plan_id, principal.subject, body.reason_code, body.version
                     ),
                     uow,
                 )

@@ -36,8 +36,10 @@ from services.scheduler.adapters.orm import (
     tapers,
 )
 from services.scheduler.domain import model
+from services.scheduler.domain.patient_day import patient_today, step_starts_at
 from services.scheduler.domain.planning import equivalence_v1, planning_defaults_v1
 from services.scheduler.domain.reference import TaperBounds, taper_bounds_v1
+from services.scheduler.domain.stages import announced_stage
 
 EMIT_DOSE_STEP = "emit_dose_step"
 EMIT_PLAN_STEP = "emit_plan_step"
@@ -91,6 +93,9 @@ class StartTaper:
     half_life_class: str
     current_daily_dose_mg: Decimal
     reason_code: str
+    # The patient's day: each step takes effect at their first dose of its date (None: 00:00 UTC).
+    timezone: str | None = None
+    first_dose_time: time | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,7 @@ async def start_taper(cmd: StartTaper, uow: UnitOfWork) -> model.PatientTaper:
         )
     except model.TaperError as exc:
         raise _translate(exc) from None
+    taper.timezone, taper.first_dose_time = cmd.timezone, cmd.first_dose_time
     await _record_decision(
         uow,
         cmd.patient_id,
@@ -162,6 +168,8 @@ async def insert_new_taper(uow: UnitOfWork, taper: model.PatientTaper) -> None:
             updated_at=now,
             regimen=regimen_json(taper.regimen) if taper.regimen else None,
             equivalence=_equivalence_json(taper),
+            timezone=taper.timezone,
+            first_dose_time=taper.first_dose_time,
         )
     )
     taper.version = 1
@@ -212,7 +220,7 @@ async def schedule_reduction(
     await uow.schedule_timer(
         EMIT_DOSE_STEP,
         key=str(step.step_id),
-        due_at=start_of_day_utc(step.effective_on),
+        due_at=step_due_at(taper, step.effective_on),
         payload={"patient_id": str(cmd.patient_id)},
     )
     return step
@@ -249,7 +257,7 @@ async def _hold(
             reason_code=decision.reason_code,
             held_by=held_by,
             decision_id=decision.decision_id,
-            taper_stage=TaperStage(taper.stage.value),
+            taper_stage=_stage(taper),
         )
     )
     return taper
@@ -274,7 +282,7 @@ async def resume_taper(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTa
             correlation_id=decision.decision_id,
             plan_id=taper.plan_id,
             decision_id=decision.decision_id,
-            taper_stage=TaperStage(taper.stage.value),
+            taper_stage=_stage(taper),
         )
     )
     return taper
@@ -307,7 +315,9 @@ async def return_to_prior_dose(cmd: ClinicianAction, uow: UnitOfWork) -> model.P
     was_held = taper.held
     half_life_before = taper.half_life_class
     try:
-        step, cancelled = taper.restore_prior(decision, today=uow.clock.now().date())
+        # From the patient's today: 10 pm in New York is already tomorrow in UTC.
+        today = patient_today(uow.clock.now(), taper.timezone)
+        step, cancelled = taper.restore_prior(decision, today=today)
     except model.TaperError as exc:
         raise _translate(exc) from None
     _follow_drug(taper, half_life_before)
@@ -340,7 +350,7 @@ async def return_to_prior_dose(cmd: ClinicianAction, uow: UnitOfWork) -> model.P
         effective_on=step.effective_on,
         decision_id=decision.decision_id,
         half_life_class=taper.half_life_class,
-        taper_stage=TaperStage(taper.stage.value),
+        taper_stage=_stage(taper),
     )
     await uow.session.execute(
         sa.update(dose_steps)
@@ -358,7 +368,7 @@ async def return_to_prior_dose(cmd: ClinicianAction, uow: UnitOfWork) -> model.P
                 reason_code=model.RESTORED_HOLD_REASON,
                 held_by="clinician",
                 decision_id=decision.decision_id,
-                taper_stage=TaperStage(taper.stage.value),
+                taper_stage=_stage(taper),
             )
         )
     return taper
@@ -509,13 +519,15 @@ async def emit_step(uow: UnitOfWork, taper: model.PatientTaper, step_id: uuid.UU
         previous_daily_dose_mg=step.previous_daily_dose_mg,
         new_daily_dose_mg=step.new_daily_dose_mg,
         effective_on=step.effective_on,
-        taper_stage=TaperStage(taper.stage.value),
+        taper_stage=_stage(taper),
         approved_by_decision_id=step.decision_id,
         half_life_class=half_life_before,
         step_kind=step.kind.value,
         regimen=drug_doses(step.regimen_after),
         previous_daily_diazepam_eq_mg=_eq_mg(taper, step.regimen_before),
         new_daily_diazepam_eq_mg=_eq_mg(taper, step.regimen_after),
+        effective_at=step_due_at(taper, step.effective_on),
+        timezone=taper.timezone,
     )
     await uow.session.execute(
         sa.update(dose_steps)
@@ -562,7 +574,7 @@ async def on_threshold_exceeded(event: ThresholdExceeded, uow: UnitOfWork) -> No
                 reason_code=reason,
                 held_by="monitoring",
                 decision_id=None,
-                taper_stage=TaperStage(taper.stage.value),
+                taper_stage=_stage(taper),
             )
         )
 
@@ -608,6 +620,16 @@ def final_step_threshold_mg(
 async def _plan_active(uow: UnitOfWork, plan_id: uuid.UUID) -> bool:
     status = await uow.session.scalar(sa.select(plans.c.status).where(plans.c.id == plan_id))
     return status == "active"
+
+
+def _stage(taper: model.PatientTaper) -> TaperStage:
+    """The stage the events announce: the taper's, or final_phase (``domain.stages``)."""
+    return TaperStage(announced_stage(taper))
+
+
+def step_due_at(taper: model.PatientTaper, day: date) -> datetime:
+    """When a step dated ``day`` takes effect: the patient's first dose that day, in their zone."""
+    return step_starts_at(day, taper.timezone, taper.first_dose_time)
 
 
 def start_of_day_utc(day: date) -> datetime:
@@ -706,6 +728,8 @@ async def _load(uow: UnitOfWork, patient_id: uuid.UUID) -> model.PatientTaper | 
         steps=steps,
         regimen=regimen_from(row["regimen"]),
         equivalence={d: Decimal(mg) for d, mg in (row["equivalence"] or {}).items()},
+        timezone=row["timezone"],
+        first_dose_time=row["first_dose_time"],
     )
 
 
@@ -721,6 +745,8 @@ async def _save(uow: UnitOfWork, taper: model.PatientTaper) -> None:
             current_daily_dose_mg=taper.current_daily_dose_mg,
             regimen=regimen_json(taper.regimen) if taper.regimen else None,
             equivalence=_equivalence_json(taper),
+            timezone=taper.timezone,
+            first_dose_time=taper.first_dose_time,
             held=taper.held,
             held_reason=taper.held_reason,
             stage=taper.stage.value,

@@ -19,7 +19,8 @@
   pace, new products on file, another maintenance target): the remaining steps are cancelled and
   the new ones appended, every one checked against the taper's real history first.
 * ``resume_taper`` lifts a hold; the blocked step and later ones move by the length of the hold,
-  or, after a return to the prior dose, the rest is re-planned from that dose.
+  or, after a return to the prior dose, the rest is re-planned from that dose as PROPOSED steps:
+  nothing is armed until a clinician approves them (``approve_plan`` on the active plan).
 * ``end_at_maintenance`` ends the taper at the current dose and closes the plan; ``cancel_plan``
   discards a draft (an active plan is adjusted or ended, never silently dropped).
 """
@@ -29,7 +30,7 @@ from __future__ import annotations
 import copy
 import uuid
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -65,10 +66,12 @@ from services.scheduler.service_layer.handlers import (
     TaperConflict,
     regimen_from,
     regimen_json,
-    start_of_day_utc,
 )
 
 LIVE_PLAN_STEP = ("planned", "scheduled", "blocked_by_hold")
+# A re-plan no clinician has approved yet (after a return to the prior dose and a resume): not
+# live, never armed, until ``approve_plan`` records the approval of exactly these steps.
+PROPOSED = "proposed"
 
 
 class PlanNotFound(NotFound):
@@ -90,6 +93,7 @@ class ApprovePlan:
     plan_id: uuid.UUID
     clinician: str
     reason_code: str
+    version: int | None = None  # the version the clinician reviewed; None: not checked
 
 
 @dataclass(frozen=True)
@@ -162,7 +166,7 @@ async def create_plan(cmd: CreatePlan, uow: UnitOfWork) -> PlanRecord:
 
 
 async def _insert_steps(
-    uow: UnitOfWork, plan_id: uuid.UUID, p: TaperPlan, first_number: int
+    uow: UnitOfWork, plan_id: uuid.UUID, p: TaperPlan, first_number: int, status: str = "planned"
 ) -> None:
     previous = p.baseline
     for offset, s in enumerate(p.steps):
@@ -176,7 +180,7 @@ async def _insert_steps(
                 administrations=regimen_json(s.administrations),
                 kind=s.kind.value,
                 hold_weeks=s.hold_weeks,
-                status="planned",
+                status=status,
                 dose_step_id=None,
                 planned_from=regimen_json(previous),
             )
@@ -219,8 +223,14 @@ def _equivalence(summary: dict[str, Any]) -> dict[str, Decimal]:
 async def approve_plan(cmd: ApprovePlan, uow: UnitOfWork) -> PlanRecord:
     record = await get_plan(uow, cmd.patient_id, cmd.plan_id)
     row = record.row
+    if cmd.version is not None and cmd.version != row["version"]:
+        raise TaperConflict("the plan changed since it was read: review it again")
+    if row["status"] == "active" and any(s["status"] == PROPOSED for s in record.steps):
+        return await _approve_proposal(cmd, record, uow)
     if row["status"] != "draft":
-        raise TaperConflict("only a draft plan can be approved")
+        raise TaperConflict(
+            "only a draft plan, or an active plan's proposed steps, can be approved"
+        )
     if not record.steps:
         raise TaperConflict("the plan has no step to schedule")
     summary = row["summary"]
@@ -277,6 +287,7 @@ async def approve_plan(cmd: ApprovePlan, uow: UnitOfWork) -> PlanRecord:
         _dry_run(taper, record.steps, summary, today)
     except model.TaperError as exc:
         raise handlers._translate(exc) from None
+    taper.timezone, taper.first_dose_time = patient_day(row["input"], taper)
     if existing is None:
         try:
             await handlers.insert_new_taper(uow, taper)
@@ -297,8 +308,78 @@ async def approve_plan(cmd: ApprovePlan, uow: UnitOfWork) -> PlanRecord:
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise TaperConflict("the plan changed concurrently")
-    await _arm(uow, cmd.patient_id, cmd.plan_id, first["number"], first["effective_on"])
+    await _arm(uow, taper, cmd.plan_id, first["number"], first["effective_on"])
     return await get_plan(uow, cmd.patient_id, cmd.plan_id)
+
+
+async def _approve_proposal(cmd: ApprovePlan, record: PlanRecord, uow: UnitOfWork) -> PlanRecord:
+    """Approve the steps the scheduler proposed for an active plan: the decision records them
+    (number, day, doses), they become the plan's live steps and the first one is armed. The steps
+    emitted from now on name this approval (``plans.approved_by_decision_id``); the earlier
+    approval stays in the decision history and in the steps it authorised."""
+    proposed = [s for s in record.steps if s["status"] == PROPOSED]
+    today = uow.clock.now().date()
+    if proposed[0]["effective_on"] < today:
+        raise RuleRefused("start_on", "the proposed steps start in the past: adjust the plan")
+    taper = await handlers._require(uow, cmd.patient_id)
+    if taper.plan_id != cmd.plan_id:
+        raise TaperConflict("the plan is not the taper's")  # pragma: no cover - one active plan
+    decision = handlers._decision(model.DecisionKind.APPROVE, cmd.clinician, cmd.reason_code)
+    try:
+        decision.check(model.DecisionKind.APPROVE)
+        _dry_run(
+            taper, [{**s, "status": "planned"} for s in proposed], record.row["summary"], today
+        )
+    except model.TaperError as exc:
+        raise handlers._translate(exc) from None
+    await handlers._record_decision(
+        uow,
+        cmd.patient_id,
+        decision,
+        {
+            "plan_id": str(cmd.plan_id),
+            "approves": "proposed_steps",
+            "steps": [
+                {
+                    "number": s["number"],
+                    "effective_on": s["effective_on"].isoformat(),
+                    "kind": s["kind"],
+                    "administrations": s["administrations"],
+                }
+                for s in proposed
+            ],
+        },
+    )
+    result = await uow.session.execute(
+        sa.update(plans)
+        .where(plans.c.id == cmd.plan_id, plans.c.version == record.row["version"])
+        .values(
+            approved_by_decision_id=decision.decision_id,
+            approved_at=uow.clock.now(),
+            version=record.row["version"] + 1,
+        )
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise TaperConflict("the plan changed concurrently")
+    await uow.session.execute(
+        sa.update(plan_steps)
+        .where(plan_steps.c.plan_id == cmd.plan_id, plan_steps.c.status == PROPOSED)
+        .values(status="planned")
+    )
+    first = proposed[0]
+    await _arm(uow, taper, cmd.plan_id, first["number"], first["effective_on"])
+    return await get_plan(uow, cmd.patient_id, cmd.plan_id)
+
+
+def patient_day(
+    stored_input: dict[str, Any], taper: model.PatientTaper
+) -> tuple[str | None, time | None]:
+    """The patient's time zone and first-dose time the plan was made with; a plan without them
+    (made before they were asked for) keeps what the taper has."""
+    if stored_input.get("timezone") is None and stored_input.get("first_dose_time") is None:
+        return taper.timezone, taper.first_dose_time
+    at = stored_input.get("first_dose_time")
+    return stored_input.get("timezone"), time.fromisoformat(at) if at else None
 
 
 def _dry_run(
@@ -345,7 +426,7 @@ def _take_step(
 
 
 async def _arm(
-    uow: UnitOfWork, patient_id: uuid.UUID, plan_id: uuid.UUID, number: int, on: Any
+    uow: UnitOfWork, taper: model.PatientTaper, plan_id: uuid.UUID, number: int, on: date
 ) -> None:
     await uow.session.execute(
         sa.update(plan_steps)
@@ -355,8 +436,8 @@ async def _arm(
     await uow.schedule_timer(
         EMIT_PLAN_STEP,
         key=f"{plan_id}:{number}",
-        due_at=start_of_day_utc(on),
-        payload={"patient_id": str(patient_id)},
+        due_at=handlers.step_due_at(taper, on),
+        payload={"patient_id": str(taper.patient_id)},
     )
 
 
@@ -435,7 +516,7 @@ async def emit_plan_step(timer: DueTimer, uow: UnitOfWork) -> None:
     )
     following = await _next_live_step(uow, plan_id, after=number)
     if following is not None:
-        await _arm(uow, taper.patient_id, plan_id, following["number"], following["effective_on"])
+        await _arm(uow, taper, plan_id, following["number"], following["effective_on"])
         return
     # The last step: stopped, at the maintenance target, or (a product missing) still active.
     if taper.completed:
@@ -483,7 +564,10 @@ async def _close(uow: UnitOfWork, plan_id: uuid.UUID, status: str) -> None:
     """The plan ends (completed, maintenance or cancelled): no step of it will be emitted."""
     await uow.session.execute(
         sa.update(plan_steps)
-        .where(plan_steps.c.plan_id == plan_id, plan_steps.c.status.in_(LIVE_PLAN_STEP))
+        .where(
+            plan_steps.c.plan_id == plan_id,
+            plan_steps.c.status.in_((*LIVE_PLAN_STEP, PROPOSED)),
+        )
         .values(status="cancelled")
     )
     await uow.session.execute(
@@ -509,7 +593,8 @@ async def resume_taper(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTa
     and every later one move by the time the hold lasted (the first now falls on the resume date,
     the spacing is kept). After a return to the prior dose they no longer do: the rest of the plan
     is re-planned from the current dose at the slower pace, its first step one (former) pace
-    interval after the resume; the clinician can adjust it.
+    interval after the resume, and only proposed: a clinician approves it (or adjusts the plan)
+    before any of it is armed.
     """
     taper = await handlers.resume_taper(cmd, uow)
     if not await handlers._plan_active(uow, taper.plan_id):
@@ -522,10 +607,11 @@ async def resume_taper(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTa
         record = await get_plan(uow, taper.patient_id, taper.plan_id)
         interval = int(record.row["summary"]["pace"]["interval_weeks"])
         start_on = uow.clock.now().date() + timedelta(weeks=interval)
-        # Recorded as the resuming clinician's adjustment, beside their resume decision.
-        decision = _decision_of(cmd, model.DecisionKind.ADJUST)
         # ASAM 2025: "if paused, resume more slowly" (clinical-reference §2, going back up).
-        await _replan(uow, taper, record, {"pace": "slower"}, start_on, decision)
+        # Only PROPOSED: nobody approved these doses yet (the resume decision lifts the hold, it
+        # does not see the new steps). Nothing is armed until a clinician approves them
+        # (``approve_plan`` on the active plan), so no dose changes without a recorded decision.
+        await _replan(uow, taper, record, {"pace": "slower"}, start_on, None)
         return taper
     if following["status"] != "blocked_by_hold":
         return taper  # its timer is armed and will find the taper running
@@ -551,7 +637,7 @@ async def resume_taper(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTa
         EMIT_PLAN_STEP,
         # A fresh key per re-arm: the step's first timer has fired (and (kind, key) is unique).
         key=f"{taper.plan_id}:{following['number']}:{uuid.uuid4().hex[:12]}",
-        due_at=start_of_day_utc(following["effective_on"] + shift),
+        due_at=handlers.step_due_at(taper, following["effective_on"] + shift),
         payload={"patient_id": str(taper.patient_id)},
     )
     return taper
@@ -644,9 +730,13 @@ async def _replan(
     record: PlanRecord,
     changes: dict[str, Any],
     start_on: date,
-    decision: model.ClinicianDecision,
+    decision: model.ClinicianDecision | None,
 ) -> None:
-    """Replace the plan's steps not yet taken by a plan from the current day's doses."""
+    """Replace the plan's steps not yet taken by a plan from the current day's doses.
+
+    With the clinician's ``decision`` (an adjustment they asked for) the new steps are armed; with
+    none (a re-plan the system made on resume) they are only ``proposed``: not live, no timer,
+    until a clinician approves them (``approve_plan``)."""
     if len(model.drugs_taken(taper.current_regimen)) != 1:
         raise TaperConflict("the crossover is under way: hold the taper or let it finish")
     stored = {**record.row["input"], **changes}
@@ -666,7 +756,7 @@ async def _replan(
             "effective_on": st.effective_on,
             "kind": st.kind.value,
             "administrations": regimen_json(st.administrations),
-            "status": "planned",
+            "status": "planned",  # as live for the dry run; stored as proposed without a decision
         }
         for i, st in enumerate(result.steps)
     ]
@@ -676,25 +766,45 @@ async def _replan(
         )
     except model.TaperError as exc:
         raise handlers._translate(exc) from None
-    await handlers._record_decision(
-        uow,
-        taper.patient_id,
-        decision,
-        {
-            "plan_id": str(taper.plan_id),
-            "changes": changes,
-            "start_on": start_on.isoformat(),
-            "replaces_from_step": first,
-            "steps": len(result.steps),
-            "previous_summary": record.row["summary"],
-        },
-    )
+    if decision is not None:
+        await handlers._record_decision(
+            uow,
+            taper.patient_id,
+            decision,
+            {
+                "plan_id": str(taper.plan_id),
+                "changes": changes,
+                "start_on": start_on.isoformat(),
+                "replaces_from_step": first,
+                "steps": len(result.steps),
+                # What the clinician authorised, step by step (the steps name this decision).
+                "new_steps": [
+                    {
+                        "number": first + i,
+                        "effective_on": st.effective_on.isoformat(),
+                        "kind": st.kind.value,
+                        "administrations": regimen_json(st.administrations),
+                    }
+                    for i, st in enumerate(result.steps)
+                ],
+                "previous_summary": record.row["summary"],
+            },
+        )
     await uow.session.execute(
         sa.update(plan_steps)
-        .where(plan_steps.c.plan_id == taper.plan_id, plan_steps.c.status.in_(LIVE_PLAN_STEP))
+        .where(
+            plan_steps.c.plan_id == taper.plan_id,
+            plan_steps.c.status.in_((*LIVE_PLAN_STEP, PROPOSED)),
+        )
         .values(status="cancelled")
     )
-    await _insert_steps(uow, taper.plan_id, result, first_number=first)
+    await _insert_steps(
+        uow,
+        taper.plan_id,
+        result,
+        first_number=first,
+        status="planned" if decision is not None else PROPOSED,
+    )
     result_row = await uow.session.execute(
         sa.update(plans)
         .where(plans.c.id == taper.plan_id, plans.c.version == record.row["version"])
@@ -704,12 +814,19 @@ async def _replan(
             summary=summary,
             reference_versions=dict(result.reference_versions),
             version=record.row["version"] + 1,
+            # The steps from now on are authorised by the clinician's adjustment (a proposal
+            # keeps the approval in force until a clinician approves it).
+            **(
+                {"approved_by_decision_id": decision.decision_id, "approved_at": uow.clock.now()}
+                if decision is not None
+                else {}
+            ),
         )
     )
     if result_row.rowcount != 1:  # type: ignore[attr-defined]
         raise TaperConflict("the plan changed concurrently")
-    if result.steps:
-        await _arm(uow, taper.patient_id, taper.plan_id, first, result.steps[0].effective_on)
+    if result.steps and decision is not None:
+        await _arm(uow, taper, taper.plan_id, first, result.steps[0].effective_on)
 
 
 def _input_from(stored: dict[str, Any], taper: model.PatientTaper, start_on: date) -> PlanningInput:

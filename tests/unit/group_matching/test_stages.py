@@ -124,7 +124,13 @@ T0 = datetime(2026, 1, 19, tzinfo=UTC)
 
 
 def dose_reduced(
-    patient: uuid.UUID, plan: uuid.UUID, step: int, prev: str, new: str, at: datetime = T0
+    patient: uuid.UUID,
+    plan: uuid.UUID,
+    step: int,
+    prev: str,
+    new: str,
+    at: datetime = T0,
+    taper_stage: str = "active",
 ) -> DoseReduced:
     return DoseReduced.create(
         patient_id=patient,
@@ -135,7 +141,7 @@ def dose_reduced(
         previous_daily_dose_mg=D(prev),
         new_daily_dose_mg=D(new),
         effective_on=date(2026, 1, 19),
-        taper_stage="active",
+        taper_stage=taper_stage,
         approved_by_decision_id=uuid.uuid4(),
         half_life_class="long",
     )
@@ -153,13 +159,15 @@ def held(patient: uuid.UUID, plan: uuid.UUID, at: datetime) -> TaperHeld:
     )
 
 
-def resumed(patient: uuid.UUID, plan: uuid.UUID, at: datetime) -> TaperResumed:
+def resumed(
+    patient: uuid.UUID, plan: uuid.UUID, at: datetime, taper_stage: str = "active"
+) -> TaperResumed:
     return TaperResumed.create(
         patient_id=patient,
         occurred_at=at,
         plan_id=plan,
         decision_id=uuid.uuid4(),
-        taper_stage="active",
+        taper_stage=taper_stage,
     )
 
 
@@ -202,6 +210,25 @@ async def stage_row(rt: ServiceRuntime, patient: uuid.UUID) -> dict[str, Any]:
 
 def test_group_matching_subscribes_to_what_contracts_say() -> None:
     assert {s.topic for s in SUBSCRIPTIONS} == set(topics_consumed_by("group_matching"))
+
+
+async def test_the_schedulers_final_phase_is_used_and_the_dose_derivation_is_the_fallback(
+    runtime: ServiceRuntime,
+) -> None:
+    """Group matching first sees this plan at 1 mg (the scheduler knows it started at 20): from
+    the doses alone 0.9 of 1 is active, but the scheduler announces final_phase (issue 13)."""
+    patient, plan = uuid.uuid4(), uuid.uuid4()
+    await apply(runtime, dose_reduced(patient, plan, 1, "1", "0.9", taper_stage="final_phase"))
+    assert (await stage_row(runtime, patient))["stage"] == FINAL_PHASE
+    at = T0 + timedelta(days=1)
+    await apply(runtime, held(patient, plan, at))
+    await apply(runtime, resumed(patient, plan, at + timedelta(hours=1), "final_phase"))
+    assert (await stage_row(runtime, patient))["stage"] == FINAL_PHASE
+
+    # An event saying only "active" (every scheduler before issue 13): the doses decide.
+    other = uuid.uuid4()
+    await apply(runtime, dose_reduced(other, uuid.uuid4(), 1, "1", "0.9"))
+    assert (await stage_row(runtime, other))["stage"] == ACTIVE
 
 
 async def test_dose_reductions_move_the_stage(runtime: ServiceRuntime) -> None:

@@ -148,6 +148,69 @@ def test_due_times_count_from_the_start_of_the_step_day_in_utc() -> None:
     ]
 
 
+def test_with_the_patients_day_checkins_follow_their_local_calendar_across_dst() -> None:
+    """A New York patient's step at their 08:00 first dose on Friday 6 March 2026 (EST); the
+    clocks go forward on Sunday 8 March (issue 13, 12a)."""
+    cadence = CheckInCadence("t", "test", {"short": (24, 72, 75)}, 2, ("ciwa-b",))
+    first_dose = datetime(2026, 3, 6, 13, tzinfo=UTC)  # 08:00 EST
+    planned = plan_checkins(
+        date(2026, 3, 6), "short", cadence, starts_at=first_dose, timezone="America/New_York"
+    )
+    assert [p.due_at for p in planned] == [
+        datetime(2026, 3, 7, 13, tzinfo=UTC),  # Saturday 08:00 EST
+        datetime(2026, 3, 9, 12, tzinfo=UTC),  # Monday 08:00 EDT: 71 hours on the clock
+        datetime(2026, 3, 9, 15, tzinfo=UTC),  # Monday 11:00 EDT
+    ]
+    assert all(p.window_closes_at - p.due_at == 2 * H for p in planned)
+    # The instant without the zone: hours as they pass; an unknown zone falls back to that.
+    for zone in (None, "Nowhere/Atlantis"):
+        elapsed = plan_checkins(
+            date(2026, 3, 6), "short", cadence, starts_at=first_dose, timezone=zone
+        )
+        assert [p.due_at for p in elapsed] == [first_dose + h * H for h in (24, 72, 75)]
+
+
+async def test_a_step_at_the_patients_first_dose_times_and_supersedes_from_then(env: Env) -> None:
+    patient = uuid.uuid4()
+    env.clock.set(datetime(2026, 3, 1, tzinfo=UTC))
+    cadence = CheckInCadence("t", "test", {"short": (24, 71)}, 4, ("ciwa-b",))
+    first = dose_reduced(patient, on=date(2026, 3, 6))
+    first = first.model_copy(
+        update={
+            "effective_at": datetime(2026, 3, 6, 13, tzinfo=UTC),
+            "timezone": "America/New_York",
+        }
+    )
+    async with env.uow() as uow:
+        await service.schedule_checkins(first, uow, cadence=cadence)
+        await uow.commit()
+    rows = await sorted_checkins(env, patient)
+    assert [r["due_at"] for r in rows] == [
+        datetime(2026, 3, 7, 13, tzinfo=UTC),  # Saturday 08:00 EST
+        datetime(2026, 3, 9, 11, tzinfo=UTC),  # Monday 07:00 EDT
+    ]
+    # The next step on Monday 9 March takes effect at 08:00 EDT = 12:00 UTC: the first step's
+    # check-in due at 07:00 that morning is still the patient's to do (from 00:00 UTC, the old
+    # rule, it would have been superseded); the new step's follow the patient's day.
+    second = dose_reduced(patient, on=date(2026, 3, 9), step=2).model_copy(
+        update={
+            "effective_at": datetime(2026, 3, 9, 12, tzinfo=UTC),
+            "timezone": "America/New_York",
+        }
+    )
+    async with env.uow() as uow:
+        await service.schedule_checkins(second, uow, cadence=cadence)
+        await uow.commit()
+    statuses = {
+        (r["after_dose_event_id"] == first.event_id, r["due_at"]): r["status"]
+        for r in await sorted_checkins(env, patient)
+    }
+    assert statuses[(True, datetime(2026, 3, 7, 13, tzinfo=UTC))] == "scheduled"
+    assert statuses[(True, datetime(2026, 3, 9, 11, tzinfo=UTC))] == "scheduled"
+    assert statuses[(False, datetime(2026, 3, 10, 12, tzinfo=UTC))] == "scheduled"
+    assert statuses[(False, datetime(2026, 3, 12, 11, tzinfo=UTC))] == "scheduled"
+
+
 def test_an_unknown_half_life_class_is_refused() -> None:
     with pytest.raises(ValueError, match="half_life_class"):
         plan_checkins(STEP_DAY, "medium", cadence_v1())

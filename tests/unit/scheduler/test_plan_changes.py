@@ -261,6 +261,7 @@ async def test_return_to_prior_dose_holds_blocks_the_next_step_and_resume_replan
 
     # the pace interval the plan had when the clinician resumed
     interval = int(stored["summary"]["pace"]["interval_weeks"])
+    version_before_resume = stored["version"]
     resumed_at = at(old[1]["effective_on"], 9) + timedelta(days=7)
     clock(runtime).set(resumed_at)
     r = await client.post(
@@ -274,16 +275,48 @@ async def test_return_to_prior_dose_holds_blocks_the_next_step_and_resume_replan
     assert {s["status"] for s in steps[1 : len(old)]} == {"cancelled"}
     new = steps[len(old) :]
     assert new and [s["number"] for s in new] == list(range(len(old) + 1, len(steps) + 1))
-    assert new[0]["status"] == "scheduled"
     assert date.fromisoformat(new[0]["effective_on"]) == resumed_at.date() + timedelta(
         weeks=interval
     )
-    assert {s["status"] for s in new[1:]} == {"planned"}
     assert D(new[0]["daily_dose_mg"]) < D(10)
-    [timer] = await live_timers(runtime)
-    assert timer["due_at"] == at(new[0]["effective_on"])
+    # No clinician has seen these doses: they are only proposed, nothing is armed, and their
+    # day passes without a dose change (issue 13, item 12).
+    assert {s["status"] for s in new} == {"proposed"}
+    assert await live_timers(runtime) == []
     kinds = [d["kind"] for d in await decisions(client, clinician)]
     assert kinds.count("resume") == 1  # one resume decision for one resume
+    assert "adjust" not in kinds and kinds.count("approve") == 1  # the original approval only
+    clock(runtime).set(at(new[0]["effective_on"]) - timedelta(days=1))
+    assert await runtime.timers.fire_due() == 0
+    assert len(await reductions(runtime)) == 1
+
+    # A clinician approves the proposal they reviewed (its version): the decision records the
+    # steps; the first is armed. Approving an older version of the plan is refused.
+    r = await client.post(
+        f"{BASE}/plans/{plan['id']}/approve",
+        json={"version": version_before_resume},
+        headers=clinician,
+    )
+    assert r.status_code == 409, r.text
+    reviewed = await get_plan(client, clinician, plan["id"])
+    r = await client.post(
+        f"{BASE}/plans/{plan['id']}/approve",
+        json={"version": reviewed["version"]},
+        headers=clinician,
+    )
+    assert r.status_code == 200, r.text
+    approved_again = r.json()
+    new = approved_again["steps"][len(old) :]
+    assert new[0]["status"] == "scheduled" and {s["status"] for s in new[1:]} == {"planned"}
+    [timer] = await live_timers(runtime)
+    assert timer["due_at"] == at(new[0]["effective_on"])
+    approval = (await decisions(client, clinician))[-1]
+    assert approval["kind"] == "approve"
+    [row] = [
+        d for d in await rows(runtime, "clinician_decisions") if str(d["id"]) == approval["id"]
+    ]
+    assert [s["number"] for s in row["payload"]["steps"]] == [s["number"] for s in new]
+    assert approved_again["approved_by_decision_id"] == approval["id"]
 
     assert await fire_at(runtime, new[0]["effective_on"]) == 1
     await assert_no_timer_failed(runtime)
@@ -293,6 +326,8 @@ async def test_return_to_prior_dose_holds_blocks_the_next_step_and_resume_replan
     assert latest.new_daily_dose_mg == D(new[0]["daily_dose_mg"])
     assert latest.effective_on == date.fromisoformat(new[0]["effective_on"])
     assert latest.plan_id == uuid.UUID(plan["id"])
+    # the step names the approval of the new doses, not the original plan's
+    assert str(latest.approved_by_decision_id) == approval["id"]
 
 
 # --- 3. adjust ------------------------------------------------------------------------------------
@@ -374,6 +409,15 @@ async def test_adjust_replans_the_rest_and_the_cancelled_step_emits_nothing(
     assert len(reduced) == 2
     assert reduced[-1].new_daily_dose_mg == D(new[0]["daily_dose_mg"])
     assert reduced[-1].previous_daily_dose_mg == D(old[0]["daily_dose_mg"])
+    # The re-planned step names the adjustment that authorised it (its steps recorded there),
+    # not the approval of the steps it replaced.
+    adjustment = (await decisions(client, clinician))[-1]
+    assert str(reduced[-1].approved_by_decision_id) == adjustment["id"]
+    assert reduced[0].approved_by_decision_id != reduced[-1].approved_by_decision_id
+    [row] = [
+        d for d in await rows(runtime, "clinician_decisions") if str(d["id"]) == adjustment["id"]
+    ]
+    assert [s["number"] for s in row["payload"]["new_steps"]] == [s["number"] for s in new]
     stored = await get_plan(client, clinician, plan["id"])
     assert stored["steps"][1]["status"] == "cancelled"
     assert stored["steps"][len(old)]["status"] == "emitted"
@@ -522,3 +566,28 @@ async def test_a_plan_with_a_maintenance_target_ends_at_maintenance(
     assert {s["status"] for s in stored["steps"]} == {"emitted"}
     taper = await get_taper(client, clinician)
     assert taper["stage"] == "maintenance" and D(taper["current_daily_dose_mg"]) == D(5)
+
+
+async def test_an_adjustment_to_a_maintenance_target_authorises_its_steps_and_the_end(
+    runtime: ServiceRuntime, client: httpx.AsyncClient, clinician: dict[str, str]
+) -> None:
+    plan = await draft(client, clinician)
+    approved = await approve(client, clinician, plan["id"])
+    assert await fire_at(runtime, approved["steps"][0]["effective_on"]) == 1
+    r = await client.post(
+        f"{BASE}/plans/{plan['id']}/adjust",
+        json={"reason_code": "maintenance_agreed", "maintenance_mg": "5"},
+        headers=clinician,
+    )
+    assert r.status_code == 200, r.text
+    adjustment = (await decisions(client, clinician))[-1]
+    assert adjustment["kind"] == "adjust"
+    assert r.json()["approved_by_decision_id"] == adjustment["id"]
+    assert await run_to_the_end(runtime) >= 1
+    await assert_no_timer_failed(runtime)
+    evts = await events(runtime)
+    completed = evts[-1]
+    assert isinstance(completed, TaperCompleted) and completed.outcome == "maintenance"
+    assert str(completed.decision_id) == adjustment["id"]
+    later = [e for e in evts[1:] if isinstance(e, DoseReduced)]
+    assert later and {str(e.approved_by_decision_id) for e in later} == {adjustment["id"]}

@@ -216,6 +216,19 @@ async def test_a_whole_plan_runs_to_completion_step_by_step(
         assert await runtime.timers.fire_due() == 1
     types = [e.event_type for e in await events(runtime)]
     assert types == ["DoseReduced"] * len(approved["steps"]) + ["TaperCompleted"]
+    # The announced stage: final_phase below 10% (⚠ data) of the 10 mg start, as the contract
+    # says (clinical reference §5); the step to zero completes the taper.
+    reduced = [e for e in await events(runtime) if isinstance(e, DoseReduced)]
+    expected = [
+        "completed"
+        if e.new_daily_dose_mg == 0
+        else "final_phase"
+        if e.new_daily_dose_mg < 1
+        else "active"
+        for e in reduced
+    ]
+    assert [e.taper_stage.value for e in reduced] == expected
+    assert "final_phase" in expected and "active" in expected
     r = await client.get(f"{BASE}/plans/{plan['id']}", headers=clinician)
     assert r.json()["status"] == "completed"
     assert {s["status"] for s in r.json()["steps"]} == {"emitted"}

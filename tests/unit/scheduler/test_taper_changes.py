@@ -503,16 +503,17 @@ def test_end_at_maintenance_ends_the_taper_at_the_current_dose() -> None:
         t.end_at_maintenance(decision(DecisionKind.MAINTAIN))
 
 
-def test_end_at_maintenance_is_allowed_before_any_step() -> None:
+@pytest.mark.parametrize("kind", [DecisionKind.APPROVE, DecisionKind.ADJUST])
+def test_end_at_maintenance_is_allowed_before_any_step(kind: DecisionKind) -> None:
+    """By the plan's approval, or by the adjustment that set its target (issue 13: re-planned
+    steps name the adjustment that authorised them, and so does the end at its target)."""
     t = alprazolam_taper()
-    assert t.end_at_maintenance(decision(DecisionKind.APPROVE, reason="plan_target")) is None
+    assert t.end_at_maintenance(decision(kind, reason="plan_target")) is None
     assert t.stage is Stage.MAINTENANCE
 
 
-@pytest.mark.parametrize(
-    "kind", [DecisionKind.REDUCE, DecisionKind.HOLD, DecisionKind.RESUME, DecisionKind.ADJUST]
-)
-def test_end_at_maintenance_needs_a_maintain_or_approve_decision(kind: DecisionKind) -> None:
+@pytest.mark.parametrize("kind", [DecisionKind.REDUCE, DecisionKind.HOLD, DecisionKind.RESUME])
+def test_end_at_maintenance_needs_a_maintain_approve_or_adjust_decision(kind: DecisionKind) -> None:
     t = alprazolam_taper()
     with pytest.raises(TaperRuleViolation) as exc:
         t.end_at_maintenance(decision(kind))
