@@ -11,7 +11,7 @@ import argparse
 import random
 import statistics
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.report import INTERPRETATION, PLACEHOLDER, git_state, write_results
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--output", type=Path, default=None, help="results file, or - for none")
     args = p.parse_args(argv)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     figures = survey(args.patients, args.seed)
     write_results(render(figures, args.seed), args.output, "planner-survey", started)
     return 0

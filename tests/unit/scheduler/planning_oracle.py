@@ -255,11 +255,14 @@ def awkward_patient(rng: random.Random) -> tuple[PlanningInput, Strategy]:
     k = rng.choice([1, 1, 1, 2, 2, len(all_codes)])
     on_hand = tuple(rng.sample(all_codes, min(k, len(all_codes))))
     strategy = rng.choice(tuple(Strategy))
-    if drug != DIAZEPAM and (strategy is Strategy.CROSSOVER_THEN_PROPORTIONAL or rng.random() < 0.2):
+    if drug != DIAZEPAM and (
+        strategy is Strategy.CROSSOVER_THEN_PROPORTIONAL or rng.random() < 0.2
+    ):
         dz = codes_of(DIAZEPAM)
         on_hand += tuple(rng.sample(dz, rng.randint(1, len(dz))))
-    units = sorted({Decimal(u) / SCALE for c in on_hand if products()[c]["drug"] == drug
-                    for u in pieces(c)})
+    units = sorted(
+        {Decimal(u) / SCALE for c in on_hand if products()[c]["drug"] == drug for u in pieces(c)}
+    )
     n = rng.choice([1, 1, 2, 2, 3, 4])
     doses = tuple(
         sum((rng.choice(units) for _ in range(rng.randint(1 if i == 0 else 0, 4))), Decimal(0))

@@ -93,6 +93,9 @@ class PlanningInput:
     equivalence_override: EquivalenceOverride | None = None
     equivalence_column: str | None = None  # None: the table's default column (Ashton)
     bound_override: BoundOverride | None = None
+    # The first step takes effect on ``start_on`` only when the clinician asks; by default the
+    # patient stays on the current dose for one interval (a crossover: one stage) first.
+    first_step_on_start: bool = False
 
     @property
     def daily_dose_mg(self) -> Decimal:
@@ -178,6 +181,11 @@ class TaperPlan:
     equivalence: tuple[tuple[str, Decimal], ...]  # drug -> mg equal to 10 mg diazepam, used
     notes: tuple[str, ...]  # codes: pace choices, overrides applied
     reference_versions: tuple[tuple[str, str], ...]
+    # Days from the start date to the last step (to where the plan stops, if a product is
+    # missing); 0 for a plan without steps. The §2.4 range for the patient's duration of use is
+    # (at least, at most) weeks; a plan outside it carries a note saying so.
+    expected_duration_days: int = 0
+    reference_duration_weeks: tuple[int, int | None] | None = None
 
     @property
     def complete(self) -> bool:
