@@ -723,6 +723,8 @@ def _input_from(stored: dict[str, Any], taper: model.PatientTaper, start_on: dat
         duration_weeks=int(stored["duration_weeks"]),
         age=int(stored["age"]),
         start_on=start_on,
+        # start_on is already the date the next step is due (one interval after the last taken)
+        first_step_on_start=True,
         formulations=tuple(stored["formulations"]),
         frail=bool(stored.get("frail", False)),
         history=History(**stored.get("history", {})),

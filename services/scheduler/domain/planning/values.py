@@ -184,8 +184,10 @@ class TaperPlan:
     # Days from the start date to the last step (to where the plan stops, if a product is
     # missing); 0 for a plan without steps. The §2.4 range for the patient's duration of use is
     # (at least, at most) weeks; a plan outside it carries a note saying so.
-    expected_duration_days: int = 0
-    reference_duration_weeks: tuple[int, int | None] | None = None
+    # Derived from the steps and the data, so left out of equality (a stored plan read back
+    # without them is the same plan).
+    expected_duration_days: int = field(default=0, compare=False)
+    reference_duration_weeks: tuple[int, int | None] | None = field(default=None, compare=False)
 
     @property
     def complete(self) -> bool:
