@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.report import INTERPRETATION, PLACEHOLDER, git_state, write_results
-from services.scheduler.domain.planning import PlanningError, RiskCategory, plan
+from services.scheduler.domain.planning import PacePreference, PlanningError, RiskCategory, plan
 from tests.unit.scheduler.planning_oracle import (
     awkward_patient,
     check,
@@ -32,7 +32,9 @@ def survey(patients: int, seed: int) -> dict[str, object]:
     rules: Counter[str] = Counter()
     high = high_above = 0
     lengths: list[float] = []
-    over5 = complete = maintenance_above = needless_pace = needless_bound = outside = 0
+    over5_not_slower = over5 = complete = maintenance_above = needless_pace = needless_bound = (
+        outside
+    ) = 0
     for _ in range(patients):
         inp, strategy = awkward_patient(rng)
         try:
@@ -52,6 +54,7 @@ def survey(patients: int, seed: int) -> dict[str, object]:
             years = v.expected_days / YEAR_DAYS
             lengths.append(years)
             over5 += years > 5
+            over5_not_slower += years > 5 and inp.pace is not PacePreference.SLOWER
             maintenance_above += "complete_not_at_target" in v.rules
             lo, hi = reference_range_weeks(inp.duration_weeks)
             weeks = v.expected_days / 7
@@ -68,6 +71,7 @@ def survey(patients: int, seed: int) -> dict[str, object]:
         else "-",
         "p90 plan length (years, complete plans)": f"{deciles[8]:.2f}",
         "complete plans over 5 years": over5,
+        "... of which the patient did not ask for a slower pace": over5_not_slower,
         "complete plans outside the §2.4 range for their duration of use": outside,
         "complete plans not at their (makeable) maintenance target": maintenance_above,
         "needless formulation needs (a makeable cut within the 25%/14-day bound exists)": (

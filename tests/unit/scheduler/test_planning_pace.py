@@ -184,16 +184,20 @@ def test_use_over_a_year_at_high_risk_lands_within_six_to_eighteen_months():
     assert check(inp, p).rules == []
 
 
-def test_a_slower_preference_is_kept_and_the_long_plan_says_so():
+def test_a_slower_preference_stays_one_pace_slower_and_the_long_plan_says_so():
     inp = patient(
         administrations_mg=(D(5), D(5)),
         formulations=("diazepam_tab_2mg", "diazepam_sol_1mg_ml"),
+        history=History(seizures=True),
         pace=PacePreference.SLOWER,
     )
     p = plan(inp)
-    assert "pace_faster_for_duration_of_use" not in p.notes
+    # high risk: 5% every 4 weeks would take over 4 years; shaped to 10% every 4 weeks, one pace
+    # slower than the band's fastest (10% every 2 weeks)
+    assert p.pace.code == "moderate" and "pace_faster_for_duration_of_use" in p.notes
     assert "expected_duration_above_reference" in p.notes
     assert p.expected_duration_days == (p.steps[-1].effective_on - START).days
+    assert check(inp, p).rules == []
 
 
 # --- item 8: the maintenance target ---------------------------------------------------------------

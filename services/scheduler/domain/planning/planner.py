@@ -344,12 +344,16 @@ def plan(
     maintenance = inp.maintenance_mg or ZERO
     band = band_for(inp.duration_weeks)
     # Duration of use shapes the plan (§2.4): if the risk pace would overrun the band's longest
-    # taper, the next faster pace is tried, up to the band's fastest; never for a patient who
-    # asked for a slower pace, nor for a plan to a maintenance dose (the table is for stopping).
+    # taper, the next faster pace is tried, up to the band's fastest (one pace slower than that
+    # for a patient who asked for a slower pace); never for a plan to a maintenance dose (the
+    # table is for stopping).
     candidates = [pace.code]
-    if inp.pace is not PacePreference.SLOWER and not maintenance:
+    if not maintenance:
         order = [p.code for p in ref.defaults.paces]
-        candidates = faster_paces(pace.code, band.fastest_pace, order)
+        fastest = order.index(band.fastest_pace)
+        if inp.pace is PacePreference.SLOWER:
+            fastest = min(fastest + 1, len(order) - 1)
+        candidates = faster_paces(pace.code, order[fastest], order)
     for code in candidates:
         tried = ref.defaults.pace(code)
         sched = _Schedule(
