@@ -5,16 +5,29 @@ Rules, in the order the planner applies them:
 1. Crossover (optional): one administration at a time, the last of the day first, is replaced by
    its diazepam equivalent rounded to the nearest makeable diazepam dose; stages are
    ``crossover.stage_days`` apart; the first cut waits one pace interval after the last stage.
-2. Each cut aims at ``pace.step_fraction`` of the current dose (proportional) or of the dose the
-   taper started from (linear), at least the minimum step, never more than the window bound.
-3. The new dose is the makeable dose nearest the target *at or above it* (the pace is a ceiling);
-   the largest administration is lowered first, the last of the day last.
-4. If no makeable dose lies between the target and the current dose, the plan takes the smallest
-   makeable cut and lengthens the hold before it, so the average pace stays at or below the target.
-5. At or below the final-step dose, the next step is to zero after one more interval.
-6. If the smallest makeable cut breaks the window bound (or would go to zero from above the
-   final-step dose), the plan stops there and raises a ``FormulationNeed`` instead of cutting more.
-   The scheduler must not schedule beyond that dose until the product is on file.
+2. The first step takes effect one interval (a crossover: one stage) after the start date: the
+   patient starts the plan on the dose they take, unless the clinician asks for the first step
+   on the start date (``PlanningInput.first_step_on_start``).
+3. The pace is a ceiling on every cut: ``pace.step_fraction`` of the current dose, or the minimum
+   step, whichever is larger, never more than the window bound. Every interval is at least the
+   bound's 14-day window, so this is also the most a 14-day window falls. A proportional cut
+   aims at the ceiling; a linear one at ``step_fraction`` of the starting dose, under the same
+   ceiling. Only a recorded bound override lifts the ceiling to the override's bound.
+4. The new dose is the makeable dose nearest the target *at or above it*, searched over every
+   combination of the products on file (halves of scored tablets, liquid measures), each
+   administration lowered or kept: the largest lowered first, the last of the day last. A
+   maintenance target is never passed and, being makeable, is landed on exactly.
+5. If no makeable dose lies within the pace, the plan stops and raises a ``FormulationNeed``
+   (``smallest_cut_exceeds_pace``, or ``smallest_cut_exceeds_bound`` when even the bound would
+   break) instead of cutting more. With a recorded bound override the smallest makeable cut
+   within the override is taken instead, with a longer hold so the average stays at the pace.
+6. At or below the final-step dose, the next step is to zero after one more interval.
+7. Duration of use shapes the plan (§2.4, ``taper_length_by_use`` in the data): when the risk
+   pace would make the plan longer than its band allows, the next faster pace is tried, up to
+   the band's fastest (one slower for a patient who asked for a slower pace; never for a
+   maintenance plan). The plan states its expected duration and the band; a plan outside the
+   band says so in its notes.
+The scheduler must not schedule beyond a ``FormulationNeed``'s dose until the product is on file.
 """
 
 from __future__ import annotations
