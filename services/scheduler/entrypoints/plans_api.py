@@ -105,6 +105,10 @@ class PlanPreviewIn(BaseModel):
     equivalence_column: Code | None = None
     bound_override: BoundOverrideIn | None = None
     strategy: Strategy | None = None
+    first_step_on_start: bool = Field(
+        default=False,
+        description="The first step on start_on; by default it waits one interval (or stage).",
+    )
 
     @field_validator("drug")
     @classmethod
@@ -141,6 +145,7 @@ class PlanPreviewIn(BaseModel):
             bound_override=(
                 BoundOverride(bo.max_fraction_per_window, bo.reason_code) if bo else None
             ),
+            first_step_on_start=self.first_step_on_start,
         )
 
 

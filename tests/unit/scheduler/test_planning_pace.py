@@ -27,6 +27,7 @@ from services.scheduler.domain.planning import (
     plan,
 )
 from services.scheduler.domain.planning.doses import lower_to
+from services.scheduler.entrypoints.plans_api import PlanPreviewIn
 from tests.unit.scheduler.planning_oracle import awkward_patient, check, makes, singles
 
 D = Decimal
@@ -142,6 +143,17 @@ def test_the_first_cut_waits_one_interval_unless_the_clinician_asks():
         patient(formulations=("diazepam_tab_2mg", "diazepam_sol_1mg_ml"), first_step_on_start=True)
     )
     assert asked.steps[0].effective_on == START
+    body = {
+        "drug": "diazepam",
+        "administrations_mg": ["10"],
+        "duration_weeks": 104,
+        "age": 40,
+        "start_on": START.isoformat(),
+        "formulations": ["diazepam_tab_2mg"],
+    }
+    assert not PlanPreviewIn.model_validate(body).to_input().first_step_on_start
+    asked_in = PlanPreviewIn.model_validate({**body, "first_step_on_start": True}).to_input()
+    assert asked_in.first_step_on_start
 
 
 def test_a_bound_override_still_allows_the_recorded_faster_cut():
