@@ -120,6 +120,10 @@ class PlanPreviewIn(BaseModel):
     # The patient's day (stored with the plan, taken over by the taper on approval).
     timezone: TimeZoneName | None = None
     first_dose_time: FirstDoseTime | None = None
+    first_step_on_start: bool = Field(
+        default=False,
+        description="The first step on start_on; by default it waits one interval (or stage).",
+    )
 
     @field_validator("drug")
     @classmethod
@@ -161,6 +165,7 @@ class PlanPreviewIn(BaseModel):
                 BoundOverride(bo.max_fraction_per_window, bo.reason_code) if bo else None
             ),
             dose_above_maximum_reason_code=self.dose_above_maximum_reason_code,
+            first_step_on_start=self.first_step_on_start,
         )
 
 
@@ -219,6 +224,13 @@ class PlanOut(BaseModel):
     formulation_needs: list[FormulationNeedOut]
     ends_at_mg: Decimal = Field(description="Daily mg of final_drug at the last step.")
     ends_on: date | None = Field(description="The last step's date.")
+    expected_duration_days: int = Field(
+        description="Start date to the last step (to where the plan stops if a product is missing)."
+    )
+    reference_duration_weeks: list[int | None] | None = Field(
+        description="Taper length (at least, at most weeks) the reference gives for the duration "
+        "of use; a plan outside it has the note expected_duration_above/below_reference."
+    )
     equivalence: dict[str, Decimal] = Field(description="mg equal to 10 mg diazepam, as used.")
     notes: list[str]
     reference_versions: dict[str, str]
@@ -278,6 +290,10 @@ class PlanOut(BaseModel):
             ],
             ends_at_mg=p.ends_at,
             ends_on=p.steps[-1].effective_on if p.steps else None,
+            expected_duration_days=p.expected_duration_days,
+            reference_duration_weeks=list(p.reference_duration_weeks)
+            if p.reference_duration_weeks
+            else None,
             equivalence=dict(p.equivalence),
             notes=list(p.notes),
             reference_versions=dict(p.reference_versions),
@@ -360,6 +376,9 @@ class PlanRecordOut(BaseModel):
     approved_at: datetime | None
     version: int
     steps: list[PlanStepRecordOut]
+    expected_duration_days: int | None = Field(
+        default=None, description="Start date to the last step not cancelled."
+    )
 
     @classmethod
     def of(cls, record: plan_cases.PlanRecord) -> PlanRecordOut:
@@ -377,6 +396,7 @@ class PlanRecordOut(BaseModel):
             approved_by_decision_id=r["approved_by_decision_id"],
             approved_at=r["approved_at"],
             version=r["version"],
+            expected_duration_days=_duration_days(r["input"], record.steps),
             steps=[
                 PlanStepRecordOut(
                     number=s["number"],
@@ -392,6 +412,19 @@ class PlanRecordOut(BaseModel):
                 for s in record.steps
             ],
         )
+
+
+def _duration_days(inp: Any, steps: Any) -> int | None:
+    kept = [s["effective_on"] for s in steps if s["status"] != "cancelled"]
+    start = inp.get("start_on") if isinstance(inp, dict) else None
+    if not start:
+        return None
+    first = date.fromisoformat(str(start))
+    return (max(map(_as_date, kept)) - first).days if kept else 0
+
+
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
 class DecisionOut(BaseModel):

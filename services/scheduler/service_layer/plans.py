@@ -840,6 +840,8 @@ def _input_from(stored: dict[str, Any], taper: model.PatientTaper, start_on: dat
         duration_weeks=int(stored["duration_weeks"]),
         age=int(stored["age"]),
         start_on=start_on,
+        # start_on is already the date the next step is due (one interval after the last taken)
+        first_step_on_start=True,
         formulations=tuple(stored["formulations"]),
         frail=bool(stored.get("frail", False)),
         history=History(**stored.get("history", {})),
@@ -848,7 +850,11 @@ def _input_from(stored: dict[str, Any], taper: model.PatientTaper, start_on: dat
         maintenance_mg=Decimal(maintenance) if maintenance is not None else None,
         # A per-patient equivalence applies to the original drug only (diazepam is the unit).
         equivalence_override=(
-            EquivalenceOverride(Decimal(eo["mg_equal_to_10mg_diazepam"]), eo["reason_code"])
+            EquivalenceOverride(
+                Decimal(eo["mg_equal_to_10mg_diazepam"]),
+                eo["reason_code"],
+                outside_range_reason_code=eo.get("outside_range_reason_code"),
+            )
             if eo and taper.drug_is_original
             else None
         ),
@@ -856,6 +862,8 @@ def _input_from(stored: dict[str, Any], taper: model.PatientTaper, start_on: dat
         bound_override=(
             BoundOverride(Decimal(bo["max_fraction_per_window"]), bo["reason_code"]) if bo else None
         ),
+        # The clinician's recorded confirmations hold for the re-planned rest of the same plan.
+        dose_above_maximum_reason_code=stored.get("dose_above_maximum_reason_code"),
     )
 
 

@@ -118,17 +118,16 @@ def _check(inp: PlanningInput, p: TaperPlan) -> None:
             assert before.hold_weeks >= p.pace.interval_weeks
             assert after.diazepam_eq_mg < before.diazepam_eq_mg  # every cut makes progress
     if p.steps:
-        assert p.steps[0].effective_on == inp.start_on and p.steps[-1].hold_weeks == 0
+        # the first step waits unless the clinician asked for it on the start date (issue 13)
+        first_on_start = p.steps[0].effective_on == inp.start_on
+        assert first_on_start == inp.first_step_on_start and p.steps[-1].hold_weeks == 0
     # 4. the plan ends at zero, at the maintenance target, or where a product is missing
     if p.formulation_needs:
         (need,) = p.formulation_needs
         assert p.ends_at == need.at_dose_mg > 0
         event(f"need:{need.kind.value}:{need.reason_code}")
     elif inp.maintenance_mg:
-        assert p.ends_at >= inp.maintenance_mg
-        unit = grid_unit(f for f in forms.values() if f and f.drug == p.final_drug)
-        if all(d % unit == 0 for d in inp.administrations_mg):
-            assert p.ends_at == inp.maintenance_mg
+        assert p.ends_at == inp.maintenance_mg  # exactly, whatever the grid (issue 13 item 8)
         event("ends:maintenance")
     else:
         assert p.ends_at == 0

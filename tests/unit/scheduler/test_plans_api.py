@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -90,7 +90,12 @@ async def test_json_plan(client: httpx.AsyncClient, clinician: dict[str, str]) -
     assert isinstance(plan["risk"]["reasons"], list)
     steps = plan["steps"]
     assert [s["number"] for s in steps] == list(range(1, len(steps) + 1))
-    assert steps[0]["effective_on"] == TODAY.isoformat()
+    # the first step waits one interval (issue 13: never a cut on the start date unless asked)
+    interval = plan["pace"]["interval_weeks"]
+    assert steps[0]["effective_on"] == (TODAY + timedelta(weeks=interval)).isoformat()
+    expected = (date.fromisoformat(steps[-1]["effective_on"]) - TODAY).days
+    assert plan["expected_duration_days"] == expected
+    assert len(plan["reference_duration_weeks"]) == 2
     first = steps[0]
     assert set(first) >= {
         "number",

@@ -9,7 +9,7 @@ the scaled amounts: no floats.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from functools import cache
 from math import gcd
 
@@ -159,3 +159,94 @@ def _water_fill(doses: list[Decimal], unit: Decimal, notches: int) -> tuple[Deci
             rest -= 1
         out.append(n * unit)
     return tuple(out)
+
+
+# --- the gentlest makeable cut, from every combination of the products on file ----------------
+def lower_to(
+    administrations: Sequence[Decimal],
+    formulations: Iterable[Formulation],
+    target: Decimal,
+    *,
+    gentlest: bool = False,
+) -> tuple[Decimal, ...] | None:
+    """The day's doses with the smallest daily total at or above ``target`` that is still below
+    today's, each administration lowered or kept and each makeable from any combination of the
+    products (halves of scored tablets, liquid measures); None when no such dose exists.
+
+    When every product is a whole multiple of the smallest, the doses are lowered notch by notch
+    (``lower_by_notches``: the largest first, the last of the day last). Otherwise (oxazepam
+    10/15 mg: 20 -> 15 mg) the whole set of reachable totals is searched; of the splits giving
+    the chosen total, the one with the lowest largest administration is taken, the later
+    administrations kept highest. ``gentlest``: the largest total below today's instead (the
+    smallest makeable cut), still at or above ``target``.
+    """
+    doses = tuple(administrations)
+    forms = tuple(formulations)
+    daily = sum(doses, ZERO)
+    if target >= daily:
+        return None
+    unit = grid_unit(forms)
+    if _fine_step(forms) == unit and all(d % unit == 0 for d in doses):
+        notches = int((daily - max(target, ZERO)) // unit)
+        if notches <= 0:
+            return None
+        return lower_by_notches(doses, unit, 1 if gentlest else notches)
+    return _search(doses, forms, target, gentlest)
+
+
+def _search(
+    doses: tuple[Decimal, ...], forms: tuple[Formulation, ...], target: Decimal, gentlest: bool
+) -> tuple[Decimal, ...] | None:
+    step = _fine_step(forms)
+    ns = [int(d / step) for d in doses]  # every makeable dose is a multiple of the fine step
+    scaled_units = tuple(sorted({int(u / step) for u in units_of(forms)}))
+    single = _reachable(scaled_units, max(ns))  # bit n: n x step is makeable in one dose
+    daily = sum(ns)
+    low = int((max(target, ZERO) / step).to_integral_value(rounding=ROUND_CEILING))
+    if low >= daily:
+        return None
+
+    def totals(cap: int) -> list[int]:
+        """Bitsets of the reachable totals of the first i administrations, each <= cap."""
+        out = [1]
+        for n in ns:
+            allowed = single & ((1 << (min(n, cap) + 1)) - 1)
+            acc = 0
+            bits = allowed
+            while bits:
+                v = bits.bit_length() - 1
+                acc |= out[-1] << v
+                bits &= ~(1 << v)
+            out.append(acc)
+        return out
+
+    full = totals(max(ns))[-1]
+    window = (full >> low) & ((1 << (daily - low)) - 1)
+    if not window:
+        return None
+    # the smallest reachable total >= target (the cut nearest the aim), or the largest below today
+    pick = window.bit_length() - 1 if gentlest else (window & -window).bit_length() - 1
+    total = low + pick
+    caps = sorted({v for v in range(max(ns) + 1) if single >> v & 1})
+    lo, hi = 0, len(caps) - 1
+    while lo < hi:  # the lowest cap on every administration that still reaches the total
+        mid = (lo + hi) // 2
+        if totals(caps[mid])[-1] >> total & 1:
+            hi = mid
+        else:
+            lo = mid + 1
+    prefix = totals(caps[lo])
+    out: list[int] = [0] * len(ns)
+    rest = total
+    for i in reversed(range(len(ns))):  # the last of the day keeps the most
+        v = min(ns[i], caps[lo], rest)
+        while not (single >> v & 1 and prefix[i] >> (rest - v) & 1):
+            v -= 1
+        out[i] = v
+        rest -= v
+    return tuple(_plain(step * v) for v in out)
+
+
+def _plain(mg: Decimal) -> Decimal:
+    """15.000 -> 15, 0.250 -> 0.25 (never 1E+1)."""
+    return mg.quantize(Decimal(1)) if mg == mg.to_integral_value() else mg.normalize()

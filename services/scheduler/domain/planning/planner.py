@@ -5,16 +5,29 @@ Rules, in the order the planner applies them:
 1. Crossover (optional): one administration at a time, the last of the day first, is replaced by
    its diazepam equivalent rounded to the nearest makeable diazepam dose; stages are
    ``crossover.stage_days`` apart; the first cut waits one pace interval after the last stage.
-2. Each cut aims at ``pace.step_fraction`` of the current dose (proportional) or of the dose the
-   taper started from (linear), at least the minimum step, never more than the window bound.
-3. The new dose is the makeable dose nearest the target *at or above it* (the pace is a ceiling);
-   the largest administration is lowered first, the last of the day last.
-4. If no makeable dose lies between the target and the current dose, the plan takes the smallest
-   makeable cut and lengthens the hold before it, so the average pace stays at or below the target.
-5. At or below the final-step dose, the next step is to zero after one more interval.
-6. If the smallest makeable cut breaks the window bound (or would go to zero from above the
-   final-step dose), the plan stops there and raises a ``FormulationNeed`` instead of cutting more.
-   The scheduler must not schedule beyond that dose until the product is on file.
+2. The first step takes effect one interval (a crossover: one stage) after the start date: the
+   patient starts the plan on the dose they take, unless the clinician asks for the first step
+   on the start date (``PlanningInput.first_step_on_start``).
+3. The pace is a ceiling on every cut: ``pace.step_fraction`` of the current dose, or the minimum
+   step, whichever is larger, never more than the window bound. Every interval is at least the
+   bound's 14-day window, so this is also the most a 14-day window falls. A proportional cut
+   aims at the ceiling; a linear one at ``step_fraction`` of the starting dose, under the same
+   ceiling. Only a recorded bound override lifts the ceiling to the override's bound.
+4. The new dose is the makeable dose nearest the target *at or above it*, searched over every
+   combination of the products on file (halves of scored tablets, liquid measures), each
+   administration lowered or kept: the largest lowered first, the last of the day last. A
+   maintenance target is never passed and, being makeable, is landed on exactly.
+5. If no makeable dose lies within the pace, the plan stops and raises a ``FormulationNeed``
+   (``smallest_cut_exceeds_pace``, or ``smallest_cut_exceeds_bound`` when even the bound would
+   break) instead of cutting more. With a recorded bound override the smallest makeable cut
+   within the override is taken instead, with a longer hold so the average stays at the pace.
+6. At or below the final-step dose, the next step is to zero after one more interval.
+7. Duration of use shapes the plan (§2.4, ``taper_length_by_use`` in the data): when the risk
+   pace would make the plan longer than its band allows, the next faster pace is tried, up to
+   the band's fastest (one slower for a patient who asked for a slower pace; never for a
+   maintenance plan). The plan states its expected duration and the band; a plan outside the
+   band says so in its notes.
+The scheduler must not schedule beyond a ``FormulationNeed``'s dose until the product is on file.
 """
 
 from __future__ import annotations
@@ -27,7 +40,8 @@ from fractions import Fraction
 from math import ceil, floor
 
 from services.scheduler.domain.planning.bounds import cut_fraction, diazepam_eq, window_baseline
-from services.scheduler.domain.planning.doses import grid_unit, lower_by_notches, makeable
+from services.scheduler.domain.planning.doses import grid_unit, lower_to, makeable
+from services.scheduler.domain.planning.duration import band_for, faster_paces
 from services.scheduler.domain.planning.reference import (
     Formulation,
     Pace,
@@ -40,6 +54,7 @@ from services.scheduler.domain.planning.values import (
     Administration,
     FormulationNeed,
     NeedKind,
+    PacePreference,
     PlannedStep,
     PlanningError,
     PlanningInput,
@@ -75,8 +90,13 @@ class _Schedule:
         baseline: tuple[Administration, ...],
         equivalence: Mapping[str, Decimal],
         bound: TaperBounds,
+        *,
+        first_on_start: bool = False,
+        overridden: bool = False,
     ) -> None:
         self.start_on = start_on
+        self.first_on_start = first_on_start
+        self.overridden = overridden  # a recorded bound override: the clinician set the ceiling
         self.baseline = baseline
         self.baseline_eq = diazepam_eq(baseline, equivalence)
         self.equivalence = equivalence
@@ -90,8 +110,8 @@ class _Schedule:
         return self.drafts[-1].administrations if self.drafts else self.baseline
 
     def _date_after(self, weeks: int) -> date:
-        if not self.drafts:
-            return self.start_on
+        if not self.drafts:  # the patient starts the plan on the dose they take (unless asked)
+            return self.start_on + timedelta(weeks=0 if self.first_on_start else weeks)
         return self.drafts[-1].effective_on + timedelta(weeks=weeks)
 
     def fits(self, administrations: tuple[Administration, ...], after_weeks: int) -> bool:
@@ -302,22 +322,6 @@ def _crossover_failed(
     )
 
 
-def _lower_to(
-    doses: tuple[Decimal, ...], unit: Decimal, target: Decimal
-) -> tuple[tuple[Decimal, ...], tuple[Decimal, ...]]:
-    """(gentlest makeable split at or above ``target``, the next one below it)."""
-    daily = sum(doses, ZERO)
-    if all(d % unit == 0 for d in doses):
-        k = int((daily - target) // unit)
-        return lower_by_notches(doses, unit, k), lower_by_notches(doses, unit, k + 1)
-    at = doses
-    while True:  # off the grid (a half of another tablet): walk one notch at a time
-        below = lower_by_notches(at, unit, 1)
-        if sum(below, ZERO) < target or below == at:
-            return at, below
-        at = below
-
-
 def _taper(
     sched: _Schedule,
     drug: str,
@@ -329,7 +333,6 @@ def _taper(
     maintenance: Decimal,
     ref: PlanningReference,
 ) -> FormulationNeed | None:
-    unit = grid_unit(forms)
     per_eq = sched.equivalence[drug] / 10  # mg of the drug per mg diazepam-equivalent
     min_cut = ref.defaults.minimum_step_eq_mg * per_eq
     final_at = ref.defaults.final_step_at_or_below_eq_mg * per_eq
@@ -349,22 +352,33 @@ def _taper(
             zeros = tuple(Administration(drug, ZERO) for _ in doses)
             sched.add(zeros, StepKind.FINAL, interval)
             return None
-        aim = pace.step_fraction * (start_daily if linear else daily)
-        aim = min(max(aim, min_cut), limit * daily)
-        target = max(daily - aim, maintenance)
-        at, below = _lower_to(doses, unit, target)
+        # The pace is a ceiling on every cut: its share of today's dose (each interval is at
+        # least the 14-day window, so this is also the cut per window), or the minimum step;
+        # never more than the window bound. A linear plan aims at a share of the starting dose
+        # under the same ceiling; only a recorded bound override lifts the ceiling to the bound.
+        pace_cut = max(pace.step_fraction * daily, min_cut)
+        ceiling = limit * daily if sched.overridden else min(pace_cut, limit * daily)
+        linear_cut = max(pace.step_fraction * start_daily, min_cut)
+        aim = min(linear_cut if linear else pace_cut, ceiling)
+        new = lower_to(doses, forms, max(daily - aim, maintenance))
         intervals = 1
-        new = at
-        if sum(at, ZERO) >= daily:  # rounding makes no progress: smallest cut, longer hold
-            new = below
-            if sum(new, ZERO) < maintenance:
-                return None  # the next makeable cut passes the target: stop just above it
-            intervals = ceil(Fraction(daily - sum(new, ZERO)) / Fraction(aim))
+        if new is None and sched.overridden:
+            # The clinician recorded a faster ceiling: the smallest makeable cut within it, held
+            # longer so the average stays at the pace.
+            new = lower_to(doses, forms, max(daily - limit * daily, maintenance), gentlest=True)
+            if new is not None:
+                intervals = ceil(Fraction(daily - sum(new, ZERO)) / Fraction(aim))
+        if new is None:
+            # No makeable dose within the pace: a product giving smaller amounts, never a
+            # bigger cut (item 5). Say whether even the bound would have been broken.
+            gentlest = lower_to(doses, forms, maintenance, gentlest=True)
+            over_bound = gentlest is None or sum(gentlest, ZERO) < (1 - limit) * daily
+            reason = "smallest_cut_exceeds_bound" if over_bound else "smallest_cut_exceeds_pace"
+            if gentlest is not None and sum(gentlest, ZERO) == 0:
+                reason = "final_step_above_final_dose"
+            return _need(drug, daily, aim, reason, len(sched.drafts), on_hand, ref)
         step = tuple(Administration(drug, x) for x in new)
         after = intervals * interval
-        if sum(new, ZERO) == 0:
-            reason = "final_step_above_final_dose"
-            return _need(drug, daily, final_at, reason, len(sched.drafts), on_hand, ref)
         if not sched.fits(step, after):
             reason = "smallest_cut_exceeds_bound"
             return _need(drug, daily, limit * daily, reason, len(sched.drafts), on_hand, ref)
@@ -398,8 +412,77 @@ def plan(
         notes += ("bound_override",)
     bound = _bound(inp, ref)
     baseline = tuple(Administration(inp.drug, d) for d in inp.administrations_mg)
-    sched = _Schedule(inp.start_on, baseline, equivalence, bound)
+    maintenance = inp.maintenance_mg or ZERO
+    band = band_for(inp.duration_weeks)
+    # Duration of use shapes the plan (§2.4): if the risk pace would overrun the band's longest
+    # taper, the next faster pace is tried, up to the band's fastest (one pace slower than that
+    # for a patient who asked for a slower pace); never for a plan to a maintenance dose (the
+    # table is for stopping).
+    candidates = [pace.code]
+    if not maintenance:
+        order = [p.code for p in ref.defaults.paces]
+        fastest = order.index(band.fastest_pace)
+        if inp.pace is PacePreference.SLOWER:
+            fastest = min(fastest + 1, len(order) - 1)
+        candidates = faster_paces(pace.code, order[fastest], order)
+    for code in candidates:
+        tried = ref.defaults.pace(code)
+        sched = _Schedule(
+            inp.start_on,
+            baseline,
+            equivalence,
+            bound,
+            first_on_start=inp.first_step_on_start,
+            overridden=inp.bound_override is not None,
+        )
+        drug, need = _build(sched, inp, strategy, tried, on_hand, drug_forms, maintenance, ref)
+        days = _days(inp, sched)
+        if band.max_weeks is None or days <= band.max_weeks * 7:
+            break
+    if tried.code != pace.code:
+        notes += ("pace_faster_for_duration_of_use",)
+    pace = tried
+    if band.max_weeks is not None and days > band.max_weeks * 7:
+        notes += ("expected_duration_above_reference",)
+    elif not need and not maintenance and days < band.min_weeks * 7:
+        notes += ("expected_duration_below_reference",)
+    ends_at = sum((a.dose_mg for a in sched.current if a.drug == drug), ZERO)
+    return TaperPlan(
+        drug=inp.drug,
+        final_drug=drug,
+        strategy=strategy,
+        risk=risk,
+        pace=pace,
+        bound=bound,
+        baseline=baseline,
+        steps=sched.steps(),
+        formulation_needs=(need,) if need else (),
+        ends_at=ends_at,
+        equivalence=tuple(sorted(equivalence.items())),
+        notes=notes,
+        reference_versions=ref.versions,
+        expected_duration_days=days,
+        reference_duration_weeks=(band.min_weeks, band.max_weeks),
+    )
 
+
+def _days(inp: PlanningInput, sched: _Schedule) -> int:
+    """The plan's expected length: start date to its last step (to where it stops, if a product
+    is missing)."""
+    return (sched.drafts[-1].effective_on - inp.start_on).days if sched.drafts else 0
+
+
+def _build(
+    sched: _Schedule,
+    inp: PlanningInput,
+    strategy: Strategy,
+    pace: Pace,
+    on_hand: Sequence[Formulation],
+    drug_forms: Sequence[Formulation],
+    maintenance: Decimal,
+    ref: PlanningReference,
+) -> tuple[str, FormulationNeed | None]:
+    """Fill ``sched`` (crossover, then the taper); the drug it ends on and any need."""
     drug, forms = inp.drug, drug_forms
     need: FormulationNeed | None = None
     if strategy is Strategy.CROSSOVER_THEN_PROPORTIONAL and inp.drug != DIAZEPAM:
@@ -417,22 +500,7 @@ def plan(
             on_hand,
             pace,
             linear=strategy is Strategy.LINEAR,
-            maintenance=inp.maintenance_mg or ZERO,
+            maintenance=maintenance,
             ref=ref,
         )
-    ends_at = sum((a.dose_mg for a in sched.current if a.drug == drug), ZERO)
-    return TaperPlan(
-        drug=inp.drug,
-        final_drug=drug,
-        strategy=strategy,
-        risk=risk,
-        pace=pace,
-        bound=bound,
-        baseline=baseline,
-        steps=sched.steps(),
-        formulation_needs=(need,) if need else (),
-        ends_at=ends_at,
-        equivalence=tuple(sorted(equivalence.items())),
-        notes=notes,
-        reference_versions=ref.versions,
-    )
+    return drug, need

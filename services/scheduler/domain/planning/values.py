@@ -97,6 +97,9 @@ class PlanningInput:
     bound_override: BoundOverride | None = None
     # A day above the drug's plausible maximum (equivalence data) only with this confirmation.
     dose_above_maximum_reason_code: str | None = None
+    # The first step takes effect on ``start_on`` only when the clinician asks; by default the
+    # patient stays on the current dose for one interval (a crossover: one stage) first.
+    first_step_on_start: bool = False
 
     @property
     def daily_dose_mg(self) -> Decimal:
@@ -182,6 +185,13 @@ class TaperPlan:
     equivalence: tuple[tuple[str, Decimal], ...]  # drug -> mg equal to 10 mg diazepam, used
     notes: tuple[str, ...]  # codes: pace choices, overrides applied
     reference_versions: tuple[tuple[str, str], ...]
+    # Days from the start date to the last step (to where the plan stops, if a product is
+    # missing); 0 for a plan without steps. The §2.4 range for the patient's duration of use is
+    # (at least, at most) weeks; a plan outside it carries a note saying so.
+    # Derived from the steps and the data, so left out of equality (a stored plan read back
+    # without them is the same plan).
+    expected_duration_days: int = field(default=0, compare=False)
+    reference_duration_weeks: tuple[int, int | None] | None = field(default=None, compare=False)
 
     @property
     def complete(self) -> bool:
