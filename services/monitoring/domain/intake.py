@@ -76,10 +76,10 @@ def take(
         gate = oriented
     elif oriented is not None:
         refused.append(Refusal(defn.code, "oriented", "must be true, false or null"))
-    if defn.orientation_gate and gate is False:
-        # A failed gate: not scored, escalated; the answers are not read (nor refused).
-        valid, answer_refusals = {}, []
-    else:
+    valid: dict[str, int] = {}
+    answer_refusals: list[Refusal] = []
+    if not (defn.orientation_gate and gate is False):
+        # A failed gate skips this: not scored, escalated, the answers not read nor refused.
         valid, answer_refusals = _answers(defn, answers)
     refused += answer_refusals
     score = _score(defn, valid, gate, bool(answer_refusals), refused)

@@ -40,11 +40,18 @@ EXAMPLES = int(os.environ.get("TAPER_HYPOTHESIS_EXAMPLES", "300"))
 NOW = datetime(2026, 3, 2, 9, tzinfo=UTC)
 
 # --- the oracle's own knowledge, from shared/domain/clinical-reference.md ------------------------
-RED_FLAGS = ["seizure", "delirium", "hallucinations", "self_harm_thoughts", "fall_or_injury"]  # §3.4
+# §3.4 red flags, as the API's codes:
+RED_FLAGS = ["seizure", "delirium", "hallucinations", "self_harm_thoughts", "fall_or_injury"]
 # Items whose answer above 0 is a red flag: PHQ-9 item 9 (§3.3/§3.4), BWSQ hallucinations (§3.4).
 RED_ITEMS = {("phq-9", "item_9"): 3, ("bwsq", "hallucinations"): 2}  # -> the item's maximum
 ITEMS = {  # item codes and maxima (§3.1-§3.3); only used to draw plausible answers
-    "ciwa-b": ([f"c{i}" for i in range(17)], 4),  # replaced below by the CIWA-B codes
+    "ciwa-b": (
+        "irritable fatigued tense difficulty_concentrating loss_of_appetite numbness_burning "
+        "heart_racing head_full_achy muscle_aches_stiffness anxious_nervous_jittery upset "
+        "sleep_restfulness weak enough_sleep visual_disturbances fearful "
+        "worrying_misfortunes".split(),
+        4,
+    ),
     "bwsq": (
         "feeling_unreal sensitive_to_noise sensitive_to_light sensitive_to_smell "
         "sensitive_to_touch peculiar_taste muscle_pains muscle_twitches shaking pins_and_needles "
@@ -55,12 +62,6 @@ ITEMS = {  # item codes and maxima (§3.1-§3.3); only used to draw plausible an
     "phq-9": ([f"item_{i}" for i in range(1, 10)], 3),
     "gad-7": ([f"item_{i}" for i in range(1, 8)], 3),
 }
-ITEMS["ciwa-b"] = (
-    "irritable fatigued tense difficulty_concentrating loss_of_appetite numbness_burning "
-    "heart_racing head_full_achy muscle_aches_stiffness anxious_nervous_jittery upset "
-    "sleep_restfulness weak enough_sleep visual_disturbances fearful worrying_misfortunes".split(),
-    4,
-)
 
 
 def oracle_expects_red(body: dict[str, Any]) -> bool:
@@ -102,7 +103,8 @@ def reports(draw: st.DrawFn) -> dict[str, Any]:
         answers[draw(st.from_regex(r"[a-z][a-z0-9_]{0,12}", fullmatch=True))] = draw(JUNK)
     body: dict[str, Any] = {"instrument": instrument, "answers": answers}
     flags = draw(st.lists(st.sampled_from([*RED_FLAGS, "sneezing", "", 3, None]), max_size=4))
-    if flags or draw(st.booleans()):
+    send_empty: bool = draw(st.booleans())
+    if flags or send_empty:
         body["red_flags"] = flags
     oriented = draw(st.sampled_from([True, False, None, "yes", 1, "absent"]))
     if oriented != "absent":
