@@ -95,10 +95,14 @@ class RuleSet:
         if kind != "band":  # rise / worsening: a change in the total
             return 1, high - low
         rule = next(b for b in self.bands if b.instrument == instrument)
-        red = self.band_levels(rule, thresholds)[1]
+        red_high = high if rule.red_at is None else min(high, rule.red_at)
         if level == "red":
-            return low + 1, high if rule.red_at is None else min(high, rule.red_at)
-        return low + 1, high if red is None else min(high, red)
+            return low + 1, red_high
+        # AMBER no higher than the patient's RED: the RED override when it is itself valid.
+        red = thresholds.get(f"band:{instrument}:red")
+        if type(red) is int and low + 1 <= red <= red_high:
+            return low + 1, red
+        return low + 1, red_high
 
     def band_levels(
         self, rule: BandRule, thresholds: Mapping[str, int]
