@@ -138,7 +138,8 @@ class Service:
             outbox = uow.table("outbox")
             rows = await uow.session.execute(
                 sa.select(outbox.c.event_type, outbox.c.payload).where(
-                    outbox.c.event_type == "ThresholdExceeded"
+                    outbox.c.event_type == "ThresholdExceeded",
+                    outbox.c.message_key == str(patient),  # scoped to this example's data
                 )
             )
             found = [event_class(t).model_validate_json(p) for t, p in rows.all()]
