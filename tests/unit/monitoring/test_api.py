@@ -457,3 +457,31 @@ async def test_a_page_acknowledgement_is_recorded_once_and_an_unknown_episode_is
     with pytest.raises(PermanentError):
         async with runtime.uow() as uow:
             await record_acknowledgement(ack(uuid.uuid4(), later), uow)
+
+
+async def test_a_threshold_cannot_switch_red_off(
+    runtime: ServiceRuntime, client: httpx.AsyncClient
+) -> None:
+    """Issue 13 item 3: CIWA-B >= 41 set to 1000 (the scale's maximum is 80) is refused."""
+    url = f"{BASE}/rule-thresholds"
+    for value in (1000, 81, 42):
+        body = {"thresholds": {"band:ciwa-b:red": value}, "reason_code": "clinician_judgement"}
+        r = await client.put(url, json=body, headers=headers(runtime))
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0]["loc"] == ["body", "thresholds", "band:ciwa-b:red"]
+        assert str(value) not in r.json()["detail"][0]["msg"]
+    body = {"thresholds": {"band:ciwa-b:red": 35}, "reason_code": "clinician_judgement"}
+    assert (await client.put(url, json=body, headers=headers(runtime))).status_code == 200
+    assert (await submit(client, headers(runtime, Role.PATIENT), ciwa(36)))["severity"] == "RED"
+
+
+async def test_a_replay_of_a_report_with_refused_items_returns_them_again(
+    runtime: ServiceRuntime, client: httpx.AsyncClient
+) -> None:
+    h = headers(runtime, Role.PATIENT)
+    body = phq9(item_9=2) | {"answers": {"item_9": 2}}
+    first = await submit(client, h, body, key="k-partial")
+    again = await submit(client, h, body, key="k-partial", status=200)
+    assert first["refused_items"] and again["refused_items"] == first["refused_items"]
+    assert (again["severity"], again["replayed"]) == ("RED", True)
+    assert len(await thresholds_exceeded(runtime)) == 1
