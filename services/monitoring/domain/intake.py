@@ -76,6 +76,9 @@ def take(
         gate = oriented
     elif oriented is not None:
         refused.append(Refusal(defn.code, "oriented", "must be true, false or null"))
+    if gate is True and not defn.orientation_gate:
+        # Said so, so that a caller who believes a gate applies finds out; nothing else changes.
+        refused.append(Refusal(defn.code, "oriented", "not used by this instrument"))
     valid: dict[str, int] = {}
     answer_refusals: list[Refusal] = []
     if not (defn.orientation_gate and gate is False):

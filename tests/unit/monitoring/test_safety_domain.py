@@ -115,6 +115,14 @@ def test_unknown_red_flags_and_an_implausible_pulse_are_refused_alone() -> None:
     assert taken.pulse_bpm is None and [r.item for r in taken.refused] == ["pulse_bpm"]
 
 
+def test_oriented_true_on_an_ungated_instrument_is_named_but_the_report_is_scored() -> None:
+    taken = take(PHQ9, answers=full(PHQ9), oriented=True)
+    assert taken.score is not None and taken.score.band == "minimal"
+    assert [(r.item, r.reason) for r in taken.refused] == [
+        ("oriented", "not used by this instrument")
+    ]
+
+
 def test_oriented_false_fails_the_gate_for_any_instrument() -> None:
     for defn in DEFNS:
         taken = take(defn, answers=full(defn), oriented=False)
