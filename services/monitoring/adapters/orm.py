@@ -27,6 +27,9 @@ symptom_reports = sa.Table(
     sa.Column("pulse_bpm", sa.Integer, nullable=True),
     sa.Column("submitted_by", sa.String(100), nullable=False),
     sa.Column("reported_at", UtcDateTime, nullable=False),
+    # SHA-256 of the canonical body sent with the idempotency key (a reused key, other body: 422)
+    sa.Column("body_fingerprint", sa.String(64), nullable=True),
+    sa.Column("refused_items", sa.JSON, nullable=True),  # [{instrument, item, reason}]
     sa.UniqueConstraint("patient_id", "idempotency_key", name="uq_reports_idempotency"),
 )
 

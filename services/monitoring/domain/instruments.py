@@ -8,7 +8,9 @@ File schema: ``instrument`` (code), ``version``, ``source`` (citing the clinical
 ``method_default``, ``orientation_gate``, ``items`` (``code``, ``min``, ``max``, ``loinc``,
 ``text``), ``observed_items`` (clinician-observed, all-or-none), ``total_loinc``, ``bands``
 (``band``, ``min``, ``max``; empty when the instrument has no validated bands), ``unconfirmed``
-(what the reference marks ⚠), and optional ``notes`` for readers.
+(what the reference marks ⚠), and optional ``notes`` for readers and ``red_items`` (``item``,
+``at_or_above``, ``source``): items whose answer is itself a red flag (clinical reference §3.4),
+RED in the safety family whatever the total and read even when the rest of the report is refused.
 
 Scoring rules (``score``):
 
@@ -63,7 +65,7 @@ _REQUIRED_KEYS = frozenset(
         "unconfirmed",
     }
 )
-_OPTIONAL_KEYS = frozenset({"notes"})
+_OPTIONAL_KEYS = frozenset({"notes", "red_items"})
 _RESERVED_BANDS = frozenset({UNBANDED, NOT_SCORED})
 
 
@@ -74,6 +76,15 @@ class ItemSpec:
     max: int
     loinc: str | None = None
     text: str | None = None  # the reference's wording, when it gives one
+
+
+@dataclass(frozen=True)
+class RedItem:
+    """An item whose answer at or above ``at_or_above`` is a red flag (RED, safety family)."""
+
+    item: str
+    at_or_above: int
+    source: str
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,7 @@ class InstrumentDefinition:
     method_default: str = "self-report"
     unconfirmed: tuple[str, ...] = ()
     total_loinc: str | None = None
+    red_items: tuple[RedItem, ...] = ()
 
     @property
     def item_codes(self) -> tuple[str, ...]:
@@ -222,6 +234,7 @@ def parse_definition(
         method_default=method,
         unconfirmed=unconfirmed,
         total_loinc=_loinc(code, raw["total_loinc"]),
+        red_items=_red_items(code, items, raw.get("red_items", [])),
     )
     _check_bands(defn)
     return defn
@@ -252,6 +265,26 @@ def _item(instrument: str, raw: Mapping[str, Any]) -> ItemSpec:
     if text is not None and not isinstance(text, str):
         raise ValueError(f"{instrument}.{code}: text must be a string or null")
     return ItemSpec(code, low, high, _loinc(f"{instrument}.{code}", raw["loinc"]), text)
+
+
+def _red_items(instrument: str, items: tuple[ItemSpec, ...], raw: object) -> tuple[RedItem, ...]:
+    """Each must name an item of the instrument, once, with a level the item can reach above its
+    minimum (a level at the minimum would make every report RED), and cite §3.4."""
+    if not isinstance(raw, list):
+        raise ValueError(f"{instrument}: red_items must be a list")
+    specs = {item.code: item for item in items}
+    found: list[RedItem] = []
+    for entry in raw:
+        item, at, source = entry.get("item"), entry.get("at_or_above"), entry.get("source")
+        spec = specs.get(item) if isinstance(item, str) else None
+        if spec is None or any(r.item == item for r in found):
+            raise ValueError(f"{instrument}: red_items must name items of the instrument, once")
+        if type(at) is not int or not spec.min < at <= spec.max:
+            raise ValueError(f"{instrument}.{item}: at_or_above must be in min+1..max")
+        if not isinstance(source, str) or "clinical-reference.md §" not in source:
+            raise ValueError(f"{instrument}.{item}: source must cite clinical-reference.md §...")
+        found.append(RedItem(spec.code, at, source))
+    return tuple(found)
 
 
 def _band(instrument: str, raw: Mapping[str, Any]) -> Band:

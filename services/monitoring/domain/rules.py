@@ -11,8 +11,11 @@ patient and family (``episodes.py``):
 * ``mood``: PHQ-9 and GAD-7 bands and rises from baseline (co-occurring depression and anxiety).
 * ``engagement``: a missed check-in after a dose step (found by the check-in timer, not here).
 
-Thresholds are versioned data (``data/rules.v2.json``) with their sources; a clinician may set
-per-patient values for the keys the data lists as ``overridable``.
+Thresholds are versioned data (``data/rules.v2.json``) with their sources; which instrument items
+are red flags is instrument data (``red_items``, read by ``instruments``). A clinician may set
+per-patient values for the keys the data lists as ``overridable``, inside the instrument's range,
+and a RED threshold only downwards: no per-patient setting turns a default RED into less than RED
+(``evaluate`` also holds to that for thresholds stored before the check existed).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from services.monitoring.domain import instruments, vitals
 from services.monitoring.domain.model import InvalidReport, Reason, Score, Severity
 
 SAFETY = "safety"
@@ -70,21 +74,78 @@ class RuleSet:
     overridable: frozenset[str]
 
     def check_overrides(self, thresholds: Mapping[str, int]) -> None:
+        """Refuse a key that is not overridable and a value outside what the key allows: a band
+        or rise inside the instrument's totals, a RED band no higher than the default (only
+        stricter), an AMBER band no higher than the patient's RED, a pulse inside the plausible
+        range. Fields name the key, messages give the allowed range, never the value."""
         for key, value in thresholds.items():
             if key not in self.overridable:
                 raise InvalidReport(f"thresholds.{key}", "not an overridable rule")
-            if value < 0:
-                raise InvalidReport(f"thresholds.{key}", "must not be negative")
+            low, high = self._allowed(key, thresholds)
+            if type(value) is not int or not low <= value <= high:
+                raise InvalidReport(f"thresholds.{key}", f"must be an integer {low}..{high}")
+
+    def _allowed(self, key: str, thresholds: Mapping[str, int]) -> tuple[int, int]:
+        kind, _, rest = key.partition(":")
+        if kind == "pulse":
+            pulse = vitals.pulse_bpm()
+            return pulse.low, pulse.high
+        instrument, _, level = rest.partition(":")
+        low, high = _totals(instrument)
+        if kind != "band":  # rise / worsening: a change in the total
+            return 1, high - low
+        rule = next(b for b in self.bands if b.instrument == instrument)
+        red_high = high if rule.red_at is None else min(high, rule.red_at)
+        if level == "red":
+            return low + 1, red_high
+        # AMBER no higher than the patient's RED: the RED override when it is itself valid.
+        red = thresholds.get(f"band:{instrument}:red")
+        if type(red) is int and low + 1 <= red <= red_high:
+            return low + 1, red
+        return low + 1, red_high
+
+    def band_levels(
+        self, rule: BandRule, thresholds: Mapping[str, int]
+    ) -> tuple[int | None, int | None]:
+        """(AMBER, RED) totals for this patient. A RED override only ever lowers RED, whatever
+        was stored; an AMBER override moves AMBER."""
+        amber = thresholds.get(f"band:{rule.instrument}:amber", rule.amber_at)
+        red = rule.red_at
+        override = thresholds.get(f"band:{rule.instrument}:red")
+        if red is not None and type(override) is int:
+            red = min(red, override)
+        return amber, red
 
 
 @dataclass(frozen=True)
 class ReportFacts:
-    """A scored report with what the rules read besides the total."""
+    """A report with what the rules read besides the total.
 
-    score: Score
+    ``score`` is None when the instrument was refused (not scored); its safety content —
+    ``red_flags``, ``oriented``, red items among the valid ``answers``, ``pulse_bpm`` — still
+    counts, and ``instrument`` then says whose items the answers are. ``oriented=False`` is a
+    failed orientation gate whatever the instrument. The pulse must be plausible (``vitals``).
+    """
+
+    score: Score | None
     answers: Mapping[str, int]
     red_flags: tuple[str, ...] = ()
     pulse_bpm: int | None = None
+    oriented: bool | None = None
+    instrument: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.score is None and self.instrument is None:
+            raise ValueError("an unscored report must name its instrument")
+        if self.pulse_bpm is not None:
+            vitals.pulse_bpm().check(self.pulse_bpm)
+
+    @property
+    def instrument_code(self) -> str:
+        if self.score is not None:
+            return self.score.instrument
+        assert self.instrument is not None  # __post_init__
+        return self.instrument
 
 
 @dataclass(frozen=True)
@@ -103,7 +164,7 @@ def evaluate(report: ReportFacts, ctx: PatientContext, rules: RuleSet) -> tuple[
     """Every rule the report trips (empty: nothing to escalate)."""
     findings = list(_safety(report, rules))
     score = report.score
-    if score.scored:
+    if score is not None and score.scored:
         findings += _bands(score, ctx, rules)
         findings += _rise(score, ctx, rules)
         findings += _worsening(score, ctx, rules)
@@ -120,12 +181,12 @@ def _safety(report: ReportFacts, rules: RuleSet) -> list[Finding]:
         if flag not in rules.red_flags:
             raise InvalidReport("red_flags", "unknown red flag code")
     reasons = [Reason(f"red_flag:{flag}") for flag in sorted(set(report.red_flags))]
-    score = report.score
-    if not score.scored:
-        reasons.append(Reason("gate:not_oriented", instrument=score.instrument))
+    code = report.instrument_code
+    if report.oriented is False or (report.score is not None and not report.score.scored):
+        reasons.append(Reason("gate:not_oriented", instrument=code))
     for instrument, item, at in rules.item_red:
         value = report.answers.get(item)
-        if score.instrument == instrument and value is not None and value >= at:
+        if code == instrument and value is not None and value >= at:
             reasons.append(Reason(f"item:{instrument}:{item}", instrument, value, at))
     return [Finding(SAFETY, Severity.RED, r) for r in reasons]
 
@@ -134,8 +195,7 @@ def _bands(score: Score, ctx: PatientContext, rules: RuleSet) -> list[Finding]:
     for rule in rules.bands:
         if rule.instrument != score.instrument:
             continue
-        red = ctx.thresholds.get(f"band:{rule.instrument}:red", rule.red_at)
-        amber = ctx.thresholds.get(f"band:{rule.instrument}:amber", rule.amber_at)
+        amber, red = rules.band_levels(rule, ctx.thresholds)
         code = f"band:{rule.instrument}"
         if red is not None and score.total >= red:
             return [
@@ -184,6 +244,12 @@ def _worsening(score: Score, ctx: PatientContext, rules: RuleSet) -> list[Findin
     return [Finding(rules.worsening_family, Severity.AMBER, reason)]
 
 
+def _totals(instrument: str) -> tuple[int, int]:
+    """The lowest and highest total of ``instrument`` over its versions."""
+    defns = [d for (code, _), d in instruments.catalogue().items() if code == instrument]
+    return min(d.total_min for d in defns), max(d.total_max for d in defns)
+
+
 def _load(name: str) -> dict[str, Any]:
     text = resources.files(__package__).joinpath("data", name).read_text(encoding="utf-8")
     data: dict[str, Any] = json.loads(text)
@@ -200,7 +266,13 @@ def rules_v2() -> RuleSet:
         families=frozenset(raw["families"]),
         red_flags=frozenset(raw["red_flags"]),
         item_red=tuple(
-            (r["instrument"], r["item"], int(r["at_or_above"])) for r in raw["item_red"]
+            sorted(
+                {
+                    (defn.code, red.item, red.at_or_above)
+                    for defn in instruments.catalogue().values()
+                    for red in defn.red_items
+                }
+            )
         ),
         bands=tuple(
             BandRule(b["instrument"], b["family"], b["amber_at_or_above"], b["red_at_or_above"])

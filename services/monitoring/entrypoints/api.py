@@ -7,7 +7,16 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+)
 
 from services.chassis.auth import CurrentPrincipal, authorize_patient_access
 from services.chassis.runtime import ServiceRuntime
@@ -18,11 +27,13 @@ from services.monitoring.entrypoints.episodes_api import ReasonOut
 from services.monitoring.entrypoints.fhir_views import FHIR_RESPONSE, fhir_reports
 from services.monitoring.service_layer import handlers, report_rows
 
-RedFlag = Literal["seizure", "delirium", "hallucinations", "self_harm_thoughts", "fall_or_injury"]
-
-
+RED_FLAGS = "seizure, delirium, hallucinations, self_harm_thoughts, fall_or_injury"
 Instrument = Literal["ciwa-b", "bwsq", "phq-9", "gad-7"]
-ItemCode = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,40}$")]
+# Answers, red flags, orientation and pulse are checked one by one in the domain (``intake``), not
+# here: a mistyped answer must not refuse the red flag beside it. Any JSON scalar is accepted
+# (bounded); what is not valid is refused item by item and named in ``refused_items``.
+Scalar = StrictBool | StrictInt | StrictFloat | Annotated[StrictStr, Field(max_length=100)] | None
+Key = Annotated[str, StringConstraints(min_length=1, max_length=40)]
 
 
 class SymptomReportIn(BaseModel):
@@ -30,26 +41,53 @@ class SymptomReportIn(BaseModel):
 
     instrument: Instrument
     instrument_version: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,3}$")] = "1"
-    oriented: bool | None = Field(
+    oriented: Scalar = Field(
         default=None,
-        description="CIWA-B only (required there): alert, oriented, obeys commands? If not, the "
-        "report is not scored and escalates at once.",
+        description="Alert, oriented, obeys commands? Required for CIWA-B (without it CIWA-B is "
+        "not scored). false, for any instrument, is a failed orientation gate: RED at once, and "
+        "CIWA-B is not scored.",
     )
-    answers: dict[ItemCode, StrictInt] = Field(
-        default_factory=dict, max_length=40, description="Item code -> answer; ranges per item."
+    answers: dict[Key, Scalar] = Field(
+        default_factory=dict,
+        max_length=40,
+        description="Item code -> integer answer; ranges per item. An unknown item, a missing "
+        "item or a value that is not an integer in range is refused (refused_items) and the "
+        "instrument is not scored, but its red items (PHQ-9 item_9, BWSQ hallucinations) and "
+        "the report's red flags still escalate.",
     )
-    red_flags: list[RedFlag] = Field(default_factory=list, max_length=10)
-    pulse_bpm: int | None = Field(default=None, ge=20, le=250, description="Optional vitals.")
+    red_flags: list[Scalar] = Field(
+        default_factory=list,
+        max_length=10,
+        description=f"Red-flag codes ({RED_FLAGS}); an unknown code is refused on its own.",
+    )
+    pulse_bpm: Scalar = Field(
+        default=None,
+        description="Optional vitals: an integer in the plausible range (20..250, data); "
+        "outside it the pulse is refused on its own.",
+    )
+
+
+class RefusedItemOut(BaseModel):
+    instrument: str | None = Field(description="null for red_flags and pulse_bpm")
+    item: str = Field(description="The item code, or oriented, answers, red_flags, pulse_bpm")
+    reason: str = Field(description="Why it was refused; never the value sent.")
 
 
 class SymptomReportOut(BaseModel):
     report_id: uuid.UUID
-    total_score: int
+    total_score: int = Field(description="0 when the instrument was not scored (band not_scored)")
     band: str
     method: str
     severity: Literal["RED", "AMBER"] | None
     reasons: list[ReasonOut]
-    replayed: bool
+    safety_accepted: bool = Field(
+        description="Always true in a 2xx: the red flags, orientation answer, red items and "
+        "pulse that were valid are recorded and escalated, whatever else was refused."
+    )
+    refused_items: list[RefusedItemOut] = Field(
+        description="Items refused (not stored, not scored); empty when everything was valid."
+    )
+    replayed: bool = Field(description="true (status 200) when this is an Idempotency-Key replay.")
 
 
 class TrendPointOut(BaseModel):
@@ -82,12 +120,26 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         "/patients/{patient_id}/symptom-reports",
         status_code=status.HTTP_201_CREATED,
         response_model=SymptomReportOut,
+        responses={
+            201: {"description": "A new report: stored, announced and escalated."},
+            200: {
+                "model": SymptomReportOut,
+                "description": "A replay: the Idempotency-Key was already used with the same "
+                "body; the first report's result, nothing stored or escalated again.",
+            },
+            422: {
+                "description": "The body cannot be read (no safety part), the instrument or "
+                "version is unknown, or the Idempotency-Key was already used with a different "
+                "body (loc [header, Idempotency-Key])."
+            },
+        },
     )
     async def submit(
         patient_id: uuid.UUID,
         body: SymptomReportIn,
         principal: CurrentPrincipal,
         request: Request,
+        response: Response,
         idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
     ) -> SymptomReportOut:
         async with runtime.uow() as uow:
@@ -111,9 +163,21 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                         submitted_by=principal.subject,
                         idempotency_key=idempotency_key,
                         pulse_bpm=body.pulse_bpm,
+                        fingerprint=handlers.body_fingerprint(body.model_dump(mode="json")),
                     ),
                     uow,
                 )
+            except handlers.IdempotencyKeyReused as exc:
+                raise HTTPException(
+                    status.HTTP_422_UNPROCESSABLE_CONTENT,
+                    detail=[
+                        {
+                            "loc": ["header", "Idempotency-Key"],
+                            "msg": exc.problem,
+                            "type": "idempotency_key_reused",
+                        }
+                    ],
+                ) from None
             except InvalidReport as exc:
                 raise HTTPException(
                     status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -125,6 +189,8 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                         }
                     ],
                 ) from None
+        if result.replayed:
+            response.status_code = status.HTTP_200_OK
         return SymptomReportOut(
             report_id=result.report_id,
             total_score=result.total_score,
@@ -132,6 +198,8 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             method=result.method,
             severity=result.severity,
             reasons=[ReasonOut(**r) for r in result.reasons],
+            safety_accepted=True,
+            refused_items=[RefusedItemOut(**r) for r in result.refused_items],
             replayed=result.replayed,
         )
 

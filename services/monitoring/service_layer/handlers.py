@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any
 
@@ -14,22 +17,27 @@ from contracts import DoseReduced, SymptomReported
 from services.chassis.uow import UnitOfWork
 from services.monitoring.adapters.orm import dose_history, rule_overrides, symptom_reports
 from services.monitoring.adapters.trend_chart import Point, Trend
-from services.monitoring.domain import instruments, rules
+from services.monitoring.domain import instruments, intake, rules
+from services.monitoring.domain.model import InvalidReport
 from services.monitoring.service_layer import checkins, episodes
 from services.monitoring.service_layer.dose_changes import REDUCTION
 
 
 @dataclass(frozen=True)
 class SubmitReport:
+    """A report as submitted: answers, red flags, orientation and pulse are unchecked (the
+    domain takes what is valid and lists the rest, ``intake``)."""
+
     patient_id: uuid.UUID
     instrument: str
     instrument_version: str
-    answers: dict[str, int]
-    red_flags: tuple[str, ...]
-    oriented: bool | None
+    answers: Mapping[str, object]
+    red_flags: tuple[object, ...]
+    oriented: object
     submitted_by: str
     idempotency_key: str | None = None
-    pulse_bpm: int | None = None
+    pulse_bpm: object = None
+    fingerprint: str | None = None  # body_fingerprint(...) of the request body, with the key
 
 
 @dataclass(frozen=True)
@@ -41,19 +49,39 @@ class ReportResult:
     severity: str | None
     reasons: list[dict[str, Any]]
     replayed: bool = False
+    refused_items: list[dict[str, Any]] = field(default_factory=list)
+
+
+class IdempotencyKeyReused(InvalidReport):
+    """The key was already used for this patient with a different body (IETF Idempotency-Key
+    draft, Stripe): refused, so a new report is never mistaken for a retry of the old one."""
+
+    def __init__(self) -> None:
+        super().__init__("idempotency_key", "already used with a different request body")
+
+
+def body_fingerprint(body: Mapping[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of a request body (keys sorted, no whitespace)."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 async def submit_report(cmd: SubmitReport, uow: UnitOfWork) -> ReportResult:
-    """Score, store and announce a report, and escalate what it trips; commits.
+    """Take in, store and announce a report, and escalate what it trips; commits.
 
-    A repeated idempotency key returns the first result and escalates nothing. Two reports
-    racing to open the same episode: the loser is retried once and joins the open episode.
+    The safety part escalates even when items of the instrument are refused (``intake``).
+    A repeated idempotency key with the same body returns the first result (``replayed``) and
+    escalates nothing; with another body it raises ``IdempotencyKeyReused``. Two reports racing
+    to open the same episode: the loser is retried once and joins the open episode.
     """
     for attempt in (1, 2):
         if cmd.idempotency_key:
             earlier = await _find_by_key(uow, cmd.patient_id, cmd.idempotency_key)
             if earlier is not None:
-                return earlier
+                stored, result = earlier
+                if stored is None or stored != cmd.fingerprint:
+                    raise IdempotencyKeyReused()
+                return result
         result = await _score_and_escalate(cmd, uow)
         try:
             await uow.commit()
@@ -69,30 +97,55 @@ async def submit_report(cmd: SubmitReport, uow: UnitOfWork) -> ReportResult:
 
 async def _score_and_escalate(cmd: SubmitReport, uow: UnitOfWork) -> ReportResult:
     definition = instruments.definition(cmd.instrument, cmd.instrument_version)
-    score = instruments.score(definition, cmd.answers, oriented=cmd.oriented)
-    context = await _context(uow, cmd.patient_id, score.instrument)
-    facts = rules.ReportFacts(score, cmd.answers, cmd.red_flags, cmd.pulse_bpm)
-    findings = rules.evaluate(facts, context, rules.rules_v2())
+    ruleset = rules.rules_v2()
+    taken = intake.take(
+        definition,
+        answers=cmd.answers,
+        red_flags=cmd.red_flags,
+        oriented=cmd.oriented,
+        pulse_bpm=cmd.pulse_bpm,
+        known_red_flags=ruleset.red_flags,
+    )
+    score = taken.score
+    context = await _context(uow, cmd.patient_id, definition.code)
+    facts = rules.ReportFacts(
+        score,
+        taken.answers,
+        taken.red_flags,
+        taken.pulse_bpm,
+        oriented=taken.oriented,
+        instrument=definition.code,
+    )
+    findings = rules.evaluate(facts, context, ruleset)
     severity = rules.worst([f.severity for f in findings])
+    # A refused instrument is stored like a failed gate: not scored, kept out of baselines and
+    # trends (they skip method "not-scored"); its valid answers are kept, refused values never.
+    scored = score is not None and score.scored
+    total = score.total if score is not None else 0
+    band = score.band if score is not None else instruments.NOT_SCORED
+    method = score.method if score is not None else instruments.METHOD_NOT_SCORED
 
     report_id = uuid.uuid4()
     now = uow.clock.now()
     reasons = [f.reason.__dict__ for f in findings]
+    refused = [r.__dict__ for r in taken.refused]
     await uow.session.execute(
         sa.insert(symptom_reports).values(
             id=report_id,
             patient_id=cmd.patient_id,
             idempotency_key=cmd.idempotency_key,
-            instrument=score.instrument,
-            instrument_version=score.version,
-            method=score.method,
-            answers=cmd.answers,
-            red_flags=list(cmd.red_flags),
-            total_score=score.total,
-            band=score.band,
+            body_fingerprint=cmd.fingerprint if cmd.idempotency_key else None,
+            instrument=definition.code,
+            instrument_version=definition.version,
+            method=method,
+            answers=dict(taken.answers),
+            red_flags=list(taken.red_flags),
+            total_score=total,
+            band=band,
             severity=severity,
             reasons=reasons,
-            pulse_bpm=cmd.pulse_bpm,
+            refused_items=refused,
+            pulse_bpm=taken.pulse_bpm,
             submitted_by=cmd.submitted_by,
             reported_at=now,
         )
@@ -101,19 +154,21 @@ async def _score_and_escalate(cmd: SubmitReport, uow: UnitOfWork) -> ReportResul
         patient_id=cmd.patient_id,
         occurred_at=now,
         report_id=report_id,
-        instrument=score.instrument,
-        instrument_version=score.version,
-        method="self-report-modified" if not score.scored else score.method,
-        total_score=score.total,
-        band=score.band,
-        red_flags=tuple(sorted(set(cmd.red_flags))),
+        instrument=definition.code,
+        instrument_version=definition.version,
+        method=method if scored else "self-report-modified",
+        total_score=total,
+        band=band,
+        red_flags=tuple(sorted(set(taken.red_flags))),
     )
     await uow.publish(reported)
     # A report in a check-in's window completes it; a gate failure counts too (the patient did
-    # report, and the report escalates on its own).
-    await checkins.complete_due_checkins(uow, cmd.patient_id, report_id, score.instrument, now)
+    # report, and the report escalates on its own). A refused instrument does not: the check-in
+    # still lacks its score.
+    if score is not None:
+        await checkins.complete_due_checkins(uow, cmd.patient_id, report_id, score.instrument, now)
     await episodes.escalate(uow, cmd.patient_id, findings, report_id, cause=reported)
-    return ReportResult(report_id, score.total, score.band, score.method, severity, reasons)
+    return ReportResult(report_id, total, band, method, severity, reasons, refused_items=refused)
 
 
 async def _context(uow: UnitOfWork, patient_id: uuid.UUID, instrument: str) -> rules.PatientContext:
@@ -170,7 +225,10 @@ async def _last_total_before(
     return total
 
 
-async def _find_by_key(uow: UnitOfWork, patient_id: uuid.UUID, key: str) -> ReportResult | None:
+async def _find_by_key(
+    uow: UnitOfWork, patient_id: uuid.UUID, key: str
+) -> tuple[str | None, ReportResult] | None:
+    """The stored body fingerprint and the result of the report sent with ``key``."""
     row = (
         (
             await uow.session.execute(
@@ -185,7 +243,7 @@ async def _find_by_key(uow: UnitOfWork, patient_id: uuid.UUID, key: str) -> Repo
     )
     if row is None:
         return None
-    return ReportResult(
+    return row["body_fingerprint"], ReportResult(
         row["id"],
         row["total_score"],
         row["band"],
@@ -193,6 +251,7 @@ async def _find_by_key(uow: UnitOfWork, patient_id: uuid.UUID, key: str) -> Repo
         row["severity"],
         row["reasons"],
         replayed=True,
+        refused_items=row["refused_items"] or [],
     )
 
 
@@ -238,11 +297,12 @@ async def trend(uow: UnitOfWork, patient_id: uuid.UUID, instrument: str) -> Tren
         sa.select(rule_overrides.c.thresholds).where(rule_overrides.c.patient_id == patient_id)
     )
     levels: list[tuple[str, int]] = []
-    for band in rules.rules_v2().bands:
+    ruleset = rules.rules_v2()
+    for band in ruleset.bands:
         if band.instrument != instrument:
             continue
-        for level, default in (("AMBER", band.amber_at), ("RED", band.red_at)):
-            at = (overrides or {}).get(f"band:{instrument}:{level.lower()}", default)
+        amber, red = ruleset.band_levels(band, overrides or {})
+        for level, at in (("AMBER", amber), ("RED", red)):
             if at is not None:
                 levels.append((level, at))
     return Trend(

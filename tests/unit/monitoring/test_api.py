@@ -101,11 +101,15 @@ async def count(runtime: ServiceRuntime, table: str) -> int:
 
 
 async def submit(
-    client: httpx.AsyncClient, h: dict[str, str], body: dict[str, Any], key: str | None = None
+    client: httpx.AsyncClient,
+    h: dict[str, str],
+    body: dict[str, Any],
+    key: str | None = None,
+    status: int = 201,
 ) -> dict[str, Any]:
     extra = {"Idempotency-Key": key} if key else {}
     r = await client.post(f"{BASE}/symptom-reports", json=body, headers=h | extra)
-    assert r.status_code == 201, r.text
+    assert r.status_code == status, r.text
     out: dict[str, Any] = r.json()
     return out
 
@@ -121,7 +125,8 @@ async def submit(
                 "instrument": "bwsq",
                 "answers": dict.fromkeys(
                     (i.code for i in instruments.definition("bwsq", "1").items), 1
-                ),
+                )
+                | {"hallucinations": 0},  # above 0 is a red flag: RED
             },
             "unbanded",
         ),
@@ -132,6 +137,7 @@ async def test_every_instrument_is_scored_and_announced(
 ) -> None:
     out = await submit(client, headers(runtime, Role.PATIENT), body)
     assert out["band"] == band and out["severity"] is None
+    assert out["refused_items"] == [] and out["safety_accepted"] is True
     [reported] = await events(runtime)
     assert reported.event_type == "SymptomReported"
 
@@ -139,25 +145,93 @@ async def test_every_instrument_is_scored_and_announced(
 @pytest.mark.parametrize(
     ("body", "loc"),
     [
-        (phq9() | {"answers": phq9()["answers"] | {"item_3": 4}}, ["body", "answers", "item_3"]),
-        ({"instrument": "gad-7", "answers": {"item_1": 1}}, ["body", "answers", "item_2"]),
-        (
-            ciwa(0) | {"answers": ciwa(0)["answers"] | {"sneezing": 1}},
-            ["body", "answers", "sneezing"],
-        ),
         (ciwa(0) | {"instrument_version": "9"}, ["body", "instrument_version"]),
-        ({"instrument": "ciwa-b", "answers": ciwa(0)["answers"]}, ["body", "oriented"]),
-        (ciwa(0) | {"pulse_bpm": 400}, ["body", "pulse_bpm"]),
+        (ciwa(0) | {"instrument": "phq9"}, ["body", "instrument"]),
+        (ciwa(0) | {"red_flags": "seizure"}, ["body", "red_flags"]),
+        (ciwa(0) | {"answers": [1, 2]}, ["body", "answers"]),
+        (ciwa(0) | {"notes": "x"}, ["body", "notes"]),
     ],
 )
-async def test_bad_reports_are_422_naming_the_item_and_store_nothing(
+async def test_a_body_with_no_readable_safety_part_is_422_and_stores_nothing(
     runtime: ServiceRuntime, client: httpx.AsyncClient, body: dict[str, Any], loc: list[str]
 ) -> None:
     r = await client.post(f"{BASE}/symptom-reports", json=body, headers=headers(runtime))
     assert r.status_code == 422, r.text
     assert loc in [d["loc"] for d in r.json()["detail"]]
-    assert "4" not in r.json()["detail"][0]["msg"] or loc[-1] != "item_3"  # no value echoed
     assert await count(runtime, "symptom_reports") == 0 and await count(runtime, "outbox") == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "refused"),
+    [
+        (phq9() | {"answers": phq9()["answers"] | {"item_3": 4}}, ("phq-9", "item_3")),
+        ({"instrument": "gad-7", "answers": {"item_1": 1}}, ("gad-7", "item_2")),
+        (
+            ciwa(0) | {"answers": ciwa(0)["answers"] | {"sneezing": 1}},
+            ("ciwa-b", "answers.sneezing"),
+        ),
+        ({"instrument": "ciwa-b", "answers": ciwa(0)["answers"]}, ("ciwa-b", "oriented")),
+        (phq9() | {"answers": phq9()["answers"] | {"item_3": "4444"}}, ("phq-9", "item_3")),
+    ],
+)
+async def test_an_invalid_item_is_refused_by_name_and_the_instrument_is_not_scored(
+    runtime: ServiceRuntime,
+    client: httpx.AsyncClient,
+    body: dict[str, Any],
+    refused: tuple[str, str],
+) -> None:
+    out = await submit(client, headers(runtime), body)
+    assert refused in {(r["instrument"], r["item"]) for r in out["refused_items"]}
+    assert "4" not in str(out["refused_items"]) or refused[1] != "item_3"  # no value echoed
+    assert (out["band"], out["method"], out["severity"]) == ("not_scored", "not-scored", None)
+    assert out["safety_accepted"] is True
+    assert await thresholds_exceeded(runtime) == []
+
+
+async def test_an_implausible_pulse_is_refused_on_its_own_and_the_report_is_scored(
+    runtime: ServiceRuntime, client: httpx.AsyncClient
+) -> None:
+    for pulse in (-5, 0, 1000, 19, 251, "fast", 80.5):
+        out = await submit(client, headers(runtime), ciwa(3, pulse_bpm=pulse))
+        assert out["refused_items"] == [
+            {"instrument": None, "item": "pulse_bpm", "reason": "must be an integer 20..250"}
+        ]
+        assert out["band"] == "mild"
+    async with runtime.uow() as uow:
+        reports = uow.table("symptom_reports")
+        stored = (await uow.session.scalars(sa.select(reports.c.pulse_bpm))).all()
+    assert stored == [None] * 7
+
+
+# --- issue 13 item 1: a red flag is never lost to a mistyped answer ----------------------------
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (ciwa(0, red_flags=["seizure"]) | {"answers": {"irritable": 9}}, "red_flag:seizure"),
+        (
+            ciwa(0, red_flags=["self_harm_thoughts", "sneezing"], pulse_bpm=1000, oriented=None),
+            "red_flag:self_harm_thoughts",
+        ),
+        ({"instrument": "ciwa-b", "oriented": False, "answers": {"x": "y"}}, "gate:not_oriented"),
+        (
+            {"instrument": "phq-9", "answers": {"item_9": 3, "item_1": 1}},  # items 2-8 missing
+            "item:phq-9:item_9",
+        ),
+        (
+            {"instrument": "bwsq", "answers": {"hallucinations": 1, "dizziness": 7}},
+            "item:bwsq:hallucinations",
+        ),
+    ],
+)
+async def test_the_safety_part_escalates_whatever_else_is_refused(
+    runtime: ServiceRuntime, client: httpx.AsyncClient, body: dict[str, Any], reason: str
+) -> None:
+    out = await submit(client, headers(runtime, Role.PATIENT), body)
+    assert out["severity"] == "RED" and out["safety_accepted"] is True
+    assert reason in {r["code"] for r in out["reasons"]}
+    assert out["band"] == "not_scored"  # the instrument is never scored from partial answers
+    [exceeded] = await thresholds_exceeded(runtime)
+    assert (exceeded.family, exceeded.severity.value) == ("safety", "RED")
 
 
 async def test_a_resubmission_returns_the_first_result_and_never_escalates_twice(
@@ -165,10 +239,34 @@ async def test_a_resubmission_returns_the_first_result_and_never_escalates_twice
 ) -> None:
     h = headers(runtime, Role.PATIENT)
     first = await submit(client, h, ciwa(45), key="k-1")
-    again = await submit(client, h, ciwa(45), key="k-1")
+    again = await submit(client, h, ciwa(45), key="k-1", status=200)
     assert again["report_id"] == first["report_id"] and again["replayed"] is True
+    assert first["replayed"] is False
     assert len(await thresholds_exceeded(runtime)) == 1
     assert await count(runtime, "symptom_reports") == 1
+
+
+async def test_a_key_reused_with_another_body_is_refused_and_never_swallows_a_red_flag(
+    runtime: ServiceRuntime, client: httpx.AsyncClient
+) -> None:
+    """Issue 13 item 4a: a CIWA-B of zeros with key K, then K again with a seizure."""
+    h = headers(runtime, Role.PATIENT)
+    first = await submit(client, h, ciwa(0), key="K")
+    assert first["severity"] is None
+    r = await client.post(
+        f"{BASE}/symptom-reports",
+        json=ciwa(0, red_flags=["seizure"]),
+        headers=h | {"Idempotency-Key": "K"},
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
+    assert await count(runtime, "symptom_reports") == 1
+    # The same body under the same key is still a replay (200); a new key is a new report.
+    assert (await submit(client, h, ciwa(0), key="K", status=200))["replayed"] is True
+    seizure = await submit(client, h, ciwa(0, red_flags=["seizure"]), key="K2")
+    assert seizure["severity"] == "RED"
+    [exceeded] = await thresholds_exceeded(runtime)
+    assert exceeded.family == "safety"
 
 
 async def test_one_open_episode_per_family_and_a_rise_to_red_is_announced_once_more(
@@ -359,3 +457,31 @@ async def test_a_page_acknowledgement_is_recorded_once_and_an_unknown_episode_is
     with pytest.raises(PermanentError):
         async with runtime.uow() as uow:
             await record_acknowledgement(ack(uuid.uuid4(), later), uow)
+
+
+async def test_a_threshold_cannot_switch_red_off(
+    runtime: ServiceRuntime, client: httpx.AsyncClient
+) -> None:
+    """Issue 13 item 3: CIWA-B >= 41 set to 1000 (the scale's maximum is 80) is refused."""
+    url = f"{BASE}/rule-thresholds"
+    for value in (1000, 81, 42):
+        body = {"thresholds": {"band:ciwa-b:red": value}, "reason_code": "clinician_judgement"}
+        r = await client.put(url, json=body, headers=headers(runtime))
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0]["loc"] == ["body", "thresholds", "band:ciwa-b:red"]
+        assert str(value) not in r.json()["detail"][0]["msg"]
+    body = {"thresholds": {"band:ciwa-b:red": 35}, "reason_code": "clinician_judgement"}
+    assert (await client.put(url, json=body, headers=headers(runtime))).status_code == 200
+    assert (await submit(client, headers(runtime, Role.PATIENT), ciwa(36)))["severity"] == "RED"
+
+
+async def test_a_replay_of_a_report_with_refused_items_returns_them_again(
+    runtime: ServiceRuntime, client: httpx.AsyncClient
+) -> None:
+    h = headers(runtime, Role.PATIENT)
+    body = phq9(item_9=2) | {"answers": {"item_9": 2}}
+    first = await submit(client, h, body, key="k-partial")
+    again = await submit(client, h, body, key="k-partial", status=200)
+    assert first["refused_items"] and again["refused_items"] == first["refused_items"]
+    assert (again["severity"], again["replayed"]) == ("RED", True)
+    assert len(await thresholds_exceeded(runtime)) == 1
