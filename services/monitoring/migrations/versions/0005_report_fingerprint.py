@@ -1,7 +1,7 @@
 """symptom_reports: the body fingerprint stored with an Idempotency-Key, and the refused items
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-03 22:10:00
 
 ``body_fingerprint``: SHA-256 of the canonical request body, so a key reused with a different
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004"
-down_revision: str | None = "0003"
+revision: str = "0005"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
