@@ -29,6 +29,9 @@ BODY: dict[str, Any] = {
     "start_on": "2026-02-23",
     "formulations": ["diazepam_tab_2mg", "diazepam_tab_5mg", "diazepam_sol_1mg_ml"],
     "timezone": NEW_YORK,
+    # The clinician asks for the first step on the start date (by default it waits one interval),
+    # so the two steps straddle the spring-forward.
+    "first_step_on_start": True,
 }
 
 
