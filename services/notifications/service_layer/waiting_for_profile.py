@@ -72,12 +72,12 @@ async def schedule_release(uow: UnitOfWork, patient_id: uuid.UUID) -> bool:
 
 
 async def parked(uow: UnitOfWork, patient_id: uuid.UUID) -> list[sa.RowMapping]:
-    """The patient's parked events, oldest first."""
+    """The patient's parked events, oldest first (when they happened, then when they came)."""
     table = parked_patient_events
     query = (
         sa.select(table)
         .where(table.c.patient_id == patient_id, table.c.status == PARKED)
-        .order_by(table.c.occurred_at, table.c.id)
+        .order_by(table.c.occurred_at, table.c.parked_at, table.c.id)
     )
     return list((await uow.session.execute(query)).mappings())
 

@@ -156,7 +156,9 @@ async def test_an_unknown_patients_events_are_parked_not_dead_lettered_and_sent_
     env: Env,
 ) -> None:
     """Issue 14 (4a): before, the first event raised PermanentError (dead-lettered)."""
-    older, newer = dose_reduced(), dose_reduced(step_number=4)
+    older = dose_reduced()
+    later = {"occurred_at": AT_1000_LOCAL + timedelta(days=7)}  # the next step, a week on
+    newer = dose_reduced(step_number=4).model_copy(update=later)
     open_check_in = check_in_due(AT_1000_LOCAL + timedelta(hours=6))
     closed_check_in = check_in_due(AT_1000_LOCAL + timedelta(minutes=30))
     for handler, event in (
