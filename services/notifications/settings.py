@@ -62,11 +62,20 @@ class NotificationsSettings(ServiceSettings):
         """A page sent to the development sink reaches nobody: production must name its pager."""
         if self.environment != "production":
             return self
-        host = (urlsplit(self.page_webhook_url).hostname or "").lower()
-        if host in LOOPBACK_HOSTS or host.endswith(".localhost"):
+        if _is_local(self.page_webhook_url):
             raise ValueError(
                 "NOTIFICATIONS_PAGE_WEBHOOK_URL must not be a local address in production"
+            )
+        if _is_local(self.public_base_url):
+            # The acknowledge links in pages would point at the clinician's own machine.
+            raise ValueError(
+                "NOTIFICATIONS_PUBLIC_BASE_URL must not be a local address in production"
             )
         if self.page_routing_key == DEV_PAGE_ROUTING_KEY:
             raise ValueError("NOTIFICATIONS_PAGE_ROUTING_KEY must be set in production")
         return self
+
+
+def _is_local(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host in LOOPBACK_HOSTS or host.endswith(".localhost")

@@ -27,6 +27,7 @@ NOTIFICATIONS_PRODUCTION: dict[str, Any] = PRODUCTION | {
     "ack_link_secret": "a" * 40,
     "page_webhook_url": "https://events.pagerduty.com/v2/enqueue",
     "page_routing_key": "R0UT1NGKEY",
+    "public_base_url": "https://taper.example",
 }
 
 
@@ -88,6 +89,7 @@ def test_min_insync_above_the_replication_factor_is_refused_everywhere() -> None
         ({"page_webhook_url": "http://127.0.0.1:8199/pages"}, "PAGE_WEBHOOK_URL"),
         ({"page_webhook_url": "http://localhost/pages"}, "PAGE_WEBHOOK_URL"),
         ({"page_routing_key": "taper-dev-routing-key"}, "PAGE_ROUTING_KEY"),
+        ({"public_base_url": "http://127.0.0.1:8080"}, "PUBLIC_BASE_URL"),
         ({"ack_link_secret": "dev-only-ack-link-secret-change-me-0123456789"}, "ACK_LINK_SECRET"),
     ],
 )
