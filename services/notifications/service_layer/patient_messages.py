@@ -172,7 +172,10 @@ async def on_release_due(timer: DueTimer, uow: UnitOfWork) -> None:
     """The patient's profile exists now: each parked event becomes its message, by the rules
     of ``decide`` (a check-in whose window closed is skipped, opt-outs hold), except that of
     several parked dose or cohort changes only the newest is told (the older are superseded)."""
-    rows = await waiting_for_profile.parked(uow, uuid.UUID(timer.payload["patient_id"]))
+    patient_id = uuid.UUID(timer.payload["patient_id"])
+    if await _preferences(uow, patient_id) is None:
+        return  # a re-check before any profile exists: they keep waiting
+    rows = await waiting_for_profile.parked(uow, patient_id)
     newest = {row["kind"]: row["id"] for row in rows if row["kind"] in NEWEST_ONLY}
     for row in rows:
         event = event_class(row["event_type"]).model_validate(row["payload"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,6 +28,7 @@ from services.notifications.domain.messages import Kind
 log = logging.getLogger(__name__)
 
 RELEASE = "patient_messages_release"
+RECHECK_AFTER = timedelta(minutes=1)
 PARKED = "parked"
 RELEASED = "released"
 
@@ -52,6 +54,14 @@ async def park(uow: UnitOfWork, event: Event, kind: Kind) -> None:
             status=PARKED,
             parked_at=uow.clock.now(),
         )
+    )
+    # A profile saved while this transaction ran (after it found none) released nothing of
+    # this event: look again shortly, whatever happens meanwhile.
+    await uow.schedule_timer(
+        RELEASE,
+        f"{event.patient_id}:parked:{row_id}",
+        uow.clock.now() + RECHECK_AFTER,
+        {"patient_id": str(event.patient_id)},
     )
     log.info(
         "patient event parked: no notification profile yet",
@@ -79,6 +89,9 @@ async def parked(uow: UnitOfWork, patient_id: uuid.UUID) -> list[sa.RowMapping]:
         .where(table.c.patient_id == patient_id, table.c.status == PARKED)
         .order_by(table.c.occurred_at, table.c.parked_at, table.c.id)
     )
+    if uow.session.bind.dialect.name == "postgresql":
+        # Two releases at once (a save and a re-check): the second waits, then finds them done.
+        query = query.with_for_update()
     return list((await uow.session.execute(query)).mappings())
 
 

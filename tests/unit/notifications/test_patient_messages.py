@@ -38,7 +38,7 @@ from services.chassis.migrations import upgrade_to_head
 from services.chassis.timers import TimerPoller
 from services.chassis.uow import UnitOfWork, UnitOfWorkFactory
 from services.notifications.adapters.channels import ChannelKind, RecordingChannel
-from services.notifications.adapters.orm import metadata
+from services.notifications.adapters.orm import metadata, patient_profiles
 from services.notifications.domain.calendar import DailyWindow
 from services.notifications.domain.messages import Preferences
 from services.notifications.service_layer import patient_messages as service
@@ -196,6 +196,37 @@ async def test_a_parked_event_of_another_patient_waits_for_that_patients_profile
     await env.profile()  # PATIENT's profile: OTHER's event stays parked
     await env.at(AT_1000_LOCAL)
     assert env.sms.sent == [] and len(await env.rows("parked_patient_events", status="parked")) == 1
+
+
+async def test_a_profile_saved_while_an_event_was_being_parked_still_gets_it(env: Env) -> None:
+    """The save found nothing parked (the event's transaction had not committed yet): the
+    re-check the parking scheduled releases it; a re-check before any profile leaves it parked."""
+    await env.handle(service.on_dose_reduced, dose_reduced(patient_id=OTHER))
+    await env.handle(service.on_dose_reduced, dose_reduced())
+    async with env.uow() as uow:  # PATIENT's profile row, as a save that released nothing
+        await uow.session.execute(
+            sa.insert(patient_profiles).values(
+                patient_id=PATIENT,
+                timezone=NY,
+                language="en",
+                channels=["sms"],
+                phone=PHONE,
+                email=None,
+                quiet_start=time(21),
+                quiet_end=time(8),
+                opted_out=[],
+                include_dose_details=False,
+                updated_by="test",
+                updated_at=AT_1000_LOCAL,
+            )
+        )
+        await uow.commit()
+    await env.at(AT_1000_LOCAL + timedelta(seconds=30))
+    assert env.sms.sent == []
+    await env.at(AT_1000_LOCAL + timedelta(minutes=2))  # the re-check, then its delivery
+    await env.at(AT_1000_LOCAL + timedelta(minutes=2))
+    assert [m.address for m in env.sms.sent] == [PHONE]
+    assert len(await env.rows("parked_patient_events", status="parked")) == 1  # OTHER's
 
 
 async def test_a_redelivered_event_sends_nothing_twice(env: Env) -> None:
