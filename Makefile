@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)  ## Python dependencies into .venv (Kafka jars, PostgreSQL and nginx come on first use)
 
 run: install  ## Kafka + the four services + the gateway on SQLite; Ctrl-C stops everything
-	$(PY) -m deploy.localstack.stack
+	TAPER_ENV=development $(PY) -m deploy.localstack.stack
 
 test: install  ## The whole suite with its own Kafka and PostgreSQL; skipped integration = failure
 	TAPER_REQUIRE_INTEGRATION=1 $(PY) -m pytest $(PYTEST_ARGS)

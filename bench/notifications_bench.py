@@ -679,6 +679,7 @@ class Bench:
     # --- the pipeline ---------------------------------------------------------------------------
     def settings(self, database: str) -> NotificationsSettings:
         return NotificationsSettings(
+            environment="development",  # as before TAPER_ENV lost its default
             database_url=self.infra.sqlalchemy_dsn(database),
             kafka_bootstrap_servers=self.bs,
             kafka_replication_factor=replication_factor(),

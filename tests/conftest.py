@@ -3,6 +3,12 @@ testcontainers, then the local launchers); in CI a test that cannot get them fai
 
 from __future__ import annotations
 
+import os
+
+# Settings have no default environment (a process without TAPER_ENV refuses to start): the tests
+# say theirs, before any settings are read. Subprocesses the tests spawn set it explicitly.
+os.environ.setdefault("TAPER_ENV", "test")
+
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 

@@ -16,6 +16,7 @@ from kafka.errors import TopicAlreadyExistsError
 from pydantic import SecretStr
 
 from contracts import Topic
+from services.chassis.topic_drift import Drift, check_topics, topic_specs
 
 if TYPE_CHECKING:
     from services.chassis.settings import ServiceSettings
@@ -152,24 +153,22 @@ def ensure_topics(
     topics: Iterable[Topic],
     *,
     replication_factor: int = 1,
+    min_insync_replicas: int | None = None,
     with_dead_letters: bool = True,
     security: KafkaSecurity = PLAINTEXT,
 ) -> list[str]:
     """Create the topics (and their ``.dlq``) that do not exist yet; returns the names created."""
-    min_isr = "2" if replication_factor >= 3 else "1"
-    wanted: dict[str, NewTopic] = {}
-    for topic in topics:
-        names = [topic.name, topic.dlq] if with_dead_letters else [topic.name]
-        for name in names:
-            wanted[name] = NewTopic(
-                name,
-                topic.partitions,
-                replication_factor,
-                topic_configs={
-                    "min.insync.replicas": min_isr,
-                    "unclean.leader.election.enable": "false",
-                },
-            )
+    min_isr = min_insync_replicas or (2 if replication_factor >= 3 else 1)
+    specs = topic_specs(
+        topics,
+        replication_factor=replication_factor,
+        min_insync_replicas=min_isr,
+        with_dead_letters=with_dead_letters,
+    )
+    wanted = {
+        s.name: NewTopic(s.name, s.partitions, s.replication_factor, topic_configs=dict(s.configs))
+        for s in specs
+    }
     admin = KafkaAdminClient(
         bootstrap_servers=bootstrap_servers,
         client_id="taper-provisioner",
@@ -188,5 +187,36 @@ def ensure_topics(
         if created:
             log.info("topics created", extra={"topics": created})
         return created
+    finally:
+        admin.close()
+
+
+def check_existing_topics(
+    bootstrap_servers: str,
+    topics: Iterable[Topic],
+    *,
+    replication_factor: int,
+    min_insync_replicas: int,
+    production: bool,
+    security: KafkaSecurity = PLAINTEXT,
+) -> list[Drift]:
+    """Warn about existing topics that differ from their specs; production refuses unsafe ones
+    (see ``topic_drift``). Run at every start, whether or not this process provisions topics."""
+    specs = topic_specs(
+        topics, replication_factor=replication_factor, min_insync_replicas=min_insync_replicas
+    )
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap_servers,
+            client_id="taper-topic-check",
+            **security.for_kafka_python(),
+        )
+    except Exception as exc:
+        if production:
+            raise RuntimeError(f"cannot check the topics: {type(exc).__name__}") from exc
+        log.warning("topics not checked", extra={"error": type(exc).__name__})
+        return []
+    try:
+        return check_topics(admin, specs, production=production)
     finally:
         admin.close()

@@ -27,7 +27,12 @@ from services.chassis.clock import Clock, ScaledClock, SystemClock
 from services.chassis.consumer import EventConsumer, Handler, OffsetCommitter, ServiceSubscriber
 from services.chassis.db import make_engine, make_session_factory
 from services.chassis.deadletter import DeadLetters
-from services.chassis.kafka import KafkaSecurity, ensure_topics, make_broker
+from services.chassis.kafka import (
+    KafkaSecurity,
+    check_existing_topics,
+    ensure_topics,
+    make_broker,
+)
 from services.chassis.logs import quiet_payload_loggers
 from services.chassis.metrics import ServiceMetrics
 from services.chassis.migrations import upgrade_to_head
@@ -222,8 +227,18 @@ class ServiceRuntime:
                 self.settings.kafka_bootstrap_servers,
                 topics,
                 replication_factor=self.settings.kafka_replication_factor,
+                min_insync_replicas=self.settings.kafka_min_insync_replicas_effective,
                 security=self.kafka_security,
             )
+        await asyncio.to_thread(
+            check_existing_topics,
+            self.settings.kafka_bootstrap_servers,
+            set(self.produced_topics) | set(self.consumed_topics),
+            replication_factor=self.settings.kafka_replication_factor,
+            min_insync_replicas=self.settings.kafka_min_insync_replicas_effective,
+            production=self.settings.environment == "production",
+            security=self.kafka_security,
+        )
         await self.broker.start()
         self.subscriber.committer.start()
         if self.settings.relay_enabled:

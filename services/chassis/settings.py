@@ -8,12 +8,17 @@ prefix too, so one ``KAFKA_BOOTSTRAP_SERVERS`` serves every process.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, AwareDatetime, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"  # noqa: S105 - refused in production
+# Production's durability floor: an acknowledged write (acks=all) is on at least two brokers and
+# one broker can be lost without stopping writes (Kafka's documented recommendation for RF 3).
+PRODUCTION_MIN_REPLICATION_FACTOR = 3
+PRODUCTION_MIN_INSYNC_REPLICAS = 2
+_ENVIRONMENT_KEYS = ("environment", "taper_env", "TAPER_ENV")
 
 
 def _shared(name: str) -> AliasChoices:
@@ -25,8 +30,10 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     service_name: str
+    # No default: a process that does not say where it runs would otherwise run as development
+    # (the public dev secrets, cleartext Kafka, SQLite, a localhost pager). It refuses to start.
     environment: Literal["development", "test", "production"] = Field(
-        default="development", validation_alias=_shared("TAPER_ENV")
+        validation_alias=_shared("TAPER_ENV")
     )
     http_host: str = "127.0.0.1"
     http_port: int = 8000
@@ -49,7 +56,11 @@ class ServiceSettings(BaseSettings):
         description="Create this service's topics and DLQs on start (idempotent).",
     )
     kafka_replication_factor: int = Field(
-        default=1, validation_alias=_shared("KAFKA_REPLICATION_FACTOR")
+        default=1, ge=1, validation_alias=_shared("KAFKA_REPLICATION_FACTOR")
+    )
+    # Empty: 2 with a replication factor of 3 or more, else 1 (a single local broker).
+    kafka_min_insync_replicas: int | None = Field(
+        default=None, ge=1, validation_alias=_shared("KAFKA_MIN_INSYNC_REPLICAS")
     )
     # Kafka security (README "Kafka security"): every client gets these through chassis/kafka.py's
     # KafkaSecurity, which refuses the cleartext protocols in production.
@@ -129,6 +140,16 @@ class ServiceSettings(BaseSettings):
     )
     log_level: str = Field(default="INFO", validation_alias=_shared("TAPER_LOG_LEVEL"))
 
+    @model_validator(mode="before")
+    @classmethod
+    def _environment_is_explicit(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not any(data.get(k) for k in _ENVIRONMENT_KEYS):
+            raise ValueError(
+                "TAPER_ENV must be set (development, test or production): a process started "
+                "without an explicit environment refuses to start"
+            )
+        return data
+
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> ServiceSettings:
         if self.environment == "production" and self.jwt_secret == DEV_JWT_SECRET:
@@ -158,6 +179,40 @@ class ServiceSettings(BaseSettings):
         if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
             raise ValueError("KAFKA_SSL_KEYFILE is set without KAFKA_SSL_CERTFILE")
         return self
+
+    @model_validator(mode="after")
+    def _production_is_durable(self) -> ServiceSettings:
+        if self.kafka_min_insync_replicas_effective > self.kafka_replication_factor:
+            raise ValueError(
+                "KAFKA_MIN_INSYNC_REPLICAS is above KAFKA_REPLICATION_FACTOR: no write could "
+                "ever be acknowledged"
+            )
+        if self.environment != "production":
+            return self
+        if self.kafka_replication_factor < PRODUCTION_MIN_REPLICATION_FACTOR:
+            raise ValueError(
+                f"KAFKA_REPLICATION_FACTOR must be at least {PRODUCTION_MIN_REPLICATION_FACTOR}"
+                " in production"
+            )
+        if self.kafka_min_insync_replicas_effective < PRODUCTION_MIN_INSYNC_REPLICAS:
+            raise ValueError(
+                f"KAFKA_MIN_INSYNC_REPLICAS must be at least {PRODUCTION_MIN_INSYNC_REPLICAS}"
+                " in production"
+            )
+        if self.effective_database_url.startswith("sqlite"):
+            # One file on one host, one writer: no replicas, no SKIP LOCKED, no point-in-time
+            # recovery. Development and tests only.
+            raise ValueError(
+                f"{self.service_name.upper()}_DATABASE_URL must be a PostgreSQL URL in production"
+                " (SQLite refused)"
+            )
+        return self
+
+    @property
+    def kafka_min_insync_replicas_effective(self) -> int:
+        if self.kafka_min_insync_replicas is not None:
+            return self.kafka_min_insync_replicas
+        return 2 if self.kafka_replication_factor >= 3 else 1
 
     @property
     def effective_database_url(self) -> str:

@@ -77,7 +77,11 @@ def bootstrap(
         settings,
         metadata=metadata,
         subscriptions=consumers.SUBSCRIPTIONS,
-        timer_handlers={DELIVER: deliverer, **escalations.TIMER_HANDLERS},
+        timer_handlers={
+            DELIVER: deliverer,
+            **escalations.TIMER_HANDLERS,
+            **patient_messages.TIMER_HANDLERS,
+        },
         routers=lambda rt: [*api.routers(rt, links), *preferences_api.routers(rt)],
         clock=clock,
         tracer_provider=tracer_provider,

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.chassis.settings import ServiceSettings
 
 DEV_ACK_LINK_SECRET = "dev-only-ack-link-secret-change-me-0123456789"  # noqa: S105 - refused in prod
+DEV_PAGE_ROUTING_KEY = "taper-dev-routing-key"  # the local sink's; refused in production
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})  # noqa: S104 - a name list
 
 
 class NotificationsSettings(ServiceSettings):
@@ -20,7 +24,7 @@ class NotificationsSettings(ServiceSettings):
     # ``page_routing_key`` is the organisation's pager: it gets a page nobody else can be reached
     # for (no schedule, nobody on call, no contact on file), so a page is never dropped.
     page_webhook_url: str = "http://127.0.0.1:8199/pages"
-    page_routing_key: str = "taper-dev-routing-key"
+    page_routing_key: str = DEV_PAGE_ROUTING_KEY
     page_webhook_timeout_s: float = 5.0
 
     # Email over SMTP.
@@ -52,3 +56,26 @@ class NotificationsSettings(ServiceSettings):
         if self.environment == "production" and self.ack_link_secret == DEV_ACK_LINK_SECRET:
             raise ValueError("NOTIFICATIONS_ACK_LINK_SECRET must be set in production")
         return self
+
+    @model_validator(mode="after")
+    def _refuse_dev_pager_in_production(self) -> NotificationsSettings:
+        """A page sent to the development sink reaches nobody: production must name its pager."""
+        if self.environment != "production":
+            return self
+        if _is_local(self.page_webhook_url):
+            raise ValueError(
+                "NOTIFICATIONS_PAGE_WEBHOOK_URL must not be a local address in production"
+            )
+        if _is_local(self.public_base_url):
+            # The acknowledge links in pages would point at the clinician's own machine.
+            raise ValueError(
+                "NOTIFICATIONS_PUBLIC_BASE_URL must not be a local address in production"
+            )
+        if self.page_routing_key == DEV_PAGE_ROUTING_KEY:
+            raise ValueError("NOTIFICATIONS_PAGE_ROUTING_KEY must be set in production")
+        return self
+
+
+def _is_local(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host in LOOPBACK_HOSTS or host.endswith(".localhost")

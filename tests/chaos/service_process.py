@@ -7,7 +7,10 @@ import signal
 import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+
+from tests.chaos.evidence import skipped_duplicates
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,11 +38,15 @@ class ServiceProcess:
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             f"{self.prefix}DATABASE_URL": database_url,
             f"{self.prefix}HTTP_PORT": str(free_port()),
-            "TAPER_ENV": "test",
+            "TAPER_ENV": "test",  # said explicitly: settings have no default environment
             **{self.prefix + k: v for k, v in settings.items()},
         }
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def skipped(self, event_ids: list[uuid.UUID]) -> list[str]:
+        """The given events this process skipped as duplicates, over all its runs (its log)."""
+        return skipped_duplicates(self.log, event_ids) if self.log.exists() else []
 
     def setting(self, name: str) -> str:
         return self.env[self.prefix + name]

@@ -12,10 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from contracts import THRESHOLD_EXCEEDED
+from tests.chaos.evidence import count, dead_letters, migrated
 from tests.chaos.service_process import ServiceProcess
 from tests.helpers import eventually, produce_raw, red_flag_threshold
 from tests.notifications_receivers import HttpReceiver
@@ -23,17 +22,6 @@ from tests.notifications_receivers import HttpReceiver
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 
 EPISODES = 12
-
-
-async def _scalar(dsn: str, query: str) -> int:
-    engine = create_async_engine(dsn)
-    try:
-        async with engine.connect() as conn:
-            return int((await conn.execute(sa.text(query))).scalar() or 0)
-    except Exception:
-        return -1  # not migrated yet
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture
@@ -65,8 +53,10 @@ async def test_a_kill_mid_delivery_still_gives_one_page_per_episode_and_level(
     kafka_bootstrap_servers: str,
 ) -> None:
     events = [red_flag_threshold(uuid.uuid4()) for _ in range(EPISODES)]
+    ids = [e.event_id for e in events]
+    episodes = [e.episode_id for e in events]
     notifications_process.start()
-    await eventually(lambda: _scalar(fresh_pg_dsn, "SELECT count(*) + 1 FROM pages"), timeout=60)
+    await eventually(lambda: migrated(fresh_pg_dsn, "pages"), timeout=60)
     records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]] = [
         (str(e.patient_id).encode(), e.to_bytes(), []) for e in events
     ]
@@ -79,27 +69,38 @@ async def test_a_kill_mid_delivery_still_gives_one_page_per_episode_and_level(
     await eventually(in_flight, timeout=60, interval=0.02)
     notifications_process.crash()  # the provider has the page; our "sent" never committed
     held_at_kill = len(pager.requests)
-    assert await _scalar(fresh_pg_dsn, "SELECT count(*) FROM deliveries WHERE status = 'sent'") == 0
+    sent = "SELECT count(*) FROM deliveries WHERE status = 'sent'"
+    assert await count(fresh_pg_dsn, sent) == 0
 
     pager.delay_s = 0.0
     notifications_process.start()
+    delivered = "SELECT count(*) FROM pages WHERE status = 'delivered' AND episode_id IN :e"
 
     async def all_delivered() -> bool:
-        sent = "SELECT count(*) FROM pages WHERE status = 'delivered'"
-        return await _scalar(fresh_pg_dsn, sent) >= EPISODES
+        return await count(fresh_pg_dsn, delivered, e=episodes) >= EPISODES
+
+    async def every_copy_handled() -> bool:
+        # Each event's second copy is on its partition after the first: once every event id
+        # has been skipped as a duplicate at least once, both copies of each were consumed.
+        return set(notifications_process.skipped(ids)) == {str(i) for i in ids}
 
     await eventually(all_delivered, timeout=120)
+    await eventually(every_copy_handled, timeout=60)
     notifications_process.stop()
 
-    assert await _scalar(fresh_pg_dsn, "SELECT count(*) FROM pages") == EPISODES
-    assert (
-        await _scalar(fresh_pg_dsn, "SELECT count(DISTINCT episode_id) FROM escalations")
-        == EPISODES
-    )
+    pages = "SELECT count(*) FROM pages WHERE episode_id IN :e"
+    assert await count(fresh_pg_dsn, pages, e=episodes) == EPISODES
+    escalated = "SELECT count(DISTINCT episode_id) FROM escalations WHERE episode_id IN :e"
+    assert await count(fresh_pg_dsn, escalated, e=episodes) == EPISODES
+    inbox = "SELECT count(*) FROM inbox WHERE consumer = 'notifications' AND event_id IN :ids"
+    assert await count(fresh_pg_dsn, inbox, ids=ids) == EPISODES
+    # Valid events, so no dead letter (a duplicate that failed would have ended there).
+    keys = [str(e.patient_id).encode() for e in events]
+    assert await dead_letters(kafka_bootstrap_servers, THRESHOLD_EXCEEDED.dlq, keys) == []
     episodes_paged = Counter(
         r.json["payload"]["custom_details"]["episode_id"] for r in pager.requests
     )
-    assert set(episodes_paged) == {str(e.episode_id) for e in events}
+    assert set(episodes_paged) == {str(e) for e in episodes}
     # One incident per episode and level at the provider: one dedup key each, however many POSTs.
     assert len(pager.dedup_keys()) == EPISODES
     by_key: dict[str, list[object]] = {}

@@ -7,6 +7,7 @@ report through to the pager sink, and leave nothing listening after Ctrl-C.
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import socket
@@ -57,6 +58,7 @@ def test_local_stack_serves_every_service_through_the_gateway_and_stops_cleanly(
             "--data", str(tmp_path / "var"),
         ],
         cwd=ROOT,
+        env={**os.environ, "TAPER_ENV": "development"},  # as `make run` says it
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -176,6 +176,26 @@ patient_messages = sa.Table(
     sa.UniqueConstraint("source_event_id", "kind", name="uq_patient_messages_source"),
 )
 
+# Valid events for a patient without a notification profile yet: kept (not dead-lettered) and
+# released when the profile is saved (service_layer/waiting_for_profile.py).
+parked_patient_events = sa.Table(
+    "parked_patient_events",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("patient_id", sa.Uuid, nullable=False, index=True),
+    sa.Column("event_id", sa.Uuid, nullable=False),
+    sa.Column("event_type", sa.String(60), nullable=False),
+    sa.Column("kind", sa.String(30), nullable=False),
+    sa.Column("occurred_at", UtcDateTime, nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),  # the event as published (PHI: never logged)
+    sa.Column("status", sa.String(12), nullable=False),  # parked | released
+    # On release: recorded (a patient_messages row, maybe skipped by its own rules) | superseded
+    sa.Column("outcome", sa.String(20), nullable=True),
+    sa.Column("parked_at", UtcDateTime, nullable=False),
+    sa.Column("released_at", UtcDateTime, nullable=True),
+    sa.UniqueConstraint("event_id", "kind", name="uq_parked_patient_events_event_kind"),
+)
+
 # --- deliveries: one per page or message and channel ------------------------------------------
 
 deliveries = sa.Table(

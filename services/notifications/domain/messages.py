@@ -76,6 +76,8 @@ class SkipReason(StrEnum):
     NO_CHANNEL = "no_channel"
     WINDOW_CLOSED = "window_closed"  # a check-in reminder that could only arrive too late
     CANCELLED = "cancelled"  # not wanted any more at send time, for another reason
+    # Parked before the patient had a profile, and a newer change of the same kind was too.
+    SUPERSEDED = "superseded"
 
 
 # --- formatting: locale-neutral English, never the locale of the server ------------------------

@@ -22,9 +22,12 @@ from services.notifications.service_layer import escalations, patient_messages
 
 
 async def on_threshold_exceeded(event: ThresholdExceeded, uow: UnitOfWork) -> None:
-    """Page the clinicians; on RED, also tell the patient help is coming and where to call now."""
+    """Page the clinicians; on RED, also tell the patient help is coming and where to call now.
+
+    The patient's notice is only scheduled here (a durable step of its own): nothing
+    patient-facing can fail this transaction, so the page never waits on it."""
     await escalations.on_threshold_exceeded(event, uow)
-    await patient_messages.on_threshold_exceeded(event, uow)
+    await patient_messages.schedule_safety_notice(event, uow)
 
 
 SUBSCRIPTIONS = (

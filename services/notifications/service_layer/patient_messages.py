@@ -31,8 +31,10 @@ from contracts import (
     DoseRestored,
     Event,
     ThresholdExceeded,
+    event_class,
 )
 from services.chassis.errors import PermanentError
+from services.chassis.timers import DueTimer, TimerHandler
 from services.chassis.uow import UnitOfWork
 from services.notifications.adapters.channels import ChannelKind, OutboundMessage
 from services.notifications.adapters.orm import deliveries, patient_messages, patient_profiles
@@ -46,6 +48,7 @@ from services.notifications.domain.messages import (
     SkipReason,
     Status,
 )
+from services.notifications.service_layer import waiting_for_profile
 from services.notifications.service_layer.delivery import Deferred, deliveries_of, enqueue
 
 log = logging.getLogger(__name__)
@@ -56,78 +59,142 @@ WAITING = (Status.SCHEDULED.value, Status.DEFERRED.value)
 
 # --- consumers ----------------------------------------------------------------------------------
 
+DraftFor = Callable[[Preferences], Draft]
+# Kinds where only the newest parked message is worth telling (the dose the patient takes now,
+# the group they are in now); older ones are skipped as superseded on release.
+NEWEST_ONLY = (Kind.DOSE_CHANGED, Kind.COHORT_ASSIGNED)
+SAFETY_NOTICE = "patient_safety_notice"
 
-async def on_dose_reduced(event: DoseReduced, uow: UnitOfWork) -> None:
+
+def _dose_reduced(event: DoseReduced) -> tuple[Kind, DraftFor]:
     regimen = [(d.drug, d.daily_dose_mg) for d in event.regimen] if event.regimen else None
-    await _record(
-        uow,
-        event,
-        Kind.DOSE_CHANGED,
-        lambda prefs: messages.dose_step(
-            step_kind=event.step_kind,
-            drug=event.drug,
-            previous_mg=event.previous_daily_dose_mg,
-            new_mg=event.new_daily_dose_mg,
-            regimen=regimen,
-            effective_on=event.effective_on,
-            with_dose=prefs.include_dose_details,
-        ),
+    return Kind.DOSE_CHANGED, lambda prefs: messages.dose_step(
+        step_kind=event.step_kind,
+        drug=event.drug,
+        previous_mg=event.previous_daily_dose_mg,
+        new_mg=event.new_daily_dose_mg,
+        regimen=regimen,
+        effective_on=event.effective_on,
+        with_dose=prefs.include_dose_details,
     )
 
 
-async def on_dose_restored(event: DoseRestored, uow: UnitOfWork) -> None:
-    await _record(
-        uow,
-        event,
-        Kind.DOSE_CHANGED,
-        lambda prefs: messages.dose_restored(
-            drug=event.drug,
-            restored_mg=event.restored_daily_dose_mg,
-            regimen=[(d.drug, d.daily_dose_mg) for d in event.regimen],
-            effective_on=event.effective_on,
-            with_dose=prefs.include_dose_details,
-        ),
+def _dose_restored(event: DoseRestored) -> tuple[Kind, DraftFor]:
+    return Kind.DOSE_CHANGED, lambda prefs: messages.dose_restored(
+        drug=event.drug,
+        restored_mg=event.restored_daily_dose_mg,
+        regimen=[(d.drug, d.daily_dose_mg) for d in event.regimen],
+        effective_on=event.effective_on,
+        with_dose=prefs.include_dose_details,
     )
 
 
-async def on_check_in_due(event: CheckInDue, uow: UnitOfWork) -> None:
+def _check_in_due(event: CheckInDue) -> tuple[Kind, DraftFor]:
     draft = messages.check_in_due(window_closes_at=event.window_closes_at)
-    await _record(uow, event, Kind.CHECK_IN_DUE, lambda _: draft)
+    return Kind.CHECK_IN_DUE, lambda _: draft
+
+
+def _cohort_assigned(event: CohortAssigned) -> tuple[Kind, DraftFor]:
+    draft = messages.cohort_assigned(moved=False)
+    return Kind.COHORT_ASSIGNED, lambda _: draft
+
+
+def _cohort_changed(event: CohortChanged) -> tuple[Kind, DraftFor]:
+    draft = messages.cohort_assigned(moved=True)
+    return Kind.COHORT_ASSIGNED, lambda _: draft
+
+
+def _cohort_left(event: CohortLeft) -> tuple[Kind, DraftFor] | None:
+    """Told only when it was not their own choice (they know when they left)."""
+    if event.reason == "patient_left":
+        return None
+    draft = messages.cohort_left()
+    return Kind.COHORT_ASSIGNED, lambda _: draft
+
+
+# The message each event type makes: used on consumption and again when a parked event is
+# released, so both paths decide the same way.
+_DRAFTS: dict[str, Callable[[Any], tuple[Kind, DraftFor] | None]] = {
+    DoseReduced.EVENT_TYPE: _dose_reduced,
+    DoseRestored.EVENT_TYPE: _dose_restored,
+    CheckInDue.EVENT_TYPE: _check_in_due,
+    CohortAssigned.EVENT_TYPE: _cohort_assigned,
+    CohortChanged.EVENT_TYPE: _cohort_changed,
+    CohortLeft.EVENT_TYPE: _cohort_left,
+}
+
+
+async def on_patient_event(event: Event, uow: UnitOfWork) -> None:
+    """DoseReduced, DoseRestored, CheckInDue, CohortAssigned/Changed/Left: one message each."""
+    made = _DRAFTS[event.event_type](event)
+    if made is not None:
+        await _record(uow, event, *made)
+
+
+on_dose_reduced = on_dose_restored = on_check_in_due = on_patient_event
+on_cohort_assigned = on_cohort_changed = on_cohort_left = on_patient_event
+
+
+async def schedule_safety_notice(event: ThresholdExceeded, uow: UnitOfWork) -> None:
+    """RED: the patient's safety notice as a durable step of its own (due now), so nothing on
+    the patient's side (no or a broken profile, a template error) can fail or delay the page
+    written in the same transaction; it is retried, then parked for an operator, on its own."""
+    if event.severity.value != "RED":
+        return
+    await uow.schedule_timer(
+        SAFETY_NOTICE,
+        str(event.event_id),
+        uow.clock.now(),
+        {"event": event.model_dump(mode="json")},
+    )
+
+
+async def on_safety_notice_due(timer: DueTimer, uow: UnitOfWork) -> None:
+    await on_threshold_exceeded(ThresholdExceeded.model_validate(timer.payload["event"]), uow)
 
 
 async def on_threshold_exceeded(event: ThresholdExceeded, uow: UnitOfWork) -> None:
     """RED: tell the patient their care team has been alerted, and the emergency numbers.
 
-    Unlike the other messages, a patient without a profile is not an error here: the page to
-    the clinicians (handled first, in the same transaction) must never be dead-lettered because
-    the patient cannot be texted.
+    A patient without a profile gets no notice and nothing is parked: "help is coming" told
+    hours later, once a profile exists, would be wrong (the episode may be long over).
     """
-    if event.severity.value != "RED" or await _preferences(uow, event.patient_id) is None:
+    if event.severity.value != "RED":
+        return
+    if await _preferences(uow, event.patient_id) is None:
+        log.info("safety notice not sent: no notification profile")
         return
     draft = messages.safety_notice()
     await _record(uow, event, Kind.SAFETY_NOTICE, lambda _: draft)
 
 
-async def on_cohort_assigned(event: CohortAssigned, uow: UnitOfWork) -> None:
-    draft = messages.cohort_assigned(moved=False)
-    await _record(uow, event, Kind.COHORT_ASSIGNED, lambda _: draft)
+async def on_release_due(timer: DueTimer, uow: UnitOfWork) -> None:
+    """The patient's profile exists now: each parked event becomes its message, by the rules
+    of ``decide`` (a check-in whose window closed is skipped, opt-outs hold), except that of
+    several parked dose or cohort changes only the newest is told (the older are superseded)."""
+    patient_id = uuid.UUID(timer.payload["patient_id"])
+    if await _preferences(uow, patient_id) is None:
+        return  # a re-check before any profile exists: they keep waiting
+    rows = await waiting_for_profile.parked(uow, patient_id)
+    newest = {row["kind"]: row["id"] for row in rows if row["kind"] in NEWEST_ONLY}
+    for row in rows:
+        event = event_class(row["event_type"]).model_validate(row["payload"])
+        made = _DRAFTS[row["event_type"]](event)
+        superseded = row["kind"] in NEWEST_ONLY and newest[row["kind"]] != row["id"]
+        if made is not None:
+            await _record(uow, event, *made, superseded=superseded)
+        outcome = "superseded" if superseded else "recorded"
+        await waiting_for_profile.mark_released(uow, row, outcome)
 
 
-async def on_cohort_changed(event: CohortChanged, uow: UnitOfWork) -> None:
-    draft = messages.cohort_assigned(moved=True)
-    await _record(uow, event, Kind.COHORT_ASSIGNED, lambda _: draft)
-
-
-async def on_cohort_left(event: CohortLeft, uow: UnitOfWork) -> None:
-    """Told only when it was not their own choice (they know when they left)."""
-    if event.reason == "patient_left":
-        return
-    draft = messages.cohort_left()
-    await _record(uow, event, Kind.COHORT_ASSIGNED, lambda _: draft)
+TIMER_HANDLERS: dict[str, TimerHandler] = {
+    SAFETY_NOTICE: on_safety_notice_due,
+    waiting_for_profile.RELEASE: on_release_due,
+}
 
 
 async def _record(
-    uow: UnitOfWork, event: Event, kind: Kind, draft_for: Callable[[Preferences], Draft]
+    uow: UnitOfWork, event: Event, kind: Kind, draft_for: DraftFor, *, superseded: bool = False
 ) -> None:
     existing = await uow.session.scalar(
         sa.select(patient_messages.c.id).where(
@@ -140,13 +207,16 @@ async def _record(
         return
     prefs = await _preferences(uow, event.patient_id)
     if prefs is None:
-        # Dead-lettered with this reason; ops replay it once the profile exists: nothing lost.
-        raise PermanentError("unknown patient: no notification profile")
+        # A valid event, not a bad message: kept until the profile exists (never dead-lettered).
+        await waiting_for_profile.park(uow, event, kind)
+        return
     draft = draft_for(prefs)
     if draft.kind is not kind:
         raise PermanentError(f"template kind {draft.kind} differs from {kind}")
     now = uow.clock.now()
     decision = messages.decide(prefs, draft, now)
+    if superseded:
+        decision = messages.Decision(Status.SKIPPED, now, skip_reason=SkipReason.SUPERSEDED)
     if decision.channel is not None:
         # A template that cannot render fails here, where the event is dead-lettered and can be
         # replayed after a fix, not hours later in a timer.
@@ -332,6 +402,8 @@ async def set_preferences(
             .where(patient_profiles.c.patient_id == patient_id)
             .values(**values)
         )
+    # Events that waited for this profile are released now (a timer of their own).
+    await waiting_for_profile.schedule_release(uow, patient_id)
     await uow.commit()
     log.info("notification preferences saved", extra={"patient_id": str(patient_id)})
     return {"patient_id": patient_id, **values}

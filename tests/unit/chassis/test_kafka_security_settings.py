@@ -26,6 +26,8 @@ PRODUCTION = {
     "environment": "production",
     "jwt_secret": "p" * 40,
     "jwt_jwks_url": "https://idp.example/.well-known/jwks.json",
+    "database_url": "postgresql+asyncpg://svc@db.example/svc",
+    "kafka_replication_factor": 3,
 }
 
 

@@ -123,6 +123,8 @@ def test_the_dev_issuer_and_dev_secret_are_refused_in_production() -> None:
         environment="production",
         jwt_secret="s" * 40,
         jwt_jwks_url="https://idp.example/.well-known/jwks.json",
+        database_url="postgresql+asyncpg://svc@db.example/svc",
+        kafka_replication_factor=3,
     )
     with pytest.raises(RuntimeError):
         issue_dev_token(prod, subject="x", role=Role.OPS)

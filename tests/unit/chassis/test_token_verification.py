@@ -44,6 +44,14 @@ JWKS = json.dumps(
 )
 
 
+PRODUCTION: dict[str, Any] = {
+    "environment": "production",
+    "jwt_secret": "p" * 40,
+    "database_url": "postgresql+asyncpg://svc@db.example/svc",
+    "kafka_replication_factor": 3,
+}
+
+
 def settings(**overrides: Any) -> ServiceSettings:
     values: dict[str, Any] = {
         "service_name": "svc",
@@ -113,7 +121,7 @@ def test_algorithm_confusion_with_the_providers_public_key_is_refused() -> None:
     signature = b64(hmac.new(pem, header + b"." + body, hashlib.sha256).digest())
     forged = (header + b"." + body + b"." + signature).decode()
     assert refused(TokenVerifier(settings()), forged)
-    assert refused(TokenVerifier(settings(environment="production", jwt_secret="p" * 40)), forged)
+    assert refused(TokenVerifier(settings(**PRODUCTION)), forged)
 
 
 def test_unknown_or_missing_key_ids_wrong_key_types_and_other_signers_are_refused() -> None:
@@ -157,7 +165,7 @@ def test_a_subject_that_is_not_an_opaque_id_is_refused_without_being_echoed() ->
 def test_the_development_issuer_works_outside_production_only() -> None:
     dev = settings()
     assert TokenVerifier(dev).verify(issue_dev_token(dev, subject="ops-1", role=Role.OPS))
-    prod = settings(environment="production", jwt_secret="p" * 40)
+    prod = settings(**PRODUCTION)
     hs256 = jwt.encode(claims(), "p" * 40, algorithm="HS256")  # even with the real secret
     assert refused(TokenVerifier(prod), hs256)
     assert TokenVerifier(prod).verify(token(RSA_KEY, "RS256", "rsa-1")).subject == "dr-ada"

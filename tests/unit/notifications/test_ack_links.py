@@ -53,4 +53,6 @@ def test_production_refuses_the_development_link_secret() -> None:
             environment="production",
             jwt_secret="y" * 40,
             jwt_jwks_url="https://idp.example/.well-known/jwks.json",
+            database_url="postgresql+asyncpg://svc@db.example/svc",
+            kafka_replication_factor=3,
         )

@@ -9,7 +9,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -34,12 +34,12 @@ from contracts.events.scheduler import DrugDose
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.clock import FrozenClock
 from services.chassis.db import make_engine, make_session_factory
-from services.chassis.errors import PermanentError
 from services.chassis.migrations import upgrade_to_head
 from services.chassis.timers import TimerPoller
 from services.chassis.uow import UnitOfWork, UnitOfWorkFactory
 from services.notifications.adapters.channels import ChannelKind, RecordingChannel
-from services.notifications.adapters.orm import metadata
+from services.notifications.adapters.orm import metadata, patient_profiles
+from services.notifications.domain.calendar import DailyWindow
 from services.notifications.domain.messages import Preferences
 from services.notifications.service_layer import patient_messages as service
 from services.notifications.service_layer.delivery import DELIVER, Deliverer
@@ -112,7 +112,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     timers = TimerPoller(
         service="notifications",
         uow_factory=uow,
-        handlers={DELIVER: deliverer},
+        handlers={DELIVER: deliverer, **service.TIMER_HANDLERS},
         tracer_provider=TracerProvider(),
     )
     yield Env(uow, clock, timers, sms, email)
@@ -152,12 +152,81 @@ def check_in_due(closes_at: datetime, patient_id: uuid.UUID = PATIENT) -> CheckI
 # --- on each event -----------------------------------------------------------------------------
 
 
-async def test_an_unknown_patient_is_dead_lettered_with_a_reason_and_nothing_is_stored(
+async def test_an_unknown_patients_events_are_parked_not_dead_lettered_and_sent_once_known(
     env: Env,
 ) -> None:
-    with pytest.raises(PermanentError, match=r"^unknown patient: no notification profile$"):
-        await env.handle(service.on_dose_reduced, dose_reduced())
+    """Issue 14 (4a): before, the first event raised PermanentError (dead-lettered)."""
+    older = dose_reduced()
+    later = {"occurred_at": AT_1000_LOCAL + timedelta(days=7)}  # the next step, a week on
+    newer = dose_reduced(step_number=4).model_copy(update=later)
+    open_check_in = check_in_due(AT_1000_LOCAL + timedelta(hours=6))
+    closed_check_in = check_in_due(AT_1000_LOCAL + timedelta(minutes=30))
+    for handler, event in (
+        (service.on_dose_reduced, older),
+        (service.on_dose_reduced, newer),
+        (service.on_dose_reduced, newer),  # redelivered: parked once
+        (service.on_check_in_due, open_check_in),
+        (service.on_check_in_due, closed_check_in),
+    ):
+        await env.handle(handler, event)  # no exception: nothing is dead-lettered
     assert await env.rows("patient_messages") == [] and await env.rows("deliveries") == []
+    assert len(await env.rows("parked_patient_events", status="parked")) == 4
+
+    env.clock.set(AT_1000_LOCAL + timedelta(hours=1))  # the first check-in's window closed
+    await env.profile()  # creating the profile releases them, with no operator
+    await env.at(env.clock.now())
+    by_event = {m["source_event_id"]: m for m in await env.rows("patient_messages")}
+    assert by_event[newer.event_id]["status"] == "sent"
+    assert by_event[open_check_in.event_id]["status"] == "sent"
+    assert by_event[older.event_id]["skip_reason"] == "superseded"  # the newer dose is told
+    assert by_event[closed_check_in.event_id]["skip_reason"] == "window_closed"
+    assert len(env.sms.sent) == 2
+    assert await env.rows("parked_patient_events", status="parked") == []
+
+    await env.profile(quiet=DailyWindow(time(1), time(2)))  # saved again: nothing re-sent
+    await env.handle(service.on_dose_reduced, newer)  # a late redelivery: nothing either
+    await env.at(env.clock.now() + timedelta(minutes=5))
+    assert len(env.sms.sent) == 2 and len(await env.rows("patient_messages")) == 4
+
+
+async def test_a_parked_event_of_another_patient_waits_for_that_patients_profile(
+    env: Env,
+) -> None:
+    await env.handle(service.on_dose_reduced, dose_reduced(patient_id=OTHER))
+    await env.profile()  # PATIENT's profile: OTHER's event stays parked
+    await env.at(AT_1000_LOCAL)
+    assert env.sms.sent == [] and len(await env.rows("parked_patient_events", status="parked")) == 1
+
+
+async def test_a_profile_saved_while_an_event_was_being_parked_still_gets_it(env: Env) -> None:
+    """The save found nothing parked (the event's transaction had not committed yet): the
+    re-check the parking scheduled releases it; a re-check before any profile leaves it parked."""
+    await env.handle(service.on_dose_reduced, dose_reduced(patient_id=OTHER))
+    await env.handle(service.on_dose_reduced, dose_reduced())
+    async with env.uow() as uow:  # PATIENT's profile row, as a save that released nothing
+        await uow.session.execute(
+            sa.insert(patient_profiles).values(
+                patient_id=PATIENT,
+                timezone=NY,
+                language="en",
+                channels=["sms"],
+                phone=PHONE,
+                email=None,
+                quiet_start=time(21),
+                quiet_end=time(8),
+                opted_out=[],
+                include_dose_details=False,
+                updated_by="test",
+                updated_at=AT_1000_LOCAL,
+            )
+        )
+        await uow.commit()
+    await env.at(AT_1000_LOCAL + timedelta(seconds=30))
+    assert env.sms.sent == []
+    await env.at(AT_1000_LOCAL + timedelta(minutes=2))  # the re-check, then its delivery
+    await env.at(AT_1000_LOCAL + timedelta(minutes=2))
+    assert [m.address for m in env.sms.sent] == [PHONE]
+    assert len(await env.rows("parked_patient_events", status="parked")) == 1  # OTHER's
 
 
 async def test_a_redelivered_event_sends_nothing_twice(env: Env) -> None:

@@ -1,0 +1,105 @@
+"""Valid events for a patient notifications cannot reach yet: parked until their profile exists.
+
+A taper event for a patient without a notification profile is not a bad message (the profile is
+created by the care team or the patient, often after the taper started): the dead-letter topic is
+for messages that are bad, so an alert on it means something and a replay never re-sends stale
+reminders. The event is parked here instead (one row per event and message kind, so a redelivery
+parks nothing twice) and released, without an operator, when the profile is saved.
+
+What is still worth sending on release is decided by ``patient_messages`` (see its
+``on_release_due``): a reminder whose window closed is skipped, and of several dose or cohort
+changes only the newest is told.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from contracts import Event
+from services.chassis.uow import UnitOfWork
+from services.notifications.adapters.orm import parked_patient_events
+from services.notifications.domain.messages import Kind
+
+log = logging.getLogger(__name__)
+
+RELEASE = "patient_messages_release"
+RECHECK_AFTER = timedelta(minutes=1)
+PARKED = "parked"
+RELEASED = "released"
+
+
+async def park(uow: UnitOfWork, event: Event, kind: Kind) -> None:
+    """Keep ``event`` until the patient has a profile (a redelivered event is parked once)."""
+    table = parked_patient_events
+    found = await uow.session.scalar(
+        sa.select(table.c.id).where(table.c.event_id == event.event_id, table.c.kind == kind.value)
+    )
+    if found is not None:
+        return
+    row_id = uuid.uuid4()
+    await uow.session.execute(
+        sa.insert(table).values(
+            id=row_id,
+            patient_id=event.patient_id,
+            event_id=event.event_id,
+            event_type=event.event_type,
+            kind=kind.value,
+            occurred_at=event.occurred_at,
+            payload=event.model_dump(mode="json"),
+            status=PARKED,
+            parked_at=uow.clock.now(),
+        )
+    )
+    # A profile saved while this transaction ran (after it found none) released nothing of
+    # this event: look again shortly, whatever happens meanwhile.
+    await uow.schedule_timer(
+        RELEASE,
+        f"{event.patient_id}:parked:{row_id}",
+        uow.clock.now() + RECHECK_AFTER,
+        {"patient_id": str(event.patient_id)},
+    )
+    log.info(
+        "patient event parked: no notification profile yet",
+        extra={"parked_id": str(row_id), "event_id": str(event.event_id), "kind": kind.value},
+    )
+
+
+async def schedule_release(uow: UnitOfWork, patient_id: uuid.UUID) -> bool:
+    """The profile was saved: release what waits for it, in a timer of its own (a release that
+    fails is retried and parked on its own; the profile save never fails because of it)."""
+    if not await parked(uow, patient_id):
+        return False
+    now = uow.clock.now()
+    await uow.schedule_timer(
+        RELEASE, f"{patient_id}:{now.isoformat()}", now, {"patient_id": str(patient_id)}
+    )
+    return True
+
+
+async def parked(uow: UnitOfWork, patient_id: uuid.UUID) -> list[sa.RowMapping]:
+    """The patient's parked events, oldest first (when they happened, then when they came)."""
+    table = parked_patient_events
+    query = (
+        sa.select(table)
+        .where(table.c.patient_id == patient_id, table.c.status == PARKED)
+        .order_by(table.c.occurred_at, table.c.parked_at, table.c.id)
+    )
+    if uow.session.bind.dialect.name == "postgresql":
+        # Two releases at once (a save and a re-check): the second waits, then finds them done.
+        query = query.with_for_update()
+    return list((await uow.session.execute(query)).mappings())
+
+
+async def mark_released(uow: UnitOfWork, row: sa.RowMapping, outcome: str) -> None:
+    values: dict[str, Any] = {
+        "status": RELEASED,
+        "outcome": outcome,
+        "released_at": uow.clock.now(),
+    }
+    table = parked_patient_events
+    await uow.session.execute(sa.update(table).where(table.c.id == row["id"]).values(**values))
