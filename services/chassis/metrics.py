@@ -15,6 +15,9 @@ Instruments and their labels (every label value comes from a fixed, low-cardinal
                                           ``processed``, ``duplicate``, ``dead_lettered`` or
                                           ``retried`` (handed back to Kafka for redelivery)
 ``taper.deadletters``                     ``topic``, ``reason`` (the exception's class name)
+``taper.consumer.backoffs``               ``topic``, ``cause`` (the outage's class name, or
+                                          ``dead_letter_unavailable``): one per backoff before
+                                          a message is handed back for redelivery
 ``taper.outbox.published``                ``topic``
 ``taper.outbox.lag`` (s, gauge)           none: age of the oldest unpublished outbox row seen
                                           by the active relay's latest round (0: none pending)
@@ -94,6 +97,11 @@ class ServiceMetrics:
             unit="{message}",
             description="Messages sent to a dead-letter topic, by reason class.",
         )
+        self._backoffs = meter.create_counter(
+            "taper.consumer.backoffs",
+            unit="{backoff}",
+            description="Deliveries handed back to Kafka because infrastructure was down.",
+        )
         self._published = meter.create_counter(
             "taper.outbox.published",
             unit="{event}",
@@ -126,6 +134,9 @@ class ServiceMetrics:
 
     def dead_lettered(self, topic: str, reason_class: str) -> None:
         self._dead_letters.add(1, {"topic": _topic(topic), "reason": _identifier(reason_class)})
+
+    def consumer_backoff(self, topic: str, cause: str) -> None:
+        self._backoffs.add(1, {"topic": _topic(topic), "cause": _identifier(cause)})
 
     def outbox_published(self, topics: Iterable[str]) -> None:
         counts: dict[str, int] = {}
