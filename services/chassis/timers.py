@@ -6,7 +6,10 @@ PostgreSQL, so replicas share the work), runs the handler in the same transactio
 fired: the handler's effects and "fired" commit together, so a crash before commit fires it again
 later and a crash after commit never does. A handler that keeps failing is retried with backoff and
 then parked as failed, with the reason, for an operator: an escalation walk that stops must not
-stop unseen. Parking writes an error log line (timer id, kind, attempts, error class; no payload),
+stop unseen. An outage (``outage.is_outage``: the database restarting or unreachable, a refused
+connection) uses up no attempt: the timer is due again ``outage_delay_s`` later, as often as it
+takes (with the database down, the worker loop backs off instead).
+Parking writes an error log line (timer id, kind, attempts, error class; no payload),
 counts ``taper.timers.parked`` and shows in the ``taper.timers.parked.current`` gauge (by kind,
 refreshed by the poller) until an operator acts:
 ``python -m services.chassis.ops timers-parked`` lists them, ``timers-retry <id>`` un-parks one.
@@ -29,6 +32,7 @@ from opentelemetry.trace import TracerProvider
 
 from services.chassis.errors import PermanentError, safe_reason
 from services.chassis.metrics import NO_METRICS, ServiceMetrics
+from services.chassis.outage import is_outage
 from services.chassis.telemetry import context_from_headers
 from services.chassis.uow import UnitOfWork, UnitOfWorkFactory
 from services.chassis.worker import PollingWorker
@@ -62,6 +66,7 @@ class TimerPoller(PollingWorker):
         concurrency: int = 1,
         metrics: ServiceMetrics = NO_METRICS,
         parked_refresh_s: float = 60.0,
+        outage_delay_s: float = 10.0,
     ) -> None:
         super().__init__(f"{service}-timers", poll_interval_s)
         self._service = service
@@ -75,6 +80,7 @@ class TimerPoller(PollingWorker):
         # The gauge reads this snapshot (a metric callback cannot query the database); one
         # GROUP BY every parked_refresh_s, over the few parked rows (partial index not needed).
         self._parked_refresh_s = parked_refresh_s
+        self._outage_delay_s = outage_delay_s
         self._parked: dict[str, int] = {}
         self._parked_checked_at: float | None = None
         metrics.watch_parked_timers(lambda: self._parked)
@@ -170,8 +176,31 @@ class TimerPoller(PollingWorker):
                     return "fired"
                 except Exception as exc:
                     await uow.rollback()
-                    await self._record_failure(row["id"], timer.kind, row["attempts"], exc, now)
+                    if is_outage(exc):
+                        await self._defer(row["id"], timer.kind, exc, now)
+                    else:
+                        await self._record_failure(row["id"], timer.kind, row["attempts"], exc, now)
                     return "failed"
+
+    async def _defer(self, timer_id: Any, kind: str, exc: Exception, now: datetime) -> None:
+        """An outage is not the timer's fault: due again later, no attempt used up (it cannot
+        park it). With the database down this write fails too and the worker loop backs off;
+        with only a provider down it holds up no other timer."""
+        log.warning(
+            "timer deferred: infrastructure unavailable",
+            extra={"kind": kind, "error": safe_reason(exc), "delay_s": self._outage_delay_s},
+        )
+        async with self._uow_factory() as uow:
+            timers = uow.table("timers")
+            await uow.session.execute(
+                sa.update(timers)
+                .where(timers.c.id == timer_id)
+                .values(
+                    due_at=now + timedelta(seconds=self._outage_delay_s),
+                    last_error=safe_reason(exc)[:300],
+                )
+            )
+            await uow.commit()
 
     async def _record_failure(
         self, timer_id: Any, kind: str, attempts: int, exc: Exception, now: datetime

@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
+from sqlalchemy.exc import OperationalError
 
 from services.chassis import ops
 from services.chassis.clock import FrozenClock
@@ -148,3 +149,41 @@ def test_a_parked_gauge_label_is_an_identifier() -> None:
     metrics.timer_parked(f"{MARK}")
     assert _points(reader, "taper.timers.parked.current") == {"other": 2, "escalate_step": 1}
     assert _points(reader, "taper.timers.parked") == {"other": 1}
+
+
+async def test_a_database_outage_defers_a_timer_without_using_up_its_attempts(
+    tmp_path: Path,
+) -> None:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/n.db")
+    await upgrade_to_head(engine, "notifications")
+    clock = FrozenClock(NOW)
+    uows = UnitOfWorkFactory(make_session_factory(engine), clock, metadata)
+    async with uows() as uow:
+        await uow.schedule_timer("escalate_step", "walk-1", NOW)
+        await uow.commit()
+    outage_left = 20  # far more than max_attempts
+
+    async def escalate(timer: DueTimer, uow: UnitOfWork) -> None:
+        nonlocal outage_left
+        if outage_left:
+            outage_left -= 1
+            raise OperationalError("SELECT 1", {}, ConnectionRefusedError())
+
+    poller = TimerPoller(
+        service="notifications",
+        uow_factory=uows,
+        handlers={"escalate_step": escalate},
+        tracer_provider=TracerProvider(),
+        max_attempts=3,
+        outage_delay_s=10,
+    )
+    while outage_left:
+        assert await poller.fire_due() == 1
+        assert await poller.fire_due() == 0  # deferred, not due again at once
+        clock.advance(timedelta(seconds=10))
+    assert await poller.fire_due() == 1
+    async with uows() as uow:
+        timers = uow.table("timers")
+        [row] = (await uow.session.execute(sa.select(timers))).mappings().all()
+    assert row["fired_at"] is not None and row["failed_at"] is None and row["attempts"] == 0
+    await engine.dispose()
