@@ -86,7 +86,20 @@ def read_dead_letters(
         ]
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
+        # Only the letters there when we started: a replay whose messages are dead-lettered
+        # again (the cause not fixed) would otherwise read its own output back for ever.
+        ends = consumer.end_offsets(partitions)
+
+        def done() -> bool:
+            return all(consumer.position(tp) >= ends[tp] for tp in partitions)
+
+        if done():
+            return
         for record in consumer:
+            if record.offset >= ends[TopicPartition(record.topic, record.partition)]:
+                if done():
+                    return
+                continue
             yield DeadLetter(
                 partition=record.partition,
                 offset=record.offset,
@@ -94,6 +107,8 @@ def read_dead_letters(
                 value=record.value,
                 headers={k: v.decode(errors="replace") for k, v in record.headers or ()},
             )
+            if done():
+                return
     finally:
         consumer.close()
 
