@@ -7,14 +7,15 @@ ids and codes only (no PHI by construction), so ops may read them; reading them 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
+from pydantic import AwareDatetime
 
 from services.chassis.auth import CurrentPrincipal, Role, require_role
 from services.chassis.telemetry import valid_request_id
+from services.chassis.text import FreeText
 
 if TYPE_CHECKING:
     from services.chassis.runtime import ServiceRuntime
@@ -28,10 +29,11 @@ def router(runtime: ServiceRuntime) -> APIRouter:
         principal: CurrentPrincipal,
         request: Request,
         patient_id: uuid.UUID | None = None,
-        actor: Annotated[str | None, Query(max_length=100)] = None,
+        actor: Annotated[FreeText | None, Query(max_length=100)] = None,
         outcome: Literal["allowed", "denied"] | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        # With an offset: a naive time is ambiguous (and the database refuses to compare it).
+        since: Annotated[AwareDatetime | None, Query(description="ISO 8601 with offset")] = None,
+        until: Annotated[AwareDatetime | None, Query(description="ISO 8601 with offset")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, Any]]:
         require_role(principal, Role.OPS)

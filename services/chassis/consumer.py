@@ -14,8 +14,12 @@ framework's parser), then:
    (``bench/results/chassis-2026-11-25.md``).
 
 Failures: a :class:`PermanentError` is dead-lettered at once; other errors are retried a bounded
-number of times, then dead-lettered with the reason; a database that cannot be reached is not the
-message's fault, so the consumer seeks back to it (redelivered) instead of dead-lettering it.
+number of times, then dead-lettered with the reason. An outage (``outage.is_outage``: a database
+that is restarting, unreachable or out of connections) is not the message's fault, and neither is
+a dead-letter topic that cannot be written: the consumer backs off (exponentially, capped, one log
+line and one ``taper.consumer.backoffs`` count each time, without limit) and seeks back to the
+message, so it is delivered again before any later message of its partition, and its offset is
+never committed until it has been processed or durably dead-lettered.
 """
 
 from __future__ import annotations
@@ -32,12 +36,13 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 from pydantic import ValidationError
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
 from contracts import Envelope, Event, Topic
 from services.chassis.deadletter import DeadLetters
 from services.chassis.errors import PermanentError, safe_reason
 from services.chassis.metrics import NO_METRICS, Outcome, ServiceMetrics
+from services.chassis.outage import InfrastructureUnavailable, is_outage
 from services.chassis.telemetry import context_from_headers
 from services.chassis.uow import UnitOfWork, UnitOfWorkFactory
 
@@ -156,15 +161,19 @@ class ServiceSubscriber:
             description=f"{self.service} consumes {events}",
         )
         async def on_message(body: bytes, msg: KafkaMessage) -> None:
-            consumer = self._by_topic[msg.raw_message.topic]  # type: ignore[union-attr]
-            try:
-                await consumer.handle(body, msg)
-            except (OperationalError, OSError):
-                # Already logged without PHI. Seek back: this message is delivered again, and
-                # no later offset of its partition can be committed before it is processed.
-                await msg.nack()
-                return
-            await self.committer.mark(msg)
+            await self.deliver(body, msg)
+
+    async def deliver(self, body: bytes, msg: KafkaMessage) -> None:
+        """Hand ``msg`` to its topic's consumer; mark its offset only once it is done with it."""
+        consumer = self._by_topic[msg.raw_message.topic]  # type: ignore[union-attr]
+        try:
+            await consumer.handle(body, msg)
+        except InfrastructureUnavailable:
+            # Already logged (no PHI) and backed off. Seek back: this message is delivered
+            # again, and no later offset of its partition is processed or committed before it.
+            await msg.nack()
+            return
+        await self.committer.mark(msg)
 
 
 class EventConsumer:
@@ -181,6 +190,7 @@ class EventConsumer:
         tracer_provider: TracerProvider,
         max_attempts: int = 3,
         retry_backoff_s: float = 0.2,
+        outage_backoff_max_s: float = 5.0,
         metrics: ServiceMetrics = NO_METRICS,
     ) -> None:
         self.service = service
@@ -191,15 +201,59 @@ class EventConsumer:
         self._tracer = tracer_provider.get_tracer("taper.consumer")
         self._max_attempts = max_attempts
         self._backoff = retry_backoff_s
+        # Capped well below Kafka's max.poll.interval.ms (300 s): a backing-off consumer stays
+        # in its group, so the partition is not handed to a replica that would hit the same outage.
+        self._outage_backoff_max_s = outage_backoff_max_s
+        self._outages = 0  # consecutive deliveries that met an outage: the backoff grows with it
         self._metrics = metrics
 
     async def handle(self, body: bytes, msg: KafkaMessage) -> None:
+        """Process, skip or dead-letter ``msg``; or raise :class:`InfrastructureUnavailable`
+        (after backing off) when it must be delivered again — nothing else escapes, so an
+        offset can never be committed past a message that was neither processed nor
+        dead-lettered."""
         try:
             outcome = await self._handle(body, msg)
-        except (OperationalError, OSError):
+        except Exception as exc:
             self._metrics.event_consumed(self.topic.name, "retried")  # nack: redelivered
-            raise
+            await self._back_off(exc)
+            raise InfrastructureUnavailable(self._outage_cause(exc)) from None
+        self._outages = 0
         self._metrics.event_consumed(self.topic.name, outcome)
+
+    @staticmethod
+    def _outage_cause(exc: BaseException) -> str:
+        return exc.cause if isinstance(exc, InfrastructureUnavailable) else type(exc).__name__
+
+    async def _back_off(self, exc: BaseException) -> None:
+        self._outages += 1
+        delay = min(self._backoff * 2 ** min(self._outages - 1, 20), self._outage_backoff_max_s)
+        cause = self._outage_cause(exc)
+        self._metrics.consumer_backoff(self.topic.name, cause)
+        log.warning(
+            "consumer backing off: message will be redelivered",
+            extra={
+                "topic": self.topic.name,
+                "cause": cause,
+                "consecutive": self._outages,
+                "delay_s": delay,
+            },
+        )
+        await asyncio.sleep(delay)
+
+    async def _dead_letter(
+        self, msg: KafkaMessage, *, error: BaseException, attempts: int
+    ) -> Outcome:
+        try:
+            await self._dead_letters.send(msg, error=error, attempts=attempts)
+        except Exception as exc:
+            # The dead letter is not durable, so the message must not be committed either.
+            log.error(
+                "dead-letter publish failed",
+                extra={"topic": self.topic.name, "error": safe_reason(exc)},
+            )
+            raise InfrastructureUnavailable("dead_letter_unavailable") from None
+        return "dead_lettered"
 
     async def _handle(self, body: bytes, msg: KafkaMessage) -> Outcome:
         record = msg.raw_message
@@ -221,8 +275,7 @@ class EventConsumer:
                 event = parse_event(body, self.topic)
             except MalformedEvent as exc:
                 span.set_status(Status(StatusCode.ERROR, "malformed"))
-                await self._dead_letters.send(msg, error=exc, attempts=1)
-                return "dead_lettered"
+                return await self._dead_letter(msg, error=exc, attempts=1)
             span.set_attribute("messaging.message.id", str(event.event_id))
             span.set_attribute("taper.event_type", event.event_type)
             return await self._process_with_retries(event, msg, span)
@@ -233,19 +286,16 @@ class EventConsumer:
                 return "processed" if await self.process(event) else "duplicate"
             except PermanentError as exc:
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-                await self._dead_letters.send(msg, error=exc, attempts=attempt)
-                return "dead_lettered"
-            except (OperationalError, OSError) as exc:
-                # Infrastructure, not the message: keep it (nack -> redelivered) after retries.
-                if attempt == self._max_attempts:
-                    span.set_status(Status(StatusCode.ERROR, "infrastructure"))
-                    log.error("consumer infrastructure failure", extra={"error": safe_reason(exc)})
-                    raise
+                return await self._dead_letter(msg, error=exc, attempts=attempt)
             except Exception as exc:
+                if is_outage(exc):
+                    # Not the message's fault: no attempt is used up, it is delivered again
+                    # (handle backs off first) however long the outage lasts.
+                    span.set_status(Status(StatusCode.ERROR, "infrastructure"))
+                    raise InfrastructureUnavailable(type(exc).__name__) from None
                 if attempt == self._max_attempts:
                     span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-                    await self._dead_letters.send(msg, error=exc, attempts=attempt)
-                    return "dead_lettered"
+                    return await self._dead_letter(msg, error=exc, attempts=attempt)
             await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
         raise AssertionError("unreachable: the last attempt returns or raises")
 

@@ -116,6 +116,9 @@ def add_chassis_tables(metadata: sa.MetaData) -> None:
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    # SQLAlchemy puts a failed statement's bound parameters (patient data) in the error's message,
+    # which reaches tracebacks and logs: never on our engines.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":

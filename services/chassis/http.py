@@ -12,11 +12,13 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from opentelemetry import trace
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.metrics import NoOpMeterProvider
-from opentelemetry.trace import TracerProvider
+from opentelemetry.trace import Status, StatusCode, TracerProvider
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.chassis.auth import TokenVerifier
 from services.chassis.errors import Conflict, NotFound, PermanentError
@@ -111,6 +113,8 @@ def create_app(
     for router in routers:
         app.include_router(router, prefix=prefix, responses=API_ERRORS)
     _install_error_handlers(app)
+    # Innermost of ours: an unexpected error is answered here and goes no further (see the class).
+    app.add_middleware(UnhandledErrorMiddleware)
     # HTTP metrics come from our middleware (chassis/metrics.py says why), not the instrumentation.
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics, routes=app.routes)
     FastAPIInstrumentor.instrument_app(
@@ -156,18 +160,59 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # Frames but not the message: third-party messages can carry request data (PHI).
-        log.error(
-            "unhandled error",
-            extra={
-                "error_type": type(exc).__name__,
-                "frames": traceback.format_tb(exc.__traceback__)[-5:],
-            },
-        )
-        return JSONResponse(
-            {
-                "detail": "internal error",
-                "request_id": valid_request_id(request.headers.get("x-request-id")),
-            },
-            status_code=500,
-        )
+        # Reached only if UnhandledErrorMiddleware is bypassed; Starlette re-raises after it.
+        return _internal_error(exc, request.headers.get("x-request-id"))
+
+
+def _internal_error(exc: BaseException, request_id: str | None) -> JSONResponse:
+    # Frames but not the message: third-party messages can carry request data (PHI).
+    log.error(
+        "unhandled error",
+        extra={
+            "error_type": type(exc).__name__,
+            "frames": traceback.format_tb(exc.__traceback__)[-5:],
+        },
+    )
+    return JSONResponse(
+        {"detail": "internal error", "request_id": valid_request_id(request_id)},
+        status_code=500,
+    )
+
+
+class UnhandledErrorMiddleware:
+    """Answers an unexpected error with the bare 500 and does not re-raise it.
+
+    Starlette's ``ServerErrorMiddleware`` runs the ``Exception`` handler and then re-raises the
+    error "so the server can log it": uvicorn then logged it with ``exc_info`` — the message of a
+    SQLAlchemy or pydantic error, i.e. request data (a NUL byte's text field was seen in a log
+    line). Here the error stops: logged once without its message, never seen by the server.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            # The request's span keeps the error (its type only once exported: telemetry.py's
+            # RedactingSpanExporter), as it did when the error went through the instrumentation.
+            span = trace.get_current_span()
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            headers = dict(scope.get("headers") or ())
+            request_id = headers.get(b"x-request-id", b"").decode("latin-1") or None
+            response = _internal_error(exc, request_id)
+            if not started:  # else the client sees a cut-off response, as it would anyway
+                await response(scope, receive, send)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 
 from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter
@@ -22,6 +23,26 @@ class _TraceContextFilter(logging.Filter):
         return True
 
 
+class RedactExceptionsFilter(logging.Filter):
+    """Keeps an exception's type and frames, drops its message, from every record we write.
+
+    Third-party exception messages carry request data: SQLAlchemy's the statement's parameters,
+    pydantic's the input, asyncpg's the offending value. A logger we do not control (uvicorn's
+    "Exception in ASGI application", a library's ``log.exception``) would write them through
+    ``exc_info``; this handler writes ``error_type`` and ``frames`` instead.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record.error_type = getattr(record, "error_type", type(exc).__name__)
+            record.frames = getattr(record, "frames", traceback.format_tb(exc.__traceback__)[-5:])
+        record.exc_info = None
+        record.exc_text = None
+        record.stack_info = None
+        return True
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(
@@ -31,6 +52,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         )
     )
     handler.addFilter(_TraceContextFilter(service))
+    handler.addFilter(RedactExceptionsFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -15,10 +15,16 @@ Instruments and their labels (every label value comes from a fixed, low-cardinal
                                           ``processed``, ``duplicate``, ``dead_lettered`` or
                                           ``retried`` (handed back to Kafka for redelivery)
 ``taper.deadletters``                     ``topic``, ``reason`` (the exception's class name)
+``taper.consumer.backoffs``               ``topic``, ``cause`` (the outage's class name, or
+                                          ``dead_letter_unavailable``): one per backoff before
+                                          a message is handed back for redelivery
 ``taper.outbox.published``                ``topic``
 ``taper.outbox.lag`` (s, gauge)           none: age of the oldest unpublished outbox row seen
                                           by the active relay's latest round (0: none pending)
 ``taper.timers.fired``                    ``kind``
+``taper.timers.parked``                   ``kind``: timers given up on (parked for an operator)
+``taper.timers.parked.current`` (gauge)   ``kind``: timers parked now (the poller's latest
+                                          count; alert on > 0)
 ========================================  ===================================================
 
 Topics are checked against the contracts (anything else is ``other``), kinds and reasons must be
@@ -94,6 +100,11 @@ class ServiceMetrics:
             unit="{message}",
             description="Messages sent to a dead-letter topic, by reason class.",
         )
+        self._backoffs = meter.create_counter(
+            "taper.consumer.backoffs",
+            unit="{backoff}",
+            description="Deliveries handed back to Kafka because infrastructure was down.",
+        )
         self._published = meter.create_counter(
             "taper.outbox.published",
             unit="{event}",
@@ -101,6 +112,18 @@ class ServiceMetrics:
         )
         self._timers_fired = meter.create_counter(
             "taper.timers.fired", unit="{timer}", description="Durable timers fired."
+        )
+        self._timers_parked = meter.create_counter(
+            "taper.timers.parked",
+            unit="{timer}",
+            description="Durable timers parked after failing (they fire no more until retried).",
+        )
+        self._parked_sources: list[Callable[[], dict[str, int]]] = []
+        meter.create_observable_gauge(
+            "taper.timers.parked.current",
+            callbacks=[self._observe_parked_timers],
+            unit="{timer}",
+            description="Durable timers parked now, by kind.",
         )
         self._lag_sources: list[Callable[[], float | None]] = []
         meter.create_observable_gauge(
@@ -127,6 +150,9 @@ class ServiceMetrics:
     def dead_lettered(self, topic: str, reason_class: str) -> None:
         self._dead_letters.add(1, {"topic": _topic(topic), "reason": _identifier(reason_class)})
 
+    def consumer_backoff(self, topic: str, cause: str) -> None:
+        self._backoffs.add(1, {"topic": _topic(topic), "cause": _identifier(cause)})
+
     def outbox_published(self, topics: Iterable[str]) -> None:
         counts: dict[str, int] = {}
         for topic in topics:
@@ -137,6 +163,23 @@ class ServiceMetrics:
 
     def timer_fired(self, kind: str) -> None:
         self._timers_fired.add(1, {"kind": _identifier(kind)})
+
+    def timer_parked(self, kind: str) -> None:
+        self._timers_parked.add(1, {"kind": _identifier(kind)})
+
+    def watch_parked_timers(self, source: Callable[[], dict[str, int]]) -> None:
+        """Report ``source()`` (parked timers by kind) at each collection."""
+        if self._enabled:
+            self._parked_sources.append(source)
+
+    def _observe_parked_timers(self, _: CallbackOptions) -> Iterable[Observation]:
+        totals: dict[str, int] = {}
+        for source in self._parked_sources:
+            for kind, n in source().items():
+                label = _identifier(kind)
+                totals[label] = totals.get(label, 0) + n
+        for label, n in totals.items():
+            yield Observation(n, {"kind": label})
 
     def watch_outbox_lag(self, source: Callable[[], float | None]) -> None:
         """Report ``source()`` as the outbox lag at each collection (None: nothing to report)."""

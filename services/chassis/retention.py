@@ -3,7 +3,8 @@
 Published outbox rows, inbox entries and finished timers are kept for a retention period and then
 deleted in batches. The inbox must outlive any redelivery: keep it longer than the topics'
 retention plus the longest consumer outage you plan to survive (default 30 days against Kafka's
-7-day default retention). Unpublished outbox rows and pending timers are never touched.
+7-day default retention). Unpublished outbox rows, pending timers and parked timers (failed, for
+an operator: ``ops timers-parked``) are never touched: only fired or cancelled timers expire.
 """
 
 from __future__ import annotations
@@ -64,10 +65,11 @@ class RetentionPruner(PollingWorker):
             expired_timers = (
                 sa.select(timers.c.id)
                 .where(
+                    # Not failed_at: a parked timer stays until an operator retries it
+                    # (then it fires) or it is cancelled.
                     sa.or_(
                         timers.c.fired_at < timer_cutoff,
                         timers.c.cancelled_at < timer_cutoff,
-                        timers.c.failed_at < timer_cutoff,
                     )
                 )
                 .limit(self._policy.batch)

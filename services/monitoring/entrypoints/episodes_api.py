@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.chassis.auth import CurrentPrincipal, Role, authorize_patient_access, require_role
 from services.chassis.runtime import ServiceRuntime
+from services.chassis.text import FreeText
 from services.monitoring.domain.episodes import Episode
 from services.monitoring.domain.model import InvalidReport
 from services.monitoring.entrypoints.fhir_views import FHIR_RESPONSE, fhir_flags
@@ -72,7 +73,9 @@ class ResolveIn(BaseModel):
         description="resume_taper also lifts the taper hold monitoring caused (refused while "
         "another episode of the patient is open)."
     )
-    note: str | None = Field(default=None, max_length=2000, description="Kept in monitoring only.")
+    note: FreeText | None = Field(
+        default=None, max_length=2000, description="Kept in monitoring only."
+    )
 
 
 class ThresholdsIn(BaseModel):

@@ -19,6 +19,7 @@ from services.chassis.consumer import EventConsumer, MalformedEvent, parse_event
 from services.chassis.db import make_engine, make_session_factory
 from services.chassis.errors import PermanentError, safe_reason
 from services.chassis.migrations import upgrade_to_head
+from services.chassis.outage import InfrastructureUnavailable
 from services.chassis.uow import UnitOfWork, UnitOfWorkFactory
 from services.monitoring.adapters.orm import dose_history, metadata
 from tests.helpers import dose_reduced
@@ -155,7 +156,7 @@ async def test_an_unreachable_database_is_not_the_messages_fault(
 
     dead = FakeDeadLetters()
     body = dose_reduced().to_bytes()
-    with pytest.raises(OperationalError):  # -> nack: the message is redelivered, not dropped
+    with pytest.raises(InfrastructureUnavailable):  # -> nack: redelivered, not dropped
         await consumer_with(db_down, uow_factory, dead).handle(body, FakeMessage(body))  # type: ignore[arg-type]
     assert dead.sent == []
 

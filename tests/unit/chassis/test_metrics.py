@@ -30,6 +30,7 @@ from services.chassis.errors import PermanentError
 from services.chassis.http import create_app
 from services.chassis.metrics import ServiceMetrics
 from services.chassis.migrations import upgrade_to_head
+from services.chassis.outage import InfrastructureUnavailable
 from services.chassis.outbox import OutboxRelay
 from services.chassis.settings import ServiceSettings
 from services.chassis.telemetry import make_meter_provider
@@ -199,10 +200,13 @@ async def test_the_consumer_counts_each_delivery_by_outcome(
         raise OperationalError("SELECT 1", {}, ConnectionRefusedError())
 
     third = dose_reduced().to_bytes()
-    with pytest.raises(OperationalError):
+    with pytest.raises(InfrastructureUnavailable):
         await _consumer(db_down, uow_factory, dead, metrics).handle(third, FakeMessage(third))  # type: ignore[arg-type]
 
     assert _outcomes(reader) == {"processed": 2, "duplicate": 1, "dead_lettered": 1, "retried": 1}
+    assert _points(reader, "taper.consumer.backoffs") == {
+        (("cause", "OperationalError"), ("topic", DOSE_REDUCED.name)): 1
+    }
 
 
 async def test_a_dead_letter_is_counted_by_its_error_class_never_its_message(

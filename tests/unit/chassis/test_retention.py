@@ -46,8 +46,12 @@ async def check_pruning(database_url: str) -> None:
             )
         await uow.schedule_timer("k", "fired-long-ago", old)
         await uow.schedule_timer("k", "pending-long-ago", old)  # overdue but not fired: stays
+        await uow.schedule_timer("k", "parked-long-ago", old)  # parked for ops: stays (issue 14)
         await uow.session.execute(
             sa.update(timers).where(timers.c.key == "fired-long-ago").values(fired_at=old)
+        )
+        await uow.session.execute(
+            sa.update(timers).where(timers.c.key == "parked-long-ago").values(failed_at=old)
         )
         await uow.commit()
 
@@ -62,5 +66,5 @@ async def check_pruning(database_url: str) -> None:
             )
             for name in ("outbox", "inbox", "timers")
         }
-    assert left == {"outbox": 2, "inbox": 1, "timers": 1}
+    assert left == {"outbox": 2, "inbox": 1, "timers": 2}
     await engine.dispose()
