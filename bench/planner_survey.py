@@ -11,11 +11,20 @@ import argparse
 import random
 import statistics
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.report import INTERPRETATION, PLACEHOLDER, git_state, write_results
-from services.scheduler.domain.planning import PacePreference, PlanningError, RiskCategory, plan
+from services.scheduler.domain.planning import (
+    PacePreference,
+    PlanningError,
+    PlanningInput,
+    RiskCategory,
+    Strategy,
+    TaperPlan,
+    plan,
+)
 from tests.unit.scheduler.planning_oracle import (
     awkward_patient,
     check,
@@ -26,10 +35,37 @@ from tests.unit.scheduler.planning_oracle import (
 YEAR_DAYS = 365.25
 
 
+def plan_confirming(
+    inp: PlanningInput, strategy: Strategy | None
+) -> tuple[PlanningInput, TaperPlan, bool]:
+    """Plan ``inp``; where the planner asks for a clinician's confirmation (issue 13 item 11a: a
+    day above the drug's plausible maximum, an equivalence far outside the published range),
+    plan it again as if the clinician had recorded one, so the survey's population stays the
+    one the review generated. Every other refusal (e.g. the crossover ceiling) stands."""
+    confirmed = False
+    for _ in range(3):
+        try:
+            return inp, plan(inp, strategy), confirmed
+        except PlanningError as exc:
+            eo = inp.equivalence_override
+            if exc.field == "administrations_mg" and inp.dose_above_maximum_reason_code is None:
+                inp = replace(inp, dose_above_maximum_reason_code="survey_confirmed")
+            elif exc.field == "equivalence_override" and eo and not eo.outside_range_reason_code:
+                inp = replace(
+                    inp,
+                    equivalence_override=replace(eo, outside_range_reason_code="survey_confirmed"),
+                )
+            else:
+                raise
+            confirmed = True
+    return inp, plan(inp, strategy), confirmed
+
+
 def survey(patients: int, seed: int) -> dict[str, object]:
     rng = random.Random(seed)
-    refused = 0
+    refused = confirmed = 0
     rules: Counter[str] = Counter()
+    refused_by: Counter[str] = Counter()  # by the input the planner names (never a value)
     high = high_above = 0
     lengths: list[float] = []
     over5_not_slower = over5 = complete = maintenance_above = needless_pace = needless_bound = (
@@ -38,10 +74,12 @@ def survey(patients: int, seed: int) -> dict[str, object]:
     for _ in range(patients):
         inp, strategy = awkward_patient(rng)
         try:
-            p = plan(inp, strategy)
-        except PlanningError:
+            inp, p, was_confirmed = plan_confirming(inp, strategy)
+        except PlanningError as exc:
             refused += 1
+            refused_by[f"{exc.field}: {exc.problem}"] += 1
             continue
+        confirmed += was_confirmed
         v = check(inp, p)
         rules.update(v.rules)
         if p.risk.category is RiskCategory.HIGH:
@@ -62,7 +100,11 @@ def survey(patients: int, seed: int) -> dict[str, object]:
     deciles = statistics.quantiles(lengths, n=10) if len(lengths) > 1 else [0.0] * 9
     return {
         "patients": patients,
+        "planned only with a recorded clinician confirmation (dose above the drug's maximum, "
+        "equivalence outside the published range)": confirmed,
         "refused (PlanningError)": refused,
+        "refused, by field and reason": ", ".join(f"{k} {n}" for k, n in refused_by.most_common())
+        or "none",
         "high-risk plans with a 14-day window above their pace": f"{high_above} of {high}"
         + (f" ({100 * high_above / high:.0f}%)" if high else ""),
         "complete plans": complete,

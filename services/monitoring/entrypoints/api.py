@@ -140,7 +140,9 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         principal: CurrentPrincipal,
         request: Request,
         response: Response,
-        idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
+        # An empty key is no key (the IETF draft requires one character at least): it would be
+        # stored, yet never looked up, and a second empty key then hit the unique index (a 500).
+        idempotency_key: Annotated[str | None, Header(min_length=1, max_length=100)] = None,
     ) -> SymptomReportOut:
         async with runtime.uow() as uow:
             await authorize_patient_access(

@@ -269,6 +269,23 @@ async def test_a_key_reused_with_another_body_is_refused_and_never_swallows_a_re
     assert exceeded.family == "safety"
 
 
+async def test_an_empty_idempotency_key_is_422_naming_the_header_never_a_500(
+    runtime: ServiceRuntime, client: httpx.AsyncClient
+) -> None:
+    """Found by the gateway fuzz: an empty key was stored but never looked up, so a second
+    report with an empty key hit the unique index and answered 500."""
+    h = headers(runtime, Role.PATIENT)
+    for _ in range(2):
+        r = await client.post(
+            f"{BASE}/symptom-reports",
+            json={"instrument": "bwsq"},
+            headers=h | {"Idempotency-Key": ""},
+        )
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0]["loc"] == ["header", "idempotency-key"]
+    assert await count(runtime, "symptom_reports") == 0
+
+
 async def test_one_open_episode_per_family_and_a_rise_to_red_is_announced_once_more(
     runtime: ServiceRuntime, client: httpx.AsyncClient
 ) -> None:
