@@ -20,7 +20,7 @@ from importlib import resources
 from typing import Any
 
 from services.scheduler.domain.dispensing import Piece, compose_day
-from services.scheduler.domain.planning import Formulation, PlannedStep
+from services.scheduler.domain.planning import Administration, Formulation, PlannedStep
 
 
 @dataclass(frozen=True)
@@ -110,16 +110,23 @@ def say_step(
     step: PlannedStep, forms: Sequence[Formulation], t: Mapping[str, Any]
 ) -> tuple[str, ...]:
     """One sentence per administration given that day; a stop when nothing is given."""
+    return say_regimen(step.administrations, forms, t)
+
+
+def say_regimen(
+    administrations: Sequence[Administration], forms: Sequence[Formulation], t: Mapping[str, Any]
+) -> tuple[str, ...]:
+    """One sentence per administration of a day's regimen; a stop when nothing is given."""
     by_code = {f.code: f for f in forms}
-    n = len(step.administrations)
+    n = len(administrations)
     lines = []
-    for k, pieces in enumerate(compose_day(step.administrations, forms)):
+    for k, pieces in enumerate(compose_day(tuple(administrations), forms)):
         if not pieces:
             continue
         said = str(t["and"]).join(say_piece(p, by_code[p.code], t) for p in pieces)
         lines.append(str(t["take"]).format(pieces=said, when=_when(k, n, t)))
     if not lines:
-        drugs = dict.fromkeys(a.drug for a in step.administrations)
+        drugs = dict.fromkeys(a.drug for a in administrations)
         lines = [str(t["stop"]).format(drug=_drug(d)) for d in drugs]
     return tuple(lines)
 
@@ -129,12 +136,29 @@ def schedule(
     forms: Sequence[Formulation],
     today: date,
     t: Mapping[str, Any] | None = None,
+    baseline: Sequence[Administration] = (),
 ) -> PatientSchedule:
-    """The plan's rows in plain words, with today's row and the next change marked."""
+    """The plan's rows in plain words, with today's row and the next change marked.
+
+    Before the first step takes effect, ``baseline`` (the regimen the plan starts from) is
+    today's row: the patient keeps taking it until the day before the first change.
+    """
     t = t if t is not None else catalogue_v1()
     current = max((i for i, s in enumerate(steps) if s.effective_on <= today), default=None)
     following = 0 if current is None else current + 1
     rows = []
+    if current is None and baseline and steps:
+        until = steps[0].effective_on - timedelta(days=1)
+        rows.append(
+            ScheduleRow(
+                starts_on=today,
+                ends_on=until,
+                dates=str(t["until"]).format(end=say_date(until, t)),
+                lines=say_regimen(baseline, forms, t),
+                is_today=True,
+                is_next=False,
+            )
+        )
     for i, s in enumerate(steps):
         end = steps[i + 1].effective_on - timedelta(days=1) if i + 1 < len(steps) else None
         start = say_date(s.effective_on, t)

@@ -53,7 +53,10 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         stored = record_to_plan(record.row, record.steps)
         try:
             page = schedule(
-                stored.steps, products_on_file(record.row["input"]), runtime.clock.now().date()
+                stored.steps,
+                products_on_file(record.row["input"]),
+                runtime.clock.now().date(),
+                baseline=stored.baseline,
             )
         except DispensingError as exc:
             raise HTTPException(

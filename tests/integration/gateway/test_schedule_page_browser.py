@@ -31,7 +31,7 @@ from deploy.localstack.browser import (
 )
 from services.chassis.auth import Role, issue_dev_token
 from services.scheduler.adapters.stored_plan import record_to_plan
-from services.scheduler.domain.patient_schedule import catalogue_v1, say_step
+from services.scheduler.domain.patient_schedule import catalogue_v1, say_regimen, say_step
 from services.scheduler.entrypoints.dispensing_api import products_on_file
 from tests.integration.gateway.served import Served
 from tests.plugins.infra import unavailable
@@ -101,8 +101,10 @@ def test_the_browser_renders_todays_dose_and_the_next_change(
     # what the page should say today and at the next change (the plan as stored, in words)
     stored = record_to_plan(plan, plan["steps"])
     forms = products_on_file(plan["input"])
-    current = say_step(stored.steps[0], forms, catalogue_v1())
-    upcoming = say_step(stored.steps[1], forms, catalogue_v1())
+    # The first step waits one interval: today the patient takes the dose the plan starts from.
+    assert stored.steps[0].effective_on > today
+    current = say_regimen(stored.baseline, forms, catalogue_v1())
+    upcoming = say_step(stored.steps[0], forms, catalogue_v1())
 
     dom = dump_dom(html_file)
     today_row = re.search(r'<tr class="today" aria-current="date">(.*?)</tr>', dom, re.S)

@@ -69,6 +69,22 @@ def test_each_dose_in_plain_words_with_today_and_the_next_change() -> None:
     assert after.current == after.rows[2] and after.next_change is None
 
 
+def test_before_the_first_step_today_is_the_dose_the_plan_starts_from() -> None:
+    """The first step waits one interval by default: until then the patient's row for today is
+    the regimen the plan starts from, and the first step is the next change."""
+    baseline = tuple(Administration("diazepam", D(d)) for d in ("3", "3"))
+    s = schedule(STEPS, FORMS, START - timedelta(days=14), baseline=baseline)
+    assert s.current == s.rows[0] and s.next_change == s.rows[1]
+    assert s.rows[1].starts_on == START
+    assert s.rows[0].dates == "Until Sunday 11 January 2026 (your dose now)"
+    assert s.rows[0].lines == (
+        "Take one 2 mg diazepam tablet and one half of a 2 mg diazepam tablet in the morning.",
+        "Take one 2 mg diazepam tablet and one half of a 2 mg diazepam tablet at night.",
+    )
+    # once the plan has started, the starting regimen is no longer shown
+    assert schedule(STEPS, FORMS, START, baseline=baseline).rows[0].starts_on == START
+
+
 def test_every_word_comes_from_the_catalogue() -> None:
     t = dict(catalogue_v1()) | {"take": "Prenez {pieces} {when}.", "lang": "fr"}
     s = schedule(STEPS, FORMS, START, t)
