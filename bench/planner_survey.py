@@ -11,7 +11,6 @@ import argparse
 import random
 import statistics
 from collections import Counter
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,46 +18,17 @@ from bench.report import INTERPRETATION, PLACEHOLDER, git_state, write_results
 from services.scheduler.domain.planning import (
     PacePreference,
     PlanningError,
-    PlanningInput,
     RiskCategory,
-    Strategy,
-    TaperPlan,
-    plan,
 )
 from tests.unit.scheduler.planning_oracle import (
     awkward_patient,
     check,
     needless,
+    plan_confirming,
     reference_range_weeks,
 )
 
 YEAR_DAYS = 365.25
-
-
-def plan_confirming(
-    inp: PlanningInput, strategy: Strategy | None
-) -> tuple[PlanningInput, TaperPlan, bool]:
-    """Plan ``inp``; where the planner asks for a clinician's confirmation (issue 13 item 11a: a
-    day above the drug's plausible maximum, an equivalence far outside the published range),
-    plan it again as if the clinician had recorded one, so the survey's population stays the
-    one the review generated. Every other refusal (e.g. the crossover ceiling) stands."""
-    confirmed = False
-    for _ in range(3):
-        try:
-            return inp, plan(inp, strategy), confirmed
-        except PlanningError as exc:
-            eo = inp.equivalence_override
-            if exc.field == "administrations_mg" and inp.dose_above_maximum_reason_code is None:
-                inp = replace(inp, dose_above_maximum_reason_code="survey_confirmed")
-            elif exc.field == "equivalence_override" and eo and not eo.outside_range_reason_code:
-                inp = replace(
-                    inp,
-                    equivalence_override=replace(eo, outside_range_reason_code="survey_confirmed"),
-                )
-            else:
-                raise
-            confirmed = True
-    return inp, plan(inp, strategy), confirmed
 
 
 def survey(patients: int, seed: int) -> dict[str, object]:

@@ -35,11 +35,13 @@ from services.scheduler.domain.planning import (
     EquivalenceOverride,
     History,
     PacePreference,
+    PlanningError,
     PlanningInput,
     StepKind,
     Strategy,
     TaperPlan,
 )
+from services.scheduler.domain.planning import plan as make_plan
 
 DATA = Path(__file__).resolve().parents[3] / "services" / "scheduler" / "domain" / "data"
 SCALE = 1000  # every unit in the data is a whole number of micrograms
@@ -308,3 +310,31 @@ def awkward_patient(rng: random.Random) -> tuple[PlanningInput, Strategy]:
         **extra,
     )
     return inp, strategy
+
+
+def plan_confirming(
+    inp: PlanningInput, strategy: Strategy | None
+) -> tuple[PlanningInput, TaperPlan, bool]:
+    """Plan ``inp``; where the planner asks for a clinician's confirmation (issue 13 item 11a: a
+    day above the drug's plausible maximum, an equivalence far outside the published range),
+    plan it again as if the clinician had recorded one, so the survey's population stays the
+    one the review generated. Every other refusal (e.g. the crossover ceiling) stands."""
+    confirmed = False
+    for _ in range(3):
+        try:
+            return inp, make_plan(inp, strategy), confirmed
+        except PlanningError as exc:
+            eo = inp.equivalence_override
+            if exc.field == "administrations_mg" and inp.dose_above_maximum_reason_code is None:
+                inp = dataclasses.replace(inp, dose_above_maximum_reason_code="survey_confirmed")
+            elif exc.field == "equivalence_override" and eo and not eo.outside_range_reason_code:
+                inp = dataclasses.replace(
+                    inp,
+                    equivalence_override=dataclasses.replace(
+                        eo, outside_range_reason_code="survey_confirmed"
+                    ),
+                )
+            else:
+                raise
+            confirmed = True
+    return inp, make_plan(inp, strategy), confirmed

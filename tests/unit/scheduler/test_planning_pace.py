@@ -28,7 +28,13 @@ from services.scheduler.domain.planning import (
 )
 from services.scheduler.domain.planning.doses import lower_to
 from services.scheduler.entrypoints.plans_api import PlanPreviewIn
-from tests.unit.scheduler.planning_oracle import awkward_patient, check, makes, singles
+from tests.unit.scheduler.planning_oracle import (
+    awkward_patient,
+    check,
+    makes,
+    plan_confirming,
+    singles,
+)
 
 D = Decimal
 START = date(2026, 3, 2)
@@ -57,10 +63,14 @@ def daily(p: Any) -> list[Decimal]:
 def test_every_generated_plan_passes_the_independent_oracle(rng):
     inp, strategy = awkward_patient(rng)
     try:
-        p = plan(inp, strategy)
+        # A day above the drug's maximum (or an equivalence far outside the published range) is
+        # planned as with the clinician's recorded confirmation, so such days are checked too.
+        inp, p, confirmed = plan_confirming(inp, strategy)
     except PlanningError as err:
         event(f"refused:{err.field}")
         return
+    if confirmed:
+        event("planned with a recorded confirmation")
     event(f"risk:{p.risk.category.value}")
     event("complete" if p.complete else f"need:{p.formulation_needs[0].reason_code}")
     verdict = check(inp, p)
