@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,15 +12,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy.exc import OperationalError
 
 from contracts import DOSE_REDUCED, DoseReduced
-from services.chassis.clock import FrozenClock
 from services.chassis.consumer import EventConsumer, MalformedEvent, parse_event
-from services.chassis.db import make_engine, make_session_factory
 from services.chassis.errors import PermanentError, safe_reason
-from services.chassis.migrations import upgrade_to_head
 from services.chassis.outage import InfrastructureUnavailable
 from services.chassis.uow import UnitOfWork, UnitOfWorkFactory
-from services.monitoring.adapters.orm import dose_history, metadata
 from tests.helpers import dose_reduced
+from tests.unit.chassis.conftest import count_doses, insert_dose
 
 
 @dataclass
@@ -49,14 +44,6 @@ class FakeDeadLetters:
         self.sent.append((msg.body, safe_reason(error), attempts))
 
 
-@pytest.fixture
-async def uow_factory(tmp_path: Path) -> AsyncIterator[UnitOfWorkFactory]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/monitoring.db")
-    await upgrade_to_head(engine, "monitoring")
-    yield UnitOfWorkFactory(make_session_factory(engine), FrozenClock(), metadata)
-    await engine.dispose()
-
-
 def consumer_with(
     handler: Any, uow_factory: UnitOfWorkFactory, dead: FakeDeadLetters, attempts: int = 3
 ) -> EventConsumer:
@@ -70,24 +57,6 @@ def consumer_with(
         max_attempts=attempts,
         retry_backoff_s=0,
     )
-
-
-async def insert_dose(event: DoseReduced, uow: UnitOfWork) -> None:
-    await uow.session.execute(
-        sa.insert(dose_history).values(
-            event_id=event.event_id,
-            patient_id=event.patient_id,
-            drug=event.drug,
-            new_daily_dose_mg=event.new_daily_dose_mg,
-            effective_on=event.effective_on,
-            half_life_class=event.half_life_class,
-        )
-    )
-
-
-async def count_doses(uow_factory: UnitOfWorkFactory) -> int:
-    async with uow_factory() as uow:
-        return int(await uow.session.scalar(sa.select(sa.func.count()).select_from(dose_history)))
 
 
 async def test_a_duplicate_event_has_one_effect(uow_factory: UnitOfWorkFactory) -> None:

@@ -9,29 +9,23 @@ tests/integration/chassis/test_postgres_restart.py.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import asyncpg.exceptions as pg
 import pytest
-import sqlalchemy as sa
 from aiokafka import TopicPartition
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import exc as sa_exc
 
 from contracts import DOSE_REDUCED, DoseReduced
 from services.chassis import consumer as consumer_module
-from services.chassis.clock import FrozenClock
 from services.chassis.consumer import EventConsumer, OffsetCommitter, ServiceSubscriber
-from services.chassis.db import make_engine, make_session_factory
 from services.chassis.errors import PermanentError, safe_reason
-from services.chassis.migrations import upgrade_to_head
 from services.chassis.outage import InfrastructureUnavailable, is_outage
 from services.chassis.uow import UnitOfWork, UnitOfWorkFactory
-from services.monitoring.adapters.orm import dose_history, metadata
 from tests.helpers import dose_reduced
+from tests.unit.chassis.conftest import count_doses, insert_dose
 
 
 def wrapped(orig: BaseException, **kw: Any) -> sa_exc.DBAPIError:
@@ -101,14 +95,6 @@ class DeadLetters:
 
 
 @pytest.fixture
-async def uow_factory(tmp_path: Path) -> AsyncIterator[UnitOfWorkFactory]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/monitoring.db")
-    await upgrade_to_head(engine, "monitoring")
-    yield UnitOfWorkFactory(make_session_factory(engine), FrozenClock(), metadata)
-    await engine.dispose()
-
-
-@pytest.fixture
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """The consumer's backoff delays, recorded instead of slept."""
     delays: list[float] = []
@@ -134,24 +120,6 @@ def make_consumer(
         retry_backoff_s=kw.pop("retry_backoff_s", 0.1),
         **kw,
     )
-
-
-async def insert_dose(event: DoseReduced, uow: UnitOfWork) -> None:
-    await uow.session.execute(
-        sa.insert(dose_history).values(
-            event_id=event.event_id,
-            patient_id=event.patient_id,
-            drug=event.drug,
-            new_daily_dose_mg=event.new_daily_dose_mg,
-            effective_on=event.effective_on,
-            half_life_class=event.half_life_class,
-        )
-    )
-
-
-async def count_doses(uow_factory: UnitOfWorkFactory) -> int:
-    async with uow_factory() as uow:
-        return int(await uow.session.scalar(sa.select(sa.func.count()).select_from(dose_history)))
 
 
 @pytest.mark.parametrize("make_error", list(OUTAGES.values()), ids=list(OUTAGES))

@@ -4,7 +4,6 @@ values — route templates (never a concrete path), topics, outcomes, error clas
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -80,14 +79,6 @@ def reader() -> InMemoryMetricReader:
 @pytest.fixture
 def metrics(reader: InMemoryMetricReader) -> ServiceMetrics:
     return ServiceMetrics(make_meter_provider("monitoring", reader=reader))
-
-
-@pytest.fixture
-async def uow_factory(tmp_path: Path) -> AsyncIterator[UnitOfWorkFactory]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/monitoring.db")
-    await upgrade_to_head(engine, "monitoring")
-    yield UnitOfWorkFactory(make_session_factory(engine), FrozenClock(), metadata)
-    await engine.dispose()
 
 
 # --- HTTP -------------------------------------------------------------------------------------
