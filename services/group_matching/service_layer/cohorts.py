@@ -4,8 +4,9 @@ A matching run is a durable timer (``match``), requested (debounced to 10 s) by 
 change the answer — a patient joining or leaving, a stage change, a RED episode resolved — and
 once a day for the hysteresis clock. One run, one transaction: members whose stage has settled
 into another group leave their cohort; every waiting patient who may be placed is matched
-(``domain.matching``) into cohorts with room or new ones (a new cohort needs a moderator with
-room for it); the outcome is published as ``CohortAssigned``, ``CohortChanged`` or
+(``domain.matching``) into cohorts with room or new ones (a new cohort needs an active moderator
+with room for it); a cohort below its minimum is topped up, merged or closed
+(``domain.lifecycle``); the outcome is published as ``CohortAssigned``, ``CohortChanged`` or
 ``CohortLeft``.
 """
 
@@ -37,7 +38,7 @@ from services.group_matching.adapters.orm import (
     patient_stages,
     red_episodes,
 )
-from services.group_matching.domain import matching, placement
+from services.group_matching.domain import lifecycle, matching, placement
 from services.group_matching.domain.placement import Hysteresis
 
 log = logging.getLogger(__name__)
@@ -183,57 +184,166 @@ async def run_matching(
     uow: UnitOfWork,
     config: matching.MatchingConfig | None = None,
     rules: Hysteresis | None = None,
-) -> matching.MatchResult:
+) -> lifecycle.RunPlan:
     config = config or matching.matching_v1()
     rules = rules or Hysteresis()
     now = uow.clock.now()
     rows = await _participants_with_stage(uow)
     moved_out = await _move_settled_members(uow, rows, config, rules, now)
     blocked = await _red_blocked(uow)
+    held_back = frozenset(
+        r["patient_id"] for r in rows if r["patient_id"] in blocked and r["override_red_by"] is None
+    )
     candidates: list[matching.Candidate] = []
     for r in rows:
         waiting = r["status"] == "waiting" or r["patient_id"] in moved_out
-        if not waiting or (r["patient_id"] in blocked and r["override_red_by"] is None):
-            continue
-        candidates.append(
-            matching.Candidate(
-                patient_id=r["patient_id"],
-                stage=_stage(r, now),
-                drug=r["drug"] or "unknown",
-                on_diazepam=r["stage"] == "crossover" or (r["drug"] == "diazepam"),
-                utc_offset_minutes=placement.utc_offset_minutes(r["timezone"], now),
-                language=r["language"],
-                waiting_since=r["waiting_since"] or now,
-            )
-        )
-    open_cohorts = await _open_cohorts(uow)
-    result = matching.match(candidates, open_cohorts, config, now=now)
-    new_ids = await _form_cohorts(uow, result.new_cohorts, config, now)
+        if waiting and r["patient_id"] not in held_back:
+            candidates.append(_candidate(r, r["waiting_since"] or now, now))
+    live = await _live_cohorts(uow, rows, now)
+    plan = lifecycle.plan_run(live, candidates, config, now=now, hold_back=held_back)
+    # patient -> (the cohort they left this run, why): CohortChanged if placed, else CohortLeft
+    left_from = {p: (c, "stage_changed") for p, c in moved_out.items()}
     by_id = {c.patient_id: c for c in candidates}
-    groups = {c.cohort_id: c.stage_group for c in open_cohorts}
-    groups |= {new_ids[n.key]: n.stage_group for n in result.new_cohorts if n.key in new_ids}
+    for cohort in live:
+        if cohort.cohort_id in plan.merged:
+            await _merge(uow, cohort, plan.merged[cohort.cohort_id], now)
+        elif cohort.cohort_id in plan.closed:
+            await _close(uow, cohort, now)
+            for m in cohort.members:
+                left_from[m.patient_id] = (cohort.cohort_id, "cohort_closed")
+                by_id[m.patient_id] = m
+    new_ids = await _form_cohorts(uow, plan.new_cohorts, config, now)
+    groups = {c.cohort_id: c.cohort.stage_group for c in live}
+    groups |= {new_ids[n.key]: n.stage_group for n in plan.new_cohorts if n.key in new_ids}
     placed: set[uuid.UUID] = set()
-    for p in result.placements:
+    for p in plan.placements:
         cohort_id = p.cohort_id or new_ids.get(p.new_cohort_key or "")
         if cohort_id is None:
             continue  # its new cohort found no moderator: still waiting
-        await _place(uow, by_id[p.patient_id], cohort_id, groups[cohort_id], moved_out, now)
+        await _place(uow, by_id[p.patient_id], cohort_id, groups[cohort_id], left_from, now)
         placed.add(p.patient_id)
-    for patient_id, from_cohort in moved_out.items():
+    for patient_id, (from_cohort, reason) in left_from.items():
         if patient_id not in placed:
             await uow.publish(
                 CohortLeft.create(
                     patient_id=patient_id,
                     occurred_at=now,
                     cohort_id=from_cohort,
-                    reason="stage_changed",
+                    reason=reason,
                 )
             )
     log.info(
         "matching run",
-        extra={"candidates": len(candidates), "placed": len(placed), "new_cohorts": len(new_ids)},
+        extra={
+            "candidates": len(candidates),
+            "placed": len(placed),
+            "new_cohorts": len(new_ids),
+            "merged": len(plan.merged),
+            "closed": len(plan.closed),
+        },
     )
-    return result
+    return plan
+
+
+def _candidate(row: sa.RowMapping, waiting_since: datetime, now: datetime) -> matching.Candidate:
+    return matching.Candidate(
+        patient_id=row["patient_id"],
+        stage=_stage(row, now),
+        drug=row["drug"] or "unknown",
+        on_diazepam=row["stage"] == "crossover" or (row["drug"] == "diazepam"),
+        utc_offset_minutes=placement.utc_offset_minutes(row["timezone"], now),
+        language=row["language"],
+        waiting_since=waiting_since,
+    )
+
+
+async def _live_cohorts(
+    uow: UnitOfWork, rows: list[sa.RowMapping], now: datetime
+) -> list[lifecycle.LiveCohort]:
+    """Every active cohort with its current members (each with the waiting time they had)."""
+    by_patient = {r["patient_id"]: r for r in rows}
+    found = await uow.session.execute(
+        sa.select(
+            memberships.c.cohort_id,
+            memberships.c.patient_id,
+            memberships.c.waited_since,
+            memberships.c.joined_at,
+        )
+        .join(cohorts, cohorts.c.id == memberships.c.cohort_id)
+        .where(memberships.c.left_at.is_(None), cohorts.c.status == "active")
+    )
+    members: dict[uuid.UUID, list[matching.Candidate]] = {}
+    for m in found.mappings():
+        row = by_patient.get(m["patient_id"])
+        if row is None:
+            continue  # opted out (their membership ended with it)
+        kept = m["waited_since"] or m["joined_at"]
+        members.setdefault(m["cohort_id"], []).append(_candidate(row, kept, now))
+    active = await uow.session.execute(sa.select(cohorts).where(cohorts.c.status == "active"))
+    return [
+        lifecycle.LiveCohort(
+            cohort=matching.OpenCohort(
+                cohort_id=c["id"],
+                stage_group=c["stage_group"],
+                language=c["language"],
+                session_utc_minute=c["session_utc_minute"],
+                drug=c["drug"],
+                size=0,
+                capacity=c["capacity"],
+                on_diazepam=c["on_diazepam"],
+            ),
+            members=tuple(members.get(c["id"], ())),
+        )
+        for c in active.mappings()
+    ]
+
+
+async def _merge(
+    uow: UnitOfWork, cohort: lifecycle.LiveCohort, into: uuid.UUID, now: datetime
+) -> None:
+    """The small cohort closes and its members move, together, into ``into``."""
+    await _set_cohort_status(uow, cohort.cohort_id, "closed")
+    stage_group = await uow.session.scalar(
+        sa.select(cohorts.c.stage_group).where(cohorts.c.id == into)
+    )
+    for m in cohort.members:
+        await _end_membership(uow, m.patient_id, cohort.cohort_id, "cohort_closed", now)
+        await uow.session.execute(
+            sa.insert(memberships).values(
+                id=uuid.uuid4(),
+                cohort_id=into,
+                patient_id=m.patient_id,
+                joined_at=now,
+                waited_since=m.waiting_since,
+            )
+        )
+        await _set(uow, m.patient_id, status="placed", cohort_id=into, waiting_since=None)
+        await uow.publish(
+            CohortChanged.create(
+                patient_id=m.patient_id,
+                occurred_at=now,
+                from_cohort_id=cohort.cohort_id,
+                to_cohort_id=into,
+                stage_group=stage_group,
+                reason="cohort_closed",
+            )
+        )
+
+
+async def _close(uow: UnitOfWork, cohort: lifecycle.LiveCohort, now: datetime) -> None:
+    """The cohort closes; its members wait again with the waiting time they had when placed."""
+    await _set_cohort_status(uow, cohort.cohort_id, "closed")
+    for m in cohort.members:
+        await _end_membership(uow, m.patient_id, cohort.cohort_id, "cohort_closed", now)
+        await _set(
+            uow, m.patient_id, status="waiting", cohort_id=None, waiting_since=m.waiting_since
+        )
+
+
+async def _set_cohort_status(uow: UnitOfWork, cohort_id: uuid.UUID, status: str) -> None:
+    await uow.session.execute(
+        sa.update(cohorts).where(cohorts.c.id == cohort_id).values(status=status)
+    )
 
 
 async def _move_settled_members(
@@ -281,25 +391,30 @@ async def _place(
     candidate: matching.Candidate,
     cohort_id: uuid.UUID,
     stage_group: str,
-    moved_out: dict[uuid.UUID, uuid.UUID],
+    left_from: dict[uuid.UUID, tuple[uuid.UUID, str]],
     now: datetime,
 ) -> None:
     patient_id = candidate.patient_id
     await uow.session.execute(
         sa.insert(memberships).values(
-            id=uuid.uuid4(), cohort_id=cohort_id, patient_id=patient_id, joined_at=now
+            id=uuid.uuid4(),
+            cohort_id=cohort_id,
+            patient_id=patient_id,
+            joined_at=now,
+            waited_since=candidate.waiting_since,
         )
     )
     await _set(uow, patient_id, status="placed", cohort_id=cohort_id, waiting_since=None)
     language = candidate.language
-    if patient_id in moved_out:
+    if patient_id in left_from:
+        from_cohort, reason = left_from[patient_id]
         event: CohortAssigned | CohortChanged = CohortChanged.create(
             patient_id=patient_id,
             occurred_at=now,
-            from_cohort_id=moved_out[patient_id],
+            from_cohort_id=from_cohort,
             to_cohort_id=cohort_id,
             stage_group=stage_group,
-            reason="stage_changed",
+            reason=reason,
         )
     else:
         event = CohortAssigned.create(
@@ -340,7 +455,9 @@ async def _form_cohorts(
         fits = [
             m
             for m in available
-            if cohort.language in m["languages"] and load[m["subject"]] < m["max_cohorts"]
+            if m["active"]
+            and cohort.language in m["languages"]
+            and load[m["subject"]] < m["max_cohorts"]
         ]
         if not fits:
             log.warning("new cohort waits for a moderator", extra={"language": cohort.language})
@@ -365,34 +482,6 @@ async def _form_cohorts(
         )
         formed[cohort.key] = cohort_id
     return formed
-
-
-async def _open_cohorts(uow: UnitOfWork) -> list[matching.OpenCohort]:
-    size = (
-        sa.select(memberships.c.cohort_id, sa.func.count().label("size"))
-        .where(memberships.c.left_at.is_(None))
-        .group_by(memberships.c.cohort_id)
-        .subquery()
-    )
-    rows = await uow.session.execute(
-        sa.select(cohorts, sa.func.coalesce(size.c.size, 0).label("size"))
-        .outerjoin(size, size.c.cohort_id == cohorts.c.id)
-        .where(cohorts.c.status == "active")
-    )
-    return [
-        matching.OpenCohort(
-            cohort_id=r["id"],
-            stage_group=r["stage_group"],
-            language=r["language"],
-            session_utc_minute=r["session_utc_minute"],
-            drug=r["drug"],
-            size=r["size"],
-            capacity=r["capacity"],
-            on_diazepam=r["on_diazepam"],
-        )
-        for r in rows.mappings()
-        if r["size"] < r["capacity"]
-    ]
 
 
 async def _participants_with_stage(uow: UnitOfWork) -> list[sa.RowMapping]:
