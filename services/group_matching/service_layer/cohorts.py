@@ -27,7 +27,7 @@ from contracts import (
     EscalationResolved,
     ThresholdExceeded,
 )
-from services.chassis.errors import NotFound
+from services.chassis.errors import Conflict, NotFound
 from services.chassis.timers import DueTimer
 from services.chassis.uow import UnitOfWork
 from services.group_matching.adapters.orm import (
@@ -120,6 +120,8 @@ async def override_red(
 async def set_moderator(
     uow: UnitOfWork, subject: str, languages: list[str], max_cohorts: int, by: str
 ) -> None:
+    """Register or update a moderator (``max_cohorts`` 0: paused, keeps their cohorts, takes no
+    new one); whether they are active is changed only by ``set_moderator_active``."""
     now = uow.clock.now()
     values = {
         "languages": languages,
@@ -137,6 +139,96 @@ async def set_moderator(
             sa.update(moderators).where(moderators.c.subject == subject).values(**values)
         )
     await request_match(uow)  # cohorts waiting for a moderator may form now
+
+
+async def moderators_list(uow: UnitOfWork) -> list[dict[str, Any]]:
+    """Every moderator with how many active cohorts they run: configuration, no patient data."""
+    load = await _moderator_load(uow)
+    rows = await uow.session.execute(sa.select(moderators).order_by(moderators.c.subject))
+    return [
+        {
+            "subject": m["subject"],
+            "languages": list(m["languages"]),
+            "max_cohorts": m["max_cohorts"],
+            "active": m["active"],
+            "active_cohorts": load[m["subject"]],
+            "updated_by": m["updated_by"],
+            "updated_at": m["updated_at"],
+        }
+        for m in rows.mappings()
+    ]
+
+
+async def set_moderator_active(uow: UnitOfWork, subject: str, active: bool, by: str) -> None:
+    """A deactivated moderator keeps the cohorts they run and is given no new one."""
+    result = await uow.session.execute(
+        sa.update(moderators)
+        .where(moderators.c.subject == subject)
+        .values(active=active, updated_by=by, updated_at=uow.clock.now())
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        raise NotFound("no such moderator")
+    if active:
+        await request_match(uow)  # cohorts waiting for a moderator may form now
+
+
+async def remove_moderator(uow: UnitOfWork, subject: str) -> int:
+    """Remove a moderator; their active cohorts are handed to the least loaded active moderator
+    who speaks the cohort's language and has room. If one cannot be handed over, nothing
+    changes (``Conflict``): the cohort's members must not lose their group's moderator.
+    Returns how many cohorts were handed over."""
+    found = await uow.session.scalar(
+        sa.select(moderators.c.subject).where(moderators.c.subject == subject)
+    )
+    if found is None:
+        raise NotFound("no such moderator")
+    load = await _moderator_load(uow)
+    others = list(
+        (
+            await uow.session.execute(
+                sa.select(moderators)
+                .where(moderators.c.subject != subject, moderators.c.active.is_(True))
+                .order_by(moderators.c.subject)
+            )
+        ).mappings()
+    )
+    theirs = (
+        await uow.session.execute(
+            sa.select(cohorts.c.id, cohorts.c.language)
+            .where(cohorts.c.moderator == subject, cohorts.c.status == "active")
+            .order_by(cohorts.c.created_at, cohorts.c.id)
+        )
+    ).all()
+    handover: list[tuple[uuid.UUID, str]] = []
+    for cohort_id, language in theirs:
+        fits = [
+            m
+            for m in others
+            if language in m["languages"] and load[m["subject"]] < m["max_cohorts"]
+        ]
+        if not fits:
+            raise Conflict(
+                f"{len(theirs) - len(handover)} of the moderator's active cohorts have no other "
+                "active moderator with room for their language: add or free one first"
+            )
+        to = min(fits, key=lambda m: (load[m["subject"]], m["subject"]))["subject"]
+        load[to] += 1
+        handover.append((cohort_id, to))
+    for cohort_id, to in handover:
+        await uow.session.execute(
+            sa.update(cohorts).where(cohorts.c.id == cohort_id).values(moderator=to)
+        )
+    await uow.session.execute(sa.delete(moderators).where(moderators.c.subject == subject))
+    return len(handover)
+
+
+async def _moderator_load(uow: UnitOfWork) -> Counter[str]:
+    rows = await uow.session.execute(
+        sa.select(cohorts.c.moderator, sa.func.count())
+        .where(cohorts.c.status == "active")
+        .group_by(cohorts.c.moderator)
+    )
+    return Counter(dict(rows.tuples().all()))
 
 
 # --- consumers (monitoring) -------------------------------------------------------------------
@@ -434,19 +526,7 @@ async def _form_cohorts(
     now: datetime,
 ) -> dict[str, uuid.UUID]:
     """Create the new cohorts that get a moderator: the least loaded one for the language."""
-    load = Counter(
-        dict(
-            (
-                await uow.session.execute(
-                    sa.select(cohorts.c.moderator, sa.func.count())
-                    .where(cohorts.c.status == "active")
-                    .group_by(cohorts.c.moderator)
-                )
-            )
-            .tuples()
-            .all()
-        )
-    )
+    load = await _moderator_load(uow)
     available = list(
         (await uow.session.execute(sa.select(moderators).order_by(moderators.c.subject))).mappings()
     )
@@ -564,15 +644,55 @@ async def my_cohort(uow: UnitOfWork, patient_id: uuid.UUID) -> dict[str, Any]:
     }
 
 
+async def placement_of(uow: UnitOfWork, patient_id: uuid.UUID) -> dict[str, Any]:
+    """The patient's placement as their clinician needs it: waiting (since when, and whether an
+    open RED episode holds them back) or placed (their cohort's size and next session). Nothing
+    about any other patient: a count, never a handle or an id."""
+    me = await _participant(uow, patient_id)
+    if me is None or me["status"] == "left":
+        return {"status": "not_taking_part"}
+    red_open = await uow.session.scalar(
+        sa.select(sa.func.count())
+        .select_from(red_episodes)
+        .where(red_episodes.c.patient_id == patient_id, red_episodes.c.resolved_at.is_(None))
+    )
+    out: dict[str, Any] = {
+        "status": me["status"],
+        "waiting_since": me["waiting_since"],
+        "held_back_by_open_red": bool(red_open) and me["override_red_by"] is None,
+        "red_override": me["override_red_by"] is not None,
+        "cohort_size": None,
+        "next_session": None,
+    }
+    if me["cohort_id"] is not None:
+        cohort = (
+            (await uow.session.execute(sa.select(cohorts).where(cohorts.c.id == me["cohort_id"])))
+            .mappings()
+            .one()
+        )
+        out["cohort_size"] = len(await _member_handles(uow, me["cohort_id"]))
+        out["next_session"] = placement.next_sessions(
+            cohort["session_weekday"],
+            cohort["session_utc_minute"],
+            me["timezone"],
+            uow.clock.now(),
+            count=1,
+        )[0]
+    return out
+
+
 async def roster(uow: UnitOfWork, moderator: str) -> list[dict[str, Any]]:
     """A moderator's cohorts and members (opaque patient ids and handles: the moderator reaches
     clinical details only through their panel in the other services)."""
     rows = await uow.session.execute(
-        sa.select(cohorts).where(cohorts.c.moderator == moderator, cohorts.c.status == "active")
+        sa.select(cohorts)
+        .where(cohorts.c.moderator == moderator, cohorts.c.status == "active")
+        .order_by(cohorts.c.created_at, cohorts.c.id)
     )
+    now = uow.clock.now()
     out = []
     for c in rows.mappings():
-        members = await _member_handles(uow, c["id"])
+        members = await _members(uow, c["id"])
         out.append(
             {
                 "cohort_id": c["id"],
@@ -580,13 +700,29 @@ async def roster(uow: UnitOfWork, moderator: str) -> list[dict[str, Any]]:
                 "language": c["language"],
                 "session_weekday": c["session_weekday"],
                 "session_utc_minute": c["session_utc_minute"],
+                "next_session": placement.next_sessions(
+                    c["session_weekday"], c["session_utc_minute"], "UTC", now, count=1
+                )[0],
+                "size": len(members),
+                "capacity": c["capacity"],
+                # Facts of membership only: who (opaque id, handle) and since when. No
+                # attendance, no stage or dose of a member, no timezone (issue 17).
                 "members": [
-                    {"patient_id": p, "handle": h}
-                    for p, h in sorted(members.items(), key=lambda kv: kv[1])
+                    {"patient_id": p, "handle": h, "member_since": since}
+                    for p, h, since in sorted(members, key=lambda m: m[1])
                 ],
             }
         )
     return out
+
+
+async def _members(uow: UnitOfWork, cohort_id: uuid.UUID) -> list[tuple[uuid.UUID, str, datetime]]:
+    rows = await uow.session.execute(
+        sa.select(participants.c.patient_id, participants.c.handle, memberships.c.joined_at)
+        .join(memberships, memberships.c.patient_id == participants.c.patient_id)
+        .where(memberships.c.cohort_id == cohort_id, memberships.c.left_at.is_(None))
+    )
+    return [(p, h, j) for p, h, j in rows.tuples().all()]
 
 
 async def _member_handles(uow: UnitOfWork, cohort_id: uuid.UUID) -> dict[uuid.UUID, str]:
