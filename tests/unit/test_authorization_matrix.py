@@ -181,6 +181,13 @@ RULES: dict[str, Rule] = {
     f"POST {GROUP_MATCHING}/patients/{{patient_id}}/placement-override": of_patient(PANEL),
     f"PUT {GROUP_MATCHING}/moderators/{{subject}}": Rule(ADMINS, sees=NOBODY),
     f"GET {GROUP_MATCHING}/moderators/{{subject}}/cohorts": Rule(PANEL | {"clinician-admin"}),
+    # issue 17: the clinician reads their patient's placement; administrators manage moderators
+    # (configuration: no patient data; removing the only moderator of a cohort is a 409)
+    f"GET {GROUP_MATCHING}/patients/{{patient_id}}/placement": of_patient(PANEL),
+    f"GET {GROUP_MATCHING}/moderators": Rule(ADMINS, sees=NOBODY),
+    f"POST {GROUP_MATCHING}/moderators/{{subject}}/deactivate": Rule(ADMINS, sees=NOBODY),
+    f"POST {GROUP_MATCHING}/moderators/{{subject}}/activate": Rule(ADMINS, sees=NOBODY),
+    f"DELETE {GROUP_MATCHING}/moderators/{{subject}}": Rule(ADMINS, sees=NOBODY),
 }
 PREFIX = {
     "scheduler": "/api/scheduler",

@@ -78,6 +78,9 @@ memberships = sa.Table(
     sa.Column("joined_at", UtcDateTime, nullable=False),
     sa.Column("left_at", UtcDateTime, nullable=True),
     sa.Column("left_reason", sa.String(20), nullable=True),
+    # The patient's waiting_since when placed: a member whose cohort closes goes back to the
+    # waitlist with the waiting time they had (issue 17), not to its end.
+    sa.Column("waited_since", UtcDateTime, nullable=True),
 )
 
 moderators = sa.Table(
@@ -85,7 +88,9 @@ moderators = sa.Table(
     metadata,
     sa.Column("subject", sa.String(100), primary_key=True),
     sa.Column("languages", sa.JSON, nullable=False),
-    sa.Column("max_cohorts", sa.Integer, nullable=False),
+    sa.Column("max_cohorts", sa.Integer, nullable=False),  # 0: paused (keeps their cohorts)
+    # A deactivated moderator is given no new cohort; one that is removed is deleted.
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("updated_by", sa.String(100), nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
@@ -98,4 +103,18 @@ red_episodes = sa.Table(
     sa.Column("patient_id", sa.Uuid, nullable=False, index=True),
     sa.Column("opened_at", UtcDateTime, nullable=False),
     sa.Column("resolved_at", UtcDateTime, nullable=True),
+)
+
+# Lifecycle events (TaperHeld/Resumed/Completed) for a patient whose first dose step has not
+# arrived yet: valid, only early (the topics are not ordered with one another). Parked here and
+# applied when the DoseReduced creates the patient's row; never dead-lettered (issue 17).
+parked_stage_events = sa.Table(
+    "parked_stage_events",
+    metadata,
+    sa.Column("event_id", sa.Uuid, primary_key=True),  # a redelivery parks nothing twice
+    sa.Column("patient_id", sa.Uuid, nullable=False, index=True),
+    sa.Column("event_type", sa.String(60), nullable=False),
+    sa.Column("occurred_at", UtcDateTime, nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("parked_at", UtcDateTime, nullable=False),
 )

@@ -2,15 +2,17 @@
 
 Patients opt in and out of peer support and see their cohort (other members by display handle
 only); a clinician on the patient's panel can allow placement despite an open RED episode;
-moderators see their rosters; administrators (``ops`` or scope ``group_matching:admin``)
-register moderators. Every access to a patient's data is audited.
+the clinician also reads their patient's placement (waiting or placed, cohort size, next session);
+moderators see their rosters (facts of membership, no attendance); administrators (``ops`` or
+scope ``group_matching:admin``) register, list, pause (``max_cohorts`` 0), deactivate and remove
+moderators. Every access to a patient's data is audited.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -70,7 +72,7 @@ class ModeratorIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     languages: list[str] = Field(min_length=1, max_length=12)
-    max_cohorts: int = Field(ge=1, le=50)
+    max_cohorts: int = Field(ge=0, le=50, description="0: paused (keeps their cohorts).")
 
     @field_validator("languages")
     @classmethod
@@ -79,6 +81,29 @@ class ModeratorIn(BaseModel):
         if unknown:
             raise ValueError(f"unsupported languages: {unknown}")
         return value
+
+
+class PlacementOut(BaseModel):
+    status: Literal["waiting", "placed", "not_taking_part"]
+    waiting_since: datetime | None = None
+    held_back_by_open_red: bool = False
+    red_override: bool = False
+    cohort_size: int | None = None
+    next_session: datetime | None = Field(None, description="In the patient's timezone.")
+
+
+class ModeratorOut(BaseModel):
+    subject: str
+    languages: list[str]
+    max_cohorts: int
+    active: bool
+    active_cohorts: int
+    updated_by: str
+    updated_at: datetime
+
+
+class RemovedOut(BaseModel):
+    cohorts_handed_over: int
 
 
 def routers(runtime: ServiceRuntime) -> list[APIRouter]:
@@ -140,6 +165,56 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             await _authorize(uow, principal, patient_id, "write", request, roles=(Role.CLINICIAN,))
             await cohorts.override_red(uow, patient_id, principal.subject, body.reason_code)
             await uow.commit()
+
+    @router.get(
+        "/patients/{patient_id}/placement",
+        response_model=PlacementOut,
+        summary="The patient's placement: waiting or placed (a clinician on the panel)",
+    )
+    async def placement_of(
+        patient_id: uuid.UUID, principal: CurrentPrincipal, request: Request
+    ) -> PlacementOut:
+        async with runtime.uow() as uow:
+            await _authorize(uow, principal, patient_id, "read", request, roles=(Role.CLINICIAN,))
+            found = await cohorts.placement_of(uow, patient_id)
+        return PlacementOut(**found)
+
+    @router.get("/moderators", response_model=list[ModeratorOut], summary="List moderators")
+    async def list_moderators(principal: CurrentPrincipal) -> list[ModeratorOut]:
+        require_admin(principal, ADMIN_SCOPE)
+        async with runtime.uow() as uow:
+            rows = await cohorts.moderators_list(uow)
+        return [ModeratorOut(**r) for r in rows]
+
+    @router.post(
+        "/moderators/{subject}/deactivate",
+        status_code=204,
+        summary="Deactivate a moderator: keeps their cohorts, is given no new one",
+    )
+    async def deactivate_moderator(subject: Subject, principal: CurrentPrincipal) -> None:
+        require_admin(principal, ADMIN_SCOPE)
+        async with runtime.uow() as uow:
+            await cohorts.set_moderator_active(uow, subject, False, principal.subject)
+            await uow.commit()
+
+    @router.post("/moderators/{subject}/activate", status_code=204, summary="Reactivate")
+    async def activate_moderator(subject: Subject, principal: CurrentPrincipal) -> None:
+        require_admin(principal, ADMIN_SCOPE)
+        async with runtime.uow() as uow:
+            await cohorts.set_moderator_active(uow, subject, True, principal.subject)
+            await uow.commit()
+
+    @router.delete(
+        "/moderators/{subject}",
+        response_model=RemovedOut,
+        summary="Remove a moderator; their cohorts go to other active moderators (409 if none)",
+    )
+    async def remove_moderator(subject: Subject, principal: CurrentPrincipal) -> RemovedOut:
+        require_admin(principal, ADMIN_SCOPE)
+        async with runtime.uow() as uow:
+            moved = await cohorts.remove_moderator(uow, subject)
+            await uow.commit()
+        return RemovedOut(cohorts_handed_over=moved)
 
     @router.put("/moderators/{subject}", status_code=204, summary="Register a moderator")
     async def put_moderator(

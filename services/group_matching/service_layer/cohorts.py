@@ -4,8 +4,9 @@ A matching run is a durable timer (``match``), requested (debounced to 10 s) by 
 change the answer — a patient joining or leaving, a stage change, a RED episode resolved — and
 once a day for the hysteresis clock. One run, one transaction: members whose stage has settled
 into another group leave their cohort; every waiting patient who may be placed is matched
-(``domain.matching``) into cohorts with room or new ones (a new cohort needs a moderator with
-room for it); the outcome is published as ``CohortAssigned``, ``CohortChanged`` or
+(``domain.matching``) into cohorts with room or new ones (a new cohort needs an active moderator
+with room for it); a cohort below its minimum is topped up, merged or closed
+(``domain.lifecycle``); the outcome is published as ``CohortAssigned``, ``CohortChanged`` or
 ``CohortLeft``.
 """
 
@@ -26,7 +27,7 @@ from contracts import (
     EscalationResolved,
     ThresholdExceeded,
 )
-from services.chassis.errors import NotFound
+from services.chassis.errors import Conflict, NotFound
 from services.chassis.timers import DueTimer
 from services.chassis.uow import UnitOfWork
 from services.group_matching.adapters.orm import (
@@ -37,7 +38,7 @@ from services.group_matching.adapters.orm import (
     patient_stages,
     red_episodes,
 )
-from services.group_matching.domain import matching, placement
+from services.group_matching.domain import lifecycle, matching, placement
 from services.group_matching.domain.placement import Hysteresis
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,8 @@ async def override_red(
 async def set_moderator(
     uow: UnitOfWork, subject: str, languages: list[str], max_cohorts: int, by: str
 ) -> None:
+    """Register or update a moderator (``max_cohorts`` 0: paused, keeps their cohorts, takes no
+    new one); whether they are active is changed only by ``set_moderator_active``."""
     now = uow.clock.now()
     values = {
         "languages": languages,
@@ -136,6 +139,96 @@ async def set_moderator(
             sa.update(moderators).where(moderators.c.subject == subject).values(**values)
         )
     await request_match(uow)  # cohorts waiting for a moderator may form now
+
+
+async def moderators_list(uow: UnitOfWork) -> list[dict[str, Any]]:
+    """Every moderator with how many active cohorts they run: configuration, no patient data."""
+    load = await _moderator_load(uow)
+    rows = await uow.session.execute(sa.select(moderators).order_by(moderators.c.subject))
+    return [
+        {
+            "subject": m["subject"],
+            "languages": list(m["languages"]),
+            "max_cohorts": m["max_cohorts"],
+            "active": m["active"],
+            "active_cohorts": load[m["subject"]],
+            "updated_by": m["updated_by"],
+            "updated_at": m["updated_at"],
+        }
+        for m in rows.mappings()
+    ]
+
+
+async def set_moderator_active(uow: UnitOfWork, subject: str, active: bool, by: str) -> None:
+    """A deactivated moderator keeps the cohorts they run and is given no new one."""
+    result = await uow.session.execute(
+        sa.update(moderators)
+        .where(moderators.c.subject == subject)
+        .values(active=active, updated_by=by, updated_at=uow.clock.now())
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        raise NotFound("no such moderator")
+    if active:
+        await request_match(uow)  # cohorts waiting for a moderator may form now
+
+
+async def remove_moderator(uow: UnitOfWork, subject: str) -> int:
+    """Remove a moderator; their active cohorts are handed to the least loaded active moderator
+    who speaks the cohort's language and has room. If one cannot be handed over, nothing
+    changes (``Conflict``): the cohort's members must not lose their group's moderator.
+    Returns how many cohorts were handed over."""
+    found = await uow.session.scalar(
+        sa.select(moderators.c.subject).where(moderators.c.subject == subject)
+    )
+    if found is None:
+        raise NotFound("no such moderator")
+    load = await _moderator_load(uow)
+    others = list(
+        (
+            await uow.session.execute(
+                sa.select(moderators)
+                .where(moderators.c.subject != subject, moderators.c.active.is_(True))
+                .order_by(moderators.c.subject)
+            )
+        ).mappings()
+    )
+    theirs = (
+        await uow.session.execute(
+            sa.select(cohorts.c.id, cohorts.c.language)
+            .where(cohorts.c.moderator == subject, cohorts.c.status == "active")
+            .order_by(cohorts.c.created_at, cohorts.c.id)
+        )
+    ).all()
+    handover: list[tuple[uuid.UUID, str]] = []
+    for cohort_id, language in theirs:
+        fits = [
+            m
+            for m in others
+            if language in m["languages"] and load[m["subject"]] < m["max_cohorts"]
+        ]
+        if not fits:
+            raise Conflict(
+                f"{len(theirs) - len(handover)} of the moderator's active cohorts have no other "
+                "active moderator with room for their language: add or free one first"
+            )
+        to = min(fits, key=lambda m: (load[m["subject"]], m["subject"]))["subject"]
+        load[to] += 1
+        handover.append((cohort_id, to))
+    for cohort_id, to in handover:
+        await uow.session.execute(
+            sa.update(cohorts).where(cohorts.c.id == cohort_id).values(moderator=to)
+        )
+    await uow.session.execute(sa.delete(moderators).where(moderators.c.subject == subject))
+    return len(handover)
+
+
+async def _moderator_load(uow: UnitOfWork) -> Counter[str]:
+    rows = await uow.session.execute(
+        sa.select(cohorts.c.moderator, sa.func.count())
+        .where(cohorts.c.status == "active")
+        .group_by(cohorts.c.moderator)
+    )
+    return Counter(dict(rows.tuples().all()))
 
 
 # --- consumers (monitoring) -------------------------------------------------------------------
@@ -183,57 +276,166 @@ async def run_matching(
     uow: UnitOfWork,
     config: matching.MatchingConfig | None = None,
     rules: Hysteresis | None = None,
-) -> matching.MatchResult:
+) -> lifecycle.RunPlan:
     config = config or matching.matching_v1()
     rules = rules or Hysteresis()
     now = uow.clock.now()
     rows = await _participants_with_stage(uow)
     moved_out = await _move_settled_members(uow, rows, config, rules, now)
     blocked = await _red_blocked(uow)
+    held_back = frozenset(
+        r["patient_id"] for r in rows if r["patient_id"] in blocked and r["override_red_by"] is None
+    )
     candidates: list[matching.Candidate] = []
     for r in rows:
         waiting = r["status"] == "waiting" or r["patient_id"] in moved_out
-        if not waiting or (r["patient_id"] in blocked and r["override_red_by"] is None):
-            continue
-        candidates.append(
-            matching.Candidate(
-                patient_id=r["patient_id"],
-                stage=_stage(r, now),
-                drug=r["drug"] or "unknown",
-                on_diazepam=r["stage"] == "crossover" or (r["drug"] == "diazepam"),
-                utc_offset_minutes=placement.utc_offset_minutes(r["timezone"], now),
-                language=r["language"],
-                waiting_since=r["waiting_since"] or now,
-            )
-        )
-    open_cohorts = await _open_cohorts(uow)
-    result = matching.match(candidates, open_cohorts, config, now=now)
-    new_ids = await _form_cohorts(uow, result.new_cohorts, config, now)
+        if waiting and r["patient_id"] not in held_back:
+            candidates.append(_candidate(r, r["waiting_since"] or now, now))
+    live = await _live_cohorts(uow, rows, now)
+    plan = lifecycle.plan_run(live, candidates, config, now=now, hold_back=held_back)
+    # patient -> (the cohort they left this run, why): CohortChanged if placed, else CohortLeft
+    left_from = {p: (c, "stage_changed") for p, c in moved_out.items()}
     by_id = {c.patient_id: c for c in candidates}
-    groups = {c.cohort_id: c.stage_group for c in open_cohorts}
-    groups |= {new_ids[n.key]: n.stage_group for n in result.new_cohorts if n.key in new_ids}
+    for cohort in live:
+        if cohort.cohort_id in plan.merged:
+            await _merge(uow, cohort, plan.merged[cohort.cohort_id], now)
+        elif cohort.cohort_id in plan.closed:
+            await _close(uow, cohort, now)
+            for m in cohort.members:
+                left_from[m.patient_id] = (cohort.cohort_id, "cohort_closed")
+                by_id[m.patient_id] = m
+    new_ids = await _form_cohorts(uow, plan.new_cohorts, config, now)
+    groups = {c.cohort_id: c.cohort.stage_group for c in live}
+    groups |= {new_ids[n.key]: n.stage_group for n in plan.new_cohorts if n.key in new_ids}
     placed: set[uuid.UUID] = set()
-    for p in result.placements:
+    for p in plan.placements:
         cohort_id = p.cohort_id or new_ids.get(p.new_cohort_key or "")
         if cohort_id is None:
             continue  # its new cohort found no moderator: still waiting
-        await _place(uow, by_id[p.patient_id], cohort_id, groups[cohort_id], moved_out, now)
+        await _place(uow, by_id[p.patient_id], cohort_id, groups[cohort_id], left_from, now)
         placed.add(p.patient_id)
-    for patient_id, from_cohort in moved_out.items():
+    for patient_id, (from_cohort, reason) in left_from.items():
         if patient_id not in placed:
             await uow.publish(
                 CohortLeft.create(
                     patient_id=patient_id,
                     occurred_at=now,
                     cohort_id=from_cohort,
-                    reason="stage_changed",
+                    reason=reason,
                 )
             )
     log.info(
         "matching run",
-        extra={"candidates": len(candidates), "placed": len(placed), "new_cohorts": len(new_ids)},
+        extra={
+            "candidates": len(candidates),
+            "placed": len(placed),
+            "new_cohorts": len(new_ids),
+            "merged": len(plan.merged),
+            "closed": len(plan.closed),
+        },
     )
-    return result
+    return plan
+
+
+def _candidate(row: sa.RowMapping, waiting_since: datetime, now: datetime) -> matching.Candidate:
+    return matching.Candidate(
+        patient_id=row["patient_id"],
+        stage=_stage(row, now),
+        drug=row["drug"] or "unknown",
+        on_diazepam=row["stage"] == "crossover" or (row["drug"] == "diazepam"),
+        utc_offset_minutes=placement.utc_offset_minutes(row["timezone"], now),
+        language=row["language"],
+        waiting_since=waiting_since,
+    )
+
+
+async def _live_cohorts(
+    uow: UnitOfWork, rows: list[sa.RowMapping], now: datetime
+) -> list[lifecycle.LiveCohort]:
+    """Every active cohort with its current members (each with the waiting time they had)."""
+    by_patient = {r["patient_id"]: r for r in rows}
+    found = await uow.session.execute(
+        sa.select(
+            memberships.c.cohort_id,
+            memberships.c.patient_id,
+            memberships.c.waited_since,
+            memberships.c.joined_at,
+        )
+        .join(cohorts, cohorts.c.id == memberships.c.cohort_id)
+        .where(memberships.c.left_at.is_(None), cohorts.c.status == "active")
+    )
+    members: dict[uuid.UUID, list[matching.Candidate]] = {}
+    for m in found.mappings():
+        row = by_patient.get(m["patient_id"])
+        if row is None:
+            continue  # opted out (their membership ended with it)
+        kept = m["waited_since"] or m["joined_at"]
+        members.setdefault(m["cohort_id"], []).append(_candidate(row, kept, now))
+    active = await uow.session.execute(sa.select(cohorts).where(cohorts.c.status == "active"))
+    return [
+        lifecycle.LiveCohort(
+            cohort=matching.OpenCohort(
+                cohort_id=c["id"],
+                stage_group=c["stage_group"],
+                language=c["language"],
+                session_utc_minute=c["session_utc_minute"],
+                drug=c["drug"],
+                size=0,
+                capacity=c["capacity"],
+                on_diazepam=c["on_diazepam"],
+            ),
+            members=tuple(members.get(c["id"], ())),
+        )
+        for c in active.mappings()
+    ]
+
+
+async def _merge(
+    uow: UnitOfWork, cohort: lifecycle.LiveCohort, into: uuid.UUID, now: datetime
+) -> None:
+    """The small cohort closes and its members move, together, into ``into``."""
+    await _set_cohort_status(uow, cohort.cohort_id, "closed")
+    stage_group = await uow.session.scalar(
+        sa.select(cohorts.c.stage_group).where(cohorts.c.id == into)
+    )
+    for m in cohort.members:
+        await _end_membership(uow, m.patient_id, cohort.cohort_id, "cohort_closed", now)
+        await uow.session.execute(
+            sa.insert(memberships).values(
+                id=uuid.uuid4(),
+                cohort_id=into,
+                patient_id=m.patient_id,
+                joined_at=now,
+                waited_since=m.waiting_since,
+            )
+        )
+        await _set(uow, m.patient_id, status="placed", cohort_id=into, waiting_since=None)
+        await uow.publish(
+            CohortChanged.create(
+                patient_id=m.patient_id,
+                occurred_at=now,
+                from_cohort_id=cohort.cohort_id,
+                to_cohort_id=into,
+                stage_group=stage_group,
+                reason="cohort_closed",
+            )
+        )
+
+
+async def _close(uow: UnitOfWork, cohort: lifecycle.LiveCohort, now: datetime) -> None:
+    """The cohort closes; its members wait again with the waiting time they had when placed."""
+    await _set_cohort_status(uow, cohort.cohort_id, "closed")
+    for m in cohort.members:
+        await _end_membership(uow, m.patient_id, cohort.cohort_id, "cohort_closed", now)
+        await _set(
+            uow, m.patient_id, status="waiting", cohort_id=None, waiting_since=m.waiting_since
+        )
+
+
+async def _set_cohort_status(uow: UnitOfWork, cohort_id: uuid.UUID, status: str) -> None:
+    await uow.session.execute(
+        sa.update(cohorts).where(cohorts.c.id == cohort_id).values(status=status)
+    )
 
 
 async def _move_settled_members(
@@ -281,25 +483,30 @@ async def _place(
     candidate: matching.Candidate,
     cohort_id: uuid.UUID,
     stage_group: str,
-    moved_out: dict[uuid.UUID, uuid.UUID],
+    left_from: dict[uuid.UUID, tuple[uuid.UUID, str]],
     now: datetime,
 ) -> None:
     patient_id = candidate.patient_id
     await uow.session.execute(
         sa.insert(memberships).values(
-            id=uuid.uuid4(), cohort_id=cohort_id, patient_id=patient_id, joined_at=now
+            id=uuid.uuid4(),
+            cohort_id=cohort_id,
+            patient_id=patient_id,
+            joined_at=now,
+            waited_since=candidate.waiting_since,
         )
     )
     await _set(uow, patient_id, status="placed", cohort_id=cohort_id, waiting_since=None)
     language = candidate.language
-    if patient_id in moved_out:
+    if patient_id in left_from:
+        from_cohort, reason = left_from[patient_id]
         event: CohortAssigned | CohortChanged = CohortChanged.create(
             patient_id=patient_id,
             occurred_at=now,
-            from_cohort_id=moved_out[patient_id],
+            from_cohort_id=from_cohort,
             to_cohort_id=cohort_id,
             stage_group=stage_group,
-            reason="stage_changed",
+            reason=reason,
         )
     else:
         event = CohortAssigned.create(
@@ -319,19 +526,7 @@ async def _form_cohorts(
     now: datetime,
 ) -> dict[str, uuid.UUID]:
     """Create the new cohorts that get a moderator: the least loaded one for the language."""
-    load = Counter(
-        dict(
-            (
-                await uow.session.execute(
-                    sa.select(cohorts.c.moderator, sa.func.count())
-                    .where(cohorts.c.status == "active")
-                    .group_by(cohorts.c.moderator)
-                )
-            )
-            .tuples()
-            .all()
-        )
-    )
+    load = await _moderator_load(uow)
     available = list(
         (await uow.session.execute(sa.select(moderators).order_by(moderators.c.subject))).mappings()
     )
@@ -340,7 +535,9 @@ async def _form_cohorts(
         fits = [
             m
             for m in available
-            if cohort.language in m["languages"] and load[m["subject"]] < m["max_cohorts"]
+            if m["active"]
+            and cohort.language in m["languages"]
+            and load[m["subject"]] < m["max_cohorts"]
         ]
         if not fits:
             log.warning("new cohort waits for a moderator", extra={"language": cohort.language})
@@ -365,34 +562,6 @@ async def _form_cohorts(
         )
         formed[cohort.key] = cohort_id
     return formed
-
-
-async def _open_cohorts(uow: UnitOfWork) -> list[matching.OpenCohort]:
-    size = (
-        sa.select(memberships.c.cohort_id, sa.func.count().label("size"))
-        .where(memberships.c.left_at.is_(None))
-        .group_by(memberships.c.cohort_id)
-        .subquery()
-    )
-    rows = await uow.session.execute(
-        sa.select(cohorts, sa.func.coalesce(size.c.size, 0).label("size"))
-        .outerjoin(size, size.c.cohort_id == cohorts.c.id)
-        .where(cohorts.c.status == "active")
-    )
-    return [
-        matching.OpenCohort(
-            cohort_id=r["id"],
-            stage_group=r["stage_group"],
-            language=r["language"],
-            session_utc_minute=r["session_utc_minute"],
-            drug=r["drug"],
-            size=r["size"],
-            capacity=r["capacity"],
-            on_diazepam=r["on_diazepam"],
-        )
-        for r in rows.mappings()
-        if r["size"] < r["capacity"]
-    ]
 
 
 async def _participants_with_stage(uow: UnitOfWork) -> list[sa.RowMapping]:
@@ -475,15 +644,55 @@ async def my_cohort(uow: UnitOfWork, patient_id: uuid.UUID) -> dict[str, Any]:
     }
 
 
+async def placement_of(uow: UnitOfWork, patient_id: uuid.UUID) -> dict[str, Any]:
+    """The patient's placement as their clinician needs it: waiting (since when, and whether an
+    open RED episode holds them back) or placed (their cohort's size and next session). Nothing
+    about any other patient: a count, never a handle or an id."""
+    me = await _participant(uow, patient_id)
+    if me is None or me["status"] == "left":
+        return {"status": "not_taking_part"}
+    red_open = await uow.session.scalar(
+        sa.select(sa.func.count())
+        .select_from(red_episodes)
+        .where(red_episodes.c.patient_id == patient_id, red_episodes.c.resolved_at.is_(None))
+    )
+    out: dict[str, Any] = {
+        "status": me["status"],
+        "waiting_since": me["waiting_since"],
+        "held_back_by_open_red": bool(red_open) and me["override_red_by"] is None,
+        "red_override": me["override_red_by"] is not None,
+        "cohort_size": None,
+        "next_session": None,
+    }
+    if me["cohort_id"] is not None:
+        cohort = (
+            (await uow.session.execute(sa.select(cohorts).where(cohorts.c.id == me["cohort_id"])))
+            .mappings()
+            .one()
+        )
+        out["cohort_size"] = len(await _member_handles(uow, me["cohort_id"]))
+        out["next_session"] = placement.next_sessions(
+            cohort["session_weekday"],
+            cohort["session_utc_minute"],
+            me["timezone"],
+            uow.clock.now(),
+            count=1,
+        )[0]
+    return out
+
+
 async def roster(uow: UnitOfWork, moderator: str) -> list[dict[str, Any]]:
     """A moderator's cohorts and members (opaque patient ids and handles: the moderator reaches
     clinical details only through their panel in the other services)."""
     rows = await uow.session.execute(
-        sa.select(cohorts).where(cohorts.c.moderator == moderator, cohorts.c.status == "active")
+        sa.select(cohorts)
+        .where(cohorts.c.moderator == moderator, cohorts.c.status == "active")
+        .order_by(cohorts.c.created_at, cohorts.c.id)
     )
+    now = uow.clock.now()
     out = []
     for c in rows.mappings():
-        members = await _member_handles(uow, c["id"])
+        members = await _members(uow, c["id"])
         out.append(
             {
                 "cohort_id": c["id"],
@@ -491,13 +700,29 @@ async def roster(uow: UnitOfWork, moderator: str) -> list[dict[str, Any]]:
                 "language": c["language"],
                 "session_weekday": c["session_weekday"],
                 "session_utc_minute": c["session_utc_minute"],
+                "next_session": placement.next_sessions(
+                    c["session_weekday"], c["session_utc_minute"], "UTC", now, count=1
+                )[0],
+                "size": len(members),
+                "capacity": c["capacity"],
+                # Facts of membership only: who (opaque id, handle) and since when. No
+                # attendance, no stage or dose of a member, no timezone (issue 17).
                 "members": [
-                    {"patient_id": p, "handle": h}
-                    for p, h in sorted(members.items(), key=lambda kv: kv[1])
+                    {"patient_id": p, "handle": h, "member_since": since}
+                    for p, h, since in sorted(members, key=lambda m: m[1])
                 ],
             }
         )
     return out
+
+
+async def _members(uow: UnitOfWork, cohort_id: uuid.UUID) -> list[tuple[uuid.UUID, str, datetime]]:
+    rows = await uow.session.execute(
+        sa.select(participants.c.patient_id, participants.c.handle, memberships.c.joined_at)
+        .join(memberships, memberships.c.patient_id == participants.c.patient_id)
+        .where(memberships.c.cohort_id == cohort_id, memberships.c.left_at.is_(None))
+    )
+    return [(p, h, j) for p, h, j in rows.tuples().all()]
 
 
 async def _member_handles(uow: UnitOfWork, cohort_id: uuid.UUID) -> dict[uuid.UUID, str]:

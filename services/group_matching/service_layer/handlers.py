@@ -2,7 +2,9 @@
 
 ``DoseReduced`` creates the patient's row and moves the stage by dose, or by the scheduler's
 ``taper_stage`` when it names final phase, crossover or completed (``stage_from_event``);
-``TaperHeld``, ``TaperResumed`` and ``TaperCompleted`` move it through the taper's lifecycle.
+``TaperHeld``, ``TaperResumed`` and ``TaperCompleted`` move it through the taper's lifecycle; one
+that arrives before the patient's first step is valid, only early: it is parked and applied when
+that step arrives (never dead-lettered: the dead-letter topic is for bad messages).
 The inbox drops duplicates; the topics are not ordered with one another, so an event older than
 the newest one applied (``last_event_at``) does not change the stage.
 """
@@ -17,10 +19,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from contracts import DoseReduced, Event, TaperCompleted, TaperHeld, TaperResumed
+from contracts import DoseReduced, Event, TaperCompleted, TaperHeld, TaperResumed, event_class
 from services.chassis.errors import NotFound, PermanentError
 from services.chassis.uow import UnitOfWork
-from services.group_matching.adapters.orm import patient_stages
+from services.group_matching.adapters.orm import parked_stage_events, patient_stages
 from services.group_matching.domain.model import (
     COMPLETED,
     CROSSOVER,
@@ -43,14 +45,6 @@ class StageUnknown(NotFound):
 
 class UnusableDoseEvent(PermanentError):
     """A DoseReduced the stage cannot be derived from (dead-lettered, never guessed at)."""
-
-
-class UnknownPatient(PermanentError):
-    """A lifecycle event for a patient whose taper group matching has never seen a step of:
-    dead-lettered with this reason (replayable once the DoseReduced has arrived)."""
-
-    def __init__(self) -> None:
-        super().__init__("unknown patient: no dose step seen for this patient")
 
 
 async def on_dose_reduced(event: DoseReduced, uow: UnitOfWork) -> None:
@@ -109,6 +103,8 @@ async def on_dose_reduced(event: DoseReduced, uow: UnitOfWork) -> None:
             .where(patient_stages.c.patient_id == event.patient_id)
             .values(**values)
         )
+    if row is None:
+        await _release_parked(uow, event.patient_id)
     if row is None or row["stage"] != stage:
         await cohorts.request_match(uow)
 
@@ -147,13 +143,15 @@ async def _move_stage(
 ) -> None:
     """Set the stage of the patient's row for the event's plan, unless the event is out of date.
 
-    Ignored: no row yet (the patient is placed from the first ``DoseReduced``), another plan than
-    the row's, a plan that already ended (completion is final for a plan, and the scheduler
-    neither holds nor resumes an ended taper), or an event older than the newest one applied.
+    Parked: no row yet (the first ``DoseReduced`` has not arrived; it releases the event).
+    Ignored: another plan than the row's, a plan that already ended (completion is final for a
+    plan, and the scheduler neither holds nor resumes an ended taper), or an event older than
+    the newest one applied.
     """
     row = await _row(uow, event.patient_id)
     if row is None:
-        raise UnknownPatient()
+        await _park(uow, event)
+        return
     if row["plan_id"] != event.plan_id:
         return
     ended = row["stage"] in _ENDED and not isinstance(event, TaperCompleted)
@@ -174,6 +172,50 @@ async def _move_stage(
     )
     if row["stage"] != stage:
         await cohorts.request_match(uow)
+
+
+async def _park(uow: UnitOfWork, event: Event) -> None:
+    """Keep a lifecycle event until the patient's first step (a redelivery parks nothing twice:
+    the inbox drops most, the event id as key the rest)."""
+    found = await uow.session.scalar(
+        sa.select(parked_stage_events.c.event_id).where(
+            parked_stage_events.c.event_id == event.event_id
+        )
+    )
+    if found is None:
+        await uow.session.execute(
+            sa.insert(parked_stage_events).values(
+                event_id=event.event_id,
+                patient_id=event.patient_id,
+                event_type=event.event_type,
+                occurred_at=event.occurred_at,
+                payload=event.model_dump(mode="json"),
+                parked_at=uow.clock.now(),
+            )
+        )
+
+
+async def _release_parked(uow: UnitOfWork, patient_id: uuid.UUID) -> None:
+    """The patient's row exists now: apply what was parked, oldest first, as if it had come in
+    order (an event older than the step is stale and changes nothing, as it would have)."""
+    rows = (
+        await uow.session.execute(
+            sa.select(parked_stage_events)
+            .where(parked_stage_events.c.patient_id == patient_id)
+            .order_by(parked_stage_events.c.occurred_at, parked_stage_events.c.event_id)
+        )
+    ).mappings()
+    handlers: dict[str, Callable[[Any, UnitOfWork], Any]] = {
+        TaperHeld.EVENT_TYPE: on_taper_held,
+        TaperResumed.EVENT_TYPE: on_taper_resumed,
+        TaperCompleted.EVENT_TYPE: on_taper_completed,
+    }
+    for row in list(rows):
+        event = event_class(row["event_type"]).model_validate(row["payload"])
+        await handlers[row["event_type"]](event, uow)
+    await uow.session.execute(
+        sa.delete(parked_stage_events).where(parked_stage_events.c.patient_id == patient_id)
+    )
 
 
 def _stage_clock(row: sa.RowMapping | None, stage: str, at: datetime) -> dict[str, Any]:

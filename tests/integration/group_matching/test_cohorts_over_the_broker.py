@@ -1,8 +1,10 @@
 """Group matching over the real broker and PostgreSQL, driven by the scheduler's events: six
 patients opt in, their DoseReduced arrive from Kafka, a cohort forms (CohortAssigned on its
 topic); one patient's taper reaches the final phase, and once that has settled they leave the
-cohort (CohortLeft, stage_changed) — not before. A TaperHeld for a patient group matching has
-never seen is dead-lettered with the reason."""
+cohort (CohortLeft, stage_changed) — not before. The five left behind are below the minimum with
+no cohort to merge into: the cohort closes (CohortLeft, cohort_closed) and, once a newcomer makes
+six, they are placed again (CohortAssigned) (issue 17). A TaperHeld for a patient group matching
+has not seen a step of yet is parked, not dead-lettered, and applied when the step arrives."""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from contracts import (
 )
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.clock import FrozenClock
-from services.group_matching.adapters.orm import patient_stages
+from services.group_matching.adapters.orm import parked_stage_events, patient_stages
 from services.group_matching.bootstrap import bootstrap
 from services.group_matching.settings import GroupMatchingSettings
 from tests.helpers import eventually, produce_raw, read_topic
@@ -130,25 +132,91 @@ async def test_cohorts_form_and_change_from_scheduler_events_on_the_broker(
         with pytest.raises(AssertionError):
             await eventually(left, timeout=3, interval=0.5)
         clock.advance(timedelta(days=14))  # settled in the final phase
-        [gone] = await eventually(left, timeout=30, interval=0.5)
-        assert (gone["patient_id"], gone["reason"]) == (str(mover), "stage_changed")
 
-        stranger = TaperHeld.create(
-            patient_id=uuid.uuid4(),
-            occurred_at=NOW,
-            plan_id=uuid.uuid4(),
+        async def all_left() -> list[Any]:
+            found = await left()
+            return found if len(found) == 6 else []
+
+        gone = {e["patient_id"]: e["reason"] for e in await eventually(all_left, timeout=30)}
+        assert gone.pop(str(mover)) == "stage_changed"
+        assert gone == {str(p): "cohort_closed" for p in patients[1:]}  # five: the cohort closed
+        [cohort] = {e["cohort_id"] for e in placed}
+
+        # a newcomer, also tapering, makes six: the five are placed again, with them
+        newcomer, plan = uuid.uuid4(), uuid.uuid4()
+        mine.add(newcomer)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            token = issue_dev_token(
+                runtime.settings, subject=f"p-{newcomer}", role=Role.PATIENT, patient_id=newcomer
+            )
+            r = await client.put(
+                f"/api/group-matching/patients/{newcomer}/peer-support",
+                json={"timezone": "Europe/London", "language": "en"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert r.status_code == 200, r.text
+
+        # ... whose TaperHeld arrives before their first step: parked, then applied
+        hold = TaperHeld.create(
+            patient_id=newcomer,
+            occurred_at=NOW + timedelta(days=16),
+            plan_id=plan,
             reason_code="clinician_hold",
             held_by="clinician",
             taper_stage="held",
         )
-        await produce_raw(kafka_bootstrap_servers, TAPER_HELD.name, [_record(stranger)])
+        await produce_raw(kafka_bootstrap_servers, TAPER_HELD.name, [_record(hold)])
 
-        async def dead_lettered() -> list[Any]:
-            records = await read_topic(
-                kafka_bootstrap_servers, TAPER_HELD.dlq, expect=10**6, timeout=2
+        async def parked() -> bool:
+            async with runtime.uow() as uow:
+                n = await uow.session.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(parked_stage_events)
+                    .where(parked_stage_events.c.patient_id == newcomer)
+                )
+            return n == 1
+
+        await eventually(parked, timeout=30)
+        step = _dose(newcomer, plan, 1, "2", "1.5")  # occurred before the hold
+        await produce_raw(kafka_bootstrap_servers, DOSE_REDUCED.name, [_record(step)])
+
+        async def held() -> bool:
+            async with runtime.uow() as uow:
+                stage = await uow.session.scalar(
+                    sa.select(patient_stages.c.stage).where(patient_stages.c.patient_id == newcomer)
+                )
+            return stage == "held"
+
+        await eventually(held, timeout=30)
+        dlq = await read_topic(kafka_bootstrap_servers, TAPER_HELD.dlq, expect=10**6, timeout=2)
+        assert not [r for r in dlq if r.key == str(newcomer).encode()]  # never dead-lettered
+
+        # held is another stage group: the five still wait; a sixth tapering patient comes
+        sixth, plan6 = uuid.uuid4(), uuid.uuid4()
+        mine.add(sixth)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            token = issue_dev_token(
+                runtime.settings, subject=f"p-{sixth}", role=Role.PATIENT, patient_id=sixth
             )
-            return [r for r in records if r.key == str(stranger.patient_id).encode()]
+            r = await client.put(
+                f"/api/group-matching/patients/{sixth}/peer-support",
+                json={"timezone": "Europe/London", "language": "en"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert r.status_code == 200, r.text
+        await produce_raw(
+            kafka_bootstrap_servers,
+            DOSE_REDUCED.name,
+            [_record(_dose(sixth, plan6, 1, "2", "1.5"))],
+        )
 
-        [dlq] = await eventually(dead_lettered, timeout=30)
-        reasons = [v.decode() for k, v in dlq.headers if "reason" in k]
-        assert any("unknown patient" in r for r in reasons)
+        async def replaced() -> list[Any]:
+            clock.advance(timedelta(seconds=11))
+            runtime.timers.wake()
+            found = await _of(kafka_bootstrap_servers, COHORT_ASSIGNED.name, mine)
+            again = [e for e in found if e["cohort_id"] != cohort]
+            return again if len(again) == 6 else []
+
+        again = await eventually(replaced, timeout=60, interval=0.5)
+        assert {e["patient_id"] for e in again} == {str(p) for p in [*patients[1:], sixth]}
+        assert len({e["cohort_id"] for e in again}) == 1

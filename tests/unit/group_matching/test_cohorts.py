@@ -237,11 +237,16 @@ async def test_a_stage_change_moves_members_only_once_it_has_settled(stack: Stac
     assert await stack.events(CohortChanged) == []  # not settled yet: nobody churns
     await stack.run(timedelta(days=10))  # 15 days in the final phase
     changed = await stack.events(CohortChanged)
-    assert {e.patient_id for e in changed} == set(movers)
-    assert {e.stage_group for e in changed} == {"final_phase"}
-    assert all(e.reason == "stage_changed" for e in changed)
-    stayers = {p: (await stack.cohort_of(p))["cohort_id"] for p in patients[6:]}
-    assert len(set(stayers.values())) <= 2  # the others kept their cohorts
+    moved = [e for e in changed if e.reason == "stage_changed"]
+    assert {e.patient_id for e in moved} == set(movers)
+    assert {e.stage_group for e in moved} == {"final_phase"}
+    # The stayers kept their cohort, or it fell below six and they were placed again together.
+    regrouped = [e for e in changed if e.reason == "cohort_closed"]
+    assert {e.patient_id for e in regrouped} <= set(patients[6:])
+    assert await stack.events(CohortLeft) == []
+    stayers = [await stack.cohort_of(p) for p in patients[6:]]
+    assert len({c["cohort_id"] for c in stayers}) == 1
+    assert {c["stage_group"] for c in stayers} == {"active"}
 
 
 async def test_a_lone_mover_leaves_and_waits_and_opting_out_is_announced(stack: Stack) -> None:
@@ -254,16 +259,18 @@ async def test_a_lone_mover_leaves_and_waits_and_opting_out_is_announced(stack: 
     mover = patients[0]
     await stack.handle(dose(mover, plans[mover], 2, "3", "0.25", NOW))
     await stack.run(timedelta(days=15))
-    [left] = await stack.events(CohortLeft)
-    assert (left.patient_id, left.reason) == (mover, "stage_changed")
+    left = {e.patient_id: e.reason for e in await stack.events(CohortLeft)}
+    assert left.pop(mover) == "stage_changed"
+    # five left behind: below the minimum with nowhere to merge, the cohort closes (issue 17)
+    assert left == {p: "cohort_closed" for p in patients[1:]}
     assert (await stack.cohort_of(mover))["status"] == "waiting"
     quitter = patients[1]
     r = await stack.client.delete(
         f"/api/group-matching/patients/{quitter}/peer-support", headers=stack.patient(quitter)
     )
     assert r.status_code == 204
-    reasons = sorted(e.reason for e in await stack.events(CohortLeft))
-    assert reasons == ["patient_left", "stage_changed"]
+    reasons = [e.reason for e in await stack.events(CohortLeft) if e.patient_id == quitter]
+    assert reasons == ["cohort_closed"]  # already waiting: opting out leaves no cohort
     gone = await stack.client.get(
         f"/api/group-matching/patients/{quitter}/cohort", headers=stack.patient(quitter)
     )
@@ -309,3 +316,169 @@ async def test_only_the_patient_opts_in_and_every_access_is_audited(stack: Stack
         audit = uow.table("audit_log")
         outcomes = (await uow.session.scalars(sa.select(audit.c.outcome))).all()
     assert outcomes.count("denied") == 2
+
+
+# --- issue 17: cohorts close and merge; moderators and placement managed -----------------------
+
+
+async def members_of(stack: Stack, patients: list[uuid.UUID]) -> dict[str, list[uuid.UUID]]:
+    by_cohort: dict[str, list[uuid.UUID]] = {}
+    for p in patients:
+        mine = await stack.cohort_of(p)
+        by_cohort.setdefault(mine.get("cohort_id", "waiting"), []).append(p)
+    return by_cohort
+
+
+async def opt_out(stack: Stack, patient: uuid.UUID) -> None:
+    r = await stack.client.delete(
+        f"/api/group-matching/patients/{patient}/peer-support", headers=stack.patient(patient)
+    )
+    assert r.status_code == 204
+
+
+async def test_a_cohort_below_its_minimum_merges_whole_into_a_compatible_one(
+    stack: Stack,
+) -> None:
+    await stack.moderator()
+    patients = await stack.join(12)
+    await stack.run()
+    groups = await members_of(stack, patients)
+    assert sorted(len(g) for g in groups.values()) == [6, 6]
+    (a, first), (b, second) = sorted(groups.items())
+    for p in first[:3]:
+        await opt_out(stack, p)
+    await stack.run()
+    changed = await stack.events(CohortChanged)
+    assert {e.patient_id for e in changed} == set(first[3:])
+    assert {(str(e.from_cohort_id), str(e.to_cohort_id), e.reason) for e in changed} == {
+        (a, b, "cohort_closed")
+    }
+    after = await members_of(stack, [*first[3:], *second])
+    assert list(after) == [b] and len(after[b]) == 9
+    assert len((await stack.cohort_of(second[0]))["members"]) == 9
+    roster = await stack.client.get(
+        "/api/group-matching/moderators/mod-1/cohorts", headers=stack.auth(Role.CLINICIAN, "mod-1")
+    )
+    assert [c["cohort_id"] for c in roster.json()] == [b]  # the merged cohort is closed
+
+
+async def test_a_closed_cohort_sends_its_members_back_with_their_waiting_time(
+    stack: Stack,
+) -> None:
+    await stack.moderator()
+    joined_at = stack.clock.now()
+    patients = await stack.join(6)
+    await stack.run()
+    assert len(await stack.events(CohortAssigned)) == 6
+    stack.clock.advance(timedelta(days=20))
+    await opt_out(stack, patients[0])
+    await stack.run()
+    left = {e.patient_id: (e.reason, e.cohort_id) for e in await stack.events(CohortLeft)}
+    cohort = (await stack.events(CohortAssigned))[0].cohort_id
+    assert left == {
+        patients[0]: ("patient_left", cohort),
+        **{p: ("cohort_closed", cohort) for p in patients[1:]},
+    }
+    for p in patients[1:]:
+        mine = await stack.cohort_of(p)
+        assert mine["status"] == "waiting"
+        assert datetime.fromisoformat(mine["waiting_since"]) == joined_at  # not the close
+    # a newcomer makes six again: the five are placed again, together with them
+    newcomer = await stack.join(1)
+    await stack.run()
+    assigned = [e for e in await stack.events(CohortAssigned) if e.cohort_id != cohort]
+    assert {e.patient_id for e in assigned} == {*patients[1:], *newcomer}
+
+
+async def test_a_clinician_reads_their_patients_placement_and_nothing_of_others(
+    stack: Stack,
+) -> None:
+    await stack.moderator()
+    patients = await stack.join(5)
+    url = f"/api/group-matching/patients/{patients[0]}/placement"
+    panel = stack.auth(Role.CLINICIAN, "dr-ada", panel=[patients[0]])
+    r = await stack.client.get(url, headers=panel)
+    assert r.status_code == 200
+    assert r.json()["status"] == "waiting" and r.json()["cohort_size"] is None
+    assert datetime.fromisoformat(r.json()["waiting_since"]) == NOW
+    await stack.join(1)
+    await stack.run()
+    r = await stack.client.get(url, headers=panel)
+    body = r.json()
+    assert body["status"] == "placed" and body["cohort_size"] == 6
+    assert datetime.fromisoformat(body["next_session"]).utcoffset() == timedelta(hours=-6)
+    assert not any(str(p) in r.text for p in patients[1:])  # no other patient's id
+    assert "members" not in body and "handle" not in body
+    for headers in (
+        stack.auth(Role.CLINICIAN, "dr-zed", panel=[patients[1]]),
+        stack.patient(patients[0]),  # the patient has GET /cohort
+        stack.auth(Role.OPS, "ops-1"),
+    ):
+        assert (await stack.client.get(url, headers=headers)).status_code == 403
+    unknown = uuid.uuid4()
+    r = await stack.client.get(
+        f"/api/group-matching/patients/{unknown}/placement",
+        headers=stack.auth(Role.CLINICIAN, "dr-ada", panel=[unknown]),
+    )
+    assert r.json() == {
+        "status": "not_taking_part",
+        "waiting_since": None,
+        "held_back_by_open_red": False,
+        "red_override": False,
+        "cohort_size": None,
+        "next_session": None,
+    }
+
+
+async def test_moderators_are_listed_paused_deactivated_and_removed_with_a_handover(
+    stack: Stack,
+) -> None:
+    ops = stack.auth(Role.OPS, "ops-1")
+    base = "/api/group-matching/moderators"
+    await stack.moderator("mod-1")
+    await stack.join(6)
+    await stack.run()
+    r = await stack.client.get(base, headers=ops)
+    assert r.status_code == 200
+    [mod] = r.json()
+    assert (mod["subject"], mod["active"], mod["active_cohorts"]) == ("mod-1", True, 1)
+    for who in (stack.auth(Role.CLINICIAN, "mod-1"), stack.patient(uuid.uuid4())):
+        assert (await stack.client.get(base, headers=who)).status_code == 403
+    # the only moderator of a cohort cannot be removed: its members would lose their moderator
+    r = await stack.client.delete(f"{base}/mod-1", headers=ops)
+    assert r.status_code == 409 and "active moderator" in r.json()["detail"]
+    # paused (max_cohorts 0) and deactivated moderators are given no new cohort
+    paused = await stack.client.put(
+        f"{base}/mod-2", json={"languages": ["en"], "max_cohorts": 0}, headers=ops
+    )
+    assert paused.status_code == 204
+    assert (await stack.client.post(f"{base}/mod-1/deactivate", headers=ops)).status_code == 204
+    waiting = await stack.join(6)
+    await stack.run()
+    assert (await stack.cohort_of(waiting[0]))["status"] == "waiting"
+    assert (await stack.client.post(f"{base}/nobody/deactivate", headers=ops)).status_code == 404
+    # mod-2 back with room: mod-1 can go, their cohort handed over
+    await stack.client.put(
+        f"{base}/mod-2", json={"languages": ["en"], "max_cohorts": 3}, headers=ops
+    )
+    r = await stack.client.delete(f"{base}/mod-1", headers=ops)
+    assert r.status_code == 200 and r.json() == {"cohorts_handed_over": 1}
+    await stack.run()
+    [mod2] = (await stack.client.get(base, headers=ops)).json()
+    assert mod2["subject"] == "mod-2" and mod2["active_cohorts"] == 2
+    assert (await stack.client.delete(f"{base}/mod-1", headers=ops)).status_code == 404
+
+
+async def test_the_roster_shows_facts_of_membership_only(stack: Stack) -> None:
+    await stack.moderator()
+    await stack.join(6)
+    await stack.run()
+    r = await stack.client.get(
+        "/api/group-matching/moderators/mod-1/cohorts", headers=stack.auth(Role.CLINICIAN, "mod-1")
+    )
+    [cohort] = r.json()
+    assert cohort["size"] == 6 and cohort["capacity"] == 10
+    assert datetime.fromisoformat(cohort["next_session"]) > NOW
+    assert {frozenset(m) for m in cohort["members"]} == {
+        frozenset({"patient_id", "handle", "member_since"})
+    }

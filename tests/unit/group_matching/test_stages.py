@@ -28,7 +28,7 @@ from services.chassis.auth import Role, issue_dev_token
 from services.chassis.clock import FrozenClock
 from services.chassis.migrations import upgrade_to_head
 from services.chassis.runtime import ServiceRuntime
-from services.group_matching.adapters.orm import patient_stages
+from services.group_matching.adapters.orm import parked_stage_events, patient_stages
 from services.group_matching.bootstrap import bootstrap
 from services.group_matching.domain.model import (
     ACTIVE,
@@ -43,7 +43,6 @@ from services.group_matching.domain.model import (
 from services.group_matching.domain.reference import StageRules, stages_v1
 from services.group_matching.entrypoints.consumers import SUBSCRIPTIONS
 from services.group_matching.service_layer import handlers
-from services.group_matching.service_layer.handlers import UnknownPatient
 from services.group_matching.settings import GroupMatchingSettings
 
 D = Decimal
@@ -378,16 +377,35 @@ async def test_a_newer_reduction_implies_the_hold_was_lifted(runtime: ServiceRun
     assert row["stage"] == ACTIVE and row["last_event_at"] == at(3)
 
 
-async def test_events_of_unknown_patients_are_dead_lettered_and_other_plans_change_nothing(
+async def test_lifecycle_events_before_the_first_step_are_parked_then_applied(
     runtime: ServiceRuntime,
 ) -> None:
+    """Issue 17: a valid TaperHeld (or TaperResumed/TaperCompleted) that arrives before the
+    patient's first DoseReduced is parked, never dead-lettered, and applied once the step comes."""
     patient, plan = uuid.uuid4(), uuid.uuid4()
-    for event in (held(patient, plan, at(0)), completed(patient, plan, at(0))):
-        with pytest.raises(UnknownPatient, match="unknown patient"):  # dead-lettered, no row
-            await apply(runtime, event)
+    hold = held(patient, plan, at(2))
+    await apply(runtime, hold)  # no error: nothing for the dead-letter topic
+    await apply(runtime, hold)  # a redelivery parks nothing twice
     async with runtime.uow() as uow:
         assert (await uow.session.execute(sa.select(patient_stages))).first() is None
+        parked = (await uow.session.execute(sa.select(parked_stage_events))).all()
+    assert len(parked) == 1
 
+    await apply(runtime, dose_reduced(patient, plan, 1, "20", "15", at(1)))
+    row = await stage_row(runtime, patient)
+    assert row["stage"] == HELD and row["last_event_id"] == hold.event_id  # the hold came later
+    async with runtime.uow() as uow:
+        assert (await uow.session.execute(sa.select(parked_stage_events))).first() is None
+
+    # a parked event older than the step is stale when released, as it would have been in order
+    late, plan2 = uuid.uuid4(), uuid.uuid4()
+    await apply(runtime, held(late, plan2, at(0)))
+    await apply(runtime, dose_reduced(late, plan2, 1, "20", "15", at(1)))
+    assert (await stage_row(runtime, late))["stage"] == ACTIVE
+
+
+async def test_events_of_other_plans_change_nothing(runtime: ServiceRuntime) -> None:
+    patient, plan = uuid.uuid4(), uuid.uuid4()
     await apply(runtime, dose_reduced(patient, plan, 1, "20", "15", at(1)))
     before = await stage_row(runtime, patient)
     other = uuid.uuid4()
