@@ -76,7 +76,7 @@ async def test_escalations_page_by_cursor_newest_first_with_ties(
 ) -> None:
     runtime, clock, _ = service
     patient = uuid.uuid4()
-    for i in range(5):  # five escalations, two of them sharing each instant
+    for _ in range(5):  # five escalations, two of them sharing each instant
         await start(runtime, patient, clock.now())
         await start(runtime, patient, clock.now())
         clock.advance(timedelta(seconds=1))

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,11 +13,7 @@ import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from services.chassis.auth import Role
-from services.chassis.clock import FrozenClock
-from services.chassis.migrations import upgrade_to_head
-from services.chassis.telemetry import make_meter_provider
-from services.notifications.adapters.channels import ChannelKind, RecordingChannel
-from services.notifications.bootstrap import bootstrap
+from services.notifications.adapters.channels import ChannelKind
 from services.notifications.settings import NotificationsSettings
 from tests.helpers import red_flag_threshold
 from tests.unit.chassis.test_metrics import _points
@@ -35,36 +29,6 @@ from tests.unit.notifications.test_escalations import (
 
 N = "/api/notifications"
 FALLBACK_LOG = "escalation pages the fallback pager"
-
-
-@pytest.fixture
-def reader() -> InMemoryMetricReader:
-    return InMemoryMetricReader()
-
-
-@pytest.fixture
-async def stack(tmp_path: Path, reader: InMemoryMetricReader) -> AsyncIterator[Stack]:
-    clock = FrozenClock(NOW)
-    settings = NotificationsSettings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/notifications.db",
-        environment="test",
-        kafka_provision_topics=False,
-    )
-    channels = {kind: RecordingChannel(kind) for kind in ChannelKind}
-    meters = make_meter_provider("notifications", reader=reader)
-    runtime = bootstrap(settings, clock=clock, channels=channels, meter_provider=meters)
-    await upgrade_to_head(runtime.engine, "notifications")
-    s = Stack(runtime, clock)
-    s.channels = channels
-    yield s
-    await runtime.engine.dispose()
-
-
-@pytest.fixture
-async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=stack.runtime.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-        yield c
 
 
 def ops(stack: Stack) -> dict[str, str]:
@@ -103,7 +67,9 @@ async def test_fresh_install_red_pages_the_fallback_once_per_level_said_once(
     sent = stack.webhook.sent
     assert len(sent) == 3
     assert [m.details["level"] for m in sent] == [1, 2, 3]
-    assert {m.address for m in sent} == {stack.runtime.settings.page_routing_key}
+    settings = stack.runtime.settings
+    assert isinstance(settings, NotificationsSettings)
+    assert {m.address for m in sent} == {settings.page_routing_key}
     assert len({m.idempotency_key for m in sent}) == 3
     said = [r for r in caplog.records if r.getMessage().startswith(FALLBACK_LOG)]
     assert len(said) == 1

@@ -19,9 +19,7 @@ from tests.unit.notifications.test_escalations import (
     PATIENT,
     Stack,
     auth,
-    client,  # noqa: F401 - fixtures
     on_call_setup,
-    stack,  # noqa: F401
 )
 
 N = "/api/notifications"
@@ -29,7 +27,7 @@ OTHER = uuid.uuid4()
 
 
 @pytest.fixture
-async def seven(stack: Stack, client: httpx.AsyncClient) -> AsyncIterator[list[uuid.UUID]]:  # noqa: F811
+async def seven(stack: Stack, client: httpx.AsyncClient) -> AsyncIterator[list[uuid.UUID]]:
     """Seven RED episodes 30 s apart: PATIENT's the even ones, OTHER's the odd ones (dr-ada is
     on call: paged for all of them; nobody reaches level 2 within the 3.5 min)."""
     await on_call_setup(client, stack)
@@ -47,8 +45,9 @@ async def seven(stack: Stack, client: httpx.AsyncClient) -> AsyncIterator[list[u
 
 async def walk(
     client: httpx.AsyncClient, url: str, headers: dict[str, str], **params: Any
-) -> tuple[list[list[dict[str, Any]]], list[str]]:  # noqa: F811
-    pages, links = [], []
+) -> tuple[list[list[dict[str, Any]]], list[str]]:
+    pages: list[list[dict[str, Any]]] = []
+    links: list[str] = []
     cursor = None
     while True:
         r = await client.get(
@@ -68,7 +67,7 @@ async def walk(
 async def test_newest_first_in_pages_with_the_cursor_in_headers(
     stack: Stack,
     client: httpx.AsyncClient,
-    seven: list[uuid.UUID],  # noqa: F811
+    seven: list[uuid.UUID],
 ) -> None:
     admin = auth(stack, "dr-admin", scopes=["notifications:admin"])
     pages, links = await walk(client, f"{N}/escalations", admin, limit=3, status="all")
@@ -92,7 +91,7 @@ async def test_newest_first_in_pages_with_the_cursor_in_headers(
 async def test_filters_patient_time_status_and_mine(
     stack: Stack,
     client: httpx.AsyncClient,
-    seven: list[uuid.UUID],  # noqa: F811
+    seven: list[uuid.UUID],
 ) -> None:
     admin = auth(stack, "dr-admin", scopes=["notifications:admin"])
     url = f"{N}/escalations"
@@ -142,7 +141,7 @@ async def test_filters_patient_time_status_and_mine(
 async def test_a_patients_escalations_for_their_panel_only(
     stack: Stack,
     client: httpx.AsyncClient,
-    seven: list[uuid.UUID],  # noqa: F811
+    seven: list[uuid.UUID],
 ) -> None:
     url = f"{N}/patients/{PATIENT}/escalations"
     panel = auth(stack, "dr-bo", panel=[PATIENT])
@@ -167,7 +166,7 @@ async def test_a_patients_escalations_for_their_panel_only(
 async def test_delivery_health_counts_by_channel_and_outcome_without_patient_data(
     stack: Stack,
     client: httpx.AsyncClient,
-    seven: list[uuid.UUID],  # noqa: F811
+    seven: list[uuid.UUID],
 ) -> None:
     stack.sms.reject_next = 1
     await stack.deliver(red_flag_threshold(PATIENT, occurred_at=stack.clock.now()))
