@@ -93,7 +93,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     ) -> MembershipOut:
         """Which care team's routes page for this patient (their clinic or panel)."""
         async with runtime.uow() as uow:
-            await _authorize(uow, principal, patient_id, "write", request)
+            await _authorize(uow, principal, patient_id, "write", "care-team", request)
             await check(teams.assign(uow, patient_id, body.team, principal.subject))
             await uow.commit()
         return MembershipOut(team=body.team)
@@ -104,7 +104,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     ) -> MembershipOut:
         """The patient's team; null: the default team's routes (or the shipped ones)."""
         async with runtime.uow() as uow:
-            await _authorize(uow, principal, patient_id, "read", request)
+            await _authorize(uow, principal, patient_id, "read", "care-team", request)
             return MembershipOut(team=await teams.team_of(uow, patient_id))
 
     @api.get("/patients/{patient_id}/escalations", responses=PAGINATED)
@@ -129,7 +129,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             until=until,
         )
         async with runtime.uow() as uow:
-            await _authorize(uow, principal, patient_id, "read", request)
+            await _authorize(uow, principal, patient_id, "read", "escalation", request)
             return await escalation_page(uow, wanted, limit, cursor, request, response)
 
     @api.put("/clinicians/{subject}/notification-rules", response_model=NotificationRules)
@@ -189,7 +189,12 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
 
 
 async def _authorize(
-    uow: UnitOfWork, principal: Principal, patient_id: uuid.UUID, action: str, request: Request
+    uow: UnitOfWork,
+    principal: Principal,
+    patient_id: uuid.UUID,
+    action: str,
+    resource: str,
+    request: Request,
 ) -> None:
     """A clinician with the patient on their panel, or a clinical administrator."""
     await authorize_patient_access(
@@ -197,7 +202,7 @@ async def _authorize(
         principal,
         patient_id,
         action=action,
-        resource="care-team" if action == "write" else "escalation",
+        resource=resource,
         request=request,
         roles=(Role.CLINICIAN,),
         granted=principal.has_scope(ADMIN_SCOPE),
