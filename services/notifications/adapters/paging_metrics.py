@@ -4,18 +4,21 @@
 named nobody reachable — or ``undeliverable`` — every channel of the person gave up) and
 ``taper.policies.unroutable`` (gauge: policies in use that would page the fallback pager instead
 of a person; alert on > 0). The gauge is the latest count the service computed (after every
-configuration change, each new escalation and each ``GET /ops/routing``): an observable gauge's
-callback cannot query the database.
+configuration change and each ``GET /ops/routing``, and at most once a minute on a new
+escalation, so another replica's change shows within a minute of the next episode without
+taxing every event): an observable gauge's callback cannot query the database.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 
 from opentelemetry.metrics import CallbackOptions, MeterProvider, NoOpMeterProvider, Observation
 
 SEVERITIES = frozenset({"RED", "AMBER"})
 CAUSES = frozenset({"unroutable", "undeliverable"})
+REFRESH = timedelta(minutes=1)
 
 
 class PagingMetrics:
@@ -27,6 +30,7 @@ class PagingMetrics:
             description="Pages sent to the organisation's fallback pager instead of a person.",
         )
         self.unroutable: int | None = None  # unknown until first computed
+        self._computed_at: datetime | None = None
         meter.create_observable_gauge(
             "taper.policies.unroutable",
             callbacks=[self._observe_unroutable],
@@ -43,8 +47,12 @@ class PagingMetrics:
             },
         )
 
-    def set_unroutable(self, count: int) -> None:
+    def set_unroutable(self, count: int, at: datetime) -> None:
         self.unroutable = count
+        self._computed_at = at
+
+    def unroutable_stale(self, now: datetime) -> bool:
+        return self._computed_at is None or now - self._computed_at >= REFRESH
 
     def _observe_unroutable(self, _: CallbackOptions) -> Iterable[Observation]:
         if self.unroutable is not None:

@@ -62,7 +62,7 @@ async def on_threshold_exceeded(event: ThresholdExceeded, uow: UnitOfWork) -> No
             await _stop(uow, lower, status="superseded")
     # The patient's care team chooses the policy (else the default team, else shipped).
     policy = await teams.policy_for(uow, event.patient_id, severity)
-    await teams.routing_report(uow)  # refreshes the unroutable-policies gauge
+    await teams.refresh_gauge_if_stale(uow)  # the unroutable-policies gauge
     escalation_id = uuid.uuid4()
     step = policy_rules.first_step()
     due = policy_rules.first_page_at(policy.definition, severity, now)

@@ -67,6 +67,11 @@ async def _routes(uow: UnitOfWork, where: sa.ColumnElement[bool]) -> dict[str, s
 # --- routability ------------------------------------------------------------------------------
 
 
+async def refresh_gauge_if_stale(uow: UnitOfWork) -> None:
+    if paging_metrics.METRICS.unroutable_stale(uow.clock.now()):
+        await routing_report(uow)
+
+
 async def problems_of(uow: UnitOfWork, policy: PolicyDefinition) -> list[Problem]:
     schedules = set((await uow.session.scalars(sa.select(oncall_schedules.c.key))).all())
     reachable = {
@@ -112,7 +117,7 @@ async def routing_report(uow: UnitOfWork) -> dict[str, Any]:
             }
         )
     unroutable = sum(1 for p in policies if p["used_by"] and not p["routable"])
-    paging_metrics.METRICS.set_unroutable(unroutable)
+    paging_metrics.METRICS.set_unroutable(unroutable, uow.clock.now())
     return {"unroutable_in_use": unroutable, "policies": policies, "teams": teams}
 
 
