@@ -10,6 +10,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from services.chassis.clock import Clock
 from services.chassis.runtime import ServiceRuntime
+from services.notifications.adapters import paging_metrics
 from services.notifications.adapters.ack_links import AckLinks
 from services.notifications.adapters.channels import (
     Channel,
@@ -19,7 +20,7 @@ from services.notifications.adapters.channels import (
     WebhookChannel,
 )
 from services.notifications.adapters.orm import metadata
-from services.notifications.entrypoints import api, consumers, preferences_api
+from services.notifications.entrypoints import api, consumers, preferences_api, teams_api
 from services.notifications.service_layer import escalations, patient_messages
 from services.notifications.service_layer.delivery import DELIVER, Deliverer
 from services.notifications.settings import NotificationsSettings
@@ -82,11 +83,16 @@ def bootstrap(
             **escalations.TIMER_HANDLERS,
             **patient_messages.TIMER_HANDLERS,
         },
-        routers=lambda rt: [*api.routers(rt, links), *preferences_api.routers(rt)],
+        routers=lambda rt: [
+            *api.routers(rt, links),
+            *preferences_api.routers(rt),
+            *teams_api.routers(rt),
+        ],
         clock=clock,
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
     )
+    paging_metrics.install(runtime.meter_provider)
     for channel in channels.values():
         runtime.close_on_stop(channel.aclose)
     return runtime

@@ -172,6 +172,23 @@ RULES: dict[str, Rule] = {
     f"GET {NOTIFICATIONS}/patients/{{patient_id}}/notification-preferences": of_patient(CARE),
     f"PUT {NOTIFICATIONS}/patients/{{patient_id}}/notification-preferences": of_patient(CARE),
     f"GET {NOTIFICATIONS}/patients/{{patient_id}}/messages": of_patient(CARE),
+    # care teams (issue 17): routing is configuration; a patient's team and escalations are the
+    # panel's (and clinical administrators'); a clinician's rules are theirs; ops views no PHI
+    f"PUT {NOTIFICATIONS}/care-teams/{{key}}": Rule(ADMINS, sees=NOBODY),
+    f"GET {NOTIFICATIONS}/care-teams": Rule(ADMINS, sees=NOBODY),
+    f"PUT {NOTIFICATIONS}/patients/{{patient_id}}/care-team": of_patient(
+        PANEL | {"clinician-admin"}
+    ),
+    f"GET {NOTIFICATIONS}/patients/{{patient_id}}/care-team": of_patient(
+        PANEL | {"clinician-admin"}
+    ),
+    f"GET {NOTIFICATIONS}/patients/{{patient_id}}/escalations": of_patient(
+        PANEL | {"clinician-admin"}
+    ),
+    f"PUT {NOTIFICATIONS}/clinicians/{{subject}}/notification-rules": Rule(ADMINS | PANEL, NOBODY),
+    f"GET {NOTIFICATIONS}/clinicians/{{subject}}/notification-rules": Rule(ADMINS | PANEL, NOBODY),
+    f"GET {NOTIFICATIONS}/ops/routing": Rule(OPS, sees=NOBODY),
+    f"GET {NOTIFICATIONS}/ops/delivery-health": Rule(OPS, sees=NOBODY),
     # group matching: the patient opts in and out; {subject} is clinician-panel, PATIENT's
     # cohort's moderator: the roster is theirs (and clinical administrators')
     f"GET {GROUP_MATCHING}/patients/{{patient_id}}/stage": of_patient(CARE),
@@ -213,6 +230,14 @@ ROTATION = {
     "shift_hours": 24,
 }
 RED_POLICY = shipped_policies().routes["RED"]
+# The shipped RED policy names schedules a fresh install lacks (refused when saved, issue 17):
+# the seeded and written one pages the seeded schedule.
+ROUTABLE_POLICY = {
+    "levels": [
+        {"targets": [{"kind": "schedule", "ref": "clinician-on-call"}], "ack_timeout_minutes": 5}
+    ],
+    "loops": 0,
+}
 VALID_BODIES: dict[str, Any] = {
     f"POST {SCHEDULER}/taper": {
         "drug": "diazepam",
@@ -238,9 +263,12 @@ VALID_BODIES: dict[str, Any] = {
         "thresholds": {"band:ciwa-b:amber": 25},
         "reason_code": "clinical_judgement",
     },
-    f"PUT {NOTIFICATIONS}/policies/{{key}}": shipped_policies()
-    .policies[RED_POLICY]
-    .model_dump(mode="json"),
+    f"PUT {NOTIFICATIONS}/policies/{{key}}": ROUTABLE_POLICY,
+    f"PUT {NOTIFICATIONS}/care-teams/{{key}}": {"routes": {"RED": RED_POLICY}},
+    f"PUT {NOTIFICATIONS}/patients/{{patient_id}}/care-team": {"team": "north"},
+    f"PUT {NOTIFICATIONS}/clinicians/{{subject}}/notification-rules": {
+        "rules": [{"channel": "sms", "delay_minutes": 0}]
+    },
     f"PUT {NOTIFICATIONS}/schedules/{{key}}": ROTATION,
     f"POST {NOTIFICATIONS}/schedules/{{key}}/overrides": {
         "clinician": "dr-oncall",
@@ -289,6 +317,7 @@ TIGHTER: dict[str, dict[str, Any]] = {
         "channel": {"type": "string", "enum": ["sms"]},
         "address": {"type": "string", "enum": ["+15550100000"]},
     },
+    "NotificationRule": {"channel": {"type": "string", "enum": ["sms"]}},
     "ParticipationIn": {"timezone": TIMEZONE, "language": LANGUAGE},
     "ModeratorIn": {"languages": {"type": "array", "items": LANGUAGE, "minItems": 1}},
 }
@@ -458,6 +487,9 @@ async def seed_notifications(s: Service) -> Seeded:
         f"{NOTIFICATIONS}/clinicians/dr-panel/contact-methods",
         json=VALID_BODIES[f"PUT {NOTIFICATIONS}/clinicians/{{subject}}/contact-methods"],
     )
+    await s.ok("ops", "PUT", f"{NOTIFICATIONS}/policies/{RED_POLICY}", json=ROUTABLE_POLICY)
+    team = {"routes": {"RED": RED_POLICY}}
+    await s.ok("ops", "PUT", f"{NOTIFICATIONS}/care-teams/north", json=team)
     preferences = VALID_BODIES[
         f"PUT {NOTIFICATIONS}/patients/{{patient_id}}/notification-preferences"
     ]

@@ -67,6 +67,42 @@ clinician_contacts = sa.Table(
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
 
+# Care teams: each routes severities to its own policies; a patient belongs to at most one.
+care_teams = sa.Table(
+    "care_teams",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("routes", sa.JSON, nullable=False),  # {"RED": "policy-key", "AMBER": ...}
+    sa.Column("is_default", sa.Boolean, nullable=False),  # patients of no team follow it
+    sa.Column("updated_by", sa.String(100), nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+care_team_patients = sa.Table(
+    "care_team_patients",
+    metadata,
+    sa.Column("patient_id", sa.Uuid, primary_key=True),
+    sa.Column(
+        "team_key",
+        sa.String(64),
+        sa.ForeignKey("care_teams.key", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("assigned_by", sa.String(100), nullable=False),
+    sa.Column("assigned_at", UtcDateTime, nullable=False),
+)
+
+# A clinician's own order of channels with delays (push now, SMS after 2 min ...).
+clinician_notification_rules = sa.Table(
+    "clinician_notification_rules",
+    metadata,
+    sa.Column("subject", sa.String(100), primary_key=True),
+    sa.Column("rules", sa.JSON, nullable=False),  # [{"channel": "sms", "delay_minutes": 2}]
+    sa.Column("updated_by", sa.String(100), nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
 # --- escalations and pages ---------------------------------------------------------------------
 
 escalations = sa.Table(
@@ -97,6 +133,8 @@ escalations = sa.Table(
     sa.Column("resolved_at", UtcDateTime, nullable=True),
     sa.Column("resolution", sa.String(40), nullable=True),
     sa.UniqueConstraint("episode_id", "severity", name="uq_escalations_episode_severity"),
+    # GET /escalations: newest first, a (created_at, id) keyset cursor.
+    sa.Index("ix_escalations_created_at_id", "created_at", "id"),
 )
 
 # Episodes monitoring resolved: an EscalationResolved can overtake its ThresholdExceeded (two

@@ -156,6 +156,13 @@ def dedup_key(episode_id: object, severity: str, step: Step, target: str) -> str
     return f"taper-{episode_id}-{severity.lower()}-c{step.cycle}o{step.loop}l{step.level}-{target}"
 
 
+def fallback_dedup_key(episode_id: object, severity: str, step: Step) -> str:
+    """The organisation's fallback pager gets one page per level and episode, not one per loop
+    and re-page: it is a shared pager with its own acknowledgement, and a policy that reaches
+    nobody (a fresh install) would otherwise send it levels x passes pages for one episode."""
+    return f"taper-{episode_id}-{severity.lower()}-l{step.level}-fallback"
+
+
 @dataclass(frozen=True)
 class Defaults:
     version: str

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import html
 import uuid
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.responses import HTMLResponse
 from pydantic import (
     BaseModel,
@@ -36,7 +37,7 @@ from services.notifications.adapters.ack_links import AckLinks, InvalidLink
 from services.notifications.domain import escalation as policy_rules
 from services.notifications.domain.escalation import PolicyDefinition, PolicyKey
 from services.notifications.domain.oncall import OnCallSchedule, Rotation
-from services.notifications.service_layer import config, escalations, views
+from services.notifications.service_layer import config, escalations, teams, views
 
 ADMIN_SCOPE = "notifications:admin"
 
@@ -147,7 +148,9 @@ def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
         """A new version of the policy; escalations under way keep the version they started with."""
         _require_admin(principal)
         async with runtime.uow() as uow:
+            await check(teams.check_policy(uow, body))  # 422: a missing schedule, no contact
             saved = await config.save_policy(uow, key, body, principal.subject)
+            await teams.routing_report(uow)  # the unroutable gauge
             await _audit_admin(uow, principal, "policy.write", f"policy:{key}")
             await uow.commit()
         return _policy_out(saved)
@@ -157,6 +160,7 @@ def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
         _require_admin(principal)
         async with runtime.uow() as uow:
             await config.save_schedule(uow, key, body.model_dump(mode="json"), principal.subject)
+            await teams.routing_report(uow)  # the unroutable gauge
             await _audit_admin(uow, principal, "schedule.write", f"schedule:{key}")
             await uow.commit()
 
@@ -211,6 +215,7 @@ def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
         async with runtime.uow() as uow:
             methods = [m.model_dump() for m in body.methods]
             await config.save_contact(uow, subject, methods, principal.subject)
+            await teams.routing_report(uow)  # the unroutable gauge
             await _audit_admin(uow, principal, "contact.write", "clinician-contact")
             await uow.commit()
 
@@ -225,21 +230,36 @@ def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
 
     # --- escalations --------------------------------------------------------------------------
 
-    @paging.get("/escalations")
+    @paging.get("/escalations", responses=PAGINATED)
     async def list_escalations(
         principal: CurrentPrincipal,
-        state: Annotated[Literal["open", "all"], Query(alias="status")] = "open",
+        request: Request,
+        response: Response,
+        state: Annotated[StatusFilter, Query(alias="status")] = "open",
+        patient_id: uuid.UUID | None = None,
+        since: Annotated[PlausibleAwareDatetime | None, Query(description=SINCE)] = None,
+        until: Annotated[PlausibleAwareDatetime | None, Query(description=UNTIL)] = None,
+        mine: Annotated[
+            bool, Query(description="Only those paged to or acknowledged by me.")
+        ] = False,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+        cursor: Annotated[str | None, Query(max_length=200, description=CURSOR)] = None,
     ) -> list[dict[str, Any]]:
-        """Escalations for my panel or that paged me (administrators: all), newest first."""
+        """Escalations for my panel or that paged me (administrators: all), newest first; the
+        next page's cursor is in the ``X-Next-Cursor`` and ``Link`` headers."""
         if principal.role is not Role.CLINICIAN:
             raise HTTPException(status.HTTP_403_FORBIDDEN, detail="clinicians only")
+        wanted = views.EscalationFilter(
+            panel=None if principal.has_scope(ADMIN_SCOPE) else principal.panel,
+            subject=principal.subject,
+            status=state,
+            patient_id=patient_id,
+            since=since,
+            until=until,
+            mine=mine,
+        )
         async with runtime.uow() as uow:
-            rows = await views.escalations_for(
-                uow,
-                panel=None if principal.has_scope(ADMIN_SCOPE) else principal.panel,
-                paged=principal.subject,
-                only_open=state == "open",
-            )
+            rows = await escalation_page(uow, wanted, limit, cursor, request, response)
             await _audit_admin(uow, principal, "escalation.list", "escalation")
             await uow.commit()
         return rows
@@ -296,6 +316,54 @@ def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+StatusFilter = Literal[
+    "open", "all", "triggered", "acknowledged", "exhausted", "resolved", "superseded"
+]
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+SINCE = "Created at or after (ISO 8601 with offset)."
+UNTIL = "Created before (ISO 8601 with offset)."
+CURSOR = "From a previous page's X-Next-Cursor header."
+PAGINATED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Newest first; more pages when X-Next-Cursor is present.",
+        "headers": {
+            "X-Next-Cursor": {"description": "Pass as cursor for the next page."},
+            "Link": {"description": 'RFC 8288 rel="next" link to the next page.'},
+        },
+    }
+}
+
+
+async def escalation_page(
+    uow: UnitOfWork,
+    wanted: views.EscalationFilter,
+    limit: int,
+    cursor: str | None,
+    request: Request,
+    response: Response,
+) -> list[dict[str, Any]]:
+    """One page of escalations; the next cursor goes in headers so the body stays a list."""
+    try:
+        rows, following = await views.escalations_page(uow, wanted, limit=limit, cursor=cursor)
+    except views.BadCursor as exc:
+        detail = [{"loc": ["query", "cursor"], "msg": str(exc), "type": "value_error"}]
+        raise HTTPException(422, detail=detail) from None
+    if following is not None:
+        url = request.url.include_query_params(cursor=following)
+        response.headers["X-Next-Cursor"] = following
+        response.headers["Link"] = f'<{url.path}?{url.query}>; rel="next"'
+    return rows
+
+
+async def check(awaitable: Awaitable[None]) -> None:
+    """Run a service-layer check; its field problems become a 422 like a body's own."""
+    try:
+        await awaitable
+    except teams.Unroutable as exc:
+        detail = [{"loc": ["body", *p.loc], "msg": p.msg, "type": p.type} for p in exc.problems]
+        raise HTTPException(422, detail=detail) from None
 
 
 def _require_admin(principal: Principal) -> None:

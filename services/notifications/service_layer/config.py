@@ -61,10 +61,6 @@ async def current_policy(uow: UnitOfWork, key: str) -> VersionedPolicy:
     return VersionedPolicy(key, 0, shipped)
 
 
-async def policy_for_severity(uow: UnitOfWork, severity: str) -> VersionedPolicy:
-    return await current_policy(uow, escalation.defaults().routes[severity])
-
-
 async def save_policy(
     uow: UnitOfWork, key: str, definition: PolicyDefinition, by: str
 ) -> VersionedPolicy:

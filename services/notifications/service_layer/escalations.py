@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,12 +24,14 @@ from contracts import EscalationResolved, PageAcknowledged, ThresholdExceeded
 from services.chassis.errors import Conflict, NotFound
 from services.chassis.timers import DueTimer, TimerHandler
 from services.chassis.uow import UnitOfWork
+from services.notifications.adapters import paging_metrics
 from services.notifications.adapters.ack_links import AckClaim, AckLinks
 from services.notifications.adapters.channels import ChannelKind, OutboundMessage
 from services.notifications.adapters.orm import deliveries, escalations, pages, resolved_episodes
 from services.notifications.domain import escalation as policy_rules
+from services.notifications.domain import routing
 from services.notifications.domain.escalation import PolicyDefinition, Step
-from services.notifications.service_layer import config, delivery
+from services.notifications.service_layer import config, delivery, notification_rules, teams
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,9 @@ async def on_threshold_exceeded(event: ThresholdExceeded, uow: UnitOfWork) -> No
     for lower in existing:
         if lower["status"] in OPEN:
             await _stop(uow, lower, status="superseded")
-    policy = await config.policy_for_severity(uow, severity)
+    # The patient's care team chooses the policy (else the default team, else shipped).
+    policy = await teams.policy_for(uow, event.patient_id, severity)
+    await teams.refresh_gauge_if_stale(uow)  # the unroutable-policies gauge
     escalation_id = uuid.uuid4()
     step = policy_rules.first_step()
     due = policy_rules.first_page_at(policy.definition, severity, now)
@@ -341,7 +345,7 @@ class PageOwner:
                 # Nobody could be reached on any channel: the organisation's pager gets it.
                 esc = await escalation(uow, page["escalation_id"])
                 step = Step(page["cycle"], page["loop"], page["level"])
-                await _page_target(uow, esc, step, FALLBACK, now)
+                await _page_target(uow, esc, step, FALLBACK, now, cause="undeliverable")
 
     async def _address(self, uow: UnitOfWork, target: str, channel: ChannelKind) -> str | None:
         if target == FALLBACK:
@@ -368,15 +372,26 @@ async def _page_level(
             targets.append(who)
     reachable = [t for t in targets if await config.contact_methods(uow, t)]
     for person in reachable or [FALLBACK]:
-        await _page_target(uow, esc, step, person, now)
+        await _page_target(uow, esc, step, person, now, cause="unroutable")
 
 
 async def _page_target(
-    uow: UnitOfWork, esc: sa.RowMapping, step: Step, target: str, now: datetime
+    uow: UnitOfWork,
+    esc: sa.RowMapping,
+    step: Step,
+    target: str,
+    now: datetime,
+    *,
+    cause: str = "unroutable",
 ) -> None:
-    key = policy_rules.dedup_key(esc["episode_id"], esc["severity"], step, target)
+    if target == FALLBACK:
+        key = policy_rules.fallback_dedup_key(esc["episode_id"], esc["severity"], step)
+    else:
+        key = policy_rules.dedup_key(esc["episode_id"], esc["severity"], step, target)
     if await uow.session.scalar(sa.select(pages.c.id).where(pages.c.dedup_key == key)) is not None:
-        return  # this person was already paged for this step
+        return  # this person (or the fallback pager, for this level) was already paged
+    if target == FALLBACK:
+        await _count_fallback(uow, esc, cause)
     page_id = uuid.uuid4()
     await uow.session.execute(
         sa.insert(pages).values(
@@ -398,17 +413,34 @@ async def _page_target(
         )
     )
     if target == FALLBACK:
-        channels = [ChannelKind.WEBHOOK]
+        plan = [(ChannelKind.WEBHOOK.value, 0)]
     else:
-        channels = [ChannelKind(m["channel"]) for m in await config.contact_methods(uow, target)]
-    for channel in dict.fromkeys(channels):
+        # The level pages the person; the person's own rules choose the channels and delays.
+        methods = [m["channel"] for m in await config.contact_methods(uow, target)]
+        plan = routing.channel_plan(await notification_rules.rules_of(uow, target), methods)
+    for channel, delay in plan:
         await delivery.enqueue(
             uow,
             owner_kind=OWNER_KIND,
             owner_id=page_id,
-            channel=channel,
-            idempotency_key=f"{key}-{channel.value}",
-            due_at=now,
+            channel=ChannelKind(channel),
+            idempotency_key=f"{key}-{channel}",
+            due_at=now + timedelta(minutes=delay),
+        )
+
+
+async def _count_fallback(uow: UnitOfWork, esc: sa.RowMapping, cause: str) -> None:
+    """A metric per fallback page; a log line once per escalation (not once per level)."""
+    paging_metrics.METRICS.fallback_paged(esc["severity"], cause)
+    earlier = await uow.session.scalar(
+        sa.select(pages.c.id)
+        .where(pages.c.escalation_id == esc["id"], pages.c.target == FALLBACK)
+        .limit(1)
+    )
+    if earlier is None:
+        log.warning(
+            "escalation pages the fallback pager: nobody reachable (one page per level)",
+            extra={"escalation": str(esc["id"]), "policy": esc["policy_key"], "cause": cause},
         )
 
 

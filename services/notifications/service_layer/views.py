@@ -6,13 +6,16 @@ No contact address and no message text leave through here: channel, status, atte
 
 from __future__ import annotations
 
+import base64
 import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from services.chassis.uow import UnitOfWork
-from services.notifications.adapters.orm import escalations, pages
+from services.notifications.adapters.orm import deliveries, escalations, pages
 from services.notifications.service_layer import escalations as escalation_service
 from services.notifications.service_layer.delivery import deliveries_of
 
@@ -54,19 +57,86 @@ PAGE_COLUMNS = (
 )
 
 
-async def escalations_for(
-    uow: UnitOfWork, *, panel: frozenset[uuid.UUID] | None, paged: str, only_open: bool
-) -> list[dict[str, Any]]:
-    """``panel`` None: every escalation (administrators)."""
-    query = sa.select(*ESCALATION_COLUMNS).order_by(escalations.c.created_at.desc()).limit(500)
-    if only_open:
-        query = query.where(escalations.c.status.in_(escalation_service.OPEN))
-    if panel is not None:
-        paged_me = sa.select(pages.c.escalation_id).where(pages.c.target == paged)
-        query = query.where(
-            sa.or_(escalations.c.patient_id.in_(list(panel)), escalations.c.id.in_(paged_me))
-        )
-    return [dict(r) for r in (await uow.session.execute(query)).mappings()]
+@dataclass(frozen=True)
+class EscalationFilter:
+    """What ``GET /escalations`` narrows to; ``panel`` None: every patient (administrators)."""
+
+    panel: frozenset[uuid.UUID] | None
+    subject: str  # the caller: "paged me" widens the panel, ``mine`` narrows to it
+    status: str = "open"  # open | all | one status
+    patient_id: uuid.UUID | None = None
+    since: datetime | None = None  # created at or after
+    until: datetime | None = None  # created before
+    mine: bool = False  # paged to or acknowledged by the caller
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def encode_cursor(created_at: datetime, escalation_id: uuid.UUID) -> str:
+    raw = f"{created_at.astimezone(UTC).isoformat()}|{escalation_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, _, ident = raw.partition("|")
+        created_at = datetime.fromisoformat(at)
+        if created_at.tzinfo is None:
+            raise ValueError("naive")
+        return created_at, uuid.UUID(ident)
+    except ValueError as exc:  # binascii.Error and UnicodeDecodeError are ValueErrors too
+        raise BadCursor("cursor is not one this API returned") from exc
+
+
+async def escalations_page(
+    uow: UnitOfWork, f: EscalationFilter, *, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Newest first, ``limit`` rows after ``cursor`` (keyset on created_at, id: stable while
+    new escalations arrive), and the cursor of the next page (None on the last)."""
+    e = escalations.c
+    query = sa.select(*ESCALATION_COLUMNS).order_by(e.created_at.desc(), e.id.desc())
+    if f.status == "open":
+        query = query.where(e.status.in_(escalation_service.OPEN))
+    elif f.status != "all":
+        query = query.where(e.status == f.status)
+    paged_me = sa.select(pages.c.escalation_id).where(pages.c.target == f.subject)
+    if f.panel is not None:
+        query = query.where(sa.or_(e.patient_id.in_(list(f.panel)), e.id.in_(paged_me)))
+    if f.mine:
+        query = query.where(sa.or_(e.id.in_(paged_me), e.acknowledged_by == f.subject))
+    if f.patient_id is not None:
+        query = query.where(e.patient_id == f.patient_id)
+    if f.since is not None:
+        query = query.where(e.created_at >= f.since)
+    if f.until is not None:
+        query = query.where(e.created_at < f.until)
+    if cursor is not None:
+        at, last = decode_cursor(cursor)
+        query = query.where(sa.or_(e.created_at < at, sa.and_(e.created_at == at, e.id < last)))
+    rows = [dict(r) for r in (await uow.session.execute(query.limit(limit + 1))).mappings()]
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor(rows[-1]["created_at"], rows[-1]["id"])
+
+
+async def delivery_health(uow: UnitOfWork, since: datetime) -> list[dict[str, Any]]:
+    """Deliveries created since ``since`` counted by kind (page, message), channel and outcome:
+    no patient, no address, no message."""
+    d = deliveries.c
+    rows = await uow.session.execute(
+        sa.select(d.owner_kind, d.channel, d.status, sa.func.count().label("count"))
+        .where(d.created_at >= since)
+        .group_by(d.owner_kind, d.channel, d.status)
+        .order_by(d.owner_kind, d.channel, d.status)
+    )
+    return [
+        {"kind": r.owner_kind, "channel": r.channel, "outcome": r.status, "count": r.count}
+        for r in rows
+    ]
 
 
 async def escalation_detail(uow: UnitOfWork, escalation_id: uuid.UUID) -> dict[str, Any]:

@@ -409,6 +409,17 @@ async def test_policies_are_validated_versioned_and_pinned_by_escalations_under_
     assert current.json()["version"] == 0 and current.json()["used_for"] == ["RED"]
     await stack.deliver(threshold("RED"))  # starts under version 0 (3 levels, 3 loops)
 
+    unroutable = await client.put(url, json=single, headers=admin)  # dr-ada: no contact yet
+    assert unroutable.status_code == 422
+    [problem] = unroutable.json()["detail"]
+    assert problem["loc"] == ["body", "levels", 0, "targets", 0, "ref"]
+    assert problem["type"] == "no_contact_method"
+    r = await client.put(
+        "/api/notifications/clinicians/dr-ada/contact-methods",
+        json={"methods": [{"channel": "sms", "address": "+15550100000"}]},
+        headers=admin,
+    )
+    assert r.status_code == 204
     saved = await client.put(url, json=single, headers=admin)
     assert saved.status_code == 201 and saved.json()["version"] == 1
     await stack.deliver(threshold("RED"))  # a new episode: version 1

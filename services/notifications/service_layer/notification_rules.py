@@ -1,0 +1,48 @@
+"""Clinicians' personal notification rules: their own order of channels, each with a delay.
+
+The escalation level decides *who* is paged; the person's rules decide *how*: one delivery per
+channel (unique per page and channel, so exactly once), each due after its delay as a durable
+timer, and cancelled when it comes due if the escalation was acknowledged or resolved since.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from services.chassis.uow import UnitOfWork
+from services.notifications.adapters.orm import clinician_notification_rules
+from services.notifications.domain.routing import NotificationRules, Problem
+from services.notifications.service_layer import config
+from services.notifications.service_layer.teams import Unroutable
+
+
+async def save(uow: UnitOfWork, subject: str, rules: NotificationRules, by: str) -> None:
+    """Every rule's channel must be one of the clinician's contact methods (422 naming it)."""
+    methods = {m["channel"] for m in await config.contact_methods(uow, subject)}
+    problems = [
+        Problem(
+            ("rules", i, "channel"), "has no contact method of this channel", "no_contact_method"
+        )
+        for i, rule in enumerate(rules.rules)
+        if rule.channel not in methods
+    ]
+    if problems:
+        raise Unroutable(problems)
+    values = {
+        "rules": [r.model_dump() for r in rules.rules],
+        "updated_by": by,
+        "updated_at": uow.clock.now(),
+    }
+    table = clinician_notification_rules
+    if await rules_of(uow, subject) is None:
+        await uow.session.execute(sa.insert(table).values(subject=subject, **values))
+    else:
+        await uow.session.execute(
+            sa.update(table).where(table.c.subject == subject).values(**values)
+        )
+
+
+async def rules_of(uow: UnitOfWork, subject: str) -> NotificationRules | None:
+    table = clinician_notification_rules
+    stored = await uow.session.scalar(sa.select(table.c.rules).where(table.c.subject == subject))
+    return None if stored is None else NotificationRules.model_validate({"rules": stored})

@@ -1,0 +1,193 @@
+"""Care teams and routability: which policy pages for a patient, and can it page a person.
+
+A patient's team routes each severity to its policy; a patient of no team follows the default
+team, and with none the shipped routes (``domain/data/escalation.v1.json``). A policy naming a
+missing schedule or a clinician without a contact method is refused when saved; one already in
+use (the shipped defaults on a fresh install) is flagged by :func:`routing_report`, by the
+``taper.policies.unroutable`` gauge and, when an escalation starts on it, once in the logs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+
+from services.chassis.errors import NotFound
+from services.chassis.uow import UnitOfWork
+from services.notifications.adapters import paging_metrics
+from services.notifications.adapters.orm import (
+    care_team_patients,
+    care_teams,
+    clinician_contacts,
+    oncall_schedules,
+)
+from services.notifications.domain import escalation, routing
+from services.notifications.domain.escalation import PolicyDefinition
+from services.notifications.domain.routing import CareTeamDefinition, Problem
+from services.notifications.service_layer import config
+
+
+class Unroutable(Exception):
+    """Refused input: each problem names its field (the API answers 422 with them)."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(f"{'.'.join(map(str, p.loc))}: {p.msg}" for p in problems))
+        self.problems = problems
+
+
+# --- routing ----------------------------------------------------------------------------------
+
+
+async def policy_for(
+    uow: UnitOfWork, patient_id: uuid.UUID, severity: str
+) -> config.VersionedPolicy:
+    team = await _routes(uow, care_teams.c.key == _team_key_of(patient_id))
+    default = await _routes(uow, care_teams.c.is_default.is_(True))
+    key = routing.route(
+        severity, team=team, default_team=default, shipped=escalation.defaults().routes
+    )
+    return await config.current_policy(uow, key)
+
+
+def _team_key_of(patient_id: uuid.UUID) -> sa.ScalarSelect[Any]:
+    return (
+        sa.select(care_team_patients.c.team_key)
+        .where(care_team_patients.c.patient_id == patient_id)
+        .scalar_subquery()
+    )
+
+
+async def _routes(uow: UnitOfWork, where: sa.ColumnElement[bool]) -> dict[str, str] | None:
+    routes = await uow.session.scalar(sa.select(care_teams.c.routes).where(where).limit(1))
+    return dict(routes) if routes is not None else None
+
+
+# --- routability ------------------------------------------------------------------------------
+
+
+async def refresh_gauge_if_stale(uow: UnitOfWork) -> None:
+    if paging_metrics.METRICS.unroutable_stale(uow.clock.now()):
+        await routing_report(uow)
+
+
+async def problems_of(uow: UnitOfWork, policy: PolicyDefinition) -> list[Problem]:
+    schedules = set((await uow.session.scalars(sa.select(oncall_schedules.c.key))).all())
+    reachable = {
+        row.subject
+        for row in await uow.session.execute(
+            sa.select(clinician_contacts.c.subject, clinician_contacts.c.methods)
+        )
+        if row.methods
+    }
+    return routing.problems_of(policy, schedules=schedules, reachable=reachable)
+
+
+async def check_policy(uow: UnitOfWork, policy: PolicyDefinition) -> None:
+    problems = await problems_of(uow, policy)
+    if problems:
+        raise Unroutable(problems)
+
+
+async def routing_report(uow: UnitOfWork) -> dict[str, Any]:
+    """Every policy (shipped or stored), who routes to it, and why it cannot page a person.
+    No patient data: keys, versions and field paths only."""
+    teams = await list_teams(uow)
+    used_by: dict[str, list[str]] = {}
+    covered_by_default: set[str] = set()
+    for team in teams:
+        for severity, key in team["routes"].items():
+            used_by.setdefault(key, []).append(f"team:{team['key']}:{severity}")
+            if team["default"]:
+                covered_by_default.add(severity)
+    for severity, key in escalation.defaults().routes.items():
+        if severity not in covered_by_default:
+            used_by.setdefault(key, []).append(f"shipped:{severity}")
+    policies = []
+    for policy in await config.list_policies(uow):
+        problems = await problems_of(uow, policy.definition)
+        policies.append(
+            {
+                "key": policy.key,
+                "version": policy.version,
+                "used_by": used_by.get(policy.key, []),
+                "routable": not problems,
+                "problems": [{"loc": list(p.loc), "msg": p.msg, "type": p.type} for p in problems],
+            }
+        )
+    unroutable = sum(1 for p in policies if p["used_by"] and not p["routable"])
+    paging_metrics.METRICS.set_unroutable(unroutable, uow.clock.now())
+    return {"unroutable_in_use": unroutable, "policies": policies, "teams": teams}
+
+
+# --- teams ------------------------------------------------------------------------------------
+
+
+async def save_team(uow: UnitOfWork, key: str, team: CareTeamDefinition, by: str) -> None:
+    """Create or replace a team; every route must name a policy that can page a person."""
+    problems: list[Problem] = []
+    for severity, policy_key in team.routes.items():
+        loc = ("routes", severity)
+        try:
+            policy = await config.current_policy(uow, policy_key)
+        except NotFound:
+            problems.append(Problem(loc, "names a policy that does not exist", "unknown_policy"))
+            continue
+        for p in await problems_of(uow, policy.definition):
+            where = ".".join(map(str, p.loc))
+            problems.append(Problem(loc, f"policy {where} {p.msg}", "unroutable_policy"))
+    if problems:
+        raise Unroutable(problems)
+    if team.default:  # at most one default team: the latest one written wins
+        await uow.session.execute(
+            sa.update(care_teams).where(care_teams.c.key != key).values(is_default=False)
+        )
+    values = {
+        "routes": dict(team.routes),
+        "is_default": team.default,
+        "updated_by": by,
+        "updated_at": uow.clock.now(),
+    }
+    exists = await uow.session.scalar(sa.select(care_teams.c.key).where(care_teams.c.key == key))
+    if exists is None:
+        await uow.session.execute(sa.insert(care_teams).values(key=key, **values))
+    else:
+        await uow.session.execute(
+            sa.update(care_teams).where(care_teams.c.key == key).values(**values)
+        )
+
+
+async def list_teams(uow: UnitOfWork) -> list[dict[str, Any]]:
+    rows = await uow.session.execute(sa.select(care_teams).order_by(care_teams.c.key))
+    return [{"key": r.key, "routes": dict(r.routes), "default": r.is_default} for r in rows]
+
+
+async def assign(uow: UnitOfWork, patient_id: uuid.UUID, team_key: str, by: str) -> None:
+    found = await uow.session.scalar(
+        sa.select(care_teams.c.key).where(care_teams.c.key == team_key)
+    )
+    if found is None:
+        raise Unroutable(
+            [Problem(("team",), "names a care team that does not exist", "unknown_team")]
+        )
+    values = {"team_key": team_key, "assigned_by": by, "assigned_at": uow.clock.now()}
+    current = await team_of(uow, patient_id)
+    if current is None:
+        await uow.session.execute(
+            sa.insert(care_team_patients).values(patient_id=patient_id, **values)
+        )
+    else:
+        await uow.session.execute(
+            sa.update(care_team_patients)
+            .where(care_team_patients.c.patient_id == patient_id)
+            .values(**values)
+        )
+
+
+async def team_of(uow: UnitOfWork, patient_id: uuid.UUID) -> str | None:
+    return await uow.session.scalar(
+        sa.select(care_team_patients.c.team_key).where(
+            care_team_patients.c.patient_id == patient_id
+        )
+    )
