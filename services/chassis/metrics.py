@@ -139,6 +139,7 @@ class ServiceMetrics:
             description="Durable timer attempts that failed (an outage is not counted).",
         )
         self._parked_sources: list[Callable[[], dict[str, int]]] = []
+        self._timer_kinds: set[str] = set()  # reported at 0 while none of them is parked
         meter.create_observable_gauge(
             "taper.timers.parked",
             callbacks=[self._observe_parked_timers],
@@ -206,6 +207,7 @@ class ServiceMetrics:
         for topic in produced:
             self._published.add(0, {"topic": _topic(topic)})
         for kind in timer_kinds:
+            self._timer_kinds.add(_identifier(kind))
             self._timers_fired.add(0, {"kind": _identifier(kind)})
             self._timers_failed.add(0, {"kind": _identifier(kind)})
 
@@ -249,7 +251,7 @@ class ServiceMetrics:
             self._parked_sources.append(source)
 
     def _observe_parked_timers(self, _: CallbackOptions) -> Iterable[Observation]:
-        totals: dict[str, int] = {}
+        totals: dict[str, int] = dict.fromkeys(self._timer_kinds, 0) if self._parked_sources else {}
         for source in self._parked_sources:
             for kind, n in source().items():
                 label = _identifier(kind)
