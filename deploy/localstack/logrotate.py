@@ -4,7 +4,8 @@ A child writes to a pipe; a daemon thread copies what it writes into ``<name>.lo
 file would pass ``max_bytes``, shifts ``<name>.log.1`` .. ``.<backups>`` along (the oldest is
 dropped), as ``logging.handlers.RotatingFileHandler`` does. The child never holds the file, so
 rotation needs no signal and no copy-truncate, and a long-running stack keeps at most
-``(backups + 1) x max_bytes`` per process.
+``(backups + 1) x max_bytes`` per process. nginx writes its own files: ``rotate_if_large`` shifts
+them and the stack tells nginx to reopen (SIGUSR1). Kafka's log4j rolls its own (10 MB x 5).
 """
 
 from __future__ import annotations
@@ -37,11 +38,7 @@ class RotatingLog:
 
     def _rotate(self) -> None:
         self._file.close()
-        for n in range(self.backups - 1, 0, -1):
-            older = self.path.with_name(f"{self.path.name}.{n}")
-            if older.exists():
-                older.replace(self.path.with_name(f"{self.path.name}.{n + 1}"))
-        self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+        shift(self.path, self.backups)
         self._file = open(self.path, "ab")
 
     def pump(self, stream: IO[bytes]) -> threading.Thread:
@@ -62,3 +59,24 @@ class RotatingLog:
     def close(self) -> None:
         with self._lock:
             self._file.close()
+
+
+def shift(path: Path, backups: int = BACKUPS) -> None:
+    """``path`` becomes ``path.1``, ``.1`` becomes ``.2`` … (``.<backups>`` is lost)."""
+    for n in range(backups - 1, 0, -1):
+        older = path.with_name(f"{path.name}.{n}")
+        if older.exists():
+            older.replace(path.with_name(f"{path.name}.{n + 1}"))
+    path.replace(path.with_name(f"{path.name}.1"))
+
+
+def rotate_if_large(path: Path, max_bytes: int = MAX_BYTES, backups: int = BACKUPS) -> bool:
+    """For a file another process writes (nginx's logs): shift it when past ``max_bytes``; True
+    then, and the writer must reopen its file (nginx: SIGUSR1)."""
+    try:
+        if path.stat().st_size <= max_bytes:
+            return False
+    except FileNotFoundError:
+        return False
+    shift(path, backups)
+    return True

@@ -25,8 +25,8 @@ import httpx
 
 from contracts import ALL_TOPICS
 from deploy.localstack.gateway import LocalGateway
-from deploy.localstack.kafka import LocalKafka
-from deploy.localstack.logrotate import RotatingLog
+from deploy.localstack.kafka import LocalKafka, signal_group
+from deploy.localstack.logrotate import RotatingLog, rotate_if_large
 from deploy.localstack.prometheus import LocalPrometheus
 from deploy.localstack.zipkin import LocalZipkin
 from services.chassis.kafka import PLAINTEXT, KafkaSecurity, ensure_topics
@@ -233,7 +233,16 @@ class Stack:
     def run_forever(self) -> None:
         while True:
             self._check_children()
+            self._rotate_gateway_logs()
             time.sleep(1.0)
+
+    def _rotate_gateway_logs(self) -> None:
+        gateway = self.gateway
+        if gateway is None or gateway.proc is None:
+            return
+        rotated = [rotate_if_large(p) for p in (gateway.access_log, gateway.error_log)]
+        if any(rotated):
+            signal_group(gateway.proc, signal.SIGUSR1)  # nginx reopens its log files
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from deploy.localstack.logrotate import RotatingLog
+from deploy.localstack.logrotate import RotatingLog, rotate_if_large
 from services.chassis.migrations import upgrade_to_head
 from services.chassis.telemetry import QuietExporter, make_tracer_provider
 from tests.all_services import sqlite_runtime
@@ -102,3 +102,13 @@ def test_an_unreachable_trace_backend_is_one_warning_not_a_traceback(
     lines = [r for r in caplog.records if r.name == "services.chassis.telemetry"]
     assert len(lines) == 1 and lines[0].exc_info is None
     assert lines[0].__dict__["error_type"] == "ConnectionError"
+
+
+def test_a_log_another_process_writes_is_shifted_only_past_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "access.log"
+    path.write_bytes(b"a" * 100)
+    assert not rotate_if_large(path, max_bytes=100, backups=2)
+    path.write_bytes(b"b" * 101)
+    assert rotate_if_large(path, max_bytes=100, backups=2)
+    assert not path.exists() and (tmp_path / "access.log.1").read_bytes() == b"b" * 101
+    assert not rotate_if_large(path, max_bytes=100, backups=2)  # nginx has not reopened it yet
