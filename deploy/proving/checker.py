@@ -96,11 +96,11 @@ def _escalations(ledger: Ledger, ev: Evidence, v: Verdict) -> None:
             v.add("lost", f"episode {episode}: no escalation in notifications")
         elif n > 1:
             v.add("duplicate", f"episode {episode}: {n} escalations")
-        if ev.pages.get((episode, 1), 0) == 0:
+        if not any(e == episode and level == 1 for e, level, _ in ev.pages):
             v.add("lost", f"episode {episode}: no page at level 1")
-    for (episode, level), n in sorted(ev.pages.items()):
+    for (episode, level, who), n in sorted(ev.pages.items()):
         if n > 1:
-            v.add("duplicate", f"episode {episode} level {level}: {n} pages")
+            v.add("duplicate", f"episode {episode} level {level} ({who}): {n} pages")
     v.counts["pages"] = sum(ev.pages.values())
 
 

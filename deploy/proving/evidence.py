@@ -46,8 +46,9 @@ class Evidence:
     # consumer -> event id -> times the consumer's domain effect exists (e.g. dose_history rows)
     effects: dict[str, dict[str, int]] = field(default_factory=dict)
     reports_stored: dict[str, int] = field(default_factory=dict)  # patient -> symptom_reports
-    escalations: dict[str, int] = field(default_factory=dict)  # episode -> escalation rows
-    pages: dict[tuple[str, int], int] = field(default_factory=dict)  # (episode, level) -> rows
+    escalations: dict[str, int] = field(default_factory=dict)  # episode -> RED escalation rows
+    # (episode, level, "cycle/loop/target") -> page rows: one per level and person per cycle
+    pages: dict[tuple[str, int, str], int] = field(default_factory=dict)
     sink: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # channel -> requests
     parked_timers: dict[str, int] = field(default_factory=dict)  # service -> parked
     pending_outbox: dict[str, int] = field(default_factory=dict)  # service -> unpublished

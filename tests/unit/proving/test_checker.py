@@ -58,7 +58,7 @@ def good() -> tuple[Ledger, Evidence]:
         effects={"monitoring": dict.fromkeys(DOSE_IDS, 1)},
         reports_stored={P: 1},
         escalations={EPISODE: 1},
-        pages={(EPISODE, 1): 1},
+        pages={(EPISODE, 1, "0/0/clin-1"): 1},
         sink={"webhook": [{"dedup_key": "a"}, {"dedup_key": "a"}], "sms": [], "mail": []},
         parked_timers={"notifications": 0},
         pending_outbox={"scheduler": 0},
@@ -89,6 +89,10 @@ def _second_escalation(ledger: Ledger, ev: Evidence) -> None:
 
 def _no_page(ledger: Ledger, ev: Evidence) -> None:
     ev.pages.clear()
+
+
+def _paged_twice(ledger: Ledger, ev: Evidence) -> None:
+    ev.pages[(EPISODE, 1, "0/0/clin-1")] = 2
 
 
 def _replay_stored(ledger: Ledger, ev: Evidence) -> None:
@@ -191,6 +195,7 @@ def _no_poison(ledger: Ledger, ev: Evidence) -> None:
         (_drop_red_threshold, "lost"),
         (_second_escalation, "duplicate"),
         (_no_page, "lost"),
+        (_paged_twice, "duplicate"),
         (_replay_stored, "duplicate"),
         (_report_lost, "lost"),
         (_consumer_missed_step, "lost"),
