@@ -96,8 +96,28 @@ def _escalations(ledger: Ledger, ev: Evidence, v: Verdict) -> None:
             v.add("lost", f"episode {episode}: no escalation in notifications")
         elif n > 1:
             v.add("duplicate", f"episode {episode}: {n} escalations")
-        if not any(e == episode and level == 1 for e, level, _ in ev.pages):
-            v.add("lost", f"episode {episode}: no page at level 1")
+        status, reached = ev.escalation_state.get(episode, ("?", 1))
+        if reached == 0 and status != "resolved":
+            v.add("lost", f"episode {episode}: escalation {status} at level 0, never paged")
+        for level in range(1, reached + 1):
+            if not any(e == episode and lv == level for e, lv, _ in ev.pages):
+                v.add("lost", f"episode {episode}: reached level {level}, no page there")
+    provider = Counter(
+        (str(r.get("episode_id")), int(r.get("level") or 0), str(r.get("cycle_loop")))
+        for r in ev.sink.get("webhook", [])
+    )
+    for episode, level, who in ev.pages:
+        if episode not in episodes:
+            continue
+        status = ev.page_status.get((episode, level, who), "delivered")
+        cycle_loop = "/".join(who.split("/")[:2])
+        if status == "delivered" and not provider.get((episode, level, cycle_loop)):
+            v.add("lost", f"episode {episode} level {level} ({who}): no request at the provider")
+        # A page still pending is fine only once the escalation stopped (acknowledged or
+        # resolved: its delivery is cancelled); pending on a live escalation is a stuck page.
+        live = ev.escalation_state.get(episode, ("?", 0))[0] in ("triggered", "exhausted")
+        if status == "failed" or (status == "pending" and live):
+            v.add("lost", f"episode {episode} level {level} ({who}): page {status}")
     for (episode, level, who), n in sorted(ev.pages.items()):
         if n > 1:
             v.add("duplicate", f"episode {episode} level {level} ({who}): {n} pages")

@@ -4,9 +4,9 @@ effects), consumer lag, the recording sinks, the logs (duplicates skipped, synth
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,14 @@ def _record(m: Any) -> Record:
     return Record(m.topic, m.partition, m.offset, key, payload, headers)
 
 
+def _id(value: Any) -> str:
+    """A UUID column as text in one form (SQLite stores 32 hex digits, PostgreSQL a uuid)."""
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        return str(value)
+
+
 async def _rows(url: str, query: str) -> list[Any]:
     engine = create_async_engine(url)
     try:
@@ -83,7 +91,7 @@ async def database_evidence(ev: Evidence, urls: dict[str, str], patients: set[st
         rows = await _rows(
             url, "SELECT seq, event_id, topic, message_key, published_at IS NOT NULL FROM outbox"
         )
-        mine = [OutboxRow(service, r[0], str(r[1]), r[2], r[3], bool(r[4])) for r in rows
+        mine = [OutboxRow(service, r[0], _id(r[1]), r[2], r[3], bool(r[4])) for r in rows
                 if r[3] in patients]  # fmt: skip
         ev.outbox.extend(mine)
         ev.pending_outbox[service] = sum(1 for o in mine if not o.published)
@@ -92,54 +100,63 @@ async def database_evidence(ev: Evidence, urls: dict[str, str], patients: set[st
         )
         inbox = await _rows(url, "SELECT consumer, event_id FROM inbox")
         for consumer, event_id in inbox:
-            ev.inbox.setdefault(consumer, set()).add(str(event_id))
+            ev.inbox.setdefault(consumer, set()).add(_id(event_id))
     if "monitoring" in urls:
         rows = await _rows(urls["monitoring"], "SELECT event_id FROM dose_history")
-        ev.effects["monitoring"] = {str(r[0]): 1 for r in rows}  # primary key: 0 or 1
+        ev.effects["monitoring"] = {_id(r[0]): 1 for r in rows}  # primary key: 0 or 1
         rows = await _rows(
             urls["monitoring"], "SELECT patient_id, count(*) FROM symptom_reports GROUP BY 1"
         )
-        ev.reports_stored = {str(p): int(n) for p, n in rows if str(p) in patients}
+        ev.reports_stored = {_id(p): int(n) for p, n in rows if _id(p) in patients}
     if "notifications" in urls:
         url = urls["notifications"]
         rows = await _rows(
             url, "SELECT episode_id, count(*) FROM escalations WHERE severity = 'RED' GROUP BY 1"
         )
-        ev.escalations = {str(e): int(n) for e, n in rows}
+        ev.escalations = {_id(e): int(n) for e, n in rows}
+        rows = await _rows(url, "SELECT episode_id, status, level FROM escalations "
+                           "WHERE severity = 'RED'")  # fmt: skip
+        ev.escalation_state = {_id(e): (str(st), int(lv)) for e, st, lv in rows}
         rows = await _rows(
-            url, "SELECT episode_id, level, cycle, loop, target, count(*) FROM pages "
+            url, "SELECT episode_id, level, cycle, loop, target, count(*), max(status) FROM pages "
             "GROUP BY 1, 2, 3, 4, 5",
         )  # fmt: skip
-        ev.pages = {(str(e), int(lv), f"{c}/{lp}/{t}"): int(n) for e, lv, c, lp, t, n in rows}
+        for e, lv, c, lp, t, n, status in rows:
+            key = (_id(e), int(lv), f"{c}/{lp}/{t}")
+            ev.pages[key] = int(n)
+            ev.page_status[key] = str(status)
 
 
-def consumer_lag(bootstrap: str) -> dict[str, int]:
-    """Summed lag of each service's consumer group over the topics it consumes."""
-    from kafka import KafkaAdminClient, KafkaConsumer
-    from kafka.structs import TopicPartition as KTP
+async def consumer_lag(bootstrap: str) -> dict[str, int]:
+    """Summed lag of each service's consumer group over the topics it consumes (a partition
+    never committed counts from its start)."""
+    from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    probe = KafkaConsumer(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await admin.start()
+    await probe.start()
     lag: dict[str, int] = {}
     try:
         groups = {c for t in ALL_TOPICS for c in t.consumers}
+        parts_of: dict[str, list[TopicPartition]] = {}
+        for t in ALL_TOPICS:
+            partitions = probe.partitions_for_topic(t.name) or await _partitions(probe, t.name)
+            for group in t.consumers:
+                parts_of.setdefault(group, []).extend(TopicPartition(t.name, p) for p in partitions)
+        every = [tp for parts in parts_of.values() for tp in parts]
+        ends = await probe.end_offsets(list(set(every)))
         for group in sorted(groups):
-            committed = admin.list_consumer_group_offsets(group)
-            parts = [
-                KTP(t.name, p)
-                for t in ALL_TOPICS
-                if group in t.consumers
-                for p in (probe.partitions_for_topic(t.name) or ())
-            ]
-            ends = probe.end_offsets(parts)
+            committed = await admin.list_consumer_group_offsets(group)
             total = 0
-            for tp in parts:
+            for tp in parts_of.get(group, []):
                 meta = committed.get(tp)
-                total += ends[tp] - (meta.offset if meta is not None and meta.offset >= 0 else 0)
+                done = meta.offset if meta is not None and meta.offset >= 0 else 0
+                total += max(0, ends[tp] - done)
             lag[group] = total
     finally:
-        probe.close()
-        admin.close()
+        await probe.stop()
+        await admin.close()
     return lag
 
 
@@ -177,7 +194,11 @@ def _normalise(channel: str, r: dict[str, Any]) -> dict[str, Any]:
     out = dict(r)
     if channel == "webhook":
         out["dedup_key"] = body.get("dedup_key")
-        out["patient_id"] = (body.get("payload") or {}).get("custom_details", {}).get("patient_id")
+        details = (body.get("payload") or {}).get("custom_details", {})
+        out["patient_id"] = details.get("patient_id")
+        out["episode_id"] = details.get("episode_id")
+        out["level"] = details.get("level")
+        out["cycle_loop"] = f"{details.get('cycle')}/{details.get('loop')}"
     elif channel == "sms":
         out["idempotency_token"] = r.get("idempotency_token") or headers.get(
             "i-twilio-idempotency-token"
@@ -202,7 +223,7 @@ async def collect(topology: Topology, ledger: Ledger) -> tuple[Evidence, list[tu
         if record.key in patients or record.key in poison_keys:
             ev.dead_letters.append(record)
     await database_evidence(ev, ep.database_urls, patients)
-    ev.consumer_lag = await asyncio.to_thread(consumer_lag, ep.kafka_bootstrap)
+    ev.consumer_lag = await consumer_lag(ep.kafka_bootstrap)
     ev.skipped_duplicates, ev.phi_hits = scan_logs(ep.logs_dir)
     ev.sink = sink_evidence(topology)
     pages = [

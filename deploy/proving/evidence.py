@@ -47,8 +47,12 @@ class Evidence:
     effects: dict[str, dict[str, int]] = field(default_factory=dict)
     reports_stored: dict[str, int] = field(default_factory=dict)  # patient -> symptom_reports
     escalations: dict[str, int] = field(default_factory=dict)  # episode -> RED escalation rows
+    # episode -> (status, level reached) of its RED escalation (level 0: not paged yet)
+    escalation_state: dict[str, tuple[str, int]] = field(default_factory=dict)
     # (episode, level, "cycle/loop/target") -> page rows: one per level and person per cycle
     pages: dict[tuple[str, int, str], int] = field(default_factory=dict)
+    # the same keys -> page status (delivered / pending / failed ...)
+    page_status: dict[tuple[str, int, str], str] = field(default_factory=dict)
     sink: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # channel -> requests
     parked_timers: dict[str, int] = field(default_factory=dict)  # service -> parked
     pending_outbox: dict[str, int] = field(default_factory=dict)  # service -> unpublished

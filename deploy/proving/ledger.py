@@ -62,13 +62,16 @@ class Ledger:
     accepted: list[Accepted] = field(default_factory=list)
     poison: list[Poison] = field(default_factory=list)
     refused: dict[str, int] = field(default_factory=dict)  # "<kind> <status>" -> count
+    # "<kind> <status>" -> the first answer's detail (our synthetic requests: no real PHI)
+    refusal_examples: dict[str, str] = field(default_factory=dict)
 
     def accept(self, entry: Accepted) -> None:
         self.accepted.append(entry)
 
-    def refuse(self, kind: str, status: int) -> None:
+    def refuse(self, kind: str, status: int, detail: str = "") -> None:
         label = f"{kind} {status}"
         self.refused[label] = self.refused.get(label, 0) + 1
+        self.refusal_examples.setdefault(label, detail[:300])
 
     def of_kind(self, *kinds: RequestKind) -> Iterator[Accepted]:
         return (a for a in self.accepted if a.kind in kinds)

@@ -30,7 +30,7 @@ from deploy.proving.ledger import Accepted, Ledger, RequestKind, synthetic_phi
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.settings import ServiceSettings
 
-RETRYABLE = {502, 503, 504}
+RETRYABLE = {429, 502, 503, 504}  # a fault's or the gateway's limit: the same request again
 PANEL_SIZE = 50  # patients per clinician
 CIWA_ITEMS = (
     "irritable", "fatigued", "tense", "difficulty_concentrating", "loss_of_appetite",
@@ -78,9 +78,12 @@ class Population:
         self._settings = ServiceSettings(service_name="proving", environment="development")
         rng = random.Random(self.seed)
         self.rng = rng
+        # Behaviour follows the seed; ids are new each run, so a run's counts are its own even
+        # on a topology that served an earlier run.
+        ids = random.Random(f"{self.seed}-{self.ledger.run_id}")
         self.patients = [
             Patient(
-                id=uuid.UUID(int=rng.getrandbits(128), version=4),
+                id=uuid.UUID(int=ids.getrandbits(128), version=4),
                 clinician=f"proving-clin-{i // PANEL_SIZE}",
                 by_plan=rng.random() < 0.3,
             )
@@ -128,7 +131,7 @@ class Population:
                 r = await client.request(method, url, **kw)
                 if r.status_code not in RETRYABLE:
                     if r.status_code >= 300:
-                        self.ledger.refuse(kind, r.status_code)
+                        self.ledger.refuse(kind, r.status_code, r.text)
                     return r
             except httpx.TransportError:
                 pass
@@ -150,8 +153,9 @@ class Population:
     async def enrol(self, client: httpx.AsyncClient, p: Patient) -> None:
         base = f"/api/scheduler/patients/{p.id}"
         if p.by_plan:
-            today = self.service_today().isoformat() if self._service_now else None
-            body = {**PLAN_BODY, "start_on": today or datetime.now().date().isoformat()}
+            # Tomorrow on the service clock: "today" may already be over by the time it lands.
+            today = self.service_today() if self._service_now else datetime.now().date()
+            body = {**PLAN_BODY, "start_on": (today + timedelta(days=1)).isoformat()}
             r = await self.send(client, "plan", "POST", f"{base}/plans", json=body,
                                 headers=self.as_clinician(p))  # fmt: skip
             if r is None or r.status_code != 201:
@@ -257,6 +261,9 @@ class Population:
             p.dose_mg, p.last_step_on = new, today
 
     async def clinician_round(self, client: httpx.AsyncClient, p: Patient) -> None:
+        await self._clinician_round(client, p)
+
+    async def _clinician_round(self, client: httpx.AsyncClient, p: Patient) -> bool:
         """Acknowledge the patient's open escalations, resolve open episodes, resume."""
         headers = self.as_clinician(p)
         r = await self.send(client, "escalations", "GET", "/api/notifications/escalations",
@@ -272,17 +279,24 @@ class Population:
         base = f"/api/monitoring/patients/{p.id}/episodes"
         r = await self.send(client, "episodes", "GET", base, headers=headers)
         if r is None or r.status_code != 200:
-            return
-        for ep in r.json():
-            if ep.get("status") == "open":
-                note = synthetic_phi("note", p.id.hex[:6])
-                done = await self.send(client, "resolve", "POST",
-                                       f"{base}/{ep['id']}/resolve",
-                                       json={"resolution": "resume_taper", "note": note},
-                                       headers=headers)  # fmt: skip
-                if done is not None and done.status_code == 200:
-                    self.accept("resolve", p, done, ref=ep["id"])
+            return False
+        open_episodes = [ep for ep in r.json() if ep.get("status") == "open"]
+        for i, ep in enumerate(open_episodes):
+            # Only the last open episode may resume the taper (the API refuses it while
+            # another is open): the others are closed keeping the hold.
+            last = i == len(open_episodes) - 1
+            body = {
+                "resolution": "resume_taper" if last else "keep_held",
+                "note": synthetic_phi("note", p.id.hex[:6]),
+            }
+            done = await self.send(client, "resolve", "POST", f"{base}/{ep['id']}/resolve",
+                                   json=body, headers=headers)  # fmt: skip
+            if done is not None and done.status_code == 200:
+                self.accept("resolve", p, done, ref=ep["id"])
+            else:
+                return False
         p.reported_red = False
+        return True
 
     # -- the run --------------------------------------------------------------------------------
     async def _pool(self, jobs: list[Callable[[], Awaitable[None]]]) -> None:
@@ -322,6 +336,11 @@ class Population:
                     else:
                         batch.append(lambda p=p: self.step_by_hand(c, p))
                 await self._pool(batch)  # type: ignore[arg-type]
-            # Wind down: every open episode resolved with resume, so held steps can go on.
-            await self._pool([lambda p=p: self.clinician_round(c, p)  # type: ignore[misc]
-                              for p in enrolled if p.reported_red])  # fmt: skip
+            # Wind down: every open episode resolved with resume, so held steps can go on
+            # (again where a resolve met a concurrent change).
+            for _ in range(5):
+                left = [p for p in enrolled if p.reported_red]
+                if not left:
+                    break
+                await self._pool([lambda p=p: self.clinician_round(c, p)  # type: ignore[misc]
+                                  for p in left])  # fmt: skip

@@ -48,8 +48,7 @@ def _commit() -> str:
 
 async def _backlog(topology: Topology, patients: set[str]) -> tuple[int, int]:
     """(summed consumer lag, unpublished outbox rows) now."""
-    lag = sum((await asyncio.to_thread(collect.consumer_lag, topology.endpoints.kafka_bootstrap))
-              .values())  # fmt: skip
+    lag = sum((await collect.consumer_lag(topology.endpoints.kafka_bootstrap)).values())
     pending = 0
     for url in topology.endpoints.database_urls.values():
         rows = await collect._rows(url, "SELECT count(*) FROM outbox WHERE published_at IS NULL")
@@ -214,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     for noisy in ("aiokafka", "kafka", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     with cluster_topology(args.clock_scale, args.data) as topology:
         run, verdict, ledger = asyncio.run(
             prove(topology, n=args.n, duration_s=args.duration, rounds=args.rounds,

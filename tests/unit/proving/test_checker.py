@@ -26,6 +26,9 @@ def event(event_id: str, event_type: str, at: str, **facts: Any) -> dict[str, An
             "occurred_at": at, **facts}  # fmt: skip
 
 
+PAGED = {"dedup_key": "a", "episode_id": EPISODE, "level": 1, "cycle_loop": "0/0"}
+
+
 def good() -> tuple[Ledger, Evidence]:
     ledger = Ledger(run_id="r")
     ledger.accept(Accepted("report", P, 1.0, 201, severity="RED", idempotency_key="k1"))
@@ -59,7 +62,8 @@ def good() -> tuple[Ledger, Evidence]:
         reports_stored={P: 1},
         escalations={EPISODE: 1},
         pages={(EPISODE, 1, "0/0/clin-1"): 1},
-        sink={"webhook": [{"dedup_key": "a"}, {"dedup_key": "a"}], "sms": [], "mail": []},
+        escalation_state={EPISODE: ("acknowledged", 1)},
+        sink={"webhook": [PAGED, PAGED], "sms": [], "mail": []},
         parked_timers={"notifications": 0},
         pending_outbox={"scheduler": 0},
         consumer_lag={"monitoring": 0},
@@ -71,6 +75,14 @@ def good() -> tuple[Ledger, Evidence]:
 def test_a_consistent_run_passes_and_counts_what_it_saw() -> None:
     verdict = check(*good(), faults_applied=4)
     assert verdict.ok, verdict.findings
+    ledger, ev = good()
+    ev.escalation_state[EPISODE] = ("resolved", 0)  # resolved before its first page: fine
+    ev.pages.clear()
+    assert check(ledger, ev, faults_applied=4).ok
+    ledger, ev = good()
+    ev.page_status[(EPISODE, 1, "0/0/clin-1")] = "pending"  # cancelled: acknowledged first
+    ev.sink["webhook"] = []
+    assert check(ledger, ev, faults_applied=4).ok
     assert verdict.counts["dose_reduced"] == 2 and verdict.counts["republished"] == 1
     assert verdict.counts["webhook_resends"] == 1  # same dedup key: one incident, counted
     assert verdict.counts["red_episodes"] == 1 and verdict.counts["reports"] == 1
@@ -89,6 +101,23 @@ def _second_escalation(ledger: Ledger, ev: Evidence) -> None:
 
 def _no_page(ledger: Ledger, ev: Evidence) -> None:
     ev.pages.clear()
+
+
+def _provider_never_got_it(ledger: Ledger, ev: Evidence) -> None:
+    ev.sink["webhook"] = []
+
+
+def _never_paged(ledger: Ledger, ev: Evidence) -> None:
+    ev.escalation_state[EPISODE] = ("triggered", 0)
+
+
+def _level_two_not_paged(ledger: Ledger, ev: Evidence) -> None:
+    ev.escalation_state[EPISODE] = ("triggered", 2)
+
+
+def _page_stuck_pending(ledger: Ledger, ev: Evidence) -> None:
+    ev.escalation_state[EPISODE] = ("triggered", 1)
+    ev.page_status[(EPISODE, 1, "0/0/clin-1")] = "pending"
 
 
 def _paged_twice(ledger: Ledger, ev: Evidence) -> None:
@@ -196,6 +225,10 @@ def _no_poison(ledger: Ledger, ev: Evidence) -> None:
         (_second_escalation, "duplicate"),
         (_no_page, "lost"),
         (_paged_twice, "duplicate"),
+        (_provider_never_got_it, "lost"),
+        (_page_stuck_pending, "lost"),
+        (_never_paged, "lost"),
+        (_level_two_not_paged, "lost"),
         (_replay_stored, "duplicate"),
         (_report_lost, "lost"),
         (_consumer_missed_step, "lost"),
