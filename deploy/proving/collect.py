@@ -160,9 +160,10 @@ async def consumer_lag(bootstrap: str) -> dict[str, int]:
     return lag
 
 
-def scan_logs(logs_dir: Path) -> tuple[int, list[str]]:
-    """(duplicate skips logged, places the synthetic PHI marker appears) over every log file,
-    nginx's included (spans too, where the topology exports them into ``logs_dir``)."""
+def scan_logs(logs_dir: Path, event_ids: set[str]) -> tuple[int, list[str]]:
+    """(duplicate skips logged for the run's events, places the synthetic PHI marker appears)
+    over every log file, nginx's included (spans too, where the topology exports them into
+    ``logs_dir``)."""
     marker = re.compile(PHI_MARKER, re.IGNORECASE)
     skipped, hits = 0, []
     for path in sorted(p for p in logs_dir.rglob("*") if p.is_file()):
@@ -170,11 +171,20 @@ def scan_logs(logs_dir: Path) -> tuple[int, list[str]]:
             continue  # the providers' stand-in: recipients are meant to reach it
         with path.open("r", errors="replace") as f:
             for n, line in enumerate(f, 1):
-                if DUPLICATE_SKIPPED in line:
+                if DUPLICATE_SKIPPED in line and _event_id(line) in event_ids:
                     skipped += 1
                 if marker.search(line):
                     hits.append(f"{path.relative_to(logs_dir)}:{n}")
     return skipped, hits
+
+
+def _event_id(line: str) -> str | None:
+    try:
+        record = json.loads(line[line.index("{") :])
+    except ValueError:
+        return None
+    value = record.get("event_id") if isinstance(record, dict) else None
+    return str(value) if value is not None else None
 
 
 def sink_evidence(topology: Topology) -> dict[str, list[dict[str, Any]]]:
@@ -224,7 +234,8 @@ async def collect(topology: Topology, ledger: Ledger) -> tuple[Evidence, list[tu
             ev.dead_letters.append(record)
     await database_evidence(ev, ep.database_urls, patients)
     ev.consumer_lag = await consumer_lag(ep.kafka_bootstrap)
-    ev.skipped_duplicates, ev.phi_hits = scan_logs(ep.logs_dir)
+    run_events = {str(r.event_id) for r in ev.records if r.event_id is not None}
+    ev.skipped_duplicates, ev.phi_hits = scan_logs(ep.logs_dir, run_events)
     ev.sink = sink_evidence(topology)
     pages = [
         (str(r.get("patient_id")), _seconds(r.get("received_at")))
