@@ -153,15 +153,8 @@ async def prove(
     stop.set()
     await sampler
     run.applied = list(executor.applied)
-    evidence, pages = await collect.collect(topology, ledger)
-    first_page: dict[str, float] = {}
-    for patient, at in sorted(pages, key=lambda x: x[1]):
-        first_page.setdefault(patient, at)
-    seen: set[str] = set()
-    for patient, at in reds:  # the first RED of each patient against its first page
-        if patient in first_page and patient not in seen and first_page[patient] >= at:
-            seen.add(patient)
-            run.latencies.append(Latency(at - t0, first_page[patient] - at))
+    evidence, _ = await collect.collect(topology, ledger)
+    run.latencies = page_latencies(reds, evidence.sink.get("webhook", []), t0)
     verdict = check(ledger, evidence, faults_applied=len(run.applied))
     if not quiet:
         verdict.add("lag", f"not quiet within {quiesce_timeout_s:.0f}s (lag or outbox left)")
@@ -175,6 +168,30 @@ async def prove(
     verdict.counts["requests_accepted"] = len(ledger.accepted)
     verdict.counts["requests_refused_or_ambiguous"] = sum(ledger.refused.values())
     return run, verdict, ledger
+
+
+def page_latencies(
+    reds: list[tuple[str, float]], webhook: list[dict[str, Any]], t0: float
+) -> list[Latency]:
+    """Report -> page for each episode: its first page (level 1, first cycle) against the
+    latest RED report of its patient accepted before that page."""
+    first: dict[str, tuple[str, float]] = {}  # episode -> (patient, received at)
+    for r in webhook:
+        at = collect._seconds(r.get("received_at"))
+        if at is None or r.get("level") != 1 or r.get("cycle_loop") != "0/0":
+            continue
+        episode = str(r.get("episode_id"))
+        if episode not in first or at < first[episode][1]:
+            first[episode] = (str(r.get("patient_id")), at)
+    by_patient: dict[str, list[float]] = {}
+    for patient, at in reds:
+        by_patient.setdefault(patient, []).append(at)
+    out = []
+    for patient, paged in first.values():
+        before = [a for a in by_patient.get(patient, []) if a <= paged]
+        if before:
+            out.append(Latency(max(before) - t0, paged - max(before)))
+    return sorted(out, key=lambda x: x.t)
 
 
 def cluster_topology(clock_scale: float, base_dir: Path | None) -> AbstractContextManager[Any]:

@@ -35,3 +35,22 @@ def test_write_gives_a_table_per_target_and_plots(tmp_path: Path) -> None:
         png = tmp_path / f"proving-test-{name}.png"
         assert png.read_bytes()[:4] == b"\x89PNG"
         assert f"({png.name})" in text
+
+
+def test_latency_is_per_episode_from_the_latest_red_before_its_first_page() -> None:
+    from deploy.proving.run import page_latencies
+
+    def page(episode: str, at: str, level: int = 1, cl: str = "0/0") -> dict[str, object]:
+        return {"episode_id": episode, "patient_id": "p", "level": level, "cycle_loop": cl,
+                "received_at": at}  # fmt: skip
+
+    t0 = 1_000.0
+    reds = [("p", 1_010.0), ("p", 1_020.0), ("p", 1_100.0)]
+    webhook = [
+        page("e1", "1970-01-01T00:17:03+00:00"),  # 1023: after the REDs at 1010 and 1020
+        page("e1", "1970-01-01T00:17:05+00:00", level=2),  # not a first page
+        page("e1", "1970-01-01T00:17:01+00:00", cl="1/0"),  # a later cycle's page
+        page("e2", "1970-01-01T00:18:21+00:00"),  # 1101
+    ]
+    lat = page_latencies(reds, webhook, t0)
+    assert [(x.t, x.seconds) for x in lat] == [(20.0, 3.0), (100.0, 1.0)]
