@@ -92,9 +92,13 @@ def _escalations(ledger: Ledger, ev: Evidence, v: Verdict) -> None:
     v.counts["red_episodes"] = len(episodes)
     for episode in sorted(episodes):
         n = ev.escalations.get(episode, 0)
+        if n == 0 and episode in ev.resolved_in_notifications:
+            v.counts["resolved_before_escalation"] += 1
+            continue
         if n == 0:
             v.add("lost", f"episode {episode}: no escalation in notifications")
-        elif n > 1:
+            continue
+        if n > 1:
             v.add("duplicate", f"episode {episode}: {n} escalations")
         status, reached = ev.escalation_state.get(episode, ("?", 1))
         if reached == 0 and status != "resolved":

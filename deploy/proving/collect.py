@@ -117,6 +117,8 @@ async def database_evidence(ev: Evidence, urls: dict[str, str], patients: set[st
         rows = await _rows(url, "SELECT episode_id, status, level FROM escalations "
                            "WHERE severity = 'RED'")  # fmt: skip
         ev.escalation_state = {_id(e): (str(st), int(lv)) for e, st, lv in rows}
+        rows = await _rows(url, "SELECT episode_id FROM resolved_episodes")
+        ev.resolved_in_notifications = {_id(r[0]) for r in rows}
         rows = await _rows(
             url, "SELECT episode_id, level, cycle, loop, target, count(*), max(status) FROM pages "
             "GROUP BY 1, 2, 3, 4, 5",

@@ -47,6 +47,9 @@ class Evidence:
     effects: dict[str, dict[str, int]] = field(default_factory=dict)
     reports_stored: dict[str, int] = field(default_factory=dict)  # patient -> symptom_reports
     escalations: dict[str, int] = field(default_factory=dict)  # episode -> RED escalation rows
+    # episodes notifications learnt were resolved (EscalationResolved): one resolved before its
+    # ThresholdExceeded arrived is never escalated, rightly (the clinician already acted)
+    resolved_in_notifications: set[str] = field(default_factory=set)
     # episode -> (status, level reached) of its RED escalation (level 0: not paged yet)
     escalation_state: dict[str, tuple[str, int]] = field(default_factory=dict)
     # (episode, level, "cycle/loop/target") -> page rows: one per level and person per cycle

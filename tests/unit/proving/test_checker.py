@@ -80,6 +80,13 @@ def test_a_consistent_run_passes_and_counts_what_it_saw() -> None:
     ev.pages.clear()
     assert check(ledger, ev, faults_applied=4).ok
     ledger, ev = good()
+    ev.escalations.clear()  # resolved by the clinician before notifications saw the threshold
+    ev.escalation_state.clear()
+    ev.pages.clear()
+    ev.resolved_in_notifications.add(EPISODE)
+    verdict = check(ledger, ev, faults_applied=4)
+    assert verdict.ok and verdict.counts["resolved_before_escalation"] == 1
+    ledger, ev = good()
     ev.page_status[(EPISODE, 1, "0/0/clin-1")] = "pending"  # cancelled: acknowledged first
     ev.sink["webhook"] = []
     assert check(ledger, ev, faults_applied=4).ok
