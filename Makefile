@@ -39,3 +39,11 @@ asyncapi: install  ## Regenerate the AsyncAPI documents under contracts/asyncapi
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: prove
+N ?= 1000
+DURATION ?= 1800
+ROUNDS ?= 10
+SEED ?= 14
+prove: install  ## Proving grounds: population N, faults ROUNDS per target over DURATION s, SEED; report in bench/results
+	$(PY) -m deploy.proving --n $(N) --duration $(DURATION) --rounds $(ROUNDS) --seed $(SEED)

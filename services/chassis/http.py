@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.chassis.auth import TokenVerifier
 from services.chassis.errors import Conflict, NotFound, PermanentError
 from services.chassis.metrics import NO_METRICS, HttpMetricsMiddleware, ServiceMetrics
+from services.chassis.outage import is_outage
 from services.chassis.settings import ServiceSettings
 from services.chassis.telemetry import record_request_id, valid_request_id
 
@@ -187,7 +188,19 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _internal_error(exc, request.headers.get("x-request-id"))
 
 
+RETRY_AFTER_S = 5  # a PostgreSQL restart takes seconds; clients retry the same request
+
+
 def _internal_error(exc: BaseException, request_id: str | None) -> JSONResponse:
+    if is_outage(exc):
+        # The database (or the network to it) is down or restarting: the request may succeed
+        # in a moment, so 503 with Retry-After, not a 500 that reads as a bug (issue 14).
+        log.warning("dependency unavailable", extra={"error_type": type(exc).__name__})
+        return JSONResponse(
+            {"detail": "temporarily unavailable, retry later"},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
     # Frames but not the message: third-party messages can carry request data (PHI).
     log.error(
         "unhandled error",

@@ -125,6 +125,17 @@ class KafkaSecurity:
 PLAINTEXT = KafkaSecurity()
 
 
+def bootstrap_list(bootstrap_servers: str) -> list[str]:
+    """``"a:9092, b:9092"`` -> ``["a:9092", "b:9092"]``.
+
+    FastStream wraps a string in a one-element list, so aiokafka would read a multi-broker string
+    as one host named ``a:9092,b:9092`` and never connect to a cluster."""
+    hosts = [h.strip() for h in bootstrap_servers.split(",") if h.strip()]
+    if not hosts:
+        raise ValueError("KAFKA_BOOTSTRAP_SERVERS names no broker")
+    return hosts
+
+
 def make_broker(
     bootstrap_servers: str, *, client_id: str, security: KafkaSecurity = PLAINTEXT
 ) -> KafkaBroker:
@@ -135,7 +146,7 @@ def make_broker(
     no idempotence) are not enough for clinical events.
     """
     return KafkaBroker(
-        bootstrap_servers,
+        bootstrap_list(bootstrap_servers),
         client_id=client_id,
         acks="all",
         enable_idempotence=True,

@@ -1,0 +1,5 @@
+import sys
+
+from deploy.proving.run import main
+
+sys.exit(main())
