@@ -125,7 +125,8 @@ def _deliveries(action: str, args: argparse.Namespace, out: Output) -> int:
             factory = ops_db.chassis_uow(engine)
             factory.tables = metadata
             if action == "list":
-                return await delivery_ops.list_deliveries(factory, tuple(args.status))
+                statuses = tuple(args.status or delivery_ops.RETRYABLE)
+                return await delivery_ops.list_deliveries(factory, statuses)
             delivery_id = _uuid(args.delivery_id, "delivery id")
             return await delivery_ops.retry_delivery(factory, delivery_id, _operator())
 

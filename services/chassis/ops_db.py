@@ -16,7 +16,7 @@ from typing import Any, TextIO, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.chassis.clock import SystemClock
@@ -54,7 +54,9 @@ async def engine_for(url: str) -> AsyncIterator[AsyncEngine]:
         raise OpsError(f"bad database URL {safe_url(url)}: {type(exc).__name__}") from None
     try:
         yield engine
-    except (OperationalError, DBAPIError, OSError) as exc:
+    except OpsError:
+        raise
+    except Exception as exc:  # the driver's own errors too (asyncpg raises its own on connect)
         raise OpsError(
             f"cannot use the database at {safe_url(url)}: {type(exc).__name__}"
         ) from None
@@ -121,7 +123,7 @@ async def migrate(service: str, url: str, *, sql_to: TextIO | None = None) -> st
             return f"{service}: at {await current_revision(engine)}"
         try:
             since = await current_revision(engine)
-        except (OperationalError, DBAPIError, OSError):
+        except Exception:
             since = None  # a DBA may ask before the database exists
     sync_url = make_url(url).set(drivername=make_url(url).get_backend_name())
     upgrade_sql(service, sync_url.render_as_string(hide_password=False), since, sql_to)

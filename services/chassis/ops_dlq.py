@@ -168,7 +168,9 @@ def ensure_ledger(broker: Broker, replication_factor: int, min_insync_replicas: 
         if LEDGER_TOPIC in set(admin.list_topics()):
             return
         try:
-            admin.create_topics([NewTopic(LEDGER_TOPIC, 1, replication_factor, configs)])
+            admin.create_topics(
+                [NewTopic(LEDGER_TOPIC, 1, replication_factor, topic_configs=configs)]
+            )
         except TopicAlreadyExistsError:
             pass
 

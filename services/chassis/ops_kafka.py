@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
+from kafka.errors import KafkaConfigurationError, KafkaError
 
 from contracts.topics import ALL_TOPICS
 from services.chassis.kafka import PLAINTEXT, KafkaSecurity
@@ -30,11 +30,10 @@ class Broker:
     security: KafkaSecurity = PLAINTEXT
 
     def options(self) -> dict[str, Any]:
-        # Short timeouts: a wrong address should answer in seconds, not hang an on-call shell.
+        # A short bootstrap: a wrong address should answer in seconds, not hang a shell.
         return {
             "bootstrap_servers": self.bootstrap,
-            "request_timeout_ms": 10_000,
-            "api_version_auto_timeout_ms": 5_000,
+            "bootstrap_timeout_ms": 8_000,
             **self.security.for_kafka_python(),
         }
 
@@ -57,6 +56,8 @@ class Broker:
     def _connect(self, cls: Any, **extra: Any) -> Any:
         try:
             return cls(**self.options(), **extra)
+        except KafkaConfigurationError as exc:
+            raise OpsError(f"Kafka client settings refused: {exc}") from None
         except KafkaError as exc:  # kafka-python: a connection, timeout or version-probe error
             raise OpsError(
                 f"no Kafka broker answers at {self.bootstrap} "
@@ -127,9 +128,7 @@ def consumer_lag(broker: Broker, groups: Sequence[str]) -> list[dict[str, Any]]:
     """Per group, topic and partition: committed offset, end offset and the lag between them."""
     rows: list[dict[str, Any]] = []
     with broker.admin() as admin, broker.consumer() as consumer:
-        known = {
-            g[0] if isinstance(g, tuple) else getattr(g, "group", g) for g in admin.list_groups()
-        }
+        known = {g["group_id"] for g in admin.list_groups()}  # kafka-python 3.x: dicts
         for group in groups:
             if group not in known:
                 raise OpsError(f"no such consumer group: {group}")
