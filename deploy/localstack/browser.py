@@ -97,3 +97,24 @@ def dump_dom(page: Path) -> str:
             f"chromium dumped no DOM (rc={proc.returncode}):\n{proc.stderr[-3000:]}"
         )
     return proc.stdout
+
+
+def screenshot_url(
+    url: str, png: Path, *, width: int = 1400, height: int = 900, budget_ms: int = 15000
+) -> Path:
+    """A PNG of the page at ``url`` (a single-page app: its scripts get ``budget_ms`` of virtual
+    time to fetch and render before the shot)."""
+    png.unlink(missing_ok=True)
+    proc = _run(
+        [
+            f"--screenshot={png}",
+            f"--window-size={width},{height}",
+            f"--virtual-time-budget={budget_ms}",
+            url,
+        ]
+    )
+    if not png.exists() or png.stat().st_size == 0:
+        raise BrowserUnavailable(
+            f"chromium wrote no screenshot (rc={proc.returncode}):\n{proc.stderr[-3000:]}"
+        )
+    return png

@@ -1,4 +1,5 @@
-"""``make run``: Kafka, the four services and the nginx gateway on this machine, SQLite by default.
+"""``make run``: Kafka, the four services and the nginx gateway on this machine, SQLite by default,
+with Zipkin (traces and their UI) and Prometheus (every service's ``/metrics``) beside them.
 
 Starts (or reuses, with ``--kafka-bootstrap``) a single-node KRaft broker whose data lives in
 ``var/kafka``, provisions every topic and dead-letter topic, runs each service as its own process
@@ -25,6 +26,9 @@ import httpx
 from contracts import ALL_TOPICS
 from deploy.localstack.gateway import LocalGateway
 from deploy.localstack.kafka import LocalKafka
+from deploy.localstack.logrotate import RotatingLog
+from deploy.localstack.prometheus import LocalPrometheus
+from deploy.localstack.zipkin import LocalZipkin
 from services.chassis.kafka import PLAINTEXT, KafkaSecurity, ensure_topics
 from services.chassis.settings import ServiceSettings
 
@@ -59,6 +63,8 @@ class Stack:
         self.var = Path(args.data).resolve()
         self.kafka: LocalKafka | None = None
         self.gateway: LocalGateway | None = None
+        self.zipkin: LocalZipkin | None = None
+        self.prometheus: LocalPrometheus | None = None
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.bootstrap = args.kafka_bootstrap
 
@@ -79,6 +85,10 @@ class Stack:
         created = ensure_topics(self.bootstrap, ALL_TOPICS, security=security)
         print(f"Kafka at {self.bootstrap}; topics created: {len(created)}", flush=True)
 
+        logs = self.var / "logs"
+        if self.args.zipkin_port:  # the JVM starts while the services do
+            self.zipkin = LocalZipkin(self.args.zipkin_port, logs / "zipkin.log").spawn()
+
         anchor = datetime.now(UTC).isoformat()
         common = {
             **os.environ,
@@ -88,6 +98,8 @@ class Stack:
             "TAPER_ENV": "development",
             "PYTHONUNBUFFERED": "1",
         }
+        if self.zipkin is not None:
+            common["OTEL_EXPORTER_ZIPKIN_ENDPOINT"] = self.zipkin.endpoint
         sink_port = self.args.pager_port
         self._spawn(
             "pager_sink",
@@ -127,6 +139,13 @@ class Stack:
         )
         gateway.start()
         self.gateway = gateway
+        if self.args.prometheus_port:
+            ports = {s.name: s.port + self.args.port_offset for s in SERVICES}
+            self.prometheus = LocalPrometheus(
+                self.args.prometheus_port, ports, self.var / "prometheus"
+            ).start(logs / "prometheus.log")
+        if self.zipkin is not None:
+            self.zipkin.wait_ready()
         self._wait_healthy()
 
     def _database_url(self, spec: ServiceSpec) -> str:
@@ -135,10 +154,18 @@ class Stack:
         return f"sqlite+aiosqlite:///{self.var / (spec.name + '.db')}"
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
-        log = open(self.var / "logs" / f"{name}.log", "ab")
-        self.children[name] = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
+        assert proc.stdout is not None
+        # Rotated (10 MB x 5): a stack left running for days does not fill the disk.
+        RotatingLog(self.var / "logs" / f"{name}.log").pump(proc.stdout)
+        self.children[name] = proc
 
     def _wait_healthy(self) -> None:
         base = f"http://127.0.0.1:{self.args.gateway_port}"
@@ -166,7 +193,13 @@ class Stack:
         print(f"  Kafka           {self.bootstrap}")
         sink = f"http://127.0.0.1:{self.args.pager_port}"
         print(f"  provider sinks  {sink}/pages {sink}/sms {sink}/mail (log: var/logs)")
-        print(f"  logs            {self.var / 'logs'}")
+        if self.zipkin is not None:
+            print(f"  traces (Zipkin) {self.zipkin.url}/zipkin/", flush=True)
+        if self.prometheus is not None:
+            print(f"  Prometheus      {self.prometheus.url}/targets", flush=True)
+        direct = ", ".join(f"{s.port + self.args.port_offset}" for s in SERVICES)
+        print(f"  /metrics        http://127.0.0.1:<port>/metrics (ports {direct})", flush=True)
+        print(f"  logs            {self.var / 'logs'} (rotated: 10 MB x 5)")
         print("  dev token       .venv/bin/python -m services.chassis.devtoken --role clinician")
         print("READY  (Ctrl-C stops everything)", flush=True)
 
@@ -179,6 +212,8 @@ class Stack:
 
     # -- stop ------------------------------------------------------------------------------------
     def stop(self) -> None:
+        if self.prometheus is not None:
+            self.prometheus.stop()
         if self.gateway is not None:
             self.gateway.stop()
         for proc in self.children.values():
@@ -190,6 +225,8 @@ class Stack:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        if self.zipkin is not None:
+            self.zipkin.stop()
         if self.kafka is not None:
             self.kafka.stop()
 
@@ -222,6 +259,18 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--database-url-template",
         default=env("TAPER_DATABASE_URL_TEMPLATE", ""),
         help="e.g. postgresql+asyncpg://u@h/{service}; default SQLite files in var/",
+    )
+    p.add_argument(
+        "--zipkin-port",
+        type=int,
+        default=int(env("TAPER_ZIPKIN_PORT", "9411")),
+        help="Zipkin (traces, with its UI); 0: none",
+    )
+    p.add_argument(
+        "--prometheus-port",
+        type=int,
+        default=int(env("TAPER_PROMETHEUS_PORT", "9090")),
+        help="Prometheus scraping every service's /metrics; 0: none",
     )
     p.add_argument("--clock-scale", type=float, default=float(env("TAPER_CLOCK_SCALE", "1")))
     p.add_argument("--startup-timeout", type=float, default=120.0)

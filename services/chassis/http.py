@@ -1,5 +1,11 @@
 """The HTTP app factory every service uses: routes under ``/api/<service>``, health, readiness,
-field-level 4xx errors, no stack traces or echoed input in responses, tracing, metrics."""
+field-level 4xx errors, no stack traces or echoed input in responses, tracing, metrics.
+
+``/ready`` asks what a request needs: the database. Kafka being away takes no replica out of
+service — the outbox accepts writes and the relay publishes them when the broker is back — so the
+broker shows in ``/health``'s ``dependencies``, in ``taper_broker_up`` and in an alert instead.
+``/metrics`` (Prometheus text) sits at the root, outside ``/api/<service>``: the gateway does not
+route it, Prometheus scrapes each service's port directly."""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from opentelemetry import trace
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.metrics import NoOpMeterProvider
@@ -29,6 +35,9 @@ from services.chassis.telemetry import record_request_id, valid_request_id
 log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
+HealthDetail = Callable[[], Awaitable[dict[str, str]]]
+Exposition = Callable[[], Awaitable[bytes]]
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class FieldError(BaseModel):
@@ -71,6 +80,8 @@ def create_app(
     metrics: ServiceMetrics = NO_METRICS,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
     title: str | None = None,
+    health_detail: HealthDetail | None = None,
+    exposition: Exposition | None = None,
 ) -> FastAPI:
     prefix = settings.url_prefix
     app = FastAPI(
@@ -86,13 +97,19 @@ def create_app(
 
     system = APIRouter(prefix=prefix, tags=["system"])
 
-    @system.get("/health", summary="Liveness: the process is up")
-    async def health() -> dict[str, str]:
-        return {"status": "ok", "service": settings.service_name}
+    @system.get(
+        "/health",
+        summary="Liveness: the process is up (and, as detail, whether its dependencies answer)",
+    )
+    async def health() -> dict[str, Any]:
+        body: dict[str, Any] = {"status": "ok", "service": settings.service_name}
+        if health_detail is not None:  # detail only: a broker outage is no reason to restart us
+            body["dependencies"] = await health_detail()
+        return body
 
     @system.get(
         "/ready",
-        summary="Readiness: database and broker reachable",
+        summary="Readiness: what a request needs (the database) is reachable",
         response_model=Readiness,
         responses={503: {"model": Readiness, "description": "A dependency is unreachable"}},
     )
@@ -110,6 +127,12 @@ def create_app(
         )
 
     app.include_router(system, responses=_documented(414, 429, 431))
+    if exposition is not None:
+
+        async def prometheus_metrics(_: Request) -> Response:
+            return Response(await exposition(), media_type=PROMETHEUS_TEXT)
+
+        app.add_route("/metrics", prometheus_metrics, methods=["GET"], include_in_schema=False)
     for router in routers:
         app.include_router(router, prefix=prefix, responses=API_ERRORS)
     _install_error_handlers(app)
@@ -122,7 +145,7 @@ def create_app(
         tracer_provider=tracer_provider,
         meter_provider=NoOpMeterProvider(),
         server_request_hook=record_request_id,
-        excluded_urls=f"{prefix}/health,{prefix}/ready",
+        excluded_urls=f"{prefix}/health,{prefix}/ready,/metrics",
     )
     return app
 

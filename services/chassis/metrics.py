@@ -2,7 +2,10 @@
 
 One :class:`ServiceMetrics` per service, on that service's ``MeterProvider``
 (``telemetry.make_meter_provider``); components take it as an optional argument and default to
-:data:`NO_METRICS`, so a component built without it (unit tests) records nothing.
+:data:`NO_METRICS`, so a component built without it (unit tests) records nothing. Each service
+serves them as Prometheus text at ``/metrics``; the exposed names (``docs/metrics.md``, which the
+alert rules and dashboards query) follow from the instrument names below: dots become
+underscores, counters get ``_total``, a unit of seconds ``_seconds``, a ``{...}`` unit nothing.
 
 Instruments and their labels (every label value comes from a fixed, low-cardinality set):
 
@@ -14,20 +17,22 @@ Instruments and their labels (every label value comes from a fixed, low-cardinal
 ``taper.events.consumed``                 ``topic``, ``outcome``: one per delivery —
                                           ``processed``, ``duplicate``, ``dead_lettered`` or
                                           ``retried`` (handed back to Kafka for redelivery)
-``taper.deadletters``                     ``topic``, ``reason`` (the exception's class name)
+``taper.dead_letters``                    ``topic``, ``reason`` (the exception's class name)
 ``taper.consumer.backoffs``               ``topic``, ``cause`` (the outage's class name, or
                                           ``dead_letter_unavailable``): one per backoff before
                                           a message is handed back for redelivery
-``taper.outbox.published``                ``topic``
-``taper.outbox.lag`` (s, gauge)           none: age of the oldest unpublished outbox row seen
-                                          by the active relay's latest round (0: none pending)
+``taper.consumer.lag`` (gauge)            ``group``, ``topic``, ``partition``: messages behind
+``taper.relay.published``                 ``topic``: outbox rows acknowledged by the broker
+``taper.outbox.pending`` (gauge)          none: outbox rows not yet published
+``taper.outbox.oldest_age`` (s, gauge)    none: age of the oldest of them (0: none pending)
 ``taper.timers.fired``                    ``kind``
-``taper.timers.parked``                   ``kind``: timers given up on (parked for an operator)
-``taper.timers.parked.current`` (gauge)   ``kind``: timers parked now (the poller's latest
-                                          count; alert on > 0)
+``taper.timers.failed``                   ``kind``: failed attempts (an outage is none)
+``taper.timers.parked`` (gauge)           ``kind``: timers parked now (alert on > 0)
+``taper.broker.up``, ``taper.database.up``  none: 1/0, the latest probe
 ========================================  ===================================================
 
-Topics are checked against the contracts (anything else is ``other``), kinds and reasons must be
+The gauges are sampled when ``/metrics`` is scraped (``chassis/sampling.py``). Topics are
+checked against the contracts (anything else is ``other``), kinds and reasons must be
 identifiers. Never a concrete path (it carries patient ids), a query, a header, a client address,
 an exception message or any payload value.
 
@@ -44,11 +49,13 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
 
 from fastapi.routing import iter_route_contexts
 from opentelemetry.metrics import (
     CallbackOptions,
+    Meter,
     MeterProvider,
     NoOpMeterProvider,
     Observation,
@@ -80,9 +87,22 @@ def _identifier(value: str) -> str:
     return value if _IDENTIFIER.fullmatch(value) else OTHER
 
 
+@dataclass
+class Sampled:
+    """What the latest sample saw (``chassis/sampling.py``); None: nothing to report."""
+
+    database_up: bool | None = None
+    broker_up: bool | None = None
+    outbox_pending: int | None = None
+    outbox_oldest_age_s: float | None = None
+    # (group, topic, partition) -> messages behind
+    consumer_lag: dict[tuple[str, str, int], int] = field(default_factory=dict)
+
+
 class ServiceMetrics:
     def __init__(self, meter_provider: MeterProvider | None = None) -> None:
         self._enabled = meter_provider is not None
+        self.sampled = Sampled()
         meter = (meter_provider or NoOpMeterProvider()).get_meter("taper.chassis")
         self._http_duration = meter.create_histogram(
             "http.server.request.duration",
@@ -96,7 +116,7 @@ class ServiceMetrics:
             description="Event deliveries handled by a consumer, by outcome.",
         )
         self._dead_letters = meter.create_counter(
-            "taper.deadletters",
+            "taper.dead_letters",
             unit="{message}",
             description="Messages sent to a dead-letter topic, by reason class.",
         )
@@ -106,32 +126,90 @@ class ServiceMetrics:
             description="Deliveries handed back to Kafka because infrastructure was down.",
         )
         self._published = meter.create_counter(
-            "taper.outbox.published",
+            "taper.relay.published",
             unit="{event}",
             description="Outbox rows published to Kafka (acknowledged by the broker).",
         )
         self._timers_fired = meter.create_counter(
             "taper.timers.fired", unit="{timer}", description="Durable timers fired."
         )
-        self._timers_parked = meter.create_counter(
-            "taper.timers.parked",
-            unit="{timer}",
-            description="Durable timers parked after failing (they fire no more until retried).",
+        self._timers_failed = meter.create_counter(
+            "taper.timers.failed",
+            unit="{attempt}",
+            description="Durable timer attempts that failed (an outage is not counted).",
         )
         self._parked_sources: list[Callable[[], dict[str, int]]] = []
+        self._timer_kinds: set[str] = set()  # reported at 0 while none of them is parked
         meter.create_observable_gauge(
-            "taper.timers.parked.current",
+            "taper.timers.parked",
             callbacks=[self._observe_parked_timers],
             unit="{timer}",
-            description="Durable timers parked now, by kind.",
+            description="Durable timers parked now, by kind (they fire no more until retried).",
         )
-        self._lag_sources: list[Callable[[], float | None]] = []
+        self._gauge(
+            meter,
+            "taper.outbox.pending",
+            "{row}",
+            "Outbox rows not yet published.",
+            lambda: self.sampled.outbox_pending,
+        )
+        self._gauge(
+            meter,
+            "taper.outbox.oldest_age",
+            "s",
+            "Age of the oldest unpublished outbox row (0: none).",
+            lambda: self.sampled.outbox_oldest_age_s,
+        )
+        self._gauge(
+            meter,
+            "taper.broker.up",
+            "",
+            "1 if Kafka answered the latest probe.",
+            lambda: _flag(self.sampled.broker_up),
+        )
+        self._gauge(
+            meter,
+            "taper.database.up",
+            "",
+            "1 if the database answered the latest probe.",
+            lambda: _flag(self.sampled.database_up),
+        )
         meter.create_observable_gauge(
-            "taper.outbox.lag",
-            callbacks=[self._observe_outbox_lag],
-            unit="s",
-            description="Age of the oldest unpublished outbox row (active relay only).",
+            "taper.consumer.lag",
+            callbacks=[self._observe_consumer_lag],
+            unit="{message}",
+            description="Messages behind: end offset minus the group's committed offset.",
         )
+
+    @staticmethod
+    def _gauge(
+        meter: Meter, name: str, unit: str, description: str, value: Callable[[], float | None]
+    ) -> None:
+        def observe(_: CallbackOptions) -> Iterable[Observation]:
+            current = value()
+            if current is not None:
+                yield Observation(current)
+
+        meter.create_observable_gauge(name, callbacks=[observe], unit=unit, description=description)
+
+    def declare(
+        self,
+        *,
+        consumed: Iterable[str] = (),
+        produced: Iterable[str] = (),
+        timer_kinds: Iterable[str] = (),
+    ) -> None:
+        """Counters at 0 for the label sets this service will use, so that ``rate()`` and
+        ``increase()`` have a series before the first event (and a dashboard no "No data")."""
+        for topic in consumed:
+            for outcome in get_args(Outcome):
+                self._consumed.add(0, {"topic": _topic(topic), "outcome": outcome})
+        for topic in produced:
+            self._published.add(0, {"topic": _topic(topic)})
+        for kind in timer_kinds:
+            self._timer_kinds.add(_identifier(kind))
+            self._timers_fired.add(0, {"kind": _identifier(kind)})
+            self._timers_failed.add(0, {"kind": _identifier(kind)})
 
     def request_finished(
         self, *, method: str, route: str | None, status_code: int, duration_s: float
@@ -164,8 +242,8 @@ class ServiceMetrics:
     def timer_fired(self, kind: str) -> None:
         self._timers_fired.add(1, {"kind": _identifier(kind)})
 
-    def timer_parked(self, kind: str) -> None:
-        self._timers_parked.add(1, {"kind": _identifier(kind)})
+    def timer_failed(self, kind: str) -> None:
+        self._timers_failed.add(1, {"kind": _identifier(kind)})
 
     def watch_parked_timers(self, source: Callable[[], dict[str, int]]) -> None:
         """Report ``source()`` (parked timers by kind) at each collection."""
@@ -173,7 +251,7 @@ class ServiceMetrics:
             self._parked_sources.append(source)
 
     def _observe_parked_timers(self, _: CallbackOptions) -> Iterable[Observation]:
-        totals: dict[str, int] = {}
+        totals: dict[str, int] = dict.fromkeys(self._timer_kinds, 0) if self._parked_sources else {}
         for source in self._parked_sources:
             for kind, n in source().items():
                 label = _identifier(kind)
@@ -181,16 +259,16 @@ class ServiceMetrics:
         for label, n in totals.items():
             yield Observation(n, {"kind": label})
 
-    def watch_outbox_lag(self, source: Callable[[], float | None]) -> None:
-        """Report ``source()`` as the outbox lag at each collection (None: nothing to report)."""
-        if self._enabled:  # NO_METRICS keeps no reference to the relays built without metrics
-            self._lag_sources.append(source)
+    def _observe_consumer_lag(self, _: CallbackOptions) -> Iterable[Observation]:
+        for (group, topic, partition), behind in sorted(self.sampled.consumer_lag.items()):
+            yield Observation(
+                max(behind, 0),
+                {"group": _identifier(group), "topic": _topic(topic), "partition": str(partition)},
+            )
 
-    def _observe_outbox_lag(self, _: CallbackOptions) -> Iterable[Observation]:
-        for source in self._lag_sources:
-            lag = source()
-            if lag is not None:
-                yield Observation(max(lag, 0.0))
+
+def _flag(value: bool | None) -> int | None:
+    return None if value is None else int(value)
 
 
 NO_METRICS = ServiceMetrics()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -50,17 +49,6 @@ class OutboxRelay(PollingWorker):
         self._batch_size = batch_size
         self._lock_key = zlib.crc32(f"outbox:{service}".encode())
         self._metrics = metrics
-        # taper.outbox.lag: what this relay's latest round saw, if it was the active relay.
-        self._active = False
-        self._oldest_pending: datetime | None = None  # None: nothing left pending
-        metrics.watch_outbox_lag(self._lag_s)
-
-    def _lag_s(self) -> float | None:
-        if not self._active:
-            return None  # another replica's relay reports it
-        if self._oldest_pending is None:
-            return 0.0
-        return (self._clock.now() - self._oldest_pending).total_seconds()
 
     async def run_once(self) -> bool:
         return await self.publish_pending() >= self._batch_size
@@ -73,7 +61,6 @@ class OutboxRelay(PollingWorker):
                     sa.select(sa.func.pg_try_advisory_xact_lock(self._lock_key))
                 )
                 if not got:
-                    self._active = False
                     return 0  # another replica's relay is active
             query = (
                 sa.select(self._outbox)
@@ -84,11 +71,8 @@ class OutboxRelay(PollingWorker):
             if session.bind.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)
             rows = (await session.execute(query)).mappings().all()
-            self._active = True
             if not rows:
-                self._oldest_pending = None
                 return 0
-            self._oldest_pending = rows[0]["created_at"]  # until they are published
             futures = [await self._send(row) for row in rows]
             # Sent in order without waiting for each ack; the idempotent producer keeps order.
             await asyncio.gather(*futures)
@@ -99,8 +83,6 @@ class OutboxRelay(PollingWorker):
             )
         # Acknowledged by the broker and marked published (committed).
         self._metrics.outbox_published(r["topic"] for r in rows)
-        if len(rows) < self._batch_size:
-            self._oldest_pending = None  # caught up (after a full batch the next round tells)
         return len(rows)
 
     async def _send(self, row: Any) -> Any:

@@ -20,6 +20,7 @@ import uvicorn
 from fastapi import APIRouter, FastAPI
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CollectorRegistry, generate_latest
 
 from contracts import Topic, topics_produced_by
 from services.chassis import audit_api
@@ -38,8 +39,9 @@ from services.chassis.metrics import ServiceMetrics
 from services.chassis.migrations import upgrade_to_head
 from services.chassis.outbox import OutboxRelay
 from services.chassis.retention import RetentionPolicy, RetentionPruner
+from services.chassis.sampling import StateSampler
 from services.chassis.settings import ServiceSettings
-from services.chassis.telemetry import make_meter_provider, make_tracer_provider
+from services.chassis.telemetry import make_meter_provider, tracer_provider_from_settings
 from services.chassis.timers import TimerHandler, TimerPoller
 from services.chassis.uow import CommitEffects, UnitOfWorkFactory
 
@@ -76,11 +78,12 @@ class ServiceRuntime:
         self.service = settings.service_name
         self.metadata = metadata
         self.clock = clock or clock_from_settings(settings)
-        self.tracer_provider = tracer_provider or make_tracer_provider(
-            self.service, otlp_endpoint=settings.otlp_endpoint
-        )
+        self.tracer_provider = tracer_provider or tracer_provider_from_settings(settings)
+        # What /metrics serves: this service's own registry (several services share a process in
+        # tests). Empty when the caller brings its own meter provider.
+        self.prometheus = CollectorRegistry(auto_describe=True)
         self.meter_provider = meter_provider or make_meter_provider(
-            self.service, otlp_endpoint=settings.otlp_endpoint
+            self.service, otlp_endpoint=settings.otlp_endpoint, prometheus=self.prometheus
         )
         # One we made we shut down on stop (its last export); a given one is the caller's.
         self._owns_meter_provider = meter_provider is None
@@ -151,6 +154,24 @@ class ServiceRuntime:
         )
         self.subscriber.register(self.broker)
         self._declare_publishers()
+        self.sampler = StateSampler(
+            metrics=self.metrics,
+            engine=self.engine,
+            outbox=metadata.tables["outbox"],
+            clock=self.clock,
+            broker=self.broker,
+            group=self.service,
+            consumed_topics=[t.name for t in self.consumed_topics],
+            bootstrap=settings.kafka_bootstrap_servers,
+            security=self.kafka_security,
+            timers=self.timers,
+        )
+        self.metrics.declare(
+            consumed=[t.name for t in self.consumed_topics],
+            produced=[t.name for t in self.produced_topics],
+            timer_kinds=(timer_handlers or {}).keys(),
+        )
+        self._sample_task: asyncio.Task[None] | None = None
         self._started = False
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self.app: FastAPI = self._make_app(routers)
@@ -195,10 +216,12 @@ class ServiceRuntime:
         app = create_app(
             self.settings,
             routers=[*routers(self), audit_api.router(self)],
-            readiness_checks={"database": self._database_ready, "broker": self._broker_ready},
+            readiness_checks={"database": self._database_ready},
             tracer_provider=self.tracer_provider,
             metrics=self.metrics,
             lifespan=lifespan,
+            health_detail=self._health_detail,
+            exposition=self.exposition,
         )
         app.state.runtime = self
         return app
@@ -208,8 +231,24 @@ class ServiceRuntime:
             await conn.execute(sa.text("SELECT 1"))
         return True
 
-    async def _broker_ready(self) -> bool:
-        return await self.broker.ping(timeout=2.0)
+    async def exposition(self) -> bytes:
+        """``/metrics``: sample the gauges, then render this service's registry."""
+        await self.sampler.refresh()
+        return generate_latest(self.prometheus)
+
+    async def _health_detail(self) -> dict[str, str]:
+        """The latest sample of the dependencies, refreshed when stale; a slow probe (a broker
+        that is away takes its 2 s ping timeout) is not waited for beyond half a second."""
+        task = self._sample_task
+        if task is None or task.done():
+            task = self._sample_task = asyncio.create_task(self.sampler.refresh())
+        await asyncio.wait({task}, timeout=0.5)
+        sampled = self.metrics.sampled
+
+        def state(up: bool | None) -> str:
+            return "unknown" if up is None else "up" if up else "down"
+
+        return {"database": state(sampled.database_up), "broker": state(sampled.broker_up)}
 
     # --- lifecycle ----------------------------------------------------------------------------
     def close_on_stop(self, closer: Callable[[], Awaitable[None]]) -> None:
@@ -252,6 +291,9 @@ class ServiceRuntime:
         if not self._started:
             return
         self._started = False
+        if self._sample_task is not None:
+            self._sample_task.cancel()
+            await asyncio.gather(self._sample_task, return_exceptions=True)
         await self.retention.stop()
         await self.timers.stop()
         await self.relay.stop()

@@ -138,6 +138,10 @@ class ServiceSettings(BaseSettings):
     otlp_endpoint: str | None = Field(
         default=None, validation_alias=_shared("OTEL_EXPORTER_OTLP_ENDPOINT")
     )
+    # Zipkin's span API (e.g. http://127.0.0.1:9411/api/v2/spans): `make run` sets it.
+    zipkin_endpoint: str | None = Field(
+        default=None, validation_alias=_shared("OTEL_EXPORTER_ZIPKIN_ENDPOINT")
+    )
     log_level: str = Field(default="INFO", validation_alias=_shared("TAPER_LOG_LEVEL"))
 
     @model_validator(mode="before")

@@ -4,14 +4,20 @@ Each service gets its own ``TracerProvider`` (not the global one) so several ser
 process in tests, each with its own ``service.name``. W3C trace context travels in outbox rows,
 Kafka headers, timer rows and outgoing webhooks. Span attributes carry opaque ids only, never PHI.
 
-Metrics likewise: one ``MeterProvider`` per service (instruments in ``chassis/metrics.py``).
+Metrics likewise: one ``MeterProvider`` per service (instruments in ``chassis/metrics.py``),
+read by Prometheus at ``/metrics`` (its own ``CollectorRegistry`` per service).
+
+Export: OTLP/HTTP and/or Zipkin JSON v2 (``make run`` starts Zipkin and points the services at
+it). An exporter whose backend is away logs one line per failed batch, never a traceback.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
@@ -27,6 +33,13 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.trace import Status
 
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from services.chassis.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
 TRACE_HEADERS = ("traceparent", "tracestate")
 # The gateway's rule for X-Request-ID (deploy/gateway/nginx.conf.template): a well-formed id is
 # kept, anything else replaced. A direct caller could send anything, so the services check again.
@@ -40,9 +53,11 @@ def make_tracer_provider(
     service_name: str,
     *,
     otlp_endpoint: str | None = None,
+    zipkin_endpoint: str | None = None,
     exporter: SpanExporter | None = None,
 ) -> TracerProvider:
-    """A provider for one service: OTLP/HTTP when configured, or the given exporter (tests)."""
+    """A provider for one service: OTLP/HTTP and/or Zipkin when configured, or the given
+    exporter (tests)."""
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     if exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(RedactingSpanExporter(exporter)))
@@ -50,9 +65,59 @@ def make_tracer_provider(
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         endpoint = otlp_endpoint.rstrip("/") + "/v1/traces"
-        otlp = RedactingSpanExporter(OTLPSpanExporter(endpoint=endpoint))
+        otlp = RedactingSpanExporter(QuietExporter(OTLPSpanExporter(endpoint=endpoint), "otlp"))
         provider.add_span_processor(BatchSpanProcessor(otlp))
+    if zipkin_endpoint:
+        from opentelemetry.exporter.zipkin.json import ZipkinExporter
+
+        zipkin = ZipkinExporter(endpoint=zipkin_endpoint, timeout=5)
+        provider.add_span_processor(
+            BatchSpanProcessor(RedactingSpanExporter(QuietExporter(zipkin, "zipkin")))
+        )
     return provider
+
+
+def tracer_provider_from_settings(settings: ServiceSettings) -> TracerProvider:
+    return make_tracer_provider(
+        settings.service_name,
+        otlp_endpoint=settings.otlp_endpoint,
+        zipkin_endpoint=settings.zipkin_endpoint,
+    )
+
+
+class QuietExporter(SpanExporter):
+    """A failed export is one warning line (at most one a minute), not a traceback.
+
+    The batch processor logs an exporter's exception with its whole stack trace, on every batch:
+    a trace backend that is away (Zipkin not started) would bury the service's own log lines.
+    Spans of a failed batch are dropped, as the processor would drop them anyway.
+    """
+
+    _EVERY_S = 60.0
+
+    def __init__(self, inner: SpanExporter, name: str) -> None:
+        self._inner = inner
+        self._name = name
+        self._warned_at: float | None = None
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            return self._inner.export(spans)
+        except Exception as exc:
+            now = time.monotonic()
+            if self._warned_at is None or now - self._warned_at >= self._EVERY_S:
+                self._warned_at = now
+                log.warning(
+                    "span export failed; spans dropped",
+                    extra={"exporter": self._name, "error_type": type(exc).__name__},
+                )
+            return SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
 
 
 class RedactingSpanExporter(SpanExporter):
@@ -65,6 +130,9 @@ class RedactingSpanExporter(SpanExporter):
     """
 
     _DROPPED = frozenset({"exception.message", "exception.stacktrace"})
+    # The HTTP instrumentation's concrete request path and URL carry patient ids (and a query
+    # string could carry anything): the route template stands in for them.
+    _CONCRETE = frozenset({"http.target", "http.url", "url.full", "url.path", "url.query"})
 
     def __init__(self, inner: SpanExporter) -> None:
         self._inner = inner
@@ -79,9 +147,20 @@ class RedactingSpanExporter(SpanExporter):
         return self._inner.force_flush(timeout_millis)
 
     @classmethod
+    def _attributes(cls, span: ReadableSpan) -> Mapping[str, Any] | None:
+        attributes = span.attributes or {}
+        if not cls._CONCRETE.intersection(attributes):
+            return span.attributes
+        kept = {k: v for k, v in attributes.items() if k not in cls._CONCRETE}
+        if "http.target" in attributes and "http.route" in attributes:
+            kept["http.target"] = attributes["http.route"]
+        return kept
+
+    @classmethod
     def _redacted(cls, span: ReadableSpan) -> ReadableSpan:
         exceptions = [e for e in span.events if e.name == "exception"]
-        if not exceptions and span.status.description is None:
+        attributes = cls._attributes(span)
+        if not exceptions and span.status.description is None and attributes is span.attributes:
             return span
         events = [
             Event(
@@ -103,7 +182,7 @@ class RedactingSpanExporter(SpanExporter):
             context=span.context,
             parent=span.parent,
             resource=span.resource,
-            attributes=span.attributes,
+            attributes=attributes,
             events=events,
             links=span.links,
             kind=span.kind,
@@ -119,9 +198,21 @@ def make_meter_provider(
     *,
     otlp_endpoint: str | None = None,
     reader: MetricReader | None = None,
+    prometheus: CollectorRegistry | None = None,
 ) -> MeterProvider:
-    """Metrics for one service: OTLP/HTTP when configured, and/or the given reader (tests)."""
+    """Metrics for one service: OTLP/HTTP when configured, Prometheus exposition into the given
+    registry, and/or the given reader (tests)."""
     readers: list[MetricReader] = [reader] if reader is not None else []
+    if prometheus is not None:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+
+        # No target_info (its random instance id) and no otel_scope_* labels: Prometheus adds
+        # job and instance, and the names stay exactly those of docs/metrics.md.
+        readers.append(
+            PrometheusMetricReader(
+                disable_target_info=True, scope_info_enabled=False, registry=prometheus
+            )
+        )
     if otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 

@@ -9,9 +9,9 @@ then parked as failed, with the reason, for an operator: an escalation walk that
 stop unseen. An outage (``outage.is_outage``: the database restarting or unreachable, a refused
 connection) uses up no attempt: the timer is due again ``outage_delay_s`` later, as often as it
 takes (with the database down, the worker loop backs off instead).
-Parking writes an error log line (timer id, kind, attempts, error class; no payload),
-counts ``taper.timers.parked`` and shows in the ``taper.timers.parked.current`` gauge (by kind,
-refreshed by the poller) until an operator acts:
+Every failed attempt counts in ``taper.timers.failed``; parking writes an error log line (timer
+id, kind, attempts, error class; no payload) and shows in the ``taper.timers.parked`` gauge (by
+kind, refreshed by the poller and at each scrape) until an operator acts:
 ``python -m services.chassis.ops timers-parked`` lists them, ``timers-retry <id>`` un-parks one.
 Retention never deletes a parked timer (chassis/retention.py).
 """
@@ -211,8 +211,8 @@ class TimerPoller(PollingWorker):
             "timer handler failed",
             extra={"error": safe_reason(exc), "attempts": attempts, "parked": give_up},
         )
+        self._metrics.timer_failed(kind)
         if give_up:
-            self._metrics.timer_parked(kind)
             log.error(
                 "timer parked: it will not fire again until an operator retries it",
                 extra={

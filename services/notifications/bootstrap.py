@@ -10,6 +10,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from services.chassis.clock import Clock
 from services.chassis.runtime import ServiceRuntime
+from services.chassis.telemetry import tracer_provider_from_settings
 from services.notifications.adapters.ack_links import AckLinks
 from services.notifications.adapters.channels import (
     Channel,
@@ -18,6 +19,7 @@ from services.notifications.adapters.channels import (
     SmtpEmailChannel,
     WebhookChannel,
 )
+from services.notifications.adapters.metrics import NotificationMetrics
 from services.notifications.adapters.orm import metadata
 from services.notifications.entrypoints import api, consumers, preferences_api
 from services.notifications.service_layer import escalations, patient_messages
@@ -25,10 +27,14 @@ from services.notifications.service_layer.delivery import DELIVER, Deliverer
 from services.notifications.settings import NotificationsSettings
 
 
-def real_channels(settings: NotificationsSettings) -> dict[ChannelKind, Channel]:
+def real_channels(
+    settings: NotificationsSettings, tracer_provider: TracerProvider | None = None
+) -> dict[ChannelKind, Channel]:
     return {
         ChannelKind.WEBHOOK: WebhookChannel(
-            settings.page_webhook_url, timeout_s=settings.page_webhook_timeout_s
+            settings.page_webhook_url,
+            timeout_s=settings.page_webhook_timeout_s,
+            tracer_provider=tracer_provider,
         ),
         ChannelKind.EMAIL: SmtpEmailChannel(
             settings.smtp_host,
@@ -58,13 +64,15 @@ def bootstrap(
     channels: Mapping[ChannelKind, Channel] | None = None,
 ) -> ServiceRuntime:
     settings = settings or NotificationsSettings()
+    # Made here, not by the runtime: the webhook channel's client span needs it before that.
+    tracer_provider = tracer_provider or tracer_provider_from_settings(settings)
     links = AckLinks(
         settings.ack_link_secret,
         settings.public_base_url.rstrip("/") + settings.url_prefix + "/ack",
         timedelta(minutes=settings.ack_link_ttl_minutes),
     )
     pages = escalations.PageOwner(links, fallback_routing_key=settings.page_routing_key)
-    channels = channels if channels is not None else real_channels(settings)
+    channels = channels if channels is not None else real_channels(settings, tracer_provider)
     deliverer = Deliverer(
         channels,
         {
@@ -89,4 +97,7 @@ def bootstrap(
     )
     for channel in channels.values():
         runtime.close_on_stop(channel.aclose)
+    notification_metrics = NotificationMetrics(runtime.meter_provider)
+    deliverer.metrics = notification_metrics
+    runtime.sampler.add_probe(notification_metrics.watch_red_pages(runtime.engine, runtime.clock))
     return runtime

@@ -56,6 +56,7 @@ def test_local_stack_serves_every_service_through_the_gateway_and_stops_cleanly(
             "--smtp-port", str(smtp_port),
             "--port-offset", str(offset),
             "--data", str(tmp_path / "var"),
+            "--zipkin-port", "0", "--prometheus-port", "0",  # tests/e2e/test_trace_ui.py
         ],
         cwd=ROOT,
         env={**os.environ, "TAPER_ENV": "development"},  # as `make run` says it

@@ -146,8 +146,8 @@ async def test_marked_phi_never_reaches_logs_spans_pages_or_dead_letter_headers(
     assert {
         "http.server.request.duration",
         "taper.events.consumed",
-        "taper.deadletters",
-        "taper.outbox.published",
+        "taper.dead_letters",
+        "taper.relay.published",
         "taper.timers.fired",
     } <= metric_names, f"the scan saw the metrics (only {sorted(metric_names)})"
 

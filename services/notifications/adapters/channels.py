@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import aiosmtplib
 import httpx
+from opentelemetry.trace import NoOpTracerProvider, SpanKind, Status, StatusCode, TracerProvider
 
 from services.chassis.errors import PermanentError, SafeError
 from services.chassis.telemetry import current_trace_headers
@@ -161,25 +162,37 @@ class WebhookChannel:
 
     kind: ChannelKind = ChannelKind.WEBHOOK
 
-    def __init__(self, url: str, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, url: str, timeout_s: float = 5.0, tracer_provider: TracerProvider | None = None
+    ) -> None:
         self._url = url
         self._client = httpx.AsyncClient(timeout=timeout_s)
+        self._tracer = (tracer_provider or NoOpTracerProvider()).get_tracer("taper.webhook")
 
     async def send(self, message: OutboundMessage) -> Receipt:
         # default=str: details may hold UUIDs, which the json module does not know.
         content = json.dumps(pagerduty_trigger(message), default=str)
-        headers = {
-            "Content-Type": "application/json",
-            "Idempotency-Key": message.idempotency_key,
-            **current_trace_headers(),
-        }
-        try:
-            response = await self._client.post(self._url, content=content, headers=headers)
-        except httpx.HTTPError as exc:
-            # from None: the chained httpx message names the URL, which may embed a token.
-            raise DeliveryFailed(f"webhook unreachable: {type(exc).__name__}") from None
-        if error := http_outcome("webhook", response.status_code):
-            raise error
+        # The call as its own client span (no URL: it may embed a token; no address, no body).
+        with self._tracer.start_as_current_span(
+            "POST webhook",
+            kind=SpanKind.CLIENT,
+            attributes={"http.request.method": "POST", "taper.channel": self.kind.value},
+        ) as span:
+            headers = {
+                "Content-Type": "application/json",
+                "Idempotency-Key": message.idempotency_key,
+                **current_trace_headers(),
+            }
+            try:
+                response = await self._client.post(self._url, content=content, headers=headers)
+            except httpx.HTTPError as exc:
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                # from None: the chained httpx message names the URL, which may embed a token.
+                raise DeliveryFailed(f"webhook unreachable: {type(exc).__name__}") from None
+            span.set_attribute("http.response.status_code", response.status_code)
+            if error := http_outcome("webhook", response.status_code):
+                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+                raise error
         return Receipt(_json_field(response, "dedup_key") or message.idempotency_key)
 
     async def aclose(self) -> None:

@@ -31,6 +31,7 @@ from services.notifications.adapters.channels import (
     DeliveryRejected,
     OutboundMessage,
 )
+from services.notifications.adapters.metrics import NotificationMetrics
 from services.notifications.adapters.orm import deliveries
 
 log = logging.getLogger(__name__)
@@ -110,10 +111,13 @@ class Deliverer:
         owners: Mapping[str, DeliveryOwner],
         *,
         max_attempts: int,
+        metrics: NotificationMetrics | None = None,
     ) -> None:
         self._channels = dict(channels)
         self._owners = dict(owners)
         self._max_attempts = max_attempts
+        # Set by the bootstrap once the runtime's meter provider exists.
+        self.metrics = metrics or NotificationMetrics()
 
     async def __call__(self, timer: DueTimer, uow: UnitOfWork) -> None:
         delivery_id = uuid.UUID(timer.payload["delivery_id"])
@@ -149,16 +153,19 @@ class Deliverer:
         try:
             receipt = await channel.send(message)
         except DeliveryRejected as exc:
+            self.metrics.delivery(row["channel"], "failed")
             await self._finish(
                 uow, row, owner, "rejected", {"attempts": attempts, "last_error": safe_reason(exc)}
             )
         except DeliveryFailed as exc:
             error = safe_reason(exc)[:300]
             if attempts >= self._max_attempts:
+                self.metrics.delivery(row["channel"], "failed")
                 await self._finish(
                     uow, row, owner, "failed", {"attempts": attempts, "last_error": error}
                 )
                 return
+            self.metrics.delivery(row["channel"], "retried")
             retry_at = now + backoff(attempts)
             await self._update(
                 uow, row, {"attempts": attempts, "last_error": error, "next_attempt_at": retry_at}
@@ -170,6 +177,7 @@ class Deliverer:
                 "delivery will be retried", extra={"channel": row["channel"], "attempt": attempts}
             )
         else:
+            self.metrics.delivery(row["channel"], "sent")
             await self._finish(
                 uow,
                 row,

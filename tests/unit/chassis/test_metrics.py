@@ -31,6 +31,7 @@ from services.chassis.metrics import ServiceMetrics
 from services.chassis.migrations import upgrade_to_head
 from services.chassis.outage import InfrastructureUnavailable
 from services.chassis.outbox import OutboxRelay
+from services.chassis.sampling import StateSampler
 from services.chassis.settings import ServiceSettings
 from services.chassis.telemetry import make_meter_provider
 from services.chassis.timers import DueTimer, TimerPoller
@@ -230,7 +231,7 @@ async def test_a_dead_letter_is_counted_by_its_error_class_never_its_message(
     await _consumer(insert_dose, uow_factory, dead, metrics).handle(poison, FakeMessage(poison))  # type: ignore[arg-type]
 
     assert len(published) == 3
-    assert _points(reader, "taper.deadletters") == {
+    assert _points(reader, "taper.dead_letters") == {
         (("reason", "ValueError"), ("topic", DOSE_REDUCED.name)): 1,
         (("reason", "PermanentError"), ("topic", DOSE_REDUCED.name)): 1,
         (("reason", "MalformedEvent"), ("topic", DOSE_REDUCED.name)): 1,
@@ -245,7 +246,7 @@ def test_labels_outside_the_fixed_sets_are_replaced(
 ) -> None:
     metrics.dead_lettered(f"{MARK}.topic", f"{MARK} free text")
     metrics.timer_fired("kind with spaces")
-    assert _points(reader, "taper.deadletters") == {(("reason", "other"), ("topic", "other")): 1}
+    assert _points(reader, "taper.dead_letters") == {(("reason", "other"), ("topic", "other")): 1}
     assert _points(reader, "taper.timers.fired") == {(("kind", "other"),): 1}
 
 
@@ -261,12 +262,15 @@ class FlakyBroker:
         self.sent.append(topic)
         return _acknowledged()
 
+    async def ping(self, timeout: float | None) -> bool:  # noqa: ASYNC109 (faststream's)
+        return not self.down
+
 
 async def _acknowledged() -> None:
     return None
 
 
-async def test_the_relay_counts_published_rows_and_reports_the_oldest_pending_rows_age(
+async def test_the_relay_counts_published_rows_and_the_sample_reports_the_backlog(
     reader: InMemoryMetricReader, metrics: ServiceMetrics, tmp_path: Path
 ) -> None:
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/monitoring.db")
@@ -283,10 +287,26 @@ async def test_the_relay_counts_published_rows_and_reports_the_oldest_pending_ro
         tracer_provider=TracerProvider(),
         metrics=metrics,
     )
+    sampler = StateSampler(
+        metrics=metrics,
+        engine=engine,
+        outbox=metadata.tables["outbox"],
+        clock=clock,
+        broker=broker,
+        group="monitoring",
+        consumed_topics=[DOSE_REDUCED.name],
+        bootstrap="unused:9092",
+        min_interval_s=0,
+        lag=lambda *_, **__: {("monitoring", DOSE_REDUCED.name, 0): 7},
+    )
     try:
-        assert _points(reader, "taper.outbox.lag") == {}  # not run yet: nothing to say
-        assert await relay.publish_pending() == 0
-        assert _points(reader, "taper.outbox.lag") == {(): 0.0}
+        assert _points(reader, "taper.outbox.pending") == {}  # not sampled yet: nothing to say
+        await sampler.refresh()
+        assert _points(reader, "taper.outbox.pending") == {(): 0}
+        assert _points(reader, "taper.outbox.oldest_age") == {(): 0.0}
+        assert _points(reader, "taper.database.up") == {(): 1}
+        assert _points(reader, "taper.broker.up") == {(): 0}  # down: no lag asked for
+        assert _points(reader, "taper.consumer.lag") == {}
 
         async with factory() as uow:
             await uow.publish(dose_reduced())
@@ -296,12 +316,26 @@ async def test_the_relay_counts_published_rows_and_reports_the_oldest_pending_ro
         with pytest.raises(OSError):
             await relay.publish_pending()  # the broker is down: the rows stay pending
         clock.advance(timedelta(seconds=15))
-        assert _points(reader, "taper.outbox.lag") == {(): 45.0}
+        await sampler.refresh()
+        assert _points(reader, "taper.outbox.pending") == {(): 2}
+        assert _points(reader, "taper.outbox.oldest_age") == {(): 45.0}
 
         broker.down = False
         assert await relay.publish_pending() == 2
-        assert _points(reader, "taper.outbox.published") == {(("topic", DOSE_REDUCED.name),): 2}
-        assert _points(reader, "taper.outbox.lag") == {(): 0.0}
+        await sampler.refresh()
+        assert _points(reader, "taper.relay.published") == {(("topic", DOSE_REDUCED.name),): 2}
+        assert _points(reader, "taper.outbox.pending") == {(): 0}
+        assert _points(reader, "taper.outbox.oldest_age") == {(): 0.0}
+        assert _points(reader, "taper.broker.up") == {(): 1}
+        lag = (("group", "monitoring"), ("partition", "0"), ("topic", DOSE_REDUCED.name))
+        assert _points(reader, "taper.consumer.lag") == {lag: 7}
+
+        await engine.dispose()
+        clock.advance(timedelta(seconds=1))
+        sampler._engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/missing/x.db")
+        await sampler.refresh()  # the database does not answer: 0, and no backlog to report
+        assert _points(reader, "taper.database.up") == {(): 0}
+        assert _points(reader, "taper.outbox.pending") == {}
     finally:
         await engine.dispose()
 

@@ -87,9 +87,9 @@ async def check_parking(
         clock.advance(timedelta(minutes=10))  # past the backoff
     assert await poller.fire_due() == 0  # both parked: nothing fires any more
 
-    # counted, in the gauge, logged (id, kind, class: no payload)
+    # every failed attempt counted (3 + 1), in the gauge, logged (id, kind, class: no payload)
+    assert _points(reader, "taper.timers.failed") == {"escalate_step": 4}
     assert _points(reader, "taper.timers.parked") == {"escalate_step": 2}
-    assert _points(reader, "taper.timers.parked.current") == {"escalate_step": 2}
     assert await poller.refresh_parked() == {"escalate_step": 2}
     parked_lines = [r for r in caplog.records if r.getMessage().startswith("timer parked")]
     assert {r.__dict__["error_type"] for r in parked_lines} == {"RuntimeError", "PermanentError"}
@@ -118,7 +118,7 @@ async def check_parking(
     assert await poller.fire_due() == 1
     assert await _parked_ids(uows) != [] and retried not in await _parked_ids(uows)
     assert await poller.refresh_parked() == {"escalate_step": 1}
-    assert _points(reader, "taper.timers.parked.current") == {"escalate_step": 1}
+    assert _points(reader, "taper.timers.parked") == {"escalate_step": 1}
     assert (
         await asyncio.to_thread(
             ops.main, ["timers-retry", "--database-url", database_url, str(uuid.uuid4())]
@@ -146,9 +146,9 @@ def test_a_parked_gauge_label_is_an_identifier() -> None:
     metrics = ServiceMetrics(make_meter_provider("notifications", reader=reader))
     counts: dict[str, Any] = {"kind with spaces": 2, "escalate_step": 1}
     metrics.watch_parked_timers(lambda: counts)
-    metrics.timer_parked(f"{MARK}")
-    assert _points(reader, "taper.timers.parked.current") == {"other": 2, "escalate_step": 1}
-    assert _points(reader, "taper.timers.parked") == {"other": 1}
+    metrics.timer_failed(f"{MARK}")
+    assert _points(reader, "taper.timers.parked") == {"other": 2, "escalate_step": 1}
+    assert _points(reader, "taper.timers.failed") == {"other": 1}
 
 
 async def test_a_database_outage_defers_a_timer_without_using_up_its_attempts(
