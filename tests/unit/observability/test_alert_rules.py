@@ -21,7 +21,8 @@ from tests.plugins.infra import unavailable
 ROOT = Path(__file__).resolve().parents[3]
 RULES_DIR = ROOT / "deploy" / "observability" / "rules"
 RULES = RULES_DIR / "taper.yml"
-RULE_TESTS = RULES_DIR / "taper_test.yml"
+# Not under rules/: Prometheus loads rules/*.yml (deploy/observability/prometheus.yml).
+RULE_TESTS = ROOT / "deploy" / "observability" / "rule-tests" / "taper_test.yml"
 RUNBOOKS = ROOT / "docs" / "runbooks"
 # What every runbook must answer (its section headings).
 RUNBOOK_SECTIONS = (
