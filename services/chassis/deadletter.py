@@ -2,7 +2,8 @@
 
 The original bytes, key and headers are kept; ``dlq.*`` headers add the reason (safe text only, see
 ``errors.safe_reason``), the consumer group, the original topic/partition/offset and the attempts.
-The ``taper.dead_letters`` metric (``taper_dead_letters_total``) counts them by topic and the error's class name (never its text).
+The ``taper.dead_letters`` metric (``taper_dead_letters_total``) counts them by topic and the
+error's class name (never its text).
 Replay with ``python -m services.chassis.ops dlq-replay`` (kafka-python).
 """
 

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 Probe = Callable[[], Awaitable[None]]
 # kafka-python defaults wait 30 s+ for a broker that is away: a scrape must answer well within
 # Prometheus' 10 s timeout.
-_KAFKA_TIMEOUTS = {"request_timeout_ms": 3000, "api_version_auto_timeout_ms": 2000}
+_KAFKA_TIMEOUTS = {"request_timeout_ms": 3000, "bootstrap_timeout_ms": 3000}
 
 
 class Pingable(Protocol):

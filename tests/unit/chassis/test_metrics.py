@@ -262,7 +262,7 @@ class FlakyBroker:
         self.sent.append(topic)
         return _acknowledged()
 
-    async def ping(self, timeout: float | None) -> bool:  # noqa: ASYNC109 (faststream's)
+    async def ping(self, timeout: float | None) -> bool:
         return not self.down
 
 
