@@ -40,7 +40,9 @@ def new_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
         admin.close()
 
 
-def produce(bootstrap: str, topic: str, records: list[tuple[bytes, list[tuple[str, bytes]]]]) -> None:
+def produce(
+    bootstrap: str, topic: str, records: list[tuple[bytes, list[tuple[str, bytes]]]]
+) -> None:
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     try:
         for value, headers in records:

@@ -69,4 +69,7 @@ async def test_every_metric_a_panel_reads_is_served(settings_for: Any) -> None:
         async def all_served() -> bool:
             return await missing() is None
 
-        await eventually(all_served, timeout=60, interval=1.0)
+        try:
+            await eventually(all_served, timeout=60, interval=1.0)
+        except AssertionError:
+            raise AssertionError(f"read by a panel, served by no service: {await missing()}")

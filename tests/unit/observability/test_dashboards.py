@@ -45,8 +45,7 @@ def test_one_dashboard_per_concern() -> None:
 
 def test_every_query_is_valid_promql(tmp_path: Path) -> None:
     rules = [
-        {"record": f"dashboard:check:{i}", "expr": expr}
-        for i, (_, _, expr) in enumerate(queries())
+        {"record": f"dashboard:check:{i}", "expr": expr} for i, (_, _, expr) in enumerate(queries())
     ]
     path = tmp_path / "dashboards.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
