@@ -17,8 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from contracts import DOSE_REDUCED
 from tests.all_services import SERVICES
 from tests.helpers import dose_reduced, eventually, produce_raw
-from tests.unit.observability.test_dashboards import queries
 from tests.unit.observability.promql import metric_names
+from tests.unit.observability.test_dashboards import queries
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 
@@ -72,4 +72,5 @@ async def test_every_metric_a_panel_reads_is_served(settings_for: Any) -> None:
         try:
             await eventually(all_served, timeout=60, interval=1.0)
         except AssertionError:
-            raise AssertionError(f"read by a panel, served by no service: {await missing()}")
+            gap = await missing()
+            raise AssertionError(f"read by a panel, served by no service: {gap}") from None
