@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Make sure the machine has what the Python packages cannot bring: Java 17+ and Maven (Kafka is
-# assembled from Maven Central jars and run with plain `java`). PostgreSQL and nginx are installed
+# Make sure the machine has what the Python packages cannot bring: Java 17+, Maven (Kafka is
+# assembled from Maven Central jars and run with plain `java`) and promtool. PostgreSQL and nginx are installed
 # on first use by deploy/localstack/{postgres,gateway}.py. Installs from Debian's packages when
 # missing (needs root, as on CI); otherwise only reports.
 set -euo pipefail
@@ -13,6 +13,8 @@ else
   if [ "${major%%.*}" -lt 17 ]; then need+=(openjdk-17-jre-headless); fi
 fi
 command -v mvn >/dev/null 2>&1 || need+=(maven)
+# promtool (Debian's prometheus package) runs the alerting-rule tests (tests/unit/observability).
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

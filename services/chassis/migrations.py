@@ -15,10 +15,12 @@ import asyncio
 import tempfile
 import zlib
 from pathlib import Path
+from typing import TextIO
 
 import sqlalchemy as sa
 from alembic import command, context
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -46,8 +48,38 @@ async def upgrade_to_head(engine: AsyncEngine, service: str) -> None:
         await conn.run_sync(_upgrade)
 
 
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The revision the database is at (None: no migration applied yet)."""
+
+    def _current(conn: Connection) -> str | None:
+        return MigrationContext.configure(conn).get_current_revision()
+
+    async with engine.connect() as conn:
+        return await conn.run_sync(_current)
+
+
+def upgrade_sql(service: str, sync_url: str, since: str | None, out: TextIO) -> None:
+    """Write the SQL that upgrading from ``since`` (None: an empty database) to head would run,
+    without touching the database (Alembic's offline mode)."""
+    cfg = Config(output_buffer=out)
+    cfg.set_main_option("script_location", str(script_location(service)))
+    cfg.set_main_option("service", service)
+    cfg.set_main_option("sqlalchemy.url", sync_url.replace("%", "%%"))
+    command.upgrade(cfg, f"{since}:head" if since else "head", sql=True)
+
+
 def run_env(target_metadata: sa.MetaData) -> None:
     """Body of every service's ``env.py``."""
+    if context.is_offline_mode():  # ``taperctl migrations upgrade --sql``: SQL for a DBA
+        context.configure(
+            url=context.config.get_main_option("sqlalchemy.url"),
+            target_metadata=target_metadata,
+            literal_binds=True,
+            dialect_opts={"paramstyle": "named"},
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+        return
     connection: Connection | None = context.config.attributes.get("connection")
     if connection is None:
         raise RuntimeError("run migrations through services.chassis.migrations")

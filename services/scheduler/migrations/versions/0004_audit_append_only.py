@@ -18,10 +18,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    for statement in audit_log_append_only_ddl(op.get_bind().dialect.name):
+    for statement in audit_log_append_only_ddl(op.get_context().dialect.name):
         op.execute(statement)
 
 
 def downgrade() -> None:
-    for statement in audit_log_append_only_ddl(op.get_bind().dialect.name, remove=True):
+    for statement in audit_log_append_only_ddl(op.get_context().dialect.name, remove=True):
         op.execute(statement)

@@ -1,0 +1,89 @@
+"""Deliveries for ops (``taperctl deliveries``): list the ones that gave up, retry one.
+
+A listing shows ids, channel, what it delivers (page or message), status, attempts and the
+error's class: never an address, a message text or a patient id. A retry makes a failed or
+rejected delivery pending again with its attempts reset and arms a new ``deliver`` timer (a new
+key, so the timers that already fired stay as they were); the provider's idempotency key is
+unchanged, so a provider that did accept it after all collapses the resend. The owner hears the
+new outcome as usual (a page that is sent now becomes delivered). The retry is audited.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+
+from services.chassis.uow import UnitOfWorkFactory
+from services.notifications.adapters.orm import deliveries
+from services.notifications.service_layer.delivery import DELIVER
+
+RETRYABLE = ("failed", "rejected")
+
+
+async def list_deliveries(
+    uow_factory: UnitOfWorkFactory, statuses: tuple[str, ...] = RETRYABLE, limit: int = 500
+) -> list[dict[str, Any]]:
+    async with uow_factory() as uow:
+        rows = (
+            await uow.session.execute(
+                sa.select(
+                    deliveries.c.id,
+                    deliveries.c.owner_kind,
+                    deliveries.c.channel,
+                    deliveries.c.status,
+                    deliveries.c.attempts,
+                    deliveries.c.last_error,
+                    deliveries.c.created_at,
+                )
+                .where(deliveries.c.status.in_(statuses))
+                .order_by(deliveries.c.created_at)
+                .limit(limit)
+            )
+        ).all()
+    return [
+        {
+            "id": str(r.id),
+            "owner": r.owner_kind,
+            "channel": r.channel,
+            "status": r.status,
+            "attempts": r.attempts,
+            # safe_reason() text is "Class: our message": ops gets the class.
+            "last_error_class": (r.last_error or "").split(":", 1)[0],
+            "created_at": r.created_at.isoformat(),
+        }
+        for r in rows
+    ]
+
+
+async def retry_delivery(
+    uow_factory: UnitOfWorkFactory, delivery_id: uuid.UUID, actor: str
+) -> bool:
+    """False when no failed or rejected delivery has that id."""
+    async with uow_factory() as uow:
+        now = uow.clock.now()
+        result = await uow.session.execute(
+            sa.update(deliveries)
+            .where(deliveries.c.id == delivery_id, deliveries.c.status.in_(RETRYABLE))
+            .values(status="pending", attempts=0, next_attempt_at=now)
+            .returning(deliveries.c.channel)
+        )
+        channel = result.scalar_one_or_none()
+        if channel is None:
+            return False
+        await uow.schedule_timer(
+            DELIVER,
+            f"{delivery_id}:ops{now.timestamp():.0f}",
+            now,
+            {"delivery_id": str(delivery_id)},
+        )
+        await uow.audit(
+            actor=actor,
+            actor_role="operator",
+            action="delivery.retried",
+            resource=f"delivery:{channel}",
+            patient_id=None,
+        )
+        await uow.commit()
+    return True
