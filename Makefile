@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast lint schemas asyncapi bench clean
+.PHONY: install run test test-fast lint schemas asyncapi bench clean tools lock
 
 $(STAMP): pyproject.toml
 	@deploy/system-deps.sh
@@ -39,3 +39,23 @@ asyncapi: install  ## Regenerate the AsyncAPI documents under contracts/asyncapi
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
+
+# helm for the chart tests, built once from the Go module proxy and cached under var/ (a fresh clone
+# builds it on first `make test`; a second run is a no-op because the binary is the target).
+HELM_VERSION := v4.3.2
+TOOLS := $(CURDIR)/var/tools
+HELM := $(TOOLS)/bin/helm
+
+$(HELM):
+	@command -v go >/dev/null 2>&1 || { echo "helm needs Go >= 1.24 to build: install golang (Debian: apt install golang-go; macOS: brew install go)"; exit 1; }
+	mkdir -p $(TOOLS)/bin
+	GOBIN=$(TOOLS)/bin GOMODCACHE=$(TOOLS)/gomod GOCACHE=$(TOOLS)/gocache GOFLAGS=-modcacherw \
+		go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+
+tools: $(HELM)  ## helm (Go module, built once into var/tools/bin)
+
+# The container image's lock (deploy/container/Dockerfile installs only this, hash-checked).
+LOCK_ARGS := pip compile pyproject.toml --generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --quiet --custom-compile-command "make lock"
+
+lock: install  ## Refresh deploy/container/requirements.lock from pyproject.toml
+	$(VENV)/bin/uv $(LOCK_ARGS) -o deploy/container/requirements.lock
