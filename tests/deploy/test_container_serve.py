@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,9 +32,10 @@ GRACE_S = 30.0  # the chart's terminationGracePeriodSeconds is larger; a clean s
 
 
 @pytest.fixture(scope="session")
-def image_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A stand-in for the image's filesystem: /opt/venv and /app under a temporary directory."""
-    root = tmp_path_factory.mktemp("image")
+def image_root() -> Iterator[Path]:
+    """A stand-in for the image's filesystem: /opt/venv and /app under a temporary directory
+    (its own, not pytest's numbered ones, which a concurrent pytest run may rotate away)."""
+    root = Path(tempfile.mkdtemp(prefix="taper-image-"))
     (root / "tmp").mkdir()
     for instr in stages()[0]:
         if instr["instruction"] == "COPY":
@@ -58,6 +60,7 @@ def image_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(ROOT / src, target)
     yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _base_python() -> str:
