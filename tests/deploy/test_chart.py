@@ -88,7 +88,13 @@ def test_every_manifest_is_valid_kubernetes(extra: tuple[str, ...], version: str
     for doc in render(*extra):
         if doc["kind"] in CUSTOM_KINDS:
             continue
-        kubernetes_validate.validate(doc, version, strict=True)  # raises on any violation
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:  # its str() is the whole schema
+            where = "/".join(str(p) for p in exc.path)
+            pytest.fail(
+                f"{doc['kind']}/{doc['metadata']['name']} ({version}) {where}: {exc.message}"
+            )
         checked[doc["kind"]] += 1
     assert sum(checked.values()) >= 4 * 4 + 4, checked  # Deployment, Service, PDB, Job each
 

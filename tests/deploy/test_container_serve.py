@@ -8,6 +8,7 @@ shared by the four services, as the one image is.
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import signal
@@ -25,7 +26,9 @@ import pytest
 from tests.deploy.conftest import ROOT
 from tests.deploy.test_container import final_stage, stages
 
-pytestmark = pytest.mark.slow
+# Building the venv downloads the locked wheels from PyPI (~3 min here): more than the default 300 s
+# timeout leaves for the first test once the brokers start too.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 SERVICES = ("scheduler", "monitoring", "notifications", "group_matching")
 GRACE_S = 30.0  # the chart's terminationGracePeriodSeconds is larger; a clean stop is far below
@@ -42,8 +45,9 @@ def image_root() -> Iterator[Path]:
             src, dest = instr["value"].split()
             shutil.copy(ROOT / src, root / dest.lstrip("/"))
         if instr["instruction"] == "RUN":
-            command = instr["value"].replace("/opt/venv", str(root / "opt/venv"))
-            command = command.replace("/tmp/", f"{root}/tmp/")
+            # One pass: the image's paths under our root (which itself may live under /tmp/).
+            moved = {"/opt/venv": f"{root}/opt/venv", "/tmp/": f"{root}/tmp/"}
+            command = re.sub("/opt/venv|/tmp/", lambda m: moved[m.group(0)], instr["value"])
             # The image's `python` is the base image's 3.11; ours is the interpreter under test.
             command = command.replace("python -m venv", f"{shlex.quote(_base_python())} -m venv")
             done = subprocess.run(
