@@ -7,11 +7,18 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install run test test-fast lint schemas asyncapi bench clean tools lock
 
+# Bootstrap without touching the system Python (PEP 668: Debian's python3.11 refuses `pip install`
+# outside a venv): make the venv with the standard library, put uv inside it, install with that uv.
+# A venv made earlier by `uv venv` has no pip: ensurepip gives it one first.
+UV_VERSION := 0.13.9
+UV := $(VENV)/bin/uv
+
 $(STAMP): pyproject.toml
-	@deploy/system-deps.sh
-	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
-	@test -x $(PY) || uv venv --quiet --python $(PYTHON) $(VENV)
-	uv pip install --quiet --python $(PY) -e '.[dev]'
+	@PYTHON=$(PYTHON) deploy/system-deps.sh
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(UV) || { $(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip --default-pip >/dev/null; \
+		$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION); }
+	$(UV) pip install --quiet --python $(PY) -e '.[dev]'
 	@touch $(STAMP)
 
 install: $(STAMP)  ## Python dependencies into .venv (Kafka jars, PostgreSQL and nginx come on first use)
@@ -19,7 +26,7 @@ install: $(STAMP)  ## Python dependencies into .venv (Kafka jars, PostgreSQL and
 run: install  ## Kafka + the four services + the gateway on SQLite; Ctrl-C stops everything
 	TAPER_ENV=development $(PY) -m deploy.localstack.stack
 
-test: install  ## The whole suite with its own Kafka and PostgreSQL; skipped integration = failure
+test: install tools  ## The whole suite with its own Kafka and PostgreSQL; skipped integration = failure
 	TAPER_REQUIRE_INTEGRATION=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: install  ## Unit and contract tests only (no broker, no database)
@@ -58,4 +65,4 @@ tools: $(HELM)  ## helm (Go module, built once into var/tools/bin)
 LOCK_ARGS := pip compile pyproject.toml --generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --quiet --custom-compile-command "make lock"
 
 lock: install  ## Refresh deploy/container/requirements.lock from pyproject.toml
-	$(VENV)/bin/uv $(LOCK_ARGS) -o deploy/container/requirements.lock
+	$(UV) $(LOCK_ARGS) -o deploy/container/requirements.lock

@@ -40,13 +40,13 @@ def image_root() -> Iterator[Path]:
     (its own, not pytest's numbered ones, which a concurrent pytest run may rotate away)."""
     root = Path(tempfile.mkdtemp(prefix="taper-image-"))
     (root / "tmp").mkdir()
+    # The image's paths under our root, in one pass (the root itself may live under /tmp/).
+    moved = {"/opt/venv": f"{root}/opt/venv", "/tmp/": f"{root}/tmp/"}
     for instr in stages()[0]:
         if instr["instruction"] == "COPY":
             src, dest = instr["value"].split()
             shutil.copy(ROOT / src, root / dest.lstrip("/"))
         if instr["instruction"] == "RUN":
-            # One pass: the image's paths under our root (which itself may live under /tmp/).
-            moved = {"/opt/venv": f"{root}/opt/venv", "/tmp/": f"{root}/tmp/"}
             command = re.sub("/opt/venv|/tmp/", lambda m: moved[m.group(0)], instr["value"])
             # The image's `python` is the base image's 3.11; ours is the interpreter under test.
             command = command.replace("python -m venv", f"{shlex.quote(_base_python())} -m venv")
