@@ -41,7 +41,7 @@ def _system(tmp_path: Path) -> dict[str, str]:
     keep = [
         d
         for d in os.environ.get("PATH", "").split(os.pathsep)
-        if d and not (Path(d) / "uv").exists() and not (Path(d) / "python3.11").exists()
+        if d and not (Path(d) / "uv").exists()  # our python3.11 comes first: it shadows others
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "UV_"))}
     env["PATH"] = os.pathsep.join([str(bin_dir), *keep])

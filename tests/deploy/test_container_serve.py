@@ -153,7 +153,11 @@ def test_entrypoint_commands_run_the_service_from_a_fresh_venv(
             proc.wait()
             pytest.fail(f"{service} did not stop within {GRACE_S}s of SIGTERM")
         log.close()
-    assert code == 0, (tmp_path / f"{service}.log").read_text()[-4000:]
+    output = (tmp_path / f"{service}.log").read_text()
+    # uvicorn re-raises the signal once it has shut down cleanly: -SIGTERM (143 in a container)
+    # after "Application shutdown complete" is a drained stop, anything else is not.
+    assert code in (0, -signal.SIGTERM), output[-4000:]
+    assert "Application shutdown complete" in output, output[-4000:]
 
 
 def test_healthcheck_fails_when_nothing_answers(image_root: Path) -> None:
