@@ -53,11 +53,13 @@ HELM_VERSION := v4.3.2
 TOOLS := $(CURDIR)/var/tools
 HELM := $(TOOLS)/bin/helm
 
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+
 $(HELM):
-	@command -v go >/dev/null 2>&1 || { echo "helm needs Go >= 1.24 to build: install golang (Debian: apt install golang-go; macOS: brew install go)"; exit 1; }
+	@test -x "$(GO)" || { echo "helm is built with Go >= 1.24: install it (Debian: apt-get install golang-go, or go.dev/dl into /usr/local/go; macOS: brew install go)"; exit 1; }
 	mkdir -p $(TOOLS)/bin
 	GOBIN=$(TOOLS)/bin GOMODCACHE=$(TOOLS)/gomod GOCACHE=$(TOOLS)/gocache GOFLAGS=-modcacherw \
-		go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+		$(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
 
 tools: $(HELM)  ## helm (Go module, built once into var/tools/bin)
 
