@@ -9,10 +9,12 @@ accept, NetworkPolicies, KEDA. Without helm the tests fail under TAPER_REQUIRE_I
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections import Counter
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -260,3 +262,26 @@ def test_keda_scales_each_service_on_the_lag_of_what_it_consumes() -> None:
     assert all("replicas" not in deployments[name(s)]["spec"] for s in SERVICES), (
         "KEDA owns the replica count: a Deployment's replicas would fight it on every upgrade"
     )
+
+
+def test_gateway_config_is_valid_nginx(tmp_path: Path) -> None:
+    """`nginx -t` on the rendered ConfigMap (the chart's Service names point at loopback here:
+    nginx resolves upstream hosts while testing, and this machine has no cluster DNS)."""
+    from deploy.localstack.gateway import GatewayLaunchError, find_nginx
+
+    try:
+        nginx = find_nginx(install=False)
+    except GatewayLaunchError as exc:
+        unavailable(f"nginx not found: {exc}")
+    data = of_kind(render(), "ConfigMap")["taper-gateway"]["data"]
+    for file_name, text in data.items():
+        text = text.replace(chart.CONFIG_DIR, str(tmp_path))
+        text = re.sub(r"server taper-[a-z-]+:(\d+);", r"server 127.0.0.1:\1;", text)
+        (tmp_path / file_name).write_text(text)
+    done = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
