@@ -5,13 +5,20 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast lint schemas asyncapi bench clean
+.PHONY: install run test test-fast lint schemas asyncapi bench clean tools lock
+
+# Bootstrap without touching the system Python (PEP 668: Debian's python3.11 refuses `pip install`
+# outside a venv): make the venv with the standard library, put uv inside it, install with that uv.
+# A venv made earlier by `uv venv` has no pip: ensurepip gives it one first.
+UV_VERSION := 0.13.9
+UV := $(VENV)/bin/uv
 
 $(STAMP): pyproject.toml
-	@deploy/system-deps.sh
-	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
-	@test -x $(PY) || uv venv --quiet --python $(PYTHON) $(VENV)
-	uv pip install --quiet --python $(PY) -e '.[dev]'
+	@PYTHON=$(PYTHON) deploy/system-deps.sh
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(UV) || { $(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip --default-pip >/dev/null; \
+		$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION); }
+	$(UV) pip install --quiet --python $(PY) -e '.[dev]'
 	@touch $(STAMP)
 
 install: $(STAMP)  ## Python dependencies into .venv (Kafka jars, PostgreSQL and nginx come on first use)
@@ -19,7 +26,7 @@ install: $(STAMP)  ## Python dependencies into .venv (Kafka jars, PostgreSQL and
 run: install  ## Kafka + the four services + the gateway on SQLite; Ctrl-C stops everything
 	TAPER_ENV=development $(PY) -m deploy.localstack.stack
 
-test: install  ## The whole suite with its own Kafka and PostgreSQL; skipped integration = failure
+test: install tools  ## The whole suite with its own Kafka and PostgreSQL; skipped integration = failure
 	TAPER_REQUIRE_INTEGRATION=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: install  ## Unit and contract tests only (no broker, no database)
@@ -47,3 +54,24 @@ ROUNDS ?= 10
 SEED ?= 14
 prove: install  ## Proving grounds: population N, faults ROUNDS per target over DURATION s, SEED; report in bench/results
 	$(PY) -m deploy.proving --n $(N) --duration $(DURATION) --rounds $(ROUNDS) --seed $(SEED)
+# helm for the chart tests, built once from the Go module proxy and cached under var/ (a fresh clone
+# builds it on first `make test`; a second run is a no-op because the binary is the target).
+HELM_VERSION := v4.3.2
+TOOLS := $(CURDIR)/var/tools
+HELM := $(TOOLS)/bin/helm
+
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+
+$(HELM):
+	@test -x "$(GO)" || { echo "helm is built with Go >= 1.24: install it (Debian: apt-get install golang-go, or go.dev/dl into /usr/local/go; macOS: brew install go)"; exit 1; }
+	mkdir -p $(TOOLS)/bin
+	GOBIN=$(TOOLS)/bin GOMODCACHE=$(TOOLS)/gomod GOCACHE=$(TOOLS)/gocache GOFLAGS=-modcacherw \
+		$(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+
+tools: $(HELM)  ## helm (Go module, built once into var/tools/bin)
+
+# The container image's lock (deploy/container/Dockerfile installs only this, hash-checked).
+LOCK_ARGS := pip compile pyproject.toml --generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --quiet --custom-compile-command "make lock"
+
+lock: install  ## Refresh deploy/container/requirements.lock from pyproject.toml
+	$(UV) $(LOCK_ARGS) -o deploy/container/requirements.lock

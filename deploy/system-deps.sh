@@ -15,9 +15,24 @@ fi
 command -v mvn >/dev/null 2>&1 || need+=(maven)
 # promtool (Debian's prometheus package) runs the alerting-rule tests (tests/unit/observability).
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# The Makefile makes .venv with `python3.11 -m venv`: Debian ships venv/ensurepip separately.
+PYTHON=${PYTHON:-python3.11}
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+  echo "missing: $PYTHON (Debian/Ubuntu: sudo apt-get install python3.11 python3.11-venv;" \
+    "macOS: brew install python@3.11)" >&2
+  exit 1
+fi
+if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  need+=(python3.11-venv)
+fi
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
+fi
+if [ "$(uname -s)" = Darwin ]; then
+  echo "missing: ${need[*]} (macOS: brew install openjdk@17 maven python@3.11 postgresql@17 nginx;" \
+    "docs/deploy.md \"Newcomers\")" >&2
+  exit 1
 fi
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing: ${need[*]} (install them, e.g. sudo apt-get install ${need[*]})" >&2
