@@ -21,7 +21,7 @@ from services.notifications.adapters.channels import (
 from services.notifications.adapters.orm import metadata
 from services.notifications.entrypoints import api, consumers, preferences_api
 from services.notifications.service_layer import escalations, patient_messages
-from services.notifications.service_layer.delivery import DELIVER, Deliverer
+from services.notifications.service_layer.delivery import DELIVER, IN_DOUBT, Deliverer
 from services.notifications.settings import NotificationsSettings
 
 
@@ -72,6 +72,7 @@ def bootstrap(
             patient_messages.OWNER_KIND: patient_messages.MessageOwner(),
         },
         max_attempts=settings.delivery_max_attempts,
+        lease=timedelta(seconds=settings.delivery_lease_s),
     )
     runtime = ServiceRuntime(
         settings,
@@ -79,6 +80,7 @@ def bootstrap(
         subscriptions=consumers.SUBSCRIPTIONS,
         timer_handlers={
             DELIVER: deliverer,
+            IN_DOUBT: deliverer.in_doubt,
             **escalations.TIMER_HANDLERS,
             **patient_messages.TIMER_HANDLERS,
         },
@@ -87,6 +89,7 @@ def bootstrap(
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
     )
+    deliverer.bind(runtime.uow)  # claims commit in a transaction of their own
     for channel in channels.values():
         runtime.close_on_stop(channel.aclose)
     return runtime
