@@ -71,7 +71,12 @@ class DeliveryError(SafeError):
 
 
 class DeliveryFailed(DeliveryError):
-    """Transient: retry later with backoff."""
+    """Transient: retry later with backoff. ``maybe_sent``: the request may have reached the
+    provider (a timeout or a connection lost after sending), so a retry could duplicate it."""
+
+    def __init__(self, reason: str, *, status: int | None = None, maybe_sent: bool = False) -> None:
+        super().__init__(reason, status=status)
+        self.maybe_sent = maybe_sent
 
 
 class DeliveryRejected(DeliveryError, PermanentError):
@@ -320,7 +325,12 @@ class HttpSmsChannel:
                 self._url, data=sms_form(message, self._from), headers=headers
             )
         except httpx.HTTPError as exc:
-            raise DeliveryFailed(f"sms provider unreachable: {type(exc).__name__}") from None
+            # Refused or never connected: certainly not sent. Anything later (a read timeout,
+            # the connection dropped) may have left an SMS at the provider: look it up first.
+            unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+            raise DeliveryFailed(
+                f"sms provider unreachable: {type(exc).__name__}", maybe_sent=not unsent
+            ) from None
         if error := http_outcome("sms provider", response.status_code):
             raise error
         return Receipt(_json_field(response, "sid"))
@@ -371,6 +381,7 @@ class RecordingChannel:
         self.attempts = 0
         self.fail_next = 0  # the next N sends raise DeliveryFailed
         self.reject_next = 0  # then the next N raise DeliveryRejected
+        self.time_out_next = 0  # then the next N are taken but answer a timeout (maybe_sent)
         self.closed = False
         self.verifiable = kind is ChannelKind.SMS  # like the real ones: only SMS has a list
         self.lookups = 0  # find_sent calls
@@ -381,6 +392,10 @@ class RecordingChannel:
         if self.fail_next:
             self.fail_next -= 1
             raise DeliveryFailed("induced failure")
+        if self.time_out_next:  # the provider takes it, our call times out
+            self.time_out_next -= 1
+            self.sent.append(message)
+            raise DeliveryFailed("induced timeout", maybe_sent=True)
         if self.reject_next:
             self.reject_next -= 1
             raise DeliveryRejected("induced rejection")

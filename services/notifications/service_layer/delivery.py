@@ -17,9 +17,11 @@ leaves it alone, and when the lease has passed the in-doubt timer decides what t
   and Message-ID-deduplicating mailboxes collapse it; plain SMTP can show it twice (at most once
   more per crash that hit that message in flight; docs/delivery-guarantees.md).
 
-Transient failures are retried with backoff by a new timer per attempt, so every attempt and its
-error stay visible; a refusal or the last failure is final and reported to the owner, which
-decides what happens next (a page that reached nobody goes to the fallback pager).
+A call that failed after the request may have reached the provider (a timeout, a dropped
+connection) is in doubt the same way on a channel with a list (SMS): looked up, not blindly
+retried. Other transient failures are retried with backoff by a new timer per attempt, so every
+attempt and its error stay visible; a refusal or the last failure is final and reported to the
+owner, which decides what happens next (a page that reached nobody goes to the fallback pager).
 
 Lock order (a deadlock here once stopped every delivery): the timer's transaction never writes
 the delivery row before the claim's transaction has committed, and its outcome update is
@@ -193,6 +195,12 @@ class Deliverer:
             )
         except DeliveryFailed as exc:
             error = safe_reason(exc)[:300]
+            if exc.maybe_sent and can_verify(channel):
+                # The provider may have it: a blind retry could send it twice. Stay in doubt;
+                # the claim's in-doubt timer looks it up when the lease ends.
+                await _update(uow, row, {"attempts": attempts, "last_error": error}, claim=claim)
+                log.info("delivery in doubt after a failed call", extra={"channel": row["channel"]})
+                return
             if attempts >= self._max_attempts:
                 await self._finish(
                     uow,
@@ -293,6 +301,11 @@ class Deliverer:
                 )
                 _log_doubt(row, "found")
                 return
+            if row["attempts"] >= self._max_attempts:
+                # Not there after the last call that may have reached it: as any last failure.
+                await self._finish(uow, row, owner, "failed", {**doubt}, claim=claim)
+                _log_doubt(row, "failed")
+                return
         await self._resend(uow, row, doubt, claim, now)
         _log_doubt(row, "resent")
 
@@ -331,7 +344,9 @@ class Deliverer:
             async with asyncio.timeout(self._send_budget_s):
                 return await channel.send(message)
         except TimeoutError:
-            raise DeliveryFailed("provider call exceeded the delivery lease") from None
+            raise DeliveryFailed(
+                "provider call exceeded the delivery lease", maybe_sent=True
+            ) from None
 
     async def _resend(
         self,

@@ -257,3 +257,28 @@ def test_the_lease_must_outlast_every_provider_timeout() -> None:
             sms_timeout_s=4,
         )
     assert NotificationsSettings(environment="test").delivery_lease_s == 20
+
+
+async def test_an_sms_whose_call_timed_out_after_the_provider_took_it_is_not_resent(
+    env: Env,
+) -> None:
+    sms = env.channels[ChannelKind.SMS]
+    sms.time_out_next = 1
+    delivery_id = await env.enqueue(ChannelKind.SMS)
+    await env.run()
+    assert (await env.row(delivery_id))["status"] == "sending"  # no blind retry
+    await env.run(seconds=LEASE.total_seconds() + 1)
+    row = await env.row(delivery_id)
+    assert (row["status"], row["doubts"]) == ("sent", 1)
+    assert (len(sms.sent), sms.lookups, env.owner.outcomes) == (1, 1, ["sent"])
+
+
+async def test_an_email_whose_call_timed_out_is_retried_blind(env: Env) -> None:
+    """No list to ask: the SMTP bound again (docs/delivery-guarantees.md)."""
+    email = env.channels[ChannelKind.EMAIL]
+    email.time_out_next = 1
+    delivery_id = await env.enqueue(ChannelKind.EMAIL)
+    await env.run()
+    await env.run(seconds=15)  # the backoff, not the lease
+    assert (await env.row(delivery_id))["status"] == "sent"
+    assert len(email.sent) == 2 and email.lookups == 0
