@@ -46,12 +46,15 @@ class ReceivedMail:
     mail_from: str
     rcpt_tos: list[str]
     authenticated: bool
+    replied: bool = True  # False while the 250 is held (delay_s): the server has the message
 
 
 class SmtpReceiver:
     """An SMTP server on a free port. ``refuse``: recipients answered 550 at RCPT;
     ``fail_first``: the first N messages answered 451 at end of DATA; ``credentials``: offer
-    AUTH PLAIN/LOGIN (over plain TCP: test only) and accept only this (user, password)."""
+    AUTH PLAIN/LOGIN (over plain TCP: test only) and accept only this (user, password);
+    ``delay_s``: hold the 250 after DATA that long, with the message already recorded (queued),
+    as a real MTA does when the reply is lost: the sender cannot tell it was delivered."""
 
     def __init__(
         self,
@@ -59,10 +62,12 @@ class SmtpReceiver:
         refuse: Iterable[str] = (),
         fail_first: int = 0,
         credentials: tuple[str, str] | None = None,
+        delay_s: float = 0.0,
     ) -> None:
         self.refuse = set(refuse)
         self.fail_first = fail_first
         self.credentials = credentials
+        self.delay_s = delay_s
         self.messages: list[ReceivedMail] = []
         self.attempts = 0  # DATA commands seen, accepted or not
         self.host = "127.0.0.1"
@@ -85,15 +90,22 @@ class SmtpReceiver:
         # The wire has CRLF line ends; Python's parser keeps them inside an 8bit body.
         raw = (envelope.original_content or b"").replace(b"\r\n", b"\n")
         parsed = email.message_from_bytes(raw, policy=email.policy.default)
-        self.messages.append(
-            ReceivedMail(
-                message=parsed,
-                mail_from=str(envelope.mail_from),
-                rcpt_tos=list(envelope.rcpt_tos),
-                authenticated=bool(session.authenticated),
-            )
+        mail = ReceivedMail(
+            message=parsed,
+            mail_from=str(envelope.mail_from),
+            rcpt_tos=list(envelope.rcpt_tos),
+            authenticated=bool(session.authenticated),
+            replied=not self.delay_s,
         )
+        self.messages.append(mail)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)  # a bounded hold; the sender may die meanwhile
+            mail.replied = True
         return f"250 OK queued as {uuid.uuid4().hex[:12]}"
+
+    def message_ids(self) -> list[str]:
+        """One Message-ID per message received (a duplicate appears twice)."""
+        return [str(m.message["Message-ID"]) for m in self.messages]
 
     def _authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
@@ -139,6 +151,7 @@ class ReceivedRequest:
     json: Any = None
     form: dict[str, str] = field(default_factory=dict)
     status: int | None = None  # what we answered; None while the response is held (delay_s)
+    sid: str | None = None  # an SMS's sid, given on arrival (the provider has it from then)
 
     @property
     def idempotency_key(self) -> str | None:
@@ -151,10 +164,13 @@ class HttpReceiver:
     """An HTTP server on a free port accepting POST on any path.
 
     Paths ending ``/Messages.json`` answer like Twilio (201 ``{"sid", "status": "queued"}``;
-    the same idempotency token gets the same sid back), anything else like PagerDuty Events v2
-    (202 ``{"status": "success", "dedup_key"}``). ``fail_first``: the first N requests get 503;
-    ``status``: force this status on every request; ``delay_s``: hold each response that long
-    (the request is recorded on arrival). All three can be changed while running.
+    the same idempotency token gets the same sid back, but every POST is a message sent: Twilio's
+    Messages API does not deduplicate); a GET there lists the messages received (Twilio's
+    Messages list: ``To`` filter, newest first, ``PageSize``), anything else like PagerDuty
+    Events v2 (202 ``{"status": "success", "dedup_key"}``). ``fail_first``: the first N
+    requests get 503; ``status``: force this status on every request; ``delay_s``: hold each
+    response that long (the request is recorded on arrival). All three can be changed while
+    running.
     """
 
     def __init__(
@@ -164,6 +180,8 @@ class HttpReceiver:
         self.status = status
         self.delay_s = delay_s
         self.requests: list[ReceivedRequest] = []
+        self.list_requests = 0  # GETs of the Messages list
+        self.list_status: int | None = None  # force this status on the Messages list
         self._sids: dict[str, str] = {}
         self._closing = asyncio.Event()
         self._sock = socket.socket()
@@ -197,6 +215,9 @@ class HttpReceiver:
         elif content_type.startswith("application/x-www-form-urlencoded"):
             # parsed by hand: starlette's request.form() needs python-multipart, not installed
             record.form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
+        if record.path.endswith("/Messages.json"):
+            key = record.idempotency_key or uuid.uuid4().hex
+            record.sid = self._sids.setdefault(key, f"SM{uuid.uuid4().hex}")
         self.requests.append(record)
         if self.delay_s:
             try:  # cut short on shutdown, so a held request does not hold up __aexit__
@@ -212,15 +233,41 @@ class HttpReceiver:
             return self.status, {"status": self.status, "message": "forced by test"}
         if attempt <= self.fail_first:
             return 503, {"status": 503, "message": "unavailable"}
-        if record.path.endswith("/Messages.json"):
-            key = record.idempotency_key or uuid.uuid4().hex
-            sid = self._sids.setdefault(key, f"SM{uuid.uuid4().hex}")
-            return self.status or 201, {"sid": sid, "status": "queued"}
+        if record.sid is not None:
+            return self.status or 201, {"sid": record.sid, "status": "queued"}
         dedup = record.idempotency_key or uuid.uuid4().hex
         return self.status or 202, {"status": "success", "dedup_key": dedup}
 
+    def sms_sent(self) -> list[ReceivedRequest]:
+        """Every SMS the provider took (on arrival: it sends even if our side never hears back)."""
+        return [r for r in self.requests if r.sid is not None]
+
+    async def _list_messages(self, request: Request) -> JSONResponse:
+        self.list_requests += 1
+        if self.list_status is not None:
+            return JSONResponse({"status": self.list_status}, status_code=self.list_status)
+        to = request.query_params.get("To")
+        size = int(request.query_params.get("PageSize", "50"))
+        found = [r for r in reversed(self.sms_sent()) if to is None or r.form.get("To") == to]
+        messages = [
+            {
+                "sid": r.sid,
+                "to": r.form.get("To"),
+                "from": r.form.get("From"),
+                "body": r.form.get("Body"),
+                "status": "sent",
+            }
+            for r in found[:size]
+        ]
+        return JSONResponse({"messages": messages, "next_page_uri": None})
+
+    async def _route(self, request: Request) -> JSONResponse:
+        if request.method == "GET" and request.url.path.endswith("/Messages.json"):
+            return await self._list_messages(request)
+        return await self._handle(request)
+
     async def __aenter__(self) -> HttpReceiver:
-        app = Starlette(routes=[Route("/{path:path}", self._handle, methods=["POST"])])
+        app = Starlette(routes=[Route("/{path:path}", self._route, methods=["POST", "GET"])])
         config = uvicorn.Config(
             app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=2
         )

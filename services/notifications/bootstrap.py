@@ -24,7 +24,7 @@ from services.notifications.adapters.metrics import NotificationMetrics
 from services.notifications.adapters.orm import metadata
 from services.notifications.entrypoints import api, consumers, preferences_api, teams_api
 from services.notifications.service_layer import escalations, patient_messages
-from services.notifications.service_layer.delivery import DELIVER, Deliverer
+from services.notifications.service_layer.delivery import DELIVER, IN_DOUBT, Deliverer
 from services.notifications.settings import NotificationsSettings
 
 
@@ -81,6 +81,7 @@ def bootstrap(
             patient_messages.OWNER_KIND: patient_messages.MessageOwner(),
         },
         max_attempts=settings.delivery_max_attempts,
+        lease=timedelta(seconds=settings.delivery_lease_s),
     )
     runtime = ServiceRuntime(
         settings,
@@ -88,6 +89,7 @@ def bootstrap(
         subscriptions=consumers.SUBSCRIPTIONS,
         timer_handlers={
             DELIVER: deliverer,
+            IN_DOUBT: deliverer.in_doubt,
             **escalations.TIMER_HANDLERS,
             **patient_messages.TIMER_HANDLERS,
         },
@@ -101,6 +103,7 @@ def bootstrap(
         meter_provider=meter_provider,
     )
     paging_metrics.install(runtime.meter_provider)
+    deliverer.bind(runtime.uow)  # claims commit in a transaction of their own
     for channel in channels.values():
         runtime.close_on_stop(channel.aclose)
     notification_metrics = NotificationMetrics(runtime.meter_provider)

@@ -50,6 +50,25 @@ class NotificationsSettings(ServiceSettings):
 
     # Retries of one delivery (a page or message on one channel), backoff doubling to 5 min.
     delivery_max_attempts: int = Field(default=6, ge=1)
+    # How long a claimed delivery belongs to its sender: a ``sending`` row past its lease is in
+    # doubt (the process died mid-call) and is looked up at the provider or resent. Longer than
+    # every provider timeout, so a slow call in a live process is never taken for a dead one.
+    delivery_lease_s: float = Field(default=20.0, gt=0)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_provider_calls(self) -> NotificationsSettings:
+        timeouts = {
+            "NOTIFICATIONS_PAGE_WEBHOOK_TIMEOUT_S": self.page_webhook_timeout_s,
+            "NOTIFICATIONS_SMTP_TIMEOUT_S": self.smtp_timeout_s,
+            "NOTIFICATIONS_SMS_TIMEOUT_S": self.sms_timeout_s,
+        }
+        for name, timeout in timeouts.items():
+            if timeout >= self.delivery_lease_s:
+                raise ValueError(
+                    f"{name} must be shorter than NOTIFICATIONS_DELIVERY_LEASE_S"
+                    " (a call still under way would be taken for a crash and resent)"
+                )
+        return self
 
     @model_validator(mode="after")
     def _refuse_dev_link_secret_in_production(self) -> NotificationsSettings:

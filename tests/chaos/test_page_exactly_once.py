@@ -40,7 +40,10 @@ def notifications_process(
         fresh_pg_dsn,
         tmp_path / "notif.log",
         PAGE_WEBHOOK_URL=pager.url("/pages"),
-        PAGE_WEBHOOK_TIMEOUT_S="30",
+        PAGE_WEBHOOK_TIMEOUT_S="5",  # the kill comes within a moment of the first page
+        DELIVERY_LEASE_S="6",  # in-doubt recovery soon after the restart ...
+        SMTP_TIMEOUT_S="5",  # ... which every provider timeout must stay below
+        SMS_TIMEOUT_S="5",
     )
     yield process
     process.stop()

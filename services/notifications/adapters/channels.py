@@ -7,19 +7,25 @@ exception class names only: provider error texts echo addresses, numbers and bod
 
 Each message carries an ``idempotency_key`` that is the same on every retry, and every channel
 hands it to the provider, so a resend after a crash between "provider accepted" and "we recorded
-it" collapses to one page / email / SMS wherever the provider deduplicates.
+it" collapses to one page / email / SMS wherever the provider deduplicates. Not every provider
+does: PagerDuty collapses on ``dedup_key``, but Twilio's Messages API and plain SMTP do not. So
+an SMS carries a short ``Ref`` (a hash of the delivery id, no PHI) and the SMS channel can look a
+message up in the provider's message list (``Verifiable``) before anything is resent; an email
+can only be resent with the same ``Message-ID`` (docs/delivery-guarantees.md).
 
 The body builders are pure functions so that what goes on the wire is unit-testable.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
 from enum import StrEnum
@@ -66,7 +72,12 @@ class DeliveryError(SafeError):
 
 
 class DeliveryFailed(DeliveryError):
-    """Transient: retry later with backoff."""
+    """Transient: retry later with backoff. ``maybe_sent``: the request may have reached the
+    provider (a timeout or a connection lost after sending), so a retry could duplicate it."""
+
+    def __init__(self, reason: str, *, status: int | None = None, maybe_sent: bool = False) -> None:
+        super().__init__(reason, status=status)
+        self.maybe_sent = maybe_sent
 
 
 class DeliveryRejected(DeliveryError, PermanentError):
@@ -79,6 +90,18 @@ class Channel(Protocol):
     async def send(self, message: OutboundMessage) -> Receipt: ...
 
     async def aclose(self) -> None: ...
+
+
+class Verifiable(Protocol):
+    """A channel whose provider lists what it sent: a delivery in doubt is looked up there."""
+
+    async def find_sent(self, message: OutboundMessage, since: datetime) -> Receipt | None:
+        """The provider's record of ``message`` sent since ``since``, or None when it has none.
+        Raises ``DeliveryFailed`` when the list cannot be read (then nothing is known)."""
+
+
+def can_verify(channel: Channel) -> bool:
+    return callable(getattr(channel, "find_sent", None)) and getattr(channel, "verifiable", True)
 
 
 # --- pure body builders -------------------------------------------------------------------------
@@ -132,8 +155,37 @@ def email_message(message: OutboundMessage, sender: str, now: datetime) -> Email
     return email
 
 
+def delivery_ref(delivery_id: uuid.UUID) -> str:
+    """8 characters naming one delivery in an SMS body, findable in the provider's list; a hash,
+    so it says nothing about the patient or the page (40 bits: no clash among one number's
+    recent messages in practice)."""
+    digest = hashlib.sha256(delivery_id.bytes).digest()
+    return base64.b32encode(digest[:5]).decode()
+
+
+def sms_body(message: OutboundMessage) -> str:
+    return f"{text_with_links(message)}\nRef {delivery_ref(message.delivery_id)}"
+
+
 def sms_form(message: OutboundMessage, from_number: str) -> dict[str, str]:
-    return {"To": message.address, "From": from_number, "Body": text_with_links(message)}
+    return {"To": message.address, "From": from_number, "Body": sms_body(message)}
+
+
+def sent_sms_in(listing: Any, message: OutboundMessage) -> Receipt | None:
+    """The message in one page of a Twilio Messages list (``{"messages": [...]}``) whose body
+    carries this delivery's ``Ref`` line, sent to this number; None when none does."""
+    wanted = f"Ref {delivery_ref(message.delivery_id)}"
+    items = listing.get("messages") if isinstance(listing, dict) else None
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict) or item.get("to") != message.address:
+            continue
+        body = item.get("body")
+        if isinstance(body, str) and wanted in body.splitlines():
+            if item.get("status") in ("failed", "undelivered", "canceled"):
+                continue  # the provider took it but it went nowhere: not sent
+            sid = item.get("sid")
+            return Receipt(sid if isinstance(sid, str) else None)
+    return None
 
 
 def http_outcome(provider: str, status: int) -> DeliveryError | None:
@@ -273,6 +325,7 @@ class HttpSmsChannel:
         timeout_s: float = 5.0,
     ) -> None:
         self._url = f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
+        self._origin = base_url.rstrip("/")
         self._from = from_number
         self._client = httpx.AsyncClient(
             timeout=timeout_s, auth=httpx.BasicAuth(account_sid, auth_token)
@@ -285,13 +338,51 @@ class HttpSmsChannel:
                 self._url, data=sms_form(message, self._from), headers=headers
             )
         except httpx.HTTPError as exc:
-            raise DeliveryFailed(f"sms provider unreachable: {type(exc).__name__}") from None
+            # Refused or never connected: certainly not sent. Anything later (a read timeout,
+            # the connection dropped) may have left an SMS at the provider: look it up first.
+            unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+            raise DeliveryFailed(
+                f"sms provider unreachable: {type(exc).__name__}", maybe_sent=not unsent
+            ) from None
         if error := http_outcome("sms provider", response.status_code):
             raise error
         return Receipt(_json_field(response, "sid"))
 
+    async def find_sent(self, message: OutboundMessage, since: datetime) -> Receipt | None:
+        """Twilio's Messages list, newest first, to this number, sent since the day before
+        ``since`` (the filter is by date); follows ``next_page_uri`` for a few pages."""
+        params: dict[str, str] | None = {
+            "To": message.address,
+            "DateSent>": (since - timedelta(days=1)).date().isoformat(),
+            "PageSize": "100",
+        }
+        url = self._url
+        for _ in range(LIST_PAGES):
+            try:
+                response = await self._client.get(url, params=params)
+            except httpx.HTTPError as exc:
+                raise DeliveryFailed(f"sms list unreachable: {type(exc).__name__}") from None
+            if not 200 <= response.status_code < 300:
+                raise DeliveryFailed(
+                    f"sms list answered {response.status_code}", status=response.status_code
+                )
+            try:
+                listing = response.json()
+            except ValueError:
+                raise DeliveryFailed("sms list is not JSON") from None
+            if (found := sent_sms_in(listing, message)) is not None:
+                return found
+            next_page = listing.get("next_page_uri") if isinstance(listing, dict) else None
+            if not isinstance(next_page, str) or not next_page:
+                return None
+            url, params = self._origin + next_page, None
+        raise DeliveryFailed("sms list too long to search")  # unknown, not "absent"
+
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+LIST_PAGES = 5  # 500 messages to one number in two days: more means "cannot tell", not "absent"
 
 
 class RecordingChannel:
@@ -303,18 +394,35 @@ class RecordingChannel:
         self.attempts = 0
         self.fail_next = 0  # the next N sends raise DeliveryFailed
         self.reject_next = 0  # then the next N raise DeliveryRejected
+        self.time_out_next = 0  # then the next N are taken but answer a timeout (maybe_sent)
         self.closed = False
+        self.verifiable = kind is ChannelKind.SMS  # like the real ones: only SMS has a list
+        self.lookups = 0  # find_sent calls
+        self.list_fails = False
 
     async def send(self, message: OutboundMessage) -> Receipt:
         self.attempts += 1
         if self.fail_next:
             self.fail_next -= 1
             raise DeliveryFailed("induced failure")
+        if self.time_out_next:  # the provider takes it, our call times out
+            self.time_out_next -= 1
+            self.sent.append(message)
+            raise DeliveryFailed("induced timeout", maybe_sent=True)
         if self.reject_next:
             self.reject_next -= 1
             raise DeliveryRejected("induced rejection")
         self.sent.append(message)
         return Receipt(message.idempotency_key)
+
+    async def find_sent(self, message: OutboundMessage, since: datetime) -> Receipt | None:
+        """Only when ``verifiable`` (an SMS provider with a list); ``list_fails``: unreadable."""
+        self.lookups += 1
+        if self.list_fails:
+            raise DeliveryFailed("induced list failure")
+        if any(m.delivery_id == message.delivery_id for m in self.sent):
+            return Receipt(message.idempotency_key)
+        return None
 
     async def aclose(self) -> None:
         self.closed = True

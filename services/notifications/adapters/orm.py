@@ -245,7 +245,8 @@ deliveries = sa.Table(
     sa.Column("channel", sa.String(10), nullable=False),  # webhook | email | sms
     # The provider's dedup key: the same on every retry, so a resend after a crash is collapsed.
     sa.Column("idempotency_key", sa.String(160), nullable=False, unique=True),
-    # pending | sent | failed (gave up after retries) | rejected (provider refused) | cancelled
+    # pending | sending (claimed: the provider may have it) | sent | failed (gave up after
+    # retries) | rejected (provider refused) | cancelled
     sa.Column("status", sa.String(12), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("last_error", sa.String(300), nullable=True),
@@ -253,6 +254,12 @@ deliveries = sa.Table(
     sa.Column("provider_id", sa.String(200), nullable=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("sent_at", UtcDateTime, nullable=True),
+    # The claim, committed before each provider call (service_layer/delivery.py): its number,
+    # when, and until when the sender owns it. A "sending" row past its lease is in doubt.
+    sa.Column("claim", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("claimed_at", UtcDateTime, nullable=True),
+    sa.Column("lease_expires_at", UtcDateTime, nullable=True),
+    sa.Column("doubts", sa.Integer, nullable=False, server_default="0"),  # in-doubt recoveries
     sa.UniqueConstraint("owner_kind", "owner_id", "channel", name="uq_deliveries_owner_channel"),
     sa.Index("ix_deliveries_owner", "owner_kind", "owner_id"),
 )

@@ -1,35 +1,57 @@
-"""Deliveries: one page or patient message on one channel, sent exactly once.
+"""Deliveries: one page or patient message on one channel, as close to exactly once as the
+channel allows.
 
 A delivery is a row (unique per owner and channel, with the provider's idempotency key) and a
-durable timer, written in the transaction that decided to notify. The timer handler sends and
-records the outcome in the same transaction that marks the timer fired: a crash after the provider
-accepted but before the commit re-fires the timer and resends with the same idempotency key,
-which the provider collapses (PagerDuty ``dedup_key``, Twilio idempotency token, the same SMTP
-``Message-ID``). Transient failures are retried with backoff by a new timer per attempt, so every
+durable timer, written in the transaction that decided to notify. When the timer fires, the
+handler first CLAIMS the delivery in a transaction of its own, committed before the provider is
+called: status ``sending``, the claim's number, a lease (``NOTIFICATIONS_DELIVERY_LEASE_S``) and an
+in-doubt timer due when the lease ends. Then it calls the provider and records the outcome in the
+timer's transaction. A crash between the two leaves a ``sending`` row: the re-fired delivery timer
+leaves it alone, and when the lease has passed the in-doubt timer decides what the provider has:
+
+* SMS: the body carries ``Ref <hash of the delivery id>``; the provider's message list is searched
+  for it: found means sent (nothing resent), absent means resend. If the list cannot be read, a
+  RED page is resent at once (a duplicate beats a miss), anything else is checked again later and
+  resent once the checks are used up: a page is never dropped.
+* E-mail and the pager webhook: resent with the same ``Message-ID`` / ``dedup_key``. PagerDuty
+  and Message-ID-deduplicating mailboxes collapse it; plain SMTP can show it twice (at most once
+  more per crash that hit that message in flight; docs/delivery-guarantees.md).
+
+A call that failed after the request may have reached the provider (a timeout, a dropped
+connection) is in doubt the same way on a channel with a list (SMS): looked up, not blindly
+retried. Other transient failures are retried with backoff by a new timer per attempt, so every
 attempt and its error stay visible; a refusal or the last failure is final and reported to the
 owner, which decides what happens next (a page that reached nobody goes to the fallback pager).
+
+Lock order (a deadlock here once stopped every delivery): the timer's transaction never writes
+the delivery row before the claim's transaction has committed, and its outcome update is
+conditional on still holding that claim; the in-doubt handler locks its timer, then the row.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
 
 from services.chassis.errors import safe_reason
 from services.chassis.timers import DueTimer
-from services.chassis.uow import UnitOfWork
+from services.chassis.uow import UnitOfWork, UnitOfWorkFactory
 from services.notifications.adapters.channels import (
     Channel,
     ChannelKind,
     DeliveryFailed,
     DeliveryRejected,
     OutboundMessage,
+    Receipt,
+    Verifiable,
+    can_verify,
 )
 from services.notifications.adapters.metrics import NotificationMetrics
 from services.notifications.adapters.orm import deliveries
@@ -37,6 +59,8 @@ from services.notifications.adapters.orm import deliveries
 log = logging.getLogger(__name__)
 
 DELIVER = "deliver"
+IN_DOUBT = "deliver_in_doubt"
+DEFAULT_LEASE = timedelta(seconds=20)
 MAX_BACKOFF = timedelta(minutes=5)
 TERMINAL = ("sent", "failed", "rejected", "cancelled")
 
@@ -103,7 +127,7 @@ def backoff(attempts: int) -> timedelta:
 
 
 class Deliverer:
-    """The ``deliver`` timer handler."""
+    """The ``deliver`` and ``deliver_in_doubt`` timer handlers."""
 
     def __init__(
         self,
@@ -112,29 +136,38 @@ class Deliverer:
         *,
         max_attempts: int,
         metrics: NotificationMetrics | None = None,
+        lease: timedelta = DEFAULT_LEASE,
+        claims: UnitOfWorkFactory | None = None,
     ) -> None:
         self._channels = dict(channels)
         self._owners = dict(owners)
         self._max_attempts = max_attempts
         # Set by the bootstrap once the runtime's meter provider exists.
         self.metrics = metrics or NotificationMetrics()
+        self._lease = lease
+        # The provider call ends before the lease does, so an in-doubt check never races a
+        # call still under way in a live process (settings refuse timeouts above the lease).
+        self._send_budget_s = lease.total_seconds() * 0.8
+        self._claims = claims
+
+    def bind(self, claims: UnitOfWorkFactory) -> None:
+        """The unit-of-work factory claims are committed with (the runtime's, made after us)."""
+        self._claims = claims
 
     async def __call__(self, timer: DueTimer, uow: UnitOfWork) -> None:
         delivery_id = uuid.UUID(timer.payload["delivery_id"])
-        row = (
-            (await uow.session.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id)))
-            .mappings()
-            .first()
-        )
+        row = await _row(uow, delivery_id)
         if row is None or row["status"] != "pending":
-            return  # already final: a re-fired timer sends nothing twice
+            # Final: a re-fired timer sends nothing twice. Sending: a claim is out (maybe a
+            # crash mid-call); its in-doubt timer decides, not this one.
+            return
         owner = self._owners[row["owner_kind"]]
         message = await owner.message_for(uow, row)
         if message is None:
             await self._finish(uow, row, owner, "cancelled", {})
             return
         if isinstance(message, Deferred):
-            await self._update(uow, row, {"next_attempt_at": message.until})
+            await _update(uow, row, {"next_attempt_at": message.until})
             await uow.schedule_timer(
                 DELIVER,
                 f"{delivery_id}:d{message.until.timestamp():.0f}",
@@ -148,28 +181,52 @@ class Deliverer:
                 uow, row, owner, "rejected", {"last_error": "channel not configured"}
             )
             return
+        claim = await self._claim(delivery_id)
+        if claim is None:
+            return  # claimed elsewhere since we read it
         attempts = row["attempts"] + 1
         now = uow.clock.now()
         try:
-            receipt = await channel.send(message)
+            receipt = await self._send(channel, message)
         except DeliveryRejected as exc:
             self.metrics.delivery(row["channel"], "failed")
             await self._finish(
-                uow, row, owner, "rejected", {"attempts": attempts, "last_error": safe_reason(exc)}
+                uow,
+                row,
+                owner,
+                "rejected",
+                {"attempts": attempts, "last_error": safe_reason(exc)},
+                claim=claim,
             )
         except DeliveryFailed as exc:
             error = safe_reason(exc)[:300]
+            if exc.maybe_sent and can_verify(channel):
+                # The provider may have it: a blind retry could send it twice. Stay in doubt;
+                # the claim's in-doubt timer looks it up when the lease ends.
+                await _update(uow, row, {"attempts": attempts, "last_error": error}, claim=claim)
+                log.info("delivery in doubt after a failed call", extra={"channel": row["channel"]})
+                return
             if attempts >= self._max_attempts:
                 self.metrics.delivery(row["channel"], "failed")
                 await self._finish(
-                    uow, row, owner, "failed", {"attempts": attempts, "last_error": error}
+                    uow,
+                    row,
+                    owner,
+                    "failed",
+                    {"attempts": attempts, "last_error": error},
+                    claim=claim,
                 )
                 return
             self.metrics.delivery(row["channel"], "retried")
             retry_at = now + backoff(attempts)
-            await self._update(
-                uow, row, {"attempts": attempts, "last_error": error, "next_attempt_at": retry_at}
-            )
+            values = {
+                "status": "pending",
+                "attempts": attempts,
+                "last_error": error,
+                "next_attempt_at": retry_at,
+            }
+            if not await _update(uow, row, values, claim=claim):
+                return
             await uow.schedule_timer(
                 DELIVER, f"{delivery_id}:a{attempts}", retry_at, {"delivery_id": str(delivery_id)}
             )
@@ -189,6 +246,130 @@ class Deliverer:
                     "sent_at": now,
                     "last_error": None,
                 },
+                claim=claim,
+            )
+
+    async def in_doubt(self, timer: DueTimer, uow: UnitOfWork) -> None:
+        """A claim's lease ended with the row still ``sending``: the process died (or stalled)
+        between claiming and recording the outcome. Find out, or resend."""
+        delivery_id = uuid.UUID(timer.payload["delivery_id"])
+        claim = int(timer.payload["claim"])
+        row = await _row(uow, delivery_id, lock=True)
+        if row is None or row["status"] != "sending" or row["claim"] != claim:
+            return  # the outcome was recorded (the usual case), or a later claim owns it
+        owner = self._owners[row["owner_kind"]]
+        now = uow.clock.now()
+        doubt = {"doubts": row["doubts"] + 1}
+        message = await owner.message_for(uow, row)
+        if message is None:
+            # Nobody needs it any more (acknowledged, resolved, opted out): whether the
+            # provider had it is moot.
+            await self._finish(uow, row, owner, "cancelled", {**doubt}, claim=claim)
+            _log_doubt(row, "cancelled")
+            return
+        channel = self._channels.get(ChannelKind(row["channel"]))
+        if isinstance(message, Deferred) or channel is None:
+            await self._resend(uow, row, doubt, claim, now)
+            _log_doubt(row, "resent")
+            return
+        if can_verify(channel):
+            try:
+                receipt = await cast(Verifiable, channel).find_sent(
+                    message, row["claimed_at"] or now
+                )
+            except DeliveryFailed as exc:
+                checks = int(timer.payload.get("checks", 0)) + 1
+                if message.severity != "RED" and checks < self._max_attempts:
+                    await uow.schedule_timer(
+                        IN_DOUBT,
+                        f"{delivery_id}:c{claim}:v{checks}",
+                        now + backoff(checks),
+                        {"delivery_id": str(delivery_id), "claim": claim, "checks": checks},
+                    )
+                    _log_doubt(row, "check_later", error=safe_reason(exc))
+                    return
+                # A RED page that cannot be verified is sent again: a duplicate beats a miss.
+                await self._resend(uow, row, doubt, claim, now)
+                _log_doubt(row, "unverified_resent", error=safe_reason(exc))
+                return
+            if receipt is not None:
+                await self._finish(
+                    uow,
+                    row,
+                    owner,
+                    "sent",
+                    {
+                        **doubt,
+                        "attempts": row["attempts"] + 1,
+                        "provider_id": (receipt.provider_id or "")[:200] or None,
+                        "sent_at": row["claimed_at"] or now,
+                        "last_error": None,
+                    },
+                    claim=claim,
+                )
+                _log_doubt(row, "found")
+                return
+            if row["attempts"] >= self._max_attempts:
+                # Not there after the last call that may have reached it: as any last failure.
+                await self._finish(uow, row, owner, "failed", {**doubt}, claim=claim)
+                _log_doubt(row, "failed")
+                return
+        await self._resend(uow, row, doubt, claim, now)
+        _log_doubt(row, "resent")
+
+    async def _claim(self, delivery_id: uuid.UUID) -> int | None:
+        """Mark the delivery ``sending`` and arm its in-doubt timer, committed now, before the
+        provider is called; the claim's number, or None when it was not ``pending``."""
+        if self._claims is None:
+            raise RuntimeError("Deliverer.bind() was not called: no unit of work for claims")
+        async with self._claims() as claim_uow:
+            now = claim_uow.clock.now()
+            expires = now + self._lease
+            claim = await claim_uow.session.scalar(
+                sa.update(deliveries)
+                .where(deliveries.c.id == delivery_id, deliveries.c.status == "pending")
+                .values(
+                    status="sending",
+                    claim=deliveries.c.claim + 1,
+                    claimed_at=now,
+                    lease_expires_at=expires,
+                )
+                .returning(deliveries.c.claim)
+            )
+            if claim is None:
+                return None
+            await claim_uow.schedule_timer(
+                IN_DOUBT,
+                f"{delivery_id}:c{claim}",
+                expires,
+                {"delivery_id": str(delivery_id), "claim": claim},
+            )
+            await claim_uow.commit()
+        return int(claim)
+
+    async def _send(self, channel: Channel, message: OutboundMessage) -> Receipt:
+        try:
+            async with asyncio.timeout(self._send_budget_s):
+                return await channel.send(message)
+        except TimeoutError:
+            raise DeliveryFailed(
+                "provider call exceeded the delivery lease", maybe_sent=True
+            ) from None
+
+    async def _resend(
+        self,
+        uow: UnitOfWork,
+        row: sa.RowMapping,
+        values: dict[str, Any],
+        claim: int,
+        now: datetime,
+    ) -> None:
+        """Back to ``pending`` with a delivery timer due now: the usual path claims it again."""
+        if await _update(
+            uow, row, {**values, "status": "pending", "next_attempt_at": now}, claim=claim
+        ):
+            await uow.schedule_timer(
+                DELIVER, f"{row['id']}:r{claim}", now, {"delivery_id": str(row["id"])}
             )
 
     async def _finish(
@@ -198,16 +379,53 @@ class Deliverer:
         owner: DeliveryOwner,
         status: str,
         values: dict[str, Any],
+        *,
+        claim: int | None = None,
     ) -> None:
-        values = {"status": status, "next_attempt_at": None, **values}
-        await self._update(uow, row, values)
-        await owner.on_outcome(uow, {**row, **values}, status)
+        values = {"status": status, "next_attempt_at": None, "lease_expires_at": None, **values}
+        if await _update(uow, row, values, claim=claim):
+            await owner.on_outcome(uow, {**row, **values}, status)
 
-    @staticmethod
-    async def _update(uow: UnitOfWork, row: sa.RowMapping, values: dict[str, Any]) -> None:
-        await uow.session.execute(
-            sa.update(deliveries).where(deliveries.c.id == row["id"]).values(**values)
+
+async def _row(
+    uow: UnitOfWork, delivery_id: uuid.UUID, *, lock: bool = False
+) -> sa.RowMapping | None:
+    query = sa.select(deliveries).where(deliveries.c.id == delivery_id)
+    if lock:
+        query = query.with_for_update()
+    return (await uow.session.execute(query)).mappings().first()
+
+
+async def _update(
+    uow: UnitOfWork, row: sa.RowMapping, values: dict[str, Any], *, claim: int | None = None
+) -> bool:
+    """Update the delivery; with ``claim``, only while that claim still holds it (``sending``):
+    False when an in-doubt recovery took it over (then this outcome is not ours to record)."""
+    query = sa.update(deliveries).where(deliveries.c.id == row["id"])
+    if claim is not None:
+        query = query.where(deliveries.c.claim == claim, deliveries.c.status == "sending")
+    result = await uow.session.execute(query.values(**values))
+    if claim is not None and not getattr(result, "rowcount", 0):
+        log.warning(
+            "delivery outcome not recorded: its claim was taken over",
+            extra={"channel": row["channel"]},
         )
+        return False
+    return True
+
+
+def _log_doubt(row: sa.RowMapping, outcome: str, *, error: str | None = None) -> None:
+    # Ids, channel and outcome only: no address, no body.
+    log.warning(
+        "delivery in doubt",
+        extra={
+            "delivery_id": str(row["id"]),
+            "channel": row["channel"],
+            "claim": row["claim"],
+            "outcome": outcome,
+            **({"error": error} if error else {}),
+        },
+    )
 
 
 async def deliveries_of(

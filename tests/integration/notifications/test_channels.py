@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from services.notifications.adapters.channels import (
     OutboundMessage,
     SmtpEmailChannel,
     WebhookChannel,
+    delivery_ref,
 )
 from tests.notifications_receivers import HttpReceiver, SmtpReceiver, closed_port
 
@@ -329,7 +331,8 @@ async def test_sms_is_posted_form_encoded_with_basic_auth_and_idempotency_token(
     assert request.form == {
         "To": PATIENT_PHONE,
         "From": FROM,
-        "Body": f"Your check-in is due today.\n\nAcknowledge: {ACK[0]}",
+        "Body": f"Your check-in is due today.\n\nAcknowledge: {ACK[0]}\n"
+        f"Ref {delivery_ref(message.delivery_id)}",
     }
     expected_auth = base64.b64encode(f"{SID}:{TOKEN}".encode()).decode()
     assert request.headers["authorization"] == f"Basic {expected_auth}"
@@ -372,3 +375,20 @@ async def test_sms_connection_refused_is_transient() -> None:
     with pytest.raises(DeliveryFailed):
         await channel.send(sms())
     await channel.aclose()
+
+
+async def test_a_sent_sms_is_found_in_the_providers_message_list_and_an_unsent_one_is_not(
+    twilio: HttpReceiver, sms_channel: HttpSmsChannel
+) -> None:
+    sent, unsent = sms(), sms()
+    receipt = await sms_channel.send(sent)
+    since = datetime.now(UTC)
+
+    found = await sms_channel.find_sent(sent, since)
+    assert found is not None and found.provider_id == receipt.provider_id
+    assert await sms_channel.find_sent(unsent, since) is None
+    assert twilio.list_requests == 2
+
+    twilio.list_status = 503  # a list that cannot be read is "unknown", never "absent"
+    with pytest.raises(DeliveryFailed):
+        await sms_channel.find_sent(unsent, since)

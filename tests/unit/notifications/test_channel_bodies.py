@@ -22,10 +22,13 @@ from services.notifications.adapters.channels import (
     RecordingChannel,
     SmtpEmailChannel,
     WebhookChannel,
+    delivery_ref,
     email_message,
     http_outcome,
     message_id_for,
     pagerduty_trigger,
+    sent_sms_in,
+    sms_body,
     sms_form,
     text_with_links,
 )
@@ -153,8 +156,30 @@ def test_sms_form() -> None:
     assert sms_form(m, "+447700900000") == {
         "To": "+447700900123",
         "From": "+447700900000",
-        "Body": "Reminder\n\nAcknowledge: https://taper.example/ack?sig=abc",
+        "Body": "Reminder\n\nAcknowledge: https://taper.example/ack?sig=abc\n"
+        f"Ref {delivery_ref(m.delivery_id)}",
     }
+
+
+def test_the_sms_ref_is_short_stable_per_delivery_and_says_nothing_else() -> None:
+    d = uuid.UUID("00000000-0000-4000-8000-000000000001")
+    assert delivery_ref(d) == delivery_ref(uuid.UUID(str(d)))
+    assert len(delivery_ref(d)) == 8 and delivery_ref(d).isalnum()
+    assert delivery_ref(d) != delivery_ref(uuid.uuid4())
+    assert str(d)[:8] not in delivery_ref(d)
+
+
+def test_a_sent_sms_is_found_in_the_providers_list_by_its_ref_and_number_only() -> None:
+    m = message(channel=ChannelKind.SMS, address="+447700900123", body="Page")
+    mine = {"sid": "SM1", "to": "+447700900123", "body": sms_body(m), "status": "delivered"}
+    other = message(channel=ChannelKind.SMS, address="+447700900123", body="Page")
+    theirs = {"sid": "SM2", "to": "+447700900123", "body": sms_body(other), "status": "sent"}
+    assert sent_sms_in({"messages": [theirs, mine]}, m) == Receipt("SM1")
+    assert sent_sms_in({"messages": [theirs]}, m) is None
+    assert sent_sms_in({"messages": [{**mine, "to": "+15550000000"}]}, m) is None
+    assert sent_sms_in({"messages": [{**mine, "status": "failed"}]}, m) is None
+    assert sent_sms_in({"unexpected": 1}, m) is None
+    assert sent_sms_in([mine], m) is None
 
 
 # --- status classification -----------------------------------------------------------------------

@@ -42,7 +42,7 @@ from services.notifications.adapters.orm import metadata, patient_profiles
 from services.notifications.domain.calendar import DailyWindow
 from services.notifications.domain.messages import Preferences
 from services.notifications.service_layer import patient_messages as service
-from services.notifications.service_layer.delivery import DELIVER, Deliverer
+from services.notifications.service_layer.delivery import DELIVER, IN_DOUBT, Deliverer
 from tests.helpers import red_flag_threshold
 
 NY = "America/New_York"
@@ -108,11 +108,12 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
         {ChannelKind.SMS: sms, ChannelKind.EMAIL: email},
         {service.OWNER_KIND: service.MessageOwner()},
         max_attempts=3,
+        claims=uow,
     )
     timers = TimerPoller(
         service="notifications",
         uow_factory=uow,
-        handlers={DELIVER: deliverer, **service.TIMER_HANDLERS},
+        handlers={DELIVER: deliverer, IN_DOUBT: deliverer.in_doubt, **service.TIMER_HANDLERS},
         tracer_provider=TracerProvider(),
     )
     yield Env(uow, clock, timers, sms, email)
