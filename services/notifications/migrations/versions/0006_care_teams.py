@@ -1,7 +1,7 @@
 """care teams (routing per team), clinicians' notification rules, the escalation list's index
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-04 10:00:00
 """
 
