@@ -586,6 +586,34 @@ def _quorum_leader(quorum: Any) -> int:
     raise RuntimeError("the KRaft quorum has no leader")
 
 
+def idle_report(cluster: LocalCluster, seconds: float) -> str:
+    """A Markdown table: RSS now and CPU share over ``seconds`` of idling, per target group."""
+    before, t0 = cluster.resource_usage(), time.monotonic()
+    deadline = t0 + seconds
+    while time.monotonic() < deadline:  # idle on purpose: this is the measurement window
+        time.sleep(min(1.0, deadline - time.monotonic()))
+    after, elapsed = cluster.resource_usage(), time.monotonic() - t0
+    groups: dict[str, list[float]] = {}
+    for name, usage in after.items():
+        group = name.rsplit("-", 1)[0] if name[-1].isdigit() else name
+        cpu = usage["cpu_s"] - before.get(name, {"cpu_s": usage["cpu_s"]})["cpu_s"]
+        row = groups.setdefault(group, [0, 0.0, 0.0])
+        row[0] += 1
+        row[1] += usage["rss_mib"]
+        row[2] += cpu / elapsed * 100
+    lines = [
+        f"Idle for {elapsed:.0f} s after start ({os.cpu_count()} cores):",
+        "",
+        "| group | processes | RSS MiB | CPU % of one core |",
+        "|---|---:|---:|---:|",
+    ]
+    for group, (n, rss, cpu) in sorted(groups.items()):
+        lines.append(f"| {group} | {n:.0f} | {rss:.0f} | {cpu:.1f} |")
+    n, rss, cpu = (sum(r[i] for r in groups.values()) for i in range(3))
+    lines.append(f"| **total** | {n:.0f} | {rss:.0f} | {cpu:.1f} |")
+    return "\n".join(lines)
+
+
 MARKER = ".taper-cluster"
 
 
@@ -611,6 +639,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--clock-scale", type=float, default=float(os.environ.get("TAPER_CLOCK_SCALE", "1"))
     )
+    parser.add_argument(
+        "--measure-idle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="start, measure RSS and CPU of every process over SECONDS of idling, print, stop",
+    )
     args = parser.parse_args(argv)
     if args.data is not None:
         _fresh_dir(args.data)
@@ -634,6 +669,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  logs      {e.logs_dir}")
         for t in cluster.targets():
             print(f"  {t.name:<18} pid {t.pid}")
+        if args.measure_idle > 0:
+            print(idle_report(cluster, args.measure_idle), flush=True)
+            return 0
         print("READY  (Ctrl-C stops everything)", flush=True)
         while True:
             for p in cluster.processes.values():

@@ -41,16 +41,26 @@ def test_two_replicas_of_every_service_share_its_partitions(cluster: LocalCluste
     replicas = Counter(t.group for t in cluster.targets() if t.group in shape.SERVICES)
     assert replicas == dict.fromkeys(shape.SERVICES, shape.REPLICAS_PER_SERVICE)
     for service in shape.SERVICES:
-        consumed = {(t.name, p) for t in topics_consumed_by(service) for p in range(t.partitions)}
+        _wait_spread(cluster, service)
 
-        def spread(s: str = service) -> dict[str, list[tuple[str, int]]] | None:
-            members = cluster.group_assignment(s)
-            both = len(members) == shape.REPLICAS_PER_SERVICE and all(members.values())
-            return members if both else None
 
-        members = wait_for(f"{service}: both replicas in the group", spread, HEALTHY_TIMEOUT)
-        owned = [tp for parts in members.values() for tp in parts]
-        assert sorted(owned) == sorted(consumed), service  # each partition owned exactly once
+def _wait_spread(cluster: LocalCluster, service: str) -> None:
+    """Both replicas in the group, each partition of the service's topics owned by exactly one.
+    Polled: right after a (re)join the group may still be rebalancing."""
+    want = sorted((t.name, p) for t in topics_consumed_by(service) for p in range(t.partitions))
+    last: dict[str, list[tuple[str, int]]] = {}
+
+    def spread() -> bool:
+        last.clear()
+        last.update(cluster.group_assignment(service))
+        owned = sorted(tp for parts in last.values() for tp in parts)
+        return len(last) == shape.REPLICAS_PER_SERVICE and all(last.values()) and owned == want
+
+    try:
+        wait_for(f"{service}: partitions spread over both replicas", spread, HEALTHY_TIMEOUT)
+    except TimeoutError:
+        owned = {tp for parts in last.values() for tp in parts}
+        pytest.fail(f"{service}: {len(last)} members, unowned {sorted(set(want) - owned)}")
 
 
 def test_at_most_one_relay_per_service_holds_the_outbox_lock(cluster: LocalCluster) -> None:
@@ -82,11 +92,7 @@ def test_a_killed_replicas_partitions_move_and_a_report_still_pages_once(
 
     cluster.start(victim)
     cluster.wait_healthy(HEALTHY_TIMEOUT)
-    wait_for(
-        "partitions spread again",
-        lambda: len(m := cluster.group_assignment("notifications")) == 2 and all(m.values()),
-        HEALTHY_TIMEOUT,
-    )
+    _wait_spread(cluster, "notifications")
 
 
 def test_the_controller_killed_the_cluster_still_pages_and_the_broker_rejoins(
