@@ -62,7 +62,7 @@ from deploy.localstack.kafka import (
     terminate,
 )
 from deploy.localstack.postgres import LocalPostgres, run_sync
-from deploy.proving.topology import Channel, Endpoints, Target
+from deploy.proving.topology import Channel, Endpoints, Target, Topology
 from services.chassis.ops import consumer_lag
 
 log = logging.getLogger(__name__)
@@ -565,6 +565,11 @@ class LocalCluster:
                     rss += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * page
             out[name] = {"rss_mib": rss / 2**20, "cpu_s": cpu}
         return out
+
+
+def as_topology(cluster: LocalCluster) -> Topology:
+    """What the proving grounds drive; mypy checks here that LocalCluster implements it."""
+    return cluster
 
 
 def _group_pids(pgid: int) -> list[int]:
