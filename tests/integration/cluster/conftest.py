@@ -12,6 +12,9 @@ import httpx
 import pytest
 
 from deploy.localstack.cluster import LocalCluster, wait_for
+from deploy.localstack.gateway import GatewayLaunchError
+from deploy.localstack.kafka import KafkaLaunchError
+from deploy.localstack.postgres import PostgresLaunchError
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.settings import ServiceSettings
 from services.monitoring.domain.reference import ciwa_b_v1
@@ -26,9 +29,12 @@ def cluster() -> Iterator[LocalCluster]:
     topology = LocalCluster(startup_timeout=HEALTHY_TIMEOUT)
     try:
         topology.up()
-    except (OSError, RuntimeError) as exc:  # no java / nginx / PostgreSQL here
-        topology.close()
+    except (KafkaLaunchError, PostgresLaunchError, GatewayLaunchError) as exc:
+        topology.close()  # no java / Maven / PostgreSQL / nginx here: a failure on CI
         unavailable(f"the local cluster did not start: {exc}")
+    except BaseException:
+        topology.close()  # came up wrong or too slowly: a failure, not a skip
+        raise
     try:
         yield topology
     finally:
