@@ -352,24 +352,27 @@ class LocalCluster:
         return i
 
     def kill(self, target: str) -> None:
-        """SIGKILL the target's whole process group (PostgreSQL: the postmaster and backends;
-        nginx: master and workers); it stays down until :meth:`start`."""
+        """SIGKILL the target and everything it started (PostgreSQL: the postmaster and its
+        backends, which leave its process group; nginx: master and workers); it stays down until
+        :meth:`start`."""
         proc = self._popen(target)
         if proc is None:
             return
-        signal_group(proc, signal.SIGKILL)
+        _signal_tree(proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(30)
 
     def stop(self, target: str) -> None:
+        """SIGSTOP the target and everything it started: a PostgreSQL whose backends went on
+        answering would not hang."""
         proc = self._popen(target)
-        if proc is not None:
-            signal_group(proc, signal.SIGSTOP)
+        if proc is not None and proc.poll() is None:
+            _signal_tree(proc.pid, signal.SIGSTOP)
 
     def cont(self, target: str) -> None:
         proc = self._popen(target)
-        if proc is not None:
-            signal_group(proc, signal.SIGCONT)
+        if proc is not None and proc.poll() is None:
+            _signal_tree(proc.pid, signal.SIGCONT)
 
     def start(self, target: str) -> None:
         """Start a killed target again, same ports, settings and data. Returns without waiting
@@ -549,7 +552,7 @@ class LocalCluster:
         )
 
     def resource_usage(self) -> dict[str, dict[str, float]]:
-        """RSS (MiB) and CPU seconds used so far, per target and for the sinks (process groups)."""
+        """RSS (MiB) and CPU seconds used so far, per target and for the sinks (process trees)."""
         out: dict[str, dict[str, float]] = {}
         pids = {t.name: t.pid for t in self.targets() if t.pid}
         if (sinks := self.processes["sinks"]).running() and sinks.proc:
@@ -558,7 +561,7 @@ class LocalCluster:
         page = os.sysconf("SC_PAGE_SIZE")
         for name, pgid in pids.items():
             rss = cpu = 0.0
-            for pid in _group_pids(pgid):
+            for pid in _tree_pids(pgid):
                 with contextlib.suppress(OSError, ValueError, IndexError):
                     stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
                     cpu += (int(stat[11]) + int(stat[12])) / tick  # utime + stime
@@ -572,14 +575,30 @@ def as_topology(cluster: LocalCluster) -> Topology:
     return cluster
 
 
-def _group_pids(pgid: int) -> list[int]:
-    pids = []
+def _tree_pids(root: int) -> list[int]:
+    """``root``, its process group and all their descendants (PostgreSQL backends call
+    setsid(), so the group alone misses them)."""
+    parents: dict[int, int] = {}
+    groups: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            with contextlib.suppress(OSError, ProcessLookupError):
-                if os.getpgid(int(entry.name)) == pgid:
-                    pids.append(int(entry.name))
-    return pids
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                parents[int(entry.name)] = int(fields[1])  # ppid
+                groups[int(entry.name)] = int(fields[2])  # pgrp
+    found = {root} | {pid for pid, pgrp in groups.items() if pgrp == root}
+    grew = True
+    while grew:
+        more = {pid for pid, ppid in parents.items() if ppid in found} - found
+        found |= more
+        grew = bool(more)
+    return sorted(found)
+
+
+def _signal_tree(root: int, sig: int) -> None:
+    for pid in _tree_pids(root):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
 
 
 def _quorum_leader(quorum: Any) -> int:
