@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast lint schemas asyncapi bench clean tools lock
+.PHONY: install run test test-fast lint schemas asyncapi bench clean tools lock run-cluster
 
 # Bootstrap without touching the system Python (PEP 668: Debian's python3.11 refuses `pip install`
 # outside a venv): make the venv with the standard library, put uv inside it, install with that uv.
@@ -25,6 +25,9 @@ install: $(STAMP)  ## Python dependencies into .venv (Kafka jars, PostgreSQL and
 
 run: install  ## Kafka + the four services + the gateway on SQLite; Ctrl-C stops everything
 	TAPER_ENV=development $(PY) -m deploy.localstack.stack
+
+run-cluster: install  ## 3 brokers (RF 3), durable PostgreSQL, 2 replicas per service, nginx, sinks
+	TAPER_ENV=development $(PY) -m deploy.localstack.cluster --data var/cluster
 
 test: install tools  ## The whole suite with its own Kafka and PostgreSQL; skipped integration = failure
 	TAPER_REQUIRE_INTEGRATION=1 $(PY) -m pytest $(PYTEST_ARGS)

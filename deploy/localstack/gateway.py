@@ -44,7 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,7 +180,9 @@ def _port_open(port: int, host: str = "127.0.0.1") -> bool:
 
 
 class LocalGateway:
-    """nginx on 127.0.0.1:``port``: ``/api/<service>/`` -> ``127.0.0.1:<upstreams[service]>``.
+    """nginx on 127.0.0.1:``port``: ``/api/<service>/`` -> ``127.0.0.1:<upstreams[service]>``
+    (a port, or a list of ports: the service's replicas, balanced round-robin; a request that
+    cannot connect to one goes to the next, a POST is never re-sent once it reached one).
 
     ``upstreams`` keys: ``scheduler``, ``monitoring``, ``notifications``, ``group_matching``
     (missing ones answer 502). ``run_dir`` default: a temp dir removed by ``stop()``.
@@ -194,7 +196,7 @@ class LocalGateway:
     def __init__(
         self,
         port: int | None = None,
-        upstreams: Mapping[str, int] | None = None,
+        upstreams: Mapping[str, int | Sequence[int]] | None = None,
         run_dir: Path | None = None,
         *,
         startup_timeout: float = 15.0,
@@ -205,8 +207,14 @@ class LocalGateway:
         tls: TlsFiles | None = None,
         tls_port: int | None = None,
     ) -> None:
-        upstreams = dict(upstreams or {})
-        unknown = set(upstreams) - set(SERVICES)
+        # one port per service, or several (its replicas; requests are spread over them)
+        ports_of: dict[str, list[int]] = {
+            name: [ports] if isinstance(ports, int) else list(ports)
+            for name, ports in (upstreams or {}).items()
+        }
+        if any(not ports for ports in ports_of.values()):
+            raise ValueError("an upstream needs at least one port")
+        unknown = set(ports_of) - set(SERVICES)
         if unknown:
             raise ValueError(f"unknown upstream(s) {sorted(unknown)}; known: {sorted(SERVICES)}")
         _require_int("rate_per_second", rate_per_second, 1)
@@ -216,7 +224,7 @@ class LocalGateway:
         if tls_port is not None and tls is None:
             raise ValueError("tls_port given without tls=TlsFiles(cert_chain, key)")
         self.port = port or free_port()
-        self.upstreams = upstreams
+        self.upstreams = ports_of
         self.rate_per_second = rate_per_second
         self.burst = burst
         self.conn_per_client = conn_per_client
@@ -285,7 +293,12 @@ class LocalGateway:
             "TLS_SERVER_INCLUDE": "",
         }
         for name, placeholder in SERVICES.items():
-            values[placeholder] = self.upstreams.get(name, UNROUTED_PORT)
+            ports = self.upstreams.get(name, [UNROUTED_PORT])
+            values[placeholder] = ports[0]
+            # further replicas of the service (make run-cluster): nginx balances over all of them
+            values[placeholder.replace("_PORT", "_EXTRA_SERVERS")] = " ".join(
+                f"server 127.0.0.1:{p};" for p in ports[1:]
+            )
         self.tls_server_path.unlink(missing_ok=True)  # a run dir reused without TLS
         if self.tls is not None:
             values.update(self._tls_values())

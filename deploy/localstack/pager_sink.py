@@ -7,6 +7,12 @@
 
 It prints one line per message: channel, recipient and dedup key; bodies stay in memory for the
 GET listings (the local stack carries made-up patients only).
+
+``--record-dir DIR`` (``make run-cluster``) also appends every request, duplicates included, to
+``DIR/<channel>.jsonl`` (channel ``webhook``, ``sms`` or ``mail``): one JSON object per line, the
+parsed body plus ``received_at``, written and fsync'd before the request is answered, so a checker
+can count after the fact what a provider would have received (and a provider that answered has
+it on disk, even if the sink is killed right after).
 """
 
 from __future__ import annotations
@@ -14,8 +20,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import uuid
+from datetime import UTC, datetime
 from email import message_from_bytes
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -27,6 +36,21 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 received: dict[str, list[dict[str, Any]]] = {"pages": [], "sms": [], "mail": []}
+record_dir: Path | None = None  # --record-dir
+
+
+def _record(channel: str, entry: dict[str, Any]) -> None:
+    """Append one request to ``<record_dir>/<channel>.jsonl`` and fsync it (no-op without dir)."""
+    if record_dir is None:
+        return
+    line = json.dumps({**entry, "received_at": datetime.now(UTC).isoformat()}) + "\n"
+    # One write of a whole line under O_APPEND, then fsync: lines never interleave or tear.
+    fd = os.open(record_dir / f"{channel}.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _note(channel: str, to: str | None, key: str | None) -> None:
@@ -34,7 +58,14 @@ def _note(channel: str, to: str | None, key: str | None) -> None:
 
 
 async def pages(request: Request) -> JSONResponse:
-    body = await request.json()
+    raw = await request.body()
+    try:
+        body = json.loads(raw)
+    except ValueError:  # counted all the same: the provider would have received it
+        body = {"unparsed": raw.decode("utf-8", "replace")}
+    if not isinstance(body, dict):
+        body = {"unparsed": body}
+    _record("webhook", body)
     received["pages"].append(body)
     _note("webhook", body.get("routing_key"), body.get("dedup_key"))
     return JSONResponse({"status": "success", "dedup_key": body.get("dedup_key")}, status_code=202)
@@ -42,6 +73,8 @@ async def pages(request: Request) -> JSONResponse:
 
 async def sms(request: Request) -> JSONResponse:
     form = dict(parse_qsl((await request.body()).decode()))
+    token = request.headers.get("i-twilio-idempotency-token")
+    _record("sms", {**form, "idempotency_token": token})
     received["sms"].append(form)
     _note("sms", form.get("To"), request.headers.get("i-twilio-idempotency-token"))
     return JSONResponse({"sid": f"SM{uuid.uuid4().hex}", "status": "queued"}, status_code=201)
@@ -58,9 +91,15 @@ class MailSink:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         msg = message_from_bytes(raw)
-        received["mail"].append(
-            {"to": envelope.rcpt_tos, "subject": msg["Subject"], "message_id": msg["Message-ID"]}
-        )
+        entry = {
+            "to": envelope.rcpt_tos,
+            "subject": msg["Subject"],
+            "message_id": msg["Message-ID"],
+        }
+        text = msg.get_payload(decode=True) if not msg.is_multipart() else None
+        decoded = text.decode("utf-8", "replace") if isinstance(text, bytes) else None
+        _record("mail", {**entry, "text": decoded})
+        received["mail"].append(entry)
         _note("email", ",".join(envelope.rcpt_tos), (msg["Message-ID"] or "").strip())
         return "250 Message accepted for delivery"
 
@@ -92,7 +131,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=8199)
     parser.add_argument("--smtp-port", type=int, default=8025)
+    parser.add_argument("--record-dir", type=Path, default=None)
     args = parser.parse_args()
+    if args.record_dir is not None:
+        global record_dir
+        args.record_dir.mkdir(parents=True, exist_ok=True)
+        record_dir = args.record_dir
     asyncio.run(serve(args.port, args.smtp_port))
 
 
