@@ -106,6 +106,8 @@ def _gateway_values() -> dict[str, object]:
         "TLS_SERVER_INCLUDE": "",
     }
     values.update({placeholder: 0 for placeholder in gateway.SERVICES.values()})  # edited out
+    # One Kubernetes Service per upstream balances over its pods: no further server lines.
+    values.update({p.replace("_PORT", "_EXTRA_SERVERS"): "" for p in gateway.SERVICES.values()})
     return values
 
 
