@@ -7,6 +7,7 @@
     taperctl timers retry SERVICE TIMER_ID       make a parked timer due now
     taperctl deliveries list [--status S ...]    failed/rejected deliveries (notifications)
     taperctl deliveries retry DELIVERY_ID        send a failed delivery again
+    taperctl routing                             escalation policies that cannot page a person
     taperctl dlq list [DLQ_TOPIC ...] [--reason TEXT]
     taperctl dlq replay DLQ_TOPIC (--event-id ID ... | --offsets P:FROM-TO | --reason TEXT | --all)
                                    [--dry-run]   each letter at most once (ops_dlq.py)
@@ -96,6 +97,8 @@ def _run(args: argparse.Namespace, settings: ServiceSettings) -> int:
             out.line(f"timer {args.timer_id} is due now")
         case "deliveries", action:
             return _deliveries(str(action), args, out)
+        case "routing", _:
+            return _routing(args, out)
         case "dlq", "list":
             topics = args.topics or ops_dlq.dlq_topics()
             rows = ops_dlq.list_letters(broker, topics, reason=args.reason)
@@ -138,6 +141,38 @@ def _deliveries(action: str, args: argparse.Namespace, out: Output) -> int:
         raise OpsError(f"no failed or rejected delivery {args.delivery_id}")
     out.line(f"delivery {args.delivery_id} is pending again")
     return 0
+
+
+def _routing(args: argparse.Namespace, out: Output) -> int:
+    """Policies in use that cannot page a person (the ``PolicyUnroutable`` alert's question)."""
+    from services.notifications.adapters.orm import metadata
+    from services.notifications.service_layer import teams
+
+    url = ops_db.database_url("notifications", args.database_url)
+
+    async def run() -> dict[str, Any]:
+        async with ops_db.engine_for(url) as engine:
+            factory = ops_db.chassis_uow(engine)
+            factory.tables = metadata
+            async with factory() as uow:
+                return await teams.routing_report(uow)
+
+    report = asyncio.run(run())
+    rows = [
+        {
+            "policy": p["key"],
+            "version": p["version"],
+            "used_by": " ".join(p["used_by"]) or "-",
+            "problems": "; ".join(
+                f"{'.'.join(map(str, q['loc']))}: {q['type']}" for q in p["problems"]
+            )
+            or "-",
+        }
+        for p in report["policies"]
+        if p["used_by"] and not p["routable"]
+    ]
+    out.rows(rows)
+    return int(bool(rows))
 
 
 def _replay(
@@ -264,6 +299,7 @@ def _parser() -> argparse.ArgumentParser:
         help="default: failed and rejected",
     )
     dsub.add_parser("retry", parents=[common]).add_argument("delivery_id")
+    sub.add_parser("routing", parents=[common], help="unroutable escalation policies")
     dlq = sub.add_parser("dlq", parents=[common], help="dead letters").add_subparsers(
         dest="action", required=True, parser_class=_Parser
     )
