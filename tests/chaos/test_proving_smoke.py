@@ -23,7 +23,9 @@ def test_a_small_population_under_one_round_of_faults_loses_and_duplicates_nothi
     tmp_path: Path,
 ) -> None:
     try:
-        topology_cm = cluster_topology(1440.0, tmp_path / "cluster")
+        # base_dir None: the cluster makes its own directory the postgres OS user can traverse
+        # (pytest's tmp_path is private to root).
+        topology_cm = cluster_topology(1440.0, None)
     except ImportError as exc:  # the cluster topology is not on this branch yet
         unavailable(f"deploy.localstack.cluster: {exc}")
     with topology_cm as topology:
