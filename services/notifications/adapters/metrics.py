@@ -1,14 +1,20 @@
-"""Notifications' own metrics (docs/metrics.md): deliveries by channel and outcome, and the RED
-pages nobody has acknowledged yet — the number an on-call engineer is woken for.
+"""Notifications' own metrics (docs/metrics.md): deliveries by channel and outcome, the RED
+pages nobody has acknowledged yet — the number an on-call engineer is woken for — and the
+patient-safety dashboard's figures: open escalations, time to page and time to acknowledge.
 
-Labels come from fixed sets only (the channel kinds, three outcomes); the gauges have none.
-``watch_red_pages`` is run by the chassis' sampler at each scrape.
+Labels come from fixed sets only (the channel kinds, three outcomes, two severities, three
+quantiles). ``watch_red_pages`` is run by the chassis' sampler at each scrape.
+
+Time to page and to acknowledge are read from the database over the last 24 hours (a summary's
+``quantile`` label), not recorded as histograms when a page goes out: every replica then reports
+the same figures, a page whose transaction is retried is not counted twice, and the series exist
+before the first RED (a dashboard never shows "No data").
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal, get_args
 
 import sqlalchemy as sa
@@ -23,6 +29,18 @@ DeliveryOutcome = Literal["sent", "failed", "retried"]
 UNACKNOWLEDGED = ("triggered", "exhausted")  # paged, nobody has said "mine" (exhausted: past
 # the policy's last level, the walk has stopped)
 _CHANNELS = frozenset(c.value for c in ChannelKind)
+OPEN = ("triggered", "acknowledged", "exhausted")  # as the service layer's escalations.OPEN
+SEVERITIES = ("RED", "AMBER")
+QUANTILES = (0.5, 0.9, 1.0)  # 1.0: the slowest
+WINDOW = timedelta(hours=24)
+
+
+def quantiles(values: list[float]) -> dict[float, float]:
+    """Nearest-rank quantiles (0 when there is nothing to rank: no RED in the window)."""
+    ordered = sorted(values)
+    if not ordered:
+        return {q: 0.0 for q in QUANTILES}
+    return {q: ordered[max(0, -(-int(q * 1000) * len(ordered) // 1000) - 1)] for q in QUANTILES}
 
 
 class NotificationMetrics:
@@ -38,6 +56,29 @@ class NotificationMetrics:
                 self._deliveries.add(0, {"channel": channel.value, "outcome": outcome})
         self.oldest_unacknowledged_s: float | None = None
         self.past_policy: int | None = None
+        self.open_by_severity: dict[str, int] | None = None
+        self.time_to_page: dict[float, float] | None = None
+        self.time_to_ack: dict[float, float] | None = None
+        meter.create_observable_gauge(
+            "taper.escalations.open",
+            callbacks=[self._observe_open],
+            unit="{escalation}",
+            description="Escalations not yet resolved, by severity.",
+        )
+        meter.create_observable_gauge(
+            "taper.red_page.time_to_page",
+            callbacks=[self._observe_time_to_page],
+            unit="s",
+            description="RED escalations of the last 24 h: start to the first page a provider "
+            "accepted (quantile 1: the slowest).",
+        )
+        meter.create_observable_gauge(
+            "taper.red_page.time_to_acknowledge",
+            callbacks=[self._observe_time_to_ack],
+            unit="s",
+            description="RED escalations acknowledged in the last 24 h: start to acknowledgement "
+            "(quantile 1: the slowest).",
+        )
         meter.create_observable_gauge(
             "taper.red_page.unacknowledged_age",
             callbacks=[self._observe_age],
@@ -64,6 +105,18 @@ class NotificationMetrics:
     def _observe_past_policy(self, _: CallbackOptions) -> Iterable[Observation]:
         if self.past_policy is not None:
             yield Observation(self.past_policy)
+
+    def _observe_open(self, _: CallbackOptions) -> Iterable[Observation]:
+        for severity, count in (self.open_by_severity or {}).items():
+            yield Observation(count, {"severity": severity})
+
+    def _observe_time_to_page(self, _: CallbackOptions) -> Iterable[Observation]:
+        for q, seconds in (self.time_to_page or {}).items():
+            yield Observation(seconds, {"quantile": str(q)})
+
+    def _observe_time_to_ack(self, _: CallbackOptions) -> Iterable[Observation]:
+        for q, seconds in (self.time_to_ack or {}).items():
+            yield Observation(seconds, {"quantile": str(q)})
 
     def watch_red_pages(self, engine: AsyncEngine, clock: Clock) -> RedPageProbe:
         return RedPageProbe(self, engine, clock)
@@ -106,3 +159,38 @@ class RedPageProbe:
             max((now - min(since)).total_seconds(), 0.0) if since else 0.0
         )
         self._metrics.past_policy = sum(1 for row in rows if row.status == "exhausted")
+        await self._safety_figures(now)
+
+    async def _safety_figures(self, now: datetime) -> None:
+        open_counts = (
+            sa.select(escalations.c.severity, sa.func.count())
+            .where(escalations.c.status.in_(OPEN))
+            .group_by(escalations.c.severity)
+        )
+        first_delivered = (
+            sa.select(
+                escalations.c.created_at,
+                sa.func.min(pages.c.delivered_at).label("paged_at"),
+            )
+            .select_from(escalations.join(pages, pages.c.escalation_id == escalations.c.id))
+            .where(
+                escalations.c.severity == "RED",
+                escalations.c.created_at >= now - WINDOW,
+                pages.c.delivered_at.is_not(None),
+            )
+            .group_by(escalations.c.id, escalations.c.created_at)
+        )
+        acknowledged = sa.select(escalations.c.created_at, escalations.c.acknowledged_at).where(
+            escalations.c.severity == "RED", escalations.c.acknowledged_at >= now - WINDOW
+        )
+        async with self._engine.connect() as conn:
+            counts = dict((await conn.execute(open_counts)).tuples().all())
+            paged = (await conn.execute(first_delivered)).all()
+            acks = (await conn.execute(acknowledged)).all()
+        self._metrics.open_by_severity = {s: int(counts.get(s, 0)) for s in SEVERITIES}
+        self._metrics.time_to_page = quantiles(
+            [max((r.paged_at - r.created_at).total_seconds(), 0.0) for r in paged]
+        )
+        self._metrics.time_to_ack = quantiles(
+            [max((r.acknowledged_at - r.created_at).total_seconds(), 0.0) for r in acks]
+        )
