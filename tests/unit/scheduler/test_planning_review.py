@@ -13,6 +13,7 @@ import pytest
 from services.scheduler.domain.planning import (
     EquivalenceOverride,
     History,
+    NeedKind,
     PlanningError,
     PlanningInput,
     RiskCategory,
@@ -172,6 +173,26 @@ def test_temazepam_22_5mg_at_71_is_not_cut_11_percent_by_rounding() -> None:
     finer = plan(replace(inp, formulations=(*inp.formulations, "diazepam_tab_2mg")))
     last = [s for s in finer.steps if s.kind is StepKind.CROSSOVER][-1]
     assert last.daily_dose_mg_of("diazepam") == D(11)  # within 10% of 11.25, under 20 mg
+
+
+def test_a_crossover_need_names_a_product_that_switches_every_administration() -> None:
+    """0.1 + 0.6 mg clobazam (10 mg diazepam = 15 mg): 0.067 + 0.4 mg diazepam. A 0.1 mg
+    diazepam liquid makes the 0.4 mg dose but not the 0.067 mg one, so the need must not ask
+    for that liquid (the re-plan with it on file stopped again with no step; hypothesis)."""
+    inp = crossover(
+        drug="clobazam",
+        administrations_mg=(D("0.1"), D("0.6")),
+        equivalence_override=EquivalenceOverride(D(15), "clinician_judgement"),
+        formulations=("clobazam_susp_1mg_ml", "diazepam_tab_2mg"),
+    )
+    p = plan(inp)
+    assert not p.steps
+    (need,) = p.formulation_needs
+    assert need.reason_code == "crossover_dose_not_makeable"
+    assert need.kind is not NeedKind.LIQUID  # was: a liquid giving 0.1 mg
+    assert need.needed_unit_mg == D("0.0167")  # a quarter of 0.067 mg: the smaller dose
+    liquids = replace(inp, formulations=(*inp.formulations, "diazepam_sol_1mg_ml"))
+    assert plan(liquids).formulation_needs == (need,)  # the liquid alone does not help
 
 
 def test_clonazepam_6_x_166mg_is_refused_not_planned_over_16_years() -> None:

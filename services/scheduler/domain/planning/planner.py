@@ -261,6 +261,25 @@ def _crossover(
     min_down = 1 - Fraction(d.crossover_max_rounding_down_fraction)
     if ceiling is not None:
         ceiling.check(diazepam_eq(sched.baseline, sched.equivalence), "full diazepam equivalent")
+    # Every administration's switched dose is checked before any stage is planned: a need
+    # raised by the first administration that fails would name a product (say a liquid) that
+    # still cannot make a smaller one, and the re-plan with it on file would stop again with
+    # no step. The need is sized by the smallest administration that fails, so the product it
+    # names makes the whole switch.
+    switched: dict[int, Decimal] = {}
+    unmakeable: list[Fraction] = []
+    for i, a in enumerate(sched.baseline):
+        if a.dose_mg == 0:
+            continue
+        exact = Fraction(a.dose_mg) * 10 / Fraction(sched.equivalence[a.drug])
+        k = max(1, floor(exact / funit + Fraction(1, 2)))  # nearest, ties up, never zero
+        switched[i] = unit * k
+        if Fraction(switched[i]) > exact * max_up or Fraction(switched[i]) < exact * min_down:
+            unmakeable.append(exact)
+    if unmakeable:
+        return _crossover_failed(
+            sched, min(unmakeable), "crossover_dose_not_makeable", on_hand, ref
+        )
     doses = list(sched.baseline)
     for i in reversed(range(len(doses))):
         a = doses[i]
@@ -268,11 +287,7 @@ def _crossover(
             doses[i] = Administration(DIAZEPAM, ZERO)
             continue
         exact = Fraction(a.dose_mg) * 10 / Fraction(sched.equivalence[a.drug])
-        k = max(1, floor(exact / funit + Fraction(1, 2)))  # nearest, ties up, never zero
-        dz = unit * k
-        if Fraction(dz) > exact * max_up or Fraction(dz) < exact * min_down:
-            return _crossover_failed(sched, exact, "crossover_dose_not_makeable", on_hand, ref)
-        doses[i] = Administration(DIAZEPAM, dz)
+        doses[i] = Administration(DIAZEPAM, switched[i])
         stage = tuple(doses)
         if not sched.fits(stage, stage_weeks):
             return _crossover_failed(sched, exact, "crossover_cut_exceeds_bound", on_hand, ref)
