@@ -227,6 +227,7 @@ class Deliverer:
             }
             if not await _update(uow, row, values, claim=claim):
                 return
+            await _settle_claim(uow, row, claim)
             await uow.schedule_timer(
                 DELIVER, f"{delivery_id}:a{attempts}", retry_at, {"delivery_id": str(delivery_id)}
             )
@@ -384,6 +385,7 @@ class Deliverer:
     ) -> None:
         values = {"status": status, "next_attempt_at": None, "lease_expires_at": None, **values}
         if await _update(uow, row, values, claim=claim):
+            await _settle_claim(uow, row, claim)
             await owner.on_outcome(uow, {**row, **values}, status)
 
 
@@ -394,6 +396,14 @@ async def _row(
     if lock:
         query = query.with_for_update()
     return (await uow.session.execute(query)).mappings().first()
+
+
+async def _settle_claim(uow: UnitOfWork, row: sa.RowMapping, claim: int | None) -> None:
+    """The claim's outcome is recorded (final, or back to pending for a retry): its in-doubt
+    timer has nothing left to decide, so it is cancelled in the same transaction rather than
+    left to fire after the lease and find the delivery settled."""
+    if claim is not None:
+        await uow.cancel_timer(IN_DOUBT, f"{row['id']}:c{claim}")
 
 
 async def _update(
