@@ -77,7 +77,22 @@ async def sms(request: Request) -> JSONResponse:
     _record("sms", {**form, "idempotency_token": token})
     received["sms"].append(form)
     _note("sms", form.get("To"), request.headers.get("i-twilio-idempotency-token"))
-    return JSONResponse({"sid": f"SM{uuid.uuid4().hex}", "status": "queued"}, status_code=201)
+    sid = f"SM{uuid.uuid4().hex}"
+    sms_sent.append({"sid": sid, "to": form.get("To"), "from": form.get("From"),
+                     "body": form.get("Body"), "status": "sent"})  # fmt: skip
+    return JSONResponse({"sid": sid, "status": "queued"}, status_code=201)
+
+
+# What Twilio's Messages list answers (newest first, by recipient): the notifications service
+# searches it for a delivery left in doubt by a crash before it sends again.
+sms_sent: list[dict[str, Any]] = []
+
+
+async def sms_list(request: Request) -> JSONResponse:
+    to = request.query_params.get("To")
+    size = int(request.query_params.get("PageSize", "50"))
+    found = [m for m in reversed(sms_sent) if to is None or m["to"] == to]
+    return JSONResponse({"messages": found[:size], "next_page_uri": None})
 
 
 def listing(kind: str) -> Route:
@@ -108,6 +123,7 @@ app = Starlette(
     routes=[
         Route("/pages", pages, methods=["POST"]),
         Route("/sms/{path:path}", sms, methods=["POST"]),
+        Route("/sms/{path:path}", sms_list, methods=["GET"]),
         listing("pages"),
         listing("sms"),
         listing("mail"),

@@ -56,3 +56,16 @@ def test_nothing_is_written_without_a_record_dir(tmp_path: Path) -> None:
     with TestClient(pager_sink.app) as client:
         client.post("/pages", json={"dedup_key": "x"})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_sms_sink_lists_what_it_received_like_twilio() -> None:
+    """The notifications service searches this list for an SMS left in doubt by a crash; without
+    it every in-doubt SMS in the proving grounds was sent again."""
+    with TestClient(pager_sink.app) as client:
+        path = "/sms/2010-04-01/Accounts/AC1/Messages.json"
+        sent = client.post(path, data={"To": "+15550001111", "From": "+1", "Body": "hi Ref ab"})
+        client.post(path, data={"To": "+15550002222", "From": "+1", "Body": "other"})
+        listing = client.get(path, params={"To": "+15550001111", "PageSize": "100"}).json()
+    assert [m["sid"] for m in listing["messages"]] == [sent.json()["sid"]]
+    assert listing["messages"][0]["body"] == "hi Ref ab"
+    assert listing["next_page_uri"] is None
