@@ -33,6 +33,10 @@ class ScaledClock:
         # Wall time of the anchor, read once: monotonic from there on.
         self._anchor_mono = time.monotonic() - (datetime.now(UTC) - anchor).total_seconds()
 
+    @property
+    def scale(self) -> float:
+        return self._scale
+
     def now(self) -> datetime:
         elapsed = time.monotonic() - self._anchor_mono
         return self._anchor + timedelta(seconds=elapsed * self._scale)
@@ -41,8 +45,9 @@ class ScaledClock:
 class FrozenClock:
     """A clock tests set and advance by hand."""
 
-    def __init__(self, at: datetime | None = None) -> None:
+    def __init__(self, at: datetime | None = None, *, scale: float = 1.0) -> None:
         self._now = at or datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+        self.scale = scale  # what ``wall_span`` multiplies by: a scaled clock, frozen
 
     def now(self) -> datetime:
         return self._now
@@ -52,3 +57,14 @@ class FrozenClock:
 
     def advance(self, delta: timedelta) -> None:
         self._now += delta
+
+
+def wall_span(clock: Clock, wall: timedelta) -> timedelta:
+    """A span of real time as ``clock`` counts it.
+
+    For waits bounded by the real world, not by the care plan: a delivery's lease must outlast
+    the provider call it guards, a backoff waits for a provider or a database to come back. A
+    scaled clock would shrink them with everything else: at 1,440x a 20 s lease is 14 ms, so the
+    in-doubt check ran while the SMS it doubted was still being sent, and sent it again.
+    """
+    return wall * getattr(clock, "scale", 1.0)

@@ -30,6 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 from opentelemetry.trace import TracerProvider
 
+from services.chassis.clock import wall_span
 from services.chassis.errors import PermanentError, safe_reason
 from services.chassis.metrics import NO_METRICS, ServiceMetrics
 from services.chassis.outage import is_outage
@@ -196,7 +197,7 @@ class TimerPoller(PollingWorker):
                 sa.update(timers)
                 .where(timers.c.id == timer_id)
                 .values(
-                    due_at=now + timedelta(seconds=self._outage_delay_s),
+                    due_at=now + wall_span(uow.clock, timedelta(seconds=self._outage_delay_s)),
                     last_error=safe_reason(exc)[:300],
                 )
             )
@@ -229,7 +230,8 @@ class TimerPoller(PollingWorker):
             if give_up:
                 values["failed_at"] = now
             else:
-                values["due_at"] = now + timedelta(seconds=min(2**attempts, 300))
+                backoff = timedelta(seconds=min(2**attempts, 300))
+                values["due_at"] = now + wall_span(uow.clock, backoff)  # real time to recover
             await uow.session.execute(
                 sa.update(timers).where(timers.c.id == timer_id).values(**values)
             )

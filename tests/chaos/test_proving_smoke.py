@@ -36,16 +36,6 @@ def test_a_small_population_under_one_round_of_faults_loses_and_duplicates_nothi
         report = write(run, verdict, tmp_path, "proving-smoke")
     print(report.read_text())
     assert {a.fault.group for a in run.applied} >= {"kafka", "postgres", "gateway", "monitoring"}
-    # Known open finding (issue 14, defect 5): after a kill -9, a patient *message* SMS
-    # (taper-msg-…, never a page) in doubt is sometimes sent twice (2 of 187 in the last run).
-    # Everything else stays strict: a lost event, a duplicate page or any other finding fails.
-    patient_sms = "sms: message taper-msg-"
-    known = [
-        f for f in verdict.findings if f.check == "duplicate" and f.detail.startswith(patient_sms)
-    ]
-    others = [f for f in verdict.findings if f not in known]
-    assert not others, (
-        summary(verdict) + "\n" + "\n".join(f"{f.check}: {f.detail}" for f in others[:40])
+    assert not verdict.findings, (
+        summary(verdict) + "\n" + "\n".join(f"{f.check}: {f.detail}" for f in verdict.findings[:40])
     )
-    if known:
-        pytest.xfail(f"open defect 5 finding: {len(known)} patient-message SMS sent twice")

@@ -395,6 +395,7 @@ class RecordingChannel:
         self.fail_next = 0  # the next N sends raise DeliveryFailed
         self.reject_next = 0  # then the next N raise DeliveryRejected
         self.time_out_next = 0  # then the next N are taken but answer a timeout (maybe_sent)
+        self.lose_next = 0  # then the next N answer a timeout and were never taken
         self.closed = False
         self.verifiable = kind is ChannelKind.SMS  # like the real ones: only SMS has a list
         self.lookups = 0  # find_sent calls
@@ -409,6 +410,9 @@ class RecordingChannel:
             self.time_out_next -= 1
             self.sent.append(message)
             raise DeliveryFailed("induced timeout", maybe_sent=True)
+        if self.lose_next:
+            self.lose_next -= 1
+            raise DeliveryFailed("induced timeout, lost", maybe_sent=True)
         if self.reject_next:
             self.reject_next -= 1
             raise DeliveryRejected("induced rejection")

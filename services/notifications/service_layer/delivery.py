@@ -40,6 +40,7 @@ from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
 
+from services.chassis.clock import wall_span
 from services.chassis.errors import safe_reason
 from services.chassis.timers import DueTimer
 from services.chassis.uow import UnitOfWork, UnitOfWorkFactory
@@ -76,10 +77,12 @@ class DeliveryOwner(Protocol):
     """What a delivery delivers (a page, a patient message) and who hears how it went."""
 
     async def message_for(
-        self, uow: UnitOfWork, delivery: sa.RowMapping
+        self, uow: UnitOfWork, delivery: sa.RowMapping, *, in_doubt: bool = False
     ) -> OutboundMessage | Deferred | None:
         """The message to send now, ``Deferred`` to send it later, or None when it is no longer
-        wanted (cancel it)."""
+        wanted (cancel it). ``in_doubt``: the message as it went when claimed, to look it up at
+        the provider; not ``Deferred`` for timing (quiet hours), since it may be out already and
+        a resend goes back through the usual path, which waits then."""
 
     async def on_outcome(self, uow: UnitOfWork, delivery: Mapping[str, Any], status: str) -> None:
         """Called once a delivery is final: sent, failed, rejected or cancelled."""
@@ -218,7 +221,7 @@ class Deliverer:
                 )
                 return
             self.metrics.delivery(row["channel"], "retried")
-            retry_at = now + backoff(attempts)
+            retry_at = now + wall_span(uow.clock, backoff(attempts))
             values = {
                 "status": "pending",
                 "attempts": attempts,
@@ -261,7 +264,7 @@ class Deliverer:
         owner = self._owners[row["owner_kind"]]
         now = uow.clock.now()
         doubt = {"doubts": row["doubts"] + 1}
-        message = await owner.message_for(uow, row)
+        message = await owner.message_for(uow, row, in_doubt=True)
         if message is None:
             # Nobody needs it any more (acknowledged, resolved, opted out): whether the
             # provider had it is moot.
@@ -284,7 +287,7 @@ class Deliverer:
                     await uow.schedule_timer(
                         IN_DOUBT,
                         f"{delivery_id}:c{claim}:v{checks}",
-                        now + backoff(checks),
+                        now + wall_span(uow.clock, backoff(checks)),
                         {"delivery_id": str(delivery_id), "claim": claim, "checks": checks},
                     )
                     _log_doubt(row, "check_later", error=safe_reason(exc))
@@ -325,7 +328,8 @@ class Deliverer:
             raise RuntimeError("Deliverer.bind() was not called: no unit of work for claims")
         async with self._claims() as claim_uow:
             now = claim_uow.clock.now()
-            expires = now + self._lease
+            # Real seconds: the lease outlasts a provider call, whatever the clock's scale.
+            expires = now + wall_span(claim_uow.clock, self._lease)
             claim = await claim_uow.session.scalar(
                 sa.update(deliveries)
                 .where(deliveries.c.id == delivery_id, deliveries.c.status == "pending")

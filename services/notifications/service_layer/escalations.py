@@ -253,7 +253,10 @@ class PageOwner:
         self._links = links
         self._fallback_routing_key = fallback_routing_key
 
-    async def message_for(self, uow: UnitOfWork, row: sa.RowMapping) -> OutboundMessage | None:
+    async def message_for(
+        self, uow: UnitOfWork, row: sa.RowMapping, *, in_doubt: bool = False
+    ) -> OutboundMessage | None:
+        # A page has no timing of its own to wait for: the same message in doubt or not.
         page = (
             (await uow.session.execute(sa.select(pages).where(pages.c.id == row["owner_id"])))
             .mappings()

@@ -269,7 +269,7 @@ class MessageOwner:
     """Builds a patient message when its delivery fires, and records how it went."""
 
     async def message_for(
-        self, uow: UnitOfWork, delivery: sa.RowMapping
+        self, uow: UnitOfWork, delivery: sa.RowMapping, *, in_doubt: bool = False
     ) -> OutboundMessage | Deferred | None:
         message = await _message(uow, delivery["owner_id"])
         if message is None or message["status"] not in WAITING:
@@ -294,7 +294,10 @@ class MessageOwner:
         allowed_at = (
             now if messages.is_urgent(message["params"]) else next_allowed(now, prefs.quiet_hours)
         )
-        if allowed_at > now:
+        # In doubt, quiet hours do not count: a claimed message may be out already, and only
+        # the provider's list can tell (a resend comes back here and waits then). Deferring it
+        # unlooked-up would resend one the patient already has.
+        if allowed_at > now and not in_doubt:
             # Quiet hours as they are now (the patient may have moved timezone or changed them
             # since this was scheduled): wait, and decide again then.
             return Deferred(allowed_at)

@@ -187,3 +187,35 @@ async def test_a_database_outage_defers_a_timer_without_using_up_its_attempts(
         [row] = (await uow.session.execute(sa.select(timers))).mappings().all()
     assert row["fired_at"] is not None and row["failed_at"] is None and row["attempts"] == 0
     await engine.dispose()
+
+
+async def test_on_a_scaled_clock_a_failing_timer_waits_real_seconds_before_its_retry(
+    tmp_path: Path,
+) -> None:
+    """Backoff waits for something in the real world to recover: at 1,440x, 2 s counted on the
+    clock would be 1.4 ms, and a timer would use up its attempts and park within a second."""
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/n.db")
+    await upgrade_to_head(engine, "notifications")
+    clock = FrozenClock(NOW, scale=1440)
+    uows = UnitOfWorkFactory(make_session_factory(engine), clock, metadata)
+    async with uows() as uow:
+        await uow.schedule_timer("escalate_step", "walk-1", NOW, {})
+        await uow.commit()
+
+    async def failing(timer: DueTimer, uow: UnitOfWork) -> None:
+        raise RuntimeError("provider down")
+
+    poller = TimerPoller(
+        service="notifications",
+        uow_factory=uows,
+        handlers={"escalate_step": failing},
+        tracer_provider=TracerProvider(),
+    )
+    try:
+        assert await poller.fire_due() == 1
+        clock.advance(timedelta(seconds=2 * 1440) - timedelta(seconds=1))
+        assert await poller.fire_due() == 0  # 2 real seconds not yet over
+        clock.advance(timedelta(seconds=1))
+        assert await poller.fire_due() == 1
+    finally:
+        await engine.dispose()

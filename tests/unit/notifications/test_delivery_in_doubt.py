@@ -7,7 +7,7 @@ tests/chaos/test_sms_email_once.py."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -48,14 +48,19 @@ class Crash(Exception):
 
 class CrashingChannel(RecordingChannel):
     """``crash_after``: the provider takes the message, then we die; ``crash_before``: we die
-    before the request leaves (the claim is committed either way). One crash each, then normal."""
+    before the request leaves (the claim is committed either way). One crash each, then normal.
+    ``while_sending``: run once while the call is in flight (before the provider has it)."""
 
     def __init__(self, kind: ChannelKind) -> None:
         super().__init__(kind)
         self.crash_after = 0
         self.crash_before = 0
+        self.while_sending: Callable[[], Awaitable[None]] | None = None
 
     async def send(self, message: OutboundMessage) -> Receipt:
+        if self.while_sending is not None:
+            during, self.while_sending = self.while_sending, None
+            await during()
         if self.crash_before:
             self.crash_before -= 1
             raise Crash
@@ -74,7 +79,9 @@ class Owner:
     wanted: bool = True
     outcomes: list[str] = field(default_factory=list)
 
-    async def message_for(self, uow: UnitOfWork, row: sa.RowMapping) -> OutboundMessage | None:
+    async def message_for(
+        self, uow: UnitOfWork, row: sa.RowMapping, *, in_doubt: bool = False
+    ) -> OutboundMessage | None:
         if not self.wanted:
             return None
         return OutboundMessage(
@@ -282,3 +289,19 @@ async def test_an_email_whose_call_timed_out_is_retried_blind(env: Env) -> None:
     await env.run(seconds=15)  # the backoff, not the lease
     assert (await env.row(delivery_id))["status"] == "sent"
     assert len(email.sent) == 2 and email.lookups == 0
+
+
+async def test_on_a_scaled_clock_the_lease_is_real_time_so_a_slow_send_is_not_doubted(
+    env: Env,
+) -> None:
+    """At 1,440x (a day a minute: demos, the proving grounds) a 20 s lease counted on the clock
+    would end 14 ms after the claim, while the SMS is still on its way: the in-doubt check found
+    nothing at the provider and sent it again. Counted in real seconds, it cannot end first."""
+    env.clock.scale = 1440
+    sms = env.channels[ChannelKind.SMS]
+    sms.while_sending = lambda: env.run(seconds=LEASE.total_seconds() + 1)  # 21 clock seconds
+    delivery_id = await env.enqueue(ChannelKind.SMS)
+    await env.run()
+    row = await env.row(delivery_id)
+    assert (row["status"], row["claim"], row["doubts"]) == ("sent", 1, 0)
+    assert (len(sms.sent), sms.lookups) == (1, 0)

@@ -500,6 +500,39 @@ async def test_transient_failures_are_retried_then_sent(env: Env) -> None:
     assert (await env.message())["status"] == "sent" and len(env.sms.sent) == 1
 
 
+async def test_a_message_in_doubt_in_quiet_hours_is_looked_up_not_resent(env: Env) -> None:
+    """The provider took it but our call timed out, so it is in doubt; by the time the lease
+    ends the patient's quiet hours have begun. The provider's list is asked first, and has it:
+    sent once, not deferred to the morning and sent again."""
+    await env.profile()
+    await env.handle(service.on_dose_reduced, dose_reduced())
+    env.sms.time_out_next = 1
+    await env.at(AT_1000_LOCAL)
+    [delivery] = await env.rows("deliveries")
+    assert delivery["status"] == "sending"
+    await env.at(AT_2330_LOCAL)  # the in-doubt timer, in quiet hours
+    await env.at(NEXT_0800_LOCAL + timedelta(hours=1))
+    assert (len(env.sms.sent), env.sms.lookups) == (1, 1)
+    [delivery] = await env.rows("deliveries")
+    assert (delivery["status"], delivery["doubts"]) == ("sent", 1)
+    assert (await env.message())["status"] == "sent"
+
+
+async def test_a_message_in_doubt_the_provider_lacks_waits_for_quiet_hours_to_end(
+    env: Env,
+) -> None:
+    await env.profile()
+    await env.handle(service.on_dose_reduced, dose_reduced())
+    env.sms.lose_next = 1
+    await env.at(AT_1000_LOCAL)
+    await env.at(AT_2330_LOCAL)  # looked up, absent: resent, through the quiet-hours check
+    assert (env.sms.sent, env.sms.lookups) == ([], 1)
+    await env.at(NEXT_0800_LOCAL - timedelta(minutes=1))
+    assert env.sms.sent == []
+    await env.at(NEXT_0800_LOCAL)
+    assert len(env.sms.sent) == 1 and (await env.message())["status"] == "sent"
+
+
 async def test_the_message_text_and_address_are_never_logged(
     env: Env, caplog: pytest.LogCaptureFixture
 ) -> None:
