@@ -226,9 +226,11 @@ def _dead_letters(ledger: Ledger, ev: Evidence, v: Verdict) -> None:
         for consumer in _consumers_of_topic(p.topic):
             expected[(p.topic + DLQ_SUFFIX, f"{p.key}|{consumer}")] += 1
     got: Counter[tuple[str, str]] = Counter()
+    reasons: dict[tuple[str, str], str] = {}  # the first reason per key: why it was dead-lettered
     for r in ev.dead_letters:
         consumer = r.headers.get("dlq.consumer", "?")
         got[(r.topic, f"{r.key}|{consumer}")] += 1
+        reasons.setdefault((r.topic, f"{r.key}|{consumer}"), r.headers.get("dlq.reason", "")[:120])
         if not r.headers.get("dlq.reason"):
             v.add("dead_letter", f"{r.topic} offset {r.offset}: no dlq.reason")
     v.counts["poison_injected"] = len(ledger.poison)
@@ -236,7 +238,11 @@ def _dead_letters(ledger: Ledger, ev: Evidence, v: Verdict) -> None:
     for (topic, key), n in sorted(got.items()):
         want = expected.get((topic, key), 0)
         if want == 0:
-            v.add("dead_letter", f"{topic}: unexpected dead letter (key {key.split('|')[0]})")
+            who, reason = key.split("|")[-1], reasons.get((topic, key), "")
+            v.add(
+                "dead_letter",
+                f"{topic}: unexpected dead letter (key {key.split('|')[0]}, {who}: {reason})",
+            )
         elif n > want:
             v.add("duplicate", f"{topic}: poison {key} dead-lettered {n} times")
     for (topic, key), want in sorted(expected.items()):
