@@ -146,6 +146,7 @@ class LocalCluster:
         )
         self.logs = self.base / "logs"
         self.sinks_dir = self.base / "sinks"
+        self.spans_file = self.logs / "spans" / "zipkin.jsonl"  # scanned with the logs
         n = len(shape.SERVICES) * shape.REPLICAS_PER_SERVICE
         ports = free_ports(n + 3)
         self._gateway_port = self.gateway_port or ports[n + 2]
@@ -251,6 +252,9 @@ class LocalCluster:
                 str(self._sink_smtp),
                 "--record-dir",
                 str(self.sinks_dir),
+                # Every span the services export, where the proving grounds' PHI scan reads.
+                "--spans-file",
+                str(self.spans_file),
             ],
             env=common,
             log_path=self.logs / "sinks.log",
@@ -265,6 +269,7 @@ class LocalCluster:
                     **common,
                     f"{prefix}HTTP_PORT": str(port),
                     f"{prefix}DATABASE_URL": self.postgres.dsn(svc),
+                    "OTEL_EXPORTER_ZIPKIN_ENDPOINT": f"{sink}/api/v2/spans",
                 }
                 if svc == "notifications":
                     env |= {

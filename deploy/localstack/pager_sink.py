@@ -13,6 +13,10 @@ GET listings (the local stack carries made-up patients only).
 parsed body plus ``received_at``, written and fsync'd before the request is answered, so a checker
 can count after the fact what a provider would have received (and a provider that answered has
 it on disk, even if the sink is killed right after).
+
+``--spans-file FILE`` also takes Zipkin's span API (``POST /api/v2/spans``) and appends each batch
+the services export, as one line, to FILE: the proving grounds scan those spans for synthetic PHI
+the way they scan the logs.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from starlette.routing import Route
 
 received: dict[str, list[dict[str, Any]]] = {"pages": [], "sms": [], "mail": []}
 record_dir: Path | None = None  # --record-dir
+spans_file: Path | None = None  # --spans-file
 
 
 def _record(channel: str, entry: dict[str, Any]) -> None:
@@ -95,6 +100,16 @@ async def sms_list(request: Request) -> JSONResponse:
     return JSONResponse({"messages": found[:size], "next_page_uri": None})
 
 
+async def spans(request: Request) -> JSONResponse:
+    """Zipkin's ``POST /api/v2/spans``: the batch, as it came, one line in ``--spans-file``."""
+    raw = await request.body()
+    if spans_file is not None:
+        line = raw.decode("utf-8", "replace").replace("\n", " ") + "\n"
+        with spans_file.open("a", encoding="utf-8") as f:
+            f.write(line)
+    return JSONResponse({}, status_code=202)
+
+
 def listing(kind: str) -> Route:
     async def endpoint(_: Request) -> JSONResponse:
         return JSONResponse(received[kind])
@@ -124,6 +139,7 @@ app = Starlette(
         Route("/pages", pages, methods=["POST"]),
         Route("/sms/{path:path}", sms, methods=["POST"]),
         Route("/sms/{path:path}", sms_list, methods=["GET"]),
+        Route("/api/v2/spans", spans, methods=["POST"]),
         listing("pages"),
         listing("sms"),
         listing("mail"),
@@ -148,7 +164,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8199)
     parser.add_argument("--smtp-port", type=int, default=8025)
     parser.add_argument("--record-dir", type=Path, default=None)
+    parser.add_argument("--spans-file", type=Path, default=None)
     args = parser.parse_args()
+    if args.spans_file is not None:
+        global spans_file
+        args.spans_file.parent.mkdir(parents=True, exist_ok=True)
+        spans_file = args.spans_file
     if args.record_dir is not None:
         global record_dir
         args.record_dir.mkdir(parents=True, exist_ok=True)

@@ -288,12 +288,14 @@ def _not_vacuous(ledger: Ledger, ev: Evidence, v: Verdict, faults_applied: int) 
     """A run that exercised nothing proves nothing: each property needs its witnesses."""
     v.counts["faults"] = faults_applied
     v.counts["skipped_duplicates"] = ev.skipped_duplicates
+    v.counts["spans_scanned"] = ev.spans_exported
     needs = {
         "RED reports": v.counts["red_patients"],
         "DoseReduced events": v.counts["dose_reduced"],
         "injected poison": len(ledger.poison),
         "redeliveries (skipped duplicates or republished events)": ev.skipped_duplicates
         + v.counts["republished"],
+        "exported spans (the PHI scan reads them with the logs)": ev.spans_exported,
     }
     if faults_applied == 0:
         needs["faults"] = 0

@@ -180,6 +180,21 @@ def scan_logs(logs_dir: Path, event_ids: set[str]) -> tuple[int, list[str]]:
     return skipped, hits
 
 
+def count_spans(logs_dir: Path) -> int:
+    """Spans in the Zipkin batches the topology recorded under ``logs_dir/spans`` (one JSON
+    array per line): the witness that the PHI scan read spans, not an empty file."""
+    total = 0
+    for path in sorted((logs_dir / "spans").glob("*.jsonl")):
+        with path.open("r", errors="replace") as f:
+            for line in f:
+                try:
+                    batch = json.loads(line)
+                except ValueError:
+                    continue
+                total += len(batch) if isinstance(batch, list) else 0
+    return total
+
+
 def _event_id(line: str) -> str | None:
     try:
         record = json.loads(line[line.index("{") :])
@@ -238,6 +253,7 @@ async def collect(topology: Topology, ledger: Ledger) -> tuple[Evidence, list[tu
     ev.consumer_lag = await consumer_lag(ep.kafka_bootstrap)
     run_events = {str(r.event_id) for r in ev.records if r.event_id is not None}
     ev.skipped_duplicates, ev.phi_hits = scan_logs(ep.logs_dir, run_events)
+    ev.spans_exported = count_spans(ep.logs_dir)
     ev.sink = sink_evidence(topology)
     pages = [
         (str(r.get("patient_id")), _seconds(r.get("received_at")))

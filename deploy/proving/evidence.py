@@ -62,3 +62,4 @@ class Evidence:
     consumer_lag: dict[str, int] = field(default_factory=dict)  # group -> summed lag
     skipped_duplicates: int = 0  # "duplicate event skipped" lines in the services' logs
     phi_hits: list[str] = field(default_factory=list)  # "<file>:<line>" where the marker showed
+    spans_exported: int = 0  # spans the services exported into the logs dir (scanned for PHI)

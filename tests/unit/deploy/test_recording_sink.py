@@ -69,3 +69,16 @@ def test_the_sms_sink_lists_what_it_received_like_twilio() -> None:
     assert [m["sid"] for m in listing["messages"]] == [sent.json()["sid"]]
     assert listing["messages"][0]["body"] == "hi Ref ab"
     assert listing["next_page_uri"] is None
+
+
+def test_exported_spans_are_appended_one_batch_a_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spans_file = tmp_path / "spans" / "zipkin.jsonl"
+    spans_file.parent.mkdir()
+    monkeypatch.setattr(pager_sink, "spans_file", spans_file)
+    batch = [{"traceId": "a" * 32, "id": "b" * 16, "name": "post /reports"}]
+    with TestClient(pager_sink.app) as client:
+        assert client.post("/api/v2/spans", json=batch).status_code == 202
+        assert client.post("/api/v2/spans", json=batch).status_code == 202
+    assert _lines(spans_file) == [batch, batch]  # type: ignore[comparison-overlap]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from deploy.proving.collect import _normalise, scan_logs
+from deploy.proving.collect import _normalise, count_spans, scan_logs
 
 
 def test_scan_counts_the_runs_skips_and_finds_the_marker(tmp_path: Path) -> None:
@@ -18,9 +18,13 @@ def test_scan_counts_the_runs_skips_and_finds_the_marker(tmp_path: Path) -> None
     (tmp_path / "gateway").mkdir()
     (tmp_path / "gateway" / "access.log").write_text("GET /x?note=synthphi-note-ab12 200\n")
     (tmp_path / "sinks.log").write_text('{"to": "synthphi-mail@example.org"}\n')
+    (tmp_path / "spans").mkdir()
+    span = {"name": "POST /reports", "tags": {"note": "SYNTHPHI-x"}}
+    (tmp_path / "spans" / "zipkin.jsonl").write_text(json.dumps([span, span]) + "\n[]\n")
     skipped, hits = scan_logs(tmp_path, {"e-1"})
     assert skipped == 2
-    assert hits == ["gateway/access.log:1"]
+    assert hits == ["gateway/access.log:1", "spans/zipkin.jsonl:1"]
+    assert count_spans(tmp_path) == 2
 
 
 def test_provider_requests_are_reduced_to_what_the_provider_dedupes_on() -> None:
