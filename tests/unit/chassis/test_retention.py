@@ -68,3 +68,29 @@ async def check_pruning(database_url: str) -> None:
         }
     assert left == {"outbox": 2, "inbox": 1, "timers": 2}
     await engine.dispose()
+
+
+async def test_on_a_scaled_clock_rows_are_kept_for_real_time_not_clock_time(
+    tmp_path: Path,
+) -> None:
+    """At 1,440x, 40 clock days are 40 real minutes: an inbox row that young must stay, or a
+    redelivery Kafka still holds would be handled a second time."""
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/m.db")
+    await upgrade_to_head(engine, "monitoring")
+    clock = FrozenClock(scale=1440)
+    uows = UnitOfWorkFactory(make_session_factory(engine), clock, metadata)
+    async with uows() as uow:
+        inbox = uow.table("inbox")
+        for age in (timedelta(days=40), timedelta(days=30 * 1440 + 1)):
+            await uow.session.execute(
+                sa.insert(inbox).values(
+                    consumer="c",
+                    event_id=uuid.uuid4(),
+                    topic="t",
+                    processed_at=clock.now() - age,
+                )
+            )
+        await uow.commit()
+    pruner = RetentionPruner(service="monitoring", uow_factory=uows, policy=RetentionPolicy())
+    assert (await pruner.prune())["inbox"] == 1  # only the one older than 30 real days
+    await engine.dispose()
