@@ -79,10 +79,13 @@ def _escalations(ledger: Ledger, ev: Evidence, v: Verdict) -> None:
     one escalation in notifications and one page row per level."""
     thresholds = _by_type(ev, "ThresholdExceeded")
     red_by_patient: dict[str, set[str]] = defaultdict(set)
+    red_events: dict[str, set[str]] = defaultdict(set)  # episode -> its RED ThresholdExceeded ids
     for r in thresholds:
         assert r.payload is not None
         if r.payload.get("severity") == "RED":
             red_by_patient[str(r.payload["patient_id"])].add(str(r.payload["episode_id"]))
+            red_events[str(r.payload["episode_id"])].add(str(r.event_id))
+    handled = ev.inbox.get("notifications", set())
     reds = ledger.red_patients()
     v.counts["red_patients"] = len(reds)
     for patient in sorted(reds):
@@ -92,7 +95,10 @@ def _escalations(ledger: Ledger, ev: Evidence, v: Verdict) -> None:
     v.counts["red_episodes"] = len(episodes)
     for episode in sorted(episodes):
         n = ev.escalations.get(episode, 0)
-        if n == 0 and episode in ev.resolved_in_notifications:
+        # Resolved before notifications escalated it: fine only if notifications did handle its
+        # ThresholdExceeded (then saw it resolved). One dead-lettered or skipped is a lost page,
+        # whatever the clinician did next.
+        if n == 0 and episode in ev.resolved_in_notifications and red_events[episode] & handled:
             v.counts["resolved_before_escalation"] += 1
             continue
         if n == 0:

@@ -57,7 +57,9 @@ def good() -> tuple[Ledger, Evidence]:
             OutboxRow("scheduler", 2, DOSE_IDS[1], DOSE_REDUCED.name, P, True),
             OutboxRow("monitoring", 1, TE_ID, THRESHOLD_EXCEEDED.name, P, True),
         ],
-        inbox={c: set(DOSE_IDS) for c in DOSE_CONSUMERS},
+        inbox={
+            c: set(DOSE_IDS) | ({TE_ID} if c == "notifications" else set()) for c in DOSE_CONSUMERS
+        },
         effects={"monitoring": dict.fromkeys(DOSE_IDS, 1)},
         reports_stored={P: 1},
         escalations={EPISODE: 1},
@@ -87,6 +89,9 @@ def test_a_consistent_run_passes_and_counts_what_it_saw() -> None:
     ev.resolved_in_notifications.add(EPISODE)
     verdict = check(ledger, ev, faults_applied=4)
     assert verdict.ok and verdict.counts["resolved_before_escalation"] == 1
+    ev.inbox["notifications"].discard(TE_ID)  # its threshold dead-lettered, then resolved
+    verdict = check(ledger, ev, faults_applied=4)
+    assert [f.check for f in verdict.findings] == ["lost"], verdict.findings
     ledger, ev = good()
     ev.page_status[(EPISODE, 1, "0/0/clin-1")] = "pending"  # cancelled: acknowledged first
     ev.sink["webhook"] = []
