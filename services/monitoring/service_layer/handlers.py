@@ -82,8 +82,10 @@ async def submit_report(cmd: SubmitReport, uow: UnitOfWork) -> ReportResult:
                 if stored is None or stored != cmd.fingerprint:
                     raise IdempotencyKeyReused()
                 return result
-        result = await _score_and_escalate(cmd, uow)
         try:
+            # The insert itself can meet the unique index (PostgreSQL checks it when the row is
+            # written, waiting for a concurrent writer of the same key): not only the commit.
+            result = await _score_and_escalate(cmd, uow)
             await uow.commit()
         except IntegrityError:
             # The same idempotency key, or the same episode, committed concurrently.
