@@ -119,7 +119,7 @@ async def prove(
     copies: int = 20,
     concurrency: int = 8,
     settle_s: float | None = None,
-    quiesce_timeout_s: float = 600.0,
+    quiesce_timeout_s: float = 1200.0,  # N=1000 after 70 faults drained in about 10 minutes
     topology_name: str = "make run-cluster",
 ) -> tuple[Run, Verdict, Ledger]:
     ledger = Ledger()
