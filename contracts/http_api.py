@@ -5,7 +5,7 @@ documents in ``contracts/openapi/``: a breaking change (oasdiff's rules: a remov
 field, a narrowed type, a new required input, a changed status code ...) is refused unless the
 major version here is raised AND each break is recorded in ``contracts/openapi/breaking.json``;
 the merged document's major is raised with any service's. An additive change needs no bump, only
-a refreshed snapshot (``make openapi``). The events have the same discipline (contracts/snapshot.py).
+a refreshed snapshot (``make openapi``), as for the events (contracts/snapshot.py).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ and a change to the API shows in review. A breaking change is refused unless the
 
     python -m deploy.openapi --write    # regenerate (make openapi); refuses unrecorded breaks
     python -m deploy.openapi --check    # exit 1 when a document is stale or broken (a test runs it)
-    python -m deploy.openapi --write --allow-breaking   # overwrite anyway (a baseline, rarely right)
+    python -m deploy.openapi --write --allow-breaking   # overwrite anyway (a new baseline)
 """
 
 from __future__ import annotations
