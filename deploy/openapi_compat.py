@@ -131,7 +131,6 @@ def problems(current: dict[str, dict[str, Any]], directory: Path) -> list[Proble
     from deploy.openapi import MERGED_NAME, render
 
     record = recorded(directory)
-    services = [name for name in current if name != MERGED_NAME]
     found: list[Problem] = []
     for name, document in current.items():
         path = directory / f"{name}.json"
@@ -144,7 +143,7 @@ def problems(current: dict[str, dict[str, Any]], directory: Path) -> list[Proble
         bumped = major(new) > major(old)
         merged = name == MERGED_NAME
         # the merged document's breaks are its services': recorded under any of them
-        keys = _recorded_keys(record, services if merged else [name], None if merged else new)
+        keys = _recorded_keys(record, list(record) if merged else [name], None if merged else new)
         refused = [c for c in changes if not (bumped and c.key() in keys)]
         for change in refused:
             need = (
