@@ -107,6 +107,8 @@ def test_the_docs_page_works_offline_from_the_gateways_own_files(served: Served)
     assert "SwaggerUIBundle" in bundle
     # Swagger UI 5 reads OpenAPI 3.1 (what FastAPI writes); 4 shows a blank "unsupported" page.
     assert re.search(r'"5\.\d+\.\d+"', bundle), "Swagger UI 5.x expected"
+    missing = httpx.get(f"{served.url}/api/docs/nothing-here.js")
+    assert missing.status_code == 404 and missing.json() == {"detail": "not found"}
 
 
 # --- CORS --------------------------------------------------------------------------------------
