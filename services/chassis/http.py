@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from contracts.http_api import api_version
 from services.chassis.auth import TokenVerifier
 from services.chassis.errors import Conflict, NotFound, PermanentError
 from services.chassis.metrics import NO_METRICS, HttpMetricsMiddleware, ServiceMetrics
@@ -87,7 +88,7 @@ def create_app(
     prefix = settings.url_prefix
     app = FastAPI(
         title=title or f"taper {settings.service_name}",
-        version="0.1.0",
+        version=api_version(settings.service_name),
         openapi_url=f"{prefix}/openapi.json",
         docs_url=f"{prefix}/docs",
         redoc_url=None,
