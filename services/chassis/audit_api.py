@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime
 
 from services.chassis.auth import CurrentPrincipal, Role, require_role
+from services.chassis.openapi import camel
 from services.chassis.telemetry import valid_request_id
 from services.chassis.text import FreeText
 
@@ -24,7 +25,11 @@ if TYPE_CHECKING:
 def router(runtime: ServiceRuntime) -> APIRouter:
     api = APIRouter(tags=["ops"])
 
-    @api.get("/ops/audit", summary="Audit log entries, newest first (ops only)")
+    @api.get(
+        "/ops/audit",
+        operation_id=f"list{camel(runtime.service)}AuditLog",
+        summary="Audit log entries, newest first (ops only)",
+    )
     async def audit_log(
         principal: CurrentPrincipal,
         request: Request,

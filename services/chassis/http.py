@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.chassis.auth import TokenVerifier
 from services.chassis.errors import Conflict, NotFound, PermanentError
 from services.chassis.metrics import NO_METRICS, HttpMetricsMiddleware, ServiceMetrics
+from services.chassis.openapi import camel
 from services.chassis.outage import is_outage
 from services.chassis.settings import ServiceSettings
 from services.chassis.telemetry import record_request_id, valid_request_id
@@ -97,9 +98,11 @@ def create_app(
     app.state.token_verifier = TokenVerifier(settings)
 
     system = APIRouter(prefix=prefix, tags=["system"])
+    service = camel(settings.service_name)  # operationIds are unique across the four services
 
     @system.get(
         "/health",
+        operation_id=f"get{service}Health",
         summary="Liveness: the process is up (and, as detail, whether its dependencies answer)",
     )
     async def health() -> dict[str, Any]:
@@ -110,6 +113,7 @@ def create_app(
 
     @system.get(
         "/ready",
+        operation_id=f"get{service}Readiness",
         summary="Readiness: what a request needs (the database) is reachable",
         response_model=Readiness,
         responses={503: {"model": Readiness, "description": "A dependency is unreachable"}},

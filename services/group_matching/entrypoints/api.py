@@ -25,6 +25,7 @@ from services.chassis.auth import (
     authorize_patient_access,
     require_admin,
 )
+from services.chassis.openapi import name_operations
 from services.chassis.runtime import ServiceRuntime
 from services.chassis.uow import UnitOfWork
 from services.group_matching.domain import placement
@@ -104,6 +105,23 @@ class ModeratorOut(BaseModel):
 
 class RemovedOut(BaseModel):
     cohorts_handed_over: int
+
+
+# What a generated client calls each operation (chassis/openapi.py).
+OPERATION_IDS = {
+    "GET /patients/{patient_id}/stage": "getTaperStage",
+    "PUT /patients/{patient_id}/peer-support": "joinPeerSupport",
+    "DELETE /patients/{patient_id}/peer-support": "leavePeerSupport",
+    "GET /patients/{patient_id}/cohort": "getMyCohort",
+    "POST /patients/{patient_id}/placement-override": "overridePlacement",
+    "GET /patients/{patient_id}/placement": "getPlacement",
+    "GET /moderators": "listModerators",
+    "POST /moderators/{subject}/deactivate": "deactivateModerator",
+    "POST /moderators/{subject}/activate": "activateModerator",
+    "DELETE /moderators/{subject}": "removeModerator",
+    "PUT /moderators/{subject}": "putModerator",
+    "GET /moderators/{subject}/cohorts": "listModeratorCohorts",
+}
 
 
 def routers(runtime: ServiceRuntime) -> list[APIRouter]:
@@ -247,7 +265,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             await uow.commit()
         return rows
 
-    return [router]
+    return [name_operations(router, OPERATION_IDS)]
 
 
 async def _authorize(

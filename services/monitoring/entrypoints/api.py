@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from services.chassis.auth import CurrentPrincipal, authorize_patient_access
+from services.chassis.openapi import name_operations
 from services.chassis.runtime import ServiceRuntime
 from services.monitoring.adapters.trend_chart import trend_to_svg
 from services.monitoring.domain.model import InvalidReport
@@ -111,6 +112,14 @@ class ReportSummary(BaseModel):
     band: str
     severity: str | None
     reported_at: datetime
+
+
+# What a generated client calls each operation (chassis/openapi.py).
+OPERATION_IDS = {
+    "POST /patients/{patient_id}/symptom-reports": "submitSymptomReport",
+    "GET /patients/{patient_id}/symptom-reports": "listSymptomReports",
+    "GET /patients/{patient_id}/trends": "getSymptomTrends",
+}
 
 
 def routers(runtime: ServiceRuntime) -> list[APIRouter]:
@@ -265,5 +274,6 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             thresholds={level: at for level, at in found.thresholds},
         )
 
+    name_operations(router, OPERATION_IDS)  # before the episodes' routes, named in their module
     router.include_router(episodes_api.router(runtime))
     return [router]

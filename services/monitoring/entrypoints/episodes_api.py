@@ -15,6 +15,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.chassis.auth import CurrentPrincipal, Role, authorize_patient_access, require_role
+from services.chassis.openapi import name_operations
 from services.chassis.runtime import ServiceRuntime
 from services.chassis.text import FreeText
 from services.monitoring.domain.episodes import Episode
@@ -96,6 +97,16 @@ class ThresholdsOut(BaseModel):
 
 def _loc(field: str) -> list[str]:
     return ["body", *field.split(".", 1)]  # "thresholds.<key>": the key may hold dots or colons
+
+
+# What a generated client calls each operation (chassis/openapi.py).
+OPERATION_IDS = {
+    "GET /episodes": "listPanelEpisodes",
+    "GET /patients/{patient_id}/episodes": "listPatientEpisodes",
+    "POST /patients/{patient_id}/episodes/{episode_id}/resolve": "resolveEpisode",
+    "PUT /patients/{patient_id}/rule-thresholds": "setRuleThresholds",
+    "GET /patients/{patient_id}/rule-thresholds": "getRuleThresholds",
+}
 
 
 def router(runtime: ServiceRuntime) -> APIRouter:
@@ -224,4 +235,4 @@ def router(runtime: ServiceRuntime) -> APIRouter:
             saved = await thresholds.get_thresholds(uow, patient_id)
         return ThresholdsOut(**saved)
 
-    return r
+    return name_operations(r, OPERATION_IDS)

@@ -31,6 +31,7 @@ from services.chassis.auth import (
     require_admin,
 )
 from services.chassis.dates import PlausibleAwareDatetime
+from services.chassis.openapi import name_all
 from services.chassis.runtime import ServiceRuntime
 from services.chassis.uow import UnitOfWork
 from services.notifications.adapters.ack_links import AckLinks, InvalidLink
@@ -120,6 +121,24 @@ class AcknowledgeOut(BaseModel):
     acknowledged_by: str | None
     acknowledged_at: datetime | None
     repage_at: datetime | None
+
+
+# What a generated client calls each operation (chassis/openapi.py).
+OPERATION_IDS = {
+    "GET /policies": "listEscalationPolicies",
+    "GET /policies/{key}": "getEscalationPolicy",
+    "PUT /policies/{key}": "putEscalationPolicy",
+    "PUT /schedules/{key}": "putOnCallSchedule",
+    "GET /schedules/{key}": "getOnCallSchedule",
+    "POST /schedules/{key}/overrides": "addOnCallOverride",
+    "DELETE /schedules/{key}/overrides/{override_id}": "removeOnCallOverride",
+    "PUT /clinicians/{subject}/contact-methods": "putContactMethods",
+    "GET /clinicians/{subject}/contact-methods": "getContactMethods",
+    "GET /escalations": "listEscalations",
+    "GET /escalations/{escalation_id}": "getEscalation",
+    "POST /escalations/{escalation_id}/acknowledge": "acknowledgeEscalation",
+    "GET /patients/{patient_id}/pages": "listPatientPages",
+}
 
 
 def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
@@ -312,7 +331,7 @@ def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
             await uow.commit()
         return HTMLResponse(_done_page(row["status"]))
 
-    return [admin, paging]
+    return name_all([admin, paging], OPERATION_IDS)
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from services.chassis.auth import CurrentPrincipal, authorize_patient_access
 from services.chassis.errors import NotFound
+from services.chassis.openapi import name_operations
 from services.chassis.runtime import ServiceRuntime
 from services.notifications.domain import messages
 from services.notifications.domain.calendar import DailyWindow
@@ -177,6 +178,14 @@ def _to_domain(body: PreferencesIn) -> Preferences:
         ) from None
 
 
+# What a generated client calls each operation (chassis/openapi.py).
+OPERATION_IDS = {
+    "GET /patients/{patient_id}/notification-preferences": "getNotificationPreferences",
+    "PUT /patients/{patient_id}/notification-preferences": "putNotificationPreferences",
+    "GET /patients/{patient_id}/messages": "listPatientMessages",
+}
+
+
 def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     router = APIRouter(tags=["patient messages"])
 
@@ -247,7 +256,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             for m in found
         ]
 
-    return [router]
+    return [name_operations(router, OPERATION_IDS)]
 
 
 def _delivery_fields(row: dict[str, Any]) -> dict[str, Any]:

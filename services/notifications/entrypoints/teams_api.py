@@ -24,6 +24,7 @@ from services.chassis.auth import (
     require_role,
 )
 from services.chassis.dates import PlausibleAwareDatetime
+from services.chassis.openapi import name_operations
 from services.chassis.runtime import ServiceRuntime
 from services.chassis.uow import UnitOfWork
 from services.notifications.domain.escalation import PolicyKey
@@ -60,6 +61,20 @@ class MembershipIn(BaseModel):
 
 class MembershipOut(BaseModel):
     team: str | None
+
+
+# What a generated client calls each operation (chassis/openapi.py).
+OPERATION_IDS = {
+    "PUT /care-teams/{key}": "putCareTeam",
+    "GET /care-teams": "listCareTeams",
+    "PUT /patients/{patient_id}/care-team": "putCareTeamMembership",
+    "GET /patients/{patient_id}/care-team": "getCareTeamMembership",
+    "GET /patients/{patient_id}/escalations": "listPatientEscalations",
+    "PUT /clinicians/{subject}/notification-rules": "putNotificationRules",
+    "GET /clinicians/{subject}/notification-rules": "getNotificationRules",
+    "GET /ops/routing": "getRoutingReport",
+    "GET /ops/delivery-health": "getDeliveryHealth",
+}
 
 
 def routers(runtime: ServiceRuntime) -> list[APIRouter]:
@@ -185,7 +200,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             await uow.commit()
         return {"since": start, "counts": counts}
 
-    return [api]
+    return [name_operations(api, OPERATION_IDS)]
 
 
 async def _authorize(

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.chassis.auth import CurrentPrincipal, Principal, Role, authorize_patient_access
 from services.chassis.dates import PlausibleDate
+from services.chassis.openapi import name_operations
 from services.chassis.runtime import ServiceRuntime
 from services.chassis.uow import UnitOfWork
 from services.scheduler.domain.model import (
@@ -222,6 +223,19 @@ def _add_clinician_action(
     )
 
 
+# What a generated client calls each operation (chassis/openapi.py).
+OPERATION_IDS = {
+    "POST /patients/{patient_id}/taper": "startTaper",
+    "POST /patients/{patient_id}/dose-reductions": "reduceDose",
+    "POST /patients/{patient_id}/taper/hold": "holdTaper",
+    "POST /patients/{patient_id}/taper/resume": "resumeTaper",
+    "POST /patients/{patient_id}/taper/return-to-prior-dose": "returnToPriorDose",
+    "POST /patients/{patient_id}/taper/end-at-maintenance": "endTaperAtMaintenance",
+    "POST /patients/{patient_id}/taper/hold-request": "requestTaperHold",
+    "GET /patients/{patient_id}/taper": "getTaper",
+}
+
+
 def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     router = APIRouter(tags=["taper"])
 
@@ -342,4 +356,4 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             taper = await handlers.get_taper(uow, patient_id)
         return TaperOut.of(taper, runtime.clock.now())
 
-    return [router]
+    return [name_operations(router, OPERATION_IDS)]

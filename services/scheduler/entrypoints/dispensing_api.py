@@ -28,6 +28,7 @@ from services.chassis.auth import (
     authorize_patient_access,
     require_role,
 )
+from services.chassis.openapi import name_operations
 from services.chassis.runtime import ServiceRuntime
 from services.scheduler.adapters.fhir import medication_request_status
 from services.scheduler.adapters.fhir_dispensing import fills_to_fhir, product_name
@@ -141,6 +142,13 @@ _FHIR: dict[int | str, dict[str, Any]] = {
 }
 
 
+# What a generated client calls each operation (chassis/openapi.py).
+OPERATION_IDS = {
+    "GET /patients/{patient_id}/plans/{plan_id}/dispensing": "getPlanDispensing",
+    "POST /plans/preview/dispensing": "previewPlanDispensing",
+}
+
+
 def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     router = APIRouter(tags=["plans"])
 
@@ -216,4 +224,4 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             )
         return _out(None, fill_days, found)
 
-    return [router]
+    return [name_operations(router, OPERATION_IDS)]

@@ -30,6 +30,7 @@ from services.chassis.auth import (
     require_role,
 )
 from services.chassis.dates import PlausibleDate
+from services.chassis.openapi import name_operations
 from services.chassis.runtime import ServiceRuntime
 from services.scheduler.adapters.chart import plan_to_svg
 from services.scheduler.adapters.fhir import medication_request_status, plan_to_fhir
@@ -456,6 +457,18 @@ def _plan(runtime: ServiceRuntime, body: PlanPreviewIn) -> TaperPlan:
         raise _unprocessable(exc.field, exc.problem) from None
 
 
+# What a generated client calls each operation (chassis/openapi.py).
+OPERATION_IDS = {
+    "POST /patients/{patient_id}/plans": "createPlan",
+    "POST /patients/{patient_id}/plans/{plan_id}/approve": "approvePlan",
+    "POST /patients/{patient_id}/plans/{plan_id}/adjust": "adjustPlan",
+    "POST /patients/{patient_id}/plans/{plan_id}/cancel": "cancelPlan",
+    "GET /patients/{patient_id}/plans/{plan_id}": "getPlan",
+    "GET /patients/{patient_id}/decisions": "listPlanDecisions",
+    "POST /plans/preview": "previewPlan",
+}
+
+
 def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     router = APIRouter(tags=["plans"])
 
@@ -656,4 +669,4 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             return Response(plan_to_svg(result), media_type="image/svg+xml")
         return PlanOut.of(result)
 
-    return [router]
+    return [name_operations(router, OPERATION_IDS)]

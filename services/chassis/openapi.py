@@ -1,0 +1,48 @@
+"""Explicit operationIds: what a generated client calls each operation (issue 18).
+
+FastAPI derives an id from the function name and path (``read_api_scheduler_patients__…``), which
+makes generated clients unreadable and changes whenever a path does. Each router instead names
+its operations, verb first, in one table next to its routes; a route left out (or a name for no
+route) fails when the app is built, so a new endpoint cannot ship with a derived id.
+``tests/contract/test_openapi_quality.py`` checks that the names are verbs and unique across the
+four services.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from fastapi import APIRouter
+from fastapi.routing import APIRoute
+
+
+def name_operations(router: APIRouter, names: Mapping[str, str]) -> APIRouter:
+    """Give every documented route of ``router`` its operationId from ``names``, keyed by
+    ``"METHOD /path"`` as the route is declared (before the service's prefix)."""
+    name_all([router], names)
+    return router
+
+
+def name_all(routers: Sequence[APIRouter], names: Mapping[str, str]) -> list[APIRouter]:
+    """:func:`name_operations` for routers that share one table."""
+    unnamed: list[str] = []
+    used: set[str] = set()
+    for route in (r for router in routers for r in router.routes):
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        for method in sorted(route.methods):
+            key = f"{method} {route.path}"
+            if key not in names:
+                unnamed.append(key)
+                continue
+            route.operation_id = names[key]
+            used.add(key)
+    unknown = sorted(set(names) - used)
+    if unnamed or unknown:
+        raise ValueError(f"operationIds: no name for {unnamed}; no route for {unknown}")
+    return list(routers)
+
+
+def camel(name: str) -> str:
+    """``group_matching`` -> ``GroupMatching``: a service's name inside an operationId."""
+    return "".join(part.capitalize() for part in name.replace("-", "_").split("_"))
