@@ -22,14 +22,14 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.trace import Status, StatusCode, TracerProvider
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.chassis.auth import TokenVerifier
 from services.chassis.errors import Conflict, NotFound, PermanentError
 from services.chassis.metrics import NO_METRICS, HttpMetricsMiddleware, ServiceMetrics
-from services.chassis.openapi import camel
+from services.chassis.openapi import camel, without_placeholder_json
 from services.chassis.outage import is_outage
 from services.chassis.settings import ServiceSettings
 from services.chassis.telemetry import record_request_id, valid_request_id
@@ -59,8 +59,33 @@ class ErrorBody(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: str
-    checks: dict[str, bool]
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"status": "ready", "checks": {"database": True}}]}
+    )
+
+    status: str = Field(description="ready | not ready.")
+    checks: dict[str, bool] = Field(description="Each dependency a request needs: reachable?")
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "ok",
+                    "service": "scheduler",
+                    "dependencies": {"database": "up", "broker": "up"},
+                }
+            ]
+        }
+    )
+
+    status: str = Field(description="Always ok: the process answers.")
+    service: str = Field(description="The service's name.")
+    dependencies: dict[str, str] | None = Field(
+        None,
+        description="Detail only: up, down or unknown per dependency; absent if none.",
+    )
 
 
 def _documented(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -103,6 +128,8 @@ def create_app(
     @system.get(
         "/health",
         operation_id=f"get{service}Health",
+        response_model=Health,
+        response_model_exclude_none=True,  # no dependencies reported: the key is absent
         summary="Liveness: the process is up (and, as detail, whether its dependencies answer)",
     )
     async def health() -> dict[str, Any]:
@@ -141,6 +168,8 @@ def create_app(
     for router in routers:
         app.include_router(router, prefix=prefix, responses=API_ERRORS)
     _install_error_handlers(app)
+    generate = app.openapi
+    app.openapi = lambda: without_placeholder_json(generate())  # type: ignore[method-assign]
     # Innermost of ours: an unexpected error is answered here and goes no further (see the class).
     app.add_middleware(UnhandledErrorMiddleware)
     # HTTP metrics come from our middleware (chassis/metrics.py says why), not the instrumentation.

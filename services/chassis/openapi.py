@@ -11,6 +11,7 @@ four services.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
@@ -46,3 +47,34 @@ def name_all(routers: Sequence[APIRouter], names: Mapping[str, str]) -> list[API
 def camel(name: str) -> str:
     """``group_matching`` -> ``GroupMatching``: a service's name inside an operationId."""
     return "".join(part.capitalize() for part in name.replace("-", "_").split("_"))
+
+
+# An ``application/fhir+json`` answer: a FHIR R4 resource (a MedicationRequest, a Bundle ...),
+# whose full schema is FHIR's own; clients use a FHIR library, so the type names the resource.
+FHIR_RESOURCE: dict[str, Any] = {
+    "type": "object",
+    "description": "A FHIR R4 resource; its schema is FHIR's (https://hl7.org/fhir/R4/).",
+    "properties": {
+        "resourceType": {
+            "type": "string",
+            "description": "The FHIR resource type: Bundle, MedicationRequest ...",
+        }
+    },
+    "required": ["resourceType"],
+    "examples": [{"resourceType": "Bundle", "type": "searchset", "total": 0, "entry": []}],
+}
+
+
+def without_placeholder_json(document: dict[str, Any]) -> dict[str, Any]:
+    """Drop the ``application/json: {}`` FastAPI adds to a 2xx that answers in another media
+    type only (an HTML page): a client generator would otherwise expect an untyped JSON body."""
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            if not isinstance(operation, dict):
+                continue
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content") or {}
+                if status.startswith("2") and len(content) > 1:
+                    if content.get("application/json", {}).get("schema") == {}:
+                        del content["application/json"]
+    return document

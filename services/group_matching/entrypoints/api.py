@@ -29,6 +29,7 @@ from services.chassis.openapi import name_operations
 from services.chassis.runtime import ServiceRuntime
 from services.chassis.uow import UnitOfWork
 from services.group_matching.domain import placement
+from services.group_matching.entrypoints.read_bodies import MyCohortOut, RosterCohortOut
 from services.group_matching.service_layer import cohorts, handlers
 
 ADMIN_SCOPE = "group_matching:admin"
@@ -142,7 +143,12 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             row = await handlers.get_stage(uow, patient_id)
         return StageOut(**row)
 
-    @router.put("/patients/{patient_id}/peer-support", summary="Opt in: join the waitlist")
+    @router.put(
+        "/patients/{patient_id}/peer-support",
+        summary="Opt in: join the waitlist",
+        response_model=None,  # documented only: read_bodies.py says why
+        responses={200: {"model": MyCohortOut}},
+    )
     async def join(
         patient_id: uuid.UUID, body: ParticipationIn, principal: CurrentPrincipal, request: Request
     ) -> dict[str, Any]:
@@ -163,7 +169,12 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             await cohorts.leave(uow, patient_id)
             await uow.commit()
 
-    @router.get("/patients/{patient_id}/cohort", summary="My cohort: handles and session times")
+    @router.get(
+        "/patients/{patient_id}/cohort",
+        summary="My cohort: handles and session times",
+        response_model=None,
+        responses={200: {"model": MyCohortOut}},
+    )
     async def my_cohort(
         patient_id: uuid.UUID, principal: CurrentPrincipal, request: Request
     ) -> dict[str, Any]:
@@ -245,7 +256,12 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             )
             await uow.commit()
 
-    @router.get("/moderators/{subject}/cohorts", summary="A moderator's rosters")
+    @router.get(
+        "/moderators/{subject}/cohorts",
+        summary="A moderator's rosters",
+        response_model=None,
+        responses={200: {"model": list[RosterCohortOut]}},
+    )
     async def roster(subject: Subject, principal: CurrentPrincipal) -> list[dict[str, Any]]:
         # The roster names patients and their stage group (clinical): a clinician's, never ops'
         # (not even holding the scope).

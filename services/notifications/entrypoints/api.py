@@ -38,6 +38,12 @@ from services.notifications.adapters.ack_links import AckLinks, InvalidLink
 from services.notifications.domain import escalation as policy_rules
 from services.notifications.domain.escalation import PolicyDefinition, PolicyKey
 from services.notifications.domain.oncall import OnCallSchedule, Rotation
+from services.notifications.entrypoints.read_bodies import (
+    EscalationDetailOut,
+    EscalationOut,
+    OverrideCreatedOut,
+    PageOut,
+)
 from services.notifications.service_layer import config, escalations, teams, views
 
 ADMIN_SCOPE = "notifications:admin"
@@ -204,7 +210,7 @@ def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
             on_call=[{"from": a, "to": b, "clinician": who} for a, b, who in spans],
         )
 
-    @admin.post("/schedules/{key}/overrides", status_code=201)
+    @admin.post("/schedules/{key}/overrides", status_code=201, response_model=OverrideCreatedOut)
     async def add_override(
         key: PolicyKey, body: OverrideIn, principal: CurrentPrincipal
     ) -> dict[str, uuid.UUID]:
@@ -249,7 +255,7 @@ def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
 
     # --- escalations --------------------------------------------------------------------------
 
-    @paging.get("/escalations", responses=PAGINATED)
+    @paging.get("/escalations", response_model=None, responses=paginated(list[EscalationOut]))
     async def list_escalations(
         principal: CurrentPrincipal,
         request: Request,
@@ -283,7 +289,9 @@ def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
             await uow.commit()
         return rows
 
-    @paging.get("/escalations/{escalation_id}")
+    @paging.get(
+        "/escalations/{escalation_id}", response_model=None, responses=typed(EscalationDetailOut)
+    )
     async def get_escalation(
         escalation_id: uuid.UUID, principal: CurrentPrincipal, request: Request
     ) -> dict[str, Any]:
@@ -302,7 +310,7 @@ def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
             await uow.commit()
         return _ack_out(row)
 
-    @paging.get("/patients/{patient_id}/pages")
+    @paging.get("/patients/{patient_id}/pages", response_model=None, responses=typed(list[PageOut]))
     async def page_history(
         patient_id: uuid.UUID, principal: CurrentPrincipal, request: Request
     ) -> list[dict[str, Any]]:
@@ -353,6 +361,16 @@ PAGINATED: dict[int | str, dict[str, Any]] = {
         },
     }
 }
+
+
+def typed(model: Any) -> dict[int | str, dict[str, Any]]:
+    """The 200 body's type, documented only: the endpoint returns its read model's rows as they
+    are (read_bodies.py says why)."""
+    return {200: {"model": model}}
+
+
+def paginated(model: Any) -> dict[int | str, dict[str, Any]]:
+    return {200: {**PAGINATED[200], "model": model}}
 
 
 async def escalation_page(

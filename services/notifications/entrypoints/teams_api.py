@@ -34,7 +34,6 @@ from services.notifications.entrypoints.api import (
     CURSOR,
     DEFAULT_LIMIT,
     MAX_LIMIT,
-    PAGINATED,
     SINCE,
     UNTIL,
     StatusFilter,
@@ -43,6 +42,13 @@ from services.notifications.entrypoints.api import (
     _require_self_or_admin,
     check,
     escalation_page,
+    paginated,
+    typed,
+)
+from services.notifications.entrypoints.read_bodies import (
+    DeliveryHealthOut,
+    EscalationOut,
+    RoutingReportOut,
 )
 from services.notifications.service_layer import notification_rules, teams, views
 
@@ -122,7 +128,11 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             await _authorize(uow, principal, patient_id, "read", "care-team", request)
             return MembershipOut(team=await teams.team_of(uow, patient_id))
 
-    @api.get("/patients/{patient_id}/escalations", responses=PAGINATED)
+    @api.get(
+        "/patients/{patient_id}/escalations",
+        response_model=None,
+        responses=paginated(list[EscalationOut]),
+    )
     async def patient_escalations(
         patient_id: uuid.UUID,
         principal: CurrentPrincipal,
@@ -172,7 +182,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
 
     # --- ops: no patient data -----------------------------------------------------------------
 
-    @api.get("/ops/routing")
+    @api.get("/ops/routing", response_model=None, responses=typed(RoutingReportOut))
     async def routing(principal: CurrentPrincipal) -> dict[str, Any]:
         """Every policy, who routes to it and why it cannot page a person (alert on
         ``unroutable_in_use`` > 0, also the ``taper.policies.unroutable`` gauge)."""
@@ -183,7 +193,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             await uow.commit()
         return report
 
-    @api.get("/ops/delivery-health")
+    @api.get("/ops/delivery-health", response_model=None, responses=typed(DeliveryHealthOut))
     async def delivery_health(
         principal: CurrentPrincipal,
         since: Annotated[

@@ -28,7 +28,7 @@ from services.chassis.auth import (
     authorize_patient_access,
     require_role,
 )
-from services.chassis.openapi import name_operations
+from services.chassis.openapi import FHIR_RESOURCE, name_operations
 from services.chassis.runtime import ServiceRuntime
 from services.scheduler.adapters.fhir import medication_request_status
 from services.scheduler.adapters.fhir_dispensing import fills_to_fhir, product_name
@@ -138,7 +138,7 @@ def _fills(
 
 
 _FHIR: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/fhir+json": {"schema": {"type": "object"}}}}
+    200: {"content": {"application/fhir+json": {"schema": FHIR_RESOURCE}}}
 }
 
 

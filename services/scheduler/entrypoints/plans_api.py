@@ -30,7 +30,7 @@ from services.chassis.auth import (
     require_role,
 )
 from services.chassis.dates import PlausibleDate
-from services.chassis.openapi import name_operations
+from services.chassis.openapi import FHIR_RESOURCE, name_operations
 from services.chassis.runtime import ServiceRuntime
 from services.scheduler.adapters.chart import plan_to_svg
 from services.scheduler.adapters.fhir import medication_request_status, plan_to_fhir
@@ -441,7 +441,7 @@ class DecisionOut(BaseModel):
 _RENDERED: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {
-            "application/fhir+json": {"schema": {"type": "object"}},
+            "application/fhir+json": {"schema": FHIR_RESOURCE},
             "image/svg+xml": {"schema": {"type": "string"}},
         }
     }
