@@ -10,11 +10,14 @@ four services.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
+from pydantic import ConfigDict
 
 
 def name_operations(router: APIRouter, names: Mapping[str, str]) -> APIRouter:
@@ -78,3 +81,25 @@ def without_placeholder_json(document: dict[str, Any]) -> dict[str, Any]:
                     if content.get("application/json", {}).get("schema") == {}:
                         del content["application/json"]
     return document
+
+
+# The example of a rendered (non-JSON) answer: a chart or a printable page, abridged.
+SVG_BODY: dict[str, Any] = {
+    "schema": {"type": "string"},
+    "example": '<svg xmlns="http://www.w3.org/2000/svg" role="img" viewBox="0 0 640 320">'
+    "<title>Daily dose by week</title>…</svg>",
+}
+HTML_BODY: dict[str, Any] = {
+    "schema": {"type": "string"},
+    "example": '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+    "<title>Your taper schedule</title></head><body>…</body></html>",
+}
+
+
+def stored_examples(module_file: str, name: str, **config: Any) -> ConfigDict:
+    """A model's config (``config``) with the example stored for ``name`` in
+    ``openapi_examples.json`` beside ``module_file``: bodies captured from the real app (lists
+    abridged), too long to keep in code."""
+    path = Path(module_file).with_name("openapi_examples.json")
+    example = json.loads(path.read_text())[name]
+    return ConfigDict(**config, json_schema_extra={"examples": [example]})

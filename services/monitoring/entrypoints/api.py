@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from services.chassis.auth import CurrentPrincipal, authorize_patient_access
-from services.chassis.openapi import name_operations
+from services.chassis.openapi import SVG_BODY, name_operations
 from services.chassis.runtime import ServiceRuntime
 from services.monitoring.adapters.trend_chart import trend_to_svg
 from services.monitoring.domain.model import InvalidReport
@@ -38,7 +38,20 @@ Key = Annotated[str, StringConstraints(min_length=1, max_length=40)]
 
 
 class SymptomReportIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "instrument": "gad-7",
+                    "instrument_version": "1",
+                    "answers": {f"item_{i}": 1 for i in range(1, 8)},
+                    "red_flags": [],
+                    "pulse_bpm": 84,
+                }
+            ]
+        },
+    )
 
     instrument: Instrument
     instrument_version: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,3}$")] = "1"
@@ -75,6 +88,24 @@ class RefusedItemOut(BaseModel):
 
 
 class SymptomReportOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "report_id": "4e5f6a7b-8c9d-4e0f-a1b2-c3d4e5f6a7b8",
+                    "total_score": 7,
+                    "band": "mild",
+                    "method": "sum",
+                    "severity": None,
+                    "reasons": [],
+                    "safety_accepted": True,
+                    "refused_items": [],
+                    "replayed": False,
+                }
+            ]
+        }
+    )
+
     report_id: uuid.UUID
     total_score: int = Field(description="0 when the instrument was not scored (band not_scored)")
     band: str
@@ -99,6 +130,26 @@ class TrendPointOut(BaseModel):
 
 
 class TrendOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "instrument": "ciwa-b",
+                    "points": [
+                        {
+                            "at": "2026-12-01T09:00:00Z",
+                            "total": 12,
+                            "band": "mild",
+                            "severity": None,
+                        }
+                    ],
+                    "dose_steps": ["2026-11-30"],
+                    "thresholds": {"AMBER": 25, "RED": 45},
+                }
+            ]
+        }
+    )
+
     instrument: str
     points: list[TrendPointOut]
     dose_steps: list[date] = Field(description="Dates dose steps took effect.")
@@ -106,6 +157,21 @@ class TrendOut(BaseModel):
 
 
 class ReportSummary(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "4e5f6a7b-8c9d-4e0f-a1b2-c3d4e5f6a7b8",
+                    "instrument": "gad-7",
+                    "total_score": 7,
+                    "band": "mild",
+                    "severity": None,
+                    "reported_at": "2026-12-01T09:00:00Z",
+                }
+            ]
+        }
+    )
+
     id: uuid.UUID
     instrument: str
     total_score: int
@@ -243,7 +309,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         "/patients/{patient_id}/trends",
         response_model=TrendOut,
         summary="Scores over time with dose steps marked (JSON, or an SVG chart)",
-        responses={200: {"content": {"image/svg+xml": {"schema": {"type": "string"}}}}},
+        responses={200: {"content": {"image/svg+xml": SVG_BODY}}},
     )
     async def trends(
         patient_id: uuid.UUID,

@@ -34,6 +34,35 @@ class ReasonOut(BaseModel):
 
 
 class EpisodeOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "9b2e4c1a-7f3d-4a6b-8c9d-0e1f2a3b4c5d",
+                    "patient_id": "5d6e7f80-1a2b-4c3d-8e9f-a0b1c2d3e4f5",
+                    "family": "withdrawal",
+                    "severity": "AMBER",
+                    "status": "open",
+                    "opened_at": "2026-12-01T09:00:00Z",
+                    "updated_at": "2026-12-02T09:00:00Z",
+                    "reports": 2,
+                    "reasons": [
+                        {
+                            "code": "band:ciwa-b",
+                            "instrument": "ciwa-b",
+                            "value": 27.0,
+                            "threshold": 25.0,
+                        }
+                    ],
+                    "acknowledged_at": None,
+                    "resolved_at": None,
+                    "resolved_by": None,
+                    "resolution": None,
+                }
+            ]
+        }
+    )
+
     id: uuid.UUID
     patient_id: uuid.UUID
     family: str = Field(description="safety | withdrawal | mood | engagement")
@@ -68,7 +97,9 @@ class EpisodeOut(BaseModel):
 
 
 class ResolveIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"resolution": "resume_taper"}]}
+    )
 
     resolution: Literal["resume_taper", "keep_held", "referred", "no_action_needed"] = Field(
         description="resume_taper also lifts the taper hold monitoring caused (refused while "
@@ -80,7 +111,12 @@ class ResolveIn(BaseModel):
 
 
 class ThresholdsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"thresholds": {"band:ciwa-b:amber": 25}, "reason_code": "clinician"}]
+        },
+    )
 
     thresholds: dict[str, Annotated[int, Field(ge=0, le=1000)]] = Field(
         max_length=20, examples=[{"band:ciwa-b:amber": 25}]
@@ -89,6 +125,19 @@ class ThresholdsIn(BaseModel):
 
 
 class ThresholdsOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "thresholds": {"band:ciwa-b:amber": 25},
+                    "set_by": "dr-panel",
+                    "reason_code": "clinician",
+                    "set_at": "2026-12-01T09:00:00Z",
+                }
+            ]
+        }
+    )
+
     thresholds: dict[str, int]
     set_by: str | None
     reason_code: str | None

@@ -39,7 +39,21 @@ HalfLifeClass = Literal["ultra_short", "short", "intermediate", "long"]
 
 
 class StartTaperIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "drug": "diazepam",
+                    "half_life_class": "long",
+                    "current_daily_dose_mg": "20",
+                    "reason_code": "taper_initiated",
+                    "timezone": "America/Chicago",
+                    "first_dose_time": "08:00",
+                }
+            ]
+        },
+    )
 
     drug: DrugCode = Field(examples=["diazepam"])
     half_life_class: HalfLifeClass
@@ -50,7 +64,14 @@ class StartTaperIn(BaseModel):
 
 
 class DoseReductionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"new_daily_dose_mg": "18", "effective_on": "2026-12-14", "reason_code": "plan"}
+            ]
+        },
+    )
 
     # 0 is the final step (stopping): exempt from the bound from at or below the final-step dose
     # (planning defaults, 0.5 mg diazepam-eq, in the taper's drug); above it, an override.
@@ -64,7 +85,9 @@ class DoseReductionIn(BaseModel):
 
 
 class ClinicianActionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason_code": "withdrawal"}]}
+    )
 
     reason_code: ReasonCode
 
@@ -79,7 +102,24 @@ class DrugDoseOut(BaseModel):
         return [DrugDoseOut(drug=d, daily_dose_mg=daily_mg(regimen, d)) for d in drugs]
 
 
+_STEP = {
+    "id": "6a7b8c9d-0e1f-4a2b-8c3d-4e5f6a7b8c9d",
+    "step_number": 1,
+    "kind": "reduction",
+    "drug": "diazepam",
+    "previous_daily_dose_mg": "20.0000",
+    "new_daily_dose_mg": "18.0000",
+    "regimen_after": [{"drug": "diazepam", "daily_dose_mg": "18.0000"}],
+    "effective_on": "2026-12-14",
+    "decision_id": "1b2c3d4e-5f60-4718-8293-a4b5c6d7e8f9",
+    "overridden": False,
+    "status": "scheduled",
+}
+
+
 class DoseStepOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_STEP]})
+
     id: uuid.UUID
     step_number: int
     kind: str = Field(description="reduction | crossover | final | restore")
@@ -110,6 +150,30 @@ class DoseStepOut(BaseModel):
 
 
 class TaperOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "patient_id": "5d6e7f80-1a2b-4c3d-8e9f-a0b1c2d3e4f5",
+                    "plan_id": "8c9d0e1f-2a3b-4c4d-9e5f-6a7b8c9d0e1f",
+                    "drug": "diazepam",
+                    "half_life_class": "long",
+                    "start_daily_dose_mg": "20.0000",
+                    "current_daily_dose_mg": "20.0000",
+                    "regimen": [{"drug": "diazepam", "daily_dose_mg": "20.0000"}],
+                    "held": False,
+                    "held_reason": None,
+                    "stage": "active",
+                    "version": 2,
+                    "steps": [_STEP],
+                    "as_of": "2026-12-07T09:00:00Z",
+                    "timezone": "America/Chicago",
+                    "first_dose_time": "08:00:00",
+                }
+            ]
+        }
+    )
+
     patient_id: uuid.UUID
     plan_id: uuid.UUID
     drug: str

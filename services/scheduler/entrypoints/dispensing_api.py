@@ -28,7 +28,7 @@ from services.chassis.auth import (
     authorize_patient_access,
     require_role,
 )
-from services.chassis.openapi import FHIR_RESOURCE, name_operations
+from services.chassis.openapi import FHIR_RESOURCE, name_operations, stored_examples
 from services.chassis.runtime import ServiceRuntime
 from services.scheduler.adapters.fhir import medication_request_status
 from services.scheduler.adapters.fhir_dispensing import fills_to_fhir, product_name
@@ -75,6 +75,8 @@ class FillOut(BaseModel):
 
 
 class DispensingOut(BaseModel):
+    model_config = stored_examples(__file__, "DispensingOut")
+
     plan_id: uuid.UUID | None = Field(description="None for a preview.")
     fill_days: int
     fills: list[FillOut]

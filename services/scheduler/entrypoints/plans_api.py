@@ -30,7 +30,7 @@ from services.chassis.auth import (
     require_role,
 )
 from services.chassis.dates import PlausibleDate
-from services.chassis.openapi import FHIR_RESOURCE, name_operations
+from services.chassis.openapi import FHIR_RESOURCE, SVG_BODY, name_operations, stored_examples
 from services.chassis.runtime import ServiceRuntime
 from services.scheduler.adapters.chart import plan_to_svg
 from services.scheduler.adapters.fhir import medication_request_status, plan_to_fhir
@@ -90,7 +90,7 @@ class BoundOverrideIn(BaseModel):
 class PlanPreviewIn(BaseModel):
     """A patient's planning input, without anything that identifies the patient."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = stored_examples(__file__, "PlanPreviewIn", extra="forbid")
 
     drug: Annotated[str, StringConstraints(pattern=DRUG_PATTERN)] = Field(
         examples=["alprazolam"], description="A drug code of the equivalence table."
@@ -214,6 +214,8 @@ class FormulationNeedOut(BaseModel):
 
 
 class PlanOut(BaseModel):
+    model_config = stored_examples(__file__, "PlanOut")
+
     drug: str
     final_drug: str
     strategy: str
@@ -310,7 +312,10 @@ def _unprocessable(field: str, msg: str) -> HTTPException:
 
 
 class ApprovePlanIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"reason_code": "plan_approved", "version": 1}]},
+    )
 
     reason_code: ReasonCode = "plan_approved"
     version: int | None = Field(
@@ -324,7 +329,10 @@ class ApprovePlanIn(BaseModel):
 class AdjustPlanIn(BaseModel):
     """What changes for the rest of the plan; a field left out keeps the plan's value."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"reason_code": "withdrawal", "pace": "slower"}]},
+    )
 
     reason_code: ReasonCode
     pace: PacePreference | None = Field(default=None, description="slower: smaller, rarer cuts.")
@@ -341,7 +349,9 @@ class AdjustPlanIn(BaseModel):
 
 
 class CancelPlanIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason_code": "draft_discarded"}]}
+    )
 
     reason_code: ReasonCode = "draft_discarded"
 
@@ -362,6 +372,8 @@ class PlanStepRecordOut(BaseModel):
 
 
 class PlanRecordOut(BaseModel):
+    model_config = stored_examples(__file__, "PlanRecordOut")
+
     id: uuid.UUID
     patient_id: uuid.UUID
     status: str = Field(
@@ -429,6 +441,8 @@ def _as_date(value: Any) -> date:
 
 
 class DecisionOut(BaseModel):
+    model_config = stored_examples(__file__, "DecisionOut")
+
     id: uuid.UUID
     kind: str
     clinician: str = Field(description="The decider's subject (the patient's for a hold request).")
@@ -442,7 +456,7 @@ _RENDERED: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {
             "application/fhir+json": {"schema": FHIR_RESOURCE},
-            "image/svg+xml": {"schema": {"type": "string"}},
+            "image/svg+xml": SVG_BODY,
         }
     }
 }

@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import HTMLResponse
 
 from services.chassis.auth import CurrentPrincipal, Role, authorize_patient_access
-from services.chassis.openapi import name_operations
+from services.chassis.openapi import HTML_BODY, name_operations
 from services.chassis.runtime import ServiceRuntime
 from services.scheduler.adapters.schedule_html import CSP, schedule_to_html
 from services.scheduler.adapters.stored_plan import record_to_plan
@@ -40,7 +40,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         response_model=None,
         summary="The patient's own schedule, day by day in plain words, printable (text/html; "
         "the patient, or a clinician on their panel)",
-        responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}}},
+        responses={200: {"content": {"text/html": HTML_BODY}}},
     )
     async def schedule_page(
         patient_id: uuid.UUID, plan_id: uuid.UUID, principal: CurrentPrincipal, request: Request
