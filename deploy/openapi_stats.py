@@ -97,6 +97,9 @@ def has_example(doc: dict[str, Any], media: dict[str, Any]) -> bool:
     schema = media.get("schema") or {}
     if schema.get("type") == "array":
         schema = schema.get("items") or {}
+    for branch in schema.get("anyOf", []):  # a nullable body: the example is the model's
+        if branch.get("type") != "null":
+            schema = branch
     schema = _resolve(doc, schema) if schema else {}
     return bool(schema.get("examples") or schema.get("example") is not None)
 

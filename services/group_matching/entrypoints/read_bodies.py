@@ -26,7 +26,7 @@ class MyCohortOut(BaseModel):
                     "status": "placed",
                     "handle": "quiet-heron",
                     "cohort_id": _COHORT_ID,
-                    "stage_group": "early",
+                    "stage_group": "active",
                     "language": "en",
                     "members": ["amber-fox", "quiet-heron", "steady-oak"],
                     "next_sessions": ["2026-12-08T18:00:00-06:00", "2026-12-15T18:00:00-06:00"],
@@ -66,7 +66,7 @@ class RosterCohortOut(BaseModel):
             "examples": [
                 {
                     "cohort_id": _COHORT_ID,
-                    "stage_group": "early",
+                    "stage_group": "active",
                     "language": "en",
                     "session_weekday": 1,
                     "session_utc_minute": 0,

@@ -95,7 +95,29 @@ class BusinessHoursSpec(BaseModel):
 class PolicyDefinition(BaseModel):
     """What an administrator writes; versioned on every change."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "levels": [
+                        {
+                            "targets": [{"kind": "schedule", "ref": "clinician-on-call"}],
+                            "ack_timeout_minutes": 5,
+                        },
+                        {
+                            "targets": [{"kind": "clinician", "ref": "dr-director"}],
+                            "ack_timeout_minutes": 5,
+                        },
+                    ],
+                    "loops": 3,
+                    "repage_unresolved_after_minutes": 30,
+                    "business_hours": None,
+                }
+            ]
+        },
+    )
 
     levels: tuple[Level, ...] = Field(min_length=1, max_length=10)
     loops: int = Field(ge=0, le=MAX_LOOPS, description="Repeats after the last level.")

@@ -53,14 +53,45 @@ ADMIN_SCOPE = "notifications:admin"
 
 
 class PolicyOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "key": "red-default",
+                    "version": 0,
+                    "definition": {
+                        "levels": [
+                            {
+                                "targets": [{"kind": "schedule", "ref": "clinician-on-call"}],
+                                "ack_timeout_minutes": 5,
+                            }
+                        ],
+                        "loops": 3,
+                        "repage_unresolved_after_minutes": 30,
+                        "business_hours": None,
+                    },
+                    "used_for": ["RED"],
+                }
+            ]
+        }
+    )
+
     key: str
     version: int = Field(description="0: the shipped default, not yet edited here.")
     definition: PolicyDefinition
     used_for: list[str] = Field(description="Severities routed to this policy.")
 
 
+_ROTATION = {
+    "timezone": "America/New_York",
+    "participants": ["dr-panel", "dr-oncall"],
+    "starts_at": "2026-12-07T08:00:00Z",
+    "shift_hours": 168.0,
+}
+
+
 class RotationIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_ROTATION]})
 
     timezone: str
     participants: list[Subject] = Field(min_length=1, max_length=100)
@@ -74,7 +105,18 @@ class RotationIn(BaseModel):
 
 
 class OverrideIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "clinician": "dr-backup",
+                    "starts_at": "2026-12-24T18:00:00Z",
+                    "ends_at": "2026-12-26T08:00:00Z",
+                }
+            ]
+        },
+    )
 
     clinician: Subject
     starts_at: PlausibleAwareDatetime
@@ -88,6 +130,25 @@ class OverrideIn(BaseModel):
 
 
 class ScheduleOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "key": "clinician-on-call",
+                    "rotation": _ROTATION,
+                    "overrides": [],
+                    "on_call": [
+                        {
+                            "from": "2026-12-07T08:00:00Z",
+                            "to": "2026-12-14T08:00:00Z",
+                            "clinician": "dr-panel",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     key: str
     rotation: RotationIn
     overrides: list[dict[str, Any]]
@@ -115,12 +176,39 @@ class ContactMethod(BaseModel):
 
 
 class ContactIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "methods": [
+                        {"channel": "webhook", "address": "R0UT1NGKEYEXAMPLE01"},
+                        {"channel": "sms", "address": "+15551234567"},
+                    ]
+                }
+            ]
+        },
+    )
 
     methods: list[ContactMethod] = Field(max_length=10)
 
 
 class AcknowledgeOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "escalation_id": "3f1c2b9e-6a7d-4e8f-9b1a-2c3d4e5f6a7b",
+                    "episode_id": "9b2e4c1a-7f3d-4a6b-8c9d-0e1f2a3b4c5d",
+                    "status": "acknowledged",
+                    "acknowledged_by": "dr-oncall",
+                    "acknowledged_at": "2026-12-04T09:17:30Z",
+                    "repage_at": "2026-12-04T09:47:30Z",
+                }
+            ]
+        }
+    )
+
     escalation_id: uuid.UUID
     episode_id: uuid.UUID
     status: str

@@ -78,8 +78,20 @@ def _default_quiet() -> QuietHoursIo:
     return QuietHoursIo(start=f"{window.start:%H:%M}", end=f"{window.end:%H:%M}")
 
 
+_PREFERENCES = {
+    "timezone": "America/Chicago",
+    "language": "en",
+    "channels": ["sms"],
+    "email": None,
+    "phone": "+15551234567",
+    "quiet_hours": {"start": "21:00", "end": "08:00"},
+    "opted_out": ["cohort_assigned"],
+    "include_dose_details": False,
+}
+
+
 class PreferencesIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_PREFERENCES]})
 
     timezone: Timezone = Field(description="IANA timezone; quiet hours and dates use it.")
     language: Literal["en"] = "en"
@@ -103,6 +115,18 @@ class PreferencesIn(BaseModel):
 
 
 class PreferencesOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    **_PREFERENCES,
+                    "patient_id": "5d6e7f80-1a2b-4c3d-8e9f-a0b1c2d3e4f5",
+                    "updated_at": "2026-12-01T09:00:00Z",
+                }
+            ]
+        }
+    )
+
     patient_id: uuid.UUID
     timezone: str
     language: str
@@ -125,6 +149,31 @@ class DeliveryOut(BaseModel):
 
 class MessageOut(BaseModel):
     """What happened to a message; deliberately without its text or the address it went to."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+                    "kind": "dose_changed",
+                    "status": "sent",
+                    "skip_reason": None,
+                    "send_at": "2026-12-14T14:00:00Z",
+                    "sent_at": "2026-12-14T14:00:03Z",
+                    "created_at": "2026-12-14T06:00:00Z",
+                    "deliveries": [
+                        {
+                            "channel": "sms",
+                            "status": "sent",
+                            "attempts": 1,
+                            "last_error": None,
+                            "sent_at": "2026-12-14T14:00:03Z",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
 
     id: uuid.UUID
     kind: str

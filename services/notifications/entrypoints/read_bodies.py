@@ -45,7 +45,7 @@ class PageOut(BaseModel):
             "id": _PAGE_ID,
             "escalation_id": _ESCALATION_ID,
             "episode_id": _EPISODE_ID,
-            "severity": "red",
+            "severity": "RED",
             "cycle": 0,
             "loop": 0,
             "level": 1,
@@ -72,7 +72,7 @@ class PageOut(BaseModel):
     id: uuid.UUID
     escalation_id: uuid.UUID | None = Field(description="Null for pages made before policies.")
     episode_id: uuid.UUID = Field(description="The monitoring episode that raised it.")
-    severity: str = Field(description="The episode's severity: amber | red.")
+    severity: str = Field(description="The episode's severity: RED | AMBER.")
     cycle: int = Field(description="How many times the policy started over after exhaustion.")
     loop: int = Field(description="Repeat of the policy's levels within the cycle.")
     level: int = Field(description="The policy level paged (1: first responder).")
@@ -89,8 +89,8 @@ _ESCALATION = {
     "id": _ESCALATION_ID,
     "episode_id": _EPISODE_ID,
     "patient_id": _PATIENT_ID,
-    "severity": "red",
-    "family": "suicidality",
+    "severity": "RED",
+    "family": "safety",
     "reason_codes": ["suicidal_ideation"],
     "policy_key": "red-default",
     "policy_version": 0,
@@ -116,7 +116,7 @@ class EscalationOut(BaseModel):
     id: uuid.UUID
     episode_id: uuid.UUID = Field(description="The monitoring episode it pages for.")
     patient_id: uuid.UUID
-    severity: str = Field(description="amber | red.")
+    severity: str = Field(description="RED | AMBER.")
     family: str | None = Field(description="The red-flag family, if the episode has one.")
     reason_codes: list[str] = Field(description="Why the episode was raised (codes, no text).")
     policy_key: str = Field(description="The escalation policy it follows.")
@@ -184,12 +184,12 @@ class RoutingReportOut(BaseModel):
                 {
                     "key": "red-default",
                     "version": 0,
-                    "used_by": ["shipped:red"],
+                    "used_by": ["shipped:RED"],
                     "routable": True,
                     "problems": [],
                 }
             ],
-            "teams": [{"key": "night", "routes": {"red": "red-default"}, "default": True}],
+            "teams": [{"key": "night", "routes": {"RED": "red-default"}, "default": True}],
         }
     )
 

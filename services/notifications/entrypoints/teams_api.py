@@ -54,18 +54,32 @@ from services.notifications.service_layer import notification_rules, teams, view
 
 
 class CareTeamOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "key": "night",
+                    "routes": {"RED": "red-default", "AMBER": "amber-default"},
+                    "default": True,
+                }
+            ]
+        }
+    )
+
     key: str
     routes: dict[str, str]
     default: bool
 
 
 class MembershipIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"team": "night"}]})
 
     team: PolicyKey
 
 
 class MembershipOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"team": "night"}]})
+
     team: str | None
 
 
