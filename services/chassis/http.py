@@ -45,16 +45,20 @@ PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 class FieldError(BaseModel):
     """One invalid field: where, what is wrong, the error's type (never the input itself)."""
 
-    loc: list[str | int]
-    msg: str
-    type: str
+    loc: list[str | int] = Field(
+        description="Where: body, query, path or header, then the field's path."
+    )
+    msg: str = Field(description="What is wrong, in English.")
+    type: str = Field(description="The error's kind (missing, value_error ...).")
 
 
 class ErrorBody(BaseModel):
     """Every error answer of every service (and of the gateway): ``detail`` is a sentence, or for
     an invalid request the list of field errors."""
 
-    detail: str | list[FieldError]
+    detail: str | list[FieldError] = Field(
+        description="A sentence, or for an invalid request the list of field errors."
+    )
     request_id: str | None = Field(default=None, description="Only on 500: quote it to ops.")
 
 

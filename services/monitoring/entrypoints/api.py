@@ -106,12 +106,16 @@ class SymptomReportOut(BaseModel):
         }
     )
 
-    report_id: uuid.UUID
+    report_id: uuid.UUID = Field(description="The stored report's id.")
     total_score: int = Field(description="0 when the instrument was not scored (band not_scored)")
-    band: str
-    method: str
-    severity: Literal["RED", "AMBER"] | None
-    reasons: list[ReasonOut]
+    band: str = Field(description="The score's band (minimal, mild ...; not_scored).")
+    method: str = Field(description="How the total was scored (the instrument's method).")
+    severity: Literal["RED", "AMBER"] | None = Field(
+        description="RED or AMBER when the report opened or raised an episode; null otherwise."
+    )
+    reasons: list[ReasonOut] = Field(
+        description="Why it escalated (codes with the value and threshold)."
+    )
     safety_accepted: bool = Field(
         description="Always true in a 2xx: the red flags, orientation answer, red items and "
         "pulse that were valid are recorded and escalated, whatever else was refused."
@@ -123,10 +127,10 @@ class SymptomReportOut(BaseModel):
 
 
 class TrendPointOut(BaseModel):
-    at: datetime
-    total: int
-    band: str
-    severity: str | None
+    at: datetime = Field(description="When the report was submitted.")
+    total: int = Field(description="Its total score.")
+    band: str = Field(description="Its band.")
+    severity: str | None = Field(description="RED or AMBER if it escalated.")
 
 
 class TrendOut(BaseModel):
@@ -150,8 +154,8 @@ class TrendOut(BaseModel):
         }
     )
 
-    instrument: str
-    points: list[TrendPointOut]
+    instrument: str = Field(description="The instrument charted.")
+    points: list[TrendPointOut] = Field(description="Its reports, oldest first.")
     dose_steps: list[date] = Field(description="Dates dose steps took effect.")
     thresholds: dict[str, int] = Field(description="AMBER/RED totals for this patient.")
 
@@ -172,12 +176,12 @@ class ReportSummary(BaseModel):
         }
     )
 
-    id: uuid.UUID
-    instrument: str
-    total_score: int
-    band: str
-    severity: str | None
-    reported_at: datetime
+    id: uuid.UUID = Field(description="The report's id.")
+    instrument: str = Field(description="gad-7, phq-9, ciwa-b ...")
+    total_score: int = Field(description="The instrument's total (0: not scored).")
+    band: str = Field(description="The score's band.")
+    severity: str | None = Field(description="RED or AMBER if it escalated; null otherwise.")
+    reported_at: datetime = Field(description="When it was submitted.")
 
 
 # What a generated client calls each operation (chassis/openapi.py).

@@ -27,10 +27,16 @@ ReasonCode = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,40}$")]
 
 
 class ReasonOut(BaseModel):
-    code: str
-    instrument: str | None = None
-    value: float | None = None
-    threshold: float | None = None
+    code: str = Field(
+        description="What triggered: band:<instrument>, red_flag:<code>, pulse:above ..."
+    )
+    instrument: str | None = Field(
+        None, description="The instrument, if the reason is a score or an item."
+    )
+    value: float | None = Field(
+        None, description="The value seen (a total, an item's answer, a pulse)."
+    )
+    threshold: float | None = Field(None, description="The threshold it met.")
 
 
 class EpisodeOut(BaseModel):
@@ -63,19 +69,21 @@ class EpisodeOut(BaseModel):
         }
     )
 
-    id: uuid.UUID
-    patient_id: uuid.UUID
+    id: uuid.UUID = Field(description="The episode's id.")
+    patient_id: uuid.UUID = Field(description="The patient.")
     family: str = Field(description="safety | withdrawal | mood | engagement")
-    severity: Literal["RED", "AMBER"]
-    status: Literal["open", "resolved"]
-    opened_at: datetime
-    updated_at: datetime
+    severity: Literal["RED", "AMBER"] = Field(description="RED or AMBER (the highest reached).")
+    status: Literal["open", "resolved"] = Field(description="open or resolved.")
+    opened_at: datetime = Field(description="When it opened.")
+    updated_at: datetime = Field(description="When a report last changed it.")
     reports: int = Field(description="Reports (or missed check-ins) folded into the episode.")
     reasons: list[ReasonOut] = Field(description="The latest report's reasons.")
-    acknowledged_at: datetime | None
-    resolved_at: datetime | None
-    resolved_by: str | None
-    resolution: str | None
+    acknowledged_at: datetime | None = Field(description="When a clinician acknowledged its page.")
+    resolved_at: datetime | None = Field(description="When it was resolved.")
+    resolved_by: str | None = Field(description="The resolving clinician's subject.")
+    resolution: str | None = Field(
+        description="resume_taper | keep_held | referred | no_action_needed."
+    )
 
     @classmethod
     def of(cls, e: Episode) -> EpisodeOut:
@@ -121,7 +129,7 @@ class ThresholdsIn(BaseModel):
     thresholds: dict[str, Annotated[int, Field(ge=0, le=1000)]] = Field(
         max_length=20, examples=[{"band:ciwa-b:amber": 25}]
     )
-    reason_code: ReasonCode
+    reason_code: ReasonCode = Field(description="Why (a code, never free text).")
 
 
 class ThresholdsOut(BaseModel):
@@ -138,10 +146,10 @@ class ThresholdsOut(BaseModel):
         }
     )
 
-    thresholds: dict[str, int]
-    set_by: str | None
-    reason_code: str | None
-    set_at: datetime | None
+    thresholds: dict[str, int] = Field(description="Rule key -> the patient's own threshold.")
+    set_by: str | None = Field(description="Who set them (null: defaults).")
+    reason_code: str | None = Field(description="Why they were set.")
+    set_at: datetime | None = Field(description="When.")
 
 
 def _loc(field: str) -> list[str]:

@@ -76,9 +76,9 @@ class PolicyOut(BaseModel):
         }
     )
 
-    key: str
+    key: str = Field(description="The policy's key.")
     version: int = Field(description="0: the shipped default, not yet edited here.")
-    definition: PolicyDefinition
+    definition: PolicyDefinition = Field(description="Its levels, loops and re-page timing.")
     used_for: list[str] = Field(description="Severities routed to this policy.")
 
 
@@ -93,10 +93,14 @@ _ROTATION = {
 class RotationIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_ROTATION]})
 
-    timezone: str
-    participants: list[Subject] = Field(min_length=1, max_length=100)
-    starts_at: PlausibleAwareDatetime
-    shift_hours: float = Field(gt=0, le=24 * 28)
+    timezone: str = Field(description="IANA time zone of the shifts.")
+    participants: list[Subject] = Field(
+        min_length=1, max_length=100, description="Clinicians' subjects, in turn."
+    )
+    starts_at: PlausibleAwareDatetime = Field(
+        description="When the first shift starts (ISO 8601 with offset)."
+    )
+    shift_hours: float = Field(gt=0, le=24 * 28, description="Each shift's length.")
 
     @model_validator(mode="after")
     def _valid_rotation(self) -> RotationIn:
@@ -118,9 +122,9 @@ class OverrideIn(BaseModel):
         },
     )
 
-    clinician: Subject
-    starts_at: PlausibleAwareDatetime
-    ends_at: PlausibleAwareDatetime
+    clinician: Subject = Field(description="Who is on call instead (a subject).")
+    starts_at: PlausibleAwareDatetime = Field(description="From (with offset).")
+    ends_at: PlausibleAwareDatetime = Field(description="To (with offset), after starts_at.")
 
     @model_validator(mode="after")
     def _ends_after_start(self) -> OverrideIn:
@@ -149,17 +153,21 @@ class ScheduleOut(BaseModel):
         }
     )
 
-    key: str
-    rotation: RotationIn
-    overrides: list[dict[str, Any]]
+    key: str = Field(description="The schedule's key.")
+    rotation: RotationIn = Field(description="Its rotation.")
+    overrides: list[dict[str, Any]] = Field(description="Its overrides.")
     on_call: list[dict[str, Any]] = Field(description="Who is on call, span by span.")
 
 
 class ContactMethod(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    channel: Literal["webhook", "email", "sms"]
-    address: str = Field(min_length=3, max_length=254)
+    channel: Literal["webhook", "email", "sms"] = Field(
+        description="webhook (pager app), email or sms."
+    )
+    address: str = Field(
+        min_length=3, max_length=254, description="The routing key, e-mail address or E.164 number."
+    )
 
     @model_validator(mode="after")
     def _address_fits_channel(self) -> ContactMethod:
@@ -190,7 +198,7 @@ class ContactIn(BaseModel):
         },
     )
 
-    methods: list[ContactMethod] = Field(max_length=10)
+    methods: list[ContactMethod] = Field(max_length=10, description="In the order they are tried.")
 
 
 class AcknowledgeOut(BaseModel):
@@ -209,12 +217,12 @@ class AcknowledgeOut(BaseModel):
         }
     )
 
-    escalation_id: uuid.UUID
-    episode_id: uuid.UUID
-    status: str
-    acknowledged_by: str | None
-    acknowledged_at: datetime | None
-    repage_at: datetime | None
+    escalation_id: uuid.UUID = Field(description="The escalation acknowledged.")
+    episode_id: uuid.UUID = Field(description="Its episode.")
+    status: str = Field(description="acknowledged (or the status it already had).")
+    acknowledged_by: str | None = Field(description="Who acknowledged.")
+    acknowledged_at: datetime | None = Field(description="When.")
+    repage_at: datetime | None = Field(description="When it pages again if still unresolved.")
 
 
 # What a generated client calls each operation (chassis/openapi.py).

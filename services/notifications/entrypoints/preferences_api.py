@@ -127,24 +127,24 @@ class PreferencesOut(BaseModel):
         }
     )
 
-    patient_id: uuid.UUID
-    timezone: str
-    language: str
-    channels: list[str]
-    email: str | None
-    phone: str | None
-    quiet_hours: QuietHoursIo
-    opted_out: list[str]
-    include_dose_details: bool
-    updated_at: datetime
+    patient_id: uuid.UUID = Field(description="The patient.")
+    timezone: str = Field(description="IANA time zone.")
+    language: str = Field(description="Message language.")
+    channels: list[str] = Field(description="sms, email, in order of preference.")
+    email: str | None = Field(description="Where e-mail goes, if chosen.")
+    phone: str | None = Field(description="E.164 number for SMS.")
+    quiet_hours: QuietHoursIo = Field(description="Local hours without messages.")
+    opted_out: list[str] = Field(description="Message kinds not wanted (or all).")
+    include_dose_details: bool = Field(description="Whether messages name the dose.")
+    updated_at: datetime = Field(description="When last changed.")
 
 
 class DeliveryOut(BaseModel):
-    channel: str
-    status: str
-    attempts: int
-    last_error: str | None
-    sent_at: datetime | None
+    channel: str = Field(description="sms or email.")
+    status: str = Field(description="pending | sent | failed | rejected | cancelled.")
+    attempts: int = Field(description="Sends tried.")
+    last_error: str | None = Field(description="The last failure's kind (no PHI).")
+    sent_at: datetime | None = Field(description="When the provider accepted it.")
 
 
 class MessageOut(BaseModel):
@@ -175,14 +175,14 @@ class MessageOut(BaseModel):
         }
     )
 
-    id: uuid.UUID
-    kind: str
-    status: str
-    skip_reason: str | None
-    send_at: datetime
-    sent_at: datetime | None
-    created_at: datetime
-    deliveries: list[DeliveryOut]
+    id: uuid.UUID = Field(description="The message's id.")
+    kind: str = Field(description="dose_changed | check_in_due | cohort_assigned ...")
+    status: str = Field(description="scheduled | deferred | sent | skipped | failed.")
+    skip_reason: str | None = Field(description="Why skipped (a code).")
+    send_at: datetime = Field(description="When it is (or was) due.")
+    sent_at: datetime | None = Field(description="When a channel accepted it.")
+    created_at: datetime = Field(description="When it was created.")
+    deliveries: list[DeliveryOut] = Field(description="Each channel's delivery.")
 
 
 def _preferences_out(row: dict[str, Any]) -> PreferencesOut:

@@ -25,7 +25,7 @@ def _examples(*examples: dict[str, Any]) -> ConfigDict:
     return ConfigDict(json_schema_extra={"examples": list(examples)})
 
 
-class DeliveryOut(BaseModel):
+class PageDeliveryOut(BaseModel):
     """One attempt chain to reach a person over one channel."""
 
     id: uuid.UUID
@@ -82,7 +82,7 @@ class PageOut(BaseModel):
     attempts: int = Field(description="Delivery attempts over all channels.")
     created_at: datetime
     delivered_at: datetime | None = Field(description="When a channel first accepted it.")
-    deliveries: list[DeliveryOut] = Field(description="Each channel's delivery, in order.")
+    deliveries: list[PageDeliveryOut] = Field(description="Each channel's delivery, in order.")
 
 
 _ESCALATION = {

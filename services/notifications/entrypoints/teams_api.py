@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.types import Subject
 from services.chassis.auth import (
@@ -66,21 +66,23 @@ class CareTeamOut(BaseModel):
         }
     )
 
-    key: str
-    routes: dict[str, str]
-    default: bool
+    key: str = Field(description="The team's key.")
+    routes: dict[str, str] = Field(description="Severity -> escalation policy key.")
+    default: bool = Field(description="Whether patients without a team use it.")
 
 
 class MembershipIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"team": "night"}]})
 
-    team: PolicyKey
+    team: PolicyKey = Field(description="A care team's key.")
 
 
 class MembershipOut(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"team": "night"}]})
 
-    team: str | None
+    team: str | None = Field(
+        description="The patient's care team key; null: the default team's routes."
+    )
 
 
 # What a generated client calls each operation (chassis/openapi.py).

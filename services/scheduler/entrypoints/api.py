@@ -55,12 +55,25 @@ class StartTaperIn(BaseModel):
         },
     )
 
-    drug: DrugCode = Field(examples=["diazepam"])
-    half_life_class: HalfLifeClass
-    current_daily_dose_mg: Decimal = Field(gt=0, le=1000, decimal_places=4)
-    reason_code: ReasonCode = "taper_initiated"
-    timezone: TimeZoneName | None = None
-    first_dose_time: FirstDoseTime | None = None
+    drug: DrugCode = Field(
+        examples=["diazepam"], description="The drug taken now (a code of the equivalence table)."
+    )
+    half_life_class: HalfLifeClass = Field(description="The drug's half-life class.")
+    current_daily_dose_mg: Decimal = Field(
+        gt=0,
+        le=1000,
+        decimal_places=4,
+        description="Today's total daily dose in mg (a decimal string or number).",
+    )
+    reason_code: ReasonCode = Field(
+        "taper_initiated", description="Why the taper starts (a code, never free text)."
+    )
+    timezone: TimeZoneName | None = Field(
+        None, description="The patient's IANA time zone; null: steps start 00:00 UTC."
+    )
+    first_dose_time: FirstDoseTime | None = Field(
+        None, description="Local time a step takes effect (HH:MM); null: the data's default."
+    )
 
 
 class DoseReductionIn(BaseModel):
@@ -75,13 +88,17 @@ class DoseReductionIn(BaseModel):
 
     # 0 is the final step (stopping): exempt from the bound from at or below the final-step dose
     # (planning defaults, 0.5 mg diazepam-eq, in the taper's drug); above it, an override.
-    new_daily_dose_mg: Decimal = Field(ge=0, le=1000, decimal_places=4)
+    new_daily_dose_mg: Decimal = Field(
+        ge=0, le=1000, decimal_places=4, description="The new total daily dose in mg (0: stop)."
+    )
     effective_on: PlausibleDate = Field(description="Today or later (service clock, UTC).")
-    reason_code: ReasonCode
+    reason_code: ReasonCode = Field(description="Why (a code, never free text).")
     override: bool = Field(
         default=False, description="Exceed the taper-rate bound for this patient."
     )
-    override_reason_code: ReasonCode | None = None
+    override_reason_code: ReasonCode | None = Field(
+        None, description="Required with override: why the bound is exceeded."
+    )
 
 
 class ClinicianActionIn(BaseModel):
@@ -89,12 +106,12 @@ class ClinicianActionIn(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"reason_code": "withdrawal"}]}
     )
 
-    reason_code: ReasonCode
+    reason_code: ReasonCode = Field(description="Why (a code, never free text).")
 
 
 class DrugDoseOut(BaseModel):
-    drug: str
-    daily_dose_mg: Decimal
+    drug: str = Field(description="The drug code.")
+    daily_dose_mg: Decimal = Field(description="Its total daily mg.")
 
     @staticmethod
     def of_regimen(regimen: Regimen) -> list[DrugDoseOut]:
@@ -120,17 +137,21 @@ _STEP = {
 class DoseStepOut(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [_STEP]})
 
-    id: uuid.UUID
-    step_number: int
+    id: uuid.UUID = Field(description="The step's id.")
+    step_number: int = Field(description="1 for the first step of the taper.")
     kind: str = Field(description="reduction | crossover | final | restore")
     drug: str = Field(description="The drug the step changes (the one being tapered).")
-    previous_daily_dose_mg: Decimal
-    new_daily_dose_mg: Decimal
+    previous_daily_dose_mg: Decimal = Field(description="Daily mg of the drug before the step.")
+    new_daily_dose_mg: Decimal = Field(description="Daily mg of the drug from the step on.")
     regimen_after: list[DrugDoseOut] = Field(description="Every drug's daily mg after the step.")
-    effective_on: date
-    decision_id: uuid.UUID
-    overridden: bool
-    status: str
+    effective_on: date = Field(
+        description="The day the step takes effect (the patient's local date)."
+    )
+    decision_id: uuid.UUID = Field(description="The clinician decision that made it.")
+    overridden: bool = Field(
+        description="Whether it exceeds the taper-rate bound by the clinician's override."
+    )
+    status: str = Field(description="scheduled | emitted | blocked_by_hold | cancelled.")
 
     @classmethod
     def of(cls, step: DoseStep) -> DoseStepOut:
@@ -174,19 +195,21 @@ class TaperOut(BaseModel):
         }
     )
 
-    patient_id: uuid.UUID
-    plan_id: uuid.UUID
-    drug: str
-    half_life_class: str
-    start_daily_dose_mg: Decimal
+    patient_id: uuid.UUID = Field(description="The patient.")
+    plan_id: uuid.UUID = Field(description="The plan the taper follows.")
+    drug: str = Field(description="The drug being tapered.")
+    half_life_class: str = Field(description="ultra_short | short | intermediate | long.")
+    start_daily_dose_mg: Decimal = Field(description="Daily mg when the taper started.")
     current_daily_dose_mg: Decimal = Field(description="Daily mg of `drug`, the tapered drug.")
     regimen: list[DrugDoseOut] = Field(description="Every drug taken now (two in a crossover).")
-    held: bool
-    held_reason: str | None
-    stage: str
-    version: int
-    steps: list[DoseStepOut]
-    as_of: datetime
+    held: bool = Field(description="Whether no step takes effect until a clinician resumes.")
+    held_reason: str | None = Field(description="Why it is held (a code); null when not held.")
+    stage: str = Field(
+        description="pre_taper | crossover | active | held | maintenance | completed."
+    )
+    version: int = Field(description="Increases with every change to the taper.")
+    steps: list[DoseStepOut] = Field(description="Every dose step, in order.")
+    as_of: datetime = Field(description="The service clock's time of this view.")
     timezone: str | None = Field(
         default=None, description="The patient's IANA time zone (null: steps start 00:00 UTC)."
     )
