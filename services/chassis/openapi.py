@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
@@ -34,7 +34,7 @@ def name_all(routers: Sequence[APIRouter], names: Mapping[str, str]) -> list[API
     for route in (r for router in routers for r in router.routes):
         if not isinstance(route, APIRoute) or not route.include_in_schema:
             continue
-        for method in sorted(route.methods):
+        for method in sorted(route.methods or ()):
             key = f"{method} {route.path}"
             if key not in names:
                 unnamed.append(key)
@@ -96,10 +96,12 @@ HTML_BODY: dict[str, Any] = {
 }
 
 
-def stored_examples(module_file: str, name: str, **config: Any) -> ConfigDict:
-    """A model's config (``config``) with the example stored for ``name`` in
+def stored_examples(
+    module_file: str, name: str, *, extra: Literal["forbid"] | None = None
+) -> ConfigDict:
+    """A model's config (``extra``) with the example stored for ``name`` in
     ``openapi_examples.json`` beside ``module_file``: bodies captured from the real app (lists
     abridged), too long to keep in code."""
     path = Path(module_file).with_name("openapi_examples.json")
     example = json.loads(path.read_text())[name]
-    return ConfigDict(**config, json_schema_extra={"examples": [example]})
+    return ConfigDict(extra=extra, json_schema_extra={"examples": [example]})

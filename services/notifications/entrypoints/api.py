@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     model_validator,
 )
+from pydantic.config import JsonDict
 
 from contracts.types import Subject
 from services.chassis.auth import (
@@ -82,7 +83,7 @@ class PolicyOut(BaseModel):
     used_for: list[str] = Field(description="Severities routed to this policy.")
 
 
-_ROTATION = {
+_ROTATION: JsonDict = {
     "timezone": "America/New_York",
     "participants": ["dr-panel", "dr-oncall"],
     "starts_at": "2026-12-07T08:00:00Z",

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.config import JsonDict
 
 from services.chassis.auth import CurrentPrincipal, authorize_patient_access
 from services.chassis.errors import NotFound
@@ -78,7 +79,7 @@ def _default_quiet() -> QuietHoursIo:
     return QuietHoursIo(start=f"{window.start:%H:%M}", end=f"{window.end:%H:%M}")
 
 
-_PREFERENCES = {
+_PREFERENCES: JsonDict = {
     "timezone": "America/Chicago",
     "language": "en",
     "channels": ["sms"],

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.config import JsonDict
 
 from services.chassis.auth import CurrentPrincipal, Principal, Role, authorize_patient_access
 from services.chassis.dates import PlausibleDate
@@ -119,7 +120,7 @@ class DrugDoseOut(BaseModel):
         return [DrugDoseOut(drug=d, daily_dose_mg=daily_mg(regimen, d)) for d in drugs]
 
 
-_STEP = {
+_STEP: JsonDict = {
     "id": "6a7b8c9d-0e1f-4a2b-8c3d-4e5f6a7b8c9d",
     "step_number": 1,
     "kind": "reduction",
