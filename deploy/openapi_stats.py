@@ -49,6 +49,7 @@ class Stats:
     described_properties: int = 0
     untagged: list[str] = field(default_factory=list)
     untyped: list[str] = field(default_factory=list)
+    undescribed: list[str] = field(default_factory=list)
     without_example: list[str] = field(default_factory=list)
     non_verb_ids: list[str] = field(default_factory=list)
     duplicate_ids: list[str] = field(default_factory=list)
@@ -146,10 +147,13 @@ def service_stats(doc: dict[str, Any]) -> Stats:
         verb = CAMEL.match(op_id)
         if not verb or verb.group(1) not in VERBS:
             stats.non_verb_ids.append(f"{where}: {op_id}")
-    for schema in doc.get("components", {}).get("schemas", {}).values():
-        for prop in schema.get("properties", {}).values():
+    for name, schema in doc.get("components", {}).get("schemas", {}).items():
+        for prop_name, prop in schema.get("properties", {}).items():
             stats.properties += 1
-            stats.described_properties += bool(prop.get("description"))
+            if prop.get("description"):
+                stats.described_properties += 1
+            else:
+                stats.undescribed.append(f"{name}.{prop_name}")
     return stats
 
 

@@ -50,7 +50,7 @@ class StageOut(BaseModel):
         }
     )
 
-    patient_id: uuid.UUID
+    patient_id: uuid.UUID = Field(description="The patient.")
     drug: str = Field(description="The drug being tapered.")
     stage: str = Field(
         description="The taper stage (the events' TaperStage): pre_taper, crossover, active, "
@@ -127,7 +127,9 @@ class PlacementOut(BaseModel):
         }
     )
 
-    status: Literal["waiting", "placed", "not_taking_part"]
+    status: Literal["waiting", "placed", "not_taking_part"] = Field(
+        description="waiting, placed or not_taking_part."
+    )
     waiting_since: datetime | None = Field(None, description="Since when on the waitlist.")
     held_back_by_open_red: bool = Field(
         False, description="An open RED episode keeps the patient from being placed."
@@ -160,7 +162,7 @@ class ModeratorOut(BaseModel):
     active: bool = Field(description="false: deactivated, no new cohorts.")
     active_cohorts: int = Field(description="Cohorts they moderate now.")
     updated_by: str = Field(description="Who last changed the registration.")
-    updated_at: datetime
+    updated_at: datetime = Field(description="When the registration last changed.")
 
 
 class RemovedOut(BaseModel):

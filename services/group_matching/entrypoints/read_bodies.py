@@ -85,7 +85,7 @@ class RosterCohortOut(BaseModel):
         }
     )
 
-    cohort_id: uuid.UUID
+    cohort_id: uuid.UUID = Field(description="The cohort's id.")
     stage_group: str = Field(description="The cohort's taper-stage group.")
     language: str = Field(description="The sessions' language (ISO 639-1).")
     session_weekday: int = Field(description="0 (Monday) to 6, in UTC.")

@@ -53,8 +53,10 @@ class SymptomReportIn(BaseModel):
         },
     )
 
-    instrument: Instrument
-    instrument_version: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,3}$")] = "1"
+    instrument: Instrument = Field(description="The questionnaire: ciwa-b, gad-7, phq-9 ...")
+    instrument_version: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,3}$")] = Field(
+        "1", description="The questionnaire's version."
+    )
     oriented: Scalar = Field(
         default=None,
         description="Alert, oriented, obeys commands? Required for CIWA-B (without it CIWA-B is "

@@ -127,7 +127,9 @@ class ThresholdsIn(BaseModel):
     )
 
     thresholds: dict[str, Annotated[int, Field(ge=0, le=1000)]] = Field(
-        max_length=20, examples=[{"band:ciwa-b:amber": 25}]
+        max_length=20,
+        examples=[{"band:ciwa-b:amber": 25}],
+        description="Rule key (band:<instrument>:<level>) -> the patient's threshold.",
     )
     reason_code: ReasonCode = Field(description="Why (a code, never free text).")
 

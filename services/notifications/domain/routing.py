@@ -90,7 +90,11 @@ class NotificationRule(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     channel: Channel = Field(description="webhook is the push to the clinician's pager app.")
-    delay_minutes: int = Field(ge=0, le=MAX_DELAY_MINUTES)
+    delay_minutes: int = Field(
+        ge=0,
+        le=MAX_DELAY_MINUTES,
+        description="Minutes after the page before this channel is used.",
+    )
 
 
 class NotificationRules(BaseModel):
@@ -111,7 +115,9 @@ class NotificationRules(BaseModel):
         },
     )
 
-    rules: tuple[NotificationRule, ...] = Field(min_length=1, max_length=10)
+    rules: tuple[NotificationRule, ...] = Field(
+        min_length=1, max_length=10, description="At most one per channel."
+    )
 
     @field_validator("rules")
     @classmethod

@@ -95,11 +95,11 @@ class PreferencesIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_PREFERENCES]})
 
     timezone: Timezone = Field(description="IANA timezone; quiet hours and dates use it.")
-    language: Literal["en"] = "en"
+    language: Literal["en"] = Field("en", description="Message language (en).")
     channels: list[Literal["sms", "email"]] = Field(
         max_length=2, description="In order of preference; empty: no messages at all."
     )
-    email: Email | None = None
+    email: Email | None = Field(None, description="Where e-mail goes, if email is a channel.")
     phone: Phone | None = Field(default=None, description="E.164, e.g. +15551234567.")
     quiet_hours: QuietHoursIo = Field(
         default_factory=_default_quiet,

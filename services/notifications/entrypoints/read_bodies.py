@@ -28,7 +28,7 @@ def _examples(*examples: dict[str, Any]) -> ConfigDict:
 class PageDeliveryOut(BaseModel):
     """One attempt chain to reach a person over one channel."""
 
-    id: uuid.UUID
+    id: uuid.UUID = Field(description="The delivery's id.")
     channel: str = Field(description="webhook | email | sms")
     status: str = Field(description="pending | sent | failed | rejected | cancelled")
     attempts: int = Field(description="Sends tried so far.")
@@ -69,7 +69,7 @@ class PageOut(BaseModel):
         }
     )
 
-    id: uuid.UUID
+    id: uuid.UUID = Field(description="The page's id.")
     escalation_id: uuid.UUID | None = Field(description="Null for pages made before policies.")
     episode_id: uuid.UUID = Field(description="The monitoring episode that raised it.")
     severity: str = Field(description="The episode's severity: RED | AMBER.")
@@ -80,7 +80,7 @@ class PageOut(BaseModel):
     reason_codes: list[str] = Field(description="Why the episode was raised (codes, no text).")
     status: str = Field(description="pending | sending | delivered | undeliverable.")
     attempts: int = Field(description="Delivery attempts over all channels.")
-    created_at: datetime
+    created_at: datetime = Field(description="When the level was paged.")
     delivered_at: datetime | None = Field(description="When a channel first accepted it.")
     deliveries: list[PageDeliveryOut] = Field(description="Each channel's delivery, in order.")
 
@@ -113,9 +113,9 @@ class EscalationOut(BaseModel):
 
     model_config = _examples(_ESCALATION)
 
-    id: uuid.UUID
+    id: uuid.UUID = Field(description="The escalation's id.")
     episode_id: uuid.UUID = Field(description="The monitoring episode it pages for.")
-    patient_id: uuid.UUID
+    patient_id: uuid.UUID = Field(description="The patient.")
     severity: str = Field(description="RED | AMBER.")
     family: str | None = Field(description="The red-flag family, if the episode has one.")
     reason_codes: list[str] = Field(description="Why the episode was raised (codes, no text).")
@@ -128,11 +128,11 @@ class EscalationOut(BaseModel):
     next_step_at: datetime | None = Field(
         description="When the next level is paged (or, acknowledged, the re-page) if nobody acts."
     )
-    created_at: datetime
-    acknowledged_at: datetime | None
+    created_at: datetime = Field(description="When it started.")
+    acknowledged_at: datetime | None = Field(description="When a clinician acknowledged it.")
     acknowledged_by: str | None = Field(description="The clinician's subject who acknowledged.")
     acknowledged_via: str | None = Field(description="api | signed_link.")
-    resolved_at: datetime | None
+    resolved_at: datetime | None = Field(description="When its episode was resolved.")
     resolution: str | None = Field(description="How the episode was resolved (a code).")
 
 
@@ -194,8 +194,8 @@ class RoutingReportOut(BaseModel):
     )
 
     unroutable_in_use: int = Field(description="Policies in use that cannot page: alert if > 0.")
-    policies: list[PolicyRouting]
-    teams: list[TeamRouting]
+    policies: list[PolicyRouting] = Field(description="Every policy, shipped or stored.")
+    teams: list[TeamRouting] = Field(description="Every care team.")
 
 
 class DeliveryCount(BaseModel):
@@ -216,4 +216,4 @@ class DeliveryHealthOut(BaseModel):
     )
 
     since: datetime = Field(description="Counted from (default: 24 hours ago).")
-    counts: list[DeliveryCount]
+    counts: list[DeliveryCount] = Field(description="By kind, channel and outcome.")

@@ -245,15 +245,19 @@ class FormulationNeedOut(BaseModel):
 class PlanOut(BaseModel):
     model_config = stored_examples(__file__, "PlanOut")
 
-    drug: str
-    final_drug: str
-    strategy: str
+    drug: str = Field(description="The drug taken now.")
+    final_drug: str = Field(
+        description="The drug at the end (after a crossover, the long-acting one)."
+    )
+    strategy: str = Field(description="proportional or linear.")
     complete: bool = Field(description="Ends at zero or the maintenance dose, no product missing.")
-    risk: RiskOut
-    pace: PaceOut
-    bound: BoundOut
-    steps: list[StepOut]
-    formulation_needs: list[FormulationNeedOut]
+    risk: RiskOut = Field(description="The patient's risk and why.")
+    pace: PaceOut = Field(description="The pace used.")
+    bound: BoundOut = Field(description="The taper-rate bound applied.")
+    steps: list[StepOut] = Field(description="Every step, in order.")
+    formulation_needs: list[FormulationNeedOut] = Field(
+        description="Products missing for a step, if any."
+    )
     ends_at_mg: Decimal = Field(description="Daily mg of final_drug at the last step.")
     ends_on: date | None = Field(description="The last step's date.")
     expected_duration_days: int = Field(
@@ -264,8 +268,8 @@ class PlanOut(BaseModel):
         "of use; a plan outside it has the note expected_duration_above/below_reference."
     )
     equivalence: dict[str, Decimal] = Field(description="mg equal to 10 mg diazepam, as used.")
-    notes: list[str]
-    reference_versions: dict[str, str]
+    notes: list[str] = Field(description="Codes worth a clinician's look.")
+    reference_versions: dict[str, str] = Field(description="Versions of the clinical data used.")
 
     @classmethod
     def of(cls, p: TaperPlan) -> PlanOut:
@@ -346,7 +350,7 @@ class ApprovePlanIn(BaseModel):
         json_schema_extra={"examples": [{"reason_code": "plan_approved", "version": 1}]},
     )
 
-    reason_code: ReasonCode = "plan_approved"
+    reason_code: ReasonCode = Field("plan_approved", description="Why (a code, never free text).")
     version: int | None = Field(
         default=None,
         ge=1,
@@ -363,10 +367,18 @@ class AdjustPlanIn(BaseModel):
         json_schema_extra={"examples": [{"reason_code": "withdrawal", "pace": "slower"}]},
     )
 
-    reason_code: ReasonCode
+    reason_code: ReasonCode = Field(description="Why (a code, never free text).")
     pace: PacePreference | None = Field(default=None, description="slower: smaller, rarer cuts.")
-    strategy: Literal["proportional", "linear"] | None = None
-    maintenance_mg: Decimal | None = Field(default=None, ge=0, le=1000, decimal_places=4)
+    strategy: Literal["proportional", "linear"] | None = Field(
+        None, description="proportional or linear."
+    )
+    maintenance_mg: Decimal | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        decimal_places=4,
+        description="Stop at this daily mg instead of zero.",
+    )
     formulations: list[Code] | None = Field(
         default=None, min_length=1, max_length=20, description="Products now on file."
     )
@@ -382,7 +394,7 @@ class CancelPlanIn(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"reason_code": "draft_discarded"}]}
     )
 
-    reason_code: ReasonCode = "draft_discarded"
+    reason_code: ReasonCode = Field("draft_discarded", description="Why (a code, never free text).")
 
 
 class PlanStepRecordOut(BaseModel):
