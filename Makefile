@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast lint schemas asyncapi bench clean tools lock run-cluster
+.PHONY: install run test test-fast lint schemas asyncapi openapi bench clean tools lock run-cluster
 
 # Bootstrap without touching the system Python (PEP 668: Debian's python3.11 refuses `pip install`
 # outside a venv): make the venv with the standard library, put uv inside it, install with that uv.
@@ -47,6 +47,9 @@ schemas: install  ## Refresh the committed JSON Schema snapshots (refuses breaki
 asyncapi: install  ## Regenerate the AsyncAPI documents under contracts/asyncapi/
 	$(PY) -m deploy.asyncapi --write
 
+openapi: install tools  ## Refresh contracts/openapi/ (each service's and the merged document; refuses unrecorded breaks)
+	$(PY) -m deploy.openapi --write
+
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
 
@@ -71,7 +74,17 @@ $(HELM):
 	GOBIN=$(TOOLS)/bin GOMODCACHE=$(TOOLS)/gomod GOCACHE=$(TOOLS)/gocache GOFLAGS=-modcacherw \
 		$(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
 
-tools: $(HELM)  ## helm (Go module, built once into var/tools/bin)
+# oasdiff: the HTTP API's breaking-change check (deploy/openapi_compat.py), built the same way.
+OASDIFF_VERSION := v1.39.0
+OASDIFF := $(TOOLS)/bin/oasdiff
+
+$(OASDIFF):
+	@test -x "$(GO)" || { echo "oasdiff is built with Go: install it (see helm above)"; exit 1; }
+	mkdir -p $(TOOLS)/bin
+	GOBIN=$(TOOLS)/bin GOMODCACHE=$(TOOLS)/gomod GOCACHE=$(TOOLS)/gocache GOFLAGS=-modcacherw \
+		$(GO) install github.com/oasdiff/oasdiff@$(OASDIFF_VERSION)
+
+tools: $(HELM) $(OASDIFF)  ## helm and oasdiff (Go modules, built once into var/tools/bin)
 
 # The container image's lock (deploy/container/Dockerfile installs only this, hash-checked).
 LOCK_ARGS := pip compile pyproject.toml --generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --quiet --custom-compile-command "make lock"

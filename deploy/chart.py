@@ -89,8 +89,23 @@ def render_topics() -> str:
     return HEADER.format(source="contracts/topics.py and deploy/cluster_shape.py") + body
 
 
-def _gateway_values() -> dict[str, object]:
-    """``LocalGateway``'s defaults are the production limits (its docstring): use those."""
+#: the chart's allow-list (values.yaml gateway.corsOrigins), checked as LocalGateway checks it
+HELM_CORS_ORIGINS = (
+    "{{- range .Values.gateway.corsOrigins }}"
+    '{{- if not (regexMatch "^https?://[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$" .) }}'
+    '{{- fail (printf "gateway.corsOrigins: %q is not scheme://host[:port] in lower case" .) }}'
+    "{{- end }}"
+    '\n        "{{ . }}" $http_origin;'
+    "{{- end }}"
+)
+HELM_CORS_VARY = "{{ if .Values.gateway.corsOrigins }}add_header Vary Origin always;{{ end }}"
+#: where a pod's gateway would find /api/openapi.json and /api/docs/ (not shipped in pods yet)
+POD_STATIC_DIR = "/usr/share/taper-gateway"
+
+
+def _gateway_values(helm: bool = True) -> dict[str, object]:
+    """``LocalGateway``'s defaults are the production limits (its docstring): use those. CORS
+    comes from the chart's values; compose has none (its gateway is for one host)."""
     params = inspect.signature(gateway.LocalGateway.__init__).parameters
     default = {name: p.default for name, p in params.items()}
     values: dict[str, object] = {
@@ -104,6 +119,9 @@ def _gateway_values() -> dict[str, object]:
         "MAX_BODY_TEXT": gateway.max_body_text(str(default["max_body"])),
         # TLS ends at the cloud load balancer / Ingress in front of the gateway Service.
         "TLS_SERVER_INCLUDE": "",
+        "CORS_ORIGINS": HELM_CORS_ORIGINS if helm else "",
+        "CORS_VARY": HELM_CORS_VARY if helm else "",
+        "STATIC_DIR": POD_STATIC_DIR,
     }
     values.update({placeholder: 0 for placeholder in gateway.SERVICES.values()})  # edited out
     # One Kubernetes Service per upstream balances over its pods: no further server lines.
@@ -139,7 +157,7 @@ def render_gateway(
     with tempfile.TemporaryDirectory() as tmp:
         edited = Path(tmp) / template.name
         edited.write_text(text)
-        rendered = gateway.render_template(_gateway_values(), edited)
+        rendered = gateway.render_template(_gateway_values(upstream is helm_upstream), edited)
     for service in gateway.SERVICES:
         rendered = rendered.replace(f"@UPSTREAM:{service}@", upstream(service))
     source = f"deploy/gateway/{template.name}"

@@ -118,3 +118,16 @@ def screenshot_url(
             f"chromium wrote no screenshot (rc={proc.returncode}):\n{proc.stderr[-3000:]}"
         )
     return png
+
+
+def dump_dom_url(url: str, *, budget_ms: int = 15000, offline: bool = False) -> str:
+    """The DOM of the page at ``url`` once its scripts had ``budget_ms`` of virtual time.
+    ``offline``: no host name resolves (only IP literals such as 127.0.0.1 are reached), so a page
+    that needs a CDN fails to render."""
+    extra = ["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"] if offline else []
+    proc = _run([*extra, f"--virtual-time-budget={budget_ms}", "--dump-dom", url])
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise BrowserUnavailable(
+            f"chromium dumped no DOM (rc={proc.returncode}):\n{proc.stderr[-3000:]}"
+        )
+    return proc.stdout

@@ -8,6 +8,13 @@ Knobs (defaults = the production values): ``rate_per_second``/``burst`` (per-cli
 nodelay burst), ``conn_per_client``, ``max_body`` (an nginx size such as ``"1m"``). A fuzzer or load
 test that should never meet a 429 passes e.g. ``rate_per_second=10000, burst=10000``.
 
+CORS: ``cors_origins=["https://app.example.org"]`` lets scripts of those origins call the API with
+credentials (preflights answered by nginx); default none: no CORS header at all.
+
+Docs: ``/api/openapi.json`` is the merged document of all four services
+(``contracts/openapi/taper.json``, ``python -m deploy.openapi``) and ``/api/docs/`` Swagger UI over
+it, from local files (``static_files``; no CDN).
+
 TLS: ``LocalGateway(..., tls=TlsFiles(cert_chain, key), tls_port=None)`` adds a second listener on
 127.0.0.1:``tls_port`` (a free port by default; ``tls_url``) with the same routes, limits and
 headers as the plain one (both include the rendered server-body.conf), TLS 1.2/1.3 only, plus HSTS.
@@ -25,7 +32,7 @@ CLI::
     python -m deploy.localstack.gateway run [--port 8080] [--scheduler 8001] [--monitoring 8002]
         [--notifications 8003] [--group-matching 8004] [--run-dir DIR]
         [--rate-per-second 20] [--burst 40] [--conn-per-client 50] [--max-body 1m]
-        [--tls-cert CHAIN.pem --tls-key KEY.pem [--tls-port 8443]]
+        [--tls-cert CHAIN.pem --tls-key KEY.pem [--tls-port 8443]] [--cors-origin ORIGIN ...]
 """
 
 from __future__ import annotations
@@ -66,6 +73,12 @@ TEMPLATE_PATH = TEMPLATE_DIR / "nginx.conf.template"
 #: the shared server body (limits, headers, routes), included by the plain and the TLS server
 SERVER_BODY_TEMPLATE = TEMPLATE_DIR / "server-body.conf.template"
 TLS_SERVER_TEMPLATE = TEMPLATE_DIR / "tls-server.conf.template"
+#: the docs page's own files (the Swagger UI assets come from the fastapi-offline package)
+DOCS_DIR = TEMPLATE_DIR / "docs"
+MERGED_OPENAPI = REPO_ROOT / "contracts" / "openapi" / "taper.json"
+#: an origin as a browser sends it: scheme, host, optional port; lower case, nothing else (it is
+#: written into the nginx config, so nothing that could end a string or a directive)
+_ORIGIN = re.compile(r"https?://[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?")
 
 #: upstream name (as in ``upstreams=``) -> template placeholder
 SERVICES: dict[str, str] = {
@@ -129,6 +142,44 @@ def max_body_text(size: str) -> str:
     if not m:
         raise ValueError(f"max_body must be a positive nginx size (1m, 512k, 100); got {size!r}")
     return f"{m.group(1)} {_SIZE_UNITS[m.group(2).lower()]}"
+
+
+def cors_origins_conf(origins: Sequence[str]) -> tuple[str, str]:
+    """The ``CORS_ORIGINS`` map entries and the ``CORS_VARY`` directive for an allow-list;
+    ValueError for anything but ``scheme://host[:port]`` in lower case (no path, no ``*``)."""
+    for origin in origins:
+        if not isinstance(origin, str) or not _ORIGIN.fullmatch(origin):
+            raise ValueError(
+                f"a CORS origin is scheme://host[:port] in lower case, e.g. "
+                f"https://app.example.org; got {origin!r}"
+            )
+    entries = " ".join(f'"{origin}" $http_origin;' for origin in origins)
+    return entries, "add_header Vary Origin always;" if origins else ""
+
+
+def static_files() -> dict[str, Path]:
+    """What the gateway serves itself, by URI path: the merged OpenAPI document, the docs page
+    and Swagger UI's assets (fastapi-offline ships them, MIT; Swagger UI itself is Apache-2.0)."""
+    import fastapi_offline
+
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    return {
+        "api/openapi.json": MERGED_OPENAPI,
+        "api/docs/index.html": DOCS_DIR / "index.html",
+        "api/docs/swagger-initializer.js": DOCS_DIR / "swagger-initializer.js",
+        "api/docs/swagger-ui-bundle.js": assets / "swagger-ui-bundle.js",
+        "api/docs/swagger-ui.css": assets / "swagger-ui.css",
+        "api/docs/favicon.png": assets / "favicon.png",
+    }
+
+
+def install_static(directory: Path) -> Path:
+    """Copy ``static_files()`` under ``directory`` (the gateway's ``STATIC_DIR``)."""
+    for relative, source in static_files().items():
+        target = directory / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    return directory
 
 
 def _require_int(name: str, value: int, minimum: int) -> None:
@@ -206,6 +257,7 @@ class LocalGateway:
         max_body: str = "1m",
         tls: TlsFiles | None = None,
         tls_port: int | None = None,
+        cors_origins: Sequence[str] = (),
     ) -> None:
         # one port per service, or several (its replicas; requests are spread over them)
         ports_of: dict[str, list[int]] = {
@@ -221,6 +273,10 @@ class LocalGateway:
         _require_int("burst", burst, 0)
         _require_int("conn_per_client", conn_per_client, 1)
         max_body_text(max_body)  # validates
+        if isinstance(cors_origins, str):
+            raise ValueError("cors_origins is a list of origins, not one string")
+        cors_origins_conf(cors_origins)  # validates
+        self.cors_origins = tuple(cors_origins)
         if tls_port is not None and tls is None:
             raise ValueError("tls_port given without tls=TlsFiles(cert_chain, key)")
         self.port = port or free_port()
@@ -291,7 +347,9 @@ class LocalGateway:
             "MAX_BODY": self.max_body,
             "MAX_BODY_TEXT": max_body_text(self.max_body),
             "TLS_SERVER_INCLUDE": "",
+            "STATIC_DIR": install_static(self.run_dir / "static"),
         }
+        values["CORS_ORIGINS"], values["CORS_VARY"] = cors_origins_conf(self.cors_origins)
         for name, placeholder in SERVICES.items():
             ports = self.upstreams.get(name, [UNROUTED_PORT])
             values[placeholder] = ports[0]
@@ -401,6 +459,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--tls-cert", type=Path, default=None, help="PEM chain: enables the TLS port")
     run.add_argument("--tls-key", type=Path, default=None, help="PEM key of --tls-cert")
     run.add_argument("--tls-port", type=int, default=None, help="default 8443 (with --tls-cert)")
+    run.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        help="an origin allowed to call the API from a browser (repeat it); default none",
+    )
     args = parser.parse_args(argv)
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key go together")
@@ -424,6 +488,7 @@ def main(argv: list[str] | None = None) -> int:
             max_body=args.max_body,
             tls=tls,
             tls_port=(args.tls_port or 8443) if tls is not None else None,
+            cors_origins=args.cors_origin,
         )
     except ValueError as exc:
         parser.error(str(exc))

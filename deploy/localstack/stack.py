@@ -136,6 +136,7 @@ class Stack:
             port=self.args.gateway_port,
             upstreams={s.name: s.port + self.args.port_offset for s in SERVICES},
             run_dir=self.var / "gateway",
+            cors_origins=self.args.cors_origins,
         )
         gateway.start()
         self.gateway = gateway
@@ -283,6 +284,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--clock-scale", type=float, default=float(env("TAPER_CLOCK_SCALE", "1")))
     p.add_argument("--startup-timeout", type=float, default=120.0)
+    p.add_argument(
+        "--cors-origins",
+        type=lambda text: [o for o in text.replace(",", " ").split() if o],
+        default=env("TAPER_GATEWAY_CORS_ORIGINS", ""),
+        help="origins (comma or space separated) whose scripts may call the API through the "
+        "gateway, e.g. http://localhost:5173 for a frontend's dev server; default none",
+    )
     return p.parse_args(argv)
 
 

@@ -7,13 +7,15 @@ ids and codes only (no PHI by construction), so ops may read them; reading them 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.chassis.auth import CurrentPrincipal, Role, require_role
+from services.chassis.openapi import camel
 from services.chassis.telemetry import valid_request_id
 from services.chassis.text import FreeText
 
@@ -21,10 +23,51 @@ if TYPE_CHECKING:
     from services.chassis.runtime import ServiceRuntime
 
 
+class AuditEntryOut(BaseModel):
+    """One audit row: opaque ids and codes only (no PHI by construction)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 42,
+                    "at": "2026-12-04T09:17:30+00:00",
+                    "actor": "dr-oncall",
+                    "actor_role": "clinician",
+                    "action": "read",
+                    "patient_id": "5d6e7f80-1a2b-4c3d-8e9f-a0b1c2d3e4f5",
+                    "resource": "taper",
+                    "outcome": "allowed",
+                    "request_id": "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+                    "client_addr": "10.0.0.7",
+                }
+            ]
+        }
+    )
+
+    id: int = Field(description="Increasing: newer rows have larger ids.")
+    at: datetime = Field(description="When it happened.")
+    actor: str = Field(description="The principal's subject.")
+    actor_role: str = Field(description="patient | clinician | ops.")
+    action: str = Field(description="What was done: read, update, acknowledge, audit.read ...")
+    patient_id: uuid.UUID | None = Field(description="Whose data, if a patient's.")
+    resource: str = Field(description="The kind of object touched: taper, plan, escalation ...")
+    outcome: str = Field(description="allowed | denied.")
+    request_id: str | None = Field(description="The request's X-Request-ID, to join with logs.")
+    client_addr: str | None = Field(description="The client's address as the service saw it.")
+
+
 def router(runtime: ServiceRuntime) -> APIRouter:
     api = APIRouter(tags=["ops"])
 
-    @api.get("/ops/audit", summary="Audit log entries, newest first (ops only)")
+    @api.get(
+        "/ops/audit",
+        operation_id=f"list{camel(runtime.service)}AuditLog",
+        summary="Audit log entries, newest first (ops only)",
+        # Documented only: the rows are returned as stored, their format unchanged.
+        response_model=None,
+        responses={200: {"model": list[AuditEntryOut]}},
+    )
     async def audit_log(
         principal: CurrentPrincipal,
         request: Request,

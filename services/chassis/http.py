@@ -22,13 +22,15 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.trace import Status, StatusCode, TracerProvider
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from contracts.http_api import api_version
 from services.chassis.auth import TokenVerifier
 from services.chassis.errors import Conflict, NotFound, PermanentError
 from services.chassis.metrics import NO_METRICS, HttpMetricsMiddleware, ServiceMetrics
+from services.chassis.openapi import camel, without_placeholder_json
 from services.chassis.outage import is_outage
 from services.chassis.settings import ServiceSettings
 from services.chassis.telemetry import record_request_id, valid_request_id
@@ -44,22 +46,51 @@ PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 class FieldError(BaseModel):
     """One invalid field: where, what is wrong, the error's type (never the input itself)."""
 
-    loc: list[str | int]
-    msg: str
-    type: str
+    loc: list[str | int] = Field(
+        description="Where: body, query, path or header, then the field's path."
+    )
+    msg: str = Field(description="What is wrong, in English.")
+    type: str = Field(description="The error's kind (missing, value_error ...).")
 
 
 class ErrorBody(BaseModel):
     """Every error answer of every service (and of the gateway): ``detail`` is a sentence, or for
     an invalid request the list of field errors."""
 
-    detail: str | list[FieldError]
+    detail: str | list[FieldError] = Field(
+        description="A sentence, or for an invalid request the list of field errors."
+    )
     request_id: str | None = Field(default=None, description="Only on 500: quote it to ops.")
 
 
 class Readiness(BaseModel):
-    status: str
-    checks: dict[str, bool]
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"status": "ready", "checks": {"database": True}}]}
+    )
+
+    status: str = Field(description="ready | not ready.")
+    checks: dict[str, bool] = Field(description="Each dependency a request needs: reachable?")
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "ok",
+                    "service": "scheduler",
+                    "dependencies": {"database": "up", "broker": "up"},
+                }
+            ]
+        }
+    )
+
+    status: str = Field(description="Always ok: the process answers.")
+    service: str = Field(description="The service's name.")
+    dependencies: dict[str, str] | None = Field(
+        None,
+        description="Detail only: up, down or unknown per dependency; absent if none.",
+    )
 
 
 def _documented(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -87,7 +118,7 @@ def create_app(
     prefix = settings.url_prefix
     app = FastAPI(
         title=title or f"taper {settings.service_name}",
-        version="0.1.0",
+        version=api_version(settings.service_name),
         openapi_url=f"{prefix}/openapi.json",
         docs_url=f"{prefix}/docs",
         redoc_url=None,
@@ -97,9 +128,13 @@ def create_app(
     app.state.token_verifier = TokenVerifier(settings)
 
     system = APIRouter(prefix=prefix, tags=["system"])
+    service = camel(settings.service_name)  # operationIds are unique across the four services
 
     @system.get(
         "/health",
+        operation_id=f"get{service}Health",
+        response_model=Health,
+        response_model_exclude_none=True,  # no dependencies reported: the key is absent
         summary="Liveness: the process is up (and, as detail, whether its dependencies answer)",
     )
     async def health() -> dict[str, Any]:
@@ -110,6 +145,7 @@ def create_app(
 
     @system.get(
         "/ready",
+        operation_id=f"get{service}Readiness",
         summary="Readiness: what a request needs (the database) is reachable",
         response_model=Readiness,
         responses={503: {"model": Readiness, "description": "A dependency is unreachable"}},
@@ -137,6 +173,8 @@ def create_app(
     for router in routers:
         app.include_router(router, prefix=prefix, responses=API_ERRORS)
     _install_error_handlers(app)
+    generate = app.openapi
+    app.openapi = lambda: without_placeholder_json(generate())  # type: ignore[method-assign]
     # Innermost of ours: an unexpected error is answered here and goes no further (see the class).
     app.add_middleware(UnhandledErrorMiddleware)
     # HTTP metrics come from our middleware (chassis/metrics.py says why), not the instrumentation.

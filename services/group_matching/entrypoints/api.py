@@ -25,9 +25,11 @@ from services.chassis.auth import (
     authorize_patient_access,
     require_admin,
 )
+from services.chassis.openapi import name_operations
 from services.chassis.runtime import ServiceRuntime
 from services.chassis.uow import UnitOfWork
 from services.group_matching.domain import placement
+from services.group_matching.entrypoints.read_bodies import MyCohortOut, RosterCohortOut
 from services.group_matching.service_layer import cohorts, handlers
 
 ADMIN_SCOPE = "group_matching:admin"
@@ -35,14 +37,33 @@ ReasonCode = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,40}$")]
 
 
 class StageOut(BaseModel):
-    patient_id: uuid.UUID
-    drug: str
-    stage: str
-    updated_at: datetime
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "patient_id": "5d6e7f80-1a2b-4c3d-8e9f-a0b1c2d3e4f5",
+                    "drug": "diazepam",
+                    "stage": "active",
+                    "updated_at": "2026-12-14T06:00:00Z",
+                }
+            ]
+        }
+    )
+
+    patient_id: uuid.UUID = Field(description="The patient.")
+    drug: str = Field(description="The drug being tapered.")
+    stage: str = Field(
+        description="The taper stage (the events' TaperStage): pre_taper, crossover, active, "
+        "final_phase, held, post_taper_early ..."
+    )
+    updated_at: datetime = Field(description="When the scheduler last reported the stage.")
 
 
 class ParticipationIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"timezone": "America/Chicago", "language": "en"}]},
+    )
 
     timezone: str = Field(examples=["America/Chicago"], description="IANA timezone.")
     language: str = Field(examples=["en"], description="ISO 639-1 language of the sessions.")
@@ -63,15 +84,22 @@ class ParticipationIn(BaseModel):
 
 
 class OverrideIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason_code": "clinician_cleared"}]}
+    )
 
-    reason_code: ReasonCode
+    reason_code: ReasonCode = Field(description="Why the open RED episode may be overridden.")
 
 
 class ModeratorIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"languages": ["en", "es"], "max_cohorts": 3}]},
+    )
 
-    languages: list[str] = Field(min_length=1, max_length=12)
+    languages: list[str] = Field(
+        min_length=1, max_length=12, description="ISO 639-1 languages they moderate in."
+    )
     max_cohorts: int = Field(ge=0, le=50, description="0: paused (keeps their cohorts).")
 
     @field_validator("languages")
@@ -84,26 +112,80 @@ class ModeratorIn(BaseModel):
 
 
 class PlacementOut(BaseModel):
-    status: Literal["waiting", "placed", "not_taking_part"]
-    waiting_since: datetime | None = None
-    held_back_by_open_red: bool = False
-    red_override: bool = False
-    cohort_size: int | None = None
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "waiting",
+                    "waiting_since": "2026-12-01T10:00:00Z",
+                    "held_back_by_open_red": True,
+                    "red_override": False,
+                    "cohort_size": None,
+                    "next_session": None,
+                }
+            ]
+        }
+    )
+
+    status: Literal["waiting", "placed", "not_taking_part"] = Field(
+        description="waiting, placed or not_taking_part."
+    )
+    waiting_since: datetime | None = Field(None, description="Since when on the waitlist.")
+    held_back_by_open_red: bool = Field(
+        False, description="An open RED episode keeps the patient from being placed."
+    )
+    red_override: bool = Field(False, description="A clinician overrode that hold.")
+    cohort_size: int | None = Field(None, description="Members of their cohort, when placed.")
     next_session: datetime | None = Field(None, description="In the patient's timezone.")
 
 
 class ModeratorOut(BaseModel):
-    subject: str
-    languages: list[str]
-    max_cohorts: int
-    active: bool
-    active_cohorts: int
-    updated_by: str
-    updated_at: datetime
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "subject": "dr-moderator",
+                    "languages": ["en", "es"],
+                    "max_cohorts": 3,
+                    "active": True,
+                    "active_cohorts": 2,
+                    "updated_by": "ops-1",
+                    "updated_at": "2026-12-01T09:00:00Z",
+                }
+            ]
+        }
+    )
+
+    subject: str = Field(description="The moderator's (clinician's) subject.")
+    languages: list[str] = Field(description="ISO 639-1 languages they moderate in.")
+    max_cohorts: int = Field(description="Cohorts they take at most (0: paused).")
+    active: bool = Field(description="false: deactivated, no new cohorts.")
+    active_cohorts: int = Field(description="Cohorts they moderate now.")
+    updated_by: str = Field(description="Who last changed the registration.")
+    updated_at: datetime = Field(description="When the registration last changed.")
 
 
 class RemovedOut(BaseModel):
-    cohorts_handed_over: int
+    model_config = ConfigDict(json_schema_extra={"examples": [{"cohorts_handed_over": 2}]})
+
+    cohorts_handed_over: int = Field(description="Their cohorts given to other moderators.")
+
+
+# What a generated client calls each operation (chassis/openapi.py).
+OPERATION_IDS = {
+    "GET /patients/{patient_id}/stage": "getTaperStage",
+    "PUT /patients/{patient_id}/peer-support": "joinPeerSupport",
+    "DELETE /patients/{patient_id}/peer-support": "leavePeerSupport",
+    "GET /patients/{patient_id}/cohort": "getMyCohort",
+    "POST /patients/{patient_id}/placement-override": "overridePlacement",
+    "GET /patients/{patient_id}/placement": "getPlacement",
+    "GET /moderators": "listModerators",
+    "POST /moderators/{subject}/deactivate": "deactivateModerator",
+    "POST /moderators/{subject}/activate": "activateModerator",
+    "DELETE /moderators/{subject}": "removeModerator",
+    "PUT /moderators/{subject}": "putModerator",
+    "GET /moderators/{subject}/cohorts": "listModeratorCohorts",
+}
 
 
 def routers(runtime: ServiceRuntime) -> list[APIRouter]:
@@ -124,7 +206,12 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             row = await handlers.get_stage(uow, patient_id)
         return StageOut(**row)
 
-    @router.put("/patients/{patient_id}/peer-support", summary="Opt in: join the waitlist")
+    @router.put(
+        "/patients/{patient_id}/peer-support",
+        summary="Opt in: join the waitlist",
+        response_model=None,  # documented only: read_bodies.py says why
+        responses={200: {"model": MyCohortOut}},
+    )
     async def join(
         patient_id: uuid.UUID, body: ParticipationIn, principal: CurrentPrincipal, request: Request
     ) -> dict[str, Any]:
@@ -145,7 +232,12 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             await cohorts.leave(uow, patient_id)
             await uow.commit()
 
-    @router.get("/patients/{patient_id}/cohort", summary="My cohort: handles and session times")
+    @router.get(
+        "/patients/{patient_id}/cohort",
+        summary="My cohort: handles and session times",
+        response_model=None,
+        responses={200: {"model": MyCohortOut}},
+    )
     async def my_cohort(
         patient_id: uuid.UUID, principal: CurrentPrincipal, request: Request
     ) -> dict[str, Any]:
@@ -227,7 +319,12 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             )
             await uow.commit()
 
-    @router.get("/moderators/{subject}/cohorts", summary="A moderator's rosters")
+    @router.get(
+        "/moderators/{subject}/cohorts",
+        summary="A moderator's rosters",
+        response_model=None,
+        responses={200: {"model": list[RosterCohortOut]}},
+    )
     async def roster(subject: Subject, principal: CurrentPrincipal) -> list[dict[str, Any]]:
         # The roster names patients and their stage group (clinical): a clinician's, never ops'
         # (not even holding the scope).
@@ -247,7 +344,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             await uow.commit()
         return rows
 
-    return [router]
+    return [name_operations(router, OPERATION_IDS)]
 
 
 async def _authorize(

@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from services.chassis.auth import CurrentPrincipal, authorize_patient_access
+from services.chassis.openapi import SVG_BODY, name_operations
 from services.chassis.runtime import ServiceRuntime
 from services.monitoring.adapters.trend_chart import trend_to_svg
 from services.monitoring.domain.model import InvalidReport
@@ -37,10 +38,25 @@ Key = Annotated[str, StringConstraints(min_length=1, max_length=40)]
 
 
 class SymptomReportIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "instrument": "gad-7",
+                    "instrument_version": "1",
+                    "answers": {f"item_{i}": 1 for i in range(1, 8)},
+                    "red_flags": [],
+                    "pulse_bpm": 84,
+                }
+            ]
+        },
+    )
 
-    instrument: Instrument
-    instrument_version: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,3}$")] = "1"
+    instrument: Instrument = Field(description="The questionnaire: ciwa-b, gad-7, phq-9 ...")
+    instrument_version: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,3}$")] = Field(
+        "1", description="The questionnaire's version."
+    )
     oriented: Scalar = Field(
         default=None,
         description="Alert, oriented, obeys commands? Required for CIWA-B (without it CIWA-B is "
@@ -74,12 +90,34 @@ class RefusedItemOut(BaseModel):
 
 
 class SymptomReportOut(BaseModel):
-    report_id: uuid.UUID
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "report_id": "4e5f6a7b-8c9d-4e0f-a1b2-c3d4e5f6a7b8",
+                    "total_score": 7,
+                    "band": "mild",
+                    "method": "sum",
+                    "severity": None,
+                    "reasons": [],
+                    "safety_accepted": True,
+                    "refused_items": [],
+                    "replayed": False,
+                }
+            ]
+        }
+    )
+
+    report_id: uuid.UUID = Field(description="The stored report's id.")
     total_score: int = Field(description="0 when the instrument was not scored (band not_scored)")
-    band: str
-    method: str
-    severity: Literal["RED", "AMBER"] | None
-    reasons: list[ReasonOut]
+    band: str = Field(description="The score's band (minimal, mild ...; not_scored).")
+    method: str = Field(description="How the total was scored (the instrument's method).")
+    severity: Literal["RED", "AMBER"] | None = Field(
+        description="RED or AMBER when the report opened or raised an episode; null otherwise."
+    )
+    reasons: list[ReasonOut] = Field(
+        description="Why it escalated (codes with the value and threshold)."
+    )
     safety_accepted: bool = Field(
         description="Always true in a 2xx: the red flags, orientation answer, red items and "
         "pulse that were valid are recorded and escalated, whatever else was refused."
@@ -91,26 +129,69 @@ class SymptomReportOut(BaseModel):
 
 
 class TrendPointOut(BaseModel):
-    at: datetime
-    total: int
-    band: str
-    severity: str | None
+    at: datetime = Field(description="When the report was submitted.")
+    total: int = Field(description="Its total score.")
+    band: str = Field(description="Its band.")
+    severity: str | None = Field(description="RED or AMBER if it escalated.")
 
 
 class TrendOut(BaseModel):
-    instrument: str
-    points: list[TrendPointOut]
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "instrument": "ciwa-b",
+                    "points": [
+                        {
+                            "at": "2026-12-01T09:00:00Z",
+                            "total": 12,
+                            "band": "mild",
+                            "severity": None,
+                        }
+                    ],
+                    "dose_steps": ["2026-11-30"],
+                    "thresholds": {"AMBER": 25, "RED": 45},
+                }
+            ]
+        }
+    )
+
+    instrument: str = Field(description="The instrument charted.")
+    points: list[TrendPointOut] = Field(description="Its reports, oldest first.")
     dose_steps: list[date] = Field(description="Dates dose steps took effect.")
     thresholds: dict[str, int] = Field(description="AMBER/RED totals for this patient.")
 
 
 class ReportSummary(BaseModel):
-    id: uuid.UUID
-    instrument: str
-    total_score: int
-    band: str
-    severity: str | None
-    reported_at: datetime
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "4e5f6a7b-8c9d-4e0f-a1b2-c3d4e5f6a7b8",
+                    "instrument": "gad-7",
+                    "total_score": 7,
+                    "band": "mild",
+                    "severity": None,
+                    "reported_at": "2026-12-01T09:00:00Z",
+                }
+            ]
+        }
+    )
+
+    id: uuid.UUID = Field(description="The report's id.")
+    instrument: str = Field(description="gad-7, phq-9, ciwa-b ...")
+    total_score: int = Field(description="The instrument's total (0: not scored).")
+    band: str = Field(description="The score's band.")
+    severity: str | None = Field(description="RED or AMBER if it escalated; null otherwise.")
+    reported_at: datetime = Field(description="When it was submitted.")
+
+
+# What a generated client calls each operation (chassis/openapi.py).
+OPERATION_IDS = {
+    "POST /patients/{patient_id}/symptom-reports": "submitSymptomReport",
+    "GET /patients/{patient_id}/symptom-reports": "listSymptomReports",
+    "GET /patients/{patient_id}/trends": "getSymptomTrends",
+}
 
 
 def routers(runtime: ServiceRuntime) -> list[APIRouter]:
@@ -234,7 +315,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         "/patients/{patient_id}/trends",
         response_model=TrendOut,
         summary="Scores over time with dose steps marked (JSON, or an SVG chart)",
-        responses={200: {"content": {"image/svg+xml": {"schema": {"type": "string"}}}}},
+        responses={200: {"content": {"image/svg+xml": SVG_BODY}}},
     )
     async def trends(
         patient_id: uuid.UUID,
@@ -265,5 +346,6 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             thresholds={level: at for level, at in found.thresholds},
         )
 
+    name_operations(router, OPERATION_IDS)  # before the episodes' routes, named in their module
     router.include_router(episodes_api.router(runtime))
     return [router]

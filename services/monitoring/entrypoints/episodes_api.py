@@ -15,6 +15,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.chassis.auth import CurrentPrincipal, Role, authorize_patient_access, require_role
+from services.chassis.openapi import name_operations
 from services.chassis.runtime import ServiceRuntime
 from services.chassis.text import FreeText
 from services.monitoring.domain.episodes import Episode
@@ -26,26 +27,63 @@ ReasonCode = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,40}$")]
 
 
 class ReasonOut(BaseModel):
-    code: str
-    instrument: str | None = None
-    value: float | None = None
-    threshold: float | None = None
+    code: str = Field(
+        description="What triggered: band:<instrument>, red_flag:<code>, pulse:above ..."
+    )
+    instrument: str | None = Field(
+        None, description="The instrument, if the reason is a score or an item."
+    )
+    value: float | None = Field(
+        None, description="The value seen (a total, an item's answer, a pulse)."
+    )
+    threshold: float | None = Field(None, description="The threshold it met.")
 
 
 class EpisodeOut(BaseModel):
-    id: uuid.UUID
-    patient_id: uuid.UUID
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "9b2e4c1a-7f3d-4a6b-8c9d-0e1f2a3b4c5d",
+                    "patient_id": "5d6e7f80-1a2b-4c3d-8e9f-a0b1c2d3e4f5",
+                    "family": "withdrawal",
+                    "severity": "AMBER",
+                    "status": "open",
+                    "opened_at": "2026-12-01T09:00:00Z",
+                    "updated_at": "2026-12-02T09:00:00Z",
+                    "reports": 2,
+                    "reasons": [
+                        {
+                            "code": "band:ciwa-b",
+                            "instrument": "ciwa-b",
+                            "value": 27.0,
+                            "threshold": 25.0,
+                        }
+                    ],
+                    "acknowledged_at": None,
+                    "resolved_at": None,
+                    "resolved_by": None,
+                    "resolution": None,
+                }
+            ]
+        }
+    )
+
+    id: uuid.UUID = Field(description="The episode's id.")
+    patient_id: uuid.UUID = Field(description="The patient.")
     family: str = Field(description="safety | withdrawal | mood | engagement")
-    severity: Literal["RED", "AMBER"]
-    status: Literal["open", "resolved"]
-    opened_at: datetime
-    updated_at: datetime
+    severity: Literal["RED", "AMBER"] = Field(description="RED or AMBER (the highest reached).")
+    status: Literal["open", "resolved"] = Field(description="open or resolved.")
+    opened_at: datetime = Field(description="When it opened.")
+    updated_at: datetime = Field(description="When a report last changed it.")
     reports: int = Field(description="Reports (or missed check-ins) folded into the episode.")
     reasons: list[ReasonOut] = Field(description="The latest report's reasons.")
-    acknowledged_at: datetime | None
-    resolved_at: datetime | None
-    resolved_by: str | None
-    resolution: str | None
+    acknowledged_at: datetime | None = Field(description="When a clinician acknowledged its page.")
+    resolved_at: datetime | None = Field(description="When it was resolved.")
+    resolved_by: str | None = Field(description="The resolving clinician's subject.")
+    resolution: str | None = Field(
+        description="resume_taper | keep_held | referred | no_action_needed."
+    )
 
     @classmethod
     def of(cls, e: Episode) -> EpisodeOut:
@@ -67,7 +105,9 @@ class EpisodeOut(BaseModel):
 
 
 class ResolveIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"resolution": "resume_taper"}]}
+    )
 
     resolution: Literal["resume_taper", "keep_held", "referred", "no_action_needed"] = Field(
         description="resume_taper also lifts the taper hold monitoring caused (refused while "
@@ -79,23 +119,53 @@ class ResolveIn(BaseModel):
 
 
 class ThresholdsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"thresholds": {"band:ciwa-b:amber": 25}, "reason_code": "clinician"}]
+        },
+    )
 
     thresholds: dict[str, Annotated[int, Field(ge=0, le=1000)]] = Field(
-        max_length=20, examples=[{"band:ciwa-b:amber": 25}]
+        max_length=20,
+        examples=[{"band:ciwa-b:amber": 25}],
+        description="Rule key (band:<instrument>:<level>) -> the patient's threshold.",
     )
-    reason_code: ReasonCode
+    reason_code: ReasonCode = Field(description="Why (a code, never free text).")
 
 
 class ThresholdsOut(BaseModel):
-    thresholds: dict[str, int]
-    set_by: str | None
-    reason_code: str | None
-    set_at: datetime | None
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "thresholds": {"band:ciwa-b:amber": 25},
+                    "set_by": "dr-panel",
+                    "reason_code": "clinician",
+                    "set_at": "2026-12-01T09:00:00Z",
+                }
+            ]
+        }
+    )
+
+    thresholds: dict[str, int] = Field(description="Rule key -> the patient's own threshold.")
+    set_by: str | None = Field(description="Who set them (null: defaults).")
+    reason_code: str | None = Field(description="Why they were set.")
+    set_at: datetime | None = Field(description="When.")
 
 
 def _loc(field: str) -> list[str]:
     return ["body", *field.split(".", 1)]  # "thresholds.<key>": the key may hold dots or colons
+
+
+# What a generated client calls each operation (chassis/openapi.py).
+OPERATION_IDS = {
+    "GET /episodes": "listPanelEpisodes",
+    "GET /patients/{patient_id}/episodes": "listPatientEpisodes",
+    "POST /patients/{patient_id}/episodes/{episode_id}/resolve": "resolveEpisode",
+    "PUT /patients/{patient_id}/rule-thresholds": "setRuleThresholds",
+    "GET /patients/{patient_id}/rule-thresholds": "getRuleThresholds",
+}
 
 
 def router(runtime: ServiceRuntime) -> APIRouter:
@@ -224,4 +294,4 @@ def router(runtime: ServiceRuntime) -> APIRouter:
             saved = await thresholds.get_thresholds(uow, patient_id)
         return ThresholdsOut(**saved)
 
-    return r
+    return name_operations(r, OPERATION_IDS)

@@ -9,13 +9,14 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
+from services.chassis.openapi import FHIR_RESOURCE
 from services.monitoring.adapters.fhir import episodes_bundle, reports_bundle
 from services.monitoring.domain.episodes import Episode
 
 FHIR_JSON = "application/fhir+json"
 # The other 200 body of an endpoint that takes ``?format=fhir``.
 FHIR_RESPONSE: dict[int | str, dict[str, Any]] = {
-    200: {"content": {FHIR_JSON: {"schema": {"type": "object"}}}}
+    200: {"content": {FHIR_JSON: {"schema": FHIR_RESOURCE}}}
 }
 
 

@@ -51,7 +51,9 @@ MAX_TIMEOUT_MINUTES = 1440  # Opsgenie's legacy API maximum delay [S18]
 class Target(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: Literal["schedule", "clinician"]
+    kind: Literal["schedule", "clinician"] = Field(
+        description="schedule (whoever is on call) or clinician (one person)."
+    )
     ref: Ref = Field(description="An on-call schedule key, or a clinician's subject (opaque).")
 
     @model_validator(mode="after")
@@ -66,14 +68,18 @@ class Target(BaseModel):
 class Level(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    targets: tuple[Target, ...] = Field(min_length=1, max_length=10)
-    ack_timeout_minutes: int = Field(gt=0, le=MAX_TIMEOUT_MINUTES)
+    targets: tuple[Target, ...] = Field(
+        min_length=1, max_length=10, description="Paged together at this level."
+    )
+    ack_timeout_minutes: int = Field(
+        gt=0, le=MAX_TIMEOUT_MINUTES, description="Unacknowledged this long: the next level."
+    )
 
 
 class BusinessHoursSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    timezone: str
+    timezone: str = Field(description="IANA time zone of the hours.")
     weekdays: tuple[int, ...] = Field(min_length=1, description="0 = Monday … 6 = Sunday")
     opens: WallClock
     closes: WallClock
@@ -95,11 +101,40 @@ class BusinessHoursSpec(BaseModel):
 class PolicyDefinition(BaseModel):
     """What an administrator writes; versioned on every change."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "levels": [
+                        {
+                            "targets": [{"kind": "schedule", "ref": "clinician-on-call"}],
+                            "ack_timeout_minutes": 5,
+                        },
+                        {
+                            "targets": [{"kind": "clinician", "ref": "dr-director"}],
+                            "ack_timeout_minutes": 5,
+                        },
+                    ],
+                    "loops": 3,
+                    "repage_unresolved_after_minutes": 30,
+                    "business_hours": None,
+                }
+            ]
+        },
+    )
 
-    levels: tuple[Level, ...] = Field(min_length=1, max_length=10)
+    levels: tuple[Level, ...] = Field(
+        min_length=1, max_length=10, description="Paged one after the other until acknowledged."
+    )
     loops: int = Field(ge=0, le=MAX_LOOPS, description="Repeats after the last level.")
-    repage_unresolved_after_minutes: int | None = Field(default=None, gt=0, le=MAX_TIMEOUT_MINUTES)
+    repage_unresolved_after_minutes: int | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_TIMEOUT_MINUTES,
+        description="Acknowledged but unresolved this long: paged again.",
+    )
     business_hours: BusinessHoursSpec | None = Field(
         default=None, description="When set, the first page waits for business hours (AMBER)."
     )

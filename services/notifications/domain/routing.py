@@ -24,7 +24,13 @@ Severity = Literal["RED", "AMBER"]
 class CareTeamDefinition(BaseModel):
     """What an administrator writes for a care team."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"routes": {"RED": "red-default", "AMBER": "amber-default"}}]
+        },
+    )
 
     routes: dict[Severity, PolicyKey] = Field(
         min_length=1, description="The policy per severity; a severity left out uses the default."
@@ -84,15 +90,34 @@ class NotificationRule(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     channel: Channel = Field(description="webhook is the push to the clinician's pager app.")
-    delay_minutes: int = Field(ge=0, le=MAX_DELAY_MINUTES)
+    delay_minutes: int = Field(
+        ge=0,
+        le=MAX_DELAY_MINUTES,
+        description="Minutes after the page before this channel is used.",
+    )
 
 
 class NotificationRules(BaseModel):
     """A clinician's own order of contact methods with delays (push now, SMS after 2 min …)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "rules": [
+                        {"channel": "webhook", "delay_minutes": 0},
+                        {"channel": "sms", "delay_minutes": 2},
+                    ]
+                }
+            ]
+        },
+    )
 
-    rules: tuple[NotificationRule, ...] = Field(min_length=1, max_length=10)
+    rules: tuple[NotificationRule, ...] = Field(
+        min_length=1, max_length=10, description="At most one per channel."
+    )
 
     @field_validator("rules")
     @classmethod

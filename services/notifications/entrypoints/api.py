@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     model_validator,
 )
+from pydantic.config import JsonDict
 
 from contracts.types import Subject
 from services.chassis.auth import (
@@ -31,12 +32,19 @@ from services.chassis.auth import (
     require_admin,
 )
 from services.chassis.dates import PlausibleAwareDatetime
+from services.chassis.openapi import name_all
 from services.chassis.runtime import ServiceRuntime
 from services.chassis.uow import UnitOfWork
 from services.notifications.adapters.ack_links import AckLinks, InvalidLink
 from services.notifications.domain import escalation as policy_rules
 from services.notifications.domain.escalation import PolicyDefinition, PolicyKey
 from services.notifications.domain.oncall import OnCallSchedule, Rotation
+from services.notifications.entrypoints.read_bodies import (
+    EscalationDetailOut,
+    EscalationOut,
+    OverrideCreatedOut,
+    PageOut,
+)
 from services.notifications.service_layer import config, escalations, teams, views
 
 ADMIN_SCOPE = "notifications:admin"
@@ -46,19 +54,54 @@ ADMIN_SCOPE = "notifications:admin"
 
 
 class PolicyOut(BaseModel):
-    key: str
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "key": "red-default",
+                    "version": 0,
+                    "definition": {
+                        "levels": [
+                            {
+                                "targets": [{"kind": "schedule", "ref": "clinician-on-call"}],
+                                "ack_timeout_minutes": 5,
+                            }
+                        ],
+                        "loops": 3,
+                        "repage_unresolved_after_minutes": 30,
+                        "business_hours": None,
+                    },
+                    "used_for": ["RED"],
+                }
+            ]
+        }
+    )
+
+    key: str = Field(description="The policy's key.")
     version: int = Field(description="0: the shipped default, not yet edited here.")
-    definition: PolicyDefinition
+    definition: PolicyDefinition = Field(description="Its levels, loops and re-page timing.")
     used_for: list[str] = Field(description="Severities routed to this policy.")
 
 
-class RotationIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_ROTATION: JsonDict = {
+    "timezone": "America/New_York",
+    "participants": ["dr-panel", "dr-oncall"],
+    "starts_at": "2026-12-07T08:00:00Z",
+    "shift_hours": 168.0,
+}
 
-    timezone: str
-    participants: list[Subject] = Field(min_length=1, max_length=100)
-    starts_at: PlausibleAwareDatetime
-    shift_hours: float = Field(gt=0, le=24 * 28)
+
+class RotationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_ROTATION]})
+
+    timezone: str = Field(description="IANA time zone of the shifts.")
+    participants: list[Subject] = Field(
+        min_length=1, max_length=100, description="Clinicians' subjects, in turn."
+    )
+    starts_at: PlausibleAwareDatetime = Field(
+        description="When the first shift starts (ISO 8601 with offset)."
+    )
+    shift_hours: float = Field(gt=0, le=24 * 28, description="Each shift's length.")
 
     @model_validator(mode="after")
     def _valid_rotation(self) -> RotationIn:
@@ -67,11 +110,22 @@ class RotationIn(BaseModel):
 
 
 class OverrideIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "clinician": "dr-backup",
+                    "starts_at": "2026-12-24T18:00:00Z",
+                    "ends_at": "2026-12-26T08:00:00Z",
+                }
+            ]
+        },
+    )
 
-    clinician: Subject
-    starts_at: PlausibleAwareDatetime
-    ends_at: PlausibleAwareDatetime
+    clinician: Subject = Field(description="Who is on call instead (a subject).")
+    starts_at: PlausibleAwareDatetime = Field(description="From (with offset).")
+    ends_at: PlausibleAwareDatetime = Field(description="To (with offset), after starts_at.")
 
     @model_validator(mode="after")
     def _ends_after_start(self) -> OverrideIn:
@@ -81,17 +135,40 @@ class OverrideIn(BaseModel):
 
 
 class ScheduleOut(BaseModel):
-    key: str
-    rotation: RotationIn
-    overrides: list[dict[str, Any]]
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "key": "clinician-on-call",
+                    "rotation": _ROTATION,
+                    "overrides": [],
+                    "on_call": [
+                        {
+                            "from": "2026-12-07T08:00:00Z",
+                            "to": "2026-12-14T08:00:00Z",
+                            "clinician": "dr-panel",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    key: str = Field(description="The schedule's key.")
+    rotation: RotationIn = Field(description="Its rotation.")
+    overrides: list[dict[str, Any]] = Field(description="Its overrides.")
     on_call: list[dict[str, Any]] = Field(description="Who is on call, span by span.")
 
 
 class ContactMethod(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    channel: Literal["webhook", "email", "sms"]
-    address: str = Field(min_length=3, max_length=254)
+    channel: Literal["webhook", "email", "sms"] = Field(
+        description="webhook (pager app), email or sms."
+    )
+    address: str = Field(
+        min_length=3, max_length=254, description="The routing key, e-mail address or E.164 number."
+    )
 
     @model_validator(mode="after")
     def _address_fits_channel(self) -> ContactMethod:
@@ -108,18 +185,63 @@ class ContactMethod(BaseModel):
 
 
 class ContactIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "methods": [
+                        {"channel": "webhook", "address": "R0UT1NGKEYEXAMPLE01"},
+                        {"channel": "sms", "address": "+15551234567"},
+                    ]
+                }
+            ]
+        },
+    )
 
-    methods: list[ContactMethod] = Field(max_length=10)
+    methods: list[ContactMethod] = Field(max_length=10, description="In the order they are tried.")
 
 
 class AcknowledgeOut(BaseModel):
-    escalation_id: uuid.UUID
-    episode_id: uuid.UUID
-    status: str
-    acknowledged_by: str | None
-    acknowledged_at: datetime | None
-    repage_at: datetime | None
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "escalation_id": "3f1c2b9e-6a7d-4e8f-9b1a-2c3d4e5f6a7b",
+                    "episode_id": "9b2e4c1a-7f3d-4a6b-8c9d-0e1f2a3b4c5d",
+                    "status": "acknowledged",
+                    "acknowledged_by": "dr-oncall",
+                    "acknowledged_at": "2026-12-04T09:17:30Z",
+                    "repage_at": "2026-12-04T09:47:30Z",
+                }
+            ]
+        }
+    )
+
+    escalation_id: uuid.UUID = Field(description="The escalation acknowledged.")
+    episode_id: uuid.UUID = Field(description="Its episode.")
+    status: str = Field(description="acknowledged (or the status it already had).")
+    acknowledged_by: str | None = Field(description="Who acknowledged.")
+    acknowledged_at: datetime | None = Field(description="When.")
+    repage_at: datetime | None = Field(description="When it pages again if still unresolved.")
+
+
+# What a generated client calls each operation (chassis/openapi.py).
+OPERATION_IDS = {
+    "GET /policies": "listEscalationPolicies",
+    "GET /policies/{key}": "getEscalationPolicy",
+    "PUT /policies/{key}": "putEscalationPolicy",
+    "PUT /schedules/{key}": "putOnCallSchedule",
+    "GET /schedules/{key}": "getOnCallSchedule",
+    "POST /schedules/{key}/overrides": "addOnCallOverride",
+    "DELETE /schedules/{key}/overrides/{override_id}": "removeOnCallOverride",
+    "PUT /clinicians/{subject}/contact-methods": "putContactMethods",
+    "GET /clinicians/{subject}/contact-methods": "getContactMethods",
+    "GET /escalations": "listEscalations",
+    "GET /escalations/{escalation_id}": "getEscalation",
+    "POST /escalations/{escalation_id}/acknowledge": "acknowledgeEscalation",
+    "GET /patients/{patient_id}/pages": "listPatientPages",
+}
 
 
 def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
@@ -185,7 +307,7 @@ def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
             on_call=[{"from": a, "to": b, "clinician": who} for a, b, who in spans],
         )
 
-    @admin.post("/schedules/{key}/overrides", status_code=201)
+    @admin.post("/schedules/{key}/overrides", status_code=201, response_model=OverrideCreatedOut)
     async def add_override(
         key: PolicyKey, body: OverrideIn, principal: CurrentPrincipal
     ) -> dict[str, uuid.UUID]:
@@ -230,7 +352,7 @@ def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
 
     # --- escalations --------------------------------------------------------------------------
 
-    @paging.get("/escalations", responses=PAGINATED)
+    @paging.get("/escalations", response_model=None, responses=paginated(list[EscalationOut]))
     async def list_escalations(
         principal: CurrentPrincipal,
         request: Request,
@@ -264,7 +386,9 @@ def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
             await uow.commit()
         return rows
 
-    @paging.get("/escalations/{escalation_id}")
+    @paging.get(
+        "/escalations/{escalation_id}", response_model=None, responses=typed(EscalationDetailOut)
+    )
     async def get_escalation(
         escalation_id: uuid.UUID, principal: CurrentPrincipal, request: Request
     ) -> dict[str, Any]:
@@ -283,7 +407,7 @@ def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
             await uow.commit()
         return _ack_out(row)
 
-    @paging.get("/patients/{patient_id}/pages")
+    @paging.get("/patients/{patient_id}/pages", response_model=None, responses=typed(list[PageOut]))
     async def page_history(
         patient_id: uuid.UUID, principal: CurrentPrincipal, request: Request
     ) -> list[dict[str, Any]]:
@@ -312,7 +436,7 @@ def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
             await uow.commit()
         return HTMLResponse(_done_page(row["status"]))
 
-    return [admin, paging]
+    return name_all([admin, paging], OPERATION_IDS)
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -334,6 +458,16 @@ PAGINATED: dict[int | str, dict[str, Any]] = {
         },
     }
 }
+
+
+def typed(model: Any) -> dict[int | str, dict[str, Any]]:
+    """The 200 body's type, documented only: the endpoint returns its read model's rows as they
+    are (read_bodies.py says why)."""
+    return {200: {"model": model}}
+
+
+def paginated(model: Any) -> dict[int | str, dict[str, Any]]:
+    return {200: {**PAGINATED[200], "model": model}}
 
 
 async def escalation_page(

@@ -16,9 +16,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.config import JsonDict
 
 from services.chassis.auth import CurrentPrincipal, authorize_patient_access
 from services.chassis.errors import NotFound
+from services.chassis.openapi import name_operations
 from services.chassis.runtime import ServiceRuntime
 from services.notifications.domain import messages
 from services.notifications.domain.calendar import DailyWindow
@@ -77,15 +79,27 @@ def _default_quiet() -> QuietHoursIo:
     return QuietHoursIo(start=f"{window.start:%H:%M}", end=f"{window.end:%H:%M}")
 
 
+_PREFERENCES: JsonDict = {
+    "timezone": "America/Chicago",
+    "language": "en",
+    "channels": ["sms"],
+    "email": None,
+    "phone": "+15551234567",
+    "quiet_hours": {"start": "21:00", "end": "08:00"},
+    "opted_out": ["cohort_assigned"],
+    "include_dose_details": False,
+}
+
+
 class PreferencesIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_PREFERENCES]})
 
     timezone: Timezone = Field(description="IANA timezone; quiet hours and dates use it.")
-    language: Literal["en"] = "en"
+    language: Literal["en"] = Field("en", description="Message language (en).")
     channels: list[Literal["sms", "email"]] = Field(
         max_length=2, description="In order of preference; empty: no messages at all."
     )
-    email: Email | None = None
+    email: Email | None = Field(None, description="Where e-mail goes, if email is a channel.")
     phone: Phone | None = Field(default=None, description="E.164, e.g. +15551234567.")
     quiet_hours: QuietHoursIo = Field(
         default_factory=_default_quiet,
@@ -102,37 +116,74 @@ class PreferencesIn(BaseModel):
 
 
 class PreferencesOut(BaseModel):
-    patient_id: uuid.UUID
-    timezone: str
-    language: str
-    channels: list[str]
-    email: str | None
-    phone: str | None
-    quiet_hours: QuietHoursIo
-    opted_out: list[str]
-    include_dose_details: bool
-    updated_at: datetime
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    **_PREFERENCES,
+                    "patient_id": "5d6e7f80-1a2b-4c3d-8e9f-a0b1c2d3e4f5",
+                    "updated_at": "2026-12-01T09:00:00Z",
+                }
+            ]
+        }
+    )
+
+    patient_id: uuid.UUID = Field(description="The patient.")
+    timezone: str = Field(description="IANA time zone.")
+    language: str = Field(description="Message language.")
+    channels: list[str] = Field(description="sms, email, in order of preference.")
+    email: str | None = Field(description="Where e-mail goes, if chosen.")
+    phone: str | None = Field(description="E.164 number for SMS.")
+    quiet_hours: QuietHoursIo = Field(description="Local hours without messages.")
+    opted_out: list[str] = Field(description="Message kinds not wanted (or all).")
+    include_dose_details: bool = Field(description="Whether messages name the dose.")
+    updated_at: datetime = Field(description="When last changed.")
 
 
 class DeliveryOut(BaseModel):
-    channel: str
-    status: str
-    attempts: int
-    last_error: str | None
-    sent_at: datetime | None
+    channel: str = Field(description="sms or email.")
+    status: str = Field(description="pending | sent | failed | rejected | cancelled.")
+    attempts: int = Field(description="Sends tried.")
+    last_error: str | None = Field(description="The last failure's kind (no PHI).")
+    sent_at: datetime | None = Field(description="When the provider accepted it.")
 
 
 class MessageOut(BaseModel):
     """What happened to a message; deliberately without its text or the address it went to."""
 
-    id: uuid.UUID
-    kind: str
-    status: str
-    skip_reason: str | None
-    send_at: datetime
-    sent_at: datetime | None
-    created_at: datetime
-    deliveries: list[DeliveryOut]
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+                    "kind": "dose_changed",
+                    "status": "sent",
+                    "skip_reason": None,
+                    "send_at": "2026-12-14T14:00:00Z",
+                    "sent_at": "2026-12-14T14:00:03Z",
+                    "created_at": "2026-12-14T06:00:00Z",
+                    "deliveries": [
+                        {
+                            "channel": "sms",
+                            "status": "sent",
+                            "attempts": 1,
+                            "last_error": None,
+                            "sent_at": "2026-12-14T14:00:03Z",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    id: uuid.UUID = Field(description="The message's id.")
+    kind: str = Field(description="dose_changed | check_in_due | cohort_assigned ...")
+    status: str = Field(description="scheduled | deferred | sent | skipped | failed.")
+    skip_reason: str | None = Field(description="Why skipped (a code).")
+    send_at: datetime = Field(description="When it is (or was) due.")
+    sent_at: datetime | None = Field(description="When a channel accepted it.")
+    created_at: datetime = Field(description="When it was created.")
+    deliveries: list[DeliveryOut] = Field(description="Each channel's delivery.")
 
 
 def _preferences_out(row: dict[str, Any]) -> PreferencesOut:
@@ -175,6 +226,14 @@ def _to_domain(body: PreferencesIn) -> Preferences:
                 {"loc": ["body", exc.field], "msg": exc.problem, "type": "invalid_preferences"}
             ],
         ) from None
+
+
+# What a generated client calls each operation (chassis/openapi.py).
+OPERATION_IDS = {
+    "GET /patients/{patient_id}/notification-preferences": "getNotificationPreferences",
+    "PUT /patients/{patient_id}/notification-preferences": "putNotificationPreferences",
+    "GET /patients/{patient_id}/messages": "listPatientMessages",
+}
 
 
 def routers(runtime: ServiceRuntime) -> list[APIRouter]:
@@ -247,7 +306,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             for m in found
         ]
 
-    return [router]
+    return [name_operations(router, OPERATION_IDS)]
 
 
 def _delivery_fields(row: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.types import Subject
 from services.chassis.auth import (
@@ -24,6 +24,7 @@ from services.chassis.auth import (
     require_role,
 )
 from services.chassis.dates import PlausibleAwareDatetime
+from services.chassis.openapi import name_operations
 from services.chassis.runtime import ServiceRuntime
 from services.chassis.uow import UnitOfWork
 from services.notifications.domain.escalation import PolicyKey
@@ -33,7 +34,6 @@ from services.notifications.entrypoints.api import (
     CURSOR,
     DEFAULT_LIMIT,
     MAX_LIMIT,
-    PAGINATED,
     SINCE,
     UNTIL,
     StatusFilter,
@@ -42,24 +42,61 @@ from services.notifications.entrypoints.api import (
     _require_self_or_admin,
     check,
     escalation_page,
+    paginated,
+    typed,
+)
+from services.notifications.entrypoints.read_bodies import (
+    DeliveryHealthOut,
+    EscalationOut,
+    RoutingReportOut,
 )
 from services.notifications.service_layer import notification_rules, teams, views
 
 
 class CareTeamOut(BaseModel):
-    key: str
-    routes: dict[str, str]
-    default: bool
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "key": "night",
+                    "routes": {"RED": "red-default", "AMBER": "amber-default"},
+                    "default": True,
+                }
+            ]
+        }
+    )
+
+    key: str = Field(description="The team's key.")
+    routes: dict[str, str] = Field(description="Severity -> escalation policy key.")
+    default: bool = Field(description="Whether patients without a team use it.")
 
 
 class MembershipIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"team": "night"}]})
 
-    team: PolicyKey
+    team: PolicyKey = Field(description="A care team's key.")
 
 
 class MembershipOut(BaseModel):
-    team: str | None
+    model_config = ConfigDict(json_schema_extra={"examples": [{"team": "night"}]})
+
+    team: str | None = Field(
+        description="The patient's care team key; null: the default team's routes."
+    )
+
+
+# What a generated client calls each operation (chassis/openapi.py).
+OPERATION_IDS = {
+    "PUT /care-teams/{key}": "putCareTeam",
+    "GET /care-teams": "listCareTeams",
+    "PUT /patients/{patient_id}/care-team": "putCareTeamMembership",
+    "GET /patients/{patient_id}/care-team": "getCareTeamMembership",
+    "GET /patients/{patient_id}/escalations": "listPatientEscalations",
+    "PUT /clinicians/{subject}/notification-rules": "putNotificationRules",
+    "GET /clinicians/{subject}/notification-rules": "getNotificationRules",
+    "GET /ops/routing": "getRoutingReport",
+    "GET /ops/delivery-health": "getDeliveryHealth",
+}
 
 
 def routers(runtime: ServiceRuntime) -> list[APIRouter]:
@@ -107,7 +144,11 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             await _authorize(uow, principal, patient_id, "read", "care-team", request)
             return MembershipOut(team=await teams.team_of(uow, patient_id))
 
-    @api.get("/patients/{patient_id}/escalations", responses=PAGINATED)
+    @api.get(
+        "/patients/{patient_id}/escalations",
+        response_model=None,
+        responses=paginated(list[EscalationOut]),
+    )
     async def patient_escalations(
         patient_id: uuid.UUID,
         principal: CurrentPrincipal,
@@ -157,7 +198,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
 
     # --- ops: no patient data -----------------------------------------------------------------
 
-    @api.get("/ops/routing")
+    @api.get("/ops/routing", response_model=None, responses=typed(RoutingReportOut))
     async def routing(principal: CurrentPrincipal) -> dict[str, Any]:
         """Every policy, who routes to it and why it cannot page a person (alert on
         ``unroutable_in_use`` > 0, also the ``taper.policies.unroutable`` gauge)."""
@@ -168,7 +209,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             await uow.commit()
         return report
 
-    @api.get("/ops/delivery-health")
+    @api.get("/ops/delivery-health", response_model=None, responses=typed(DeliveryHealthOut))
     async def delivery_health(
         principal: CurrentPrincipal,
         since: Annotated[
@@ -185,7 +226,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             await uow.commit()
         return {"since": start, "counts": counts}
 
-    return [api]
+    return [name_operations(api, OPERATION_IDS)]
 
 
 async def _authorize(

@@ -15,9 +15,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.config import JsonDict
 
 from services.chassis.auth import CurrentPrincipal, Principal, Role, authorize_patient_access
 from services.chassis.dates import PlausibleDate
+from services.chassis.openapi import name_operations
 from services.chassis.runtime import ServiceRuntime
 from services.chassis.uow import UnitOfWork
 from services.scheduler.domain.model import (
@@ -38,39 +40,79 @@ HalfLifeClass = Literal["ultra_short", "short", "intermediate", "long"]
 
 
 class StartTaperIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "drug": "diazepam",
+                    "half_life_class": "long",
+                    "current_daily_dose_mg": "20",
+                    "reason_code": "taper_initiated",
+                    "timezone": "America/Chicago",
+                    "first_dose_time": "08:00",
+                }
+            ]
+        },
+    )
 
-    drug: DrugCode = Field(examples=["diazepam"])
-    half_life_class: HalfLifeClass
-    current_daily_dose_mg: Decimal = Field(gt=0, le=1000, decimal_places=4)
-    reason_code: ReasonCode = "taper_initiated"
-    timezone: TimeZoneName | None = None
-    first_dose_time: FirstDoseTime | None = None
+    drug: DrugCode = Field(
+        examples=["diazepam"], description="The drug taken now (a code of the equivalence table)."
+    )
+    half_life_class: HalfLifeClass = Field(description="The drug's half-life class.")
+    current_daily_dose_mg: Decimal = Field(
+        gt=0,
+        le=1000,
+        decimal_places=4,
+        description="Today's total daily dose in mg (a decimal string or number).",
+    )
+    reason_code: ReasonCode = Field(
+        "taper_initiated", description="Why the taper starts (a code, never free text)."
+    )
+    timezone: TimeZoneName | None = Field(
+        None, description="The patient's IANA time zone; null: steps start 00:00 UTC."
+    )
+    first_dose_time: FirstDoseTime | None = Field(
+        None, description="Local time a step takes effect (HH:MM); null: the data's default."
+    )
 
 
 class DoseReductionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"new_daily_dose_mg": "18", "effective_on": "2026-12-14", "reason_code": "plan"}
+            ]
+        },
+    )
 
     # 0 is the final step (stopping): exempt from the bound from at or below the final-step dose
     # (planning defaults, 0.5 mg diazepam-eq, in the taper's drug); above it, an override.
-    new_daily_dose_mg: Decimal = Field(ge=0, le=1000, decimal_places=4)
+    new_daily_dose_mg: Decimal = Field(
+        ge=0, le=1000, decimal_places=4, description="The new total daily dose in mg (0: stop)."
+    )
     effective_on: PlausibleDate = Field(description="Today or later (service clock, UTC).")
-    reason_code: ReasonCode
+    reason_code: ReasonCode = Field(description="Why (a code, never free text).")
     override: bool = Field(
         default=False, description="Exceed the taper-rate bound for this patient."
     )
-    override_reason_code: ReasonCode | None = None
+    override_reason_code: ReasonCode | None = Field(
+        None, description="Required with override: why the bound is exceeded."
+    )
 
 
 class ClinicianActionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason_code": "withdrawal"}]}
+    )
 
-    reason_code: ReasonCode
+    reason_code: ReasonCode = Field(description="Why (a code, never free text).")
 
 
 class DrugDoseOut(BaseModel):
-    drug: str
-    daily_dose_mg: Decimal
+    drug: str = Field(description="The drug code.")
+    daily_dose_mg: Decimal = Field(description="Its total daily mg.")
 
     @staticmethod
     def of_regimen(regimen: Regimen) -> list[DrugDoseOut]:
@@ -78,18 +120,39 @@ class DrugDoseOut(BaseModel):
         return [DrugDoseOut(drug=d, daily_dose_mg=daily_mg(regimen, d)) for d in drugs]
 
 
+_STEP: JsonDict = {
+    "id": "6a7b8c9d-0e1f-4a2b-8c3d-4e5f6a7b8c9d",
+    "step_number": 1,
+    "kind": "reduction",
+    "drug": "diazepam",
+    "previous_daily_dose_mg": "20.0000",
+    "new_daily_dose_mg": "18.0000",
+    "regimen_after": [{"drug": "diazepam", "daily_dose_mg": "18.0000"}],
+    "effective_on": "2026-12-14",
+    "decision_id": "1b2c3d4e-5f60-4718-8293-a4b5c6d7e8f9",
+    "overridden": False,
+    "status": "scheduled",
+}
+
+
 class DoseStepOut(BaseModel):
-    id: uuid.UUID
-    step_number: int
+    model_config = ConfigDict(json_schema_extra={"examples": [_STEP]})
+
+    id: uuid.UUID = Field(description="The step's id.")
+    step_number: int = Field(description="1 for the first step of the taper.")
     kind: str = Field(description="reduction | crossover | final | restore")
     drug: str = Field(description="The drug the step changes (the one being tapered).")
-    previous_daily_dose_mg: Decimal
-    new_daily_dose_mg: Decimal
+    previous_daily_dose_mg: Decimal = Field(description="Daily mg of the drug before the step.")
+    new_daily_dose_mg: Decimal = Field(description="Daily mg of the drug from the step on.")
     regimen_after: list[DrugDoseOut] = Field(description="Every drug's daily mg after the step.")
-    effective_on: date
-    decision_id: uuid.UUID
-    overridden: bool
-    status: str
+    effective_on: date = Field(
+        description="The day the step takes effect (the patient's local date)."
+    )
+    decision_id: uuid.UUID = Field(description="The clinician decision that made it.")
+    overridden: bool = Field(
+        description="Whether it exceeds the taper-rate bound by the clinician's override."
+    )
+    status: str = Field(description="scheduled | emitted | blocked_by_hold | cancelled.")
 
     @classmethod
     def of(cls, step: DoseStep) -> DoseStepOut:
@@ -109,19 +172,45 @@ class DoseStepOut(BaseModel):
 
 
 class TaperOut(BaseModel):
-    patient_id: uuid.UUID
-    plan_id: uuid.UUID
-    drug: str
-    half_life_class: str
-    start_daily_dose_mg: Decimal
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "patient_id": "5d6e7f80-1a2b-4c3d-8e9f-a0b1c2d3e4f5",
+                    "plan_id": "8c9d0e1f-2a3b-4c4d-9e5f-6a7b8c9d0e1f",
+                    "drug": "diazepam",
+                    "half_life_class": "long",
+                    "start_daily_dose_mg": "20.0000",
+                    "current_daily_dose_mg": "20.0000",
+                    "regimen": [{"drug": "diazepam", "daily_dose_mg": "20.0000"}],
+                    "held": False,
+                    "held_reason": None,
+                    "stage": "active",
+                    "version": 2,
+                    "steps": [_STEP],
+                    "as_of": "2026-12-07T09:00:00Z",
+                    "timezone": "America/Chicago",
+                    "first_dose_time": "08:00:00",
+                }
+            ]
+        }
+    )
+
+    patient_id: uuid.UUID = Field(description="The patient.")
+    plan_id: uuid.UUID = Field(description="The plan the taper follows.")
+    drug: str = Field(description="The drug being tapered.")
+    half_life_class: str = Field(description="ultra_short | short | intermediate | long.")
+    start_daily_dose_mg: Decimal = Field(description="Daily mg when the taper started.")
     current_daily_dose_mg: Decimal = Field(description="Daily mg of `drug`, the tapered drug.")
     regimen: list[DrugDoseOut] = Field(description="Every drug taken now (two in a crossover).")
-    held: bool
-    held_reason: str | None
-    stage: str
-    version: int
-    steps: list[DoseStepOut]
-    as_of: datetime
+    held: bool = Field(description="Whether no step takes effect until a clinician resumes.")
+    held_reason: str | None = Field(description="Why it is held (a code); null when not held.")
+    stage: str = Field(
+        description="pre_taper | crossover | active | held | maintenance | completed."
+    )
+    version: int = Field(description="Increases with every change to the taper.")
+    steps: list[DoseStepOut] = Field(description="Every dose step, in order.")
+    as_of: datetime = Field(description="The service clock's time of this view.")
     timezone: str | None = Field(
         default=None, description="The patient's IANA time zone (null: steps start 00:00 UTC)."
     )
@@ -220,6 +309,19 @@ def _add_clinician_action(
         summary=f"{summary} (clinician)",
         name=action.replace("-", "_"),
     )
+
+
+# What a generated client calls each operation (chassis/openapi.py).
+OPERATION_IDS = {
+    "POST /patients/{patient_id}/taper": "startTaper",
+    "POST /patients/{patient_id}/dose-reductions": "reduceDose",
+    "POST /patients/{patient_id}/taper/hold": "holdTaper",
+    "POST /patients/{patient_id}/taper/resume": "resumeTaper",
+    "POST /patients/{patient_id}/taper/return-to-prior-dose": "returnToPriorDose",
+    "POST /patients/{patient_id}/taper/end-at-maintenance": "endTaperAtMaintenance",
+    "POST /patients/{patient_id}/taper/hold-request": "requestTaperHold",
+    "GET /patients/{patient_id}/taper": "getTaper",
+}
 
 
 def routers(runtime: ServiceRuntime) -> list[APIRouter]:
@@ -342,4 +444,4 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             taper = await handlers.get_taper(uow, patient_id)
         return TaperOut.of(taper, runtime.clock.now())
 
-    return [router]
+    return [name_operations(router, OPERATION_IDS)]

@@ -28,6 +28,7 @@ from services.chassis.auth import (
     authorize_patient_access,
     require_role,
 )
+from services.chassis.openapi import FHIR_RESOURCE, name_operations, stored_examples
 from services.chassis.runtime import ServiceRuntime
 from services.scheduler.adapters.fhir import medication_request_status
 from services.scheduler.adapters.fhir_dispensing import fills_to_fhir, product_name
@@ -53,30 +54,32 @@ from services.scheduler.service_layer import plans as plan_cases
 class FillItemOut(BaseModel):
     product: str = Field(description="Product code on file (formulations table).")
     name: str = Field(description="e.g. 'Diazepam 2 mg tablet'.")
-    drug: str
-    form: Literal["tablet", "liquid"]
-    strength_mg: Decimal | None
-    concentration_mg_per_ml: Decimal | None
-    whole_tablets_taken: int
+    drug: str = Field(description="The drug code.")
+    form: Literal["tablet", "liquid"] = Field(description="tablet or liquid.")
+    strength_mg: Decimal | None = Field(description="mg per tablet.")
+    concentration_mg_per_ml: Decimal | None = Field(description="mg per mL of a liquid.")
+    whole_tablets_taken: int = Field(description="Whole tablets taken over the fill.")
     half_tablets_taken: int = Field(description="Halves taken; dispensed as whole tablets.")
-    ml_taken: Decimal
+    ml_taken: Decimal = Field(description="mL taken over the fill.")
     quantity: Decimal = Field(description="To dispense: whole tablets, or whole mL.")
-    unit: Literal["tablet", "mL"]
-    mg_taken: Decimal
+    unit: Literal["tablet", "mL"] = Field(description="tablet or mL.")
+    mg_taken: Decimal = Field(description="mg taken over the fill.")
 
 
 class FillOut(BaseModel):
-    fill_number: int
-    covers_from: date
-    covers_to: date
-    days: int
-    items: list[FillItemOut]
+    fill_number: int = Field(description="1 for the first fill.")
+    covers_from: date = Field(description="First day covered.")
+    covers_to: date = Field(description="Last day covered.")
+    days: int = Field(description="Days covered.")
+    items: list[FillItemOut] = Field(description="Each product to dispense.")
 
 
 class DispensingOut(BaseModel):
+    model_config = stored_examples(__file__, "DispensingOut")
+
     plan_id: uuid.UUID | None = Field(description="None for a preview.")
-    fill_days: int
-    fills: list[FillOut]
+    fill_days: int = Field(description="Days one fill covers.")
+    fills: list[FillOut] = Field(description="Every fill, in order.")
 
 
 def _out(plan_id: uuid.UUID | None, fill_days: int, result: tuple[Fill, ...]) -> DispensingOut:
@@ -137,7 +140,14 @@ def _fills(
 
 
 _FHIR: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/fhir+json": {"schema": {"type": "object"}}}}
+    200: {"content": {"application/fhir+json": {"schema": FHIR_RESOURCE}}}
+}
+
+
+# What a generated client calls each operation (chassis/openapi.py).
+OPERATION_IDS = {
+    "GET /patients/{patient_id}/plans/{plan_id}/dispensing": "getPlanDispensing",
+    "POST /plans/preview/dispensing": "previewPlanDispensing",
 }
 
 
@@ -216,4 +226,4 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             )
         return _out(None, fill_days, found)
 
-    return [router]
+    return [name_operations(router, OPERATION_IDS)]

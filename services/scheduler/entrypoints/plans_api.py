@@ -30,6 +30,7 @@ from services.chassis.auth import (
     require_role,
 )
 from services.chassis.dates import PlausibleDate
+from services.chassis.openapi import FHIR_RESOURCE, SVG_BODY, name_operations, stored_examples
 from services.chassis.runtime import ServiceRuntime
 from services.scheduler.adapters.chart import plan_to_svg
 from services.scheduler.adapters.fhir import medication_request_status, plan_to_fhir
@@ -60,18 +61,23 @@ MAX_DAILY_MG = Decimal(1000)
 class HistoryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    seizures: bool = False
-    falls: bool = False
-    pregnancy: bool = False
-    anxiety_or_depression: bool = False
-    failed_taper: bool = False
+    seizures: bool = Field(False, description="A history of seizures (slower pace).")
+    falls: bool = Field(False, description="A history of falls.")
+    pregnancy: bool = Field(False, description="Pregnant now.")
+    anxiety_or_depression: bool = Field(False, description="An anxiety or depressive disorder.")
+    failed_taper: bool = Field(False, description="A taper tried before that failed.")
 
 
 class EquivalenceOverrideIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    mg_equal_to_10mg_diazepam: Decimal = Field(gt=0, le=1000, decimal_places=4)
-    reason_code: ReasonCode
+    mg_equal_to_10mg_diazepam: Decimal = Field(
+        gt=0,
+        le=1000,
+        decimal_places=4,
+        description="The clinician's equivalence: mg of the drug equal to 10 mg diazepam.",
+    )
+    reason_code: ReasonCode = Field(description="Why (a code, never free text).")
     outside_range_reason_code: ReasonCode | None = Field(
         default=None,
         description="A clinician's confirmation of a value outside the published range "
@@ -82,14 +88,16 @@ class EquivalenceOverrideIn(BaseModel):
 class BoundOverrideIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_fraction_per_window: Decimal = Field(gt=0, lt=1, decimal_places=4)
-    reason_code: ReasonCode
+    max_fraction_per_window: Decimal = Field(
+        gt=0, lt=1, decimal_places=4, description="The largest cut allowed per window (0..1)."
+    )
+    reason_code: ReasonCode = Field(description="Why (a code, never free text).")
 
 
 class PlanPreviewIn(BaseModel):
     """A patient's planning input, without anything that identifies the patient."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = stored_examples(__file__, "PlanPreviewIn", extra="forbid")
 
     drug: Annotated[str, StringConstraints(pattern=DRUG_PATTERN)] = Field(
         examples=["alprazolam"], description="A drug code of the equivalence table."
@@ -98,28 +106,50 @@ class PlanPreviewIn(BaseModel):
         min_length=1, max_length=6, description="The day's doses in order (morning first)."
     )
     duration_weeks: int = Field(ge=0, le=5200, description="How long the drug has been taken.")
-    age: int = Field(ge=0, le=120)
+    age: int = Field(ge=0, le=120, description="Age in years (older: slower pace).")
     start_on: PlausibleDate = Field(description="Today or later (service clock, UTC).")
     formulations: list[Code] = Field(
         min_length=1, max_length=20, description="Product codes on file (formulations table)."
     )
-    frail: bool = False
-    history: HistoryIn = Field(default_factory=HistoryIn)
-    pace: PacePreference = PacePreference.STANDARD
-    crossover_wanted: bool = False
-    maintenance_mg: Decimal | None = Field(default=None, ge=0, le=1000, decimal_places=4)
-    equivalence_override: EquivalenceOverrideIn | None = None
-    equivalence_column: Code | None = None
-    bound_override: BoundOverrideIn | None = None
-    strategy: Strategy | None = None
+    frail: bool = Field(False, description="Frail (slower pace).")
+    history: HistoryIn = Field(default_factory=HistoryIn, description="Risk history.")
+    pace: PacePreference = Field(
+        PacePreference.STANDARD, description="The pace the patient prefers."
+    )
+    crossover_wanted: bool = Field(
+        False, description="Cross over to a long-acting drug before tapering."
+    )
+    maintenance_mg: Decimal | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        decimal_places=4,
+        description="Stop at this daily mg instead of zero.",
+    )
+    equivalence_override: EquivalenceOverrideIn | None = Field(
+        None, description="A clinician's equivalence for this patient."
+    )
+    equivalence_column: Code | None = Field(
+        None, description="Which published equivalence column to use."
+    )
+    bound_override: BoundOverrideIn | None = Field(
+        None, description="A clinician's taper-rate bound for this patient."
+    )
+    strategy: Strategy | None = Field(
+        None, description="proportional (a fraction of the current dose) or linear (fixed cuts)."
+    )
     dose_above_maximum_reason_code: ReasonCode | None = Field(
         default=None,
         description="A clinician's confirmation of a daily total above the drug's plausible "
         "maximum (equivalence data); without it such a day is refused.",
     )
     # The patient's day (stored with the plan, taken over by the taper on approval).
-    timezone: TimeZoneName | None = None
-    first_dose_time: FirstDoseTime | None = None
+    timezone: TimeZoneName | None = Field(
+        None, description="The patient's IANA time zone; null: steps start 00:00 UTC."
+    )
+    first_dose_time: FirstDoseTime | None = Field(
+        None, description="Local time a step takes effect (HH:MM)."
+    )
     first_step_on_start: bool = Field(
         default=False,
         description="The first step on start_on; by default it waits one interval (or stage).",
@@ -170,58 +200,64 @@ class PlanPreviewIn(BaseModel):
 
 
 class AdministrationOut(BaseModel):
-    drug: str
-    dose_mg: Decimal
+    drug: str = Field(description="The drug code.")
+    dose_mg: Decimal = Field(description="mg of that administration.")
 
 
 class StepOut(BaseModel):
-    number: int
-    effective_on: date
-    kind: str
-    administrations: list[AdministrationOut]
+    number: int = Field(description="1 for the first step.")
+    effective_on: date = Field(description="The day it takes effect.")
+    kind: str = Field(description="reduction | crossover | final | restore.")
+    administrations: list[AdministrationOut] = Field(description="The day's doses in order.")
     daily_dose_mg: Decimal | None = Field(description="None while a crossover mixes two drugs.")
-    daily_dose_mg_by_drug: dict[str, Decimal]
-    diazepam_eq_mg: Decimal
-    hold_weeks: int
+    daily_dose_mg_by_drug: dict[str, Decimal] = Field(description="Daily mg per drug.")
+    diazepam_eq_mg: Decimal = Field(description="The day's total in diazepam-equivalent mg.")
+    hold_weeks: int = Field(description="Weeks at this dose before the next step.")
 
 
 class RiskOut(BaseModel):
-    category: str
-    reasons: list[str]
-    short_use: bool
+    category: str = Field(description="low | moderate | high.")
+    reasons: list[str] = Field(description="What raised it (codes).")
+    short_use: bool = Field(description="Taken for a short time (a faster taper may do).")
 
 
 class PaceOut(BaseModel):
-    code: str
-    step_fraction: Decimal
-    interval_weeks: int
+    code: str = Field(description="The pace chosen.")
+    step_fraction: Decimal = Field(description="Each cut as a fraction of the dose.")
+    interval_weeks: int = Field(description="Weeks between cuts.")
 
 
 class BoundOut(BaseModel):
-    version: str
-    max_fraction_per_window: Decimal
-    window_days: int
+    version: str = Field(description="The bound data's version.")
+    max_fraction_per_window: Decimal = Field(description="The largest cut per window.")
+    window_days: int = Field(description="The window's length in days.")
 
 
 class FormulationNeedOut(BaseModel):
-    kind: str
-    drug: str
-    at_dose_mg: Decimal
-    needed_unit_mg: Decimal
-    reason_code: str
-    after_step: int
+    kind: str = Field(description="What is missing or needed (a code).")
+    drug: str = Field(description="For which drug.")
+    at_dose_mg: Decimal = Field(description="At which dose.")
+    needed_unit_mg: Decimal = Field(description="The unit strength that would serve.")
+    reason_code: str = Field(description="Why.")
+    after_step: int = Field(description="The last step that can be taken without it.")
 
 
 class PlanOut(BaseModel):
-    drug: str
-    final_drug: str
-    strategy: str
+    model_config = stored_examples(__file__, "PlanOut")
+
+    drug: str = Field(description="The drug taken now.")
+    final_drug: str = Field(
+        description="The drug at the end (after a crossover, the long-acting one)."
+    )
+    strategy: str = Field(description="proportional or linear.")
     complete: bool = Field(description="Ends at zero or the maintenance dose, no product missing.")
-    risk: RiskOut
-    pace: PaceOut
-    bound: BoundOut
-    steps: list[StepOut]
-    formulation_needs: list[FormulationNeedOut]
+    risk: RiskOut = Field(description="The patient's risk and why.")
+    pace: PaceOut = Field(description="The pace used.")
+    bound: BoundOut = Field(description="The taper-rate bound applied.")
+    steps: list[StepOut] = Field(description="Every step, in order.")
+    formulation_needs: list[FormulationNeedOut] = Field(
+        description="Products missing for a step, if any."
+    )
     ends_at_mg: Decimal = Field(description="Daily mg of final_drug at the last step.")
     ends_on: date | None = Field(description="The last step's date.")
     expected_duration_days: int = Field(
@@ -232,8 +268,8 @@ class PlanOut(BaseModel):
         "of use; a plan outside it has the note expected_duration_above/below_reference."
     )
     equivalence: dict[str, Decimal] = Field(description="mg equal to 10 mg diazepam, as used.")
-    notes: list[str]
-    reference_versions: dict[str, str]
+    notes: list[str] = Field(description="Codes worth a clinician's look.")
+    reference_versions: dict[str, str] = Field(description="Versions of the clinical data used.")
 
     @classmethod
     def of(cls, p: TaperPlan) -> PlanOut:
@@ -309,9 +345,12 @@ def _unprocessable(field: str, msg: str) -> HTTPException:
 
 
 class ApprovePlanIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"reason_code": "plan_approved", "version": 1}]},
+    )
 
-    reason_code: ReasonCode = "plan_approved"
+    reason_code: ReasonCode = Field("plan_approved", description="Why (a code, never free text).")
     version: int | None = Field(
         default=None,
         ge=1,
@@ -323,12 +362,23 @@ class ApprovePlanIn(BaseModel):
 class AdjustPlanIn(BaseModel):
     """What changes for the rest of the plan; a field left out keeps the plan's value."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"reason_code": "withdrawal", "pace": "slower"}]},
+    )
 
-    reason_code: ReasonCode
+    reason_code: ReasonCode = Field(description="Why (a code, never free text).")
     pace: PacePreference | None = Field(default=None, description="slower: smaller, rarer cuts.")
-    strategy: Literal["proportional", "linear"] | None = None
-    maintenance_mg: Decimal | None = Field(default=None, ge=0, le=1000, decimal_places=4)
+    strategy: Literal["proportional", "linear"] | None = Field(
+        None, description="proportional or linear."
+    )
+    maintenance_mg: Decimal | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        decimal_places=4,
+        description="Stop at this daily mg instead of zero.",
+    )
     formulations: list[Code] | None = Field(
         default=None, min_length=1, max_length=20, description="Products now on file."
     )
@@ -340,42 +390,54 @@ class AdjustPlanIn(BaseModel):
 
 
 class CancelPlanIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason_code": "draft_discarded"}]}
+    )
 
-    reason_code: ReasonCode = "draft_discarded"
+    reason_code: ReasonCode = Field("draft_discarded", description="Why (a code, never free text).")
 
 
 class PlanStepRecordOut(BaseModel):
-    number: int
-    effective_on: date
-    kind: str
-    administrations: list[AdministrationOut]
-    daily_dose_mg: Decimal
-    diazepam_eq_mg: Decimal
-    hold_weeks: int
+    number: int = Field(description="1 for the first step.")
+    effective_on: date = Field(description="The day it takes effect.")
+    kind: str = Field(description="reduction | crossover | final | restore.")
+    administrations: list[AdministrationOut] = Field(description="The day's doses in order.")
+    daily_dose_mg: Decimal = Field(description="The day's total mg.")
+    diazepam_eq_mg: Decimal = Field(description="The day's total in diazepam-equivalent mg.")
+    hold_weeks: int = Field(description="Weeks at this dose before the next step.")
     status: str = Field(
         description="proposed (awaiting a clinician's approval) | planned | scheduled | emitted"
         " | blocked_by_hold | cancelled"
     )
-    dose_step_id: uuid.UUID | None
+    dose_step_id: uuid.UUID | None = Field(
+        description="The taper's dose step once the step was scheduled."
+    )
 
 
 class PlanRecordOut(BaseModel):
-    id: uuid.UUID
-    patient_id: uuid.UUID
+    model_config = stored_examples(__file__, "PlanRecordOut")
+
+    id: uuid.UUID = Field(description="The plan's id.")
+    patient_id: uuid.UUID = Field(description="The patient.")
     status: str = Field(
         description="draft | approved | active | completed | maintenance | cancelled"
     )
-    strategy: str
-    input: dict[str, Any]
-    summary: dict[str, Any]
-    reference_versions: dict[str, str]
-    created_by: str
-    created_at: datetime
-    approved_by_decision_id: uuid.UUID | None
-    approved_at: datetime | None
-    version: int
-    steps: list[PlanStepRecordOut]
+    strategy: str = Field(description="proportional or linear.")
+    input: dict[str, Any] = Field(description="The planning input as submitted (with defaults).")
+    summary: dict[str, Any] = Field(
+        description="The plan's summary: risk, pace, bound, formulation needs, notes ..."
+    )
+    reference_versions: dict[str, str] = Field(
+        description="Versions of the clinical data it was computed with."
+    )
+    created_by: str = Field(description="The clinician who drafted it.")
+    created_at: datetime = Field(description="When it was drafted.")
+    approved_by_decision_id: uuid.UUID | None = Field(
+        description="The approval decision, once approved."
+    )
+    approved_at: datetime | None = Field(description="When it was approved.")
+    version: int = Field(description="Increases with every change; send it when approving.")
+    steps: list[PlanStepRecordOut] = Field(description="Every step, in order.")
     expected_duration_days: int | None = Field(
         default=None, description="Start date to the last step not cancelled."
     )
@@ -428,20 +490,22 @@ def _as_date(value: Any) -> date:
 
 
 class DecisionOut(BaseModel):
-    id: uuid.UUID
-    kind: str
+    model_config = stored_examples(__file__, "DecisionOut")
+
+    id: uuid.UUID = Field(description="The decision's id.")
+    kind: str = Field(description="approve | adjust | cancel | hold | resume ...")
     clinician: str = Field(description="The decider's subject (the patient's for a hold request).")
     decided_by_role: str = Field(description="clinician, or patient for a hold request.")
-    reason_code: str
-    decided_at: datetime
+    reason_code: str = Field(description="Why (a code).")
+    decided_at: datetime = Field(description="When.")
 
 
 # ``?format=fhir|svg``: the other 200 bodies a plan endpoint returns besides its JSON model.
 _RENDERED: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {
-            "application/fhir+json": {"schema": {"type": "object"}},
-            "image/svg+xml": {"schema": {"type": "string"}},
+            "application/fhir+json": {"schema": FHIR_RESOURCE},
+            "image/svg+xml": SVG_BODY,
         }
     }
 }
@@ -454,6 +518,18 @@ def _plan(runtime: ServiceRuntime, body: PlanPreviewIn) -> TaperPlan:
         return plan(body.to_input(), body.strategy)
     except PlanningError as exc:
         raise _unprocessable(exc.field, exc.problem) from None
+
+
+# What a generated client calls each operation (chassis/openapi.py).
+OPERATION_IDS = {
+    "POST /patients/{patient_id}/plans": "createPlan",
+    "POST /patients/{patient_id}/plans/{plan_id}/approve": "approvePlan",
+    "POST /patients/{patient_id}/plans/{plan_id}/adjust": "adjustPlan",
+    "POST /patients/{patient_id}/plans/{plan_id}/cancel": "cancelPlan",
+    "GET /patients/{patient_id}/plans/{plan_id}": "getPlan",
+    "GET /patients/{patient_id}/decisions": "listPlanDecisions",
+    "POST /plans/preview": "previewPlan",
+}
 
 
 def routers(runtime: ServiceRuntime) -> list[APIRouter]:
@@ -656,4 +732,4 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             return Response(plan_to_svg(result), media_type="image/svg+xml")
         return PlanOut.of(result)
 
-    return [router]
+    return [name_operations(router, OPERATION_IDS)]

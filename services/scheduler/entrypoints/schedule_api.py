@@ -15,6 +15,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import HTMLResponse
 
 from services.chassis.auth import CurrentPrincipal, Role, authorize_patient_access
+from services.chassis.openapi import HTML_BODY, name_operations
 from services.chassis.runtime import ServiceRuntime
 from services.scheduler.adapters.schedule_html import CSP, schedule_to_html
 from services.scheduler.adapters.stored_plan import record_to_plan
@@ -22,6 +23,11 @@ from services.scheduler.domain.dispensing import DispensingError
 from services.scheduler.domain.patient_schedule import schedule
 from services.scheduler.entrypoints.dispensing_api import products_on_file
 from services.scheduler.service_layer import plans as plan_cases
+
+# What a generated client calls each operation (chassis/openapi.py).
+OPERATION_IDS = {
+    "GET /patients/{patient_id}/plans/{plan_id}/schedule.html": "getPlanSchedulePage",
+}
 
 
 def routers(runtime: ServiceRuntime) -> list[APIRouter]:
@@ -34,7 +40,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         response_model=None,
         summary="The patient's own schedule, day by day in plain words, printable (text/html; "
         "the patient, or a clinician on their panel)",
-        responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}}},
+        responses={200: {"content": {"text/html": HTML_BODY}}},
     )
     async def schedule_page(
         patient_id: uuid.UUID, plan_id: uuid.UUID, principal: CurrentPrincipal, request: Request
@@ -65,4 +71,4 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             ) from None
         return HTMLResponse(schedule_to_html(page), headers={"Content-Security-Policy": CSP})
 
-    return [router]
+    return [name_operations(router, OPERATION_IDS)]
