@@ -22,12 +22,11 @@ import argparse
 import json
 import re
 import sys
-import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from deploy.asyncapi import _bootstraps
+from deploy.openapi import service_documents
 
 METHODS = {"get", "put", "post", "delete", "patch"}
 # The first word of an operationId: what the client call does.
@@ -60,9 +59,8 @@ class Stats:
 
 
 def documents() -> dict[str, dict[str, Any]]:
-    """Each service's OpenAPI document, as its app serves it."""
-    with tempfile.TemporaryDirectory() as db_dir:
-        return {name: make(db_dir).app.openapi() for name, make in _bootstraps().items()}
+    """Each service's OpenAPI document, as its app serves it (built as the snapshots are)."""
+    return service_documents()
 
 
 def _resolve(doc: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
