@@ -32,6 +32,7 @@ from services.chassis.errors import Conflict, NotFound, PermanentError
 from services.chassis.metrics import NO_METRICS, HttpMetricsMiddleware, ServiceMetrics
 from services.chassis.openapi import camel, without_placeholder_json
 from services.chassis.outage import is_outage
+from services.chassis.pagination import BadCursor
 from services.chassis.settings import ServiceSettings
 from services.chassis.telemetry import record_request_id, valid_request_id
 
@@ -209,6 +210,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Conflict)
     async def conflict(_: Request, exc: Conflict) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(BadCursor)
+    async def bad_page_cursor(_: Request, exc: BadCursor) -> JSONResponse:
+        detail = [{"loc": ["query", "cursor"], "msg": str(exc), "type": "value_error"}]
+        return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(PermanentError)
     async def unprocessable(_: Request, exc: PermanentError) -> JSONResponse:

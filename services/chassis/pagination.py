@@ -1,0 +1,170 @@
+"""Keyset pagination, the one way every list in the API is paged.
+
+A page is the body (a JSON list, so an unpaged client keeps working) plus, when more rows follow,
+the next page's opaque cursor in ``X-Next-Cursor`` and an RFC 8288 ``Link: <…>; rel="next"``.
+The cursor holds the sort key of the page's last row (newest first: a timestamp, then a unique
+tie-breaker), so rows inserted while a client pages never shift, repeat or hide what it has not
+read yet, unlike an offset. Nothing is cut silently: a list stops only where no cursor is given.
+
+A route takes ``page: PageQuery`` and documents its 200 with ``paginated(list[Model])``; the
+service layer builds a select ordered by :func:`newest_first` and calls :func:`fetch_page`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import Depends, Query, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+DEFAULT_LIMIT = 50
+#: the documented maximum page size; a larger ``limit`` is a 422 naming it
+MAX_LIMIT = 200
+CURSOR_DOC = "Opaque; from the previous page's X-Next-Cursor header (or its Link rel=next)."
+LIMIT_DOC = f"Page size, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT})."
+SINCE_DOC = "Only those at or after this instant (ISO 8601 with offset)."
+UNTIL_DOC = "Only those before this instant (ISO 8601 with offset)."
+NEXT_CURSOR_HEADER = "X-Next-Cursor"
+
+
+class BadCursor(ValueError):
+    """A cursor this API did not hand out (or for another list): the chassis answers 422 naming
+    ``cursor`` (services/chassis/http.py)."""
+
+
+@dataclass(frozen=True)
+class PageParams:
+    limit: int = DEFAULT_LIMIT
+    cursor: str | None = None
+
+
+def _page_params(
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description=LIMIT_DOC)] = DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=500, description=CURSOR_DOC)] = None,
+) -> PageParams:
+    return PageParams(limit=limit, cursor=cursor)
+
+
+PageQuery = Annotated[PageParams, Depends(_page_params)]
+
+KeyValue = datetime | uuid.UUID | int | str
+
+
+def _dump(value: KeyValue) -> Any:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:  # SQLite hands back naive UTC
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
+def encode_cursor(keys: Sequence[KeyValue]) -> str:
+    raw = json.dumps([_dump(k) for k in keys], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _aware(text: str) -> datetime:
+    at = datetime.fromisoformat(text)
+    if at.tzinfo is None:
+        raise ValueError("naive")
+    return at
+
+
+#: how each kind of sort key is read back from a cursor
+PARSERS: dict[type, Callable[[Any], Any]] = {
+    datetime: _aware,
+    uuid.UUID: lambda v: uuid.UUID(str(v)),
+    int: lambda v: v if isinstance(v, int) and not isinstance(v, bool) else int("x"),
+    str: lambda v: v if isinstance(v, str) else int("x"),
+}
+
+
+def decode_cursor(cursor: str, kinds: Sequence[type]) -> list[Any]:
+    """The sort key in ``cursor``, each part read as ``kinds`` says; :class:`BadCursor` if it
+    is not a cursor of this shape."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        values = json.loads(raw)
+        if not isinstance(values, list) or len(values) != len(kinds):
+            raise ValueError("shape")
+        return [PARSERS[kind](value) for kind, value in zip(kinds, values, strict=True)]
+    except (ValueError, TypeError, KeyError) as exc:  # binascii/Unicode/JSON errors included
+        raise BadCursor("cursor is not one this list returned") from exc
+
+
+def _kind(column: sa.ColumnElement[Any]) -> type:
+    python_type = column.type.python_type
+    for kind in (datetime, uuid.UUID, int, str):
+        if issubclass(python_type, kind):
+            return kind
+    raise TypeError(f"cannot page on {column}")  # a programming error, caught by tests
+
+
+async def fetch_page(
+    session: AsyncSession,
+    query: sa.Select[Any],
+    keys: Sequence[sa.ColumnElement[Any]],
+    page: PageParams,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """``page.limit`` rows of ``query`` newest first by ``keys`` (most significant first, the
+    last unique), after ``page.cursor``; and the next page's cursor, None on the last page.
+
+    ``query`` must select every key column under its own name.
+    """
+    kinds = [_kind(k) for k in keys]
+    if page.cursor is not None:
+        query = query.where(_before(keys, decode_cursor(page.cursor, kinds)))
+    query = query.order_by(*(k.desc() for k in keys)).limit(page.limit + 1)
+    rows = [dict(r) for r in (await session.execute(query)).mappings()]
+    if len(rows) <= page.limit:
+        return rows, None
+    rows = rows[: page.limit]
+    last = rows[-1]
+    return rows, encode_cursor([last[k.key] for k in keys])
+
+
+def _before(keys: Sequence[sa.ColumnElement[Any]], values: Sequence[Any]) -> sa.ColumnElement[bool]:
+    """Rows strictly after the cursor in descending order: (k1 < v1) or (k1 = v1 and (…)).
+    Spelled out rather than a row-value comparison, which SQLite and PostgreSQL index alike."""
+    head, value = keys[0], values[0]
+    if len(keys) == 1:
+        return head < value
+    return sa.or_(head < value, sa.and_(head == value, _before(keys[1:], values[1:])))
+
+
+def link_next(request: Request, response: Response, next_cursor: str | None) -> None:
+    """Tell the client where the next page is (nothing on the last page)."""
+    if next_cursor is None:
+        return
+    url = request.url.include_query_params(cursor=next_cursor)
+    response.headers[NEXT_CURSOR_HEADER] = next_cursor
+    response.headers["Link"] = f'<{url.path}?{url.query}>; rel="next"'
+
+
+def paginated(model: Any, description: str = "Newest first.") -> dict[int | str, dict[str, Any]]:
+    """The 200 of a paged list, for ``responses=``: its body's type and the paging headers."""
+    return {
+        200: {
+            "model": model,
+            "description": f"{description} More pages follow while X-Next-Cursor is present.",
+            "headers": {
+                NEXT_CURSOR_HEADER: {
+                    "description": "Pass as ``cursor`` for the next page; absent on the last.",
+                    "schema": {"type": "string"},
+                },
+                "Link": {
+                    "description": 'RFC 8288 rel="next" link to the next page.',
+                    "schema": {"type": "string"},
+                },
+            },
+        }
+    }
