@@ -47,6 +47,12 @@ class RetentionPruner(PollingWorker):
         super().__init__(f"{service}-retention", interval_s)
         self._uow_factory = uow_factory
         self._policy = policy
+        self._kept: list[tuple[str, str, timedelta]] = []
+
+    def keep(self, table: str, column: str, period: timedelta) -> None:
+        """Also prune a service's own table: rows whose ``column`` (a timestamp) is older than
+        ``period`` (real time), in batches like the rest."""
+        self._kept.append((table, column, period))
 
     async def run_once(self) -> bool:
         deleted = await self.prune()
@@ -96,6 +102,17 @@ class RetentionPruner(PollingWorker):
                     sa.delete(timers).where(timers.c.id.in_(expired_timers.scalar_subquery()))
                 ),
             }
+            for name, column, period in self._kept:
+                table = uow.table(name)
+                key = next(iter(table.primary_key.columns))
+                expired = (
+                    sa.select(key)
+                    .where(table.c[column] < now - wall_span(uow.clock, period))
+                    .limit(self._policy.batch)
+                )
+                results[name] = await uow.session.execute(
+                    sa.delete(table).where(key.in_(expired.scalar_subquery()))
+                )
             await uow.commit()
         deleted = {name: int(getattr(r, "rowcount", 0) or 0) for name, r in results.items()}
         if any(deleted.values()):

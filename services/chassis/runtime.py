@@ -172,6 +172,9 @@ class ServiceRuntime:
             timer_kinds=(timer_handlers or {}).keys(),
         )
         self._sample_task: asyncio.Task[None] | None = None
+        # Set when the server begins to shut down: long-lived responses (event streams) end on
+        # it, else uvicorn would wait for them for ever before stopping.
+        self.draining = asyncio.Event()
         self._started = False
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self.app: FastAPI = self._make_app(routers)
@@ -258,6 +261,7 @@ class ServiceRuntime:
     async def start(self) -> None:
         if self._started:
             return
+        self.draining.clear()
         await upgrade_to_head(self.engine, self.service)
         if self.settings.kafka_provision_topics:
             topics = set(self.produced_topics) | set(self.consumed_topics)
@@ -291,6 +295,7 @@ class ServiceRuntime:
         if not self._started:
             return
         self._started = False
+        self.draining.set()
         if self._sample_task is not None:
             self._sample_task.cancel()
             await asyncio.gather(self._sample_task, return_exceptions=True)
@@ -329,4 +334,17 @@ class ServiceRuntime:
             log_config=None,
             access_log=False,
         )
-        asyncio.run(uvicorn.Server(config).serve())
+        asyncio.run(_DrainingServer(config, self.draining).serve())
+
+
+class _DrainingServer(uvicorn.Server):
+    """uvicorn, telling long-lived responses to end when it starts shutting down: it waits for
+    open connections before the lifespan's shutdown, so that is too late to tell them."""
+
+    def __init__(self, config: uvicorn.Config, draining: asyncio.Event) -> None:
+        super().__init__(config)
+        self._draining = draining
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        self._draining.set()
+        await super().shutdown(sockets)

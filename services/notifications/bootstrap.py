@@ -22,7 +22,13 @@ from services.notifications.adapters.channels import (
 )
 from services.notifications.adapters.metrics import NotificationMetrics
 from services.notifications.adapters.orm import metadata
-from services.notifications.entrypoints import api, consumers, preferences_api, teams_api
+from services.notifications.entrypoints import (
+    api,
+    consumers,
+    events_api,
+    preferences_api,
+    teams_api,
+)
 from services.notifications.service_layer import escalations, patient_messages
 from services.notifications.service_layer.delivery import DELIVER, IN_DOUBT, Deliverer
 from services.notifications.settings import NotificationsSettings
@@ -97,10 +103,15 @@ def bootstrap(
             *api.routers(rt, links),
             *preferences_api.routers(rt),
             *teams_api.routers(rt),
+            *events_api.routers(rt, settings),
         ],
         clock=clock,
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
+    )
+    # The live-update feed is for reconnecting clients, not a history: pruned like the outbox.
+    runtime.retention.keep(
+        "event_feed", "created_at", timedelta(hours=settings.events_retention_hours)
     )
     paging_metrics.install(runtime.meter_provider)
     deliverer.bind(runtime.uow)  # claims commit in a transaction of their own

@@ -55,6 +55,17 @@ class NotificationsSettings(ServiceSettings):
     # every provider timeout, so a slow call in a live process is never taken for a dead one.
     delivery_lease_s: float = Field(default=20.0, gt=0)
 
+    # Live updates (server-sent events, entrypoints/events_api.py): how often a stream looks
+    # for new feed rows, the heartbeat comment that keeps proxies from closing an idle stream,
+    # and how long one stream lasts before the client reconnects (with Last-Event-ID, and its
+    # token checked again: a revoked token or a changed panel does not outlive it). Real seconds.
+    events_poll_interval_s: float = Field(default=0.5, gt=0, le=10)
+    events_heartbeat_s: float = Field(default=15.0, gt=0, le=60)
+    events_stream_max_s: float = Field(default=300.0, gt=0, le=3600)
+    # How long feed rows are kept for a reconnecting client (real hours, whatever the clock's
+    # scale): one that was away longer gets a ``feed.reset`` and reloads its lists.
+    events_retention_hours: float = Field(default=24.0, gt=0)
+
     @model_validator(mode="after")
     def _lease_outlasts_provider_calls(self) -> NotificationsSettings:
         timeouts = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from services.chassis.db import UtcDateTime, add_chassis_tables
+from services.chassis.db import BigIntPK, UtcDateTime, add_chassis_tables
 
 metadata = sa.MetaData()
 add_chassis_tables(metadata)
@@ -262,4 +262,30 @@ deliveries = sa.Table(
     sa.Column("doubts", sa.Integer, nullable=False, server_default="0"),  # in-doubt recoveries
     sa.UniqueConstraint("owner_kind", "owner_id", "channel", name="uq_deliveries_owner_channel"),
     sa.Index("ix_deliveries_owner", "owner_kind", "owner_id"),
+)
+
+# --- the live-update feed (server-sent events) ---------------------------------------------------
+
+# What the event streams tell clients (service_layer/feed.py): a row per change, written in the
+# transaction of the change itself (nothing announced that did not commit, nothing committed
+# missed), read by every replica's streams by id. PHI-minimal: ids, statuses, levels, kinds; the
+# client reads the rest through its own authorized GET.
+event_feed = sa.Table(
+    "event_feed",
+    metadata,
+    # The SSE ``id:``; ids are assigned in commit order (feed.py), so "after id N" misses nothing.
+    sa.Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    sa.Column("audience", sa.String(10), nullable=False),  # clinician | patient
+    sa.Column("patient_id", sa.Uuid, nullable=False),
+    # A clinician paged for an escalation sees its events without the patient on their panel.
+    sa.Column("escalation_id", sa.Uuid, nullable=True),
+    sa.Column("type", sa.String(40), nullable=False),  # escalation.opened, dose.changed ...
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    # A stream's poll: its audience (and patient) after the last id it sent.
+    sa.Index("ix_event_feed_audience_id", "audience", "id"),
+    sa.Index("ix_event_feed_patient_id_id", "patient_id", "id"),
+    sa.Index("ix_event_feed_created_at", "created_at"),  # retention
+    # SQLite (development) must never reuse an id once retention emptied the table.
+    sqlite_autoincrement=True,
 )

@@ -31,7 +31,13 @@ from services.notifications.adapters.orm import deliveries, escalations, pages, 
 from services.notifications.domain import escalation as policy_rules
 from services.notifications.domain import routing
 from services.notifications.domain.escalation import PolicyDefinition, Step
-from services.notifications.service_layer import config, delivery, notification_rules, teams
+from services.notifications.service_layer import (
+    config,
+    delivery,
+    feed,
+    notification_rules,
+    teams,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +63,9 @@ async def on_threshold_exceeded(event: ThresholdExceeded, uow: UnitOfWork) -> No
     if any(SEVERITY_RANK[e["severity"]] >= SEVERITY_RANK[severity] for e in existing):
         return
     now = uow.clock.now()
-    for lower in existing:
-        if lower["status"] in OPEN:
-            await _stop(uow, lower, status="superseded")
+    superseded = [lower for lower in existing if lower["status"] in OPEN]
+    for lower in superseded:
+        await _stop(uow, lower, status="superseded")
     # The patient's care team chooses the policy (else the default team, else shipped).
     policy = await teams.policy_for(uow, event.patient_id, severity)
     await teams.refresh_gauge_if_stale(uow)  # the unroutable-policies gauge
@@ -88,6 +94,10 @@ async def on_threshold_exceeded(event: ThresholdExceeded, uow: UnitOfWork) -> No
         )
     )
     await _arm_step(uow, escalation_id, step, due)
+    # Announced last (feed.py: the feed's lock comes after every row lock).
+    for lower in superseded:
+        await feed.announce_escalation(uow, "escalation.superseded", lower, status="superseded")
+    await feed.announce_escalation(uow, "escalation.opened", await escalation(uow, escalation_id))
 
 
 async def on_escalation_resolved(event: EscalationResolved, uow: UnitOfWork) -> None:
@@ -100,9 +110,11 @@ async def on_escalation_resolved(event: EscalationResolved, uow: UnitOfWork) -> 
                 resolved_at=event.occurred_at,
             )
         )
-    for row in await _escalations_of(uow, event.episode_id):
-        if row["status"] in OPEN:
-            await _stop(uow, row, status="resolved", resolution=event.resolution)
+    stopped = [row for row in await _escalations_of(uow, event.episode_id) if row["status"] in OPEN]
+    for row in stopped:
+        await _stop(uow, row, status="resolved", resolution=event.resolution)
+    for row in stopped:
+        await feed.announce_escalation(uow, "escalation.resolved", row, status="resolved")
 
 
 # --- timers -----------------------------------------------------------------------------------
@@ -133,6 +145,9 @@ async def on_step_due(timer: DueTimer, uow: UnitOfWork) -> None:
         next_step_key=next_key,
         next_step_at=due,
     )
+    await feed.announce_escalation(
+        uow, "escalation.raised", row, cycle=step.cycle, loop=step.loop, level=step.level
+    )
 
 
 async def on_exhausted_due(timer: DueTimer, uow: UnitOfWork) -> None:
@@ -145,6 +160,7 @@ async def on_exhausted_due(timer: DueTimer, uow: UnitOfWork) -> None:
         "escalation exhausted its policy unacknowledged", extra={"escalation": str(row["id"])}
     )
     await _update(uow, row["id"], status="exhausted", next_step_key=None, next_step_at=None)
+    await feed.announce_escalation(uow, "escalation.exhausted", row, status="exhausted")
 
 
 async def on_repage_due(timer: DueTimer, uow: UnitOfWork) -> None:
@@ -169,6 +185,9 @@ async def on_repage_due(timer: DueTimer, uow: UnitOfWork) -> None:
         acknowledged_via=None,
     )
     await _arm_step(uow, row["id"], step, now)
+    await feed.announce_escalation(
+        uow, "escalation.repaged", row, status="triggered", cycle=step.cycle, loop=0, level=0
+    )
 
 
 TIMER_HANDLERS: dict[str, TimerHandler] = {
@@ -223,7 +242,9 @@ async def acknowledge(
         resource=f"escalation:{via}",
         patient_id=row["patient_id"],
     )
-    return dict(await escalation(uow, escalation_id))
+    acknowledged = await escalation(uow, escalation_id)
+    await feed.announce_escalation(uow, "escalation.acknowledged", acknowledged)
+    return dict(acknowledged)
 
 
 async def current_for_episode(uow: UnitOfWork, episode_id: uuid.UUID) -> sa.RowMapping:

@@ -48,7 +48,7 @@ from services.notifications.domain.messages import (
     SkipReason,
     Status,
 )
-from services.notifications.service_layer import waiting_for_profile
+from services.notifications.service_layer import feed, waiting_for_profile
 from services.notifications.service_layer.delivery import Deferred, deliveries_of, enqueue
 
 log = logging.getLogger(__name__)
@@ -129,6 +129,16 @@ async def on_patient_event(event: Event, uow: UnitOfWork) -> None:
     made = _DRAFTS[event.event_type](event)
     if made is not None:
         await _record(uow, event, *made)
+    if isinstance(event, DoseReduced | DoseRestored):
+        # The patient's app hears of it at once, message or not (opted out, no profile yet).
+        change = "reduced" if isinstance(event, DoseReduced) else "restored"
+        await feed.announce(
+            uow,
+            "patient",
+            "dose.changed",
+            event.patient_id,
+            {"change": change, "event_id": str(event.event_id)},
+        )
 
 
 on_dose_reduced = on_dose_restored = on_check_in_due = on_patient_event
@@ -349,6 +359,13 @@ class MessageOwner:
                 sent_at=delivery["sent_at"] or uow.clock.now(),
             )
             await _audit(uow, message, "message.sent")
+            await feed.announce(
+                uow,
+                "patient",
+                "message.sent",
+                message["patient_id"],
+                {"message_id": str(message["id"]), "kind": message["kind"]},
+            )
         elif status in ("failed", "rejected"):
             await _update(uow, message, status=Status.FAILED.value)
             await _audit(uow, message, "message.failed")
