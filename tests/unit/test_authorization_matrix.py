@@ -187,6 +187,9 @@ RULES: dict[str, Rule] = {
     ),
     f"PUT {NOTIFICATIONS}/clinicians/{{subject}}/notification-rules": Rule(ADMINS | PANEL, NOBODY),
     f"GET {NOTIFICATIONS}/clinicians/{{subject}}/notification-rules": Rule(ADMINS | PANEL, NOBODY),
+    # live updates (issue 18): the clinician's stream as GET /escalations; a patient's as theirs
+    f"GET {NOTIFICATIONS}/clinicians/me/events": Rule(CLINICIANS, sees=PANEL | {"clinician-admin"}),
+    f"GET {NOTIFICATIONS}/patients/{{patient_id}}/events": of_patient(CARE),
     f"GET {NOTIFICATIONS}/ops/routing": Rule(OPS, sees=NOBODY),
     f"GET {NOTIFICATIONS}/ops/delivery-health": Rule(OPS, sees=NOBODY),
     # group matching: the patient opts in and out; {subject} is clinician-panel, PATIENT's
@@ -336,6 +339,7 @@ def tightened(document: dict[str, Any]) -> dict[str, Any]:
 # --- list endpoints: (principal, path, seeded object, shows PATIENT's?, shows OTHER's?) --------
 
 ROSTER = "/api/group-matching/moderators/dr-panel/cohorts"
+EVENTS = "/api/notifications/clinicians/me/events"  # its JSON page (no Accept: event-stream)
 LISTS: dict[str, list[tuple[str, str, str, bool, bool | None]]] = {
     "scheduler": [],  # no list across patients
     "monitoring": [
@@ -347,6 +351,9 @@ LISTS: dict[str, list[tuple[str, str, str, bool, bool | None]]] = {
         ("clinician-panel", "/api/notifications/escalations", "escalation_id", True, False),
         ("clinician-other", "/api/notifications/escalations", "escalation_id", False, True),
         ("clinician-admin", "/api/notifications/escalations", "escalation_id", True, True),
+        ("clinician-panel", EVENTS, "escalation_id", True, False),
+        ("clinician-other", EVENTS, "escalation_id", False, True),
+        ("clinician-admin", EVENTS, "escalation_id", True, True),
     ],
     "group_matching": [
         ("clinician-panel", ROSTER, "cohort_id", True, None),

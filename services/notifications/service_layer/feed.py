@@ -135,9 +135,7 @@ def _visible(view: View) -> sa.ColumnElement[bool]:
     paged_me = sa.exists().where(
         pages.c.escalation_id == f.escalation_id, pages.c.target == view.subject
     )
-    return sa.and_(
-        f.audience == "clinician", sa.or_(f.patient_id.in_(list(view.panel)), paged_me)
-    )
+    return sa.and_(f.audience == "clinician", sa.or_(f.patient_id.in_(list(view.panel)), paged_me))
 
 
 async def after(uow: UnitOfWork, view: View, last_id: int, limit: int) -> list[dict[str, Any]]:

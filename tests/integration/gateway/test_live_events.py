@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 
 from contracts import EscalationResolved, Severity, ThresholdExceeded
-
 from services.chassis.auth import Role, issue_dev_token
 from services.notifications.service_layer import escalations
 from tests.helpers import red_flag_threshold
@@ -103,7 +102,9 @@ async def test_an_escalation_reaches_the_console_through_the_gateway_and_resumes
             assert ready["id"] == opened["id"]
             missed = await next_event(stream, None)  # the first after the id: no repeat
             assert missed["event"] == "escalation.resolved"
-            assert missed["data"]["data"]["escalation_id"] == opened["data"]["data"]["escalation_id"]
+            assert (
+                missed["data"]["data"]["escalation_id"] == opened["data"]["data"]["escalation_id"]
+            )
         # only the later ones: the JSON page after the same id holds exactly that one
         r = await client.get(
             url,

@@ -175,7 +175,9 @@ async def test_the_json_page_is_the_same_events_paged_oldest_first(
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
     page = r.json()
     assert kinds(page) == ["escalation.opened", "escalation.raised", "escalation.raised"]
-    r = await client.get(CLINICIAN_EVENTS, headers=me, params={"cursor": r.headers["x-next-cursor"]})
+    r = await client.get(
+        CLINICIAN_EVENTS, headers=me, params={"cursor": r.headers["x-next-cursor"]}
+    )
     assert kinds(r.json()) == ["escalation.acknowledged"] and "x-next-cursor" not in r.headers
     streamed = await stream(client, CLINICIAN_EVENTS, me, last_event_id=0)
     assert [e["data"] for e in streamed[1:]] == page + r.json()
@@ -197,7 +199,9 @@ async def test_another_patients_events_are_never_in_a_stream(
     paged = await stream(client, CLINICIAN_EVENTS, auth(stack, "dr-bo"), last_event_id=0)
     assert "escalation.acknowledged" in kinds(paged)
     admin = auth(stack, "dr-admin", panel=[OTHER], scopes=["notifications:admin"])
-    assert "escalation.opened" in kinds(await stream(client, CLINICIAN_EVENTS, admin, last_event_id=0))
+    assert "escalation.opened" in kinds(
+        await stream(client, CLINICIAN_EVENTS, admin, last_event_id=0)
+    )
 
     own = auth(stack, "p-1", Role.PATIENT, patient_id=PATIENT)
     mine = await stream(client, f"/api/notifications/patients/{PATIENT}/events", own,
