@@ -19,18 +19,20 @@ from typing import Any, Literal
 import httpx
 import pytest
 import sqlalchemy as sa
+import uvicorn
 
 from contracts import DoseRestored
 from contracts.events.scheduler import DrugDose, TaperStage
 from services.chassis.auth import Role
 from services.chassis.clock import FrozenClock
 from services.chassis.migrations import upgrade_to_head
+from services.chassis.runtime import _DrainingServer
 from services.notifications.adapters.channels import ChannelKind, RecordingChannel
 from services.notifications.adapters.orm import event_feed
 from services.notifications.bootstrap import bootstrap
 from services.notifications.service_layer import patient_messages
 from services.notifications.settings import NotificationsSettings
-from tests.helpers import dose_reduced
+from tests.helpers import dose_reduced, eventually
 from tests.unit.notifications.test_escalations import (
     NOW,
     PATIENT,
@@ -300,3 +302,29 @@ async def test_an_expired_or_unknown_id_gets_a_reset_then_the_stream(
     async with stack.runtime.uow() as uow:
         left = (await uow.session.execute(sa.select(event_feed.c.type))).scalars().all()
     assert left == ["dose.changed"]
+
+
+async def test_the_server_shutting_down_ends_an_open_stream(stack: Stack) -> None:
+    """uvicorn waits for open connections before it stops: an open stream would hold a rolling
+    restart for ever unless the server's shutdown tells it to end (runtime._DrainingServer)."""
+    stack.runtime.settings.events_stream_max_s = 600  # type: ignore[attr-defined]
+    config = uvicorn.Config(
+        stack.runtime.app, host="127.0.0.1", port=0, log_config=None, lifespan="off"
+    )
+    server = _DrainingServer(config, stack.runtime.draining)
+    serving = asyncio.create_task(server.serve())
+    await eventually(lambda: _true(server.started), timeout=10)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    me = auth(stack, "dr-zed", panel=[PATIENT])
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        async with client.stream("GET", CLINICIAN_EVENTS, headers={**me, **SSE}) as r:
+            lines = r.aiter_lines()
+            assert await asyncio.wait_for(anext(lines), timeout=10) == "retry: 3000"
+            server.should_exit = True
+            await asyncio.wait_for(serving, timeout=10)  # stopped, the stream ended with it
+            rest = [line async for line in lines]
+    assert "event: feed.ready" in rest
+
+
+async def _true(value: bool) -> bool:
+    return value
