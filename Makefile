@@ -49,6 +49,7 @@ asyncapi: install  ## Regenerate the AsyncAPI documents under contracts/asyncapi
 
 openapi: install tools  ## Refresh contracts/openapi/ (each service's and the merged document; refuses unrecorded breaks)
 	$(PY) -m deploy.openapi --write
+	@$(MAKE) --no-print-directory client
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
