@@ -107,5 +107,6 @@ $(TS_STAMP): $(TS_CLIENT)/package.json $(TS_CLIENT)/package-lock.json
 
 client-deps: $(TS_STAMP)  ## npm packages of the TypeScript client, from its package-lock.json
 
-client: client-deps  ## Regenerate clients/typescript/src/taper.ts from contracts/openapi/taper.json and tsc it
+client: client-deps  ## Regenerate clients/typescript/src/taper.ts from contracts/openapi/taper.json, tsc it, run its tests
 	cd $(TS_CLIENT) && node scripts/generate.mjs && node_modules/.bin/tsc --noEmit -p tsconfig.json
+	cd $(TS_CLIENT) && rm -rf build && node_modules/.bin/tsc -p tsconfig.test.json && node --test build/test/

@@ -5,7 +5,8 @@
 ``examples/`` call a patient's and a clinician's flow through openapi-fetch. So: a stale committed
 client fails here (run ``make client``), a type error in the client or the examples fails with
 tsc's output, and (the proof that tsc guards the callers) a document with a removed field and a
-narrowed enum makes the unchanged examples fail to compile.
+narrowed enum makes the unchanged examples fail to compile. The examples also run (node --test)
+against a scripted gateway (``test/flows.test.ts``): tokens, parameters, bodies, cursors, refusals.
 """
 
 from __future__ import annotations
@@ -98,3 +99,18 @@ def test_a_breaking_api_change_fails_the_examples(node_modules: Path, tmp_path: 
     errors = done.stdout
     assert "examples/clinician.ts" in errors and "'episode_id' does not exist" in errors, errors
     assert '"keep_held"' in errors and "not assignable" in errors, errors
+
+
+def test_examples_run_against_a_scripted_gateway(node_modules: Path, tmp_path: Path) -> None:
+    # Compiled for Node into a temp dir (not the work tree), beside the client's packages.
+    (tmp_path / "node_modules").symlink_to(node_modules)
+    (tmp_path / "package.json").write_text('{"type": "module"}')
+    build = tmp_path / "build"
+    tsc_build = [str(node_modules / ".bin" / "tsc"), "-p", "tsconfig.test.json", "--outDir"]
+    compiled = run([*tsc_build, str(build)], CLIENT)
+    assert compiled.returncode == 0, f"tsc -p tsconfig.test.json failed:\n{compiled.stdout}"
+
+    done = run(["node", "--test", str(build / "test")], tmp_path)
+
+    assert done.returncode == 0, f"node --test failed:\n{done.stdout}{done.stderr}"
+    assert "# fail 0" in done.stdout and "# pass 3" in done.stdout, done.stdout

@@ -1,14 +1,7 @@
 // A clinician's flow, as a clinician console calls it: list the panel's open escalations (every page),
 // acknowledge one, resolve its episode keeping the taper held, then resume the taper after review.
-// Type-checked by `make client` (tsc --noEmit), never run.
-import {
-  ApiError,
-  createTaperClient,
-  nextCursor,
-  unwrap,
-  type Schema,
-  type TaperClient,
-} from "../src/index";
+// `make client` type-checks it (tsc) and runs it against a scripted gateway (test/flows.test.ts).
+import { ApiError, nextCursor, unwrap, type Schema, type TaperClient } from "../src/index.js";
 
 type Escalation = Schema<"EscalationOut">;
 
@@ -64,16 +57,15 @@ export async function resume(client: TaperClient, patientId: string): Promise<Sc
   );
 }
 
-export async function clinicianFlow(baseUrl: string, token: string): Promise<void> {
-  const client = createTaperClient({ baseUrl, token: () => token });
+export async function clinicianFlow(client: TaperClient): Promise<string> {
   const open = await listOpenEscalations(client);
   const first = open[0]; // noUncheckedIndexedAccess: Escalation | undefined
-  if (first === undefined) return;
+  if (first === undefined) return "nothing open";
   const ack = await acknowledge(client, first);
   const episode = await resolveKeepingHeld(client, first);
   const taper = await resume(client, first.patient_id);
-  console.info(
+  return (
     `${open.length} open; acknowledged ${ack.escalation_id} (${ack.status}), ` +
-      `episode ${episode.status}, taper held: ${taper.held}, version ${taper.version}`,
+    `episode ${episode.status}, taper held: ${taper.held}`
   );
 }

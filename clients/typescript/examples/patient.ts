@@ -1,6 +1,6 @@
 // A patient's flow, as a patient app calls it: submit a symptom report, then read the taper and its
-// plan. Type-checked by `make client` (tsc --noEmit), never run: it shows the calls and keeps them honest.
-import { createTaperClient, unwrap, type Schema, type TaperClient } from "../src/index";
+// plan. `make client` type-checks it (tsc) and runs it against a scripted gateway (test/flows.test.ts).
+import { unwrap, type Schema, type TaperClient } from "../src/index.js";
 
 export async function submitReport(
   client: TaperClient,
@@ -48,13 +48,12 @@ export async function readPlan(
   return { taper, plan };
 }
 
-export async function patientFlow(baseUrl: string, patientId: string, token: string): Promise<void> {
-  const client = createTaperClient({ baseUrl, token: () => token });
+export async function patientFlow(client: TaperClient, patientId: string): Promise<string> {
   const report = await submitReport(client, patientId);
   const { taper, plan } = await readPlan(client, patientId);
   const held = taper.held ? ` (held: ${taper.held_reason ?? "by a clinician"})` : "";
-  console.info(
+  return (
     `score ${report.total_score} (${report.band}); today ${taper.current_daily_dose_mg} mg` +
-      `${held}; plan ${plan.status}, ${plan.steps.length} steps`,
+    `${held}; plan ${plan.status}, ${plan.steps.length} steps`
   );
 }

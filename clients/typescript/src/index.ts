@@ -3,7 +3,7 @@
 // breaks a caller breaks its build instead of its users.
 import createClient, { type Client, type Middleware } from "openapi-fetch";
 
-import type { components, operations, paths } from "./taper";
+import type { components, operations, paths } from "./taper.js";
 
 export type { components, operations, paths };
 
