@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast lint schemas asyncapi openapi bench clean tools lock run-cluster
+.PHONY: install run test test-fast lint schemas asyncapi openapi bench clean tools lock run-cluster client client-deps
 
 # Bootstrap without touching the system Python (PEP 668: Debian's python3.11 refuses `pip install`
 # outside a venv): make the venv with the standard library, put uv inside it, install with that uv.
@@ -49,6 +49,7 @@ asyncapi: install  ## Regenerate the AsyncAPI documents under contracts/asyncapi
 
 openapi: install tools  ## Refresh contracts/openapi/ (each service's and the merged document; refuses unrecorded breaks)
 	$(PY) -m deploy.openapi --write
+	@$(MAKE) --no-print-directory client
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
@@ -91,3 +92,21 @@ LOCK_ARGS := pip compile pyproject.toml --generate-hashes --python-version 3.11 
 
 lock: install  ## Refresh deploy/container/requirements.lock from pyproject.toml
 	$(UV) $(LOCK_ARGS) -o deploy/container/requirements.lock
+
+# The generated TypeScript client (clients/typescript, issue 18 part 5). Its npm packages come only
+# from its package-lock.json (`npm ci`, integrity-checked), reinstalled when the lock changes; the
+# stamp lives inside node_modules so deleting node_modules reinstalls. tests/contract/
+# test_typescript_client.py runs `make client-deps` itself, so `make test` needs no extra step.
+TS_CLIENT := clients/typescript
+TS_STAMP := $(TS_CLIENT)/node_modules/.installed
+
+$(TS_STAMP): $(TS_CLIENT)/package.json $(TS_CLIENT)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "the TypeScript client needs Node.js >= 20 with npm (deploy/system-deps.sh installs it on Debian; macOS: brew install node)"; exit 1; }
+	cd $(TS_CLIENT) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(TS_STAMP)
+
+client-deps: $(TS_STAMP)  ## npm packages of the TypeScript client, from its package-lock.json
+
+client: client-deps  ## Regenerate clients/typescript/src/taper.ts from contracts/openapi/taper.json, tsc it, run its tests
+	cd $(TS_CLIENT) && node scripts/generate.mjs && node_modules/.bin/tsc --noEmit -p tsconfig.json
+	cd $(TS_CLIENT) && rm -rf build && node_modules/.bin/tsc -p tsconfig.test.json && node --test build/test/

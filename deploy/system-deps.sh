@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the machine has what the Python packages cannot bring: Java 17+, Maven (Kafka is
-# assembled from Maven Central jars and run with plain `java`) and promtool. PostgreSQL and nginx are installed
-# on first use by deploy/localstack/{postgres,gateway}.py. Installs from Debian's packages when
-# missing (needs root, as on CI); otherwise only reports.
+# assembled from Maven Central jars and run with plain `java`), promtool and npm. PostgreSQL and
+# nginx are installed on first use by deploy/localstack/{postgres,gateway}.py. Installs from
+# Debian's packages when missing (needs root, as on CI); otherwise only reports.
 set -euo pipefail
 
 need=()
@@ -15,6 +15,8 @@ fi
 command -v mvn >/dev/null 2>&1 || need+=(maven)
 # promtool (Debian's prometheus package) runs the alerting-rule tests (tests/unit/observability).
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# npm (with Node.js) installs the TypeScript client's packages from its lock (make client-deps).
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 # The Makefile makes .venv with `python3.11 -m venv`: Debian ships venv/ensurepip separately.
 PYTHON=${PYTHON:-python3.11}
 if ! command -v "$PYTHON" >/dev/null 2>&1; then
@@ -30,7 +32,7 @@ if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
 if [ "$(uname -s)" = Darwin ]; then
-  echo "missing: ${need[*]} (macOS: brew install openjdk@17 maven python@3.11 postgresql@17 nginx;" \
+  echo "missing: ${need[*]} (macOS: brew install openjdk@17 maven python@3.11 postgresql@17 nginx node;" \
     "docs/deploy.md \"Newcomers\")" >&2
   exit 1
 fi
