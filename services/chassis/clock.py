@@ -37,6 +37,11 @@ class ScaledClock:
     def scale(self) -> float:
         return self._scale
 
+    @property
+    def anchor(self) -> datetime:
+        """The instant at which scaled time and wall time agreed."""
+        return self._anchor
+
     def now(self) -> datetime:
         elapsed = time.monotonic() - self._anchor_mono
         return self._anchor + timedelta(seconds=elapsed * self._scale)
@@ -67,4 +72,9 @@ def wall_span(clock: Clock, wall: timedelta) -> timedelta:
     scaled clock would shrink them with everything else: at 1,440x a 20 s lease is 14 ms, so the
     in-doubt check ran while the SMS it doubted was still being sent, and sent it again.
     """
-    return wall * getattr(clock, "scale", 1.0)
+    return wall * scale_of(clock)
+
+
+def scale_of(clock: Clock) -> float:
+    """How many times faster than the wall clock ``clock`` runs (1.0: real time)."""
+    return float(getattr(clock, "scale", 1.0))

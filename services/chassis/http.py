@@ -27,7 +27,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts.http_api import api_version
+from services.chassis import clock_api
 from services.chassis.auth import TokenVerifier
+from services.chassis.clock import Clock
 from services.chassis.errors import Conflict, NotFound, PermanentError
 from services.chassis.metrics import NO_METRICS, HttpMetricsMiddleware, ServiceMetrics
 from services.chassis.openapi import camel, without_placeholder_json
@@ -115,6 +117,7 @@ def create_app(
     title: str | None = None,
     health_detail: HealthDetail | None = None,
     exposition: Exposition | None = None,
+    clock: Clock | None = None,
 ) -> FastAPI:
     prefix = settings.url_prefix
     app = FastAPI(
@@ -165,6 +168,9 @@ def create_app(
         )
 
     app.include_router(system, responses=_documented(414, 429, 431))
+    if clock is not None:  # public like /health (clock_api says why)
+        system_clock = clock_api.router(settings.service_name, clock)
+        app.include_router(system_clock, prefix=prefix, responses=_documented(414, 429, 431))
     if exposition is not None:
 
         async def prometheus_metrics(_: Request) -> Response:

@@ -225,6 +225,7 @@ class ServiceRuntime:
             lifespan=lifespan,
             health_detail=self._health_detail,
             exposition=self.exposition,
+            clock=self.clock,
         )
         app.state.runtime = self
         return app

@@ -8,7 +8,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from services.chassis.clock import Clock
 from services.chassis.runtime import ServiceRuntime
 from services.group_matching.adapters.orm import metadata
-from services.group_matching.entrypoints import api, consumers
+from services.group_matching.entrypoints import api, consumers, reference_api
 from services.group_matching.service_layer import cohorts
 from services.group_matching.settings import GroupMatchingSettings
 
@@ -25,7 +25,7 @@ def bootstrap(
         metadata=metadata,
         subscriptions=consumers.SUBSCRIPTIONS,
         timer_handlers={cohorts.MATCH: cohorts.on_match_due},
-        routers=api.routers,
+        routers=lambda rt: [*api.routers(rt), reference_api.router()],
         clock=clock,
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,

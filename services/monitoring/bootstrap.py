@@ -8,7 +8,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from services.chassis.clock import Clock
 from services.chassis.runtime import ServiceRuntime
 from services.monitoring.adapters.orm import metadata
-from services.monitoring.entrypoints import api, consumers
+from services.monitoring.entrypoints import api, checkins_api, consumers, reference_api
 from services.monitoring.service_layer import checkins
 from services.monitoring.settings import MonitoringSettings
 
@@ -28,7 +28,11 @@ def bootstrap(
             checkins.CHECKIN_DUE: checkins.on_checkin_due,
             checkins.CHECKIN_MISSED: checkins.on_checkin_missed,
         },
-        routers=api.routers,
+        routers=lambda rt: [
+            *api.routers(rt),
+            checkins_api.router(rt),
+            reference_api.router(),
+        ],
         clock=clock,
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,

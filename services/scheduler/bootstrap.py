@@ -13,6 +13,7 @@ from services.scheduler.entrypoints import (
     consumers,
     dispensing_api,
     plans_api,
+    reference_api,
     schedule_api,
 )
 from services.scheduler.service_layer import handlers, plans
@@ -39,6 +40,7 @@ def bootstrap(
             *plans_api.routers(rt),
             *dispensing_api.routers(rt),
             *schedule_api.routers(rt),
+            *reference_api.routers(rt),
         ],
         clock=clock,
         tracer_provider=tracer_provider,

@@ -95,6 +95,7 @@ CLINICIANS = frozenset({"clinician-panel", "clinician-other", "clinician-admin"}
 OPS = frozenset({"ops", "ops-admin"})
 ADMINS = OPS | {"clinician-admin"}
 NOBODY: frozenset[str] = frozenset()
+SIGNED_IN = frozenset(who for who, claims in PRINCIPALS.items() if claims is not None)
 
 # --- who is entitled to what ------------------------------------------------------------------
 
@@ -149,6 +150,13 @@ RULES: dict[str, Rule] = {
     f"PUT {MONITORING}/rule-thresholds": of_patient(PANEL),
     f"GET {MONITORING}/rule-thresholds": of_patient(CARE),
     "GET /api/monitoring/episodes": Rule(CLINICIANS, sees=PANEL),  # each their own panel's
+    f"GET {MONITORING}/check-ins": of_patient(CARE),
+    # reference data (issue 18 part 8): codes of no patient, for anyone signed in
+    "GET /api/scheduler/reference/drugs": Rule(SIGNED_IN, sees=NOBODY),
+    "GET /api/monitoring/reference/questionnaires": Rule(SIGNED_IN, sees=NOBODY),
+    "GET /api/monitoring/reference/red-flags": Rule(SIGNED_IN, sees=NOBODY),
+    "GET /api/group-matching/reference/languages": Rule(SIGNED_IN, sees=NOBODY),
+    "GET /api/group-matching/reference/timezones": Rule(SIGNED_IN, sees=NOBODY),
     # notifications: configuration (no patient data) for administrators; escalations for the
     # panel, the clinician paged for it and clinical administrators (scope)
     f"GET {NOTIFICATIONS}/policies": Rule(ADMINS, sees=NOBODY),
@@ -217,7 +225,7 @@ PREFIX = {
 }
 for _prefix in PREFIX.values():  # the audit log: opaque ids and codes, for ops (chassis)
     RULES[f"GET {_prefix}/ops/audit"] = Rule(OPS)
-PUBLIC = ("/health", "/ready")
+PUBLIC = ("/health", "/ready", "/clock")  # /clock: the services' time, no patient data
 # Routes kept out of the OpenAPI document, each with why it is outside the bearer-token model.
 UNDOCUMENTED = {
     # the signed acknowledgement link in a page: the link is the credential (own tests)
@@ -476,7 +484,13 @@ async def seed_monitoring(s: Service) -> Seeded:
         base = f"/api/monitoring/patients/{patient}"
         report = await s.ok(who, "POST", f"{base}/symptom-reports", json=body)
         [episode] = await s.ok(who, "GET", f"{base}/episodes")
-        ids[patient] = {"episode_id": episode["id"], "report_id": report["report_id"]}
+        await deliver(s.runtime, dose_reduced(patient, effective_on=NOW.date()))  # check-ins
+        checkin, *_ = await s.ok(who, "GET", f"{base}/check-ins")
+        ids[patient] = {
+            "episode_id": episode["id"],
+            "report_id": report["report_id"],
+            "checkin_id": checkin["id"],
+        }
     return Seeded(ids[PATIENT], ids[OTHER])
 
 

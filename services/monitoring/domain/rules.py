@@ -72,6 +72,8 @@ class RuleSet:
     pulse_family: str
     pulse_amber_above: int
     overridable: frozenset[str]
+    # What each red-flag code means, with its source (the data's text; for readers and clients).
+    red_flag_notes: Mapping[str, str] = field(default_factory=dict)
 
     def check_overrides(self, thresholds: Mapping[str, int]) -> None:
         """Refuse a key that is not overridable and a value outside what the key allows: a band
@@ -287,4 +289,5 @@ def rules_v2() -> RuleSet:
         pulse_family=raw["pulse"]["family"],
         pulse_amber_above=int(raw["pulse"]["amber_above"]),
         overridable=frozenset(raw["overridable"]),
+        red_flag_notes=dict(raw["red_flags"]),
     )
