@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import sqlalchemy as sa
 from fastapi import Depends, Query, Request, Response
@@ -102,7 +102,10 @@ def decode_cursor(cursor: str, kinds: Sequence[type]) -> list[Any]:
 
 
 def _kind(column: sa.ColumnElement[Any]) -> type:
-    python_type = column.type.python_type
+    sql_type = column.type
+    if isinstance(sql_type, sa.TypeDecorator):  # UtcDateTime: its impl knows the Python type
+        sql_type = sql_type.impl_instance
+    python_type = sql_type.python_type
     for kind in (datetime, uuid.UUID, int, str):
         if issubclass(python_type, kind):
             return kind
@@ -114,16 +117,20 @@ async def fetch_page(
     query: sa.Select[Any],
     keys: Sequence[sa.ColumnElement[Any]],
     page: PageParams,
+    *,
+    ascending: bool = False,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """``page.limit`` rows of ``query`` newest first by ``keys`` (most significant first, the
     last unique), after ``page.cursor``; and the next page's cursor, None on the last page.
+    ``ascending``: in key order instead, for configuration listed by name (care teams, ...).
 
     ``query`` must select every key column under its own name.
     """
     kinds = [_kind(k) for k in keys]
     if page.cursor is not None:
-        query = query.where(_before(keys, decode_cursor(page.cursor, kinds)))
-    query = query.order_by(*(k.desc() for k in keys)).limit(page.limit + 1)
+        query = query.where(_past(keys, decode_cursor(page.cursor, kinds), ascending))
+    order = [k.asc() if ascending else k.desc() for k in keys]
+    query = query.order_by(*order).limit(page.limit + 1)
     rows = [dict(r) for r in (await session.execute(query)).mappings()]
     if len(rows) <= page.limit:
         return rows, None
@@ -132,13 +139,35 @@ async def fetch_page(
     return rows, encode_cursor([last[k.key] for k in keys])
 
 
-def _before(keys: Sequence[sa.ColumnElement[Any]], values: Sequence[Any]) -> sa.ColumnElement[bool]:
-    """Rows strictly after the cursor in descending order: (k1 < v1) or (k1 = v1 and (…)).
-    Spelled out rather than a row-value comparison, which SQLite and PostgreSQL index alike."""
+def _past(
+    keys: Sequence[sa.ColumnElement[Any]], values: Sequence[Any], ascending: bool
+) -> sa.ColumnElement[bool]:
+    """Rows strictly after the cursor in the list's order: (k1 < v1) or (k1 = v1 and (…)),
+    ``>`` when ascending. Spelled out rather than a row-value comparison, which SQLite and
+    PostgreSQL index alike."""
     head, value = keys[0], values[0]
+    beyond = head > value if ascending else head < value
     if len(keys) == 1:
-        return head < value
-    return sa.or_(head < value, sa.and_(head == value, _before(keys[1:], values[1:])))
+        return beyond
+    return sa.or_(beyond, sa.and_(head == value, _past(keys[1:], values[1:], ascending)))
+
+
+T = TypeVar("T")
+
+
+def page_of(
+    items: Sequence[T], key: Callable[[T], str], page: PageParams
+) -> tuple[list[T], str | None]:
+    """The same paging over a list built in memory (its items unique by ``key``, e.g. shipped
+    defaults merged with stored rows), in ``key`` order."""
+    ordered = sorted(items, key=key)
+    if page.cursor is not None:
+        (after,) = decode_cursor(page.cursor, [str])
+        ordered = [item for item in ordered if key(item) > after]
+    if len(ordered) <= page.limit:
+        return ordered, None
+    ordered = ordered[: page.limit]
+    return ordered, encode_cursor([key(ordered[-1])])
 
 
 def link_next(request: Request, response: Response, next_cursor: str | None) -> None:
