@@ -11,12 +11,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.chassis.auth import CurrentPrincipal, Role, require_role
 from services.chassis.openapi import camel
-from services.chassis.pagination import PageQuery, fetch_page, link_next, paginated
+from services.chassis.pagination import PageParams, fetch_page, link_next, page_params, paginated
 from services.chassis.telemetry import valid_request_id
 from services.chassis.text import FreeText
 
@@ -58,6 +58,11 @@ class AuditEntryOut(BaseModel):
     client_addr: str | None = Field(description="The client's address as the service saw it.")
 
 
+# The audit log's published bounds (up to 1000, 100 by default) predate the chassis' 200/50:
+# kept, so no ops client breaks.
+AuditPage = Annotated[PageParams, Depends(page_params(default=100, maximum=1000))]
+
+
 def router(runtime: ServiceRuntime) -> APIRouter:
     api = APIRouter(tags=["ops"])
 
@@ -71,7 +76,7 @@ def router(runtime: ServiceRuntime) -> APIRouter:
     )
     async def audit_log(
         principal: CurrentPrincipal,
-        page: PageQuery,
+        page: AuditPage,
         request: Request,
         response: Response,
         patient_id: uuid.UUID | None = None,

@@ -28,7 +28,6 @@ DEFAULT_LIMIT = 50
 #: the documented maximum page size; a larger ``limit`` is a 422 naming it
 MAX_LIMIT = 200
 CURSOR_DOC = "Opaque; from the previous page's X-Next-Cursor header (or its Link rel=next)."
-LIMIT_DOC = f"Page size, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT})."
 SINCE_DOC = "Only those at or after this instant (ISO 8601 with offset)."
 UNTIL_DOC = "Only those before this instant (ISO 8601 with offset)."
 NEXT_CURSOR_HEADER = "X-Next-Cursor"
@@ -45,14 +44,30 @@ class PageParams:
     cursor: str | None = None
 
 
-def _page_params(
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description=LIMIT_DOC)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=500, description=CURSOR_DOC)] = None,
-) -> PageParams:
-    return PageParams(limit=limit, cursor=cursor)
+def page_params(
+    default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT
+) -> Callable[[int, str | None], PageParams]:
+    """The ``limit``/``cursor`` query dependency; a list whose published contract already
+    allowed larger pages (the audit logs: 1000) keeps its bounds rather than break clients:
+    ``Annotated[PageParams, Depends(page_params(100, 1000))]``."""
+
+    def params(limit: int = default, cursor: str | None = None) -> PageParams:
+        return PageParams(limit=limit, cursor=cursor)
+
+    # Real objects, not the strings ``from __future__ import annotations`` would leave: FastAPI
+    # could not resolve ``maximum`` from a string.
+    params.__annotations__ = {
+        "limit": Annotated[
+            int,
+            Query(ge=1, le=maximum, description=f"Page size, 1 to {maximum} (default {default})."),
+        ],
+        "cursor": Annotated[str | None, Query(max_length=500, description=CURSOR_DOC)],
+        "return": PageParams,
+    }
+    return params
 
 
-PageQuery = Annotated[PageParams, Depends(_page_params)]
+PageQuery = Annotated[PageParams, Depends(page_params())]
 
 KeyValue = datetime | uuid.UUID | int | str
 
