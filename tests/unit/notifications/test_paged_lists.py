@@ -166,3 +166,29 @@ async def test_care_teams_and_policies_by_key_each_once_while_others_are_added(
 
     got = await walk(client, f"{N}/policies", admin, limit=2, between=more_policies)
     each_once(got, set(policy_keys) | set(shipped.policies) | {"zz-policy"}, key="key")
+
+
+async def test_taperctl_says_when_more_failed_deliveries_exist_than_it_lists(
+    stack: Stack,
+) -> None:
+    from services.notifications.adapters.orm import deliveries
+    from services.notifications.service_layer import delivery_ops
+
+    rows: list[dict[str, object]] = [
+        {
+            "id": uuid.uuid4(),
+            "owner_kind": "page",
+            "owner_id": uuid.uuid4(),
+            "channel": "sms",
+            "idempotency_key": uuid.uuid4().hex,
+            "status": "failed",
+            "attempts": 3,
+            "created_at": NOW + timedelta(seconds=i),
+        }
+        for i in range(3)
+    ]
+    await _insert(stack, deliveries, rows)
+    found, more = await delivery_ops.list_deliveries(stack.runtime.uow, limit=2)
+    assert [f["id"] for f in found] == [str(r["id"]) for r in rows[:2]] and more  # told
+    found, more = await delivery_ops.list_deliveries(stack.runtime.uow, limit=3)
+    assert len(found) == 3 and not more
