@@ -16,7 +16,14 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.chassis.auth import CurrentPrincipal, Role, require_role
 from services.chassis.openapi import camel
-from services.chassis.pagination import PageParams, fetch_page, link_next, page_params, paginated
+from services.chassis.pagination import (
+    PageParams,
+    fetch_page,
+    link_next,
+    page_params,
+    paginated,
+    within,
+)
 from services.chassis.telemetry import valid_request_id
 from services.chassis.text import FreeText
 
@@ -96,10 +103,7 @@ def router(runtime: ServiceRuntime) -> APIRouter:
                 query = query.where(log.c.actor == actor)
             if outcome is not None:
                 query = query.where(log.c.outcome == outcome)
-            if since is not None:
-                query = query.where(log.c.at >= since)
-            if until is not None:
-                query = query.where(log.c.at < until)
+            query = within(query, log.c.at, since, until)
             # The id alone orders it: it increases with every row (newest first).
             rows, following = await fetch_page(uow.session, query, (log.c.id,), page)
             await uow.audit(

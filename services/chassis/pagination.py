@@ -116,6 +116,22 @@ def decode_cursor(cursor: str, kinds: Sequence[type]) -> list[Any]:
         raise BadCursor("cursor is not one this list returned") from exc
 
 
+def within(
+    query: sa.Select[Any],
+    column: sa.ColumnElement[Any],
+    since: datetime | None,
+    until: datetime | None,
+) -> sa.Select[Any]:
+    """``query`` narrowed to ``since <= column < until`` (either bound optional): the time-range
+    filter every list with a time offers, half-open so adjacent windows neither overlap nor
+    leave a gap."""
+    if since is not None:
+        query = query.where(column >= since)
+    if until is not None:
+        query = query.where(column < until)
+    return query
+
+
 def _kind(column: sa.ColumnElement[Any]) -> type:
     sql_type = column.type
     if isinstance(sql_type, sa.TypeDecorator):  # UtcDateTime: its impl knows the Python type

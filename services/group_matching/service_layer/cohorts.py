@@ -28,7 +28,7 @@ from contracts import (
     ThresholdExceeded,
 )
 from services.chassis.errors import Conflict, NotFound
-from services.chassis.pagination import PageParams, fetch_page
+from services.chassis.pagination import PageParams, fetch_page, within
 from services.chassis.timers import DueTimer
 from services.chassis.uow import UnitOfWork
 from services.group_matching.adapters.orm import (
@@ -707,10 +707,7 @@ async def roster(
     query = sa.select(cohorts).where(c_.moderator == moderator)
     if status != "all":
         query = query.where(c_.status == status)
-    if since is not None:
-        query = query.where(c_.created_at >= since)
-    if until is not None:
-        query = query.where(c_.created_at < until)
+    query = within(query, c_.created_at, since, until)
     rows, following = await fetch_page(uow.session, query, (c_.created_at, c_.id), page)
     now = uow.clock.now()
     out = []

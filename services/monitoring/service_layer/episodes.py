@@ -24,7 +24,7 @@ from contracts import (
     ThresholdReason,
 )
 from services.chassis.errors import Conflict, NotFound, PermanentError
-from services.chassis.pagination import PageParams, fetch_page
+from services.chassis.pagination import PageParams, fetch_page, within
 from services.chassis.uow import UnitOfWork
 from services.monitoring.adapters.orm import episodes
 from services.monitoring.domain.episodes import (
@@ -206,10 +206,7 @@ async def episode_page(
     query = sa.select(episodes).where(e.patient_id.in_(patient_ids))
     if f.status != "all":
         query = query.where(e.status == f.status)
-    if f.since is not None:
-        query = query.where(e.opened_at >= f.since)
-    if f.until is not None:
-        query = query.where(e.opened_at < f.until)
+    query = within(query, e.opened_at, f.since, f.until)
     rows, following = await fetch_page(uow.session, query, (e.opened_at, e.id), page)
     return [_episode(r) for r in rows], following
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from services.chassis.pagination import PageParams, fetch_page
+from services.chassis.pagination import PageParams, fetch_page, within
 from services.chassis.uow import UnitOfWork
 from services.monitoring.adapters.orm import symptom_reports
 
@@ -36,8 +36,5 @@ async def report_page(
     r = symptom_reports.c
     query = sa.select(symptom_reports) if full else sa.select(*SUMMARY)
     query = query.where(r.patient_id == patient_id)
-    if since is not None:
-        query = query.where(r.reported_at >= since)
-    if until is not None:
-        query = query.where(r.reported_at < until)
+    query = within(query, r.reported_at, since, until)
     return await fetch_page(uow.session, query, (r.reported_at, r.id), page)

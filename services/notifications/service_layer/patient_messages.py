@@ -34,7 +34,7 @@ from contracts import (
     event_class,
 )
 from services.chassis.errors import PermanentError
-from services.chassis.pagination import PageParams, fetch_page
+from services.chassis.pagination import PageParams, fetch_page, within
 from services.chassis.timers import DueTimer, TimerHandler
 from services.chassis.uow import UnitOfWork
 from services.notifications.adapters.channels import ChannelKind, OutboundMessage
@@ -443,10 +443,7 @@ async def message_history(
     ).where(m.patient_id == patient_id)
     if status is not None:
         query = query.where(m.status == status)
-    if since is not None:
-        query = query.where(m.created_at >= since)
-    if until is not None:
-        query = query.where(m.created_at < until)
+    query = within(query, m.created_at, since, until)
     found, following = await fetch_page(uow.session, query, (m.created_at, m.id), page)
     by_message = await deliveries_of(uow, OWNER_KIND, [r["id"] for r in found])
     summaries = [MessageSummary(**r, deliveries=by_message.get(r["id"], [])) for r in found]

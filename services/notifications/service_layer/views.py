@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from services.chassis.pagination import PageParams, fetch_page
+from services.chassis.pagination import PageParams, fetch_page, within
 from services.chassis.uow import UnitOfWork
 from services.notifications.adapters.orm import deliveries, escalations, pages
 from services.notifications.service_layer import escalations as escalation_service
@@ -88,10 +88,7 @@ async def escalations_page(
         query = query.where(sa.or_(e.id.in_(paged_me), e.acknowledged_by == f.subject))
     if f.patient_id is not None:
         query = query.where(e.patient_id == f.patient_id)
-    if f.since is not None:
-        query = query.where(e.created_at >= f.since)
-    if f.until is not None:
-        query = query.where(e.created_at < f.until)
+    query = within(query, e.created_at, f.since, f.until)
     return await fetch_page(uow.session, query, (e.created_at, e.id), page)
 
 
@@ -142,10 +139,7 @@ async def pages_of_patient(
     query = sa.select(*PAGE_COLUMNS).where(p.patient_id == patient_id)
     if f.status is not None:
         query = query.where(p.status == f.status)
-    if f.since is not None:
-        query = query.where(p.created_at >= f.since)
-    if f.until is not None:
-        query = query.where(p.created_at < f.until)
+    query = within(query, p.created_at, f.since, f.until)
     rows, following = await fetch_page(uow.session, query, (p.created_at, p.id), page)
     await _with_deliveries(uow, rows)
     return rows, following

@@ -39,7 +39,7 @@ from sqlalchemy.exc import IntegrityError
 
 from contracts import EscalationResolved, TaperCompleted
 from services.chassis.errors import NotFound
-from services.chassis.pagination import PageParams, fetch_page
+from services.chassis.pagination import PageParams, fetch_page, within
 from services.chassis.timers import DueTimer
 from services.chassis.uow import UnitOfWork
 from services.scheduler.adapters.orm import clinician_decisions, plan_steps, plans
@@ -917,8 +917,5 @@ async def decision_history(
     query = sa.select(clinician_decisions).where(d.patient_id == patient_id)
     if kind is not None:
         query = query.where(d.kind == kind)
-    if since is not None:
-        query = query.where(d.decided_at >= since)
-    if until is not None:
-        query = query.where(d.decided_at < until)
+    query = within(query, d.decided_at, since, until)
     return await fetch_page(uow.session, query, (d.decided_at, d.id), page)
