@@ -135,8 +135,11 @@ def _deliveries(action: str, args: argparse.Namespace, out: Output) -> int:
 
     result = asyncio.run(run())
     if action == "list":
-        out.rows(result)
-        return int(bool(result))
+        found, more = result
+        out.rows(found)
+        if more:
+            out.line(f"the oldest {len(found)} shown; more exist: retry these or narrow --status")
+        return int(bool(found))
     if not result:
         raise OpsError(f"no failed or rejected delivery {args.delivery_id}")
     out.line(f"delivery {args.delivery_id} is pending again")

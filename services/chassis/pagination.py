@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import sqlalchemy as sa
 from fastapi import Depends, Query, Request, Response
@@ -28,7 +28,6 @@ DEFAULT_LIMIT = 50
 #: the documented maximum page size; a larger ``limit`` is a 422 naming it
 MAX_LIMIT = 200
 CURSOR_DOC = "Opaque; from the previous page's X-Next-Cursor header (or its Link rel=next)."
-LIMIT_DOC = f"Page size, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT})."
 SINCE_DOC = "Only those at or after this instant (ISO 8601 with offset)."
 UNTIL_DOC = "Only those before this instant (ISO 8601 with offset)."
 NEXT_CURSOR_HEADER = "X-Next-Cursor"
@@ -45,14 +44,30 @@ class PageParams:
     cursor: str | None = None
 
 
-def _page_params(
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description=LIMIT_DOC)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=500, description=CURSOR_DOC)] = None,
-) -> PageParams:
-    return PageParams(limit=limit, cursor=cursor)
+def page_params(
+    default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT
+) -> Callable[[int, str | None], PageParams]:
+    """The ``limit``/``cursor`` query dependency; a list whose published contract already
+    allowed larger pages (the audit logs: 1000) keeps its bounds rather than break clients:
+    ``Annotated[PageParams, Depends(page_params(100, 1000))]``."""
+
+    def params(limit: int = default, cursor: str | None = None) -> PageParams:
+        return PageParams(limit=limit, cursor=cursor)
+
+    # Real objects, not the strings ``from __future__ import annotations`` would leave: FastAPI
+    # could not resolve ``maximum`` from a string.
+    params.__annotations__ = {
+        "limit": Annotated[
+            int,
+            Query(ge=1, le=maximum, description=f"Page size, 1 to {maximum} (default {default})."),
+        ],
+        "cursor": Annotated[str | None, Query(max_length=500, description=CURSOR_DOC)],
+        "return": PageParams,
+    }
+    return params
 
 
-PageQuery = Annotated[PageParams, Depends(_page_params)]
+PageQuery = Annotated[PageParams, Depends(page_params())]
 
 KeyValue = datetime | uuid.UUID | int | str
 
@@ -101,8 +116,27 @@ def decode_cursor(cursor: str, kinds: Sequence[type]) -> list[Any]:
         raise BadCursor("cursor is not one this list returned") from exc
 
 
+def within(
+    query: sa.Select[Any],
+    column: sa.ColumnElement[Any],
+    since: datetime | None,
+    until: datetime | None,
+) -> sa.Select[Any]:
+    """``query`` narrowed to ``since <= column < until`` (either bound optional): the time-range
+    filter every list with a time offers, half-open so adjacent windows neither overlap nor
+    leave a gap."""
+    if since is not None:
+        query = query.where(column >= since)
+    if until is not None:
+        query = query.where(column < until)
+    return query
+
+
 def _kind(column: sa.ColumnElement[Any]) -> type:
-    python_type = column.type.python_type
+    sql_type = column.type
+    if isinstance(sql_type, sa.TypeDecorator):  # UtcDateTime: its impl knows the Python type
+        sql_type = sql_type.impl_instance
+    python_type = sql_type.python_type
     for kind in (datetime, uuid.UUID, int, str):
         if issubclass(python_type, kind):
             return kind
@@ -114,16 +148,20 @@ async def fetch_page(
     query: sa.Select[Any],
     keys: Sequence[sa.ColumnElement[Any]],
     page: PageParams,
+    *,
+    ascending: bool = False,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """``page.limit`` rows of ``query`` newest first by ``keys`` (most significant first, the
     last unique), after ``page.cursor``; and the next page's cursor, None on the last page.
+    ``ascending``: in key order instead, for configuration listed by name (care teams, ...).
 
     ``query`` must select every key column under its own name.
     """
     kinds = [_kind(k) for k in keys]
     if page.cursor is not None:
-        query = query.where(_before(keys, decode_cursor(page.cursor, kinds)))
-    query = query.order_by(*(k.desc() for k in keys)).limit(page.limit + 1)
+        query = query.where(_past(keys, decode_cursor(page.cursor, kinds), ascending))
+    order = [k.asc() if ascending else k.desc() for k in keys]
+    query = query.order_by(*order).limit(page.limit + 1)
     rows = [dict(r) for r in (await session.execute(query)).mappings()]
     if len(rows) <= page.limit:
         return rows, None
@@ -132,13 +170,35 @@ async def fetch_page(
     return rows, encode_cursor([last[k.key] for k in keys])
 
 
-def _before(keys: Sequence[sa.ColumnElement[Any]], values: Sequence[Any]) -> sa.ColumnElement[bool]:
-    """Rows strictly after the cursor in descending order: (k1 < v1) or (k1 = v1 and (…)).
-    Spelled out rather than a row-value comparison, which SQLite and PostgreSQL index alike."""
+def _past(
+    keys: Sequence[sa.ColumnElement[Any]], values: Sequence[Any], ascending: bool
+) -> sa.ColumnElement[bool]:
+    """Rows strictly after the cursor in the list's order: (k1 < v1) or (k1 = v1 and (…)),
+    ``>`` when ascending. Spelled out rather than a row-value comparison, which SQLite and
+    PostgreSQL index alike."""
     head, value = keys[0], values[0]
+    beyond = head > value if ascending else head < value
     if len(keys) == 1:
-        return head < value
-    return sa.or_(head < value, sa.and_(head == value, _before(keys[1:], values[1:])))
+        return beyond
+    return sa.or_(beyond, sa.and_(head == value, _past(keys[1:], values[1:], ascending)))
+
+
+T = TypeVar("T")
+
+
+def page_of(
+    items: Sequence[T], key: Callable[[T], str], page: PageParams
+) -> tuple[list[T], str | None]:
+    """The same paging over a list built in memory (its items unique by ``key``, e.g. shipped
+    defaults merged with stored rows), in ``key`` order."""
+    ordered = sorted(items, key=key)
+    if page.cursor is not None:
+        (after,) = decode_cursor(page.cursor, [str])
+        ordered = [item for item in ordered if key(item) > after]
+    if len(ordered) <= page.limit:
+        return ordered, None
+    ordered = ordered[: page.limit]
+    return ordered, encode_cursor([key(ordered[-1])])
 
 
 def link_next(request: Request, response: Response, next_cursor: str | None) -> None:

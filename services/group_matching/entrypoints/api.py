@@ -14,7 +14,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from contracts.types import Subject
@@ -25,7 +25,9 @@ from services.chassis.auth import (
     authorize_patient_access,
     require_admin,
 )
+from services.chassis.dates import PlausibleAwareDatetime
 from services.chassis.openapi import name_operations
+from services.chassis.pagination import PageQuery, link_next, paginated
 from services.chassis.runtime import ServiceRuntime
 from services.chassis.uow import UnitOfWork
 from services.group_matching.domain import placement
@@ -271,11 +273,25 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             found = await cohorts.placement_of(uow, patient_id)
         return PlacementOut(**found)
 
-    @router.get("/moderators", response_model=list[ModeratorOut], summary="List moderators")
-    async def list_moderators(principal: CurrentPrincipal) -> list[ModeratorOut]:
+    @router.get(
+        "/moderators",
+        response_model=list[ModeratorOut],
+        responses=paginated(list[ModeratorOut], "By subject."),
+        summary="List moderators",
+    )
+    async def list_moderators(
+        principal: CurrentPrincipal,
+        page: PageQuery,
+        request: Request,
+        response: Response,
+        active: Annotated[
+            bool | None, Query(description="Only active (true) or deactivated (false) ones.")
+        ] = None,
+    ) -> list[ModeratorOut]:
         require_admin(principal, ADMIN_SCOPE)
         async with runtime.uow() as uow:
-            rows = await cohorts.moderators_list(uow)
+            rows, following = await cohorts.moderators_list(uow, page, active=active)
+        link_next(request, response, following)
         return [ModeratorOut(**r) for r in rows]
 
     @router.post(
@@ -323,9 +339,25 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         "/moderators/{subject}/cohorts",
         summary="A moderator's rosters",
         response_model=None,
-        responses={200: {"model": list[RosterCohortOut]}},
+        responses=paginated(list[RosterCohortOut]),
     )
-    async def roster(subject: Subject, principal: CurrentPrincipal) -> list[dict[str, Any]]:
+    async def roster(
+        subject: Subject,
+        principal: CurrentPrincipal,
+        page: PageQuery,
+        request: Request,
+        response: Response,
+        state: Annotated[
+            Literal["active", "closed", "all"],
+            Query(alias="status", description="active (default), closed, or all."),
+        ] = "active",
+        since: Annotated[
+            PlausibleAwareDatetime | None, Query(description="Formed at or after (ISO 8601).")
+        ] = None,
+        until: Annotated[
+            PlausibleAwareDatetime | None, Query(description="Formed before (ISO 8601).")
+        ] = None,
+    ) -> list[dict[str, Any]]:
         # The roster names patients and their stage group (clinical): a clinician's, never ops'
         # (not even holding the scope).
         is_self = principal.role is Role.CLINICIAN and principal.subject == subject
@@ -333,7 +365,9 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         if not (is_self or is_admin):
             raise HTTPException(status.HTTP_403_FORBIDDEN, detail="the moderator only")
         async with runtime.uow() as uow:
-            rows = await cohorts.roster(uow, subject)
+            rows, following = await cohorts.roster(
+                uow, subject, page, status=state, since=since, until=until
+            )
             await uow.audit(
                 actor=principal.subject,
                 actor_role=str(principal.role),
@@ -342,6 +376,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                 patient_id=None,
             )
             await uow.commit()
+        link_next(request, response, following)
         return rows
 
     return [name_operations(router, OPERATION_IDS)]

@@ -28,6 +28,7 @@ from contracts import (
     ThresholdExceeded,
 )
 from services.chassis.errors import Conflict, NotFound
+from services.chassis.pagination import PageParams, fetch_page, within
 from services.chassis.timers import DueTimer
 from services.chassis.uow import UnitOfWork
 from services.group_matching.adapters.orm import (
@@ -141,11 +142,19 @@ async def set_moderator(
     await request_match(uow)  # cohorts waiting for a moderator may form now
 
 
-async def moderators_list(uow: UnitOfWork) -> list[dict[str, Any]]:
-    """Every moderator with how many active cohorts they run: configuration, no patient data."""
+async def moderators_list(
+    uow: UnitOfWork, page: PageParams, *, active: bool | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of moderators by subject, each with how many active cohorts they run:
+    configuration, no patient data."""
     load = await _moderator_load(uow)
-    rows = await uow.session.execute(sa.select(moderators).order_by(moderators.c.subject))
-    return [
+    query = sa.select(moderators)
+    if active is not None:
+        query = query.where(moderators.c.active == active)
+    rows, following = await fetch_page(
+        uow.session, query, (moderators.c.subject,), page, ascending=True
+    )
+    found = [
         {
             "subject": m["subject"],
             "languages": list(m["languages"]),
@@ -155,8 +164,9 @@ async def moderators_list(uow: UnitOfWork) -> list[dict[str, Any]]:
             "updated_by": m["updated_by"],
             "updated_at": m["updated_at"],
         }
-        for m in rows.mappings()
+        for m in rows
     ]
+    return found, following
 
 
 async def set_moderator_active(uow: UnitOfWork, subject: str, active: bool, by: str) -> None:
@@ -681,17 +691,27 @@ async def placement_of(uow: UnitOfWork, patient_id: uuid.UUID) -> dict[str, Any]
     return out
 
 
-async def roster(uow: UnitOfWork, moderator: str) -> list[dict[str, Any]]:
-    """A moderator's cohorts and members (opaque patient ids and handles: the moderator reaches
-    clinical details only through their panel in the other services)."""
-    rows = await uow.session.execute(
-        sa.select(cohorts)
-        .where(cohorts.c.moderator == moderator, cohorts.c.status == "active")
-        .order_by(cohorts.c.created_at, cohorts.c.id)
-    )
+async def roster(
+    uow: UnitOfWork,
+    moderator: str,
+    page: PageParams,
+    *,
+    status: str = "active",
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of a moderator's cohorts (newest first; active ones unless asked, formed in
+    [since, until)) and their current members (opaque patient ids and handles: the moderator
+    reaches clinical details only through their panel in the other services)."""
+    c_ = cohorts.c
+    query = sa.select(cohorts).where(c_.moderator == moderator)
+    if status != "all":
+        query = query.where(c_.status == status)
+    query = within(query, c_.created_at, since, until)
+    rows, following = await fetch_page(uow.session, query, (c_.created_at, c_.id), page)
     now = uow.clock.now()
     out = []
-    for c in rows.mappings():
+    for c in rows:
         members = await _members(uow, c["id"])
         out.append(
             {
@@ -708,12 +728,12 @@ async def roster(uow: UnitOfWork, moderator: str) -> list[dict[str, Any]]:
                 # Facts of membership only: who (opaque id, handle) and since when. No
                 # attendance, no stage or dose of a member, no timezone (issue 17).
                 "members": [
-                    {"patient_id": p, "handle": h, "member_since": since}
-                    for p, h, since in sorted(members, key=lambda m: m[1])
+                    {"patient_id": p, "handle": h, "member_since": joined}
+                    for p, h, joined in sorted(members, key=lambda m: m[1])
                 ],
             }
         )
-    return out
+    return out, following
 
 
 async def _members(uow: UnitOfWork, cohort_id: uuid.UUID) -> list[tuple[uuid.UUID, str, datetime]]:

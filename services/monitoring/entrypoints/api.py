@@ -19,13 +19,18 @@ from pydantic import (
 )
 
 from services.chassis.auth import CurrentPrincipal, authorize_patient_access
+from services.chassis.dates import PlausibleAwareDatetime
 from services.chassis.openapi import SVG_BODY, name_operations
+from services.chassis.pagination import SINCE_DOC, UNTIL_DOC, PageQuery, link_next
 from services.chassis.runtime import ServiceRuntime
 from services.monitoring.adapters.trend_chart import trend_to_svg
 from services.monitoring.domain.model import InvalidReport
 from services.monitoring.entrypoints import episodes_api
 from services.monitoring.entrypoints.episodes_api import ReasonOut
-from services.monitoring.entrypoints.fhir_views import FHIR_RESPONSE, fhir_reports
+from services.monitoring.entrypoints.fhir_views import (
+    fhir_paginated,
+    fhir_reports,
+)
 from services.monitoring.service_layer import handlers, report_rows
 
 RED_FLAGS = "seizure, delirium, hallucinations, self_harm_thoughts, fall_or_injury"
@@ -289,14 +294,19 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     @router.get(
         "/patients/{patient_id}/symptom-reports",
         response_model=list[ReportSummary],
-        responses=FHIR_RESPONSE,
+        responses=fhir_paginated(list[ReportSummary]),
     )
     async def list_reports(
         patient_id: uuid.UUID,
         principal: CurrentPrincipal,
+        page: PageQuery,
         request: Request,
+        response: Response,
         fmt: Annotated[Literal["json", "fhir"], Query(alias="format")] = "json",
+        since: Annotated[PlausibleAwareDatetime | None, Query(description=SINCE_DOC)] = None,
+        until: Annotated[PlausibleAwareDatetime | None, Query(description=UNTIL_DOC)] = None,
     ) -> Any:
+        """Newest first; ``format=fhir``: the same page as a searchset Bundle."""
         async with runtime.uow() as uow:
             await authorize_patient_access(
                 uow,
@@ -306,9 +316,14 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                 resource="symptom_report",
                 request=request,
             )
-            if fmt == "fhir":  # QuestionnaireResponses and score Observations (searchset)
-                return fhir_reports(patient_id, await report_rows.full_reports(uow, patient_id))
-            rows = await handlers.list_reports(uow, patient_id)
+            rows, following = await report_rows.report_page(
+                uow, patient_id, page, full=fmt == "fhir", since=since, until=until
+            )
+        if fmt == "fhir":  # QuestionnaireResponses and score Observations (searchset)
+            fhir = fhir_reports(patient_id, rows)
+            link_next(request, fhir, following)
+            return fhir
+        link_next(request, response, following)
         return [ReportSummary(**r) for r in rows]
 
     @router.get(

@@ -11,16 +11,18 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.chassis.auth import CurrentPrincipal, Role, authorize_patient_access, require_role
+from services.chassis.dates import PlausibleAwareDatetime
 from services.chassis.openapi import name_operations
+from services.chassis.pagination import SINCE_DOC, UNTIL_DOC, PageQuery, link_next, paginated
 from services.chassis.runtime import ServiceRuntime
 from services.chassis.text import FreeText
 from services.monitoring.domain.episodes import Episode
 from services.monitoring.domain.model import InvalidReport
-from services.monitoring.entrypoints.fhir_views import FHIR_RESPONSE, fhir_flags
+from services.monitoring.entrypoints.fhir_views import fhir_flags, fhir_paginated
 from services.monitoring.service_layer import episodes, thresholds
 
 ReasonCode = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,40}$")]
@@ -168,43 +170,76 @@ OPERATION_IDS = {
 }
 
 
+def _episode_filter(
+    state: Annotated[
+        Literal["open", "resolved", "all"],
+        Query(alias="status", description="open (default), resolved, or all: the history."),
+    ] = "open",
+    since: Annotated[PlausibleAwareDatetime | None, Query(description=SINCE_DOC)] = None,
+    until: Annotated[PlausibleAwareDatetime | None, Query(description=UNTIL_DOC)] = None,
+) -> episodes.EpisodeFilter:
+    """Opened in [since, until)."""
+    return episodes.EpisodeFilter(status=state, since=since, until=until)
+
+
+EpisodeFilterQuery = Annotated[episodes.EpisodeFilter, Depends(_episode_filter)]
+
+
 def router(runtime: ServiceRuntime) -> APIRouter:
     r = APIRouter(tags=["episodes"])
 
     @r.get(
         "/episodes",
         response_model=list[EpisodeOut],
-        summary="Open episodes of the patients on my panel (clinician)",
+        responses=paginated(list[EpisodeOut]),
+        summary="Episodes of the patients on my panel, open ones unless asked (clinician)",
     )
-    async def panel(principal: CurrentPrincipal, request: Request) -> list[EpisodeOut]:
+    async def panel(
+        principal: CurrentPrincipal,
+        page: PageQuery,
+        request: Request,
+        response: Response,
+        wanted: EpisodeFilterQuery,
+    ) -> list[EpisodeOut]:
         require_role(principal, Role.CLINICIAN)
         async with runtime.uow() as uow:
-            found = await episodes.list_open(uow, sorted(principal.panel))
+            found, following = await episodes.episode_page(
+                uow, sorted(principal.panel), wanted, page
+            )
             for patient in sorted({e.patient_id for e in found}):  # who saw whose episodes
                 await authorize_patient_access(
                     uow, principal, patient, action="read", resource="episode", request=request
                 )
+        link_next(request, response, following)
         return [EpisodeOut.of(e) for e in found]
 
     @r.get(
         "/patients/{patient_id}/episodes",
         response_model=list[EpisodeOut],
-        summary="A patient's open episodes (the patient, or a clinician on their panel)",
-        responses=FHIR_RESPONSE,
+        summary="A patient's episodes, open ones unless asked (the patient, or a clinician on "
+        "their panel)",
+        responses=fhir_paginated(list[EpisodeOut]),
     )
     async def of_patient(
         patient_id: uuid.UUID,
         principal: CurrentPrincipal,
+        page: PageQuery,
         request: Request,
+        response: Response,
+        wanted: EpisodeFilterQuery,
         fmt: Annotated[Literal["json", "fhir"], Query(alias="format")] = "json",
     ) -> Any:
+        """Newest first; ``format=fhir``: the same page, each episode a Flag (searchset)."""
         async with runtime.uow() as uow:
             await authorize_patient_access(
                 uow, principal, patient_id, action="read", resource="episode", request=request
             )
-            found = await episodes.list_open(uow, [patient_id])
-        if fmt == "fhir":  # each open episode as a Flag (searchset)
-            return fhir_flags(patient_id, found)
+            found, following = await episodes.episode_page(uow, [patient_id], wanted, page)
+        if fmt == "fhir":  # each episode as a Flag (searchset)
+            flags = fhir_flags(patient_id, found)
+            link_next(request, flags, following)
+            return flags
+        link_next(request, response, following)
         return [EpisodeOut.of(e) for e in found]
 
     @r.post(

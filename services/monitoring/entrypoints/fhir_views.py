@@ -10,6 +10,7 @@ from typing import Any
 from fastapi.responses import JSONResponse
 
 from services.chassis.openapi import FHIR_RESOURCE
+from services.chassis.pagination import paginated
 from services.monitoring.adapters.fhir import episodes_bundle, reports_bundle
 from services.monitoring.domain.episodes import Episode
 
@@ -18,6 +19,12 @@ FHIR_JSON = "application/fhir+json"
 FHIR_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {FHIR_JSON: {"schema": FHIR_RESOURCE}}}
 }
+
+
+def fhir_paginated(model: Any) -> dict[int | str, dict[str, Any]]:
+    """A paged list (chassis headers) that ``format=fhir`` turns into a searchset Bundle."""
+    page = paginated(model)[200]
+    return {200: {**page, "content": FHIR_RESPONSE[200]["content"]}}
 
 
 def fhir_reports(patient_id: uuid.UUID, rows: Sequence[Mapping[str, Any]]) -> JSONResponse:

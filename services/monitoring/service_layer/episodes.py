@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,6 +24,7 @@ from contracts import (
     ThresholdReason,
 )
 from services.chassis.errors import Conflict, NotFound, PermanentError
+from services.chassis.pagination import PageParams, fetch_page, within
 from services.chassis.uow import UnitOfWork
 from services.monitoring.adapters.orm import episodes
 from services.monitoring.domain.episodes import (
@@ -182,6 +184,31 @@ async def list_open(uow: UnitOfWork, patient_ids: list[uuid.UUID]) -> list[Episo
         .order_by(episodes.c.opened_at)
     )
     return [_episode(r) for r in rows.mappings()]
+
+
+@dataclass(frozen=True)
+class EpisodeFilter:
+    """What the episode lists narrow to: open (the default), resolved or all; opened in
+    [since, until)."""
+
+    status: str = EpisodeStatus.OPEN.value  # open | resolved | all
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+async def episode_page(
+    uow: UnitOfWork, patient_ids: list[uuid.UUID], f: EpisodeFilter, page: PageParams
+) -> tuple[list[Episode], str | None]:
+    """Newest first, one page of these patients' episodes (resolved ones too: their history)."""
+    if not patient_ids:
+        return [], None
+    e = episodes.c
+    query = sa.select(episodes).where(e.patient_id.in_(patient_ids))
+    if f.status != "all":
+        query = query.where(e.status == f.status)
+    query = within(query, e.opened_at, f.since, f.until)
+    rows, following = await fetch_page(uow.session, query, (e.opened_at, e.id), page)
+    return [_episode(r) for r in rows], following
 
 
 def _reason(r: Reason) -> ThresholdReason:

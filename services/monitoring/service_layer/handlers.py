@@ -257,22 +257,6 @@ async def _find_by_key(
     )
 
 
-async def list_reports(uow: UnitOfWork, patient_id: uuid.UUID) -> list[dict[str, Any]]:
-    rows = await uow.session.execute(
-        sa.select(
-            symptom_reports.c.id,
-            symptom_reports.c.instrument,
-            symptom_reports.c.total_score,
-            symptom_reports.c.band,
-            symptom_reports.c.severity,
-            symptom_reports.c.reported_at,
-        )
-        .where(symptom_reports.c.patient_id == patient_id)
-        .order_by(symptom_reports.c.reported_at)
-    )
-    return [dict(r) for r in rows.mappings()]
-
-
 async def trend(uow: UnitOfWork, patient_id: uuid.UUID, instrument: str) -> Trend:
     """Every scored report of ``instrument`` with the dose steps and this patient's thresholds."""
     definition = instruments.definition(instrument, "1")

@@ -33,6 +33,7 @@ from services.chassis.auth import (
 )
 from services.chassis.dates import PlausibleAwareDatetime
 from services.chassis.openapi import name_all
+from services.chassis.pagination import PageQuery, link_next, paginated
 from services.chassis.runtime import ServiceRuntime
 from services.chassis.uow import UnitOfWork
 from services.notifications.adapters.ack_links import AckLinks, InvalidLink
@@ -250,11 +251,18 @@ def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
 
     # --- administration -----------------------------------------------------------------------
 
-    @admin.get("/policies", response_model=list[PolicyOut])
-    async def list_policies(principal: CurrentPrincipal) -> list[PolicyOut]:
+    @admin.get(
+        "/policies",
+        response_model=None,
+        responses=paginated(list[PolicyOut], "By key (shipped and stored policies)."),
+    )
+    async def list_policies(
+        principal: CurrentPrincipal, page: PageQuery, request: Request, response: Response
+    ) -> list[PolicyOut]:
         _require_admin(principal)
         async with runtime.uow() as uow:
-            policies = await config.list_policies(uow)
+            policies, following = await config.policy_page(uow, page)
+        link_next(request, response, following)
         return [_policy_out(p) for p in policies]
 
     @admin.get("/policies/{key}", response_model=PolicyOut)
@@ -355,6 +363,7 @@ def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
     @paging.get("/escalations", response_model=None, responses=paginated(list[EscalationOut]))
     async def list_escalations(
         principal: CurrentPrincipal,
+        page: PageQuery,
         request: Request,
         response: Response,
         state: Annotated[StatusFilter, Query(alias="status")] = "open",
@@ -364,8 +373,6 @@ def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
         mine: Annotated[
             bool, Query(description="Only those paged to or acknowledged by me.")
         ] = False,
-        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-        cursor: Annotated[str | None, Query(max_length=200, description=CURSOR)] = None,
     ) -> list[dict[str, Any]]:
         """Escalations for my panel or that paged me (administrators: all), newest first; the
         next page's cursor is in the ``X-Next-Cursor`` and ``Link`` headers."""
@@ -381,9 +388,10 @@ def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
             mine=mine,
         )
         async with runtime.uow() as uow:
-            rows = await escalation_page(uow, wanted, limit, cursor, request, response)
+            rows, following = await views.escalations_page(uow, wanted, page)
             await _audit_admin(uow, principal, "escalation.list", "escalation")
             await uow.commit()
+        link_next(request, response, following)
         return rows
 
     @paging.get(
@@ -407,15 +415,28 @@ def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
             await uow.commit()
         return _ack_out(row)
 
-    @paging.get("/patients/{patient_id}/pages", response_model=None, responses=typed(list[PageOut]))
+    @paging.get(
+        "/patients/{patient_id}/pages", response_model=None, responses=paginated(list[PageOut])
+    )
     async def page_history(
-        patient_id: uuid.UUID, principal: CurrentPrincipal, request: Request
+        patient_id: uuid.UUID,
+        principal: CurrentPrincipal,
+        page: PageQuery,
+        request: Request,
+        response: Response,
+        state: Annotated[PageStatus | None, Query(alias="status")] = None,
+        since: Annotated[PlausibleAwareDatetime | None, Query(description=SINCE)] = None,
+        until: Annotated[PlausibleAwareDatetime | None, Query(description=UNTIL)] = None,
     ) -> list[dict[str, Any]]:
+        """The pages sent about this patient, newest first, each with its deliveries."""
+        wanted = views.PageFilter(status=state, since=since, until=until)
         async with runtime.uow() as uow:
             await authorize_patient_access(
                 uow, principal, patient_id, action="read", resource="page", request=request
             )
-            return await views.pages_of_patient(uow, patient_id)
+            rows, following = await views.pages_of_patient(uow, patient_id, wanted, page)
+        link_next(request, response, following)
+        return rows
 
     # --- signed links (no bearer token: the link is the credential) ----------------------------
 
@@ -441,54 +462,18 @@ def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
 
 # --- helpers ----------------------------------------------------------------------------------
 
+PageStatus = Literal["pending", "sending", "delivered", "undeliverable"]
 StatusFilter = Literal[
     "open", "all", "triggered", "acknowledged", "exhausted", "resolved", "superseded"
 ]
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 200
 SINCE = "Created at or after (ISO 8601 with offset)."
 UNTIL = "Created before (ISO 8601 with offset)."
-CURSOR = "From a previous page's X-Next-Cursor header."
-PAGINATED: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "Newest first; more pages when X-Next-Cursor is present.",
-        "headers": {
-            "X-Next-Cursor": {"description": "Pass as cursor for the next page."},
-            "Link": {"description": 'RFC 8288 rel="next" link to the next page.'},
-        },
-    }
-}
 
 
 def typed(model: Any) -> dict[int | str, dict[str, Any]]:
     """The 200 body's type, documented only: the endpoint returns its read model's rows as they
     are (read_bodies.py says why)."""
     return {200: {"model": model}}
-
-
-def paginated(model: Any) -> dict[int | str, dict[str, Any]]:
-    return {200: {**PAGINATED[200], "model": model}}
-
-
-async def escalation_page(
-    uow: UnitOfWork,
-    wanted: views.EscalationFilter,
-    limit: int,
-    cursor: str | None,
-    request: Request,
-    response: Response,
-) -> list[dict[str, Any]]:
-    """One page of escalations; the next cursor goes in headers so the body stays a list."""
-    try:
-        rows, following = await views.escalations_page(uow, wanted, limit=limit, cursor=cursor)
-    except views.BadCursor as exc:
-        detail = [{"loc": ["query", "cursor"], "msg": str(exc), "type": "value_error"}]
-        raise HTTPException(422, detail=detail) from None
-    if following is not None:
-        url = request.url.include_query_params(cursor=following)
-        response.headers["X-Next-Cursor"] = following
-        response.headers["Link"] = f'<{url.path}?{url.query}>; rel="next"'
-    return rows
 
 
 async def check(awaitable: Awaitable[None]) -> None:

@@ -14,13 +14,21 @@ from datetime import datetime, time
 from functools import cache
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.config import JsonDict
 
 from services.chassis.auth import CurrentPrincipal, authorize_patient_access
+from services.chassis.dates import PlausibleAwareDatetime
 from services.chassis.errors import NotFound
 from services.chassis.openapi import name_operations
+from services.chassis.pagination import (
+    SINCE_DOC,
+    UNTIL_DOC,
+    PageQuery,
+    link_next,
+    paginated,
+)
 from services.chassis.runtime import ServiceRuntime
 from services.notifications.domain import messages
 from services.notifications.domain.calendar import DailyWindow
@@ -62,6 +70,7 @@ Timezone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_know
 Email = Annotated[str, StringConstraints(max_length=254), AfterValidator(_email)]
 Phone = Annotated[str, StringConstraints(max_length=16), AfterValidator(_e164)]
 WallTime = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+MessageStatus = Literal["scheduled", "deferred", "sent", "skipped", "failed"]
 OptOut = Literal["all", "dose_changed", "check_in_due", "cohort_assigned"]
 
 
@@ -275,12 +284,20 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             )
         return _preferences_out(row)
 
-    @router.get("/patients/{patient_id}/messages", response_model=list[MessageOut])
+    @router.get(
+        "/patients/{patient_id}/messages",
+        response_model=list[MessageOut],
+        responses=paginated(list[MessageOut]),
+    )
     async def message_history(
         patient_id: uuid.UUID,
         principal: CurrentPrincipal,
+        page: PageQuery,
         request: Request,
-        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        response: Response,
+        state: Annotated[MessageStatus | None, Query(alias="status")] = None,
+        since: Annotated[PlausibleAwareDatetime | None, Query(description=SINCE_DOC)] = None,
+        until: Annotated[PlausibleAwareDatetime | None, Query(description=UNTIL_DOC)] = None,
     ) -> list[MessageOut]:
         async with runtime.uow() as uow:
             await authorize_patient_access(
@@ -291,7 +308,10 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                 resource=RESOURCE_MESSAGES,
                 request=request,
             )
-            found = await patient_messages.message_history(uow, patient_id, limit=limit)
+            found, following = await patient_messages.message_history(
+                uow, patient_id, page, status=state, since=since, until=until
+            )
+        link_next(request, response, following)
         return [
             MessageOut(
                 id=m.id,

@@ -25,15 +25,13 @@ from services.chassis.auth import (
 )
 from services.chassis.dates import PlausibleAwareDatetime
 from services.chassis.openapi import name_operations
+from services.chassis.pagination import PageQuery, link_next, paginated
 from services.chassis.runtime import ServiceRuntime
 from services.chassis.uow import UnitOfWork
 from services.notifications.domain.escalation import PolicyKey
 from services.notifications.domain.routing import CareTeamDefinition, NotificationRules
 from services.notifications.entrypoints.api import (
     ADMIN_SCOPE,
-    CURSOR,
-    DEFAULT_LIMIT,
-    MAX_LIMIT,
     SINCE,
     UNTIL,
     StatusFilter,
@@ -41,8 +39,6 @@ from services.notifications.entrypoints.api import (
     _require_admin,
     _require_self_or_admin,
     check,
-    escalation_page,
-    paginated,
     typed,
 )
 from services.notifications.entrypoints.read_bodies import (
@@ -115,13 +111,16 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             await uow.commit()
         return CareTeamOut(key=key, routes=dict(body.routes), default=body.default)
 
-    @api.get("/care-teams", response_model=list[CareTeamOut])
-    async def list_teams(principal: CurrentPrincipal) -> list[dict[str, Any]]:
+    @api.get("/care-teams", response_model=None, responses=paginated(list[CareTeamOut], "By key."))
+    async def list_teams(
+        principal: CurrentPrincipal, page: PageQuery, request: Request, response: Response
+    ) -> list[dict[str, Any]]:
         _require_admin(principal)
         async with runtime.uow() as uow:
-            found = await teams.list_teams(uow)
+            found, following = await teams.team_page(uow, page)
             await _audit_admin(uow, principal, "care_team.list", "care_team")
             await uow.commit()
+        link_next(request, response, following)
         return found
 
     @api.put("/patients/{patient_id}/care-team", response_model=MembershipOut)
@@ -152,13 +151,12 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     async def patient_escalations(
         patient_id: uuid.UUID,
         principal: CurrentPrincipal,
+        page: PageQuery,
         request: Request,
         response: Response,
         state: Annotated[StatusFilter, Query(alias="status")] = "all",
         since: Annotated[PlausibleAwareDatetime | None, Query(description=SINCE)] = None,
         until: Annotated[PlausibleAwareDatetime | None, Query(description=UNTIL)] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-        cursor: Annotated[str | None, Query(max_length=200, description=CURSOR)] = None,
     ) -> list[dict[str, Any]]:
         """This patient's escalations, newest first (cursor in ``X-Next-Cursor``/``Link``)."""
         wanted = views.EscalationFilter(
@@ -171,7 +169,9 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         )
         async with runtime.uow() as uow:
             await _authorize(uow, principal, patient_id, "read", "escalation", request)
-            return await escalation_page(uow, wanted, limit, cursor, request, response)
+            rows, following = await views.escalations_page(uow, wanted, page)
+        link_next(request, response, following)
+        return rows
 
     @api.put("/clinicians/{subject}/notification-rules", response_model=NotificationRules)
     async def put_rules(

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from services.chassis.errors import NotFound
+from services.chassis.pagination import PageParams, page_of
 from services.chassis.uow import UnitOfWork
 from services.notifications.adapters.orm import (
     clinician_contacts,
@@ -85,9 +86,23 @@ async def save_policy(
 
 
 async def list_policies(uow: UnitOfWork) -> list[VersionedPolicy]:
+    """Every current policy (the routing report checks them all)."""
+    return [await current_policy(uow, k) for k in sorted(await _policy_keys(uow))]
+
+
+async def policy_page(
+    uow: UnitOfWork, page: PageParams
+) -> tuple[list[VersionedPolicy], str | None]:
+    """One page of the current policies by key: the shipped defaults merged with stored ones,
+    so paged in memory (a handful of keys), each page's policies read after."""
+    wanted, following = page_of(sorted(await _policy_keys(uow)), str, page)
+    return [await current_policy(uow, k) for k in wanted], following
+
+
+async def _policy_keys(uow: UnitOfWork) -> set[str]:
     keys = set(escalation.defaults().policies)
     keys |= set((await uow.session.scalars(sa.select(escalation_policies.c.key).distinct())).all())
-    return [await current_policy(uow, k) for k in sorted(keys)]
+    return keys
 
 
 async def policy_versions(uow: UnitOfWork, key: str) -> list[dict[str, Any]]:

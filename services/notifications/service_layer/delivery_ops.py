@@ -24,7 +24,9 @@ RETRYABLE = ("failed", "rejected")
 
 async def list_deliveries(
     uow_factory: UnitOfWorkFactory, statuses: tuple[str, ...] = RETRYABLE, limit: int = 500
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], bool]:
+    """The oldest ``limit`` deliveries in ``statuses``, and whether more exist (the operator is
+    told: never a silently cut list)."""
     async with uow_factory() as uow:
         rows = (
             await uow.session.execute(
@@ -38,10 +40,11 @@ async def list_deliveries(
                     deliveries.c.created_at,
                 )
                 .where(deliveries.c.status.in_(statuses))
-                .order_by(deliveries.c.created_at)
-                .limit(limit)
+                .order_by(deliveries.c.created_at, deliveries.c.id)
+                .limit(limit + 1)
             )
         ).all()
+    more = len(rows) > limit
     return [
         {
             "id": str(r.id),
@@ -53,8 +56,8 @@ async def list_deliveries(
             "last_error_class": (r.last_error or "").split(":", 1)[0],
             "created_at": r.created_at.isoformat(),
         }
-        for r in rows
-    ]
+        for r in rows[:limit]
+    ], more
 
 
 async def retry_delivery(

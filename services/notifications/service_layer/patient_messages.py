@@ -34,6 +34,7 @@ from contracts import (
     event_class,
 )
 from services.chassis.errors import PermanentError
+from services.chassis.pagination import PageParams, fetch_page, within
 from services.chassis.timers import DueTimer, TimerHandler
 from services.chassis.uow import UnitOfWork
 from services.notifications.adapters.channels import ChannelKind, OutboundMessage
@@ -444,28 +445,26 @@ class MessageSummary:
 
 
 async def message_history(
-    uow: UnitOfWork, patient_id: uuid.UUID, *, limit: int = 50
-) -> list[MessageSummary]:
-    """Newest first."""
-    rows = (
-        await uow.session.execute(
-            sa.select(
-                patient_messages.c.id,
-                patient_messages.c.kind,
-                patient_messages.c.status,
-                patient_messages.c.skip_reason,
-                patient_messages.c.send_at,
-                patient_messages.c.sent_at,
-                patient_messages.c.created_at,
-            )
-            .where(patient_messages.c.patient_id == patient_id)
-            .order_by(patient_messages.c.created_at.desc(), patient_messages.c.id)
-            .limit(limit)
-        )
-    ).mappings()
-    found = [dict(r) for r in rows]
+    uow: UnitOfWork,
+    patient_id: uuid.UUID,
+    page: PageParams,
+    *,
+    status: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> tuple[list[MessageSummary], str | None]:
+    """Newest first, one page (created in [since, until), in ``status`` if given)."""
+    m = patient_messages.c
+    query = sa.select(
+        m.id, m.kind, m.status, m.skip_reason, m.send_at, m.sent_at, m.created_at
+    ).where(m.patient_id == patient_id)
+    if status is not None:
+        query = query.where(m.status == status)
+    query = within(query, m.created_at, since, until)
+    found, following = await fetch_page(uow.session, query, (m.created_at, m.id), page)
     by_message = await deliveries_of(uow, OWNER_KIND, [r["id"] for r in found])
-    return [MessageSummary(**r, deliveries=by_message.get(r["id"], [])) for r in found]
+    summaries = [MessageSummary(**r, deliveries=by_message.get(r["id"], [])) for r in found]
+    return summaries, following
 
 
 # --- helpers ------------------------------------------------------------------------------------

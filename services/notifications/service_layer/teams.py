@@ -10,11 +10,13 @@ use (the shipped defaults on a fresh install) is flagged by :func:`routing_repor
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
 
 from services.chassis.errors import NotFound
+from services.chassis.pagination import PageParams, fetch_page
 from services.chassis.uow import UnitOfWork
 from services.notifications.adapters import paging_metrics
 from services.notifications.adapters.orm import (
@@ -159,8 +161,22 @@ async def save_team(uow: UnitOfWork, key: str, team: CareTeamDefinition, by: str
 
 
 async def list_teams(uow: UnitOfWork) -> list[dict[str, Any]]:
+    """Every team (the routing report weighs them all)."""
     rows = await uow.session.execute(sa.select(care_teams).order_by(care_teams.c.key))
-    return [{"key": r.key, "routes": dict(r.routes), "default": r.is_default} for r in rows]
+    return [_team(dict(r)) for r in rows.mappings()]
+
+
+async def team_page(uow: UnitOfWork, page: PageParams) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of teams by key."""
+    t = care_teams.c
+    rows, following = await fetch_page(
+        uow.session, sa.select(care_teams), (t.key,), page, ascending=True
+    )
+    return [_team(r) for r in rows], following
+
+
+def _team(r: Mapping[str, Any]) -> dict[str, Any]:
+    return {"key": r["key"], "routes": dict(r["routes"]), "default": r["is_default"]}
 
 
 async def assign(uow: UnitOfWork, patient_id: uuid.UUID, team_key: str, by: str) -> None:

@@ -6,14 +6,14 @@ No contact address and no message text leave through here: channel, status, atte
 
 from __future__ import annotations
 
-import base64
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from services.chassis.pagination import PageParams, fetch_page, within
 from services.chassis.uow import UnitOfWork
 from services.notifications.adapters.orm import deliveries, escalations, pages
 from services.notifications.service_layer import escalations as escalation_service
@@ -70,34 +70,13 @@ class EscalationFilter:
     mine: bool = False  # paged to or acknowledged by the caller
 
 
-class BadCursor(ValueError):
-    pass
-
-
-def encode_cursor(created_at: datetime, escalation_id: uuid.UUID) -> str:
-    raw = f"{created_at.astimezone(UTC).isoformat()}|{escalation_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        at, _, ident = raw.partition("|")
-        created_at = datetime.fromisoformat(at)
-        if created_at.tzinfo is None:
-            raise ValueError("naive")
-        return created_at, uuid.UUID(ident)
-    except ValueError as exc:  # binascii.Error and UnicodeDecodeError are ValueErrors too
-        raise BadCursor("cursor is not one this API returned") from exc
-
-
 async def escalations_page(
-    uow: UnitOfWork, f: EscalationFilter, *, limit: int, cursor: str | None
+    uow: UnitOfWork, f: EscalationFilter, page: PageParams
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest first, ``limit`` rows after ``cursor`` (keyset on created_at, id: stable while
-    new escalations arrive), and the cursor of the next page (None on the last)."""
+    """Newest first, one page (keyset on created_at, id: stable while new escalations arrive),
+    and the cursor of the next page (None on the last)."""
     e = escalations.c
-    query = sa.select(*ESCALATION_COLUMNS).order_by(e.created_at.desc(), e.id.desc())
+    query = sa.select(*ESCALATION_COLUMNS)
     if f.status == "open":
         query = query.where(e.status.in_(escalation_service.OPEN))
     elif f.status != "all":
@@ -109,18 +88,8 @@ async def escalations_page(
         query = query.where(sa.or_(e.id.in_(paged_me), e.acknowledged_by == f.subject))
     if f.patient_id is not None:
         query = query.where(e.patient_id == f.patient_id)
-    if f.since is not None:
-        query = query.where(e.created_at >= f.since)
-    if f.until is not None:
-        query = query.where(e.created_at < f.until)
-    if cursor is not None:
-        at, last = decode_cursor(cursor)
-        query = query.where(sa.or_(e.created_at < at, sa.and_(e.created_at == at, e.id < last)))
-    rows = [dict(r) for r in (await uow.session.execute(query.limit(limit + 1))).mappings()]
-    if len(rows) <= limit:
-        return rows, None
-    rows = rows[:limit]
-    return rows, encode_cursor(rows[-1]["created_at"], rows[-1]["id"])
+    query = within(query, e.created_at, f.since, f.until)
+    return await fetch_page(uow.session, query, (e.created_at, e.id), page)
 
 
 async def delivery_health(uow: UnitOfWork, since: datetime) -> list[dict[str, Any]]:
@@ -153,8 +122,27 @@ async def escalation_detail(uow: UnitOfWork, escalation_id: uuid.UUID) -> dict[s
     return {**dict(row), "pages": page_rows}
 
 
-async def pages_of_patient(uow: UnitOfWork, patient_id: uuid.UUID) -> list[dict[str, Any]]:
-    return await _pages(uow, pages.c.patient_id == patient_id)
+@dataclass(frozen=True)
+class PageFilter:
+    """What ``GET /patients/{id}/pages`` narrows to: a page status, created in [since, until)."""
+
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+async def pages_of_patient(
+    uow: UnitOfWork, patient_id: uuid.UUID, f: PageFilter, page: PageParams
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Newest first, one page, each page with its deliveries."""
+    p = pages.c
+    query = sa.select(*PAGE_COLUMNS).where(p.patient_id == patient_id)
+    if f.status is not None:
+        query = query.where(p.status == f.status)
+    query = within(query, p.created_at, f.since, f.until)
+    rows, following = await fetch_page(uow.session, query, (p.created_at, p.id), page)
+    await _with_deliveries(uow, rows)
+    return rows, following
 
 
 async def _pages(uow: UnitOfWork, where: sa.ColumnElement[bool]) -> list[dict[str, Any]]:
@@ -166,7 +154,11 @@ async def _pages(uow: UnitOfWork, where: sa.ColumnElement[bool]) -> list[dict[st
             )
         ).mappings()
     ]
+    await _with_deliveries(uow, rows)
+    return rows
+
+
+async def _with_deliveries(uow: UnitOfWork, rows: list[dict[str, Any]]) -> None:
     by_page = await deliveries_of(uow, "page", [r["id"] for r in rows])
     for r in rows:
         r["deliveries"] = by_page.get(r["id"], [])
-    return rows

@@ -29,13 +29,14 @@ from services.chassis.auth import (
     authorize_patient_access,
     require_role,
 )
-from services.chassis.dates import PlausibleDate
+from services.chassis.dates import PlausibleAwareDatetime, PlausibleDate
 from services.chassis.openapi import FHIR_RESOURCE, SVG_BODY, name_operations, stored_examples
+from services.chassis.pagination import SINCE_DOC, UNTIL_DOC, PageQuery, link_next, paginated
 from services.chassis.runtime import ServiceRuntime
 from services.scheduler.adapters.chart import plan_to_svg
 from services.scheduler.adapters.fhir import medication_request_status, plan_to_fhir
 from services.scheduler.adapters.stored_plan import record_to_plan
-from services.scheduler.domain.model import CODE_PATTERN, DRUG_PATTERN
+from services.scheduler.domain.model import CODE_PATTERN, DRUG_PATTERN, DecisionKind
 from services.scheduler.domain.planning import (
     BoundOverride,
     EquivalenceOverride,
@@ -701,14 +702,25 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     @router.get(
         "/patients/{patient_id}/decisions",
         response_model=list[DecisionOut],
-        summary="Every recorded decision: who, what, why (a code), when",
+        responses=paginated(list[DecisionOut]),
+        summary="Every recorded decision: who, what, why (a code), when; newest first",
     )
     async def decisions(
-        patient_id: uuid.UUID, principal: CurrentPrincipal, request: Request
+        patient_id: uuid.UUID,
+        principal: CurrentPrincipal,
+        page: PageQuery,
+        request: Request,
+        response: Response,
+        kind: Annotated[DecisionKind | None, Query(description="Only this kind.")] = None,
+        since: Annotated[PlausibleAwareDatetime | None, Query(description=SINCE_DOC)] = None,
+        until: Annotated[PlausibleAwareDatetime | None, Query(description=UNTIL_DOC)] = None,
     ) -> list[DecisionOut]:
         async with runtime.uow() as uow:
             await _authorize(uow, principal, patient_id, request, write=False, resource="decision")
-            rows = await plan_cases.decision_history(uow, patient_id)
+            rows, following = await plan_cases.decision_history(
+                uow, patient_id, page, kind=kind, since=since, until=until
+            )
+        link_next(request, response, following)
         return [DecisionOut(**{k: r[k] for k in DecisionOut.model_fields}) for r in rows]
 
     @router.post(

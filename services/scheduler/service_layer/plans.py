@@ -30,7 +30,7 @@ from __future__ import annotations
 import copy
 import uuid
 from dataclasses import dataclass, replace
-from datetime import date, time, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -39,6 +39,7 @@ from sqlalchemy.exc import IntegrityError
 
 from contracts import EscalationResolved, TaperCompleted
 from services.chassis.errors import NotFound
+from services.chassis.pagination import PageParams, fetch_page, within
 from services.chassis.timers import DueTimer
 from services.chassis.uow import UnitOfWork
 from services.scheduler.adapters.orm import clinician_decisions, plan_steps, plans
@@ -902,10 +903,19 @@ async def cancel_plan(cmd: CancelPlan, uow: UnitOfWork) -> PlanRecord:
     return await get_plan(uow, cmd.patient_id, cmd.plan_id)
 
 
-async def decision_history(uow: UnitOfWork, patient_id: uuid.UUID) -> list[dict[str, Any]]:
-    rows = await uow.session.execute(
-        sa.select(clinician_decisions)
-        .where(clinician_decisions.c.patient_id == patient_id)
-        .order_by(clinician_decisions.c.decided_at, clinician_decisions.c.id)
-    )
-    return [dict(r) for r in rows.mappings()]
+async def decision_history(
+    uow: UnitOfWork,
+    patient_id: uuid.UUID,
+    page: PageParams,
+    *,
+    kind: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Newest first, one page of decisions (of ``kind`` if given) taken in [since, until)."""
+    d = clinician_decisions.c
+    query = sa.select(clinician_decisions).where(d.patient_id == patient_id)
+    if kind is not None:
+        query = query.where(d.kind == kind)
+    query = within(query, d.decided_at, since, until)
+    return await fetch_page(uow.session, query, (d.decided_at, d.id), page)

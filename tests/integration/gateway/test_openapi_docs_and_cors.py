@@ -182,6 +182,40 @@ def test_a_listed_origin_reads_answers_with_credentials_errors_included(
     assert gateway_404.headers["access-control-allow-origin"] == APP
 
 
+def test_a_listed_origin_can_read_the_paging_and_concurrency_headers(
+    served: Served, cors_gateway: str
+) -> None:
+    """A frontend on another origin pages a list: X-Next-Cursor and Link must be exposed to its
+    script (and ETag, Idempotency-Replayed, Retry-After for writes), or it sees one page only."""
+    settings = served.apps.runtimes["scheduler"].settings
+    ops = {"Authorization": f"Bearer {issue_dev_token(settings, subject='ops-1', role=Role.OPS)}"}
+    url = f"{cors_gateway}/api/scheduler/ops/audit"
+    for _ in range(5):  # each read is audited: the log grows until it holds more than one page
+        answer = httpx.get(url, params={"limit": 1}, headers={"Origin": APP, **ops})
+        assert answer.status_code == 200, answer.text
+        if "x-next-cursor" in answer.headers:
+            break
+    assert 'rel="next"' in answer.headers["link"]
+    assert answer.headers["access-control-allow-origin"] == APP
+    exposed = {
+        h.strip().lower() for h in answer.headers["access-control-expose-headers"].split(",")
+    }
+    assert {
+        "x-next-cursor",
+        "link",
+        "etag",
+        "idempotency-replayed",
+        "retry-after",
+        "x-request-id",
+    } <= exposed
+    following = httpx.get(
+        url,
+        params={"limit": 1, "cursor": answer.headers["x-next-cursor"]},
+        headers={"Origin": APP, **ops},
+    )
+    assert following.status_code == 200 and following.json()[0]["id"] < answer.json()[0]["id"]
+
+
 @pytest.mark.parametrize(
     "origin",
     [

@@ -103,10 +103,11 @@ async def get_taper(client: httpx.AsyncClient, headers: dict[str, str]) -> dict[
 
 
 async def decisions(client: httpx.AsyncClient, headers: dict[str, str]) -> list[dict[str, Any]]:
+    """Oldest first (the API lists newest first): these tests read the history in order."""
     r = await client.get(f"{BASE}/decisions", headers=headers)
     assert r.status_code == 200, r.text
     out: list[dict[str, Any]] = r.json()
-    return out
+    return out[::-1]
 
 
 async def fire_at(runtime: ServiceRuntime, day: str | date) -> int:

@@ -190,7 +190,7 @@ async def test_a_held_taper_blocks_the_due_step_and_resume_goes_on_from_the_resu
     reduced = [e for e in await events(runtime) if isinstance(e, DoseReduced)]
     assert len(reduced) == 1 and reduced[0].effective_on == resumed_at.date()
     kinds = [d["kind"] for d in (await client.get(f"{BASE}/decisions", headers=clinician)).json()]
-    assert kinds == ["approve", "hold", "resume"]
+    assert kinds == ["resume", "hold", "approve"]  # newest first
 
 
 async def test_manual_reductions_are_refused_while_a_plan_is_active(
