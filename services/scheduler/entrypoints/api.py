@@ -19,6 +19,7 @@ from pydantic.config import JsonDict
 
 from services.chassis.auth import CurrentPrincipal, Principal, Role, authorize_patient_access
 from services.chassis.dates import PlausibleDate
+from services.chassis.decimals import DecimalStr
 from services.chassis.openapi import name_operations
 from services.chassis.runtime import ServiceRuntime
 from services.chassis.uow import UnitOfWork
@@ -112,7 +113,7 @@ class ClinicianActionIn(BaseModel):
 
 class DrugDoseOut(BaseModel):
     drug: str = Field(description="The drug code.")
-    daily_dose_mg: Decimal = Field(description="Its total daily mg.")
+    daily_dose_mg: DecimalStr = Field(description="Its total daily mg.")
 
     @staticmethod
     def of_regimen(regimen: Regimen) -> list[DrugDoseOut]:
@@ -125,9 +126,9 @@ _STEP: JsonDict = {
     "step_number": 1,
     "kind": "reduction",
     "drug": "diazepam",
-    "previous_daily_dose_mg": "20.0000",
-    "new_daily_dose_mg": "18.0000",
-    "regimen_after": [{"drug": "diazepam", "daily_dose_mg": "18.0000"}],
+    "previous_daily_dose_mg": "20",
+    "new_daily_dose_mg": "18",
+    "regimen_after": [{"drug": "diazepam", "daily_dose_mg": "18"}],
     "effective_on": "2026-12-14",
     "decision_id": "1b2c3d4e-5f60-4718-8293-a4b5c6d7e8f9",
     "overridden": False,
@@ -142,8 +143,8 @@ class DoseStepOut(BaseModel):
     step_number: int = Field(description="1 for the first step of the taper.")
     kind: str = Field(description="reduction | crossover | final | restore")
     drug: str = Field(description="The drug the step changes (the one being tapered).")
-    previous_daily_dose_mg: Decimal = Field(description="Daily mg of the drug before the step.")
-    new_daily_dose_mg: Decimal = Field(description="Daily mg of the drug from the step on.")
+    previous_daily_dose_mg: DecimalStr = Field(description="Daily mg of the drug before the step.")
+    new_daily_dose_mg: DecimalStr = Field(description="Daily mg of the drug from the step on.")
     regimen_after: list[DrugDoseOut] = Field(description="Every drug's daily mg after the step.")
     effective_on: date = Field(
         description="The day the step takes effect (the patient's local date)."
@@ -180,9 +181,9 @@ class TaperOut(BaseModel):
                     "plan_id": "8c9d0e1f-2a3b-4c4d-9e5f-6a7b8c9d0e1f",
                     "drug": "diazepam",
                     "half_life_class": "long",
-                    "start_daily_dose_mg": "20.0000",
-                    "current_daily_dose_mg": "20.0000",
-                    "regimen": [{"drug": "diazepam", "daily_dose_mg": "20.0000"}],
+                    "start_daily_dose_mg": "20",
+                    "current_daily_dose_mg": "20",
+                    "regimen": [{"drug": "diazepam", "daily_dose_mg": "20"}],
                     "held": False,
                     "held_reason": None,
                     "stage": "active",
@@ -200,8 +201,8 @@ class TaperOut(BaseModel):
     plan_id: uuid.UUID = Field(description="The plan the taper follows.")
     drug: str = Field(description="The drug being tapered.")
     half_life_class: str = Field(description="ultra_short | short | intermediate | long.")
-    start_daily_dose_mg: Decimal = Field(description="Daily mg when the taper started.")
-    current_daily_dose_mg: Decimal = Field(description="Daily mg of `drug`, the tapered drug.")
+    start_daily_dose_mg: DecimalStr = Field(description="Daily mg when the taper started.")
+    current_daily_dose_mg: DecimalStr = Field(description="Daily mg of `drug`, the tapered drug.")
     regimen: list[DrugDoseOut] = Field(description="Every drug taken now (two in a crossover).")
     held: bool = Field(description="Whether no step takes effect until a clinician resumes.")
     held_reason: str | None = Field(description="Why it is held (a code); null when not held.")

@@ -30,6 +30,7 @@ from services.chassis.auth import (
     require_role,
 )
 from services.chassis.dates import PlausibleDate
+from services.chassis.decimals import DecimalStr, canonical_json
 from services.chassis.openapi import FHIR_RESOURCE, SVG_BODY, name_operations, stored_examples
 from services.chassis.runtime import ServiceRuntime
 from services.scheduler.adapters.chart import plan_to_svg
@@ -201,7 +202,7 @@ class PlanPreviewIn(BaseModel):
 
 class AdministrationOut(BaseModel):
     drug: str = Field(description="The drug code.")
-    dose_mg: Decimal = Field(description="mg of that administration.")
+    dose_mg: DecimalStr = Field(description="mg of that administration.")
 
 
 class StepOut(BaseModel):
@@ -209,9 +210,9 @@ class StepOut(BaseModel):
     effective_on: date = Field(description="The day it takes effect.")
     kind: str = Field(description="reduction | crossover | final | restore.")
     administrations: list[AdministrationOut] = Field(description="The day's doses in order.")
-    daily_dose_mg: Decimal | None = Field(description="None while a crossover mixes two drugs.")
-    daily_dose_mg_by_drug: dict[str, Decimal] = Field(description="Daily mg per drug.")
-    diazepam_eq_mg: Decimal = Field(description="The day's total in diazepam-equivalent mg.")
+    daily_dose_mg: DecimalStr | None = Field(description="None while a crossover mixes two drugs.")
+    daily_dose_mg_by_drug: dict[str, DecimalStr] = Field(description="Daily mg per drug.")
+    diazepam_eq_mg: DecimalStr = Field(description="The day's total in diazepam-equivalent mg.")
     hold_weeks: int = Field(description="Weeks at this dose before the next step.")
 
 
@@ -223,21 +224,21 @@ class RiskOut(BaseModel):
 
 class PaceOut(BaseModel):
     code: str = Field(description="The pace chosen.")
-    step_fraction: Decimal = Field(description="Each cut as a fraction of the dose.")
+    step_fraction: DecimalStr = Field(description="Each cut as a fraction of the dose.")
     interval_weeks: int = Field(description="Weeks between cuts.")
 
 
 class BoundOut(BaseModel):
     version: str = Field(description="The bound data's version.")
-    max_fraction_per_window: Decimal = Field(description="The largest cut per window.")
+    max_fraction_per_window: DecimalStr = Field(description="The largest cut per window.")
     window_days: int = Field(description="The window's length in days.")
 
 
 class FormulationNeedOut(BaseModel):
     kind: str = Field(description="What is missing or needed (a code).")
     drug: str = Field(description="For which drug.")
-    at_dose_mg: Decimal = Field(description="At which dose.")
-    needed_unit_mg: Decimal = Field(description="The unit strength that would serve.")
+    at_dose_mg: DecimalStr = Field(description="At which dose.")
+    needed_unit_mg: DecimalStr = Field(description="The unit strength that would serve.")
     reason_code: str = Field(description="Why.")
     after_step: int = Field(description="The last step that can be taken without it.")
 
@@ -258,7 +259,7 @@ class PlanOut(BaseModel):
     formulation_needs: list[FormulationNeedOut] = Field(
         description="Products missing for a step, if any."
     )
-    ends_at_mg: Decimal = Field(description="Daily mg of final_drug at the last step.")
+    ends_at_mg: DecimalStr = Field(description="Daily mg of final_drug at the last step.")
     ends_on: date | None = Field(description="The last step's date.")
     expected_duration_days: int = Field(
         description="Start date to the last step (to where the plan stops if a product is missing)."
@@ -267,7 +268,7 @@ class PlanOut(BaseModel):
         description="Taper length (at least, at most weeks) the reference gives for the duration "
         "of use; a plan outside it has the note expected_duration_above/below_reference."
     )
-    equivalence: dict[str, Decimal] = Field(description="mg equal to 10 mg diazepam, as used.")
+    equivalence: dict[str, DecimalStr] = Field(description="mg equal to 10 mg diazepam, as used.")
     notes: list[str] = Field(description="Codes worth a clinician's look.")
     reference_versions: dict[str, str] = Field(description="Versions of the clinical data used.")
 
@@ -402,8 +403,8 @@ class PlanStepRecordOut(BaseModel):
     effective_on: date = Field(description="The day it takes effect.")
     kind: str = Field(description="reduction | crossover | final | restore.")
     administrations: list[AdministrationOut] = Field(description="The day's doses in order.")
-    daily_dose_mg: Decimal = Field(description="The day's total mg.")
-    diazepam_eq_mg: Decimal = Field(description="The day's total in diazepam-equivalent mg.")
+    daily_dose_mg: DecimalStr = Field(description="The day's total mg.")
+    diazepam_eq_mg: DecimalStr = Field(description="The day's total in diazepam-equivalent mg.")
     hold_weeks: int = Field(description="Weeks at this dose before the next step.")
     status: str = Field(
         description="proposed (awaiting a clinician's approval) | planned | scheduled | emitted"
@@ -450,8 +451,9 @@ class PlanRecordOut(BaseModel):
             patient_id=r["patient_id"],
             status=r["status"],
             strategy=r["strategy"],
-            input=r["input"],
-            summary=r["summary"],
+            # Stored as given and as computed: sent in the API's one decimal format.
+            input=canonical_json(r["input"]),
+            summary=canonical_json(r["summary"]),
             reference_versions=r["reference_versions"],
             created_by=r["created_by"],
             created_at=r["created_at"],
