@@ -135,6 +135,7 @@ RULES: dict[str, Rule] = {
     f"POST {SCHEDULER}/plans/{{plan_id}}/approve": of_patient(PANEL),
     f"POST {SCHEDULER}/plans/{{plan_id}}/adjust": of_patient(PANEL),
     f"POST {SCHEDULER}/plans/{{plan_id}}/cancel": of_patient(PANEL),
+    f"GET {SCHEDULER}/plans": of_patient(CARE),  # issue 18: the patient's plans, paged
     f"GET {SCHEDULER}/plans/{{plan_id}}": of_patient(CARE),
     f"GET {SCHEDULER}/plans/{{plan_id}}/dispensing": of_patient(PANEL),  # a pharmacy order
     f"GET {SCHEDULER}/plans/{{plan_id}}/schedule.html": of_patient(CARE),

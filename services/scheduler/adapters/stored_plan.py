@@ -12,7 +12,8 @@ Numeric columns come back as ``Decimal`` or ``float`` depending on the database 
 SQLite), so every decimal goes through ``Decimal(str(x))``.
 
 A ``cancelled`` step is left out: a clinician's adjustment cancels the remaining steps and adds
-new ones with higher numbers. The other steps keep their stored numbers, in number order.
+new ones with higher stored numbers. The others are numbered 1..n in stored order, as the plan's
+JSON shows its schedule in force (``domain.plan_view.schedule``).
 
 Pure: no database, no I/O; a malformed row raises ``KeyError``/``ValueError``.
 """
@@ -24,6 +25,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from services.scheduler.domain.plan_view import schedule
 from services.scheduler.domain.planning import (
     Administration,
     FormulationNeed,
@@ -37,8 +39,6 @@ from services.scheduler.domain.planning import (
     TaperPlan,
 )
 from services.scheduler.domain.reference import TaperBounds
-
-CANCELLED = "cancelled"
 
 
 def _dec(value: Any) -> Decimal:
@@ -54,9 +54,9 @@ def _administrations(raw: Sequence[Mapping[str, Any]]) -> tuple[Administration, 
     return tuple(Administration(drug=a["drug"], dose_mg=_dec(a["dose_mg"])) for a in raw)
 
 
-def _step(row: Mapping[str, Any]) -> PlannedStep:
+def _step(number: int, row: Mapping[str, Any]) -> PlannedStep:
     return PlannedStep(
-        number=int(row["number"]),
+        number=number,
         effective_on=_date(row["effective_on"]),
         kind=StepKind(row["kind"]),
         administrations=_administrations(row["administrations"]),
@@ -81,7 +81,7 @@ def record_to_plan(row: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]) -
     cancelled steps."""
     summary: Mapping[str, Any] = row["summary"]
     risk, pace, bound = summary["risk"], summary["pace"], summary["bound"]
-    kept = sorted((s for s in steps if s["status"] != CANCELLED), key=lambda s: int(s["number"]))
+    kept, _ = schedule(steps)
     return TaperPlan(
         drug=summary["drug"],
         final_drug=summary["final_drug"],
@@ -103,7 +103,7 @@ def record_to_plan(row: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]) -
             window_days=int(bound["window_days"]),
         ),
         baseline=_administrations(summary["baseline"]),
-        steps=tuple(_step(s) for s in kept),
+        steps=tuple(_step(n, s) for n, s in kept),
         formulation_needs=tuple(_need(n) for n in summary["formulation_needs"]),
         ends_at=_dec(summary["ends_at_mg"]),
         equivalence=tuple((d, _dec(mg)) for d, mg in summary["equivalence"].items()),

@@ -19,6 +19,7 @@ from pydantic.config import JsonDict
 
 from services.chassis.auth import CurrentPrincipal, Principal, Role, authorize_patient_access
 from services.chassis.dates import PlausibleDate
+from services.chassis.decimals import DecimalStr
 from services.chassis.openapi import name_operations
 from services.chassis.runtime import ServiceRuntime
 from services.chassis.uow import UnitOfWork
@@ -30,6 +31,7 @@ from services.scheduler.domain.model import (
     Regimen,
     daily_mg,
 )
+from services.scheduler.domain.plan_view import NextStep, Upcoming
 from services.scheduler.entrypoints.patient_day_fields import FirstDoseTime, TimeZoneName
 from services.scheduler.service_layer import handlers
 from services.scheduler.service_layer import plans as plan_cases
@@ -112,7 +114,7 @@ class ClinicianActionIn(BaseModel):
 
 class DrugDoseOut(BaseModel):
     drug: str = Field(description="The drug code.")
-    daily_dose_mg: Decimal = Field(description="Its total daily mg.")
+    daily_dose_mg: DecimalStr = Field(description="Its total daily mg.")
 
     @staticmethod
     def of_regimen(regimen: Regimen) -> list[DrugDoseOut]:
@@ -125,9 +127,9 @@ _STEP: JsonDict = {
     "step_number": 1,
     "kind": "reduction",
     "drug": "diazepam",
-    "previous_daily_dose_mg": "20.0000",
-    "new_daily_dose_mg": "18.0000",
-    "regimen_after": [{"drug": "diazepam", "daily_dose_mg": "18.0000"}],
+    "previous_daily_dose_mg": "20",
+    "new_daily_dose_mg": "18",
+    "regimen_after": [{"drug": "diazepam", "daily_dose_mg": "18"}],
     "effective_on": "2026-12-14",
     "decision_id": "1b2c3d4e-5f60-4718-8293-a4b5c6d7e8f9",
     "overridden": False,
@@ -142,8 +144,8 @@ class DoseStepOut(BaseModel):
     step_number: int = Field(description="1 for the first step of the taper.")
     kind: str = Field(description="reduction | crossover | final | restore")
     drug: str = Field(description="The drug the step changes (the one being tapered).")
-    previous_daily_dose_mg: Decimal = Field(description="Daily mg of the drug before the step.")
-    new_daily_dose_mg: Decimal = Field(description="Daily mg of the drug from the step on.")
+    previous_daily_dose_mg: DecimalStr = Field(description="Daily mg of the drug before the step.")
+    new_daily_dose_mg: DecimalStr = Field(description="Daily mg of the drug from the step on.")
     regimen_after: list[DrugDoseOut] = Field(description="Every drug's daily mg after the step.")
     effective_on: date = Field(
         description="The day the step takes effect (the patient's local date)."
@@ -171,6 +173,24 @@ class DoseStepOut(BaseModel):
         )
 
 
+class NextStepOut(BaseModel):
+    source: str = Field(
+        description="plan: a step of the taper's plan; reduction: a single scheduled reduction."
+    )
+    number: int = Field(
+        description="Its number in the plan's schedule (getPlan's steps), or the taper's step "
+        "number for a single reduction."
+    )
+    effective_on: date = Field(description="The day it is planned to take effect.")
+    takes_effect_at: datetime = Field(
+        description="When: the patient's first dose that day, in their time zone."
+    )
+    kind: str = Field(description="reduction | crossover | final.")
+    status: str = Field(description="planned | scheduled | blocked_by_hold | proposed.")
+    daily_dose_mg: DecimalStr = Field(description="The day's total mg from then on.")
+    regimen: list[DrugDoseOut] = Field(description="Every drug's daily mg from then on.")
+
+
 class TaperOut(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -180,9 +200,9 @@ class TaperOut(BaseModel):
                     "plan_id": "8c9d0e1f-2a3b-4c4d-9e5f-6a7b8c9d0e1f",
                     "drug": "diazepam",
                     "half_life_class": "long",
-                    "start_daily_dose_mg": "20.0000",
-                    "current_daily_dose_mg": "20.0000",
-                    "regimen": [{"drug": "diazepam", "daily_dose_mg": "20.0000"}],
+                    "start_daily_dose_mg": "20",
+                    "current_daily_dose_mg": "20",
+                    "regimen": [{"drug": "diazepam", "daily_dose_mg": "20"}],
                     "held": False,
                     "held_reason": None,
                     "stage": "active",
@@ -191,6 +211,17 @@ class TaperOut(BaseModel):
                     "as_of": "2026-12-07T09:00:00Z",
                     "timezone": "America/Chicago",
                     "first_dose_time": "08:00:00",
+                    "next_step": {
+                        "source": "plan",
+                        "number": 2,
+                        "effective_on": "2026-12-28",
+                        "takes_effect_at": "2026-12-28T14:00:00Z",
+                        "kind": "reduction",
+                        "status": "scheduled",
+                        "daily_dose_mg": "16.5",
+                        "regimen": [{"drug": "diazepam", "daily_dose_mg": "16.5"}],
+                    },
+                    "next_step_blocked_by": None,
                 }
             ]
         }
@@ -200,8 +231,8 @@ class TaperOut(BaseModel):
     plan_id: uuid.UUID = Field(description="The plan the taper follows.")
     drug: str = Field(description="The drug being tapered.")
     half_life_class: str = Field(description="ultra_short | short | intermediate | long.")
-    start_daily_dose_mg: Decimal = Field(description="Daily mg when the taper started.")
-    current_daily_dose_mg: Decimal = Field(description="Daily mg of `drug`, the tapered drug.")
+    start_daily_dose_mg: DecimalStr = Field(description="Daily mg when the taper started.")
+    current_daily_dose_mg: DecimalStr = Field(description="Daily mg of `drug`, the tapered drug.")
     regimen: list[DrugDoseOut] = Field(description="Every drug taken now (two in a crossover).")
     held: bool = Field(description="Whether no step takes effect until a clinician resumes.")
     held_reason: str | None = Field(description="Why it is held (a code); null when not held.")
@@ -217,9 +248,25 @@ class TaperOut(BaseModel):
     first_dose_time: time | None = Field(
         default=None, description="Local time a step takes effect (null: the data's default)."
     )
+    next_step: NextStepOut | None = Field(
+        default=None,
+        description="The next dose change not taken yet: the plan's next step (or a scheduled "
+        "single reduction); null when none is planned (next_step_blocked_by says why).",
+    )
+    next_step_blocked_by: str | None = Field(
+        default=None,
+        description="Why the next dose change cannot take effect as planned; null: next_step "
+        "takes effect on its date. held: the taper is held (held_reason says why) until a "
+        "clinician resumes; awaiting_approval: re-planned after a return to the prior dose, a "
+        "clinician approves the plan's proposed steps first; end_of_plan: the active plan has "
+        "no step left (a product missing: see the plan's formulation needs); none_scheduled: "
+        "no plan in force and no reduction scheduled; completed / maintenance: the taper has "
+        "ended. The pace never blocks a planned step: each was checked against the taper-rate "
+        "bound when approved, adjusted or scheduled.",
+    )
 
     @classmethod
-    def of(cls, taper: PatientTaper, as_of: datetime) -> TaperOut:
+    def of(cls, taper: PatientTaper, as_of: datetime, upcoming: NextStep | None = None) -> TaperOut:
         return cls(
             patient_id=taper.patient_id,
             plan_id=taper.plan_id,
@@ -236,7 +283,27 @@ class TaperOut(BaseModel):
             as_of=as_of,
             timezone=taper.timezone,
             first_dose_time=taper.first_dose_time,
+            next_step=_next_step_out(taper, upcoming.step) if upcoming and upcoming.step else None,
+            next_step_blocked_by=upcoming.blocked_by if upcoming else None,
         )
+
+
+def _next_step_out(taper: PatientTaper, step: Upcoming) -> NextStepOut:
+    return NextStepOut(
+        source=step.source,
+        number=step.number,
+        effective_on=step.effective_on,
+        takes_effect_at=handlers.step_due_at(taper, step.effective_on),
+        kind=step.kind,
+        status=step.status,
+        daily_dose_mg=sum((a.dose_mg for a in step.regimen), Decimal(0)),
+        regimen=DrugDoseOut.of_regimen(step.regimen),
+    )
+
+
+async def taper_view(uow: UnitOfWork, taper: PatientTaper, as_of: datetime) -> TaperOut:
+    """The taper as a client reads it, with its next step (read in the caller's transaction)."""
+    return TaperOut.of(taper, as_of, await plan_cases.next_step_of(uow, taper))
 
 
 _BODY_FIELDS = {
@@ -299,7 +366,7 @@ def _add_clinician_action(
             taper = await use_case(
                 handlers.ClinicianAction(patient_id, principal.subject, body.reason_code), uow
             )
-        return TaperOut.of(taper, runtime.clock.now())
+            return await taper_view(uow, taper, runtime.clock.now())
 
     router.add_api_route(
         f"/patients/{{patient_id}}/taper/{action}",
@@ -370,7 +437,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                 ),
                 uow,
             )
-        return TaperOut.of(taper, runtime.clock.now())
+            return await taper_view(uow, taper, runtime.clock.now())
 
     @router.post(
         "/patients/{patient_id}/dose-reductions",
@@ -426,8 +493,9 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             taper = await handlers.request_hold(
                 handlers.PatientHoldRequest(patient_id, principal.subject, body.reason_code), uow
             )
+            view = await taper_view(uow, taper, runtime.clock.now())
             await uow.commit()
-        return TaperOut.of(taper, runtime.clock.now())
+        return view
 
     @router.get(
         "/patients/{patient_id}/taper",
@@ -442,6 +510,6 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                 uow, principal, patient_id, action="read", resource="taper", request=request
             )
             taper = await handlers.get_taper(uow, patient_id)
-        return TaperOut.of(taper, runtime.clock.now())
+            return await taper_view(uow, taper, runtime.clock.now())
 
     return [name_operations(router, OPERATION_IDS)]

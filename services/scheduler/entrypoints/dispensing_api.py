@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import date
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
@@ -28,6 +27,7 @@ from services.chassis.auth import (
     authorize_patient_access,
     require_role,
 )
+from services.chassis.decimals import DecimalStr
 from services.chassis.openapi import FHIR_RESOURCE, name_operations, stored_examples
 from services.chassis.runtime import ServiceRuntime
 from services.scheduler.adapters.fhir import medication_request_status
@@ -56,14 +56,14 @@ class FillItemOut(BaseModel):
     name: str = Field(description="e.g. 'Diazepam 2 mg tablet'.")
     drug: str = Field(description="The drug code.")
     form: Literal["tablet", "liquid"] = Field(description="tablet or liquid.")
-    strength_mg: Decimal | None = Field(description="mg per tablet.")
-    concentration_mg_per_ml: Decimal | None = Field(description="mg per mL of a liquid.")
+    strength_mg: DecimalStr | None = Field(description="mg per tablet.")
+    concentration_mg_per_ml: DecimalStr | None = Field(description="mg per mL of a liquid.")
     whole_tablets_taken: int = Field(description="Whole tablets taken over the fill.")
     half_tablets_taken: int = Field(description="Halves taken; dispensed as whole tablets.")
-    ml_taken: Decimal = Field(description="mL taken over the fill.")
-    quantity: Decimal = Field(description="To dispense: whole tablets, or whole mL.")
+    ml_taken: DecimalStr = Field(description="mL taken over the fill.")
+    quantity: DecimalStr = Field(description="To dispense: whole tablets, or whole mL.")
     unit: Literal["tablet", "mL"] = Field(description="tablet or mL.")
-    mg_taken: Decimal = Field(description="mg taken over the fill.")
+    mg_taken: DecimalStr = Field(description="mg taken over the fill.")
 
 
 class FillOut(BaseModel):

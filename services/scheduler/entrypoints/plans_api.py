@@ -14,6 +14,7 @@ the plan's status mapped to the MedicationRequest status. Access is authorized a
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -30,6 +31,7 @@ from services.chassis.auth import (
     require_role,
 )
 from services.chassis.dates import PlausibleAwareDatetime, PlausibleDate
+from services.chassis.decimals import DecimalStr, canonical_json
 from services.chassis.openapi import FHIR_RESOURCE, SVG_BODY, name_operations, stored_examples
 from services.chassis.pagination import SINCE_DOC, UNTIL_DOC, PageQuery, link_next, paginated
 from services.chassis.runtime import ServiceRuntime
@@ -37,6 +39,7 @@ from services.scheduler.adapters.chart import plan_to_svg
 from services.scheduler.adapters.fhir import medication_request_status, plan_to_fhir
 from services.scheduler.adapters.stored_plan import record_to_plan
 from services.scheduler.domain.model import CODE_PATTERN, DRUG_PATTERN, DecisionKind
+from services.scheduler.domain.plan_view import schedule
 from services.scheduler.domain.planning import (
     BoundOverride,
     EquivalenceOverride,
@@ -202,7 +205,7 @@ class PlanPreviewIn(BaseModel):
 
 class AdministrationOut(BaseModel):
     drug: str = Field(description="The drug code.")
-    dose_mg: Decimal = Field(description="mg of that administration.")
+    dose_mg: DecimalStr = Field(description="mg of that administration.")
 
 
 class StepOut(BaseModel):
@@ -210,9 +213,9 @@ class StepOut(BaseModel):
     effective_on: date = Field(description="The day it takes effect.")
     kind: str = Field(description="reduction | crossover | final | restore.")
     administrations: list[AdministrationOut] = Field(description="The day's doses in order.")
-    daily_dose_mg: Decimal | None = Field(description="None while a crossover mixes two drugs.")
-    daily_dose_mg_by_drug: dict[str, Decimal] = Field(description="Daily mg per drug.")
-    diazepam_eq_mg: Decimal = Field(description="The day's total in diazepam-equivalent mg.")
+    daily_dose_mg: DecimalStr | None = Field(description="None while a crossover mixes two drugs.")
+    daily_dose_mg_by_drug: dict[str, DecimalStr] = Field(description="Daily mg per drug.")
+    diazepam_eq_mg: DecimalStr = Field(description="The day's total in diazepam-equivalent mg.")
     hold_weeks: int = Field(description="Weeks at this dose before the next step.")
 
 
@@ -224,21 +227,21 @@ class RiskOut(BaseModel):
 
 class PaceOut(BaseModel):
     code: str = Field(description="The pace chosen.")
-    step_fraction: Decimal = Field(description="Each cut as a fraction of the dose.")
+    step_fraction: DecimalStr = Field(description="Each cut as a fraction of the dose.")
     interval_weeks: int = Field(description="Weeks between cuts.")
 
 
 class BoundOut(BaseModel):
     version: str = Field(description="The bound data's version.")
-    max_fraction_per_window: Decimal = Field(description="The largest cut per window.")
+    max_fraction_per_window: DecimalStr = Field(description="The largest cut per window.")
     window_days: int = Field(description="The window's length in days.")
 
 
 class FormulationNeedOut(BaseModel):
     kind: str = Field(description="What is missing or needed (a code).")
     drug: str = Field(description="For which drug.")
-    at_dose_mg: Decimal = Field(description="At which dose.")
-    needed_unit_mg: Decimal = Field(description="The unit strength that would serve.")
+    at_dose_mg: DecimalStr = Field(description="At which dose.")
+    needed_unit_mg: DecimalStr = Field(description="The unit strength that would serve.")
     reason_code: str = Field(description="Why.")
     after_step: int = Field(description="The last step that can be taken without it.")
 
@@ -259,7 +262,7 @@ class PlanOut(BaseModel):
     formulation_needs: list[FormulationNeedOut] = Field(
         description="Products missing for a step, if any."
     )
-    ends_at_mg: Decimal = Field(description="Daily mg of final_drug at the last step.")
+    ends_at_mg: DecimalStr = Field(description="Daily mg of final_drug at the last step.")
     ends_on: date | None = Field(description="The last step's date.")
     expected_duration_days: int = Field(
         description="Start date to the last step (to where the plan stops if a product is missing)."
@@ -268,7 +271,7 @@ class PlanOut(BaseModel):
         description="Taper length (at least, at most weeks) the reference gives for the duration "
         "of use; a plan outside it has the note expected_duration_above/below_reference."
     )
-    equivalence: dict[str, Decimal] = Field(description="mg equal to 10 mg diazepam, as used.")
+    equivalence: dict[str, DecimalStr] = Field(description="mg equal to 10 mg diazepam, as used.")
     notes: list[str] = Field(description="Codes worth a clinician's look.")
     reference_versions: dict[str, str] = Field(description="Versions of the clinical data used.")
 
@@ -399,12 +402,15 @@ class CancelPlanIn(BaseModel):
 
 
 class PlanStepRecordOut(BaseModel):
-    number: int = Field(description="1 for the first step.")
+    number: int = Field(
+        description="Its place in the schedule in force, 1..n in date order (a cancelled step: "
+        "its place among the cancelled ones)."
+    )
     effective_on: date = Field(description="The day it takes effect.")
     kind: str = Field(description="reduction | crossover | final | restore.")
     administrations: list[AdministrationOut] = Field(description="The day's doses in order.")
-    daily_dose_mg: Decimal = Field(description="The day's total mg.")
-    diazepam_eq_mg: Decimal = Field(description="The day's total in diazepam-equivalent mg.")
+    daily_dose_mg: DecimalStr = Field(description="The day's total mg.")
+    diazepam_eq_mg: DecimalStr = Field(description="The day's total in diazepam-equivalent mg.")
     hold_weeks: int = Field(description="Weeks at this dose before the next step.")
     status: str = Field(
         description="proposed (awaiting a clinician's approval) | planned | scheduled | emitted"
@@ -413,6 +419,25 @@ class PlanStepRecordOut(BaseModel):
     dose_step_id: uuid.UUID | None = Field(
         description="The taper's dose step once the step was scheduled."
     )
+    sequence: int = Field(
+        description="The step's stored sequence in the plan, which never changes (decisions and "
+        "the audit name it); after an adjustment it is no longer its number in the schedule.",
+    )
+
+    @classmethod
+    def of(cls, number: int, s: Mapping[str, Any]) -> PlanStepRecordOut:
+        return cls(
+            number=number,
+            effective_on=s["effective_on"],
+            kind=s["kind"],
+            administrations=[AdministrationOut(**a) for a in s["administrations"]],
+            daily_dose_mg=s["daily_dose_mg"],
+            diazepam_eq_mg=s["diazepam_eq_mg"],
+            hold_weeks=s["hold_weeks"],
+            status=s["status"],
+            dose_step_id=s["dose_step_id"],
+            sequence=s["number"],
+        )
 
 
 class PlanRecordOut(BaseModel):
@@ -438,21 +463,31 @@ class PlanRecordOut(BaseModel):
     )
     approved_at: datetime | None = Field(description="When it was approved.")
     version: int = Field(description="Increases with every change; send it when approving.")
-    steps: list[PlanStepRecordOut] = Field(description="Every step, in order.")
+    steps: list[PlanStepRecordOut] = Field(
+        description="The schedule in force: every step taken, due or proposed, numbered 1..n in "
+        "order. Steps an adjustment or the plan's end cancelled are in cancelled_steps."
+    )
     expected_duration_days: int | None = Field(
         default=None, description="Start date to the last step not cancelled."
+    )
+    cancelled_steps: list[PlanStepRecordOut] = Field(
+        default_factory=list,
+        description="Steps superseded by an adjustment, or left when the plan was discarded or "
+        "ended, in their stored order; never given.",
     )
 
     @classmethod
     def of(cls, record: plan_cases.PlanRecord) -> PlanRecordOut:
         r = record.row
+        in_force, cancelled = schedule(record.steps)
         return cls(
             id=r["id"],
             patient_id=r["patient_id"],
             status=r["status"],
             strategy=r["strategy"],
-            input=r["input"],
-            summary=r["summary"],
+            # Stored as given and as computed: sent in the API's one decimal format.
+            input=canonical_json(r["input"]),
+            summary=canonical_json(r["summary"]),
             reference_versions=r["reference_versions"],
             created_by=r["created_by"],
             created_at=r["created_at"],
@@ -460,20 +495,8 @@ class PlanRecordOut(BaseModel):
             approved_at=r["approved_at"],
             version=r["version"],
             expected_duration_days=_duration_days(r["input"], record.steps),
-            steps=[
-                PlanStepRecordOut(
-                    number=s["number"],
-                    effective_on=s["effective_on"],
-                    kind=s["kind"],
-                    administrations=[AdministrationOut(**a) for a in s["administrations"]],
-                    daily_dose_mg=s["daily_dose_mg"],
-                    diazepam_eq_mg=s["diazepam_eq_mg"],
-                    hold_weeks=s["hold_weeks"],
-                    status=s["status"],
-                    dose_step_id=s["dose_step_id"],
-                )
-                for s in record.steps
-            ],
+            steps=[PlanStepRecordOut.of(n, s) for n, s in in_force],
+            cancelled_steps=[PlanStepRecordOut.of(n, s) for n, s in enumerate(cancelled, 1)],
         )
 
 
@@ -488,6 +511,109 @@ def _duration_days(inp: Any, steps: Any) -> int | None:
 
 def _as_date(value: Any) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+class PlanStepBriefOut(BaseModel):
+    number: int = Field(description="Its place in the plan's schedule in force (1..n).")
+    effective_on: date = Field(description="The day it takes (or took) effect.")
+    kind: str = Field(description="reduction | crossover | final.")
+    daily_dose_mg: DecimalStr = Field(description="The day's total mg from then on.")
+    status: str = Field(
+        description="emitted | planned | scheduled | blocked_by_hold | proposed (see getPlan)."
+    )
+
+    @classmethod
+    def of(cls, number: int, s: Mapping[str, Any]) -> PlanStepBriefOut:
+        return cls(
+            number=number,
+            effective_on=s["effective_on"],
+            kind=s["kind"],
+            daily_dose_mg=s["daily_dose_mg"],
+            status=s["status"],
+        )
+
+
+class PlanSummaryOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "8c9d0e1f-2a3b-4c4d-9e5f-6a7b8c9d0e1f",
+                    "status": "active",
+                    "drug": "alprazolam",
+                    "final_drug": "diazepam",
+                    "strategy": "crossover_then_proportional",
+                    "created_by": "dr-panel",
+                    "created_at": "2026-01-05T09:00:00Z",
+                    "approved_at": "2026-01-05T09:30:00Z",
+                    "version": 3,
+                    "steps": 24,
+                    "steps_taken": 2,
+                    "current_step": {
+                        "number": 2,
+                        "effective_on": "2026-01-26",
+                        "kind": "crossover",
+                        "daily_dose_mg": "9",
+                        "status": "emitted",
+                    },
+                    "next_step": {
+                        "number": 3,
+                        "effective_on": "2026-02-09",
+                        "kind": "crossover",
+                        "daily_dose_mg": "8.5",
+                        "status": "scheduled",
+                    },
+                    "ends_on": "2026-09-14",
+                }
+            ]
+        }
+    )
+
+    id: uuid.UUID = Field(description="The plan's id (getPlan reads it whole).")
+    status: str = Field(
+        description="draft | approved | active | completed | maintenance | cancelled"
+    )
+    drug: str = Field(description="The drug the plan starts from.")
+    final_drug: str = Field(description="The drug at the end (after a crossover, diazepam).")
+    strategy: str = Field(description="proportional, linear or crossover_then_proportional.")
+    created_by: str = Field(description="The clinician who drafted it.")
+    created_at: datetime = Field(description="When it was drafted.")
+    approved_at: datetime | None = Field(description="When it was last approved (or adjusted).")
+    version: int = Field(description="Increases with every change; send it when approving.")
+    steps: int = Field(description="Steps in the schedule in force (not cancelled).")
+    steps_taken: int = Field(description="Of those, the ones that took effect.")
+    current_step: PlanStepBriefOut | None = Field(
+        description="The last step that took effect; null before the first."
+    )
+    next_step: PlanStepBriefOut | None = Field(
+        description="The first step not taken yet; null when none is left."
+    )
+    ends_on: date | None = Field(description="The last step's date in the schedule in force.")
+
+    @classmethod
+    def of(cls, digest: plan_cases.PlanDigest) -> PlanSummaryOut:
+        r, in_force = digest.row, digest.schedule
+        taken = [(n, s) for n, s in in_force if s["status"] == "emitted"]
+        ahead = [(n, s) for n, s in in_force if s["status"] != "emitted"]
+        return cls(
+            id=r["id"],
+            status=r["status"],
+            drug=r["summary"]["drug"],
+            final_drug=r["summary"].get("final_drug", r["summary"]["drug"]),
+            strategy=r["strategy"],
+            created_by=r["created_by"],
+            created_at=r["created_at"],
+            approved_at=r["approved_at"],
+            version=r["version"],
+            steps=len(in_force),
+            steps_taken=len(taken),
+            current_step=PlanStepBriefOut.of(*taken[-1]) if taken else None,
+            next_step=PlanStepBriefOut.of(*ahead[0]) if ahead else None,
+            ends_on=in_force[-1][1]["effective_on"] if in_force else None,
+        )
+
+
+PlanStatus = Literal["draft", "approved", "active", "completed", "maintenance", "cancelled"]
 
 
 class DecisionOut(BaseModel):
@@ -528,6 +654,7 @@ OPERATION_IDS = {
     "POST /patients/{patient_id}/plans/{plan_id}/adjust": "adjustPlan",
     "POST /patients/{patient_id}/plans/{plan_id}/cancel": "cancelPlan",
     "GET /patients/{patient_id}/plans/{plan_id}": "getPlan",
+    "GET /patients/{patient_id}/plans": "listPlans",
     "GET /patients/{patient_id}/decisions": "listPlanDecisions",
     "POST /plans/preview": "previewPlan",
 }
@@ -698,6 +825,28 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                 media_type="application/fhir+json",
             )
         return Response(plan_to_svg(stored), media_type="image/svg+xml")
+
+    @router.get(
+        "/patients/{patient_id}/plans",
+        response_model=list[PlanSummaryOut],
+        responses=paginated(list[PlanSummaryOut], "The patient's plans, newest first."),
+        summary="The patient's plans, newest first (the patient, or a clinician on their panel)",
+    )
+    async def list_plans(
+        patient_id: uuid.UUID,
+        principal: CurrentPrincipal,
+        request: Request,
+        response: Response,
+        page: PageQuery,
+        plan_status: Annotated[
+            PlanStatus | None, Query(alias="status", description="Only plans in this status.")
+        ] = None,
+    ) -> list[PlanSummaryOut]:
+        async with runtime.uow() as uow:
+            await _authorize(uow, principal, patient_id, request, write=False)
+            digests, next_cursor = await plan_cases.list_plans(uow, patient_id, page, plan_status)
+        link_next(request, response, next_cursor)
+        return [PlanSummaryOut.of(d) for d in digests]
 
     @router.get(
         "/patients/{patient_id}/decisions",

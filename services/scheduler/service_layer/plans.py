@@ -43,7 +43,7 @@ from services.chassis.pagination import PageParams, fetch_page, within
 from services.chassis.timers import DueTimer
 from services.chassis.uow import UnitOfWork
 from services.scheduler.adapters.orm import clinician_decisions, plan_steps, plans
-from services.scheduler.domain import model
+from services.scheduler.domain import model, plan_view
 from services.scheduler.domain.planning import (
     BoundOverride,
     EquivalenceOverride,
@@ -919,3 +919,57 @@ async def decision_history(
         query = query.where(d.kind == kind)
     query = within(query, d.decided_at, since, until)
     return await fetch_page(uow.session, query, (d.decided_at, d.id), page)
+
+
+# --- views: a patient's plans, a plan's schedule in force, the taper's next step ----------------
+@dataclass(frozen=True)
+class PlanDigest:
+    """One row of a patient's plan list: the plan and its schedule in force (numbered 1..n)."""
+
+    row: dict[str, Any]
+    schedule: list[tuple[int, dict[str, Any]]]
+
+
+async def list_plans(
+    uow: UnitOfWork, patient_id: uuid.UUID, page: PageParams, status: str | None = None
+) -> tuple[list[PlanDigest], str | None]:
+    """The patient's plans, newest first, one page (chassis keyset pagination)."""
+    query = sa.select(
+        plans.c.id,
+        plans.c.status,
+        plans.c.strategy,
+        plans.c.summary,
+        plans.c.created_by,
+        plans.c.created_at,
+        plans.c.approved_at,
+        plans.c.version,
+    ).where(plans.c.patient_id == patient_id)
+    if status is not None:
+        query = query.where(plans.c.status == status)
+    rows, cursor = await fetch_page(uow.session, query, [plans.c.created_at, plans.c.id], page)
+    steps: dict[uuid.UUID, list[dict[str, Any]]] = {r["id"]: [] for r in rows}
+    if steps:
+        found = await uow.session.execute(
+            sa.select(plan_steps).where(plan_steps.c.plan_id.in_(list(steps)))
+        )
+        for s in found.mappings():
+            steps[s["plan_id"]].append(dict(s))
+    return [
+        PlanDigest(r, [(n, dict(s)) for n, s in plan_view.schedule(steps[r["id"]])[0]])
+        for r in rows
+    ], cursor
+
+
+async def next_step_of(uow: UnitOfWork, taper: model.PatientTaper) -> plan_view.NextStep:
+    """The taper's next step and what stands in its way (``domain.plan_view.next_step``)."""
+    plan_status = (
+        await uow.session.execute(sa.select(plans.c.status).where(plans.c.id == taper.plan_id))
+    ).scalar_one_or_none()
+    in_force: list[tuple[int, Any, model.Regimen]] = []
+    if plan_status == "active":
+        rows = await uow.session.execute(
+            sa.select(plan_steps).where(plan_steps.c.plan_id == taper.plan_id)
+        )
+        kept, _ = plan_view.schedule([dict(r) for r in rows.mappings()])
+        in_force = [(n, s, regimen_from(s["administrations"])) for n, s in kept]
+    return plan_view.next_step(taper, plan_status, in_force)

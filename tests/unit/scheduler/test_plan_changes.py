@@ -273,9 +273,16 @@ async def test_return_to_prior_dose_holds_blocks_the_next_step_and_resume_replan
     stored = await get_plan(client, clinician, plan["id"])
     steps = stored["steps"]
     assert steps[0]["status"] == "emitted"
-    assert {s["status"] for s in steps[1 : len(old)]} == {"cancelled"}
-    new = steps[len(old) :]
-    assert new and [s["number"] for s in new] == list(range(len(old) + 1, len(steps) + 1))
+    # The schedule in force reads 1..n; the superseded steps are apart (issue 18), each still
+    # under its stored sequence, which the new ones follow.
+    superseded = stored["cancelled_steps"]
+    assert {s["status"] for s in superseded} == {"cancelled"}
+    assert [s["sequence"] for s in superseded] == [s["number"] for s in old[1:]]
+    new = steps[1:]
+    assert [s["number"] for s in steps] == list(range(1, len(steps) + 1))
+    assert new and [s["sequence"] for s in new] == list(
+        range(len(old) + 1, len(old) + len(new) + 1)
+    )
     assert date.fromisoformat(new[0]["effective_on"]) == resumed_at.date() + timedelta(
         weeks=interval
     )
@@ -307,7 +314,7 @@ async def test_return_to_prior_dose_holds_blocks_the_next_step_and_resume_replan
     )
     assert r.status_code == 200, r.text
     approved_again = r.json()
-    new = approved_again["steps"][len(old) :]
+    new = approved_again["steps"][1:]
     assert new[0]["status"] == "scheduled" and {s["status"] for s in new[1:]} == {"planned"}
     [timer] = await live_timers(runtime)
     assert timer["due_at"] == at(new[0]["effective_on"])
@@ -316,7 +323,7 @@ async def test_return_to_prior_dose_holds_blocks_the_next_step_and_resume_replan
     [row] = [
         d for d in await rows(runtime, "clinician_decisions") if str(d["id"]) == approval["id"]
     ]
-    assert [s["number"] for s in row["payload"]["steps"]] == [s["number"] for s in new]
+    assert [s["number"] for s in row["payload"]["steps"]] == [s["sequence"] for s in new]
     assert approved_again["approved_by_decision_id"] == approval["id"]
 
     assert await fire_at(runtime, new[0]["effective_on"]) == 1
@@ -374,9 +381,10 @@ async def test_adjust_replans_the_rest_and_the_cancelled_step_emits_nothing(
     assert adjusted["status"] == "active"
     steps = adjusted["steps"]
     assert steps[0]["status"] == "emitted"
-    assert {s["status"] for s in steps[1 : len(old)]} == {"cancelled"}
-    new = steps[len(old) :]
-    assert new and new[0]["number"] == len(old) + 1
+    assert [s["sequence"] for s in adjusted["cancelled_steps"]] == [s["number"] for s in old[1:]]
+    assert {s["status"] for s in adjusted["cancelled_steps"]} == {"cancelled"}
+    new = steps[1:]
+    assert new and new[0]["number"] == 2 and new[0]["sequence"] == len(old) + 1
     assert [s["status"] for s in steps].count("scheduled") == 1
     assert new[0]["status"] == "scheduled"
     assert adjusted["input"]["pace"] == "slower"
@@ -418,10 +426,10 @@ async def test_adjust_replans_the_rest_and_the_cancelled_step_emits_nothing(
     [row] = [
         d for d in await rows(runtime, "clinician_decisions") if str(d["id"]) == adjustment["id"]
     ]
-    assert [s["number"] for s in row["payload"]["new_steps"]] == [s["number"] for s in new]
+    assert [s["number"] for s in row["payload"]["new_steps"]] == [s["sequence"] for s in new]
     stored = await get_plan(client, clinician, plan["id"])
-    assert stored["steps"][1]["status"] == "cancelled"
-    assert stored["steps"][len(old)]["status"] == "emitted"
+    assert stored["cancelled_steps"][0]["status"] == "cancelled"
+    assert stored["steps"][1]["status"] == "emitted" and stored["steps"][1]["number"] == 2
 
 
 # --- 4. end at maintenance ------------------------------------------------------------------------
@@ -441,7 +449,8 @@ async def test_end_at_maintenance_closes_the_plan_and_a_new_plan_from_that_dose_
     assert D(r.json()["current_daily_dose_mg"]) == maintained
     stored = await get_plan(client, clinician, plan["id"])
     assert stored["status"] == "maintenance"
-    assert {s["status"] for s in stored["steps"][1:]} == {"cancelled"}
+    assert [s["status"] for s in stored["steps"]] == ["emitted"]
+    assert {s["status"] for s in stored["cancelled_steps"]} == {"cancelled"}
     reduced, completed = await events(runtime)
     assert isinstance(reduced, DoseReduced) and isinstance(completed, TaperCompleted)
     assert completed.outcome == "maintenance" and completed.final_daily_dose_mg == maintained
@@ -528,7 +537,8 @@ async def test_a_draft_can_be_cancelled_an_active_plan_cannot(
     r = await client.post(f"{BASE}/plans/{plan['id']}/cancel", json={}, headers=clinician)
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "cancelled"
-    assert {s["status"] for s in r.json()["steps"]} == {"cancelled"}
+    assert r.json()["steps"] == []
+    assert {s["status"] for s in r.json()["cancelled_steps"]} == {"cancelled"}
     r = await client.post(f"{BASE}/plans/{plan['id']}/approve", json={}, headers=clinician)
     assert r.status_code == 409
     assert await rows(runtime, "tapers") == [] and await live_timers(runtime) == []

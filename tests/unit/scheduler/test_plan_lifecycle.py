@@ -63,7 +63,7 @@ async def test_a_draft_stores_every_step_and_schedules_nothing(
     assert plan["status"] == "draft" and plan["approved_by_decision_id"] is None
     assert len(plan["steps"]) > 3
     assert {s["status"] for s in plan["steps"]} == {"planned"}
-    assert plan["steps"][-1]["daily_dose_mg"] == "0.0000"
+    assert plan["steps"][-1]["daily_dose_mg"] == "0"
     assert plan["reference_versions"] and plan["input"]["drug"] == "diazepam"
     assert await live_timers(runtime) == [] and await rows(runtime, "outbox") == []
     assert await rows(runtime, "tapers") == []

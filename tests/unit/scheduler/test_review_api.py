@@ -140,4 +140,4 @@ async def test_a_crossover_above_the_ceiling_is_refused_naming_crossover_wanted(
     r = await client.post(PREVIEW, json=at_40, headers=clinician)
     assert r.status_code == 200, r.text
     crossover = [s for s in r.json()["steps"] if s["kind"] == "crossover"]
-    assert crossover[-1]["diazepam_eq_mg"] == "40.0000"
+    assert crossover[-1]["diazepam_eq_mg"] == "40"

@@ -175,8 +175,12 @@ def test_cancelled_steps_are_left_out_and_numbers_kept() -> None:
     rows += [step_row(s, "planned") for s in reversed(replacement)]  # any order in the rows
 
     restored = record_to_plan(row, rows)
-    assert [s.number for s in restored.steps] == [1, *range(n + 1, n + len(rest) + 1)]
-    assert restored.steps == (first, *replacement)
+    # numbered as the plan's JSON shows its schedule in force: 1..n, in stored order
+    assert [s.number for s in restored.steps] == list(range(1, len(rest) + 2))
+    assert restored.steps == (
+        first,
+        *(dataclasses.replace(s, number=i) for i, s in enumerate(rest, 2)),
+    )
     assert all(isinstance(s.diazepam_eq_mg, Decimal) for s in restored.steps)
 
 
