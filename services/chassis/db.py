@@ -1,7 +1,7 @@
 """Database plumbing shared by every service: engine, portable column types, chassis tables.
 
 Each service owns its own database (its own ``MetaData``); the chassis adds the tables of the
-reliability core to it: ``outbox``, ``inbox``, ``timers`` and ``audit_log``.
+reliability core to it: ``outbox``, ``inbox``, ``timers``, ``audit_log`` and ``idempotency_keys``.
 PostgreSQL in production and integration tests, SQLite (aiosqlite) for the local stack.
 """
 
@@ -117,6 +117,26 @@ def add_chassis_tables(metadata: sa.MetaData) -> None:
         sa.Column("outcome", sa.String(20), nullable=False),
         sa.Column("request_id", sa.String(100), nullable=True),
         sa.Column("client_addr", sa.String(60), nullable=True),
+    )
+    add_idempotency_table(metadata)
+
+
+def add_idempotency_table(metadata: sa.MetaData) -> sa.Table:
+    """``Idempotency-Key``s of the state-changing POSTs and their answers (chassis/idempotency.py),
+    pruned after 24 real hours (chassis/retention.py)."""
+    return sa.Table(
+        "idempotency_keys",
+        metadata,
+        # A key is the caller's, for one operation: (subject, operation, key) is its identity.
+        sa.Column("subject", sa.String(100), primary_key=True),
+        sa.Column("operation", sa.String(100), primary_key=True),
+        sa.Column("key", sa.String(255), primary_key=True),
+        sa.Column("fingerprint", sa.String(64), nullable=False),  # SHA-256 of the request
+        sa.Column("created_at", UtcDateTime, nullable=False, index=True),
+        # The first answer, written in the transaction of its change (null until then).
+        sa.Column("status_code", sa.Integer, nullable=True),
+        sa.Column("body", sa.JSON, nullable=True),
+        sa.Column("headers", sa.JSON, nullable=True),
     )
 
 

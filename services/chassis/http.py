@@ -31,6 +31,7 @@ from services.chassis import clock_api
 from services.chassis.auth import TokenVerifier
 from services.chassis.clock import Clock
 from services.chassis.errors import Conflict, NotFound, PermanentError
+from services.chassis.idempotency import Replay
 from services.chassis.metrics import NO_METRICS, HttpMetricsMiddleware, ServiceMetrics
 from services.chassis.openapi import camel, without_placeholder_json
 from services.chassis.outage import is_outage
@@ -216,6 +217,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Conflict)
     async def conflict(_: Request, exc: Conflict) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(Replay)
+    async def replay(_: Request, exc: Replay) -> Response:
+        return exc.response()  # the first answer to this Idempotency-Key (chassis/idempotency.py)
 
     @app.exception_handler(BadCursor)
     async def bad_page_cursor(_: Request, exc: BadCursor) -> JSONResponse:

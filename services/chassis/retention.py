@@ -1,10 +1,11 @@
 """Pruning the reliability tables, so they do not grow without bound.
 
-Published outbox rows, inbox entries and finished timers are kept for a retention period and then
-deleted in batches. The inbox must outlive any redelivery: keep it longer than the topics'
-retention plus the longest consumer outage you plan to survive (default 30 days against Kafka's
-7-day default retention). Unpublished outbox rows, pending timers and parked timers (failed, for
-an operator: ``ops timers-parked``) are never touched: only fired or cancelled timers expire.
+Published outbox rows, inbox entries, finished timers and ``Idempotency-Key`` answers (24 hours)
+are kept for a retention period and then deleted in batches. The inbox must outlive any redelivery:
+keep it longer than the topics' retention plus the longest consumer outage you plan to survive
+(default 30 days against Kafka's 7-day default retention). Unpublished outbox rows, pending timers
+and parked timers (failed, for an operator: ``ops timers-parked``) are never touched: only fired or
+cancelled timers expire.
 
 The periods are real time, whatever the clock's scale: Kafka keeps and redelivers by the wall
 clock. Counted on a clock running 1,440 times fast, 30 days of inbox were 30 minutes, and the
@@ -32,6 +33,8 @@ class RetentionPolicy:
     outbox: timedelta = timedelta(days=7)
     inbox: timedelta = timedelta(days=30)
     timers: timedelta = timedelta(days=30)
+    # Idempotency-Key answers (chassis/idempotency.py): a client retries within a day.
+    idempotency: timedelta = timedelta(hours=24)
     batch: int = 5000
 
 
@@ -62,11 +65,14 @@ class RetentionPruner(PollingWorker):
         """Delete one batch of expired rows per table; returns how many went from each."""
         async with self._uow_factory() as uow:
             now = uow.clock.now()
-            outbox_cutoff, inbox_cutoff, timer_cutoff = (
+            policy = self._policy
+            outbox_cutoff, inbox_cutoff, timer_cutoff, key_cutoff = (
                 now - wall_span(uow.clock, period)
-                for period in (self._policy.outbox, self._policy.inbox, self._policy.timers)
+                for period in (policy.outbox, policy.inbox, policy.timers, policy.idempotency)
             )
-            outbox, inbox, timers = (uow.table(n) for n in ("outbox", "inbox", "timers"))
+            outbox, inbox, timers, keys = (
+                uow.table(n) for n in ("outbox", "inbox", "timers", "idempotency_keys")
+            )
             expired_outbox = (
                 sa.select(outbox.c.seq)
                 .where(outbox.c.published_at < outbox_cutoff)
@@ -89,6 +95,11 @@ class RetentionPruner(PollingWorker):
                 )
                 .limit(self._policy.batch)
             )
+            expired_keys = (
+                sa.select(keys.c.subject, keys.c.operation, keys.c.key)
+                .where(keys.c.created_at < key_cutoff)
+                .limit(self._policy.batch)
+            )
             results = {
                 "outbox": await uow.session.execute(
                     sa.delete(outbox).where(outbox.c.seq.in_(expired_outbox.scalar_subquery()))
@@ -100,6 +111,11 @@ class RetentionPruner(PollingWorker):
                 ),
                 "timers": await uow.session.execute(
                     sa.delete(timers).where(timers.c.id.in_(expired_timers.scalar_subquery()))
+                ),
+                "idempotency_keys": await uow.session.execute(
+                    sa.delete(keys).where(
+                        sa.tuple_(keys.c.subject, keys.c.operation, keys.c.key).in_(expired_keys)
+                    )
                 ),
             }
             for name, column, period in self._kept:

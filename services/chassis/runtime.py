@@ -125,6 +125,7 @@ class ServiceRuntime:
                 outbox=timedelta(days=settings.retention_outbox_days),
                 inbox=timedelta(days=settings.retention_inbox_days),
                 timers=timedelta(days=settings.retention_timers_days),
+                idempotency=timedelta(hours=settings.retention_idempotency_hours),
             ),
             interval_s=settings.retention_interval_s,
         )

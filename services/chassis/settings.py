@@ -113,6 +113,7 @@ class ServiceSettings(BaseSettings):
     retention_outbox_days: float = 7
     retention_inbox_days: float = 30
     retention_timers_days: float = 30
+    retention_idempotency_hours: float = 24  # Idempotency-Key answers (chassis/idempotency.py)
     retention_interval_s: float = 3600
 
     # Time: all services of a stack share one anchor and scale so they agree on "now".

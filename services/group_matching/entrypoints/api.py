@@ -26,6 +26,7 @@ from services.chassis.auth import (
     require_admin,
 )
 from services.chassis.dates import PlausibleAwareDatetime
+from services.chassis.idempotency import Idempotent
 from services.chassis.openapi import name_operations
 from services.chassis.pagination import PageQuery, link_next, paginated
 from services.chassis.runtime import ServiceRuntime
@@ -253,11 +254,17 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         summary="Allow placement while a RED episode is open (a clinician on the panel)",
     )
     async def override(
-        patient_id: uuid.UUID, body: OverrideIn, principal: CurrentPrincipal, request: Request
+        patient_id: uuid.UUID,
+        body: OverrideIn,
+        principal: CurrentPrincipal,
+        request: Request,
+        idem: Idempotent,
     ) -> None:
         async with runtime.uow() as uow:
             await _authorize(uow, principal, patient_id, "write", request, roles=(Role.CLINICIAN,))
+            await idem.claim(uow)
             await cohorts.override_red(uow, patient_id, principal.subject, body.reason_code)
+            await idem.record(uow, None, status.HTTP_204_NO_CONTENT)
             await uow.commit()
 
     @router.get(
@@ -299,17 +306,25 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         status_code=204,
         summary="Deactivate a moderator: keeps their cohorts, is given no new one",
     )
-    async def deactivate_moderator(subject: Subject, principal: CurrentPrincipal) -> None:
+    async def deactivate_moderator(
+        subject: Subject, principal: CurrentPrincipal, idem: Idempotent
+    ) -> None:
         require_admin(principal, ADMIN_SCOPE)
         async with runtime.uow() as uow:
+            await idem.claim(uow)
             await cohorts.set_moderator_active(uow, subject, False, principal.subject)
+            await idem.record(uow, None, status.HTTP_204_NO_CONTENT)
             await uow.commit()
 
     @router.post("/moderators/{subject}/activate", status_code=204, summary="Reactivate")
-    async def activate_moderator(subject: Subject, principal: CurrentPrincipal) -> None:
+    async def activate_moderator(
+        subject: Subject, principal: CurrentPrincipal, idem: Idempotent
+    ) -> None:
         require_admin(principal, ADMIN_SCOPE)
         async with runtime.uow() as uow:
+            await idem.claim(uow)
             await cohorts.set_moderator_active(uow, subject, True, principal.subject)
+            await idem.record(uow, None, status.HTTP_204_NO_CONTENT)
             await uow.commit()
 
     @router.delete(

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.chassis.auth import CurrentPrincipal, Role, authorize_patient_access, require_role
 from services.chassis.dates import PlausibleAwareDatetime
+from services.chassis.idempotency import Idempotent
 from services.chassis.openapi import name_operations
 from services.chassis.pagination import SINCE_DOC, UNTIL_DOC, PageQuery, link_next, paginated
 from services.chassis.runtime import ServiceRuntime
@@ -253,6 +254,7 @@ def router(runtime: ServiceRuntime) -> APIRouter:
         body: ResolveIn,
         principal: CurrentPrincipal,
         request: Request,
+        idem: Idempotent,
     ) -> EpisodeOut:
         async with runtime.uow() as uow:
             await authorize_patient_access(
@@ -264,14 +266,17 @@ def router(runtime: ServiceRuntime) -> APIRouter:
                 request=request,
                 roles=(Role.CLINICIAN,),
             )
+            await idem.claim(uow)
             episode = await episodes.resolve(
                 episodes.ResolveEpisode(
                     patient_id, episode_id, principal.subject, body.resolution, body.note
                 ),
                 uow,
             )
+            out = EpisodeOut.of(episode)
+            await idem.record(uow, out)
             await uow.commit()
-        return EpisodeOut.of(episode)
+        return out
 
     @r.put(
         "/patients/{patient_id}/rule-thresholds",

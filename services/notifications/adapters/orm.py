@@ -35,6 +35,8 @@ oncall_schedules = sa.Table(
     metadata,
     sa.Column("key", sa.String(64), primary_key=True),
     sa.Column("rotation", sa.JSON, nullable=False),
+    # The schedule's ETag: a rotation or override write bumps it (If-Match, 412 when stale).
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
     sa.Column("updated_by", sa.String(100), nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )

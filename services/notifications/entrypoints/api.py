@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.config import JsonDict
+from sqlalchemy.exc import IntegrityError
 
 from contracts.types import Subject
 from services.chassis.auth import (
@@ -32,8 +33,11 @@ from services.chassis.auth import (
     require_admin,
 )
 from services.chassis.dates import PlausibleAwareDatetime
+from services.chassis.errors import NotFound
+from services.chassis.idempotency import Idempotent
 from services.chassis.openapi import name_all
 from services.chassis.pagination import PageQuery, link_next, paginated
+from services.chassis.preconditions import IfMatch, check_if_match, conditional, etag, with_etag
 from services.chassis.runtime import ServiceRuntime
 from services.chassis.uow import UnitOfWork
 from services.notifications.adapters.ack_links import AckLinks, InvalidLink
@@ -141,6 +145,7 @@ class ScheduleOut(BaseModel):
             "examples": [
                 {
                     "key": "clinician-on-call",
+                    "version": 3,
                     "rotation": _ROTATION,
                     "overrides": [],
                     "on_call": [
@@ -156,6 +161,7 @@ class ScheduleOut(BaseModel):
     )
 
     key: str = Field(description="The schedule's key.")
+    version: int = Field(description="Increases with every rotation or override change (ETag).")
     rotation: RotationIn = Field(description="Its rotation.")
     overrides: list[dict[str, Any]] = Field(description="Its overrides.")
     on_call: list[dict[str, Any]] = Field(description="Who is on call, span by span.")
@@ -265,39 +271,69 @@ def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
         link_next(request, response, following)
         return [_policy_out(p) for p in policies]
 
-    @admin.get("/policies/{key}", response_model=PolicyOut)
-    async def get_policy(key: PolicyKey, principal: CurrentPrincipal) -> PolicyOut:
+    @admin.get("/policies/{key}", response_model=PolicyOut, responses=with_etag())
+    async def get_policy(
+        key: PolicyKey, principal: CurrentPrincipal, response: Response
+    ) -> PolicyOut:
         _require_admin(principal)
         async with runtime.uow() as uow:
-            return _policy_out(await config.current_policy(uow, key))
+            policy = await config.current_policy(uow, key)
+        response.headers["ETag"] = etag(policy.version)
+        return _policy_out(policy)
 
-    @admin.put("/policies/{key}", response_model=PolicyOut, status_code=201)
+    @admin.put(
+        "/policies/{key}",
+        response_model=PolicyOut,
+        status_code=201,
+        responses=conditional(code=201),
+    )
     async def put_policy(
-        key: PolicyKey, body: PolicyDefinition, principal: CurrentPrincipal
+        key: PolicyKey,
+        body: PolicyDefinition,
+        principal: CurrentPrincipal,
+        response: Response,
+        if_match: IfMatch = None,
     ) -> PolicyOut:
         """A new version of the policy; escalations under way keep the version they started with."""
         _require_admin(principal)
         async with runtime.uow() as uow:
+            await _check_policy(uow, key, if_match)
             await check(teams.check_policy(uow, body))  # 422: a missing schedule, no contact
-            saved = await config.save_policy(uow, key, body, principal.subject)
+            try:
+                saved = await config.save_policy(uow, key, body, principal.subject)
+            except IntegrityError:  # another writer took this version number first
+                await uow.rollback()
+                raise _changed_concurrently(if_match) from None
             await teams.routing_report(uow)  # the unroutable gauge
             await _audit_admin(uow, principal, "policy.write", f"policy:{key}")
             await uow.commit()
+        response.headers["ETag"] = etag(saved.version)
         return _policy_out(saved)
 
-    @admin.put("/schedules/{key}", status_code=204)
-    async def put_schedule(key: PolicyKey, body: RotationIn, principal: CurrentPrincipal) -> None:
+    @admin.put("/schedules/{key}", status_code=204, responses=conditional(code=204))
+    async def put_schedule(
+        key: PolicyKey,
+        body: RotationIn,
+        principal: CurrentPrincipal,
+        response: Response,
+        if_match: IfMatch = None,
+    ) -> None:
         _require_admin(principal)
         async with runtime.uow() as uow:
-            await config.save_schedule(uow, key, body.model_dump(mode="json"), principal.subject)
+            await _check_schedule(uow, key, if_match)
+            version = await config.save_schedule(
+                uow, key, body.model_dump(mode="json"), principal.subject
+            )
             await teams.routing_report(uow)  # the unroutable gauge
             await _audit_admin(uow, principal, "schedule.write", f"schedule:{key}")
             await uow.commit()
+        response.headers["ETag"] = etag(version)
 
-    @admin.get("/schedules/{key}", response_model=ScheduleOut)
+    @admin.get("/schedules/{key}", response_model=ScheduleOut, responses=with_etag())
     async def get_schedule(
         key: PolicyKey,
         principal: CurrentPrincipal,
+        response: Response,
         start: Annotated[PlausibleAwareDatetime | None, Query(alias="from")] = None,
         days: Annotated[int, Query(ge=1, le=31)] = 7,
     ) -> ScheduleOut:
@@ -305,38 +341,69 @@ def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
         _require_admin(principal)
         async with runtime.uow() as uow:
             schedule = await config.load_schedule(uow, key)
+            version = await config.current_schedule_version(uow, key)
             overrides = await config.list_overrides(uow, key)
             begin = start or uow.clock.now()
         spans = schedule.shifts_between(begin, begin + timedelta(days=days))
+        response.headers["ETag"] = etag(version)
         return ScheduleOut(
             key=key,
+            version=version,
             rotation=_rotation_in(schedule),
             overrides=overrides,
             on_call=[{"from": a, "to": b, "clinician": who} for a, b, who in spans],
         )
 
-    @admin.post("/schedules/{key}/overrides", status_code=201, response_model=OverrideCreatedOut)
+    @admin.post(
+        "/schedules/{key}/overrides",
+        status_code=201,
+        response_model=OverrideCreatedOut,
+        responses=conditional(code=201),
+    )
     async def add_override(
-        key: PolicyKey, body: OverrideIn, principal: CurrentPrincipal
-    ) -> dict[str, uuid.UUID]:
+        key: PolicyKey,
+        body: OverrideIn,
+        principal: CurrentPrincipal,
+        response: Response,
+        idem: Idempotent,
+        if_match: IfMatch = None,
+    ) -> OverrideCreatedOut:
+        """Someone else on call for a while; the ETag answered is the schedule's new one."""
         _require_admin(principal)
         async with runtime.uow() as uow:
-            override_id = await config.add_override(
+            await idem.claim(uow)
+            await _check_schedule(uow, key, if_match)
+            override_id, version = await config.add_override(
                 uow, key, body.clinician, body.starts_at, body.ends_at, principal.subject
             )
             await _audit_admin(uow, principal, "schedule.override", f"schedule:{key}")
+            out = OverrideCreatedOut(id=override_id)
+            headers = {"ETag": etag(version)}
+            await idem.record(uow, out, status.HTTP_201_CREATED, headers)
             await uow.commit()
-        return {"id": override_id}
+        response.headers.update(headers)
+        return out
 
-    @admin.delete("/schedules/{key}/overrides/{override_id}", status_code=204)
+    @admin.delete(
+        "/schedules/{key}/overrides/{override_id}",
+        status_code=204,
+        responses=conditional(code=204),
+    )
     async def remove_override(
-        key: PolicyKey, override_id: uuid.UUID, principal: CurrentPrincipal
+        key: PolicyKey,
+        override_id: uuid.UUID,
+        principal: CurrentPrincipal,
+        response: Response,
+        if_match: IfMatch = None,
     ) -> None:
+        """The ETag answered is the schedule's new one."""
         _require_admin(principal)
         async with runtime.uow() as uow:
-            await config.remove_override(uow, key, override_id)
+            await _check_schedule(uow, key, if_match)
+            version = await config.remove_override(uow, key, override_id)
             await _audit_admin(uow, principal, "schedule.override.remove", f"schedule:{key}")
             await uow.commit()
+        response.headers["ETag"] = etag(version)
 
     @admin.put("/clinicians/{subject}/contact-methods", status_code=204)
     async def put_contact(subject: Subject, body: ContactIn, principal: CurrentPrincipal) -> None:
@@ -407,13 +474,16 @@ def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
 
     @paging.post("/escalations/{escalation_id}/acknowledge", response_model=AcknowledgeOut)
     async def acknowledge(
-        escalation_id: uuid.UUID, principal: CurrentPrincipal, request: Request
+        escalation_id: uuid.UUID, principal: CurrentPrincipal, request: Request, idem: Idempotent
     ) -> AcknowledgeOut:
         async with runtime.uow() as uow:
             await _authorize_escalation(uow, principal, escalation_id, "acknowledge", request)
+            await idem.claim(uow)
             row = await escalations.acknowledge(uow, escalation_id, principal.subject, "api")
+            out = _ack_out(row)
+            await idem.record(uow, out)
             await uow.commit()
-        return _ack_out(row)
+        return out
 
     @paging.get(
         "/patients/{patient_id}/pages", response_model=None, responses=paginated(list[PageOut])
@@ -483,6 +553,34 @@ async def check(awaitable: Awaitable[None]) -> None:
     except teams.Unroutable as exc:
         detail = [{"loc": ["body", *p.loc], "msg": p.msg, "type": p.type} for p in exc.problems]
         raise HTTPException(422, detail=detail) from None
+
+
+async def _check_schedule(uow: UnitOfWork, key: str, if_match: str | None) -> None:
+    """If-Match against the schedule's version (None: it does not exist yet), locked."""
+    if if_match is not None:
+        version = await config.schedule_version(uow, key)
+        check_if_match(if_match, None if version is None else etag(version))
+
+
+async def _check_policy(uow: UnitOfWork, key: str, if_match: str | None) -> None:
+    """If-Match against the policy's latest version (0: the shipped default). Two writers that
+    both pass write the same next version: the unique (key, version) refuses the second."""
+    if if_match is None:
+        return
+    try:
+        current: str | None = etag((await config.current_policy(uow, key)).version)
+    except NotFound:
+        current = None
+    check_if_match(if_match, current)
+
+
+def _changed_concurrently(if_match: str | None) -> HTTPException:
+    if if_match is not None:
+        return HTTPException(
+            status.HTTP_412_PRECONDITION_FAILED,
+            detail="If-Match does not match: the resource changed since it was read",
+        )
+    return HTTPException(status.HTTP_409_CONFLICT, detail="changed concurrently: try again")
 
 
 def _require_admin(principal: Principal) -> None:

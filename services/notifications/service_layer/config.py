@@ -121,23 +121,43 @@ async def policy_versions(uow: UnitOfWork, key: str) -> list[dict[str, Any]]:
 # --- schedules --------------------------------------------------------------------------------
 
 
-async def save_schedule(uow: UnitOfWork, key: str, rotation: dict[str, Any], by: str) -> None:
-    now = uow.clock.now()
-    exists = await uow.session.scalar(
-        sa.select(oncall_schedules.c.key).where(oncall_schedules.c.key == key)
+async def schedule_version(uow: UnitOfWork, key: str) -> int | None:
+    """The schedule's version (its ETag), its row locked until commit (PostgreSQL) so that an
+    If-Match check and the write after it see the same one. None: no such schedule."""
+    return await uow.session.scalar(
+        sa.select(oncall_schedules.c.version).where(oncall_schedules.c.key == key).with_for_update()
     )
+
+
+async def _bump(uow: UnitOfWork, key: str) -> int:
+    """A schedule's rotation or overrides changed: its next version."""
+    version = await uow.session.scalar(
+        sa.update(oncall_schedules)
+        .where(oncall_schedules.c.key == key)
+        .values(version=oncall_schedules.c.version + 1)
+        .returning(oncall_schedules.c.version)
+    )
+    return int(version or 0)
+
+
+async def save_schedule(uow: UnitOfWork, key: str, rotation: dict[str, Any], by: str) -> int:
+    """Create or replace the rotation; returns the schedule's new version."""
+    now = uow.clock.now()
+    exists = await schedule_version(uow, key)
     values = {"rotation": rotation, "updated_by": by, "updated_at": now}
     if exists is None:
-        await uow.session.execute(sa.insert(oncall_schedules).values(key=key, **values))
-    else:
-        await uow.session.execute(
-            sa.update(oncall_schedules).where(oncall_schedules.c.key == key).values(**values)
-        )
+        await uow.session.execute(sa.insert(oncall_schedules).values(key=key, version=1, **values))
+        return 1
+    await uow.session.execute(
+        sa.update(oncall_schedules).where(oncall_schedules.c.key == key).values(**values)
+    )
+    return await _bump(uow, key)
 
 
 async def add_override(
     uow: UnitOfWork, key: str, clinician: str, starts_at: datetime, ends_at: datetime, by: str
-) -> uuid.UUID:
+) -> tuple[uuid.UUID, int]:
+    """Add an override; returns its id and the schedule's new version."""
     await load_schedule(uow, key)  # NotFound for an unknown schedule
     Override(clinician, starts_at, ends_at)  # the domain's own checks
     override_id = uuid.uuid4()
@@ -152,10 +172,11 @@ async def add_override(
             created_at=uow.clock.now(),
         )
     )
-    return override_id
+    return override_id, await _bump(uow, key)
 
 
-async def remove_override(uow: UnitOfWork, key: str, override_id: uuid.UUID) -> None:
+async def remove_override(uow: UnitOfWork, key: str, override_id: uuid.UUID) -> int:
+    """Remove an override; returns the schedule's new version."""
     result = await uow.session.execute(
         sa.delete(oncall_overrides).where(
             oncall_overrides.c.id == override_id, oncall_overrides.c.schedule_key == key
@@ -163,6 +184,7 @@ async def remove_override(uow: UnitOfWork, key: str, override_id: uuid.UUID) -> 
     )
     if not result.rowcount:  # type: ignore[attr-defined]
         raise NotFound("no such override")
+    return await _bump(uow, key)
 
 
 def rotation_from(data: dict[str, Any]) -> Rotation:
@@ -172,6 +194,16 @@ def rotation_from(data: dict[str, Any]) -> Rotation:
         shift=timedelta(hours=float(data["shift_hours"])),
         timezone=data["timezone"],
     )
+
+
+async def current_schedule_version(uow: UnitOfWork, key: str) -> int:
+    """The schedule's version for a read (no lock); NotFound for an unknown schedule."""
+    version = await uow.session.scalar(
+        sa.select(oncall_schedules.c.version).where(oncall_schedules.c.key == key)
+    )
+    if version is None:
+        raise NotFound(f"no on-call schedule {key}")
+    return int(version)
 
 
 async def load_schedule(uow: UnitOfWork, key: str) -> OnCallSchedule:

@@ -20,6 +20,7 @@ from pydantic.config import JsonDict
 from services.chassis.auth import CurrentPrincipal, Principal, Role, authorize_patient_access
 from services.chassis.dates import PlausibleDate
 from services.chassis.decimals import DecimalStr
+from services.chassis.idempotency import Idempotent, IdempotentRequest
 from services.chassis.openapi import name_operations
 from services.chassis.runtime import ServiceRuntime
 from services.chassis.uow import UnitOfWork
@@ -328,7 +329,7 @@ def _unprocessable(exc: handlers.RuleRefused) -> HTTPException:
 
 TaperAction = Callable[[handlers.ClinicianAction, UnitOfWork], Awaitable[PatientTaper]]
 ClinicianWrite = Callable[
-    [Principal, uuid.UUID, Request, str], AbstractAsyncContextManager[UnitOfWork]
+    [Principal, uuid.UUID, Request, str, IdempotentRequest], AbstractAsyncContextManager[UnitOfWork]
 ]
 
 # POST /patients/{id}/taper/<action>: a clinician's decision on the taper, with a reason code.
@@ -361,12 +362,15 @@ def _add_clinician_action(
         body: ClinicianActionIn,
         principal: CurrentPrincipal,
         request: Request,
+        idem: Idempotent,
     ) -> TaperOut:
-        async with clinician_write(principal, patient_id, request, "taper") as uow:
+        async with clinician_write(principal, patient_id, request, "taper", idem) as uow:
             taper = await use_case(
                 handlers.ClinicianAction(patient_id, principal.subject, body.reason_code), uow
             )
-            return await taper_view(uow, taper, runtime.clock.now())
+            out = await taper_view(uow, taper, runtime.clock.now())
+            await idem.record(uow, out)
+        return out
 
     router.add_api_route(
         f"/patients/{{patient_id}}/taper/{action}",
@@ -396,8 +400,13 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
 
     @asynccontextmanager
     async def clinician_write(
-        principal: Principal, patient_id: uuid.UUID, request: Request, resource: str
+        principal: Principal,
+        patient_id: uuid.UUID,
+        request: Request,
+        resource: str,
+        idem: IdempotentRequest,
     ) -> AsyncIterator[UnitOfWork]:
+        """Authorize, take the Idempotency-Key (a retry is answered from there), commit."""
         async with runtime.uow() as uow:
             await authorize_patient_access(
                 uow,
@@ -408,6 +417,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                 request=request,
                 roles=(Role.CLINICIAN,),
             )
+            await idem.claim(uow)
             try:
                 yield uow
             except handlers.RuleRefused as exc:
@@ -421,9 +431,13 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         summary="Start a patient's taper (clinician)",
     )
     async def start(
-        patient_id: uuid.UUID, body: StartTaperIn, principal: CurrentPrincipal, request: Request
+        patient_id: uuid.UUID,
+        body: StartTaperIn,
+        principal: CurrentPrincipal,
+        request: Request,
+        idem: Idempotent,
     ) -> TaperOut:
-        async with clinician_write(principal, patient_id, request, "taper") as uow:
+        async with clinician_write(principal, patient_id, request, "taper", idem) as uow:
             taper = await handlers.start_taper(
                 handlers.StartTaper(
                     patient_id=patient_id,
@@ -437,7 +451,9 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                 ),
                 uow,
             )
-            return await taper_view(uow, taper, runtime.clock.now())
+            out = await taper_view(uow, taper, runtime.clock.now())
+            await idem.record(uow, out, status.HTTP_201_CREATED)
+        return out
 
     @router.post(
         "/patients/{patient_id}/dose-reductions",
@@ -450,8 +466,9 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         body: DoseReductionIn,
         principal: CurrentPrincipal,
         request: Request,
+        idem: Idempotent,
     ) -> DoseStepOut:
-        async with clinician_write(principal, patient_id, request, "dose_step") as uow:
+        async with clinician_write(principal, patient_id, request, "dose_step", idem) as uow:
             step = await handlers.schedule_reduction(
                 handlers.ScheduleReduction(
                     patient_id=patient_id,
@@ -464,7 +481,9 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                 ),
                 uow,
             )
-        return DoseStepOut.of(step)
+            out = DoseStepOut.of(step)
+            await idem.record(uow, out, status.HTTP_201_CREATED)
+        return out
 
     for action, use_case, summary in _CLINICIAN_ACTIONS:
         _add_clinician_action(router, clinician_write, runtime, action, use_case, summary)
@@ -479,6 +498,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         body: ClinicianActionIn,
         principal: CurrentPrincipal,
         request: Request,
+        idem: Idempotent,
     ) -> TaperOut:
         async with runtime.uow() as uow:
             await authorize_patient_access(
@@ -490,12 +510,14 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                 request=request,
                 roles=(Role.PATIENT,),
             )
+            await idem.claim(uow)
             taper = await handlers.request_hold(
                 handlers.PatientHoldRequest(patient_id, principal.subject, body.reason_code), uow
             )
-            view = await taper_view(uow, taper, runtime.clock.now())
+            out = await taper_view(uow, taper, runtime.clock.now())
+            await idem.record(uow, out)
             await uow.commit()
-        return view
+        return out
 
     @router.get(
         "/patients/{patient_id}/taper",

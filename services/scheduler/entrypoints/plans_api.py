@@ -32,9 +32,12 @@ from services.chassis.auth import (
 )
 from services.chassis.dates import PlausibleAwareDatetime, PlausibleDate
 from services.chassis.decimals import DecimalStr, canonical_json
+from services.chassis.idempotency import Idempotent, IdempotentRequest
 from services.chassis.openapi import FHIR_RESOURCE, SVG_BODY, name_operations, stored_examples
 from services.chassis.pagination import SINCE_DOC, UNTIL_DOC, PageQuery, link_next, paginated
+from services.chassis.preconditions import IfMatch, check_if_match, conditional, etag, with_etag
 from services.chassis.runtime import ServiceRuntime
+from services.chassis.uow import UnitOfWork
 from services.scheduler.adapters.chart import plan_to_svg
 from services.scheduler.adapters.fhir import medication_request_status, plan_to_fhir
 from services.scheduler.adapters.stored_plan import record_to_plan
@@ -660,6 +663,22 @@ OPERATION_IDS = {
 }
 
 
+async def _written(
+    uow: UnitOfWork,
+    idem: IdempotentRequest,
+    record: plan_cases.PlanRecord,
+    response: Response,
+    status_code: int = status.HTTP_200_OK,
+) -> PlanRecordOut:
+    """The written plan's answer with its new ETag, stored with the Idempotency-Key; commits."""
+    out = PlanRecordOut.of(record)
+    headers = {"ETag": etag(record.row["version"])}
+    await idem.record(uow, out, status_code, headers)
+    await uow.commit()
+    response.headers.update(headers)
+    return out
+
+
 def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     router = APIRouter(tags=["plans"])
 
@@ -687,12 +706,19 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         status_code=status.HTTP_201_CREATED,
         response_model=PlanRecordOut,
         summary="Plan and store a DRAFT (clinician): nothing is scheduled before approval",
+        responses=with_etag(code=201),
     )
     async def create(
-        patient_id: uuid.UUID, body: PlanPreviewIn, principal: CurrentPrincipal, request: Request
+        patient_id: uuid.UUID,
+        body: PlanPreviewIn,
+        principal: CurrentPrincipal,
+        request: Request,
+        response: Response,
+        idem: Idempotent,
     ) -> PlanRecordOut:
         async with runtime.uow() as uow:
             await _authorize(uow, principal, patient_id, request, write=True)
+            await idem.claim(uow)
             result = _plan(runtime, body)
             record = await plan_cases.create_plan(
                 plan_cases.CreatePlan(
@@ -703,13 +729,14 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                 ),
                 uow,
             )
-            await uow.commit()
-        return PlanRecordOut.of(record)
+            out = await _written(uow, idem, record, response, status.HTTP_201_CREATED)
+        return out
 
     @router.post(
         "/patients/{patient_id}/plans/{plan_id}/approve",
         response_model=PlanRecordOut,
         summary="Approve a draft (clinician): the plan becomes active, its first step is armed",
+        responses=conditional(),
     )
     async def approve(
         patient_id: uuid.UUID,
@@ -717,9 +744,12 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         body: ApprovePlanIn,
         principal: CurrentPrincipal,
         request: Request,
+        response: Response,
+        idem: Idempotent,
+        if_match: IfMatch = None,
     ) -> PlanRecordOut:
         async with runtime.uow() as uow:
-            await _authorize(uow, principal, patient_id, request, write=True)
+            await _conditional_write(uow, principal, patient_id, plan_id, request, idem, if_match)
             try:
                 record = await plan_cases.approve_plan(
                     plan_cases.ApprovePlan(
@@ -733,14 +763,15 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                     status.HTTP_422_UNPROCESSABLE_CONTENT,
                     detail=[{"loc": ["plan", exc.field], "msg": exc.problem, "type": "plan"}],
                 ) from None
-            await uow.commit()
-        return PlanRecordOut.of(record)
+            out = await _written(uow, idem, record, response)
+        return out
 
     @router.post(
         "/patients/{patient_id}/plans/{plan_id}/adjust",
         response_model=PlanRecordOut,
         summary="Re-plan the rest of an active plan from today's dose (clinician): slower, new "
         "products on file, another maintenance target",
+        responses=conditional(),
     )
     async def adjust(
         patient_id: uuid.UUID,
@@ -748,9 +779,12 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         body: AdjustPlanIn,
         principal: CurrentPrincipal,
         request: Request,
+        response: Response,
+        idem: Idempotent,
+        if_match: IfMatch = None,
     ) -> PlanRecordOut:
         async with runtime.uow() as uow:
-            await _authorize(uow, principal, patient_id, request, write=True)
+            await _conditional_write(uow, principal, patient_id, plan_id, request, idem, if_match)
             try:
                 record = await plan_cases.adjust_plan(
                     plan_cases.AdjustPlan(
@@ -772,13 +806,14 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                     status.HTTP_422_UNPROCESSABLE_CONTENT,
                     detail=[{"loc": loc, "msg": exc.problem, "type": "planning"}],
                 ) from None
-            await uow.commit()
-        return PlanRecordOut.of(record)
+            out = await _written(uow, idem, record, response)
+        return out
 
     @router.post(
         "/patients/{patient_id}/plans/{plan_id}/cancel",
         response_model=PlanRecordOut,
         summary="Discard a draft (clinician); an active plan is adjusted or ended instead",
+        responses=conditional(),
     )
     async def cancel(
         patient_id: uuid.UUID,
@@ -786,33 +821,38 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         body: CancelPlanIn,
         principal: CurrentPrincipal,
         request: Request,
+        response: Response,
+        idem: Idempotent,
+        if_match: IfMatch = None,
     ) -> PlanRecordOut:
         async with runtime.uow() as uow:
-            await _authorize(uow, principal, patient_id, request, write=True)
+            await _conditional_write(uow, principal, patient_id, plan_id, request, idem, if_match)
             record = await plan_cases.cancel_plan(
                 plan_cases.CancelPlan(patient_id, plan_id, principal.subject, body.reason_code),
                 uow,
             )
-            await uow.commit()
-        return PlanRecordOut.of(record)
+            out = await _written(uow, idem, record, response)
+        return out
 
     @router.get(
         "/patients/{patient_id}/plans/{plan_id}",
         response_model=PlanRecordOut,
         summary="A plan with its full schedule (the patient, or a clinician on their panel)",
-        responses=_RENDERED,
+        responses=with_etag(_RENDERED),
     )
     async def read(
         patient_id: uuid.UUID,
         plan_id: uuid.UUID,
         principal: CurrentPrincipal,
         request: Request,
+        response: Response,
         fmt: Annotated[Literal["json", "fhir", "svg"], Query(alias="format")] = "json",
     ) -> Any:
         async with runtime.uow() as uow:
             await _authorize(uow, principal, patient_id, request, write=False)
             record = await plan_cases.get_plan(uow, patient_id, plan_id)
         if fmt == "json":
+            response.headers["ETag"] = etag(record.row["version"])
             return PlanRecordOut.of(record)
         stored = record_to_plan(record.row, record.steps)  # without cancelled steps
         if fmt == "fhir":
@@ -825,6 +865,24 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                 media_type="application/fhir+json",
             )
         return Response(plan_to_svg(stored), media_type="image/svg+xml")
+
+    async def _conditional_write(
+        uow: UnitOfWork,
+        principal: Principal,
+        patient_id: uuid.UUID,
+        plan_id: uuid.UUID,
+        request: Request,
+        idem: IdempotentRequest,
+        if_match: str | None,
+    ) -> None:
+        """Authorize, take the Idempotency-Key (a retry replays before If-Match is looked at:
+        the plan moved on because of the first try), then lock the plan and check If-Match."""
+        await _authorize(uow, principal, patient_id, request, write=True)
+        await idem.claim(uow)
+        if if_match is not None:
+            version = await plan_cases.locked_version(uow, patient_id, plan_id)
+            if version is not None:  # else the use case answers 404
+                check_if_match(if_match, etag(version))
 
     @router.get(
         "/patients/{patient_id}/plans",

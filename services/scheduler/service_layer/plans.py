@@ -189,6 +189,16 @@ async def _insert_steps(
         previous = s.administrations
 
 
+async def locked_version(uow: UnitOfWork, patient_id: uuid.UUID, plan_id: uuid.UUID) -> int | None:
+    """The plan's version, its row locked until commit (PostgreSQL): the If-Match check and the
+    write that follows see the same version. None: no such plan (the write answers 404)."""
+    return await uow.session.scalar(
+        sa.select(plans.c.version)
+        .where(plans.c.id == plan_id, plans.c.patient_id == patient_id)
+        .with_for_update()
+    )
+
+
 async def get_plan(uow: UnitOfWork, patient_id: uuid.UUID, plan_id: uuid.UUID) -> PlanRecord:
     row = (
         (
