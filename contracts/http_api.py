@@ -11,13 +11,13 @@ a refreshed snapshot (``make openapi``), as for the events (contracts/snapshot.p
 from __future__ import annotations
 
 API_VERSIONS: dict[str, str] = {
-    "scheduler": "1.0.0",
-    "monitoring": "1.0.0",
-    "notifications": "1.0.0",
-    "group_matching": "1.0.0",
+    "scheduler": "1.1.0",
+    "monitoring": "1.1.0",
+    "notifications": "1.1.0",
+    "group_matching": "1.1.0",
 }
 #: the gateway's merged document (/api/openapi.json), what a frontend's generated client follows
-MERGED_API_VERSION = "1.0.0"
+MERGED_API_VERSION = "1.1.0"
 
 
 def api_version(service: str) -> str:

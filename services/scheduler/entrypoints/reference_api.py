@@ -7,13 +7,13 @@ tables the request validators and the planner read. Caching and who may read: ch
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Literal
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.chassis.auth import CurrentPrincipal
+from services.chassis.decimals import DecimalStr
 from services.chassis.openapi import name_operations
 from services.chassis.reference_data import CACHED, cached_reference
 from services.chassis.runtime import ServiceRuntime
@@ -25,21 +25,16 @@ from services.scheduler.domain.planning import (
 )
 
 
-def plain(value: Decimal) -> Decimal:
-    """``2.50`` -> ``2.5``, ``10`` stays ``10`` (``normalize`` alone would give ``1E+1``)."""
-    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
-
-
 class ProductOut(BaseModel):
     code: str = Field(description="The product code a plan's formulations lists.")
     kind: Literal["tablet", "liquid"] = Field(description="tablet (or capsule) or liquid.")
-    strength_mg: Decimal | None = Field(description="mg per tablet; null for a liquid.")
+    strength_mg: DecimalStr | None = Field(description="mg per tablet; null for a liquid.")
     scored: bool = Field(description="A scored tablet can be halved (never quartered).")
-    concentration_mg_per_ml: Decimal | None = Field(description="mg per mL; null for a tablet.")
-    increment_ml: Decimal | None = Field(
+    concentration_mg_per_ml: DecimalStr | None = Field(description="mg per mL; null for a tablet.")
+    increment_ml: DecimalStr | None = Field(
         description="The smallest volume its measuring device measures reliably; null for a tablet."
     )
-    units_mg: list[Decimal] = Field(
+    units_mg: list[DecimalStr] = Field(
         description="The amounts one piece (a tablet, half a scored one, one increment of a "
         "liquid) gives, largest first: a dose is makeable from this product when it is a sum "
         "of them."
@@ -48,7 +43,7 @@ class ProductOut(BaseModel):
 
 class EquivalenceOut(BaseModel):
     column: str = Field(description="The published source (equivalence_column of a plan).")
-    mg_equal_to_10mg_diazepam: Decimal | None = Field(
+    mg_equal_to_10mg_diazepam: DecimalStr | None = Field(
         description="mg of the drug about equal to 10 mg diazepam; null: the source gives none."
     )
 
@@ -59,11 +54,11 @@ class DrugOut(BaseModel):
         description="Its half-life class (what a new taper's half_life_class must say)."
     )
     equivalence: list[EquivalenceOut] = Field(description="Its diazepam equivalence per source.")
-    max_daily_mg: Decimal | None = Field(
+    max_daily_mg: DecimalStr | None = Field(
         description="A plausible maximum daily dose: a plan above it needs a clinician's "
         "confirmation (dose_above_maximum_reason_code); null: none on file."
     )
-    published_range_mg: list[Decimal] | None = Field(
+    published_range_mg: list[DecimalStr] | None = Field(
         description="[low, high]: the published mg equal to 10 mg diazepam across sources "
         "(an equivalence override far outside it needs a confirmation); null: none on file."
     )
@@ -128,7 +123,7 @@ def _product(f: Formulation) -> ProductOut:
         scored=f.scored,
         concentration_mg_per_ml=f.concentration_mg_per_ml,
         increment_ml=f.increment_ml,
-        units_mg=sorted({plain(u) for u in f.units_mg}, reverse=True),
+        units_mg=sorted(set(f.units_mg), reverse=True),
     )
 
 
