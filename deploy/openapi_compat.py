@@ -27,6 +27,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 OASDIFF_IN_TREE = ROOT / "var" / "tools" / "bin" / "oasdiff"
+#: rules whose oasdiff default level we raise to a break. A response field with a default is
+#: "optional" in the documents but always sent, so a client reads it: removing it breaks that
+#: client, which oasdiff by default reports only as INFO (response-optional-property-removed).
+SEVERITY_LEVELS = ROOT / "contracts" / "openapi" / "oasdiff-severity.txt"
 RECORD_NAME = "breaking.json"
 #: oasdiff's levels (its JSON "level"): 3 ERR, 2 WARN, 1 INFO
 BREAKING_LEVELS = {3, 2}
@@ -86,7 +90,16 @@ def breaking_changes(base: Path, revision: dict[str, Any]) -> list[Change]:
         new = Path(tmp) / "revision.json"
         new.write_text(json.dumps(revision))
         done = subprocess.run(
-            [find_oasdiff(), "breaking", str(base), str(new), "--format", "json"],
+            [
+                find_oasdiff(),
+                "breaking",
+                str(base),
+                str(new),
+                "--severity-levels",
+                str(SEVERITY_LEVELS),
+                "--format",
+                "json",
+            ],
             capture_output=True,
             text=True,
             timeout=120,

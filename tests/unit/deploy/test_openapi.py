@@ -177,6 +177,23 @@ def test_a_removed_response_field_is_caught(snapshots: Path) -> None:
     assert all(field in b for b in breaks), (field, breaks)
 
 
+def test_a_removed_optional_response_field_is_caught(snapshots: Path) -> None:
+    """A response field with a default is optional in the document but always sent: a client
+    reads it, so its removal is a break (oasdiff calls it INFO unless told otherwise)."""
+    doc = current()["scheduler"]
+    name, field = next(
+        (n, f)
+        for n, s in doc["components"]["schemas"].items()
+        if n.endswith("Out")
+        for f in s.get("properties", {})
+        if f not in s.get("required", [])
+    )
+    del doc["components"]["schemas"][name]["properties"][field]
+    breaks = _breaks(openapi_compat.problems(_scheduler_only(doc), snapshots))
+    assert breaks and all("response-optional-property-removed" in b for b in breaks), breaks
+    assert all(field in b for b in breaks), (field, breaks)
+
+
 def test_a_removed_operation_is_caught(snapshots: Path) -> None:
     doc = current()["scheduler"]
     path = next(p for p in doc["paths"] if "{patient_id}" in p)
