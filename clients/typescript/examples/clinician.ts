@@ -1,7 +1,16 @@
 // A clinician's flow, as a clinician console calls it: list the panel's open escalations (every page),
 // acknowledge one, resolve its episode keeping the taper held, then resume the taper after review.
 // `make client` type-checks it (tsc) and runs it against a scripted gateway (test/flows.test.ts).
-import { ApiError, nextCursor, unwrap, type Schema, type TaperClient } from "../src/index.js";
+import {
+  ApiError,
+  nextCursor,
+  streamEvents,
+  unwrap,
+  type FeedEvent,
+  type Schema,
+  type StreamOptions,
+  type TaperClient,
+} from "../src/index.js";
 
 type Escalation = Schema<"EscalationOut">;
 
@@ -68,4 +77,17 @@ export async function clinicianFlow(client: TaperClient): Promise<string> {
     `${open.length} open; acknowledged ${ack.escalation_id} (${ack.status}), ` +
     `episode ${episode.status}, taper held: ${taper.held}`
   );
+}
+
+/**
+ * The console's live view: new, rising, acknowledged and resolved escalations of my panel as they
+ * happen (server-sent events), instead of polling listEscalations. Stops when `signal` aborts.
+ */
+export async function watchPanel(
+  options: StreamOptions,
+  onEscalation: (event: FeedEvent) => void,
+): Promise<void> {
+  for await (const event of streamEvents("/api/notifications/clinicians/me/events", options)) {
+    if (event.type.startsWith("escalation.")) onEscalation(event);
+  }
 }

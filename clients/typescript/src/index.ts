@@ -83,3 +83,5 @@ export async function unwrap<T>(
   }
   return data;
 }
+
+export { parseEventStream, streamEvents, type FeedEvent, type FeedPath, type SseMessage, type StreamOptions } from "./events.js";
