@@ -42,13 +42,17 @@ RED_ROTA = ["dr-ada", "dr-bo"]
 
 
 class Stack:
-    def __init__(
-        self, runtime: ServiceRuntime, clock: FrozenClock, settings: NotificationsSettings
-    ) -> None:
+    def __init__(self, runtime: ServiceRuntime, clock: FrozenClock) -> None:
         self.runtime = runtime
-        self.settings = settings  # typed: runtime.settings is the chassis' ServiceSettings
         self.clock = clock
         self.channels: dict[ChannelKind, RecordingChannel] = {}
+
+    @property
+    def settings(self) -> NotificationsSettings:
+        """``runtime.settings`` as notifications' own (the runtime types it as the chassis')."""
+        settings = self.runtime.settings
+        assert isinstance(settings, NotificationsSettings)
+        return settings
 
     @property
     def sms(self) -> RecordingChannel:
@@ -109,7 +113,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     channels = {kind: RecordingChannel(kind) for kind in ChannelKind}
     runtime = bootstrap(settings, clock=clock, channels=channels)
     await upgrade_to_head(runtime.engine, "notifications")
-    s = Stack(runtime, clock, settings)
+    s = Stack(runtime, clock)
     s.channels = channels
     yield s
     await runtime.engine.dispose()
