@@ -14,8 +14,13 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession  # re-export
 
 # An auto-incrementing 64-bit key; SQLite only auto-increments a plain INTEGER PRIMARY KEY.
@@ -169,8 +174,14 @@ def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def is_postgres(engine: AsyncEngine) -> bool:
-    return engine.dialect.name == "postgresql"
+def is_postgres(bind: AsyncEngine | AsyncConnection | Engine | Connection) -> bool:
+    """Whether ``bind`` (an engine or connection, e.g. ``session.bind``) talks to PostgreSQL.
+
+    The one test for PostgreSQL-only SQL (row and advisory locks, ``SKIP LOCKED``, its ``INSERT
+    ... ON CONFLICT``): SQLite, the local stack's database, has one writer at a time and needs
+    none of the locks.
+    """
+    return bind.dialect.name == "postgresql"
 
 
 # The database itself refuses to change or remove an audit row, whatever the code (or a person at

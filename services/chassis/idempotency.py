@@ -42,6 +42,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.chassis.auth import CurrentPrincipal
+from services.chassis.db import is_postgres
 from services.chassis.uow import UnitOfWork
 
 HEADER = "Idempotency-Key"
@@ -129,9 +130,7 @@ class IdempotentRequest:
         if self.key is None:
             return
         table = uow.table(TABLE)
-        insert = (
-            postgresql.insert if uow.session.bind.dialect.name == "postgresql" else sqlite.insert
-        )
+        insert = postgresql.insert if is_postgres(uow.session.bind) else sqlite.insert
         claimed = await uow.session.scalar(
             insert(table)
             .values(

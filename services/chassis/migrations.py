@@ -24,6 +24,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from services.chassis.db import is_postgres
+
 SERVICES_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -90,7 +92,7 @@ def run_env(target_metadata: sa.MetaData) -> None:
         compare_type=True,
     )
     with context.begin_transaction():
-        if connection.dialect.name == "postgresql":
+        if is_postgres(connection):
             service = context.config.get_main_option("service") or "service"
             key = zlib.crc32(f"migrate:{service}".encode())
             connection.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})

@@ -20,6 +20,7 @@ from opentelemetry.trace import SpanKind, TracerProvider
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.chassis.clock import Clock
+from services.chassis.db import is_postgres
 from services.chassis.metrics import NO_METRICS, ServiceMetrics
 from services.chassis.telemetry import context_from_headers, current_trace_headers
 from services.chassis.worker import PollingWorker
@@ -56,7 +57,7 @@ class OutboxRelay(PollingWorker):
     async def publish_pending(self) -> int:
         """Publish one batch of pending rows; returns how many were published."""
         async with self._sessions() as session, session.begin():
-            if session.bind.dialect.name == "postgresql":
+            if is_postgres(session.bind):
                 got = await session.scalar(
                     sa.select(sa.func.pg_try_advisory_xact_lock(self._lock_key))
                 )
@@ -68,7 +69,7 @@ class OutboxRelay(PollingWorker):
                 .order_by(self._outbox.c.seq)
                 .limit(self._batch_size)
             )
-            if session.bind.dialect.name == "postgresql":
+            if is_postgres(session.bind):
                 query = query.with_for_update(skip_locked=True)
             rows = (await session.execute(query)).mappings().all()
             if not rows:

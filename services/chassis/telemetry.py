@@ -259,8 +259,3 @@ def context_from_headers(headers: Mapping[str, Any]) -> Context:
         if k in TRACE_HEADERS
     }
     return propagate.extract(carrier)
-
-
-def current_trace_id() -> str | None:
-    ctx = trace.get_current_span().get_span_context()
-    return format(ctx.trace_id, "032x") if ctx.is_valid else None

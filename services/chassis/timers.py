@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from opentelemetry.trace import TracerProvider
 
 from services.chassis.clock import wall_span
+from services.chassis.db import is_postgres
 from services.chassis.errors import PermanentError, safe_reason
 from services.chassis.metrics import NO_METRICS, ServiceMetrics
 from services.chassis.outage import is_outage
@@ -107,7 +108,7 @@ class TimerPoller(PollingWorker):
         that many timers run at once, so one slow handler — a provider holding an HTTP request —
         does not hold up every other timer of the service.
         """
-        workers = self._concurrency if self._uow_factory.dialect == "postgresql" else 1
+        workers = self._concurrency if self._uow_factory.is_postgres else 1
         if workers > 1:
             # Only as many workers as there are timers due: a wake-up with one timer due must
             # not open eight claim transactions that find nothing (the notifications benchmark
@@ -154,7 +155,7 @@ class TimerPoller(PollingWorker):
             query = (
                 sa.select(timers).where(*self._due(timers, now)).order_by(timers.c.due_at).limit(1)
             )
-            if uow.session.bind.dialect.name == "postgresql":
+            if is_postgres(uow.session.bind):
                 query = query.with_for_update(skip_locked=True)
             row = (await uow.session.execute(query)).mappings().first()
             if row is None:

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts import Event, topic_for
 from services.chassis.clock import Clock
+from services.chassis.db import is_postgres
 from services.chassis.telemetry import current_trace_headers
 
 
@@ -112,8 +113,7 @@ class UnitOfWork:
             "trace_headers": current_trace_headers(),
             "attempts": 0,
         }
-        dialect = self.session.bind.dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        insert = postgresql.insert if is_postgres(self.session.bind) else sqlite.insert
         stmt = (
             insert(timers).values(**values).on_conflict_do_nothing(index_elements=["kind", "key"])
         )
@@ -171,9 +171,9 @@ class UnitOfWorkFactory:
         self.after_commit: Callable[[CommitEffects], None] | None = None
 
     @property
-    def dialect(self) -> str:
+    def is_postgres(self) -> bool:
         bind = self.session_factory.kw.get("bind")
-        return bind.dialect.name if bind is not None else "unknown"
+        return bind is not None and is_postgres(bind)
 
     def __call__(self) -> UnitOfWork:
         return UnitOfWork(self.session_factory, self.clock, self.tables, self.after_commit)

@@ -73,8 +73,10 @@ def should_move(
     return now - current_since >= settle
 
 
-def blocked_by_red(open_red_episodes: int, overridden: bool) -> bool:
-    return open_red_episodes > 0 and not overridden
+def blocked_by_red(red_open: bool, overridden: bool) -> bool:
+    """Whether an open RED episode keeps the patient out of matching: until it is resolved or a
+    clinician overrides the hold (the matching run and the placement view both ask this)."""
+    return red_open and not overridden
 
 
 def utc_offset_minutes(timezone: str, at: datetime) -> int:

@@ -294,7 +294,9 @@ async def run_matching(
     moved_out = await _move_settled_members(uow, rows, config, rules, now)
     blocked = await _red_blocked(uow)
     held_back = frozenset(
-        r["patient_id"] for r in rows if r["patient_id"] in blocked and r["override_red_by"] is None
+        r["patient_id"]
+        for r in rows
+        if placement.blocked_by_red(r["patient_id"] in blocked, r["override_red_by"] is not None)
     )
     candidates: list[matching.Candidate] = []
     for r in rows:
@@ -669,7 +671,9 @@ async def placement_of(uow: UnitOfWork, patient_id: uuid.UUID) -> dict[str, Any]
     out: dict[str, Any] = {
         "status": me["status"],
         "waiting_since": me["waiting_since"],
-        "held_back_by_open_red": bool(red_open) and me["override_red_by"] is None,
+        "held_back_by_open_red": placement.blocked_by_red(
+            bool(red_open), me["override_red_by"] is not None
+        ),
         "red_override": me["override_red_by"] is not None,
         "cohort_size": None,
         "next_session": None,

@@ -38,7 +38,7 @@ from types import MappingProxyType
 from typing import Any
 
 from services.monitoring.domain.model import InvalidReport, Score
-from services.monitoring.domain.reference import Band, CiwaBDefinition, _load
+from services.monitoring.domain.reference import Band, _load
 
 UNBANDED = "unbanded"
 NOT_SCORED = "not_scored"
@@ -238,22 +238,6 @@ def parse_definition(
     )
     _check_bands(defn)
     return defn
-
-
-def from_ciwa_b(legacy: CiwaBDefinition) -> InstrumentDefinition:
-    """The catalogue form of a ``reference.CiwaBDefinition`` (for ``model.score_ciwa_b``)."""
-    return InstrumentDefinition(
-        code="ciwa-b",
-        version=legacy.version,
-        source=legacy.source,
-        items=tuple(
-            ItemSpec(item, legacy.item_min, legacy.item_max)
-            for item in legacy.patient_items + legacy.clinician_items
-        ),
-        observed_items=legacy.clinician_items,
-        bands=legacy.bands,
-        orientation_gate=True,
-    )
 
 
 def _item(instrument: str, raw: Mapping[str, Any]) -> ItemSpec:

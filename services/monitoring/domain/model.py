@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from services.monitoring.domain.reference import CiwaBDefinition
-
 
 class Severity(StrEnum):
     RED = "RED"
@@ -38,11 +36,3 @@ class Score:
     total: int
     band: str
     scored: bool = True  # False when the orientation gate failed: not scored, escalated
-
-
-def score_ciwa_b(definition: CiwaBDefinition, answers: dict[str, int], *, oriented: bool) -> Score:
-    """CIWA-B scoring, kept for existing callers; the rules live in ``instruments.score``."""
-    # Imported here: ``instruments`` imports this module for ``Score`` and ``InvalidReport``.
-    from services.monitoring.domain import instruments
-
-    return instruments.score(instruments.from_ciwa_b(definition), answers, oriented=oriented)

@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from contracts import EscalationResolved, PageAcknowledged, ThresholdExceeded
+from services.chassis.db import is_postgres
 from services.chassis.errors import Conflict, NotFound
 from services.chassis.timers import DueTimer, TimerHandler
 from services.chassis.uow import UnitOfWork
@@ -541,7 +542,7 @@ async def _locked(uow: UnitOfWork, where: sa.ColumnElement[bool]) -> list[sa.Row
     touches timer rows of an existing step.
     """
     query = sa.select(escalations).where(where)
-    if uow.session.bind.dialect.name == "postgresql":
+    if is_postgres(uow.session.bind):
         query = query.with_for_update()
     return list((await uow.session.execute(query)).mappings())
 

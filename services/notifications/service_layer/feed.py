@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from services.chassis.db import is_postgres
 from services.chassis.uow import UnitOfWork
 from services.notifications.adapters.orm import event_feed, pages
 
@@ -66,7 +67,7 @@ async def announce(
     known = CLINICIAN_TYPES if audience == "clinician" else PATIENT_TYPES
     if event_type not in known:
         raise ValueError(f"unknown {audience} feed event {event_type}")
-    if uow.session.bind.dialect.name == "postgresql":
+    if is_postgres(uow.session.bind):
         await uow.session.execute(sa.select(sa.func.pg_advisory_xact_lock(_LOCK_KEY)))
     await uow.session.execute(
         sa.insert(event_feed).values(

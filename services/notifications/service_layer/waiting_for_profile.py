@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from contracts import Event
+from services.chassis.db import is_postgres
 from services.chassis.uow import UnitOfWork
 from services.notifications.adapters.orm import parked_patient_events
 from services.notifications.domain.messages import Kind
@@ -89,7 +90,7 @@ async def parked(uow: UnitOfWork, patient_id: uuid.UUID) -> list[sa.RowMapping]:
         .where(table.c.patient_id == patient_id, table.c.status == PARKED)
         .order_by(table.c.occurred_at, table.c.parked_at, table.c.id)
     )
-    if uow.session.bind.dialect.name == "postgresql":
+    if is_postgres(uow.session.bind):
         # Two releases at once (a save and a re-check): the second waits, then finds them done.
         query = query.with_for_update()
     return list((await uow.session.execute(query)).mappings())

@@ -10,7 +10,7 @@
   ``DoseReduced``, and ``TaperCompleted`` at zero), then arms the NEXT step's timer in the same
   transaction. A held taper blocks the due step and the chain stops there; a clinician's resume
   moves the blocked and later steps by the length of the hold and arms the blocked step again
-  (``handlers._rearm_plan_after_resume``).
+  (``resume_taper`` below).
 * Firing a timer again changes nothing: only a ``scheduled`` plan step is emitted.
 * A crossover plan's stages are taper steps too (``model.ChangeKind.CROSSOVER``): the taper holds
   the whole day's doses and the equivalence the plan used, so the rate bound compares

@@ -181,12 +181,18 @@ async def test_an_open_red_episode_blocks_placement_until_resolved_or_overridden
     await stack.handle(red)
     await stack.run()
     assert await stack.events(CohortAssigned) == []  # five others are below the minimum
+    ada = stack.auth(Role.CLINICIAN, "dr-ada", panel=[patients[0]])
+    placement_url = f"/api/group-matching/patients/{patients[0]}/placement"
+    held = (await stack.client.get(placement_url, headers=ada)).json()
+    assert (held["held_back_by_open_red"], held["red_override"]) == (True, False)
     override = await stack.client.post(
         f"/api/group-matching/patients/{patients[0]}/placement-override",
         json={"reason_code": "stable_on_review"},
-        headers=stack.auth(Role.CLINICIAN, "dr-ada", panel=[patients[0]]),
+        headers=ada,
     )
     assert override.status_code == 204
+    cleared = (await stack.client.get(placement_url, headers=ada)).json()
+    assert (cleared["held_back_by_open_red"], cleared["red_override"]) == (False, True)
     stranger = await stack.client.post(
         f"/api/group-matching/patients/{patients[1]}/placement-override",
         json={"reason_code": "stable_on_review"},

@@ -17,7 +17,7 @@ from services.monitoring.domain.instruments import (
     parse_definition,
     score,
 )
-from services.monitoring.domain.model import InvalidReport, score_ciwa_b
+from services.monitoring.domain.model import InvalidReport
 from services.monitoring.domain.reference import _load, ciwa_b_v1
 
 CIWA = definition("ciwa-b", "1")
@@ -324,27 +324,6 @@ def test_any_complete_in_range_report_scores_its_sum_inside_its_band(
         assert band.low <= result.total <= band.high
     else:
         assert result.band == "unbanded"
-
-
-@given(
-    values=st.lists(st.integers(-1, 5), min_size=20, max_size=20),
-    keep=st.lists(st.booleans(), min_size=20, max_size=20),
-    oriented=st.booleans(),
-)
-def test_legacy_score_ciwa_b_agrees_with_the_catalogue(
-    values: list[int], keep: list[bool], oriented: bool
-) -> None:
-    answers = {c: v for c, v, k in zip(CIWA.item_codes, values, keep, strict=True) if k}
-
-    def outcome(run: Any) -> object:
-        try:
-            return run()
-        except InvalidReport as error:
-            return (error.field, error.problem)
-
-    legacy = outcome(lambda: score_ciwa_b(ciwa_b_v1(), answers, oriented=oriented))
-    current = outcome(lambda: score(CIWA, answers, oriented=oriented))
-    assert legacy == current
 
 
 # --- data checks --------------------------------------------------------------------------------

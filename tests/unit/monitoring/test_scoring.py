@@ -1,17 +1,19 @@
-"""CIWA-B scoring through the legacy entry point (the rules are in test_rules.py)."""
+"""CIWA-B scoring through the scorer the service uses (``instruments.definition`` then
+``instruments.score``, as ``intake`` calls it); the rules are in test_rules.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from services.monitoring.domain.model import InvalidReport, score_ciwa_b
-from services.monitoring.domain.reference import ciwa_b_v1
+from services.monitoring.domain.instruments import definition, score
+from services.monitoring.domain.model import InvalidReport
 
-CIWA = ciwa_b_v1()
+CIWA = definition("ciwa-b", "1")
+PATIENT_ITEMS = tuple(c for c in CIWA.item_codes if c not in CIWA.observed_items)
 
 
 def answers(value: int = 0, **overrides: int) -> dict[str, int]:
-    return {**dict.fromkeys(CIWA.patient_items, value), **overrides}
+    return {**dict.fromkeys(PATIENT_ITEMS, value), **overrides}
 
 
 def test_reference_data_names_its_source() -> None:
@@ -27,16 +29,16 @@ def test_bands_follow_the_form(total: int, band: str) -> None:
 
 
 def test_self_report_without_observed_items_is_marked_modified() -> None:
-    score = score_ciwa_b(CIWA, answers(1), oriented=True)
-    assert score.method == "self-report-modified"
-    assert score.total == len(CIWA.patient_items)
+    result = score(CIWA, answers(1), oriented=True)
+    assert result.method == "self-report-modified"
+    assert result.total == len(PATIENT_ITEMS)
 
 
 def test_clinician_observed_items_count_when_all_present() -> None:
-    observed = dict.fromkeys(CIWA.clinician_items, 4)
-    score = score_ciwa_b(CIWA, {**answers(0), **observed}, oriented=True)
-    assert score.method == "clinician"
-    assert score.total == 4 * len(CIWA.clinician_items)
+    observed = dict.fromkeys(CIWA.observed_items, 4)
+    result = score(CIWA, {**answers(0), **observed}, oriented=True)
+    assert result.method == "clinician"
+    assert result.total == 4 * len(CIWA.observed_items)
 
 
 @pytest.mark.parametrize(
@@ -51,5 +53,5 @@ def test_clinician_observed_items_count_when_all_present() -> None:
 )
 def test_invalid_reports_name_the_item(given_answers: dict[str, int], field: str) -> None:
     with pytest.raises(InvalidReport) as caught:
-        score_ciwa_b(CIWA, given_answers, oriented=True)
+        score(CIWA, given_answers, oriented=True)
     assert caught.value.field == field

@@ -48,6 +48,13 @@ class Stack:
         self.channels: dict[ChannelKind, RecordingChannel] = {}
 
     @property
+    def settings(self) -> NotificationsSettings:
+        """``runtime.settings`` as notifications' own (the runtime types it as the chassis')."""
+        settings = self.runtime.settings
+        assert isinstance(settings, NotificationsSettings)
+        return settings
+
+    @property
     def sms(self) -> RecordingChannel:
         return self.channels[ChannelKind.SMS]
 
@@ -177,7 +184,7 @@ async def test_red_with_nothing_configured_pages_the_organisations_pager_at_once
     event = threshold("RED")
     await stack.deliver(event)
     [page] = stack.webhook.sent
-    assert page.address == stack.runtime.settings.page_routing_key
+    assert page.address == stack.settings.page_routing_key
     assert page.severity == "RED"
     assert page.details["episode_id"] == str(event.episode_id)
     assert page.details["reasons"] == ["red_flag:seizure"]
@@ -320,7 +327,7 @@ async def test_failed_deliveries_are_retried_with_backoff_and_visible_then_fall_
     # Every channel of the next level refuses: the organisation's pager gets that level.
     stack.sms.reject_next = 1
     await stack.advance(5)
-    assert [m.address for m in stack.webhook.sent] == [stack.runtime.settings.page_routing_key]
+    assert [m.address for m in stack.webhook.sent] == [stack.settings.page_routing_key]
     pages = {(p["level"], p["target"]): p["status"] for p in await stack.rows("pages")}
     assert pages == {
         (1, "dr-ada"): "delivered",
@@ -336,7 +343,7 @@ async def test_the_signed_link_acknowledges_for_its_clinician_and_expires(
     await stack.deliver(threshold("RED"))
     [page] = stack.sms.sent
     [(href, _)] = page.links
-    path = href.removeprefix(stack.runtime.settings.public_base_url)
+    path = href.removeprefix(stack.settings.public_base_url)
     assert path.startswith("/api/notifications/ack/")
     confirm = await client.get(path)  # a mail scanner fetching the link acknowledges nothing
     assert confirm.status_code == 200 and "<form method='post'" in confirm.text
