@@ -133,10 +133,7 @@ def within(
 
 
 def _kind(column: sa.ColumnElement[Any]) -> type:
-    sql_type = column.type
-    if isinstance(sql_type, sa.TypeDecorator):  # UtcDateTime: its impl knows the Python type
-        sql_type = sql_type.impl_instance
-    python_type = sql_type.python_type
+    python_type = column.type.python_type  # UtcDateTime names its own (services/chassis/db.py)
     for kind in (datetime, uuid.UUID, int, str):
         if issubclass(python_type, kind):
             return kind
