@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts import Event, topic_for
+from services.chassis.aggregate import RecordsEvents
 from services.chassis.clock import Clock
 from services.chassis.db import is_postgres
 from services.chassis.telemetry import current_trace_headers
@@ -45,11 +46,13 @@ class UnitOfWork:
         self._tables = tables
         self._after_commit = after_commit
         self._effects = CommitEffects()
+        self._seen: list[RecordsEvents] = []
         self.session: AsyncSession
 
     async def __aenter__(self) -> Self:
         self.session = self._session_factory()
         self._effects = CommitEffects()
+        self._seen = []
         return self
 
     async def __aexit__(
@@ -62,8 +65,21 @@ class UnitOfWork:
         await self.session.rollback()
         await self.session.close()
 
+    def track(self, aggregate: RecordsEvents) -> None:
+        """Publish ``aggregate``'s recorded events when this unit of work commits (repositories call it)."""
+        if not any(seen is aggregate for seen in self._seen):
+            self._seen.append(aggregate)
+
+    async def publish_recorded_events(self) -> None:
+        """Write every tracked aggregate's new events to the outbox, in recording order per aggregate."""
+        for aggregate in self._seen:
+            for event in aggregate.pull_events():
+                await self.publish(event)
+
     async def commit(self) -> None:
+        await self.publish_recorded_events()
         await self.session.commit()
+        self._seen = []
         effects, self._effects = self._effects, CommitEffects()
         if self._after_commit and (effects.published or effects.scheduled):
             self._after_commit(effects)  # wakes the relay and/or the timer poller
@@ -71,6 +87,7 @@ class UnitOfWork:
     async def rollback(self) -> None:
         await self.session.rollback()
         self._effects = CommitEffects()
+        self._seen = []
 
     def table(self, name: str) -> sa.Table:
         return self._tables.tables[name]

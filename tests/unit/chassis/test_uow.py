@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from services.chassis.aggregate import Aggregate
 from services.chassis.clock import FrozenClock
 from services.chassis.db import make_engine, make_session_factory
 from services.chassis.migrations import upgrade_to_head
@@ -89,3 +90,31 @@ async def test_audit_rows_record_who_did_what_to_whom(
     assert (row["actor"], row["action"], row["patient_id"], row["outcome"]) == (
         "c-1", "read", patient, "allowed",
     )  # fmt: skip
+
+
+async def _outbox_ids(factory: UnitOfWorkFactory) -> list[uuid.UUID]:
+    async with factory() as uow:
+        outbox = uow.table("outbox")
+        rows = await uow.session.execute(sa.select(outbox.c.event_id).order_by(outbox.c.seq))
+        return [row.event_id for row in rows]
+
+
+async def test_a_tracked_aggregates_events_reach_the_outbox_on_commit_only(
+    uows: tuple[UnitOfWorkFactory, list[CommitEffects]],
+) -> None:
+    factory, woken = uows
+    first, second = dose_reduced(), dose_reduced()
+
+    aggregate = Aggregate()
+    async with factory() as uow:
+        uow.track(aggregate)
+        aggregate.record(first)
+        await uow.rollback()  # a rolled-back unit of work forgets what it tracked
+        uow.track(aggregate)
+        uow.track(aggregate)  # tracking twice publishes once
+        aggregate.record(second)
+        await uow.commit()
+
+    assert await _outbox_ids(factory) == [first.event_id, second.event_id]
+    assert aggregate.events == []  # pulled: a second commit cannot publish them again
+    assert woken == [CommitEffects(published=True)]
