@@ -24,7 +24,7 @@ class Aggregate:
         self.events.append(event)
 
     def pull_events(self) -> list[Event]:
-        """The recorded events, oldest first; the aggregate forgets them (published at most once)."""
+        """The recorded events, oldest first; the aggregate forgets them (published once)."""
         events, self.events = self.events, []
         return events
 

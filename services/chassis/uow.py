@@ -66,12 +66,12 @@ class UnitOfWork:
         await self.session.close()
 
     def track(self, aggregate: RecordsEvents) -> None:
-        """Publish ``aggregate``'s recorded events when this unit of work commits (repositories call it)."""
+        """Publish ``aggregate``'s recorded events on commit (repositories call it)."""
         if not any(seen is aggregate for seen in self._seen):
             self._seen.append(aggregate)
 
     async def publish_recorded_events(self) -> None:
-        """Write every tracked aggregate's new events to the outbox, in recording order per aggregate."""
+        """Write each tracked aggregate's new events to the outbox, oldest first."""
         for aggregate in self._seen:
             for event in aggregate.pull_events():
                 await self.publish(event)
