@@ -18,7 +18,7 @@ from services.chassis.ops import DeadLetter, consumer_lag, read_dead_letters, re
 from services.chassis.runtime import ServiceRuntime, Subscription
 from services.chassis.uow import UnitOfWork
 from services.monitoring.adapters.orm import dose_history, metadata
-from services.monitoring.service_layer.handlers import record_dose_reduced
+from services.monitoring.service_layer.dose_changes import record_dose_reduced
 from services.monitoring.settings import MonitoringSettings
 from tests.helpers import dose_reduced, eventually
 

@@ -1,4 +1,4 @@
-"""A patient's scores on one instrument over time, with dose steps marked, as SVG (pure strings).
+"""A patient's ``Trend`` (domain/trend.py) drawn as SVG (pure strings), dose steps marked.
 
 Readable at a glance by a clinician and a patient: one line of totals (``class="score"``, each
 point a ``<circle>`` with a ``<title>`` giving date, total and band), the rule thresholds as
@@ -8,29 +8,13 @@ step as a dashed vertical line (``class="dose-step"``). No patient information i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from xml.sax.saxutils import escape, quoteattr
 
+from services.monitoring.domain.trend import Trend
+
 WIDTH, HEIGHT = 800, 400
 LEFT, RIGHT, TOP, BOTTOM = 60, 30, 50, 60
-
-
-@dataclass(frozen=True)
-class Point:
-    at: datetime
-    total: int
-    band: str
-    severity: str | None
-
-
-@dataclass(frozen=True)
-class Trend:
-    instrument: str
-    total_max: int
-    points: tuple[Point, ...]
-    dose_steps: tuple[date, ...]
-    thresholds: tuple[tuple[str, int], ...]  # ("AMBER", 21), ("RED", 41)
 
 
 def _text(x: float, y: float, body: str, **attrs: str) -> str:

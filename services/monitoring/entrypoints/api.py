@@ -31,7 +31,8 @@ from services.monitoring.entrypoints.fhir_views import (
     fhir_paginated,
     fhir_reports,
 )
-from services.monitoring.service_layer import handlers, report_rows
+from services.monitoring.service_layer import report_rows, reports
+from services.monitoring.service_layer.trends import trend
 
 RED_FLAGS = "seizure, delirium, hallucinations, self_harm_thoughts, fall_or_injury"
 Instrument = Literal["ciwa-b", "bwsq", "phq-9", "gad-7"]
@@ -240,8 +241,8 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                 request=request,
             )
             try:
-                result = await handlers.submit_report(
-                    handlers.SubmitReport(
+                result = await reports.submit_report(
+                    reports.SubmitReport(
                         patient_id=patient_id,
                         instrument=body.instrument,
                         instrument_version=body.instrument_version,
@@ -251,11 +252,11 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                         submitted_by=principal.subject,
                         idempotency_key=idempotency_key,
                         pulse_bpm=body.pulse_bpm,
-                        fingerprint=handlers.body_fingerprint(body.model_dump(mode="json")),
+                        fingerprint=reports.body_fingerprint(body.model_dump(mode="json")),
                     ),
                     uow,
                 )
-            except handlers.IdempotencyKeyReused as exc:
+            except reports.IdempotencyKeyReused as exc:
                 raise HTTPException(
                     status.HTTP_422_UNPROCESSABLE_CONTENT,
                     detail=[
@@ -348,7 +349,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                 resource="symptom_report",
                 request=request,
             )
-            found = await handlers.trend(uow, patient_id, instrument)
+            found = await trend(uow, patient_id, instrument)
         if fmt == "svg":
             return Response(trend_to_svg(found), media_type="image/svg+xml")
         return TrendOut(

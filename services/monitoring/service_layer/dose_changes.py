@@ -1,37 +1,44 @@
-"""The patient's dose history as monitoring keeps it: every dose change the scheduler announces.
+"""The dose changes the scheduler announces, consumed into monitoring's dose history.
 
-``DoseReduced`` is recorded by ``handlers.record_dose_reduced`` (which also schedules its
-check-ins); ``DoseRestored`` here. A restore is the clinician returning the patient to the dose
-before the last step because of withdrawal (clinical reference §2, "going back up"; the taper is
-held until resumed). It is an INCREASE, so it opens no "worsening after a cut" window of its own:
-the withdrawal rule keeps comparing with the last reduction, whose window the patient is still
-in (a symptom peak inside it is still that cut's withdrawal, and a restore must not reset the
-comparison to a report already taken during that withdrawal). It schedules no check-ins either:
-the cut's check-ins stay in place and the taper is held, so nothing new is being tapered.
+``DoseReduced``: the step is recorded (its withdrawal window shapes the rules) and the check-ins
+that follow it are scheduled. ``DoseRestored``: recorded and charted, no withdrawal window and no
+check-ins (the cut's check-ins stay in place and the taper is held: ``domain.dose_history``).
 """
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-
-from contracts import DoseRestored
+from contracts import DoseReduced, DoseRestored
 from services.chassis.uow import UnitOfWork
-from services.monitoring.adapters.orm import dose_history
+from services.monitoring.adapters.dose_history_repository import DoseHistoryRepository
+from services.monitoring.domain.dose_history import DoseChange, DoseStep
+from services.monitoring.service_layer import checkins
 
-REDUCTION = "reduction"
-RESTORE = "restore"
+
+async def record_dose_reduced(event: DoseReduced, uow: UnitOfWork) -> None:
+    """Remember each dose step and schedule the check-ins that follow it."""
+    await DoseHistoryRepository(uow).add(
+        DoseStep(
+            event_id=event.event_id,
+            patient_id=event.patient_id,
+            drug=event.drug,
+            daily_dose_mg=event.new_daily_dose_mg,
+            effective_on=event.effective_on,
+            half_life_class=event.half_life_class,
+        )
+    )
+    await checkins.schedule_checkins(event, uow)
 
 
 async def record_dose_restored(event: DoseRestored, uow: UnitOfWork) -> None:
     """Record the restored dose in the dose history (charted; no withdrawal window)."""
-    await uow.session.execute(
-        sa.insert(dose_history).values(
+    await DoseHistoryRepository(uow).add(
+        DoseStep(
             event_id=event.event_id,
             patient_id=event.patient_id,
             drug=event.drug,
-            new_daily_dose_mg=event.restored_daily_dose_mg,
+            daily_dose_mg=event.restored_daily_dose_mg,
             effective_on=event.effective_on,
             half_life_class=event.half_life_class,
-            change=RESTORE,
+            change=DoseChange.RESTORE,
         )
     )

@@ -7,20 +7,9 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-
-from services.chassis.pagination import PageParams, fetch_page, within
+from services.chassis.pagination import PageParams
 from services.chassis.uow import UnitOfWork
-from services.monitoring.adapters.orm import symptom_reports
-
-SUMMARY = (
-    symptom_reports.c.id,
-    symptom_reports.c.instrument,
-    symptom_reports.c.total_score,
-    symptom_reports.c.band,
-    symptom_reports.c.severity,
-    symptom_reports.c.reported_at,
-)
+from services.monitoring.adapters.report_repository import ReportRepository
 
 
 async def report_page(
@@ -33,8 +22,4 @@ async def report_page(
     until: datetime | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Newest first, reported in [since, until); the next page's cursor (None on the last)."""
-    r = symptom_reports.c
-    query = sa.select(symptom_reports) if full else sa.select(*SUMMARY)
-    query = query.where(r.patient_id == patient_id)
-    query = within(query, r.reported_at, since, until)
-    return await fetch_page(uow.session, query, (r.reported_at, r.id), page)
+    return await ReportRepository(uow).page(patient_id, page, full=full, since=since, until=until)

@@ -33,7 +33,7 @@ from services.chassis.runtime import ServiceRuntime, Subscription
 from services.chassis.telemetry import make_meter_provider
 from services.chassis.uow import UnitOfWork
 from services.monitoring.adapters.orm import dose_history, metadata
-from services.monitoring.service_layer.handlers import record_dose_reduced
+from services.monitoring.service_layer.dose_changes import record_dose_reduced
 from services.monitoring.settings import MonitoringSettings
 from tests.helpers import dose_reduced, eventually, produce_raw, read_topic
 

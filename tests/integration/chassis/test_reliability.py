@@ -154,7 +154,7 @@ async def test_a_database_outage_redelivers_the_message_in_order_instead_of_drop
     from services.chassis.runtime import Subscription
     from services.chassis.uow import UnitOfWork
     from services.monitoring.adapters.orm import metadata
-    from services.monitoring.service_layer.handlers import record_dose_reduced
+    from services.monitoring.service_layer.dose_changes import record_dose_reduced
 
     first = dose_reduced()
     second = dose_reduced(first.patient_id, step_number=2)
