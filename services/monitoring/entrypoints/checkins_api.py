@@ -13,7 +13,6 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -23,13 +22,12 @@ from services.chassis.pagination import (
     SINCE_DOC,
     UNTIL_DOC,
     PageQuery,
-    fetch_page,
     link_next,
     paginated,
 )
 from services.chassis.runtime import ServiceRuntime
-from services.monitoring.adapters.orm import checkins
 from services.monitoring.domain.checkins import CheckInStatus
+from services.monitoring.service_layer import checkins as service
 
 
 class CheckInOut(BaseModel):
@@ -96,15 +94,8 @@ def router(runtime: ServiceRuntime) -> APIRouter:
             await authorize_patient_access(
                 uow, principal, patient_id, action="read", resource="checkin", request=request
             )
-            query = sa.select(checkins).where(checkins.c.patient_id == patient_id)
-            if status is not None:
-                query = query.where(checkins.c.status == status.value)
-            if since is not None:
-                query = query.where(checkins.c.due_at >= since)
-            if until is not None:
-                query = query.where(checkins.c.due_at < until)
-            rows, next_cursor = await fetch_page(
-                uow.session, query, [checkins.c.due_at, checkins.c.id], page
+            rows, next_cursor = await service.checkin_page(
+                uow, patient_id, page, status=status, since=since, until=until
             )
         link_next(request, response, next_cursor)
         return [CheckInOut.model_validate(row) for row in rows]
