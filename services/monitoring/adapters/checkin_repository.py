@@ -1,8 +1,8 @@
 """Check-ins in the ``checkins`` table, loaded and saved as ``CheckIn`` aggregates.
 
-A save is guarded by the status the check-in had when it was read: a check-in a report or a
-timer changed in the meantime is left as the other wrote it (``save`` returns False), and only a
-check-in actually written is tracked, so its recorded ``CheckInDue`` reaches the outbox on commit.
+A save is guarded by the status the check-in had when it was read (``stored_status``): one a
+report or a timer changed in the meantime is left as the other wrote it (``save`` returns False),
+and only a check-in actually written is tracked, so its ``CheckInDue`` reaches the outbox.
 """
 
 from __future__ import annotations
@@ -25,11 +25,10 @@ _OPEN = (CheckInStatus.SCHEDULED.value, CheckInStatus.DUE.value)
 class CheckInRepository:
     def __init__(self, uow: UnitOfWork) -> None:
         self._uow = uow
-        self._read_as: dict[uuid.UUID, CheckInStatus] = {}
 
     async def add(self, checkin: CheckIn) -> None:
         await self._uow.session.execute(sa.insert(checkins).values(**_row(checkin)))
-        self._read_as[checkin.id] = checkin.status
+        checkin.stored_status = checkin.status
         self._uow.track(checkin)
 
     async def get(self, checkin_id: uuid.UUID) -> CheckIn | None:
@@ -68,14 +67,14 @@ class CheckInRepository:
         """Write the check-in unless its status changed since it was read; True if written."""
         result = await self._uow.session.execute(
             sa.update(checkins)
-            .where(checkins.c.id == checkin.id, checkins.c.status == self._read_as[checkin.id])
+            .where(checkins.c.id == checkin.id, checkins.c.status == checkin.stored_status)
             .values(
                 status=checkin.status.value, completed_by_report_id=checkin.completed_by_report_id
             )
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             return False
-        self._read_as[checkin.id] = checkin.status
+        checkin.stored_status = checkin.status
         self._uow.track(checkin)
         return True
 
@@ -100,10 +99,7 @@ class CheckInRepository:
 
     async def _where(self, *where: sa.ColumnElement[bool]) -> list[CheckIn]:
         rows = await self._uow.session.execute(sa.select(checkins).where(*where))
-        found = [_checkin(r) for r in rows.mappings()]
-        for checkin in found:
-            self._read_as[checkin.id] = checkin.status
-        return found
+        return [_checkin(r) for r in rows.mappings()]
 
 
 def _row(c: CheckIn) -> dict[str, Any]:
@@ -129,4 +125,5 @@ def _checkin(row: Any) -> CheckIn:
         instruments=tuple(row["instruments"]),
         status=CheckInStatus(row["status"]),
         completed_by_report_id=row["completed_by_report_id"],
+        stored_status=CheckInStatus(row["status"]),
     )

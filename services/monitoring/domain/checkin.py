@@ -55,6 +55,8 @@ class CheckIn:
     instruments: tuple[str, ...]  # a report of any of them completes it
     status: CheckInStatus = CheckInStatus.SCHEDULED
     completed_by_report_id: uuid.UUID | None = None
+    # The status it was stored with: a save is guarded by it, like an episode's ``version``.
+    stored_status: CheckInStatus | None = field(default=None, repr=False, compare=False)
     events: list[Event] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
