@@ -19,12 +19,7 @@ def fill_existing(km: KeyMatcher, groups: list[Group], where: list[int]) -> None
         return
     queues = _lookalike_queues(km, where)
     heads = [0] * len(queues)  # next free member of each type
-    heap = []
-    for h in existing:
-        for t, q in enumerate(queues):
-            s = km.sc(q[0], groups[h])
-            if s is not None:
-                heap.append((-s, h, t, 0))
+    heap = _first_offers(km, groups, existing, queues)
     heapq.heapify(heap)
 
     def offer_next(h: int, t: int) -> None:
@@ -49,6 +44,19 @@ def fill_existing(km: KeyMatcher, groups: list[Group], where: list[int]) -> None
         heads[t] += 1
         if heads[t] < len(q) and len(g.members) < g.cap:
             offer_next(h, t)
+
+
+def _first_offers(
+    km: KeyMatcher, groups: list[Group], existing: list[int], queues: list[list[int]]
+) -> list[tuple[float, int, int, int]]:
+    """Each existing cohort with room paired with each type's longest-waiting member."""
+    heap = []
+    for h in existing:
+        for t, q in enumerate(queues):
+            s = km.sc(q[0], groups[h])
+            if s is not None:
+                heap.append((-s, h, t, 0))
+    return heap
 
 
 def _lookalike_queues(km: KeyMatcher, where: list[int]) -> list[list[int]]:

@@ -77,17 +77,7 @@ def swap(km: KeyMatcher, groups: list[Group], where: list[int], cur: list[float]
             s_ih = km.sc(i, g)
             if s_ih is None:
                 continue
-            best_gain, best_j, best_sj = EPS, -1, 0.0
-            for j in g.members:
-                if a >= 0:
-                    s_ja = km.sc(j, groups[a])
-                    if s_ja is None:
-                        continue
-                else:
-                    s_ja = 0.0
-                gain = s_ih + s_ja - cur[i] - cur[j]
-                if gain > best_gain:
-                    best_gain, best_j, best_sj = gain, j, s_ja
+            best_j, best_sj = _swap_partner(km, i, a, g, s_ih, groups, cur)
             if best_j >= 0:
                 j = best_j
                 g.members[g.members.index(j)] = i
@@ -100,6 +90,31 @@ def swap(km: KeyMatcher, groups: list[Group], where: list[int], cur: list[float]
     return changed
 
 
+def _swap_partner(
+    km: KeyMatcher,
+    i: int,
+    a: int,
+    g: Group,
+    s_ih: float,
+    groups: list[Group],
+    cur: list[float],
+) -> tuple[int, float]:
+    """The member of ``g`` whose place ``i`` (from cohort ``a``, or waiting) takes with the best
+    gain, and their score in ``a``; ``(-1, 0.0)`` when no exchange gains."""
+    best_gain, best_j, best_sj = EPS, -1, 0.0
+    for j in g.members:
+        if a >= 0:
+            s_ja = km.sc(j, groups[a])
+            if s_ja is None:
+                continue
+        else:
+            s_ja = 0.0
+        gain = s_ih + s_ja - cur[i] - cur[j]
+        if gain > best_gain:
+            best_gain, best_j, best_sj = gain, j, s_ja
+    return best_j, best_sj
+
+
 def eject(km: KeyMatcher, groups: list[Group], where: list[int], cur: list[float]) -> bool:
     """A waiting candidate takes a seat in a full cohort whose holder moves on to a cohort
     with room (a chain of two moves; neither is an improvement on its own)."""
@@ -110,18 +125,7 @@ def eject(km: KeyMatcher, groups: list[Group], where: list[int], cur: list[float
     for i in range(km.n):
         if where[i] >= 0:
             continue
-        best_gain, best = EPS, None
-        for h, g in enumerate(groups):
-            s_ih = km.sc(i, g)
-            if s_ih is None:
-                continue
-            for j in g.members:
-                for h2 in open_seats:
-                    if h2 == h or len(groups[h2].members) >= groups[h2].cap:
-                        continue
-                    s_j2 = km.sc(j, groups[h2])
-                    if s_j2 is not None and s_ih + s_j2 - cur[j] > best_gain:
-                        best_gain, best = s_ih + s_j2 - cur[j], (h, j, h2, s_ih, s_j2)
+        best = _best_ejection(km, i, groups, open_seats, cur)
         if best is not None:
             h, j, h2, s_ih, s_j2 = best
             g = groups[h]
@@ -131,6 +135,26 @@ def eject(km: KeyMatcher, groups: list[Group], where: list[int], cur: list[float
             cur[i], cur[j] = s_ih, s_j2
             changed = True
     return changed
+
+
+def _best_ejection(
+    km: KeyMatcher, i: int, groups: list[Group], open_seats: list[int], cur: list[float]
+) -> tuple[int, int, int, float, float] | None:
+    """The best chain for waiting ``i``: (cohort h, its member j, j's new cohort h2, i's score
+    in h, j's in h2); ``None`` when no chain gains."""
+    best_gain, best = EPS, None
+    for h, g in enumerate(groups):
+        s_ih = km.sc(i, g)
+        if s_ih is None:
+            continue
+        for j in g.members:
+            for h2 in open_seats:
+                if h2 == h or len(groups[h2].members) >= groups[h2].cap:
+                    continue
+                s_j2 = km.sc(j, groups[h2])
+                if s_j2 is not None and s_ih + s_j2 - cur[j] > best_gain:
+                    best_gain, best = s_ih + s_j2 - cur[j], (h, j, h2, s_ih, s_j2)
+    return best
 
 
 def relabel(km: KeyMatcher, groups: list[Group], cur: list[float]) -> bool:
