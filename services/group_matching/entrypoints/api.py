@@ -33,7 +33,7 @@ from services.chassis.runtime import ServiceRuntime
 from services.chassis.uow import UnitOfWork
 from services.group_matching.domain import placement
 from services.group_matching.entrypoints.read_bodies import MyCohortOut, RosterCohortOut
-from services.group_matching.service_layer import cohorts, handlers
+from services.group_matching.service_layer import cohorts, stages
 
 ADMIN_SCOPE = "group_matching:admin"
 ReasonCode = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,40}$")]
@@ -206,7 +206,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             await authorize_patient_access(
                 uow, principal, patient_id, action="read", resource="stage", request=request
             )
-            row = await handlers.get_stage(uow, patient_id)
+            row = await stages.get_stage(uow, patient_id)
         return StageOut(**row)
 
     @router.put(
