@@ -1,4 +1,5 @@
-"""Peer-support cohorts: the waitlist, matching runs, moves on a stage change, moderators.
+"""Peer-support cohorts: the waitlist, matching runs, moves on a stage change. Moderators are
+managed in ``moderators``; reads are in ``views``.
 
 A matching run is a durable timer (``match``), requested (debounced to 10 s) by whatever can
 change the answer — a patient joining or leaving, a stage change, a RED episode resolved — and
@@ -15,13 +16,11 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 
 from contracts import EscalationResolved, ThresholdExceeded
-from services.chassis.errors import Conflict, NotFound
-from services.chassis.pagination import PageParams
+from services.chassis.errors import NotFound
 from services.chassis.timers import DueTimer
 from services.chassis.uow import UnitOfWork
 from services.group_matching.adapters.repository import (
@@ -119,92 +118,6 @@ async def override_red(
         patient_id, override_red_by=clinician, override_red_reason=reason_code
     )
     await request_match(uow)
-
-
-async def set_moderator(
-    uow: UnitOfWork, subject: str, languages: list[str], max_cohorts: int, by: str
-) -> None:
-    """Register or update a moderator (``max_cohorts`` 0: paused, keeps their cohorts, takes no
-    new one); whether they are active is changed only by ``set_moderator_active``."""
-    values = {
-        "languages": languages,
-        "max_cohorts": max_cohorts,
-        "updated_by": by,
-        "updated_at": uow.clock.now(),
-    }
-    moderators = ModeratorRepository(uow)
-    if await moderators.exists(subject):
-        await moderators.update(subject, **values)
-    else:
-        await moderators.add(subject, **values)
-    await request_match(uow)  # cohorts waiting for a moderator may form now
-
-
-async def moderators_list(
-    uow: UnitOfWork, page: PageParams, *, active: bool | None = None
-) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of moderators by subject, each with how many active cohorts they run:
-    configuration, no patient data."""
-    load = await CohortRepository(uow).moderator_load()
-    rows, following = await ModeratorRepository(uow).page(page, active=active)
-    found = [
-        {
-            "subject": m["subject"],
-            "languages": list(m["languages"]),
-            "max_cohorts": m["max_cohorts"],
-            "active": m["active"],
-            "active_cohorts": load[m["subject"]],
-            "updated_by": m["updated_by"],
-            "updated_at": m["updated_at"],
-        }
-        for m in rows
-    ]
-    return found, following
-
-
-async def set_moderator_active(uow: UnitOfWork, subject: str, active: bool, by: str) -> None:
-    """A deactivated moderator keeps the cohorts they run and is given no new one."""
-    found = await ModeratorRepository(uow).update(
-        subject, active=active, updated_by=by, updated_at=uow.clock.now()
-    )
-    if not found:
-        raise NotFound("no such moderator")
-    if active:
-        await request_match(uow)  # cohorts waiting for a moderator may form now
-
-
-async def remove_moderator(uow: UnitOfWork, subject: str) -> int:
-    """Remove a moderator; their active cohorts are handed to the least loaded active moderator
-    who speaks the cohort's language and has room. If one cannot be handed over, nothing
-    changes (``Conflict``): the cohort's members must not lose their group's moderator.
-    Returns how many cohorts were handed over."""
-    moderators = ModeratorRepository(uow)
-    if not await moderators.exists(subject):
-        raise NotFound("no such moderator")
-    cohorts = CohortRepository(uow)
-    load = await cohorts.moderator_load()
-    others = await moderators.active_others(subject)
-    theirs = await cohorts.run_by(subject)
-    handover: list[tuple[Cohort, str]] = []
-    for cohort in theirs:
-        fits = [
-            m
-            for m in others
-            if cohort.language in m["languages"] and load[m["subject"]] < m["max_cohorts"]
-        ]
-        if not fits:
-            raise Conflict(
-                f"{len(theirs) - len(handover)} of the moderator's active cohorts have no other "
-                "active moderator with room for their language: add or free one first"
-            )
-        to = min(fits, key=lambda m: (load[m["subject"]], m["subject"]))["subject"]
-        load[to] += 1
-        handover.append((cohort, to))
-    for cohort, to in handover:
-        cohort.hand_over(to)
-        await cohorts.save(cohort)
-    await moderators.remove(subject)
-    return len(handover)
 
 
 # --- consumers (monitoring) -------------------------------------------------------------------
@@ -477,104 +390,3 @@ def _group_since(row: sa.RowMapping, now: datetime) -> datetime | None:
         return late if now >= late else row["completed_at"]
     since: datetime | None = row["stage_since"]
     return since
-
-
-# --- reads ------------------------------------------------------------------------------------
-
-
-async def my_cohort(uow: UnitOfWork, patient_id: uuid.UUID) -> dict[str, Any]:
-    """The patient's cohort as they see it: handles only, sessions in their timezone."""
-    me = await ParticipantRepository(uow).get(patient_id)
-    if me is None or me["status"] == LEFT:
-        raise NotFound("not taking part in peer support")
-    if me["cohort_id"] is None:
-        return {"status": "waiting", "waiting_since": me["waiting_since"], "handle": me["handle"]}
-    cohorts = CohortRepository(uow)
-    cohort = await cohorts.row(me["cohort_id"])
-    handles = await cohorts.member_handles(me["cohort_id"])
-    return {
-        "status": "placed",
-        "handle": me["handle"],
-        "cohort_id": cohort["id"],
-        "stage_group": cohort["stage_group"],
-        "language": cohort["language"],
-        "members": sorted(handles.values()),
-        "next_sessions": placement.next_sessions(
-            cohort["session_weekday"], cohort["session_utc_minute"], me["timezone"], uow.clock.now()
-        ),
-    }
-
-
-async def placement_of(uow: UnitOfWork, patient_id: uuid.UUID) -> dict[str, Any]:
-    """The patient's placement as their clinician needs it: waiting (since when, and whether an
-    open RED episode holds them back) or placed (their cohort's size and next session). Nothing
-    about any other patient: a count, never a handle or an id."""
-    me = await ParticipantRepository(uow).get(patient_id)
-    if me is None or me["status"] == LEFT:
-        return {"status": "not_taking_part"}
-    red_open = await RedEpisodeRepository(uow).has_open(patient_id)
-    out: dict[str, Any] = {
-        "status": me["status"],
-        "waiting_since": me["waiting_since"],
-        "held_back_by_open_red": placement.blocked_by_red(
-            red_open, me["override_red_by"] is not None
-        ),
-        "red_override": me["override_red_by"] is not None,
-        "cohort_size": None,
-        "next_session": None,
-    }
-    if me["cohort_id"] is not None:
-        cohorts = CohortRepository(uow)
-        cohort = await cohorts.row(me["cohort_id"])
-        out["cohort_size"] = len(await cohorts.member_handles(me["cohort_id"]))
-        out["next_session"] = placement.next_sessions(
-            cohort["session_weekday"],
-            cohort["session_utc_minute"],
-            me["timezone"],
-            uow.clock.now(),
-            count=1,
-        )[0]
-    return out
-
-
-async def roster(
-    uow: UnitOfWork,
-    moderator: str,
-    page: PageParams,
-    *,
-    status: str = "active",
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of a moderator's cohorts (newest first; active ones unless asked, formed in
-    [since, until)) and their current members (opaque patient ids and handles: the moderator
-    reaches clinical details only through their panel in the other services)."""
-    cohorts = CohortRepository(uow)
-    rows, following = await cohorts.page_run_by(
-        moderator, page, status=status, since=since, until=until
-    )
-    now = uow.clock.now()
-    out = []
-    for c in rows:
-        members = await cohorts.members(c["id"])
-        out.append(
-            {
-                "cohort_id": c["id"],
-                "stage_group": c["stage_group"],
-                "language": c["language"],
-                "session_weekday": c["session_weekday"],
-                "session_utc_minute": c["session_utc_minute"],
-                "next_session": placement.next_sessions(
-                    c["session_weekday"], c["session_utc_minute"], "UTC", now, count=1
-                )[0],
-                "size": len(members),
-                "capacity": c["capacity"],
-                # Facts of membership only: who (opaque id, handle) and since when. No
-                # attendance, no stage or dose of a member, no timezone (issue 17).
-                "members": [
-                    {"patient_id": p, "handle": h, "member_since": joined}
-                    for p, h, joined in sorted(members, key=lambda m: m[1])
-                ],
-            }
-        )
-    return out, following
