@@ -228,16 +228,15 @@ class ParticipantRepository:
 
     async def move(
         self,
-        row: sa.RowMapping | None,
         patient_id: uuid.UUID,
-        status: ParticipantStatus,
+        before: ParticipantStatus,
+        after: ParticipantStatus,
         **values: Any,
     ) -> None:
-        """Change the participant's status (checked against ``PARTICIPANT_MOVES`` when the row
-        it was read from is given)."""
-        if row is not None:
-            check_participant_move(ParticipantStatus(row["status"]), status)
-        await self.update(patient_id, status=status.value, **values)
+        """Change the participant's status from ``before`` (as read) to ``after``, a move
+        ``PARTICIPANT_MOVES`` allows."""
+        check_participant_move(before, after)
+        await self.update(patient_id, status=after.value, **values)
 
     async def taking_part_with_stage(self) -> list[sa.RowMapping]:
         """Everyone taking part (waiting or placed) with their stage, by patient id."""

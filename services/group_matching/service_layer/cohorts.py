@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -78,8 +79,8 @@ async def join(uow: UnitOfWork, patient_id: uuid.UUID, timezone: str, language: 
         )
     elif row["status"] == LEFT:
         await participants.move(
-            row,
             patient_id,
+            LEFT,
             WAITING,
             timezone=timezone,
             language=language,
@@ -104,7 +105,9 @@ async def leave(uow: UnitOfWork, patient_id: uuid.UUID) -> None:
         cohort.release(patient_id, "patient_left", now)
         cohort.announce_departure(patient_id, "patient_left", now)
         await cohorts.save(cohort)
-    await participants.move(row, patient_id, LEFT, cohort_id=None, waiting_since=None)
+    await participants.move(
+        patient_id, ParticipantStatus(row["status"]), LEFT, cohort_id=None, waiting_since=None
+    )
     await request_match(uow)  # a seat is free
 
 
@@ -155,6 +158,7 @@ async def run_matching(
     rules = rules or Hysteresis()
     run = _Run(uow, uow.clock.now())
     rows = await run.participants.taking_part_with_stage()
+    run.status = {r["patient_id"]: ParticipantStatus(r["status"]) for r in rows}
     run.active = {c.id: c for c in await run.cohorts.active()}
     moved_out = await run.move_settled_members(rows, config, rules)
     blocked = await RedEpisodeRepository(uow).patients_with_open()
@@ -205,6 +209,11 @@ class _Run:
         self.left_from: dict[uuid.UUID, tuple[uuid.UUID, MoveReason]] = {}
         self.by_id: dict[uuid.UUID, matching.Candidate] = {}
         self.inactive: dict[uuid.UUID, Cohort] = {}  # loaded when a member still names one
+        self.status: dict[uuid.UUID, ParticipantStatus] = {}  # of everyone taking part
+
+    async def move(self, patient_id: uuid.UUID, after: ParticipantStatus, **values: Any) -> None:
+        await self.participants.move(patient_id, self.status[patient_id], after, **values)
+        self.status[patient_id] = after
 
     async def cohort(self, cohort_id: uuid.UUID) -> Cohort:
         found = self.active.get(cohort_id) or self.inactive.get(cohort_id)
@@ -228,9 +237,7 @@ class _Run:
                 cohort = await self.cohort(r["cohort_id"])
                 cohort.release(r["patient_id"], "stage_changed", now)
                 await self.cohorts.save(cohort)
-                await self.participants.move(
-                    r, r["patient_id"], WAITING, cohort_id=None, waiting_since=now
-                )
+                await self.move(r["patient_id"], WAITING, cohort_id=None, waiting_since=now)
                 moved[r["patient_id"]] = r["cohort_id"]
         return moved
 
@@ -245,9 +252,7 @@ class _Run:
                 now=self.now,
                 came_from=(cohort.id, "cohort_closed"),
             )
-            await self.participants.move(
-                None, m.patient_id, PLACED, cohort_id=into.id, waiting_since=None
-            )
+            await self.move(m.patient_id, PLACED, cohort_id=into.id, waiting_since=None)
         await self.cohorts.save(cohort)
         await self.cohorts.save(into)
 
@@ -257,9 +262,7 @@ class _Run:
         cohort.close(self.now)
         await self.cohorts.save(cohort)
         for m in small.members:
-            await self.participants.move(
-                None, m.patient_id, WAITING, cohort_id=None, waiting_since=m.waiting_since
-            )
+            await self.move(m.patient_id, WAITING, cohort_id=None, waiting_since=m.waiting_since)
             self.left_from[m.patient_id] = (cohort.id, "cohort_closed")
             self.by_id[m.patient_id] = m
 
@@ -320,9 +323,7 @@ class _Run:
                 now=self.now,
                 came_from=self.left_from.get(p.patient_id),
             )
-            await self.participants.move(
-                None, p.patient_id, PLACED, cohort_id=cohort.id, waiting_since=None
-            )
+            await self.move(p.patient_id, PLACED, cohort_id=cohort.id, waiting_since=None)
             joined[cohort.id] = cohort
             placed.add(p.patient_id)
         for cohort in joined.values():
