@@ -10,9 +10,13 @@ go through three doors, each recording what it implies:
   again (then the cohort they join announces the change);
 * ``announce_departure``: a released member joined no other cohort; ``CohortLeft``.
 
-The unit of work publishes the recorded events on commit (``pull_events``), so a use case never
-builds a cohort event by hand. A patient's own participation is waiting, placed or left
-(``ParticipantStatus``); its allowed moves are ``PARTICIPANT_MOVES``.
+The unit of work publishes the recorded events on commit: the repository that loads or adds a
+cohort hands it to ``uow.track`` (a domain type may not import the chassis, so ``Cohort``
+satisfies ``services.chassis.aggregate.RecordsEvents`` with ``pull_events`` rather than
+subclassing ``Aggregate``), and a use case never builds a cohort event by hand.
+
+A patient's own participation is waiting, placed or left (``ParticipantStatus``); its allowed
+moves are ``PARTICIPANT_MOVES``.
 """
 
 from __future__ import annotations
