@@ -74,6 +74,14 @@ candidates take about three seconds.
 
 Everything is deterministic: inputs are sorted by id first, ties break on ids, and the result
 does not depend on input order.
+
+Where things are
+----------------
+``config`` (stages, stage groups, weights, the reference file), ``inputs`` (candidates, cohorts,
+results), ``scoring`` (``s(p, c)``), ``constraints`` (input validation, ``check_result`` and
+``total_score``), ``heuristic`` (``match``, the drafts of a key), ``key_matcher`` (one key's
+state), ``sweep`` (step 1), ``existing_seats`` (step 2), ``local_search`` and ``repair``
+(step 3). Everything public is imported here: ``from ...domain.matching import match``.
 """
 
 from services.group_matching.domain.matching.config import (
