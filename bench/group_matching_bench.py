@@ -61,7 +61,6 @@ from pathlib import Path
 
 from bench.machine import machine_info
 from bench.report import git_state, write_results
-from services.group_matching.domain import matching
 from services.group_matching.domain.matching import (
     MATCHING_STAGES,
     Candidate,
@@ -71,6 +70,7 @@ from services.group_matching.domain.matching import (
     OpenCohort,
     Placement,
     check_result,
+    key_matcher,
     match,
     matching_v1,
     new_cohort_key,
@@ -405,15 +405,15 @@ def full_search_up_to(n: int) -> Iterator[bool]:
     """Attribution only: ``match()`` with the full local search for keys of up to ``n``
     candidates (the module's ``_FULL_SEARCH_MAX``, 80 as shipped; 0 forces the bounded path
     that larger keys get). Yields False, changing nothing, if the module no longer has it."""
-    if not isinstance(getattr(matching, "_FULL_SEARCH_MAX", None), int):
+    if not isinstance(getattr(key_matcher, "_FULL_SEARCH_MAX", None), int):
         yield False
         return
-    shipped = matching._FULL_SEARCH_MAX
-    matching._FULL_SEARCH_MAX = n
+    shipped = key_matcher._FULL_SEARCH_MAX
+    key_matcher._FULL_SEARCH_MAX = n
     try:
         yield True
     finally:
-        matching._FULL_SEARCH_MAX = shipped
+        key_matcher._FULL_SEARCH_MAX = shipped
 
 
 @dataclass

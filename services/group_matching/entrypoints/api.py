@@ -33,7 +33,7 @@ from services.chassis.runtime import ServiceRuntime
 from services.chassis.uow import UnitOfWork
 from services.group_matching.domain import placement
 from services.group_matching.entrypoints.read_bodies import MyCohortOut, RosterCohortOut
-from services.group_matching.service_layer import cohorts, handlers
+from services.group_matching.service_layer import cohorts, moderators, stages, views
 
 ADMIN_SCOPE = "group_matching:admin"
 ReasonCode = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,40}$")]
@@ -206,7 +206,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             await authorize_patient_access(
                 uow, principal, patient_id, action="read", resource="stage", request=request
             )
-            row = await handlers.get_stage(uow, patient_id)
+            row = await stages.get_stage(uow, patient_id)
         return StageOut(**row)
 
     @router.put(
@@ -222,7 +222,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             await _authorize(uow, principal, patient_id, "write", request, roles=(Role.PATIENT,))
             await cohorts.join(uow, patient_id, body.timezone, body.language)
             await uow.commit()
-            return await cohorts.my_cohort(uow, patient_id)
+            return await views.my_cohort(uow, patient_id)
 
     @router.delete(
         "/patients/{patient_id}/peer-support",
@@ -246,7 +246,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     ) -> dict[str, Any]:
         async with runtime.uow() as uow:
             await _authorize(uow, principal, patient_id, "read", request, roles=(Role.PATIENT,))
-            return await cohorts.my_cohort(uow, patient_id)
+            return await views.my_cohort(uow, patient_id)
 
     @router.post(
         "/patients/{patient_id}/placement-override",
@@ -277,7 +277,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     ) -> PlacementOut:
         async with runtime.uow() as uow:
             await _authorize(uow, principal, patient_id, "read", request, roles=(Role.CLINICIAN,))
-            found = await cohorts.placement_of(uow, patient_id)
+            found = await views.placement_of(uow, patient_id)
         return PlacementOut(**found)
 
     @router.get(
@@ -297,7 +297,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     ) -> list[ModeratorOut]:
         require_admin(principal, ADMIN_SCOPE)
         async with runtime.uow() as uow:
-            rows, following = await cohorts.moderators_list(uow, page, active=active)
+            rows, following = await moderators.moderators_list(uow, page, active=active)
         link_next(request, response, following)
         return [ModeratorOut(**r) for r in rows]
 
@@ -312,7 +312,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         require_admin(principal, ADMIN_SCOPE)
         async with runtime.uow() as uow:
             await idem.claim(uow)
-            await cohorts.set_moderator_active(uow, subject, False, principal.subject)
+            await moderators.set_moderator_active(uow, subject, False, principal.subject)
             await idem.record(uow, None, status.HTTP_204_NO_CONTENT)
             await uow.commit()
 
@@ -323,7 +323,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         require_admin(principal, ADMIN_SCOPE)
         async with runtime.uow() as uow:
             await idem.claim(uow)
-            await cohorts.set_moderator_active(uow, subject, True, principal.subject)
+            await moderators.set_moderator_active(uow, subject, True, principal.subject)
             await idem.record(uow, None, status.HTTP_204_NO_CONTENT)
             await uow.commit()
 
@@ -335,7 +335,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     async def remove_moderator(subject: Subject, principal: CurrentPrincipal) -> RemovedOut:
         require_admin(principal, ADMIN_SCOPE)
         async with runtime.uow() as uow:
-            moved = await cohorts.remove_moderator(uow, subject)
+            moved = await moderators.remove_moderator(uow, subject)
             await uow.commit()
         return RemovedOut(cohorts_handed_over=moved)
 
@@ -345,7 +345,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     ) -> None:
         require_admin(principal, ADMIN_SCOPE)
         async with runtime.uow() as uow:
-            await cohorts.set_moderator(
+            await moderators.set_moderator(
                 uow, subject, body.languages, body.max_cohorts, principal.subject
             )
             await uow.commit()
@@ -380,7 +380,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         if not (is_self or is_admin):
             raise HTTPException(status.HTTP_403_FORBIDDEN, detail="the moderator only")
         async with runtime.uow() as uow:
-            rows, following = await cohorts.roster(
+            rows, following = await views.roster(
                 uow, subject, page, status=state, since=since, until=until
             )
             await uow.audit(

@@ -12,13 +12,13 @@ from contracts import (
     THRESHOLD_EXCEEDED,
 )
 from services.chassis.runtime import Subscription
-from services.group_matching.service_layer import cohorts, handlers
+from services.group_matching.service_layer import cohorts, stages
 
 SUBSCRIPTIONS = (
-    Subscription(DOSE_REDUCED, handlers.on_dose_reduced),
-    Subscription(TAPER_HELD, handlers.on_taper_held),
-    Subscription(TAPER_RESUMED, handlers.on_taper_resumed),
-    Subscription(TAPER_COMPLETED, handlers.on_taper_completed),
+    Subscription(DOSE_REDUCED, stages.on_dose_reduced),
+    Subscription(TAPER_HELD, stages.on_taper_held),
+    Subscription(TAPER_RESUMED, stages.on_taper_resumed),
+    Subscription(TAPER_COMPLETED, stages.on_taper_completed),
     Subscription(THRESHOLD_EXCEEDED, cohorts.on_threshold_exceeded),
     Subscription(ESCALATION_RESOLVED, cohorts.on_escalation_resolved),
 )

@@ -1,4 +1,5 @@
-"""Peer-support cohorts: the waitlist, matching runs, moves on a stage change, moderators.
+"""Peer-support cohorts: the waitlist, matching runs, moves on a stage change. Moderators are
+managed in ``moderators``; reads are in ``views``.
 
 A matching run is a durable timer (``match``), requested (debounced to 10 s) by whatever can
 change the answer — a patient joining or leaving, a stage change, a RED episode resolved — and
@@ -14,32 +15,28 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
-from contracts import (
-    CohortAssigned,
-    CohortChanged,
-    CohortLeft,
-    EscalationResolved,
-    ThresholdExceeded,
-)
-from services.chassis.errors import Conflict, NotFound
-from services.chassis.pagination import PageParams, fetch_page, within
+from contracts import EscalationResolved, ThresholdExceeded
+from services.chassis.errors import NotFound
 from services.chassis.timers import DueTimer
 from services.chassis.uow import UnitOfWork
-from services.group_matching.adapters.orm import (
-    cohorts,
-    memberships,
-    moderators,
-    participants,
-    patient_stages,
-    red_episodes,
+from services.group_matching.adapters.repository import (
+    CohortRepository,
+    ModeratorRepository,
+    ParticipantRepository,
+    RedEpisodeRepository,
 )
 from services.group_matching.domain import lifecycle, matching, placement
+from services.group_matching.domain.cohort import (
+    Cohort,
+    LeaveReason,
+    MoveReason,
+    ParticipantStatus,
+)
 from services.group_matching.domain.placement import Hysteresis
 
 log = logging.getLogger(__name__)
@@ -48,6 +45,8 @@ MATCH = "match"
 DEBOUNCE = timedelta(seconds=10)
 DAILY_AT = timedelta(hours=3)  # 03:00 UTC: the hysteresis clock ticks once a day
 SESSION_WEEKDAY = 2  # ⚠ design choice: new cohorts meet on Wednesdays (UTC)
+
+WAITING, PLACED, LEFT = ParticipantStatus.WAITING, ParticipantStatus.PLACED, ParticipantStatus.LEFT
 
 
 # --- requests ---------------------------------------------------------------------------------
@@ -65,180 +64,63 @@ async def request_match(uow: UnitOfWork) -> None:
 async def join(uow: UnitOfWork, patient_id: uuid.UUID, timezone: str, language: str) -> None:
     """Opt in (or update timezone and language); a patient already placed stays placed."""
     now = uow.clock.now()
-    row = await _participant(uow, patient_id)
+    participants = ParticipantRepository(uow)
+    row = await participants.get(patient_id)
     if row is None:
-        await uow.session.execute(
-            sa.insert(participants).values(
-                patient_id=patient_id,
-                handle=placement.new_handle(),
-                timezone=timezone,
-                language=language,
-                status="waiting",
-                waiting_since=now,
-                opted_in_at=now,
-                updated_at=now,
-            )
+        await participants.add(
+            patient_id=patient_id,
+            handle=placement.new_handle(),
+            timezone=timezone,
+            language=language,
+            status=WAITING.value,
+            waiting_since=now,
+            opted_in_at=now,
+            updated_at=now,
+        )
+    elif row["status"] == LEFT:
+        await participants.move(
+            patient_id,
+            LEFT,
+            WAITING,
+            timezone=timezone,
+            language=language,
+            waiting_since=now,
+            opted_in_at=now,
         )
     else:
-        values: dict[str, Any] = {"timezone": timezone, "language": language, "updated_at": now}
-        if row["status"] == "left":
-            values |= {"status": "waiting", "waiting_since": now, "opted_in_at": now}
-        await uow.session.execute(
-            sa.update(participants).where(participants.c.patient_id == patient_id).values(**values)
-        )
+        await participants.update(patient_id, timezone=timezone, language=language)
     await request_match(uow)
 
 
 async def leave(uow: UnitOfWork, patient_id: uuid.UUID) -> None:
     """Opt out: off the waitlist, out of their cohort (``CohortLeft``)."""
-    row = await _participant(uow, patient_id)
-    if row is None or row["status"] == "left":
+    participants = ParticipantRepository(uow)
+    row = await participants.get(patient_id)
+    if row is None or row["status"] == LEFT:
         raise NotFound("not taking part in peer support")
     now = uow.clock.now()
     if row["cohort_id"] is not None:
-        await _end_membership(uow, patient_id, row["cohort_id"], "patient_left", now)
-        await uow.publish(
-            CohortLeft.create(
-                patient_id=patient_id,
-                occurred_at=now,
-                cohort_id=row["cohort_id"],
-                reason="patient_left",
-            )
-        )
-    await _set(uow, patient_id, status="left", cohort_id=None, waiting_since=None)
+        cohorts = CohortRepository(uow)
+        cohort = await cohorts.get(row["cohort_id"])
+        cohort.release(patient_id, "patient_left", now)
+        cohort.announce_departure(patient_id, "patient_left", now)
+        await cohorts.save(cohort)
+    await participants.move(
+        patient_id, ParticipantStatus(row["status"]), LEFT, cohort_id=None, waiting_since=None
+    )
     await request_match(uow)  # a seat is free
 
 
 async def override_red(
     uow: UnitOfWork, patient_id: uuid.UUID, clinician: str, reason_code: str
 ) -> None:
-    if await _participant(uow, patient_id) is None:
+    participants = ParticipantRepository(uow)
+    if await participants.get(patient_id) is None:
         raise NotFound("not taking part in peer support")
-    await _set(uow, patient_id, override_red_by=clinician, override_red_reason=reason_code)
+    await participants.update(
+        patient_id, override_red_by=clinician, override_red_reason=reason_code
+    )
     await request_match(uow)
-
-
-async def set_moderator(
-    uow: UnitOfWork, subject: str, languages: list[str], max_cohorts: int, by: str
-) -> None:
-    """Register or update a moderator (``max_cohorts`` 0: paused, keeps their cohorts, takes no
-    new one); whether they are active is changed only by ``set_moderator_active``."""
-    now = uow.clock.now()
-    values = {
-        "languages": languages,
-        "max_cohorts": max_cohorts,
-        "updated_by": by,
-        "updated_at": now,
-    }
-    exists = await uow.session.scalar(
-        sa.select(moderators.c.subject).where(moderators.c.subject == subject)
-    )
-    if exists is None:
-        await uow.session.execute(sa.insert(moderators).values(subject=subject, **values))
-    else:
-        await uow.session.execute(
-            sa.update(moderators).where(moderators.c.subject == subject).values(**values)
-        )
-    await request_match(uow)  # cohorts waiting for a moderator may form now
-
-
-async def moderators_list(
-    uow: UnitOfWork, page: PageParams, *, active: bool | None = None
-) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of moderators by subject, each with how many active cohorts they run:
-    configuration, no patient data."""
-    load = await _moderator_load(uow)
-    query = sa.select(moderators)
-    if active is not None:
-        query = query.where(moderators.c.active == active)
-    rows, following = await fetch_page(
-        uow.session, query, (moderators.c.subject,), page, ascending=True
-    )
-    found = [
-        {
-            "subject": m["subject"],
-            "languages": list(m["languages"]),
-            "max_cohorts": m["max_cohorts"],
-            "active": m["active"],
-            "active_cohorts": load[m["subject"]],
-            "updated_by": m["updated_by"],
-            "updated_at": m["updated_at"],
-        }
-        for m in rows
-    ]
-    return found, following
-
-
-async def set_moderator_active(uow: UnitOfWork, subject: str, active: bool, by: str) -> None:
-    """A deactivated moderator keeps the cohorts they run and is given no new one."""
-    result = await uow.session.execute(
-        sa.update(moderators)
-        .where(moderators.c.subject == subject)
-        .values(active=active, updated_by=by, updated_at=uow.clock.now())
-    )
-    if not result.rowcount:  # type: ignore[attr-defined]
-        raise NotFound("no such moderator")
-    if active:
-        await request_match(uow)  # cohorts waiting for a moderator may form now
-
-
-async def remove_moderator(uow: UnitOfWork, subject: str) -> int:
-    """Remove a moderator; their active cohorts are handed to the least loaded active moderator
-    who speaks the cohort's language and has room. If one cannot be handed over, nothing
-    changes (``Conflict``): the cohort's members must not lose their group's moderator.
-    Returns how many cohorts were handed over."""
-    found = await uow.session.scalar(
-        sa.select(moderators.c.subject).where(moderators.c.subject == subject)
-    )
-    if found is None:
-        raise NotFound("no such moderator")
-    load = await _moderator_load(uow)
-    others = list(
-        (
-            await uow.session.execute(
-                sa.select(moderators)
-                .where(moderators.c.subject != subject, moderators.c.active.is_(True))
-                .order_by(moderators.c.subject)
-            )
-        ).mappings()
-    )
-    theirs = (
-        await uow.session.execute(
-            sa.select(cohorts.c.id, cohorts.c.language)
-            .where(cohorts.c.moderator == subject, cohorts.c.status == "active")
-            .order_by(cohorts.c.created_at, cohorts.c.id)
-        )
-    ).all()
-    handover: list[tuple[uuid.UUID, str]] = []
-    for cohort_id, language in theirs:
-        fits = [
-            m
-            for m in others
-            if language in m["languages"] and load[m["subject"]] < m["max_cohorts"]
-        ]
-        if not fits:
-            raise Conflict(
-                f"{len(theirs) - len(handover)} of the moderator's active cohorts have no other "
-                "active moderator with room for their language: add or free one first"
-            )
-        to = min(fits, key=lambda m: (load[m["subject"]], m["subject"]))["subject"]
-        load[to] += 1
-        handover.append((cohort_id, to))
-    for cohort_id, to in handover:
-        await uow.session.execute(
-            sa.update(cohorts).where(cohorts.c.id == cohort_id).values(moderator=to)
-        )
-    await uow.session.execute(sa.delete(moderators).where(moderators.c.subject == subject))
-    return len(handover)
-
-
-async def _moderator_load(uow: UnitOfWork) -> Counter[str]:
-    rows = await uow.session.execute(
-        sa.select(cohorts.c.moderator, sa.func.count())
-        .where(cohorts.c.status == "active")
-        .group_by(cohorts.c.moderator)
-    )
-    return Counter(dict(rows.tuples().all()))
 
 
 # --- consumers (monitoring) -------------------------------------------------------------------
@@ -249,26 +131,11 @@ async def on_threshold_exceeded(event: ThresholdExceeded, uow: UnitOfWork) -> No
     patient opts in: they may join while it is still open)."""
     if event.severity.value != "RED":
         return
-    known = await uow.session.scalar(
-        sa.select(red_episodes.c.episode_id).where(red_episodes.c.episode_id == event.episode_id)
-    )
-    if known is None:
-        await uow.session.execute(
-            sa.insert(red_episodes).values(
-                episode_id=event.episode_id,
-                patient_id=event.patient_id,
-                opened_at=event.occurred_at,
-            )
-        )
+    await RedEpisodeRepository(uow).open(event.episode_id, event.patient_id, event.occurred_at)
 
 
 async def on_escalation_resolved(event: EscalationResolved, uow: UnitOfWork) -> None:
-    result = await uow.session.execute(
-        sa.update(red_episodes)
-        .where(red_episodes.c.episode_id == event.episode_id, red_episodes.c.resolved_at.is_(None))
-        .values(resolved_at=event.occurred_at)
-    )
-    if result.rowcount:  # type: ignore[attr-defined]
+    if await RedEpisodeRepository(uow).resolve(event.episode_id, event.occurred_at):
         await request_match(uow)
 
 
@@ -289,10 +156,12 @@ async def run_matching(
 ) -> lifecycle.RunPlan:
     config = config or matching.matching_v1()
     rules = rules or Hysteresis()
-    now = uow.clock.now()
-    rows = await _participants_with_stage(uow)
-    moved_out = await _move_settled_members(uow, rows, config, rules, now)
-    blocked = await _red_blocked(uow)
+    run = _Run(uow, uow.clock.now())
+    rows = await run.participants.taking_part_with_stage()
+    run.status = {r["patient_id"]: ParticipantStatus(r["status"]) for r in rows}
+    run.active = {c.id: c for c in await run.cohorts.active()}
+    moved_out = await run.move_settled_members(rows, config, rules)
+    blocked = await RedEpisodeRepository(uow).patients_with_open()
     held_back = frozenset(
         r["patient_id"]
         for r in rows
@@ -300,53 +169,173 @@ async def run_matching(
     )
     candidates: list[matching.Candidate] = []
     for r in rows:
-        waiting = r["status"] == "waiting" or r["patient_id"] in moved_out
+        waiting = r["status"] == WAITING or r["patient_id"] in moved_out
         if waiting and r["patient_id"] not in held_back:
-            candidates.append(_candidate(r, r["waiting_since"] or now, now))
-    live = await _live_cohorts(uow, rows, now)
-    plan = lifecycle.plan_run(live, candidates, config, now=now, hold_back=held_back)
+            candidates.append(_candidate(r, r["waiting_since"] or run.now, run.now))
+    live = _live_cohorts(list(run.active.values()), rows, run.now)
+    plan = lifecycle.plan_run(live, candidates, config, now=run.now, hold_back=held_back)
     # patient -> (the cohort they left this run, why): CohortChanged if placed, else CohortLeft
-    left_from = {p: (c, "stage_changed") for p, c in moved_out.items()}
-    by_id = {c.patient_id: c for c in candidates}
+    run.left_from = {p: (c, "stage_changed") for p, c in moved_out.items()}
+    run.by_id = {c.patient_id: c for c in candidates}
     for cohort in live:
         if cohort.cohort_id in plan.merged:
-            await _merge(uow, cohort, plan.merged[cohort.cohort_id], now)
+            await run.merge(cohort, plan.merged[cohort.cohort_id])
         elif cohort.cohort_id in plan.closed:
-            await _close(uow, cohort, now)
-            for m in cohort.members:
-                left_from[m.patient_id] = (cohort.cohort_id, "cohort_closed")
-                by_id[m.patient_id] = m
-    new_ids = await _form_cohorts(uow, plan.new_cohorts, config, now)
-    groups = {c.cohort_id: c.cohort.stage_group for c in live}
-    groups |= {new_ids[n.key]: n.stage_group for n in plan.new_cohorts if n.key in new_ids}
-    placed: set[uuid.UUID] = set()
-    for p in plan.placements:
-        cohort_id = p.cohort_id or new_ids.get(p.new_cohort_key or "")
-        if cohort_id is None:
-            continue  # its new cohort found no moderator: still waiting
-        await _place(uow, by_id[p.patient_id], cohort_id, groups[cohort_id], left_from, now)
-        placed.add(p.patient_id)
-    for patient_id, (from_cohort, reason) in left_from.items():
-        if patient_id not in placed:
-            await uow.publish(
-                CohortLeft.create(
-                    patient_id=patient_id,
-                    occurred_at=now,
-                    cohort_id=from_cohort,
-                    reason=reason,
-                )
-            )
+            await run.close(cohort)
+    new = await run.form_cohorts(plan.new_cohorts, config)
+    placed = await run.place(plan.placements, new)
+    await run.announce_departures(placed)
     log.info(
         "matching run",
         extra={
             "candidates": len(candidates),
             "placed": len(placed),
-            "new_cohorts": len(new_ids),
+            "new_cohorts": len(new),
             "merged": len(plan.merged),
             "closed": len(plan.closed),
         },
     )
     return plan
+
+
+class _Run:
+    """One matching run's changes to cohorts and participants."""
+
+    def __init__(self, uow: UnitOfWork, now: datetime) -> None:
+        self.now = now
+        self.cohorts = CohortRepository(uow)
+        self.participants = ParticipantRepository(uow)
+        self.active: dict[uuid.UUID, Cohort] = {}
+        self.left_from: dict[uuid.UUID, tuple[uuid.UUID, MoveReason]] = {}
+        self.by_id: dict[uuid.UUID, matching.Candidate] = {}
+        self.inactive: dict[uuid.UUID, Cohort] = {}  # loaded when a member still names one
+        self.status: dict[uuid.UUID, ParticipantStatus] = {}  # of everyone taking part
+
+    async def move(self, patient_id: uuid.UUID, after: ParticipantStatus, **values: Any) -> None:
+        await self.participants.move(patient_id, self.status[patient_id], after, **values)
+        self.status[patient_id] = after
+
+    async def cohort(self, cohort_id: uuid.UUID) -> Cohort:
+        found = self.active.get(cohort_id) or self.inactive.get(cohort_id)
+        if found is None:
+            found = self.inactive[cohort_id] = await self.cohorts.get(cohort_id)
+        return found
+
+    async def move_settled_members(
+        self, rows: list[sa.RowMapping], config: matching.MatchingConfig, rules: Hysteresis
+    ) -> dict[uuid.UUID, uuid.UUID]:
+        """Members whose new stage group has settled leave their cohort (patient -> old cohort)."""
+        now = self.now
+        cohort_groups = await self.cohorts.stage_groups()
+        moved: dict[uuid.UUID, uuid.UUID] = {}
+        for r in rows:
+            if r["status"] != PLACED or r["cohort_id"] is None or r["stage"] is None:
+                continue
+            group = placement.stage_group(_stage(r, now), config)
+            since = _group_since(r, now)
+            if placement.should_move(cohort_groups[r["cohort_id"]], group, since, now, rules):
+                cohort = await self.cohort(r["cohort_id"])
+                cohort.release(r["patient_id"], "stage_changed", now)
+                await self.cohorts.save(cohort)
+                await self.move(r["patient_id"], WAITING, cohort_id=None, waiting_since=now)
+                moved[r["patient_id"]] = r["cohort_id"]
+        return moved
+
+    async def merge(self, small: lifecycle.LiveCohort, into_id: uuid.UUID) -> None:
+        """The small cohort closes and its members move, together, into ``into``."""
+        cohort, into = self.active[small.cohort_id], self.active[into_id]
+        cohort.close(self.now)
+        for m in small.members:
+            into.admit(
+                m.patient_id,
+                waited_since=m.waiting_since,
+                now=self.now,
+                came_from=(cohort.id, "cohort_closed"),
+            )
+            await self.move(m.patient_id, PLACED, cohort_id=into.id, waiting_since=None)
+        await self.cohorts.save(cohort)
+        await self.cohorts.save(into)
+
+    async def close(self, small: lifecycle.LiveCohort) -> None:
+        """The cohort closes; its members wait again with the waiting time they had when placed."""
+        cohort = self.active[small.cohort_id]
+        cohort.close(self.now)
+        await self.cohorts.save(cohort)
+        for m in small.members:
+            await self.move(m.patient_id, WAITING, cohort_id=None, waiting_since=m.waiting_since)
+            self.left_from[m.patient_id] = (cohort.id, "cohort_closed")
+            self.by_id[m.patient_id] = m
+
+    async def form_cohorts(
+        self, new: tuple[matching.NewCohort, ...], config: matching.MatchingConfig
+    ) -> dict[str, Cohort]:
+        """Create the new cohorts that get a moderator: the least loaded one for the language."""
+        load = await self.cohorts.moderator_load()
+        available = await ModeratorRepository(self.cohorts.uow).all()
+        formed: dict[str, Cohort] = {}
+        for proposed in new:
+            fits = [
+                m
+                for m in available
+                if m["active"]
+                and proposed.language in m["languages"]
+                and load[m["subject"]] < m["max_cohorts"]
+            ]
+            if not fits:
+                log.warning(
+                    "new cohort waits for a moderator", extra={"language": proposed.language}
+                )
+                continue
+            moderator = min(fits, key=lambda m: (load[m["subject"]], m["subject"]))["subject"]
+            load[moderator] += 1
+            cohort = Cohort.form(
+                stage_group=proposed.stage_group,
+                language=proposed.language,
+                drug=proposed.drug,
+                on_diazepam=proposed.on_diazepam,
+                session_weekday=SESSION_WEEKDAY,
+                session_utc_minute=proposed.session_utc_minute,
+                capacity=config.max_size,
+                moderator=moderator,
+                now=self.now,
+            )
+            await self.cohorts.add(cohort)
+            formed[proposed.key] = cohort
+        return formed
+
+    async def place(
+        self, placements: tuple[matching.Placement, ...], new: dict[str, Cohort]
+    ) -> set[uuid.UUID]:
+        """Admit each placed candidate; returns who was placed."""
+        placed: set[uuid.UUID] = set()
+        joined: dict[uuid.UUID, Cohort] = {}
+        for p in placements:
+            if p.cohort_id is not None:
+                cohort = self.active[p.cohort_id]
+            elif (p.new_cohort_key or "") in new:
+                cohort = new[p.new_cohort_key or ""]
+            else:
+                continue  # its new cohort found no moderator: still waiting
+            candidate = self.by_id[p.patient_id]
+            cohort.admit(
+                p.patient_id,
+                waited_since=candidate.waiting_since,
+                now=self.now,
+                came_from=self.left_from.get(p.patient_id),
+            )
+            await self.move(p.patient_id, PLACED, cohort_id=cohort.id, waiting_since=None)
+            joined[cohort.id] = cohort
+            placed.add(p.patient_id)
+        for cohort in joined.values():
+            await self.cohorts.save(cohort)
+        return placed
+
+    async def announce_departures(self, placed: set[uuid.UUID]) -> None:
+        """Whoever left a cohort this run and joined no other: ``CohortLeft``."""
+        for patient_id, (from_cohort, reason) in self.left_from.items():
+            if patient_id not in placed:
+                left: LeaveReason = reason
+                (await self.cohort(from_cohort)).announce_departure(patient_id, left, self.now)
 
 
 def _candidate(row: sa.RowMapping, waiting_since: datetime, now: datetime) -> matching.Candidate:
@@ -361,117 +350,31 @@ def _candidate(row: sa.RowMapping, waiting_since: datetime, now: datetime) -> ma
     )
 
 
-async def _live_cohorts(
-    uow: UnitOfWork, rows: list[sa.RowMapping], now: datetime
+def _live_cohorts(
+    active: list[Cohort], rows: list[sa.RowMapping], now: datetime
 ) -> list[lifecycle.LiveCohort]:
     """Every active cohort with its current members (each with the waiting time they had)."""
     by_patient = {r["patient_id"]: r for r in rows}
-    found = await uow.session.execute(
-        sa.select(
-            memberships.c.cohort_id,
-            memberships.c.patient_id,
-            memberships.c.waited_since,
-            memberships.c.joined_at,
+    live = []
+    for c in active:
+        members = []
+        for m in c.members.values():
+            row = by_patient.get(m.patient_id)
+            if row is None:
+                continue  # opted out (their membership ended with it)
+            members.append(_candidate(row, m.waited_since or m.joined_at, now))
+        open_cohort = matching.OpenCohort(
+            cohort_id=c.id,
+            stage_group=c.stage_group,
+            language=c.language,
+            session_utc_minute=c.session_utc_minute,
+            drug=c.drug,
+            size=0,
+            capacity=c.capacity,
+            on_diazepam=c.on_diazepam,
         )
-        .join(cohorts, cohorts.c.id == memberships.c.cohort_id)
-        .where(memberships.c.left_at.is_(None), cohorts.c.status == "active")
-    )
-    members: dict[uuid.UUID, list[matching.Candidate]] = {}
-    for m in found.mappings():
-        row = by_patient.get(m["patient_id"])
-        if row is None:
-            continue  # opted out (their membership ended with it)
-        kept = m["waited_since"] or m["joined_at"]
-        members.setdefault(m["cohort_id"], []).append(_candidate(row, kept, now))
-    active = await uow.session.execute(sa.select(cohorts).where(cohorts.c.status == "active"))
-    return [
-        lifecycle.LiveCohort(
-            cohort=matching.OpenCohort(
-                cohort_id=c["id"],
-                stage_group=c["stage_group"],
-                language=c["language"],
-                session_utc_minute=c["session_utc_minute"],
-                drug=c["drug"],
-                size=0,
-                capacity=c["capacity"],
-                on_diazepam=c["on_diazepam"],
-            ),
-            members=tuple(members.get(c["id"], ())),
-        )
-        for c in active.mappings()
-    ]
-
-
-async def _merge(
-    uow: UnitOfWork, cohort: lifecycle.LiveCohort, into: uuid.UUID, now: datetime
-) -> None:
-    """The small cohort closes and its members move, together, into ``into``."""
-    await _set_cohort_status(uow, cohort.cohort_id, "closed")
-    stage_group = await uow.session.scalar(
-        sa.select(cohorts.c.stage_group).where(cohorts.c.id == into)
-    )
-    for m in cohort.members:
-        await _end_membership(uow, m.patient_id, cohort.cohort_id, "cohort_closed", now)
-        await uow.session.execute(
-            sa.insert(memberships).values(
-                id=uuid.uuid4(),
-                cohort_id=into,
-                patient_id=m.patient_id,
-                joined_at=now,
-                waited_since=m.waiting_since,
-            )
-        )
-        await _set(uow, m.patient_id, status="placed", cohort_id=into, waiting_since=None)
-        await uow.publish(
-            CohortChanged.create(
-                patient_id=m.patient_id,
-                occurred_at=now,
-                from_cohort_id=cohort.cohort_id,
-                to_cohort_id=into,
-                stage_group=stage_group,
-                reason="cohort_closed",
-            )
-        )
-
-
-async def _close(uow: UnitOfWork, cohort: lifecycle.LiveCohort, now: datetime) -> None:
-    """The cohort closes; its members wait again with the waiting time they had when placed."""
-    await _set_cohort_status(uow, cohort.cohort_id, "closed")
-    for m in cohort.members:
-        await _end_membership(uow, m.patient_id, cohort.cohort_id, "cohort_closed", now)
-        await _set(
-            uow, m.patient_id, status="waiting", cohort_id=None, waiting_since=m.waiting_since
-        )
-
-
-async def _set_cohort_status(uow: UnitOfWork, cohort_id: uuid.UUID, status: str) -> None:
-    await uow.session.execute(
-        sa.update(cohorts).where(cohorts.c.id == cohort_id).values(status=status)
-    )
-
-
-async def _move_settled_members(
-    uow: UnitOfWork,
-    rows: list[sa.RowMapping],
-    config: matching.MatchingConfig,
-    rules: Hysteresis,
-    now: datetime,
-) -> dict[uuid.UUID, uuid.UUID]:
-    """Members whose new stage group has settled leave their cohort (patient -> old cohort)."""
-    cohort_groups = dict(
-        (await uow.session.execute(sa.select(cohorts.c.id, cohorts.c.stage_group))).tuples().all()
-    )
-    moved: dict[uuid.UUID, uuid.UUID] = {}
-    for r in rows:
-        if r["status"] != "placed" or r["cohort_id"] is None or r["stage"] is None:
-            continue
-        group = placement.stage_group(_stage(r, now), config)
-        since = _group_since(r, now)
-        if placement.should_move(cohort_groups[r["cohort_id"]], group, since, now, rules):
-            await _end_membership(uow, r["patient_id"], r["cohort_id"], "stage_changed", now)
-            await _set(uow, r["patient_id"], status="waiting", cohort_id=None, waiting_since=now)
-            moved[r["patient_id"]] = r["cohort_id"]
-    return moved
+        live.append(lifecycle.LiveCohort(cohort=open_cohort, members=tuple(members)))
+    return live
 
 
 def _stage(row: sa.RowMapping, now: datetime) -> str:
@@ -488,271 +391,3 @@ def _group_since(row: sa.RowMapping, now: datetime) -> datetime | None:
         return late if now >= late else row["completed_at"]
     since: datetime | None = row["stage_since"]
     return since
-
-
-async def _place(
-    uow: UnitOfWork,
-    candidate: matching.Candidate,
-    cohort_id: uuid.UUID,
-    stage_group: str,
-    left_from: dict[uuid.UUID, tuple[uuid.UUID, str]],
-    now: datetime,
-) -> None:
-    patient_id = candidate.patient_id
-    await uow.session.execute(
-        sa.insert(memberships).values(
-            id=uuid.uuid4(),
-            cohort_id=cohort_id,
-            patient_id=patient_id,
-            joined_at=now,
-            waited_since=candidate.waiting_since,
-        )
-    )
-    await _set(uow, patient_id, status="placed", cohort_id=cohort_id, waiting_since=None)
-    language = candidate.language
-    if patient_id in left_from:
-        from_cohort, reason = left_from[patient_id]
-        event: CohortAssigned | CohortChanged = CohortChanged.create(
-            patient_id=patient_id,
-            occurred_at=now,
-            from_cohort_id=from_cohort,
-            to_cohort_id=cohort_id,
-            stage_group=stage_group,
-            reason=reason,
-        )
-    else:
-        event = CohortAssigned.create(
-            patient_id=patient_id,
-            occurred_at=now,
-            cohort_id=cohort_id,
-            stage_group=stage_group,
-            language=language,
-        )
-    await uow.publish(event)
-
-
-async def _form_cohorts(
-    uow: UnitOfWork,
-    new: tuple[matching.NewCohort, ...],
-    config: matching.MatchingConfig,
-    now: datetime,
-) -> dict[str, uuid.UUID]:
-    """Create the new cohorts that get a moderator: the least loaded one for the language."""
-    load = await _moderator_load(uow)
-    available = list(
-        (await uow.session.execute(sa.select(moderators).order_by(moderators.c.subject))).mappings()
-    )
-    formed: dict[str, uuid.UUID] = {}
-    for cohort in new:
-        fits = [
-            m
-            for m in available
-            if m["active"]
-            and cohort.language in m["languages"]
-            and load[m["subject"]] < m["max_cohorts"]
-        ]
-        if not fits:
-            log.warning("new cohort waits for a moderator", extra={"language": cohort.language})
-            continue
-        moderator = min(fits, key=lambda m: (load[m["subject"]], m["subject"]))["subject"]
-        load[moderator] += 1
-        cohort_id = uuid.uuid4()
-        await uow.session.execute(
-            sa.insert(cohorts).values(
-                id=cohort_id,
-                stage_group=cohort.stage_group,
-                language=cohort.language,
-                drug=cohort.drug,
-                on_diazepam=cohort.on_diazepam,
-                session_weekday=SESSION_WEEKDAY,
-                session_utc_minute=cohort.session_utc_minute,
-                capacity=config.max_size,
-                moderator=moderator,
-                status="active",
-                created_at=now,
-            )
-        )
-        formed[cohort.key] = cohort_id
-    return formed
-
-
-async def _participants_with_stage(uow: UnitOfWork) -> list[sa.RowMapping]:
-    rows = await uow.session.execute(
-        sa.select(
-            participants,
-            patient_stages.c.stage,
-            patient_stages.c.drug,
-            patient_stages.c.stage_since,
-            patient_stages.c.completed_at,
-        )
-        .outerjoin(patient_stages, patient_stages.c.patient_id == participants.c.patient_id)
-        .where(participants.c.status != "left")
-        .order_by(participants.c.patient_id)
-    )
-    return list(rows.mappings())
-
-
-async def _red_blocked(uow: UnitOfWork) -> set[uuid.UUID]:
-    rows = await uow.session.scalars(
-        sa.select(red_episodes.c.patient_id).where(red_episodes.c.resolved_at.is_(None)).distinct()
-    )
-    return set(rows.all())
-
-
-async def _end_membership(
-    uow: UnitOfWork, patient_id: uuid.UUID, cohort_id: uuid.UUID, reason: str, now: datetime
-) -> None:
-    await uow.session.execute(
-        sa.update(memberships)
-        .where(
-            memberships.c.patient_id == patient_id,
-            memberships.c.cohort_id == cohort_id,
-            memberships.c.left_at.is_(None),
-        )
-        .values(left_at=now, left_reason=reason)
-    )
-
-
-async def _participant(uow: UnitOfWork, patient_id: uuid.UUID) -> sa.RowMapping | None:
-    result = await uow.session.execute(
-        sa.select(participants).where(participants.c.patient_id == patient_id)
-    )
-    return result.mappings().first()
-
-
-async def _set(uow: UnitOfWork, patient_id: uuid.UUID, **values: Any) -> None:
-    values["updated_at"] = uow.clock.now()
-    await uow.session.execute(
-        sa.update(participants).where(participants.c.patient_id == patient_id).values(**values)
-    )
-
-
-# --- reads ------------------------------------------------------------------------------------
-
-
-async def my_cohort(uow: UnitOfWork, patient_id: uuid.UUID) -> dict[str, Any]:
-    """The patient's cohort as they see it: handles only, sessions in their timezone."""
-    me = await _participant(uow, patient_id)
-    if me is None or me["status"] == "left":
-        raise NotFound("not taking part in peer support")
-    if me["cohort_id"] is None:
-        return {"status": "waiting", "waiting_since": me["waiting_since"], "handle": me["handle"]}
-    cohort = (
-        (await uow.session.execute(sa.select(cohorts).where(cohorts.c.id == me["cohort_id"])))
-        .mappings()
-        .one()
-    )
-    handles = await _member_handles(uow, me["cohort_id"])
-    return {
-        "status": "placed",
-        "handle": me["handle"],
-        "cohort_id": cohort["id"],
-        "stage_group": cohort["stage_group"],
-        "language": cohort["language"],
-        "members": sorted(handles.values()),
-        "next_sessions": placement.next_sessions(
-            cohort["session_weekday"], cohort["session_utc_minute"], me["timezone"], uow.clock.now()
-        ),
-    }
-
-
-async def placement_of(uow: UnitOfWork, patient_id: uuid.UUID) -> dict[str, Any]:
-    """The patient's placement as their clinician needs it: waiting (since when, and whether an
-    open RED episode holds them back) or placed (their cohort's size and next session). Nothing
-    about any other patient: a count, never a handle or an id."""
-    me = await _participant(uow, patient_id)
-    if me is None or me["status"] == "left":
-        return {"status": "not_taking_part"}
-    red_open = await uow.session.scalar(
-        sa.select(sa.func.count())
-        .select_from(red_episodes)
-        .where(red_episodes.c.patient_id == patient_id, red_episodes.c.resolved_at.is_(None))
-    )
-    out: dict[str, Any] = {
-        "status": me["status"],
-        "waiting_since": me["waiting_since"],
-        "held_back_by_open_red": placement.blocked_by_red(
-            bool(red_open), me["override_red_by"] is not None
-        ),
-        "red_override": me["override_red_by"] is not None,
-        "cohort_size": None,
-        "next_session": None,
-    }
-    if me["cohort_id"] is not None:
-        cohort = (
-            (await uow.session.execute(sa.select(cohorts).where(cohorts.c.id == me["cohort_id"])))
-            .mappings()
-            .one()
-        )
-        out["cohort_size"] = len(await _member_handles(uow, me["cohort_id"]))
-        out["next_session"] = placement.next_sessions(
-            cohort["session_weekday"],
-            cohort["session_utc_minute"],
-            me["timezone"],
-            uow.clock.now(),
-            count=1,
-        )[0]
-    return out
-
-
-async def roster(
-    uow: UnitOfWork,
-    moderator: str,
-    page: PageParams,
-    *,
-    status: str = "active",
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of a moderator's cohorts (newest first; active ones unless asked, formed in
-    [since, until)) and their current members (opaque patient ids and handles: the moderator
-    reaches clinical details only through their panel in the other services)."""
-    c_ = cohorts.c
-    query = sa.select(cohorts).where(c_.moderator == moderator)
-    if status != "all":
-        query = query.where(c_.status == status)
-    query = within(query, c_.created_at, since, until)
-    rows, following = await fetch_page(uow.session, query, (c_.created_at, c_.id), page)
-    now = uow.clock.now()
-    out = []
-    for c in rows:
-        members = await _members(uow, c["id"])
-        out.append(
-            {
-                "cohort_id": c["id"],
-                "stage_group": c["stage_group"],
-                "language": c["language"],
-                "session_weekday": c["session_weekday"],
-                "session_utc_minute": c["session_utc_minute"],
-                "next_session": placement.next_sessions(
-                    c["session_weekday"], c["session_utc_minute"], "UTC", now, count=1
-                )[0],
-                "size": len(members),
-                "capacity": c["capacity"],
-                # Facts of membership only: who (opaque id, handle) and since when. No
-                # attendance, no stage or dose of a member, no timezone (issue 17).
-                "members": [
-                    {"patient_id": p, "handle": h, "member_since": joined}
-                    for p, h, joined in sorted(members, key=lambda m: m[1])
-                ],
-            }
-        )
-    return out, following
-
-
-async def _members(uow: UnitOfWork, cohort_id: uuid.UUID) -> list[tuple[uuid.UUID, str, datetime]]:
-    rows = await uow.session.execute(
-        sa.select(participants.c.patient_id, participants.c.handle, memberships.c.joined_at)
-        .join(memberships, memberships.c.patient_id == participants.c.patient_id)
-        .where(memberships.c.cohort_id == cohort_id, memberships.c.left_at.is_(None))
-    )
-    return [(p, h, j) for p, h, j in rows.tuples().all()]
-
-
-async def _member_handles(uow: UnitOfWork, cohort_id: uuid.UUID) -> dict[uuid.UUID, str]:
-    rows = await uow.session.execute(
-        sa.select(participants.c.patient_id, participants.c.handle)
-        .join(memberships, memberships.c.patient_id == participants.c.patient_id)
-        .where(memberships.c.cohort_id == cohort_id, memberships.c.left_at.is_(None))
-    )
-    return dict(rows.tuples().all())

@@ -42,7 +42,7 @@ from services.group_matching.domain.model import (
 )
 from services.group_matching.domain.reference import StageRules, stages_v1
 from services.group_matching.entrypoints.consumers import SUBSCRIPTIONS
-from services.group_matching.service_layer import handlers
+from services.group_matching.service_layer import stages
 from services.group_matching.settings import GroupMatchingSettings
 
 D = Decimal
@@ -255,7 +255,7 @@ async def test_dose_reductions_move_the_stage(runtime: ServiceRuntime) -> None:
 
 
 async def test_an_unusable_event_is_permanent(runtime: ServiceRuntime) -> None:
-    with pytest.raises(handlers.UnusableDoseEvent):
+    with pytest.raises(stages.UnusableDoseEvent):
         await apply(runtime, dose_reduced(uuid.uuid4(), uuid.uuid4(), 1, "0", "0"))
 
 

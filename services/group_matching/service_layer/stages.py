@@ -1,4 +1,4 @@
-"""Group matching's use cases: follow each patient's stage from the scheduler's events.
+"""Follow each patient's taper stage from the scheduler's events (group matching's use cases).
 
 ``DoseReduced`` creates the patient's row and moves the stage by dose, or by the scheduler's
 ``taper_stage`` when it names final phase, crossover or completed (``stage_from_event``);
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from contracts import DoseReduced, Event, TaperCompleted, TaperHeld, TaperResumed, event_class
 from services.chassis.errors import NotFound, PermanentError
 from services.chassis.uow import UnitOfWork
-from services.group_matching.adapters.orm import parked_stage_events, patient_stages
+from services.group_matching.adapters.repository import StageRepository
 from services.group_matching.domain.model import (
     COMPLETED,
     CROSSOVER,
@@ -55,7 +55,8 @@ async def on_dose_reduced(event: DoseReduced, uow: UnitOfWork) -> None:
     that occurred before the newest lifecycle event applied (a hold delivered first), or after the
     plan ended, updates the dose but keeps the stage.
     """
-    row = await _row(uow, event.patient_id)
+    stages = StageRepository(uow)
+    row = await stages.get(event.patient_id)
     same_plan = row is not None and row["plan_id"] == event.plan_id
     if row is not None and same_plan and event.step_number <= row["last_step_number"]:
         return  # an older step delivered late: the newer state stands
@@ -94,15 +95,9 @@ async def on_dose_reduced(event: DoseReduced, uow: UnitOfWork) -> None:
     }
     values["updated_at"] = now
     if row is None:
-        await uow.session.execute(
-            sa.insert(patient_stages).values(patient_id=event.patient_id, **values)
-        )
+        await stages.add(event.patient_id, **values)
     else:
-        await uow.session.execute(
-            sa.update(patient_stages)
-            .where(patient_stages.c.patient_id == event.patient_id)
-            .values(**values)
-        )
+        await stages.update(event.patient_id, **values)
     if row is None:
         await _release_parked(uow, event.patient_id)
     if row is None or row["stage"] != stage:
@@ -148,9 +143,10 @@ async def _move_stage(
     plan, and the scheduler neither holds nor resumes an ended taper), or an event older than
     the newest one applied.
     """
-    row = await _row(uow, event.patient_id)
+    stages = StageRepository(uow)
+    row = await stages.get(event.patient_id)
     if row is None:
-        await _park(uow, event)
+        await stages.park(event)
         return
     if row["plan_id"] != event.plan_id:
         return
@@ -158,64 +154,32 @@ async def _move_stage(
     if ended or _stale(event, row):
         return
     stage = stage_of(row)
-    await uow.session.execute(
-        sa.update(patient_stages)
-        .where(patient_stages.c.patient_id == event.patient_id)
-        .values(
-            stage=stage,
-            updated_at=uow.clock.now(),
-            last_event_id=event.event_id,
-            last_event_at=_newest(event, row),
-            **_stage_clock(row, stage, event.occurred_at),
-            **also,
-        )
+    await stages.update(
+        event.patient_id,
+        stage=stage,
+        updated_at=uow.clock.now(),
+        last_event_id=event.event_id,
+        last_event_at=_newest(event, row),
+        **_stage_clock(row, stage, event.occurred_at),
+        **also,
     )
     if row["stage"] != stage:
         await cohorts.request_match(uow)
 
 
-async def _park(uow: UnitOfWork, event: Event) -> None:
-    """Keep a lifecycle event until the patient's first step (a redelivery parks nothing twice:
-    the inbox drops most, the event id as key the rest)."""
-    found = await uow.session.scalar(
-        sa.select(parked_stage_events.c.event_id).where(
-            parked_stage_events.c.event_id == event.event_id
-        )
-    )
-    if found is None:
-        await uow.session.execute(
-            sa.insert(parked_stage_events).values(
-                event_id=event.event_id,
-                patient_id=event.patient_id,
-                event_type=event.event_type,
-                occurred_at=event.occurred_at,
-                payload=event.model_dump(mode="json"),
-                parked_at=uow.clock.now(),
-            )
-        )
-
-
 async def _release_parked(uow: UnitOfWork, patient_id: uuid.UUID) -> None:
     """The patient's row exists now: apply what was parked, oldest first, as if it had come in
     order (an event older than the step is stale and changes nothing, as it would have)."""
-    rows = (
-        await uow.session.execute(
-            sa.select(parked_stage_events)
-            .where(parked_stage_events.c.patient_id == patient_id)
-            .order_by(parked_stage_events.c.occurred_at, parked_stage_events.c.event_id)
-        )
-    ).mappings()
+    stages = StageRepository(uow)
     handlers: dict[str, Callable[[Any, UnitOfWork], Any]] = {
         TaperHeld.EVENT_TYPE: on_taper_held,
         TaperResumed.EVENT_TYPE: on_taper_resumed,
         TaperCompleted.EVENT_TYPE: on_taper_completed,
     }
-    for row in list(rows):
+    for row in await stages.parked(patient_id):
         event = event_class(row["event_type"]).model_validate(row["payload"])
         await handlers[row["event_type"]](event, uow)
-    await uow.session.execute(
-        sa.delete(parked_stage_events).where(parked_stage_events.c.patient_id == patient_id)
-    )
+    await stages.drop_parked(patient_id)
 
 
 def _stage_clock(row: sa.RowMapping | None, stage: str, at: datetime) -> dict[str, Any]:
@@ -224,13 +188,6 @@ def _stage_clock(row: sa.RowMapping | None, stage: str, at: datetime) -> dict[st
     if row is not None and row["stage"] == stage:
         return {}
     return {"stage_since": at, "completed_at": at if stage == COMPLETED else None}
-
-
-async def _row(uow: UnitOfWork, patient_id: uuid.UUID) -> sa.RowMapping | None:
-    result = await uow.session.execute(
-        sa.select(patient_stages).where(patient_stages.c.patient_id == patient_id)
-    )
-    return result.mappings().first()
 
 
 def _stale(event: Event, row: sa.RowMapping) -> bool:
@@ -245,20 +202,7 @@ def _newest(event: Event, row: sa.RowMapping | None) -> datetime:
 
 
 async def get_stage(uow: UnitOfWork, patient_id: uuid.UUID) -> dict[str, Any]:
-    row = (
-        (
-            await uow.session.execute(
-                sa.select(
-                    patient_stages.c.patient_id,
-                    patient_stages.c.drug,
-                    patient_stages.c.stage,
-                    patient_stages.c.updated_at,
-                ).where(patient_stages.c.patient_id == patient_id)
-            )
-        )
-        .mappings()
-        .first()
-    )
+    row = await StageRepository(uow).summary(patient_id)
     if row is None:
         raise StageUnknown()
-    return dict(row)
+    return row
