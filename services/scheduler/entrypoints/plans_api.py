@@ -56,8 +56,8 @@ from services.scheduler.domain.planning import (
     plan,
 )
 from services.scheduler.entrypoints.patient_day_fields import FirstDoseTime, TimeZoneName
-from services.scheduler.service_layer import handlers
 from services.scheduler.service_layer import plans as plan_cases
+from services.scheduler.service_layer.errors import RuleRefused
 
 ReasonCode = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
 Code = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
@@ -757,7 +757,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                     ),
                     uow,
                 )
-            except handlers.RuleRefused as exc:
+            except RuleRefused as exc:
                 # The field is the stored plan's (e.g. start_on): plan again with a new body.
                 raise HTTPException(
                     status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -800,7 +800,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                     ),
                     uow,
                 )
-            except handlers.RuleRefused as exc:
+            except RuleRefused as exc:
                 loc = ["body", exc.field] if exc.field in AdjustPlanIn.model_fields else ["body"]
                 raise HTTPException(
                     status.HTTP_422_UNPROCESSABLE_CONTENT,

@@ -41,13 +41,13 @@ from services.scheduler.domain.planning import (
     Strategy,
     TaperPlan,
     equivalence_v1,
+    final_step_threshold_mg,
     grid_unit,
     plan,
     planning_defaults_v1,
     planning_reference_v1,
 )
 from services.scheduler.domain.planning.doses import units_of
-from services.scheduler.service_layer.handlers import final_step_threshold_mg
 
 MAX_EXAMPLES = int(os.environ.get("PLAN_DOMAIN_MAX_EXAMPLES", "300"))
 REF = planning_reference_v1()
