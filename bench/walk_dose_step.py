@@ -104,12 +104,12 @@ class Walk:
                 out.append(m)
         return out
 
-    def entries(self, *, skip_domain: bool = False) -> Counter[str]:
-        """Arrivals per module; ``skip_domain``: domain modules are transparent (the walk of the
-        service layer and adapters only)."""
+    def entries(self, *, skip: tuple[str, ...] = ()) -> Counter[str]:
+        """Arrivals per module; modules under a package in ``skip`` (e.g. ``domain``) are
+        transparent: the walk as seen from the other layers."""
         out: list[str] = []
         for m in self.path():
-            if skip_domain and m.startswith(PACKAGE + ".domain"):
+            if m.startswith(tuple(f"{PACKAGE}.{layer}" for layer in skip)):
                 continue
             if not out or out[-1] != m:
                 out.append(m)
@@ -192,9 +192,13 @@ def report(walk: Walk, *, show_walk: bool) -> str:
         lines.append(f"  {short[src]} -> {short[dst]}: {n}")
     lines.append(f"  total: {total}")
     lines.append(f"scheduler function calls: {len(walk.calls)}")
-    lines += ["", f"{'service layer / adapters only (domain transparent)':<52} entries"]
-    for module, n in sorted(walk.entries(skip_domain=True).items(), key=lambda kv: (-kv[1], kv[0])):
-        lines.append(f"  {short[module]:<50} {n:>7}")
+    for title, skip in (
+        ("service layer and adapters (domain transparent)", ("domain",)),
+        ("service layer only (domain and adapters transparent)", ("domain", "adapters")),
+    ):
+        lines += ["", f"{title:<60} entries"]
+        for module, n in sorted(walk.entries(skip=skip).items(), key=lambda kv: (-kv[1], kv[0])):
+            lines.append(f"  {short[module]:<58} {n:>7}")
     lines += ["", "in the source: module._private references to another scheduler module:"]
     static = static_private_refs()
     for (src, dst), n in sorted(static.items(), key=lambda kv: (-kv[1], kv[0])):

@@ -4,9 +4,9 @@
   and nothing is announced.
 * ``approve_plan`` records the clinician's ``approve`` decision, creates the patient's taper at the
   plan's starting dose (or takes over a started taper with no step yet at that dose), marks the
-  plan ``active`` and arms the FIRST step's durable timer (``arm_step``).
+  plan ``active`` and arms the FIRST step's durable timer (``step_timer.arm_step``).
 * The step timer (``step_timer.emit_plan_step``) turns the due step into a taper step authorised
-  by the approval (``take_step``), applies it (the taper records ``DoseReduced``, and
+  by the approval (``step_timer.take_step``), applies it (the taper records ``DoseReduced``, and
   ``TaperCompleted`` at zero) and arms the NEXT step's timer in the same transaction. A held
   taper blocks the due step and the chain stops there; a clinician's resume moves the blocked and
   later steps by the length of the hold and arms the blocked step again (``after_resume``).
@@ -38,7 +38,6 @@ from services.scheduler.adapters.codecs import regimen_from, regimen_json
 from services.scheduler.adapters.plan_repository import PlanRecord, PlanRepository
 from services.scheduler.adapters.repository import DecisionLog, TaperRepository
 from services.scheduler.adapters.stored_plan import (
-    summary_bounds,
     summary_equivalence,
     summary_interval_weeks,
     summary_json,
@@ -60,9 +59,7 @@ from services.scheduler.domain.planning import (
     Strategy,
     TaperPlan,
     equivalence_v1,
-    final_step_threshold_mg,
     plan,
-    planning_defaults_v1,
 )
 from services.scheduler.service_layer.errors import (
     PlanNotFound,
@@ -71,8 +68,7 @@ from services.scheduler.service_layer.errors import (
     TaperNotFound,
     translate,
 )
-
-EMIT_PLAN_STEP = "emit_plan_step"
+from services.scheduler.service_layer.step_timer import arm_step, take_step
 
 __all__ = ["PlanRecord"]  # re-exported: the entrypoints read plans as records
 
@@ -241,7 +237,7 @@ async def approve_plan(cmd: ApprovePlan, uow: UnitOfWork) -> PlanRecord:
 async def _approve_proposal(cmd: ApprovePlan, record: PlanRecord, uow: UnitOfWork) -> PlanRecord:
     """Approve the steps the scheduler proposed for an active plan: the decision records them
     (number, day, doses), they become the plan's live steps and the first one is armed. The steps
-    emitted from now on name this approval (``plans.approved_by_decision_id``); the earlier
+    emitted from now on name this approval (the plan row's ``approved_by_decision_id``); the earlier
     approval stays in the decision history and in the steps it authorised."""
     proposed = [s for s in record.steps if s["status"] == PlanStepStatus.PROPOSED]
     today = uow.clock.now().date()
@@ -320,46 +316,6 @@ def _dry_run(
             continue
         step = take_step(trial, s, approval, summary, today=today)
         trial.apply(step.step_id)  # no moment given: the trial announces nothing
-
-
-def take_step(
-    taper: model.PatientTaper,
-    step_row: dict[str, Any],
-    decision: model.ClinicianDecision,
-    summary: dict[str, Any],
-    *,
-    today: date,
-) -> model.DoseStep:
-    """Schedule a plan step on the taper, checked by the taper's rules with the plan's bound."""
-    drug = taper.drug
-    equivalence = summary["equivalence"]
-    return taper.change(
-        regimen_from(step_row["administrations"]),
-        model.ChangeKind(step_row["kind"]),
-        step_row["effective_on"],
-        decision,
-        today=today,
-        bounds=summary_bounds(summary),
-        final_step_at_or_below_mg=final_step_threshold_mg(
-            drug, Decimal(equivalence[drug]) if drug in equivalence else None
-        ),
-        crossover_max_rise_fraction=planning_defaults_v1().crossover_max_rounding_up_fraction,
-    )
-
-
-async def arm_step(
-    uow: UnitOfWork, taper: model.PatientTaper, number: int, on: date, *, rearm: bool = False
-) -> None:
-    """The plan's step ``number`` is next: scheduled, its timer due at the patient's first dose
-    of ``on``. A re-armed step gets a fresh timer key (its first timer has fired)."""
-    await PlanRepository(uow).set_step(taper.plan_id, number, status=PlanStepStatus.SCHEDULED.value)
-    key = f"{taper.plan_id}:{number}"
-    await uow.schedule_timer(
-        EMIT_PLAN_STEP,
-        key=f"{key}:{uuid.uuid4().hex[:12]}" if rearm else key,
-        due_at=taper.step_due_at(on),
-        payload={"patient_id": str(taper.patient_id)},
-    )
 
 
 async def close_active_plan(uow: UnitOfWork, taper: model.PatientTaper) -> None:

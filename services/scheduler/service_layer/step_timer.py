@@ -1,30 +1,33 @@
 """The dose-step timers: a step's day has come, so the taper takes it unless it is held.
 
-``emit_plan_step`` takes an approved plan's due step (``plans.take_step``) and arms the next one
-in the same transaction; ``emit_dose_step`` takes a single scheduled step. Either way the taper
-applies the step and records ``DoseReduced`` (and ``TaperCompleted`` at zero), which the unit of
-work writes to the outbox on commit. Firing a timer again changes nothing: only a ``scheduled``
-step is taken. A held taper blocks the due step; for a plan, a clinician's resume arms it again
-(``plans.after_resume``).
+``emit_plan_step`` takes an approved plan's due step (``take_step``) and arms the next one
+(``arm_step``) in the same transaction; ``emit_dose_step`` takes a single scheduled step. Either
+way the taper applies the step and records ``DoseReduced`` (and ``TaperCompleted`` at zero),
+which the unit of work writes to the outbox on commit. Firing a timer again changes nothing: only
+a ``scheduled`` step is taken. A held taper blocks the due step; for a plan, a clinician's resume
+arms it again (``plans.after_resume``).
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import date
+from decimal import Decimal
+from typing import Any
 
 from services.chassis.timers import DueTimer
 from services.chassis.uow import UnitOfWork
+from services.scheduler.adapters.codecs import regimen_from
 from services.scheduler.adapters.plan_repository import PlanRepository
 from services.scheduler.adapters.repository import DecisionLog, TaperRepository
+from services.scheduler.adapters.stored_plan import summary_bounds
 from services.scheduler.domain import model
 from services.scheduler.domain.plan_states import PlanStatus, PlanStepStatus
-from services.scheduler.service_layer import plans
+from services.scheduler.domain.planning import final_step_threshold_mg, planning_defaults_v1
 from services.scheduler.service_layer.errors import InconsistentStep
-from services.scheduler.service_layer.plans import EMIT_PLAN_STEP
 
 EMIT_DOSE_STEP = "emit_dose_step"
-
-__all__ = ["EMIT_DOSE_STEP", "EMIT_PLAN_STEP", "emit_dose_step", "emit_plan_step"]
+EMIT_PLAN_STEP = "emit_plan_step"
 
 
 async def emit_dose_step(timer: DueTimer, uow: UnitOfWork) -> None:
@@ -91,7 +94,7 @@ async def emit_plan_step(timer: DueTimer, uow: UnitOfWork) -> None:
         return
     approval = await DecisionLog(uow).get(plan_row["approved_by_decision_id"])
     try:
-        step = plans.take_step(
+        step = take_step(
             taper,
             dict(step_row),
             approval,
@@ -109,7 +112,7 @@ async def emit_plan_step(timer: DueTimer, uow: UnitOfWork) -> None:
     )
     following = await repository.next_live_step(plan_id, after=number)
     if following is not None:
-        await plans.arm_step(uow, taper, following["number"], following["effective_on"])
+        await arm_step(uow, taper, following["number"], following["effective_on"])
         return
     # The last step: stopped, at the maintenance target, or (a product missing) still active.
     if taper.completed:
@@ -119,3 +122,43 @@ async def emit_plan_step(timer: DueTimer, uow: UnitOfWork) -> None:
         taper.end_at_maintenance(approval, at=uow.clock.now())
         await tapers.save(taper)
         await repository.close(plan_id, PlanStatus.MAINTENANCE)
+
+
+def take_step(
+    taper: model.PatientTaper,
+    step_row: dict[str, Any],
+    decision: model.ClinicianDecision,
+    summary: dict[str, Any],
+    *,
+    today: date,
+) -> model.DoseStep:
+    """Schedule a plan step on the taper, checked by the taper's rules with the plan's bound."""
+    drug = taper.drug
+    equivalence = summary["equivalence"]
+    return taper.change(
+        regimen_from(step_row["administrations"]),
+        model.ChangeKind(step_row["kind"]),
+        step_row["effective_on"],
+        decision,
+        today=today,
+        bounds=summary_bounds(summary),
+        final_step_at_or_below_mg=final_step_threshold_mg(
+            drug, Decimal(equivalence[drug]) if drug in equivalence else None
+        ),
+        crossover_max_rise_fraction=planning_defaults_v1().crossover_max_rounding_up_fraction,
+    )
+
+
+async def arm_step(
+    uow: UnitOfWork, taper: model.PatientTaper, number: int, on: date, *, rearm: bool = False
+) -> None:
+    """The plan's step ``number`` is next: scheduled, its timer due at the patient's first dose
+    of ``on``. A re-armed step gets a fresh timer key (its first timer has fired)."""
+    await PlanRepository(uow).set_step(taper.plan_id, number, status=PlanStepStatus.SCHEDULED.value)
+    key = f"{taper.plan_id}:{number}"
+    await uow.schedule_timer(
+        EMIT_PLAN_STEP,
+        key=f"{key}:{uuid.uuid4().hex[:12]}" if rearm else key,
+        due_at=taper.step_due_at(on),
+        payload={"patient_id": str(taper.patient_id)},
+    )
