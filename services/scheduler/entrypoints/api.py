@@ -34,8 +34,7 @@ from services.scheduler.domain.model import (
 )
 from services.scheduler.domain.plan_view import NextStep, Upcoming
 from services.scheduler.entrypoints.patient_day_fields import FirstDoseTime, TimeZoneName
-from services.scheduler.service_layer import plans as plan_cases
-from services.scheduler.service_layer import taper_commands
+from services.scheduler.service_layer import plan_queries, taper_commands
 from services.scheduler.service_layer.errors import RuleRefused
 
 ReasonCode = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
@@ -305,7 +304,7 @@ def _next_step_out(taper: PatientTaper, step: Upcoming) -> NextStepOut:
 
 async def taper_view(uow: UnitOfWork, taper: PatientTaper, as_of: datetime) -> TaperOut:
     """The taper as a client reads it, with its next step (read in the caller's transaction)."""
-    return TaperOut.of(taper, as_of, await plan_cases.next_step_of(uow, taper))
+    return TaperOut.of(taper, as_of, await plan_queries.next_step_of(uow, taper))
 
 
 _BODY_FIELDS = {

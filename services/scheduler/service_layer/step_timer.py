@@ -5,7 +5,7 @@
 way the taper applies the step and records ``DoseReduced`` (and ``TaperCompleted`` at zero),
 which the unit of work writes to the outbox on commit. Firing a timer again changes nothing: only
 a ``scheduled`` step is taken. A held taper blocks the due step; for a plan, a clinician's resume
-arms it again (``plans.after_resume``).
+arms it again (``replanning.after_resume``).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from services.scheduler.domain import model
 from services.scheduler.domain.patient_day import patient_today
 from services.scheduler.domain.planning import final_step_threshold_mg
 from services.scheduler.domain.reference import TaperBounds, taper_bounds_v1
-from services.scheduler.service_layer import plans
+from services.scheduler.service_layer import plans, replanning
 from services.scheduler.service_layer.errors import TaperConflict, TaperNotFound, translate
 from services.scheduler.service_layer.step_timer import EMIT_DOSE_STEP
 
@@ -187,8 +187,8 @@ async def _hold(
 
 
 async def resume_taper(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTaper:
-    """Lift a hold (``TaperResumed``); an active plan goes on (``plans.after_resume``). A single
-    step blocked while held stays blocked: the clinician schedules the next one."""
+    """Lift a hold (``TaperResumed``); an active plan goes on (``replanning.after_resume``). A
+    single step blocked while held stays blocked: the clinician schedules the next one."""
     taper = await get_taper(uow, cmd.patient_id)
     decision = model.ClinicianDecision.new(
         model.DecisionKind.RESUME, cmd.clinician, cmd.reason_code
@@ -200,7 +200,7 @@ async def resume_taper(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTa
         raise translate(exc) from None
     await DecisionLog(uow).record(cmd.patient_id, decision, {"lifted_hold": previous_reason})
     await TaperRepository.of(uow).save(taper)
-    await plans.after_resume(uow, taper)
+    await replanning.after_resume(uow, taper)
     return taper
 
 
@@ -209,7 +209,7 @@ async def return_to_prior_dose(cmd: ClinicianAction, uow: UnitOfWork) -> model.P
 
     Announced as ``DoseRestored`` and, unless the taper was already held, ``TaperHeld`` caused
     by it. A pending single step is cancelled; a plan's next step is blocked when it comes due
-    and the rest of the plan is re-planned from this dose on resume (``plans.after_resume``).
+    and the rest of the plan is re-planned from this dose on resume (``replanning.after_resume``).
     """
     taper = await get_taper(uow, cmd.patient_id)
     decision = model.ClinicianDecision.new(
