@@ -950,7 +950,7 @@ def render(
     by = {v: [r for r in rep.runs if r.variant == v] for v in VARIANTS}
     names = {
         "bare": "baseline: bare asyncpg, same writes, no rules",
-        "chassis": "chassis: `TimerPoller.fire_due()` + `plans.emit_plan_step`",
+        "chassis": "chassis: `TimerPoller.fire_due()` + `step_timer.emit_plan_step`",
     }
     fig: dict[str, tuple[float, float]] = {}
     for v in ("bare", "chassis"):
