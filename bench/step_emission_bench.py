@@ -8,7 +8,8 @@ those D steps, one transaction each, two ways in the same run:
 
 * **chassis**: the scheduler's own ``TimerPoller`` (``runtime.timers`` of a runtime built by
   ``services.scheduler.bootstrap.bootstrap``, never started: no broker, no relay) with the real
-  handlers (``emit_plan_step`` -> ``plans.emit_plan_step``) and a ``FrozenClock`` at the due time;
+  handlers (``emit_plan_step`` -> ``step_timer.emit_plan_step``) and a ``FrozenClock`` at the due
+  time;
   ``fire_due()`` is called until it returns 0;
 * **bare**: asyncpg, one transaction per due timer: claim it (``SELECT ... FOR UPDATE SKIP
   LOCKED``, the claim of ``bench.scheduler_bench``), read the plan step (+ the next one, + the
@@ -67,10 +68,12 @@ from contracts import DoseReduced, TaperStage, topic_for
 from services.chassis.clock import FrozenClock
 from services.chassis.migrations import upgrade_to_head
 from services.chassis.runtime import ServiceRuntime
+from services.scheduler.adapters.codecs import regimen_from
 from services.scheduler.bootstrap import bootstrap
 from services.scheduler.domain.planning import plan
+from services.scheduler.domain.taper_events import drug_doses
 from services.scheduler.entrypoints.plans_api import PlanPreviewIn
-from services.scheduler.service_layer import handlers, plans
+from services.scheduler.service_layer import plans, step_timer
 from services.scheduler.settings import SchedulerSettings
 
 # The plan every patient follows (the body of tests/*/scheduler/test_plan_lifecycle.py).
@@ -96,7 +99,7 @@ TABLES = (
 )
 SERIAL = {"outbox": "seq", "audit_log": "id"}
 LIVE = ("planned", "scheduled", "blocked_by_hold")
-KINDS = (handlers.EMIT_DOSE_STEP, handlers.EMIT_PLAN_STEP)  # the poller's handlers, its IN list
+KINDS = (step_timer.EMIT_DOSE_STEP, step_timer.EMIT_PLAN_STEP)  # the poller's handlers, its IN list
 VARIANTS = ("chassis", "bare")
 
 # The claim of scheduler_bench, with the poller's two kinds.
@@ -220,9 +223,10 @@ async def make_template(pg: Pg, db: str, t0: datetime, history: int) -> Template
     for table, col in SERIAL.items():
         for r in rows[table]:
             del r[col]
-    # The DoseReduced the real path emits for the due step (same facts as handlers.emit_step).
-    before = handlers.regimen_from(taper["regimen"])
-    after = handlers.regimen_from(due["administrations"])
+    # The DoseReduced the real path emits for the due step (same facts as
+    # ``domain.taper_events.reduced``).
+    before = regimen_from(taper["regimen"])
+    after = regimen_from(due["administrations"])
     drug = taper["drug"]
     equivalence = {d: Decimal(mg) for d, mg in (taper["equivalence"] or {}).items()}
 
@@ -244,7 +248,7 @@ async def make_template(pg: Pg, db: str, t0: datetime, history: int) -> Template
         approved_by_decision_id=decision_id,
         half_life_class=taper["half_life_class"],
         step_kind=due["kind"],
-        regimen=handlers.drug_doses(after),
+        regimen=drug_doses(after),
         previous_daily_diazepam_eq_mg=eq(before),
         new_daily_diazepam_eq_mg=eq(after),
     )
@@ -620,7 +624,7 @@ class Bare:
                 await conn.execute(
                     BARE_INSERT_TIMER,
                     uuid.uuid4(),
-                    handlers.EMIT_PLAN_STEP,
+                    step_timer.EMIT_PLAN_STEP,
                     f"{plan_id}:{nxt['number']}",
                     datetime.combine(nxt["effective_on"], time.min, UTC),
                     json.dumps({"patient_id": str(patient_id)}),
@@ -946,7 +950,7 @@ def render(
     by = {v: [r for r in rep.runs if r.variant == v] for v in VARIANTS}
     names = {
         "bare": "baseline: bare asyncpg, same writes, no rules",
-        "chassis": "chassis: `TimerPoller.fire_due()` + `plans.emit_plan_step`",
+        "chassis": "chassis: `TimerPoller.fire_due()` + `step_timer.emit_plan_step`",
     }
     fig: dict[str, tuple[float, float]] = {}
     for v in ("bare", "chassis"):

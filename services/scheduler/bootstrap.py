@@ -16,7 +16,7 @@ from services.scheduler.entrypoints import (
     reference_api,
     schedule_api,
 )
-from services.scheduler.service_layer import handlers, plans
+from services.scheduler.service_layer import step_timer
 from services.scheduler.settings import SchedulerSettings
 
 
@@ -32,8 +32,8 @@ def bootstrap(
         metadata=metadata,
         subscriptions=consumers.SUBSCRIPTIONS,
         timer_handlers={
-            handlers.EMIT_DOSE_STEP: handlers.emit_dose_step,
-            handlers.EMIT_PLAN_STEP: plans.emit_plan_step,
+            step_timer.EMIT_DOSE_STEP: step_timer.emit_dose_step,
+            step_timer.EMIT_PLAN_STEP: step_timer.emit_plan_step,
         },
         routers=lambda rt: [
             *api.routers(rt),

@@ -5,9 +5,12 @@ Why: a stored plan renders through the same adapters as a preview (``fhir.plan_t
 rows, instead of teaching each renderer the row layout, keeps one rendering path: a stored plan
 and the preview it came from give the same FHIR resources and the same chart.
 
-The rows hold what ``service_layer.plans.create_plan`` wrote: the row's ``strategy`` and
-``reference_versions``, its JSON ``summary`` (drug, final drug, risk, pace, bound, baseline,
-formulation needs, ``ends_at_mg``, equivalence, notes; decimals as strings) and one row per step.
+The rows hold what ``adapters.plan_repository`` wrote: the row's ``strategy`` and
+``reference_versions``, its JSON ``summary`` (``summary_json`` below, the one place that writes it:
+drug, final drug, risk, pace, bound, baseline, formulation needs, ``ends_at_mg``, equivalence,
+notes; decimals as strings) and one row per step. The summary is read back here too: whole
+(``stored_plan``) or the parts the taper's rules need (``summary_bounds``,
+``summary_equivalence``).
 Numeric columns come back as ``Decimal`` or ``float`` depending on the database (PostgreSQL or
 SQLite), so every decimal goes through ``Decimal(str(x))``.
 
@@ -110,3 +113,64 @@ def record_to_plan(row: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]) -
         notes=tuple(summary["notes"]),
         reference_versions=tuple((k, str(v)) for k, v in row["reference_versions"].items()),
     )
+
+
+def summary_json(p: TaperPlan) -> dict[str, Any]:
+    """The plan's summary as stored in ``plans.summary`` (decimals as strings)."""
+    return {
+        "drug": p.drug,
+        "final_drug": p.final_drug,
+        "complete": p.complete,
+        "risk": {
+            "category": p.risk.category.value,
+            "reasons": list(p.risk.reasons),
+            "short_use": p.risk.short_use,
+        },
+        "pace": {
+            "code": p.pace.code,
+            "step_fraction": str(p.pace.step_fraction),
+            "interval_weeks": p.pace.interval_weeks,
+        },
+        "bound": {
+            "version": p.bound.version,
+            "source": p.bound.source,
+            "max_fraction_per_window": str(p.bound.max_fraction_per_step),
+            "window_days": p.bound.window_days,
+        },
+        "baseline": [{"drug": a.drug, "dose_mg": str(a.dose_mg)} for a in p.baseline],
+        "formulation_needs": [
+            {
+                "kind": n.kind.value,
+                "drug": n.drug,
+                "at_dose_mg": str(n.at_dose_mg),
+                "needed_unit_mg": str(n.needed_unit_mg),
+                "reason_code": n.reason_code,
+                "after_step": n.after_step,
+            }
+            for n in p.formulation_needs
+        ],
+        "ends_at_mg": str(p.ends_at),
+        "equivalence": {d: str(mg) for d, mg in p.equivalence},
+        "notes": list(p.notes),
+    }
+
+
+def summary_bounds(summary: Mapping[str, Any]) -> TaperBounds:
+    """The rate bound the plan was made with (the taper's rules check its steps against it)."""
+    b = summary["bound"]
+    return TaperBounds(
+        version=b["version"],
+        source=b["source"],
+        max_fraction_per_step=Decimal(b["max_fraction_per_window"]),
+        window_days=int(b["window_days"]),
+    )
+
+
+def summary_equivalence(summary: Mapping[str, Any]) -> dict[str, Decimal]:
+    """mg equal to 10 mg diazepam per drug, as the plan used."""
+    return {d: Decimal(mg) for d, mg in summary["equivalence"].items()}
+
+
+def summary_interval_weeks(summary: Mapping[str, Any]) -> int:
+    """Weeks between the plan's steps at its pace."""
+    return int(summary["pace"]["interval_weeks"])

@@ -31,11 +31,13 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, time, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
 
+from contracts import DoseReduced, Event
+from services.scheduler.domain.patient_day import step_starts_at
 from services.scheduler.domain.reference import TaperBounds, taper_bounds_v1
 
 CODE_PATTERN = r"^[a-z0-9_]{1,40}$"
@@ -104,7 +106,7 @@ class TaperStateConflict(TaperError):
     """The request is valid but the taper's state forbids it now (held, step pending...)."""
 
 
-class TaperHeld(TaperStateConflict):
+class TaperIsHeld(TaperStateConflict):
     def __init__(self) -> None:
         super().__init__("the taper is held: a clinician must resume it first")
 
@@ -139,6 +141,19 @@ class ClinicianDecision:
     reason_code: str
     override: bool = False
     override_reason_code: str | None = None
+
+    @classmethod
+    def new(
+        cls,
+        kind: DecisionKind,
+        clinician: str,
+        reason_code: str,
+        *,
+        override: bool = False,
+        override_reason_code: str | None = None,
+    ) -> ClinicianDecision:
+        """A decision taken now, with a fresh id (recorded by the decision log)."""
+        return cls(uuid.uuid4(), clinician, kind, reason_code, override, override_reason_code)
 
     def check(self, kind: DecisionKind, *also: DecisionKind) -> None:
         if self.kind is not kind and self.kind not in also:
@@ -214,6 +229,10 @@ class PatientTaper:
     # (``patient_day.step_starts_at``). None: unknown (00:00 UTC of the date).
     timezone: str | None = None
     first_dose_time: time | None = None
+    # What the changes announced, not yet published (``domain.taper_events``): a command given
+    # the moment (``at``) records its event; the unit of work writes them to the outbox on commit.
+    # Without ``at`` (a dry run of a plan, a rule check) the change is made and nothing announced.
+    events: list[Event] = field(default_factory=list, init=False, repr=False, compare=False)
 
     @classmethod
     def start(
@@ -250,7 +269,20 @@ class PatientTaper:
             equivalence=dict(equivalence or {}),
         )
 
+    def pull_events(self) -> list[Event]:
+        """The recorded events, oldest first; the taper forgets them (published once)."""
+        events, self.events = self.events, []
+        return events
+
+    def _announced(self, kind: type[Event]) -> Event | None:
+        """The latest event of ``kind`` this taper recorded and has not yet published."""
+        return next((e for e in reversed(self.events) if isinstance(e, kind)), None)
+
     # --- queries ------------------------------------------------------------------------------
+    def step_due_at(self, day: date) -> datetime:
+        """When a step dated ``day`` takes effect: the patient's first dose that day, their zone."""
+        return step_starts_at(day, self.timezone, self.first_dose_time)
+
     @property
     def pending_step(self) -> DoseStep | None:
         return next((s for s in self.steps if s.status is StepStatus.SCHEDULED), None)
@@ -350,7 +382,7 @@ class PatientTaper:
         if kind is ChangeKind.RESTORE:
             raise TaperRuleViolation("kind", "a return to the prior dose is not scheduled")
         if self.held:
-            raise TaperHeld()
+            raise TaperIsHeld()
         if self.completed:
             raise TaperStateConflict("the taper is completed")
         if self.stage is Stage.MAINTENANCE:
@@ -444,26 +476,36 @@ class PatientTaper:
         if (kind is ChangeKind.FINAL) != (not drugs_after):
             raise TaperRuleViolation("kind", "the final step, and only it, stops every drug")
 
-    def apply(self, step_id: uuid.UUID) -> DoseStep:
+    def apply(self, step_id: uuid.UUID, *, at: datetime | None = None) -> DoseStep:
         """The scheduled step takes effect now: the taper's day becomes the step's day.
 
-        Refused while held (the caller marks the step ``blocked_by_hold``; it is never emitted).
-        When a crossover stage leaves none of the tapered drug, the taper goes on with diazepam
-        (the caller updates ``half_life_class``).
+        Refused while held (the timer blocks the step instead). When a crossover stage leaves
+        none of the tapered drug, the taper goes on with diazepam and its half-life class.
+        Announces ``DoseReduced`` and, for the step to zero, ``TaperCompleted`` caused by it.
         """
         index, step = self._find(step_id)
         if step.status is not StepStatus.SCHEDULED:
             raise TaperStateConflict("the dose step is not scheduled")
         if self.held:
-            raise TaperHeld()
+            raise TaperIsHeld()
         if step.regimen_before != self.current_regimen and (
             step.before or step.previous_daily_dose_mg != self.current_daily_dose_mg
         ):
             raise TaperStateConflict("the dose step was planned from another dose")
         applied = replace(step, status=StepStatus.EMITTED)
         self.steps[index] = applied
+        half_life_before = self.half_life_class
         self._take(step.regimen_after, step.drug)
         self.stage = self._running_stage()
+        if at is not None:
+            from services.scheduler.domain import taper_events  # stages imports this module
+
+            reduced = taper_events.reduced(self, applied, at, half_life_before)
+            self.events.append(reduced)
+            if self.completed:  # the step to zero: the taper ends with it
+                self.events.append(
+                    taper_events.completed(self, at, "stopped", applied.decision_id, reduced)
+                )
         return applied
 
     def _take(self, regimen: Regimen, drug: str) -> None:
@@ -472,6 +514,16 @@ class PatientTaper:
         if daily_mg(regimen, drug) == 0 and drugs_taken(regimen):
             self.drug = drugs_taken(regimen)[0]  # the crossover is complete
         self.current_daily_dose_mg = daily_mg(regimen, self.drug)
+        self._follow_drug()
+
+    def _follow_drug(self) -> None:
+        """The half-life class is the tapered drug's (it changes with a completed crossover, or
+        a return before it), from the equivalence table."""
+        from services.scheduler.domain.planning import equivalence_v1  # planning imports model
+
+        known = equivalence_v1().get(self.drug)
+        if known is not None:
+            self.half_life_class = known.half_life_class
 
     def block(self, step_id: uuid.UUID) -> DoseStep:
         """Record that a due step was not given because the taper is held."""
@@ -495,8 +547,22 @@ class PatientTaper:
         return self._set_status(pending.step_id, StepStatus.CANCELLED) if pending else None
 
     # --- commands: holds and clinician changes ------------------------------------------------
-    def hold(self, reason_code: str) -> bool:
-        """Hold the taper (no step takes effect); False when there was nothing to change."""
+    def hold(
+        self, reason_code: str, *, at: datetime | None = None, cause: Event | None = None
+    ) -> bool:
+        """Hold the taper (no step takes effect); False when there was nothing to change.
+
+        Monitoring's hold: announced ``TaperHeld`` (held by monitoring), caused by ``cause``."""
+        return self._hold(reason_code, at, "monitoring", None, cause)
+
+    def _hold(
+        self,
+        reason_code: str,
+        at: datetime | None,
+        held_by: str,
+        decision_id: uuid.UUID | None,
+        cause: Event | None,
+    ) -> bool:
         if not _CODE.fullmatch(reason_code or ""):
             raise TaperRuleViolation("reason_code", "a reason code is required")
         if self.held or self.ended:
@@ -504,23 +570,40 @@ class PatientTaper:
         self.held = True
         self.held_reason = reason_code
         self.stage = Stage.HELD
+        if at is not None:
+            from services.scheduler.domain import taper_events  # stages imports this module
+
+            self.events.append(
+                taper_events.held(self, at, held_by, decision_id, cause)  # type: ignore[arg-type]
+            )
         return True
 
-    def hold_by(self, decision: ClinicianDecision) -> bool:
+    def hold_by(self, decision: ClinicianDecision, *, at: datetime | None = None) -> bool:
+        """A clinician's hold, or the patient's (the safe direction is theirs to take)."""
         decision.check(DecisionKind.HOLD, DecisionKind.PATIENT_HOLD)
-        return self.hold(decision.reason_code)
+        held_by = "patient" if decision.kind is DecisionKind.PATIENT_HOLD else "clinician"
+        return self._hold(decision.reason_code, at, held_by, decision.decision_id, None)
 
-    def resume(self, decision: ClinicianDecision) -> None:
-        """A clinician lifts the hold. Steps blocked while held stay blocked: plan anew."""
+    def resume(self, decision: ClinicianDecision, *, at: datetime | None = None) -> None:
+        """A clinician lifts the hold (an approved plan re-arms its blocked step)."""
         decision.check(DecisionKind.RESUME)
         if not self.held:
             raise TaperStateConflict("the taper is not held")
         self.held = False
         self.held_reason = None
         self.stage = self._running_stage()
+        if at is not None:
+            from services.scheduler.domain import taper_events  # stages imports this module
+
+            self.events.append(taper_events.resumed(self, at, decision.decision_id))
 
     def restore_prior(
-        self, decision: ClinicianDecision, *, today: date, step_id: uuid.UUID | None = None
+        self,
+        decision: ClinicianDecision,
+        *,
+        today: date,
+        step_id: uuid.UUID | None = None,
+        at: datetime | None = None,
     ) -> tuple[DoseStep, DoseStep | None]:
         """Return to the day before the last step, from today, and hold the taper there.
 
@@ -552,17 +635,30 @@ class PatientTaper:
         )
         self.steps.append(step)
         self._take(step.after, last.drug)
-        if not self.held:
+        was_held = self.held
+        if not was_held:
             self.held = True
             self.held_reason = RESTORED_HOLD_REASON
         self.stage = Stage.HELD
+        if at is not None:  # DoseRestored and, unless already held, the TaperHeld it causes
+            from services.scheduler.domain import taper_events  # stages imports this module
+
+            restored = taper_events.restored(self, step, at)
+            self.events.append(restored)
+            if not was_held:
+                self.events.append(
+                    taper_events.held(self, at, "clinician", decision.decision_id, restored)
+                )
         return step, cancelled
 
-    def end_at_maintenance(self, decision: ClinicianDecision) -> DoseStep | None:
+    def end_at_maintenance(
+        self, decision: ClinicianDecision, *, at: datetime | None = None
+    ) -> DoseStep | None:
         """End the taper at the current dose; returns the pending step it cancelled, if any.
 
         A clinician's ``maintain`` decision, or the approval (or adjustment) of a plan whose
-        target this is."""
+        target this is. Announces ``TaperCompleted`` (maintenance), caused by the step just
+        announced if there is one (the plan's last step reached its target)."""
         decision.check(DecisionKind.MAINTAIN, DecisionKind.APPROVE, DecisionKind.ADJUST)
         if self.ended:
             raise TaperStateConflict("the taper has already ended")
@@ -570,6 +666,13 @@ class PatientTaper:
         self.held = False
         self.held_reason = None
         self.stage = Stage.MAINTENANCE
+        if at is not None:
+            from services.scheduler.domain import taper_events  # stages imports this module
+
+            cause = self._announced(DoseReduced)
+            self.events.append(
+                taper_events.completed(self, at, "maintenance", decision.decision_id, cause)
+            )
         return cancelled
 
     def adopt_plan(self, plan_id: uuid.UUID, decision: ClinicianDecision, start: Regimen) -> None:
@@ -577,7 +680,7 @@ class PatientTaper:
         at a maintenance dose. The plan must start from the day the patient takes now."""
         decision.check(DecisionKind.APPROVE)
         if self.held:
-            raise TaperHeld()
+            raise TaperIsHeld()
         if self.completed:
             raise TaperStateConflict("the taper is completed")
         if self.pending_step is not None:

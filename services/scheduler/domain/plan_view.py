@@ -19,12 +19,13 @@ from datetime import date
 from typing import Any
 
 from services.scheduler.domain.model import PatientTaper, Regimen, Stage
+from services.scheduler.domain.plan_states import LIVE_STEP, PlanStatus, PlanStepStatus
 
-CANCELLED = "cancelled"
-EMITTED = "emitted"
-PROPOSED = "proposed"
+CANCELLED = PlanStepStatus.CANCELLED
+EMITTED = PlanStepStatus.EMITTED
+PROPOSED = PlanStepStatus.PROPOSED
 #: a plan step that will be emitted when due (``blocked_by_hold``: due while held, waits)
-LIVE = ("planned", "scheduled", "blocked_by_hold")
+LIVE = LIVE_STEP
 
 # Why the next dose change cannot take effect as planned (``NextStep.blocked_by``).
 HELD = "held"  # the taper is held: nothing takes effect until a clinician resumes
@@ -94,7 +95,7 @@ def next_step(
                 pending.regimen_after,
             )
         )
-    if plan_status == "active":
+    if plan_status == PlanStatus.ACTIVE:
         upcoming = next(
             (
                 (n, row, regimen)
@@ -112,7 +113,7 @@ def next_step(
     if taper.held:
         return NextStep(step, HELD)
     if step is None:
-        return NextStep(None, END_OF_PLAN if plan_status == "active" else NONE_SCHEDULED)
+        return NextStep(None, END_OF_PLAN if plan_status == PlanStatus.ACTIVE else NONE_SCHEDULED)
     if step.status == PROPOSED:
         return NextStep(step, AWAITING_APPROVAL)
     return NextStep(step, None)

@@ -34,8 +34,8 @@ from services.scheduler.domain.model import (
 )
 from services.scheduler.domain.plan_view import NextStep, Upcoming
 from services.scheduler.entrypoints.patient_day_fields import FirstDoseTime, TimeZoneName
-from services.scheduler.service_layer import handlers
-from services.scheduler.service_layer import plans as plan_cases
+from services.scheduler.service_layer import plan_queries, taper_commands
+from services.scheduler.service_layer.errors import RuleRefused
 
 ReasonCode = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
 DrugCode = Annotated[str, StringConstraints(pattern=DRUG_PATTERN)]
@@ -294,7 +294,7 @@ def _next_step_out(taper: PatientTaper, step: Upcoming) -> NextStepOut:
         source=step.source,
         number=step.number,
         effective_on=step.effective_on,
-        takes_effect_at=handlers.step_due_at(taper, step.effective_on),
+        takes_effect_at=taper.step_due_at(step.effective_on),
         kind=step.kind,
         status=step.status,
         daily_dose_mg=sum((a.dose_mg for a in step.regimen), Decimal(0)),
@@ -304,7 +304,7 @@ def _next_step_out(taper: PatientTaper, step: Upcoming) -> NextStepOut:
 
 async def taper_view(uow: UnitOfWork, taper: PatientTaper, as_of: datetime) -> TaperOut:
     """The taper as a client reads it, with its next step (read in the caller's transaction)."""
-    return TaperOut.of(taper, as_of, await plan_cases.next_step_of(uow, taper))
+    return TaperOut.of(taper, as_of, await plan_queries.next_step_of(uow, taper))
 
 
 _BODY_FIELDS = {
@@ -319,7 +319,7 @@ _BODY_FIELDS = {
 }
 
 
-def _unprocessable(exc: handlers.RuleRefused) -> HTTPException:
+def _unprocessable(exc: RuleRefused) -> HTTPException:
     loc = ["body", exc.field] if exc.field in _BODY_FIELDS else ["body"]
     return HTTPException(
         status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -327,23 +327,23 @@ def _unprocessable(exc: handlers.RuleRefused) -> HTTPException:
     )
 
 
-TaperAction = Callable[[handlers.ClinicianAction, UnitOfWork], Awaitable[PatientTaper]]
+TaperAction = Callable[[taper_commands.ClinicianAction, UnitOfWork], Awaitable[PatientTaper]]
 ClinicianWrite = Callable[
     [Principal, uuid.UUID, Request, str, IdempotentRequest], AbstractAsyncContextManager[UnitOfWork]
 ]
 
 # POST /patients/{id}/taper/<action>: a clinician's decision on the taper, with a reason code.
 _CLINICIAN_ACTIONS: tuple[tuple[str, TaperAction, str], ...] = (
-    ("hold", handlers.hold_taper, "Hold the taper: no step takes effect until resumed"),
-    ("resume", plan_cases.resume_taper, "Lift a hold; an active plan goes on"),
+    ("hold", taper_commands.hold_taper, "Hold the taper: no step takes effect until resumed"),
+    ("resume", taper_commands.resume_taper, "Lift a hold; an active plan goes on"),
     (
         "return-to-prior-dose",
-        handlers.return_to_prior_dose,
+        taper_commands.return_to_prior_dose,
         "Back to the dose before the last step, from today; held until resumed",
     ),
     (
         "end-at-maintenance",
-        plan_cases.end_at_maintenance,
+        taper_commands.end_at_maintenance,
         "End the taper at the current dose; an active plan closes",
     ),
 )
@@ -366,7 +366,7 @@ def _add_clinician_action(
     ) -> TaperOut:
         async with clinician_write(principal, patient_id, request, "taper", idem) as uow:
             taper = await use_case(
-                handlers.ClinicianAction(patient_id, principal.subject, body.reason_code), uow
+                taper_commands.ClinicianAction(patient_id, principal.subject, body.reason_code), uow
             )
             out = await taper_view(uow, taper, runtime.clock.now())
             await idem.record(uow, out)
@@ -420,7 +420,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             await idem.claim(uow)
             try:
                 yield uow
-            except handlers.RuleRefused as exc:
+            except RuleRefused as exc:
                 raise _unprocessable(exc) from None
             await uow.commit()
 
@@ -438,8 +438,8 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         idem: Idempotent,
     ) -> TaperOut:
         async with clinician_write(principal, patient_id, request, "taper", idem) as uow:
-            taper = await handlers.start_taper(
-                handlers.StartTaper(
+            taper = await taper_commands.start_taper(
+                taper_commands.StartTaper(
                     patient_id=patient_id,
                     clinician=principal.subject,
                     drug=body.drug,
@@ -469,8 +469,8 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         idem: Idempotent,
     ) -> DoseStepOut:
         async with clinician_write(principal, patient_id, request, "dose_step", idem) as uow:
-            step = await handlers.schedule_reduction(
-                handlers.ScheduleReduction(
+            step = await taper_commands.schedule_reduction(
+                taper_commands.ScheduleReduction(
                     patient_id=patient_id,
                     clinician=principal.subject,
                     new_daily_dose_mg=body.new_daily_dose_mg,
@@ -511,8 +511,9 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                 roles=(Role.PATIENT,),
             )
             await idem.claim(uow)
-            taper = await handlers.request_hold(
-                handlers.PatientHoldRequest(patient_id, principal.subject, body.reason_code), uow
+            taper = await taper_commands.request_hold(
+                taper_commands.PatientHoldRequest(patient_id, principal.subject, body.reason_code),
+                uow,
             )
             out = await taper_view(uow, taper, runtime.clock.now())
             await idem.record(uow, out)
@@ -531,7 +532,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             await authorize_patient_access(
                 uow, principal, patient_id, action="read", resource="taper", request=request
             )
-            taper = await handlers.get_taper(uow, patient_id)
+            taper = await taper_commands.get_taper(uow, patient_id)
             return await taper_view(uow, taper, runtime.clock.now())
 
     return [name_operations(router, OPERATION_IDS)]

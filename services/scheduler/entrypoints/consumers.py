@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from contracts import ESCALATION_RESOLVED, THRESHOLD_EXCEEDED
 from services.chassis.runtime import Subscription
-from services.scheduler.service_layer import handlers, plans
+from services.scheduler.service_layer import monitoring_events
 
 SUBSCRIPTIONS = (
-    Subscription(THRESHOLD_EXCEEDED, handlers.on_threshold_exceeded),
-    Subscription(ESCALATION_RESOLVED, plans.on_escalation_resolved),
+    Subscription(THRESHOLD_EXCEEDED, monitoring_events.on_threshold_exceeded),
+    Subscription(ESCALATION_RESOLVED, monitoring_events.on_escalation_resolved),
 )

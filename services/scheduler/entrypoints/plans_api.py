@@ -56,8 +56,9 @@ from services.scheduler.domain.planning import (
     plan,
 )
 from services.scheduler.entrypoints.patient_day_fields import FirstDoseTime, TimeZoneName
-from services.scheduler.service_layer import handlers
+from services.scheduler.service_layer import plan_queries, replanning
 from services.scheduler.service_layer import plans as plan_cases
+from services.scheduler.service_layer.errors import RuleRefused
 
 ReasonCode = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
 Code = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
@@ -594,7 +595,7 @@ class PlanSummaryOut(BaseModel):
     ends_on: date | None = Field(description="The last step's date in the schedule in force.")
 
     @classmethod
-    def of(cls, digest: plan_cases.PlanDigest) -> PlanSummaryOut:
+    def of(cls, digest: plan_queries.PlanDigest) -> PlanSummaryOut:
         r, in_force = digest.row, digest.schedule
         taken = [(n, s) for n, s in in_force if s["status"] == "emitted"]
         ahead = [(n, s) for n, s in in_force if s["status"] != "emitted"]
@@ -757,7 +758,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                     ),
                     uow,
                 )
-            except handlers.RuleRefused as exc:
+            except RuleRefused as exc:
                 # The field is the stored plan's (e.g. start_on): plan again with a new body.
                 raise HTTPException(
                     status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -786,8 +787,8 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         async with runtime.uow() as uow:
             await _conditional_write(uow, principal, patient_id, plan_id, request, idem, if_match)
             try:
-                record = await plan_cases.adjust_plan(
-                    plan_cases.AdjustPlan(
+                record = await replanning.adjust_plan(
+                    replanning.AdjustPlan(
                         patient_id=patient_id,
                         plan_id=plan_id,
                         clinician=principal.subject,
@@ -800,7 +801,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                     ),
                     uow,
                 )
-            except handlers.RuleRefused as exc:
+            except RuleRefused as exc:
                 loc = ["body", exc.field] if exc.field in AdjustPlanIn.model_fields else ["body"]
                 raise HTTPException(
                     status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -880,7 +881,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         await _authorize(uow, principal, patient_id, request, write=True)
         await idem.claim(uow)
         if if_match is not None:
-            version = await plan_cases.locked_version(uow, patient_id, plan_id)
+            version = await plan_queries.locked_version(uow, patient_id, plan_id)
             if version is not None:  # else the use case answers 404
                 check_if_match(if_match, etag(version))
 
@@ -902,7 +903,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     ) -> list[PlanSummaryOut]:
         async with runtime.uow() as uow:
             await _authorize(uow, principal, patient_id, request, write=False)
-            digests, next_cursor = await plan_cases.list_plans(uow, patient_id, page, plan_status)
+            digests, next_cursor = await plan_queries.list_plans(uow, patient_id, page, plan_status)
         link_next(request, response, next_cursor)
         return [PlanSummaryOut.of(d) for d in digests]
 
@@ -924,7 +925,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     ) -> list[DecisionOut]:
         async with runtime.uow() as uow:
             await _authorize(uow, principal, patient_id, request, write=False, resource="decision")
-            rows, following = await plan_cases.decision_history(
+            rows, following = await plan_queries.decision_history(
                 uow, patient_id, page, kind=kind, since=since, until=until
             )
         link_next(request, response, following)

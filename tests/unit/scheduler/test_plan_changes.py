@@ -17,7 +17,7 @@ from contracts import DoseReduced, DoseRestored, TaperCompleted, TaperHeld
 from services.chassis.auth import Role
 from services.chassis.runtime import ServiceRuntime
 from services.chassis.timers import DueTimer
-from services.scheduler.service_layer.plans import emit_plan_step
+from services.scheduler.service_layer.step_timer import emit_plan_step
 from tests.unit.scheduler.support import NOW, auth, clock, events, live_timers, rows
 
 D = Decimal

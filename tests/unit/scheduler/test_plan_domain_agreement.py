@@ -1,7 +1,7 @@
 """Property: every plan the planner produces is accepted, step by step, by the domain's rules.
 
 The taper is built as ``plans.approve_plan`` builds it and every step is taken as
-``plans._take_step`` takes it (the approval authorises each step), so a plan the planner emits
+``step_timer.take_step`` takes it (the approval authorises each step), so a plan the planner emits
 is never refused by the dry run at approval or when a step comes due.
 
 ``PLAN_DOMAIN_MAX_EXAMPLES`` sets the number of generated patients (default 300).
@@ -41,13 +41,13 @@ from services.scheduler.domain.planning import (
     Strategy,
     TaperPlan,
     equivalence_v1,
+    final_step_threshold_mg,
     grid_unit,
     plan,
     planning_defaults_v1,
     planning_reference_v1,
 )
 from services.scheduler.domain.planning.doses import units_of
-from services.scheduler.service_layer.handlers import final_step_threshold_mg
 
 MAX_EXAMPLES = int(os.environ.get("PLAN_DOMAIN_MAX_EXAMPLES", "300"))
 REF = planning_reference_v1()
@@ -276,7 +276,7 @@ def test_a_plan_stopped_for_a_liquid_goes_on_to_its_end_once_the_liquid_is_on_fi
     )
     taper = replay(inp, first)
     second_input = continue_with(first, inp, liquids)
-    # As ``plans._replan``: the same strategy, proportional once the crossover is done.
+    # As ``replanning._replan``: the same strategy, proportional once the crossover is done.
     switched = first.final_drug != first.drug
     crossover = strategy is Strategy.CROSSOVER_THEN_PROPORTIONAL
     second = plan(second_input, Strategy.PROPORTIONAL if switched and crossover else strategy)

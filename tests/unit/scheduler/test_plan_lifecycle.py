@@ -139,7 +139,7 @@ async def test_the_timer_emits_one_dose_reduced_arms_the_next_and_fires_once(
 
     # firing the same timer again (a redelivery, a second poller) emits nothing more
     from services.chassis.timers import DueTimer
-    from services.scheduler.service_layer.plans import emit_plan_step
+    from services.scheduler.service_layer.step_timer import emit_plan_step
 
     async with runtime.uow() as uow:
         await emit_plan_step(DueTimer("emit_plan_step", f"{plan['id']}:1", due, {}, 0), uow)

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from services.scheduler.domain.planning.values import Administration
-from services.scheduler.service_layer.plans import _input_from
+from services.scheduler.service_layer.replanning import _input_from
 
 STORED: dict[str, Any] = {
     "drug": "clonazepam",

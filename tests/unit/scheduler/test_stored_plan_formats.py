@@ -21,7 +21,7 @@ from services.chassis.auth import Role, issue_dev_token
 from services.chassis.runtime import ServiceRuntime
 from services.scheduler.adapters.chart import plan_to_svg
 from services.scheduler.adapters.fhir import medication_request_status, plan_to_fhir
-from services.scheduler.adapters.stored_plan import record_to_plan
+from services.scheduler.adapters.stored_plan import record_to_plan, summary_json
 from services.scheduler.domain.planning import (
     PlanningInput,
     Strategy,
@@ -149,7 +149,7 @@ def test_cancelled_steps_are_left_out_and_numbers_kept() -> None:
     row = {
         "strategy": original.strategy.value,
         "reference_versions": dict(original.reference_versions),
-        "summary": plan_cases._summary(original),
+        "summary": summary_json(original),
     }
 
     def step_row(s: Any, status: str, number: int | None = None) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from services.scheduler.domain.model import (
     Regimen,
     Stage,
     StepStatus,
-    TaperHeld,
+    TaperIsHeld,
     TaperRuleViolation,
     TaperStateConflict,
 )
@@ -381,7 +381,7 @@ def test_restore_returns_to_the_day_before_the_last_step_and_holds() -> None:
     assert t.current_regimen == BASELINE and t.current_daily_dose_mg == D("2")
     assert t.held and t.held_reason == "returned_to_prior_dose" and t.stage is Stage.HELD
     assert t.last_applied == step
-    with pytest.raises(TaperHeld):
+    with pytest.raises(TaperIsHeld):
         t.change(REDUCED, ChangeKind.REDUCTION, day(20), decision(), today=TODAY)
     t.resume(decision(DecisionKind.RESUME, reason="symptoms_settled"))
     assert not t.held and t.held_reason is None
@@ -562,7 +562,7 @@ def test_a_plan_from_another_dose_is_not_adopted(start: Regimen) -> None:
 def test_a_plan_is_not_adopted_while_held() -> None:
     t = alprazolam_taper()
     t.hold("red_threshold_exceeded")
-    with pytest.raises(TaperHeld):
+    with pytest.raises(TaperIsHeld):
         t.adopt_plan(uuid.uuid4(), decision(), BASELINE)
 
 

@@ -16,7 +16,7 @@ from services.scheduler.domain.model import (
     PatientTaper,
     Stage,
     StepStatus,
-    TaperHeld,
+    TaperIsHeld,
     TaperRuleViolation,
     TaperStateConflict,
 )
@@ -174,7 +174,7 @@ def test_held_taper_refuses_reductions_until_resumed() -> None:
     assert t.stage is Stage.HELD
     assert not t.hold("another_reason")  # the first reason stands
     assert t.held_reason == "red_threshold_exceeded"
-    with pytest.raises(TaperHeld):
+    with pytest.raises(TaperIsHeld):
         t.reduce(D("9"), TODAY, decision(), today=TODAY)
     with pytest.raises(TaperRuleViolation):
         t.resume(decision(DecisionKind.REDUCE))
@@ -189,7 +189,7 @@ def test_a_held_taper_does_not_apply_its_scheduled_step() -> None:
     t = taper("10")
     step = t.reduce(D("9"), TODAY + timedelta(days=3), decision(), today=TODAY)
     t.hold("red_threshold_exceeded")
-    with pytest.raises(TaperHeld):
+    with pytest.raises(TaperIsHeld):
         t.apply(step.step_id)
     assert t.block(step.step_id).status is StepStatus.BLOCKED_BY_HOLD
     assert t.current_daily_dose_mg == D("10")

@@ -291,3 +291,20 @@ def planning_reference_v1() -> PlanningReference:
         defaults=planning_defaults_v1(),
         bounds=taper_bounds_v1(),
     )
+
+
+def final_step_threshold_mg(
+    drug: str, mg_per_10mg_diazepam: Decimal | None = None
+) -> Decimal | None:
+    """The final-step dose (planning defaults, diazepam-eq) in mg of ``drug``; None if unknown.
+
+    A step to zero from at or below it is exempt from the rate bound (``model.PatientTaper``)."""
+    if mg_per_10mg_diazepam is None:
+        table = equivalence_v1()
+        known = table.get(drug)
+        if known is None:
+            return None
+        mg_per_10mg_diazepam = known.mg_per_10mg_diazepam(table.default_column)
+        if mg_per_10mg_diazepam is None:
+            return None
+    return planning_defaults_v1().final_step_at_or_below_eq_mg * mg_per_10mg_diazepam / 10

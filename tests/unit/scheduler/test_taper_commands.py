@@ -1,4 +1,5 @@
-"""Scheduler use cases over a real SQLite database (migrated), the real unit of work and timers."""
+"""The taper commands, the step timer and monitoring's events over a real SQLite database
+(migrated), the real unit of work and timers."""
 
 from __future__ import annotations
 
@@ -31,7 +32,9 @@ from services.chassis.migrations import upgrade_to_head
 from services.chassis.timers import TimerPoller
 from services.chassis.uow import UnitOfWorkFactory
 from services.scheduler.adapters.orm import clinician_decisions, dose_steps, metadata, tapers
-from services.scheduler.service_layer import handlers, plans
+from services.scheduler.adapters.repository import TaperRepository
+from services.scheduler.domain import model
+from services.scheduler.service_layer import errors, monitoring_events, step_timer, taper_commands
 
 D = Decimal
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -61,7 +64,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     poller = TimerPoller(
         service="scheduler",
         uow_factory=factory,
-        handlers={handlers.EMIT_DOSE_STEP: handlers.emit_dose_step},
+        handlers={step_timer.EMIT_DOSE_STEP: step_timer.emit_dose_step},
         tracer_provider=TracerProvider(),
     )
     yield Env(factory, clock, poller)
@@ -70,19 +73,20 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
 
 async def start(env: Env, patient: uuid.UUID, dose: str = "10") -> None:
     async with env.uow() as uow:
-        await handlers.start_taper(
-            handlers.StartTaper(patient, "clin-1", "diazepam", "long", D(dose), "taper_initiated"),
+        await taper_commands.start_taper(
+            taper_commands.StartTaper(
+                patient, "clin-1", "diazepam", "long", D(dose), "taper_initiated"
+            ),
             uow,
         )
         await uow.commit()
 
 
-async def reduce(
-    env: Env, patient: uuid.UUID, new: str, on: date, **kw: Any
-) -> handlers.model.DoseStep:
+async def reduce(env: Env, patient: uuid.UUID, new: str, on: date, **kw: Any) -> model.DoseStep:
     async with env.uow() as uow:
-        step = await handlers.schedule_reduction(
-            handlers.ScheduleReduction(patient, "clin-1", D(new), on, "planned_step", **kw), uow
+        step = await taper_commands.schedule_reduction(
+            taper_commands.ScheduleReduction(patient, "clin-1", D(new), on, "planned_step", **kw),
+            uow,
         )
         await uow.commit()
     return step
@@ -98,16 +102,16 @@ async def threshold(env: Env, patient: uuid.UUID, severity: str) -> ThresholdExc
         reasons=(ThresholdReason(code="band:ciwa-b", instrument="ciwa-b", value=45, threshold=41),),
     )
     async with env.uow() as uow:
-        await handlers.on_threshold_exceeded(event, uow)
+        await monitoring_events.on_threshold_exceeded(event, uow)
         await uow.commit()
     return event
 
 
 async def clinician(env: Env, action: str, patient: uuid.UUID, reason: str) -> uuid.UUID:
     """Hold or resume as clin-1; returns the recorded decision's id."""
-    command = handlers.hold_taper if action == "hold" else handlers.resume_taper
+    command = taper_commands.hold_taper if action == "hold" else taper_commands.resume_taper
     async with env.uow() as uow:
-        await command(handlers.ClinicianAction(patient, "clin-1", reason), uow)
+        await command(taper_commands.ClinicianAction(patient, "clin-1", reason), uow)
         await uow.commit()
     decisions = await env.rows(clinician_decisions, patient_id=patient, kind=action)
     return uuid.UUID(str(max(decisions, key=lambda d: d["decided_at"])["id"]))
@@ -144,7 +148,7 @@ async def test_scheduling_records_the_decision_the_step_and_a_timer(env: Env) ->
     assert row["status"] == "scheduled" and row["step_number"] == 1
     assert D(row["new_daily_dose_mg"]) == D("8") and row["effective_on"] == on
 
-    [timer] = await env.rows("timers", kind=handlers.EMIT_DOSE_STEP)
+    [timer] = await env.rows("timers", kind=step_timer.EMIT_DOSE_STEP)
     assert timer["key"] == str(step.step_id)
     assert timer["due_at"] == datetime(2026, 1, 19, tzinfo=UTC)
     assert await env.rows("outbox") == []  # nothing announced before the day comes
@@ -184,7 +188,7 @@ async def test_a_red_threshold_holds_the_taper_and_its_step_is_never_emitted(env
     await threshold(env, patient, "RED")
 
     [taper] = await env.rows(tapers, patient_id=patient)
-    assert taper["held"] and taper["held_reason"] == handlers.RED_HOLD_REASON
+    assert taper["held"] and taper["held_reason"] == monitoring_events.RED_HOLD_REASON
     assert taper["stage"] == "held"
 
     env.clock.set(datetime(2026, 1, 19, 1, tzinfo=UTC))
@@ -202,11 +206,11 @@ async def test_held_refuses_new_reductions_until_a_clinician_resumes(env: Env) -
     patient = uuid.uuid4()
     await start(env, patient)
     await threshold(env, patient, "RED")
-    with pytest.raises(handlers.TaperConflict):
+    with pytest.raises(errors.TaperConflict):
         await reduce(env, patient, "9", date(2026, 1, 10))
     async with env.uow() as uow:
-        await handlers.resume_taper(
-            handlers.ClinicianAction(patient, "clin-1", "symptoms_settled"), uow
+        await taper_commands.resume_taper(
+            taper_commands.ClinicianAction(patient, "clin-1", "symptoms_settled"), uow
         )
         await uow.commit()
     await reduce(env, patient, "9", date(2026, 1, 10))
@@ -231,15 +235,15 @@ async def test_amber_holds_before_the_next_step_and_unknown_patients_change_noth
 
 async def test_refusals_leave_no_trace(env: Env) -> None:
     patient = uuid.uuid4()
-    with pytest.raises(handlers.TaperNotFound):
+    with pytest.raises(errors.TaperNotFound):
         await reduce(env, patient, "8", date(2026, 1, 19))
     await start(env, patient)
-    with pytest.raises(handlers.RuleRefused) as exc:
+    with pytest.raises(errors.RuleRefused) as exc:
         await reduce(env, patient, "7.4", date(2026, 1, 19))
     assert exc.value.field == "new_daily_dose_mg"
-    with pytest.raises(handlers.RuleRefused):
+    with pytest.raises(errors.RuleRefused):
         await reduce(env, patient, "9", START.date() - timedelta(days=1))
-    with pytest.raises(handlers.TaperConflict):
+    with pytest.raises(errors.TaperConflict):
         await start(env, patient)
     assert [d["kind"] for d in await env.rows(clinician_decisions)] == ["start"]
     assert await env.rows(dose_steps) == [] and await env.rows("timers") == []
@@ -261,11 +265,11 @@ async def test_a_stale_write_is_refused(env: Env) -> None:
     patient = uuid.uuid4()
     await start(env, patient)
     async with env.uow() as first:
-        taper = await handlers.get_taper(first, patient)
+        taper = await taper_commands.get_taper(first, patient)
         await threshold(env, patient, "RED")  # another transaction bumps the version
         taper.hold("clinician_hold")
-        with pytest.raises(handlers.StaleTaper):
-            await handlers._save(first, taper)
+        with pytest.raises(errors.StaleTaper):
+            await TaperRepository.of(first).save(taper)
 
 
 # --- lifecycle events (issue 3) ---------------------------------------------------------------
@@ -287,7 +291,7 @@ async def test_a_clinician_hold_announces_taper_held_with_its_decision(env: Env)
     assert event.taper_stage is TaperStage.HELD
     assert event.occurred_at == START
 
-    with pytest.raises(handlers.TaperConflict):  # already held: refused, nothing announced
+    with pytest.raises(errors.TaperConflict):  # already held: refused, nothing announced
         await clinician(env, "hold", patient, "patient_request")
     assert len(await outbox(env)) == 1
 
@@ -304,7 +308,7 @@ async def test_a_red_threshold_hold_is_caused_by_the_threshold_event(env: Env) -
     assert topic == "taper.scheduler.taper-held.v1"
     assert isinstance(event, TaperHeld)
     assert event.patient_id == patient and event.plan_id == taper["plan_id"]
-    assert event.reason_code == handlers.RED_HOLD_REASON and event.held_by == "monitoring"
+    assert event.reason_code == monitoring_events.RED_HOLD_REASON and event.held_by == "monitoring"
     assert event.decision_id is None
     assert event.causation_id == red.event_id
     assert event.correlation_id == red.correlation_id
@@ -332,7 +336,7 @@ async def test_a_resume_announces_taper_resumed_with_the_stage_the_dose_implies(
     assert event.taper_stage is TaperStage.ACTIVE and taper["stage"] == "active"
     assert event.occurred_at == START + timedelta(days=2)
 
-    with pytest.raises(handlers.TaperConflict):  # not held any more: refused, nothing announced
+    with pytest.raises(errors.TaperConflict):  # not held any more: refused, nothing announced
         await clinician(env, "resume", patient, "symptoms_settled")
     assert len(await outbox(env)) == 3
 
@@ -384,7 +388,7 @@ async def resolved(env: Env, patient: uuid.UUID, resolution: str) -> None:
         resolved_by="clin-2",
     )
     async with env.uow() as uow:
-        await plans.on_escalation_resolved(event, uow)
+        await monitoring_events.on_escalation_resolved(event, uow)
         await uow.commit()
 
 
@@ -413,3 +417,23 @@ async def test_resolving_an_episode_never_lifts_a_clinicians_hold(env: Env) -> N
     [taper] = await env.rows(tapers, patient_id=patient)
     assert taper["held"] and taper["held_reason"] == "patient_travelling"
     await resolved(env, uuid.uuid4(), "resume_taper")  # not tapering with us: nothing to do
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 19 part 1 not done: a manual reduction is not yet a one-step plan, so a step "
+    "blocked by a hold is not re-armed on resume (see the h/sched report)",
+)
+async def test_a_manual_reduction_blocked_by_a_hold_is_re_armed_when_resumed(env: Env) -> None:
+    patient = uuid.uuid4()
+    await start(env, patient)
+    await reduce(env, patient, "8", date(2026, 1, 19))
+    await threshold(env, patient, "RED")
+    env.clock.set(datetime(2026, 1, 19, 1, tzinfo=UTC))
+    assert await env.timers.fire_due() == 1  # blocked by the hold
+    env.clock.set(datetime(2026, 1, 26, 9, tzinfo=UTC))
+    await clinician(env, "resume", patient, "symptoms_settled")
+    env.clock.set(datetime(2026, 1, 27, 9, tzinfo=UTC))
+    await env.timers.fire_due()
+    reduced = [e for _, e in await outbox(env) if isinstance(e, DoseReduced)]
+    assert len(reduced) == 1 and reduced[0].effective_on == date(2026, 1, 26)

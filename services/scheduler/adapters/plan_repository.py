@@ -1,0 +1,233 @@
+"""Loading and saving stored plans: a ``plans`` row (optimistic ``version``) and its steps.
+
+The service layer (``service_layer.plans``, ``service_layer.step_timer``) decides; this module
+owns the SQL. Statuses are ``domain.plan_states``' enums.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import sqlalchemy as sa
+
+from services.chassis.pagination import PageParams, fetch_page
+from services.chassis.uow import UnitOfWork
+from services.scheduler.adapters.codecs import regimen_json
+from services.scheduler.adapters.orm import plan_steps, plans
+from services.scheduler.adapters.stored_plan import summary_json
+from services.scheduler.domain.plan_states import LIVE_STEP, PlanStatus, PlanStepStatus
+from services.scheduler.domain.planning import TaperPlan
+
+
+@dataclass(frozen=True)
+class PlanRecord:
+    row: dict[str, Any]
+    steps: list[dict[str, Any]]
+
+
+# The columns a patient's plan list shows.
+_LISTED = (
+    plans.c.id,
+    plans.c.status,
+    plans.c.strategy,
+    plans.c.summary,
+    plans.c.created_by,
+    plans.c.created_at,
+    plans.c.approved_at,
+    plans.c.version,
+)
+
+
+@dataclass
+class PlanRepository:
+    uow: UnitOfWork
+
+    # --- reading --------------------------------------------------------------------------------
+    async def get(self, patient_id: uuid.UUID, plan_id: uuid.UUID) -> PlanRecord | None:
+        session = self.uow.session
+        where = (plans.c.id == plan_id, plans.c.patient_id == patient_id)
+        row = (await session.execute(sa.select(plans).where(*where))).mappings().first()
+        if row is None:
+            return None
+        steps = await session.execute(
+            sa.select(plan_steps)
+            .where(plan_steps.c.plan_id == plan_id)
+            .order_by(plan_steps.c.number)
+        )
+        return PlanRecord(dict(row), [dict(s) for s in steps.mappings()])
+
+    async def row(self, plan_id: uuid.UUID) -> sa.RowMapping:
+        return (
+            (await self.uow.session.execute(sa.select(plans).where(plans.c.id == plan_id)))
+            .mappings()
+            .one()
+        )
+
+    async def status_of(self, plan_id: uuid.UUID) -> str | None:
+        status: str | None = await self.uow.session.scalar(
+            sa.select(plans.c.status).where(plans.c.id == plan_id)
+        )
+        return status
+
+    async def is_active(self, plan_id: uuid.UUID) -> bool:
+        return await self.status_of(plan_id) == PlanStatus.ACTIVE
+
+    async def locked_version(self, patient_id: uuid.UUID, plan_id: uuid.UUID) -> int | None:
+        """The plan's version, its row locked until commit (PostgreSQL)."""
+        version: int | None = await self.uow.session.scalar(
+            sa.select(plans.c.version)
+            .where(plans.c.id == plan_id, plans.c.patient_id == patient_id)
+            .with_for_update()
+        )
+        return version
+
+    async def step(self, plan_id: uuid.UUID, number: int) -> sa.RowMapping | None:
+        where = (plan_steps.c.plan_id == plan_id, plan_steps.c.number == number)
+        found = await self.uow.session.execute(sa.select(plan_steps).where(*where))
+        return found.mappings().first()
+
+    async def steps(self, plan_id: uuid.UUID) -> list[dict[str, Any]]:
+        found = await self.uow.session.execute(
+            sa.select(plan_steps).where(plan_steps.c.plan_id == plan_id)
+        )
+        return [dict(r) for r in found.mappings()]
+
+    async def next_live_step(self, plan_id: uuid.UUID, *, after: int = 0) -> sa.RowMapping | None:
+        found = await self.uow.session.execute(
+            sa.select(plan_steps)
+            .where(
+                plan_steps.c.plan_id == plan_id,
+                plan_steps.c.number > after,
+                plan_steps.c.status.in_(LIVE_STEP),
+            )
+            .order_by(plan_steps.c.number)
+            .limit(1)
+        )
+        return found.mappings().first()
+
+    async def live_steps_from(self, plan_id: uuid.UUID, number: int) -> list[tuple[int, date]]:
+        """(number, effective_on) of the live steps numbered ``number`` and later."""
+        found = await self.uow.session.execute(
+            sa.select(plan_steps.c.number, plan_steps.c.effective_on).where(
+                plan_steps.c.plan_id == plan_id,
+                plan_steps.c.number >= number,
+                plan_steps.c.status.in_(LIVE_STEP),
+            )
+        )
+        return [(n, on) for n, on in found.all()]
+
+    async def page(
+        self, patient_id: uuid.UUID, page: PageParams, status: str | None = None
+    ) -> tuple[list[dict[str, Any]], dict[uuid.UUID, list[dict[str, Any]]], str | None]:
+        """One page of the patient's plans, newest first, with each plan's steps."""
+        query = sa.select(*_LISTED).where(plans.c.patient_id == patient_id)
+        if status is not None:
+            query = query.where(plans.c.status == status)
+        session = self.uow.session
+        rows, cursor = await fetch_page(session, query, [plans.c.created_at, plans.c.id], page)
+        steps: dict[uuid.UUID, list[dict[str, Any]]] = {r["id"]: [] for r in rows}
+        if steps:
+            found = await session.execute(
+                sa.select(plan_steps).where(plan_steps.c.plan_id.in_(list(steps)))
+            )
+            for s in found.mappings():
+                steps[s["plan_id"]].append(dict(s))
+        return rows, steps, cursor
+
+    # --- writing --------------------------------------------------------------------------------
+    async def add_draft(
+        self,
+        patient_id: uuid.UUID,
+        clinician: str,
+        stored_input: dict[str, Any],
+        result: TaperPlan,
+    ) -> uuid.UUID:
+        """Store the planner's result as a DRAFT with all its steps."""
+        plan_id = uuid.uuid4()
+        await self.uow.session.execute(
+            sa.insert(plans).values(
+                id=plan_id,
+                patient_id=patient_id,
+                status=PlanStatus.DRAFT.value,
+                input=stored_input,
+                strategy=result.strategy.value,
+                reference_versions=dict(result.reference_versions),
+                summary=summary_json(result),
+                created_by=clinician,
+                created_at=self.uow.clock.now(),
+                approved_by_decision_id=None,
+                approved_at=None,
+                version=1,
+            )
+        )
+        await self.add_steps(plan_id, result, first_number=1)
+        return plan_id
+
+    async def add_steps(
+        self,
+        plan_id: uuid.UUID,
+        result: TaperPlan,
+        first_number: int,
+        status: PlanStepStatus = PlanStepStatus.PLANNED,
+    ) -> None:
+        previous = result.baseline
+        for offset, s in enumerate(result.steps):
+            await self.uow.session.execute(
+                sa.insert(plan_steps).values(
+                    plan_id=plan_id,
+                    number=first_number + offset,
+                    effective_on=s.effective_on,
+                    daily_dose_mg=s.daily_dose_mg,
+                    diazepam_eq_mg=s.diazepam_eq_mg,
+                    administrations=regimen_json(s.administrations),
+                    kind=s.kind.value,
+                    hold_weeks=s.hold_weeks,
+                    status=status.value,
+                    dose_step_id=None,
+                    planned_from=regimen_json(previous),
+                )
+            )
+            previous = s.administrations
+
+    async def update(self, plan_id: uuid.UUID, read_version: int, **values: Any) -> bool:
+        """Write ``values`` and bump the version if the plan is still at ``read_version``."""
+        result = await self.uow.session.execute(
+            sa.update(plans)
+            .where(plans.c.id == plan_id, plans.c.version == read_version)
+            .values(**values, version=read_version + 1)
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    async def set_step(self, plan_id: uuid.UUID, number: int, **values: Any) -> None:
+        await self.uow.session.execute(
+            sa.update(plan_steps)
+            .where(plan_steps.c.plan_id == plan_id, plan_steps.c.number == number)
+            .values(**values)
+        )
+
+    async def set_steps(
+        self,
+        plan_id: uuid.UUID,
+        status: PlanStepStatus,
+        *,
+        having: tuple[PlanStepStatus, ...] | None = None,
+    ) -> None:
+        """Every step of the plan (with a status in ``having``, if given) gets ``status``."""
+        query = sa.update(plan_steps).where(plan_steps.c.plan_id == plan_id)
+        if having is not None:
+            query = query.where(plan_steps.c.status.in_(having))
+        await self.uow.session.execute(query.values(status=status.value))
+
+    async def close(self, plan_id: uuid.UUID, status: PlanStatus) -> None:
+        """The plan ends (completed or maintenance): no step of it will be emitted."""
+        await self.set_steps(
+            plan_id, PlanStepStatus.CANCELLED, having=(*LIVE_STEP, PlanStepStatus.PROPOSED)
+        )
+        await self.uow.session.execute(
+            sa.update(plans)
+            .where(plans.c.id == plan_id)
+            .values(status=status.value, version=plans.c.version + 1)
+        )

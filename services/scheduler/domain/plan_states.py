@@ -1,0 +1,49 @@
+"""A stored plan's states and its steps' states, and the moves between them.
+
+A plan is a DRAFT until a clinician approves it (ACTIVE) or discards it (CANCELLED); an active plan
+ends COMPLETED (its step to zero) or at MAINTENANCE (its target, or a clinician's end). Its steps
+are PLANNED, one at a time SCHEDULED (its timer armed), EMITTED when taken, BLOCKED_BY_HOLD when
+due while the taper was held (armed again on resume), CANCELLED when re-planned or the plan ends,
+or PROPOSED: a re-plan the system made that no clinician has approved yet (never armed).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from services.scheduler.domain.model import TaperStateConflict
+
+
+class PlanStatus(StrEnum):
+    DRAFT = "draft"
+    ACTIVE = "active"
+    COMPLETED = "completed"  # the taper ended at zero
+    MAINTENANCE = "maintenance"  # the taper ended at a maintenance dose
+    CANCELLED = "cancelled"  # a discarded draft
+
+
+class PlanStepStatus(StrEnum):
+    PLANNED = "planned"
+    SCHEDULED = "scheduled"
+    BLOCKED_BY_HOLD = "blocked_by_hold"
+    EMITTED = "emitted"
+    CANCELLED = "cancelled"
+    PROPOSED = "proposed"
+
+
+# Steps that will be taken unless the plan changes (a proposal is not live until approved).
+LIVE_STEP = (PlanStepStatus.PLANNED, PlanStepStatus.SCHEDULED, PlanStepStatus.BLOCKED_BY_HOLD)
+
+PLAN_MOVES: dict[PlanStatus, frozenset[PlanStatus]] = {
+    PlanStatus.DRAFT: frozenset({PlanStatus.ACTIVE, PlanStatus.CANCELLED}),
+    PlanStatus.ACTIVE: frozenset({PlanStatus.COMPLETED, PlanStatus.MAINTENANCE}),
+    PlanStatus.COMPLETED: frozenset(),
+    PlanStatus.MAINTENANCE: frozenset(),
+    PlanStatus.CANCELLED: frozenset(),
+}
+
+
+def check_plan_move(current: str, new: PlanStatus) -> None:
+    """Refuse a move the plan's state machine does not allow (``TaperStateConflict``)."""
+    if new not in PLAN_MOVES[PlanStatus(current)]:
+        raise TaperStateConflict(f"a {current} plan cannot become {new.value}")
