@@ -96,6 +96,12 @@ class PatientAccess:
         self._refusals.append((kind, refusal))
         return self
 
+    async def authorize(self) -> None:
+        """Authorize and audit only, for an endpoint that reads nothing in this transaction
+        (e.g. a stream that holds no connection while it waits)."""
+        async with self:
+            pass
+
     async def __aenter__(self) -> UnitOfWork:
         uow = await self._uow.__aenter__()
         try:

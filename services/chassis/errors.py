@@ -56,10 +56,10 @@ class FieldRefusal(SafeError):
 
     @classmethod
     def of_all(cls, problems: Iterable[tuple[Sequence[str | int], str, str]]) -> FieldRefusal:
-        """Several fields refused at once (``loc``, ``msg``, ``type`` each; one at least)."""
-        (loc, msg, kind), *more = problems
-        refusal = cls(loc, msg, kind)
-        refusal.problems += [(list(loc), msg, kind) for loc, msg, kind in more]
+        """Several fields refused at once (``loc``, ``msg``, ``type`` each)."""
+        found = [(list(loc), msg, kind) for loc, msg, kind in problems]
+        refusal = cls([], "; ".join(msg for _, msg, _ in found), "")
+        refusal.problems = found
         return refusal
 
     def detail(self) -> list[dict[str, Any]]:

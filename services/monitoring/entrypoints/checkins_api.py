@@ -14,10 +14,10 @@ from datetime import datetime
 from typing import Annotated
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from services.chassis.auth import CurrentPrincipal, authorize_patient_access
+from services.chassis.entrypoint import PatientAccess, patient_access
 from services.chassis.openapi import name_operations
 from services.chassis.pagination import (
     SINCE_DOC,
@@ -70,6 +70,8 @@ class CheckInOut(BaseModel):
 
 OPERATION_IDS = {"GET /patients/{patient_id}/check-ins": "listCheckIns"}
 
+CheckInRead = Annotated[PatientAccess, Depends(patient_access("read", "checkin"))]
+
 
 def router(runtime: ServiceRuntime) -> APIRouter:
     api = APIRouter(tags=["check-ins"])
@@ -82,7 +84,7 @@ def router(runtime: ServiceRuntime) -> APIRouter:
     )
     async def list_checkins(
         patient_id: uuid.UUID,
-        principal: CurrentPrincipal,
+        access: CheckInRead,
         request: Request,
         response: Response,
         page: PageQuery,
@@ -92,10 +94,7 @@ def router(runtime: ServiceRuntime) -> APIRouter:
         since: Annotated[AwareDatetime | None, Query(description=f"Due: {SINCE_DOC}")] = None,
         until: Annotated[AwareDatetime | None, Query(description=f"Due: {UNTIL_DOC}")] = None,
     ) -> list[CheckInOut]:
-        async with runtime.uow() as uow:
-            await authorize_patient_access(
-                uow, principal, patient_id, action="read", resource="checkin", request=request
-            )
+        async with access as uow:
             query = sa.select(checkins).where(checkins.c.patient_id == patient_id)
             if status is not None:
                 query = query.where(checkins.c.status == status.value)
