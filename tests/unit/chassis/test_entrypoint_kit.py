@@ -17,7 +17,7 @@ from typing import Annotated
 import httpx
 import pytest
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Request, status
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -93,7 +93,29 @@ def _router() -> APIRouter:
             count = await uow.session.scalar(sa.select(sa.func.count()).select_from(dose_history))
         return {"count": int(count or 0)}
 
+    @router.post("/patients/{patient_id}/doses-by-yield", status_code=status.HTTP_201_CREATED)
+    async def write_by_yield(patient_id: uuid.UUID, uow: CommittedAfterYield) -> dict[str, str]:
+        await _write_dose(uow, patient_id, Decimal(18))
+        return {"written": "18"}
+
     return router
+
+
+def _uow(request: Request) -> UnitOfWork:
+    factory: UnitOfWorkFactory = request.app.state.runtime.uow
+    return factory()
+
+
+async def _committed_after_yield(
+    uow: Annotated[UnitOfWork, Depends(_uow)],
+) -> AsyncIterator[UnitOfWork]:
+    # The pattern the kit avoids: a yield dependency committing after the endpoint returned.
+    async with uow as session:
+        yield session
+        await session.commit()
+
+
+CommittedAfterYield = Annotated[UnitOfWork, Depends(_committed_after_yield)]
 
 
 class SeenAtAnswer:
@@ -114,10 +136,13 @@ class SeenAtAnswer:
         await self.app(scope, receive, counting)
 
 
+Kit = tuple[httpx.AsyncClient, SeenAtAnswer]
+
+
 @pytest.fixture
 async def kit(
     uow_factory: UnitOfWorkFactory,
-) -> AsyncIterator[tuple[httpx.AsyncClient, SeenAtAnswer]]:
+) -> AsyncIterator[Kit]:
     app = create_app(
         SETTINGS, routers=[_router()], readiness_checks={}, tracer_provider=TracerProvider()
     )
@@ -147,7 +172,7 @@ async def _audit_rows(uows: UnitOfWorkFactory) -> list[tuple[str, str, str, str]
 
 
 async def test_a_denied_access_is_audited_and_refused_403(
-    kit: tuple[httpx.AsyncClient, SeenAtAnswer], uow_factory: UnitOfWorkFactory
+    kit: Kit, uow_factory: UnitOfWorkFactory
 ) -> None:
     client, _ = kit
     off_panel = _bearer(Role.CLINICIAN, "dr-zed", panel=[uuid.uuid4()])
@@ -168,7 +193,7 @@ async def test_a_denied_access_is_audited_and_refused_403(
 
 
 async def test_an_allowed_access_is_audited_once_and_committed_before_the_answer(
-    kit: tuple[httpx.AsyncClient, SeenAtAnswer], uow_factory: UnitOfWorkFactory
+    kit: Kit, uow_factory: UnitOfWorkFactory
 ) -> None:
     client, seen = kit
     written = await client.post(URL, json={"daily_dose_mg": "18"}, headers=CLINICIAN_ON_PANEL)
@@ -183,7 +208,7 @@ async def test_an_allowed_access_is_audited_once_and_committed_before_the_answer
 
 
 async def test_the_idempotency_key_is_claimed_in_the_kits_transaction(
-    kit: tuple[httpx.AsyncClient, SeenAtAnswer], uow_factory: UnitOfWorkFactory
+    kit: Kit, uow_factory: UnitOfWorkFactory
 ) -> None:
     client, _ = kit
     headers = {**CLINICIAN_ON_PANEL, "Idempotency-Key": "k-1"}
@@ -197,7 +222,7 @@ async def test_the_idempotency_key_is_claimed_in_the_kits_transaction(
 
 
 async def test_a_domain_refusal_is_the_documented_422_naming_the_field(
-    kit: tuple[httpx.AsyncClient, SeenAtAnswer], uow_factory: UnitOfWorkFactory
+    kit: Kit, uow_factory: UnitOfWorkFactory
 ) -> None:
     client, _ = kit
     refused = await client.post(URL, json={"daily_dose_mg": "150"}, headers=CLINICIAN_ON_PANEL)
@@ -213,6 +238,18 @@ async def test_a_domain_refusal_is_the_documented_422_naming_the_field(
     }
     assert await count_doses(uow_factory) == 0  # rolled back; the access stays audited
     assert await _audit_rows(uow_factory) == [("dr-ada", "update", "dose", "allowed")]
+
+
+async def test_a_yield_dependency_would_commit_only_after_the_answer_started(
+    kit: Kit, uow_factory: UnitOfWorkFactory
+) -> None:
+    """Why the kit commits in ``async with``: with FastAPI 0.165, a dependency's code after
+    ``yield`` runs once the answer is on its way (``scope="request"``, the default)."""
+    client, seen = kit
+    written = await client.post(f"{URL}-by-yield", headers=CLINICIAN_ON_PANEL)
+    assert written.status_code == 201, written.text
+    assert seen.counts == [0]  # not committed yet when the answer started
+    assert await count_doses(uow_factory) == 1  # committed later
 
 
 def test_a_refusal_names_the_body_alone_when_the_field_is_none_the_client_sent() -> None:
