@@ -18,22 +18,26 @@ once, in its signature, what it does to whose data (Netflix Dispatch's ``Annotat
 
 Why ``async with`` and not a dependency that ``yield``s the unit of work and commits after it:
 FastAPI runs a yield dependency's exit code after the response is sent (its ``scope="request"``
-default), and the answer must never be sent before its commit succeeded. The ``async with``
-commits on leaving the block, before the endpoint returns. An endpoint cannot skip the check and
-still get a unit of work from the kit: the only way to it is entering, which authorizes first.
+default; tests/unit/chassis/test_entrypoint_kit.py shows it), and the answer must never be sent
+before its commit succeeded. The ``async with`` commits on leaving the block, before the endpoint
+returns. An endpoint cannot skip the check and still get a unit of work from the kit: the only
+way to it is entering, which authorizes first.
 
 The dependency resolves nothing but the request (the principal is FastAPI's cached
-``CurrentPrincipal``, the key the cached ``Idempotent``): its parameters are the endpoint's
-own, so the OpenAPI documents do not change.
+``CurrentPrincipal``, the key the cached ``Idempotent``, the unit of work from the runtime on
+``app.state``): its parameters are the endpoint's own, so the OpenAPI documents do not change.
+Declare the ``Annotated`` alias at module level: with ``from __future__ import annotations``
+FastAPI resolves an annotation in the module's globals, and a local alias would silently become a
+query parameter.
 
-``refusing`` turns a domain refusal into the chassis' ``FieldRefusal`` (answered 422, http.py).
+``access.refusing(DomainError, to_field_refusal)`` answers a domain refusal raised in the block as
+the chassis' ``FieldRefusal`` (a 422 naming the field, http.py), after rolling back.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
@@ -180,12 +184,3 @@ def patient_access(
         return PatientAccess(_uow_factory(request)(), access, principal, patient_id, request)
 
     return plain_access
-
-
-@contextmanager
-def refusing(kind: type[E], refusal: Callable[[E], FieldRefusal]) -> Iterator[None]:
-    """Answer the domain's ``kind`` of refusal as ``refusal(exc)`` (a 422 naming the field)."""
-    try:
-        yield
-    except kind as exc:
-        raise refusal(exc) from None
