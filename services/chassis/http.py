@@ -30,7 +30,7 @@ from contracts.http_api import api_version
 from services.chassis import clock_api
 from services.chassis.auth import TokenVerifier
 from services.chassis.clock import Clock
-from services.chassis.errors import Conflict, NotFound, PermanentError
+from services.chassis.errors import Conflict, FieldRefusal, NotFound, PermanentError
 from services.chassis.idempotency import Replay
 from services.chassis.metrics import NO_METRICS, HttpMetricsMiddleware, ServiceMetrics
 from services.chassis.openapi import camel, without_placeholder_json
@@ -226,6 +226,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def bad_page_cursor(_: Request, exc: BadCursor) -> JSONResponse:
         detail = [{"loc": ["query", "cursor"], "msg": str(exc), "type": "value_error"}]
         return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.exception_handler(FieldRefusal)
+    async def refused(_: Request, exc: FieldRefusal) -> JSONResponse:
+        # The domain's refusal naming the field: the same body as a request's own field errors.
+        return JSONResponse({"detail": exc.detail()}, status_code=422)
 
     @app.exception_handler(PermanentError)
     async def unprocessable(_: Request, exc: PermanentError) -> JSONResponse:

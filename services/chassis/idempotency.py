@@ -24,7 +24,8 @@ Pure operations (the plan previews) are exempt: repeating them changes nothing.
 
 An endpoint declares ``idem: Idempotent``, calls ``await idem.claim(uow)`` after authorizing
 (a replay is answered from there) and ``await idem.record(uow, out, status_code)`` before its
-commit.
+commit. On one patient's data the entrypoint kit (chassis/entrypoint.py, ``idempotent=True``)
+claims the key on entering, after authorizing; the endpoint records its answer.
 """
 
 from __future__ import annotations

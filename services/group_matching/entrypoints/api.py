@@ -14,23 +14,17 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from contracts.types import Subject
-from services.chassis.auth import (
-    CurrentPrincipal,
-    Principal,
-    Role,
-    authorize_patient_access,
-    require_admin,
-)
+from services.chassis.auth import CurrentPrincipal, Role, require_admin
 from services.chassis.dates import PlausibleAwareDatetime
+from services.chassis.entrypoint import CLINICIAN, PatientAccess, patient_access
 from services.chassis.idempotency import Idempotent
 from services.chassis.openapi import name_operations
 from services.chassis.pagination import PageQuery, link_next, paginated
 from services.chassis.runtime import ServiceRuntime
-from services.chassis.uow import UnitOfWork
 from services.group_matching.domain import placement
 from services.group_matching.entrypoints.read_bodies import MyCohortOut, RosterCohortOut
 from services.group_matching.service_layer import cohorts, moderators, stages, views
@@ -191,6 +185,24 @@ OPERATION_IDS = {
 }
 
 
+# Peer support is the patient's own choice; placement is the clinician's (chassis/entrypoint.py).
+_PATIENT = (Role.PATIENT,)
+StageRead = Annotated[PatientAccess, Depends(patient_access("read", "stage"))]
+PeerSupportWrite = Annotated[
+    PatientAccess, Depends(patient_access("write", "peer-support", roles=_PATIENT, commit=True))
+]
+PeerSupportRead = Annotated[
+    PatientAccess, Depends(patient_access("read", "peer-support", roles=_PATIENT))
+]
+PlacementWrite = Annotated[
+    PatientAccess,
+    Depends(patient_access("write", "peer-support", roles=CLINICIAN, commit=True, idempotent=True)),
+]
+PlacementRead = Annotated[
+    PatientAccess, Depends(patient_access("read", "peer-support", roles=CLINICIAN))
+]
+
+
 def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     router = APIRouter(tags=["peer support"])
 
@@ -199,13 +211,8 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         response_model=StageOut,
         summary="The patient's taper stage (the patient, or a clinician on their panel)",
     )
-    async def stage(
-        patient_id: uuid.UUID, principal: CurrentPrincipal, request: Request
-    ) -> StageOut:
-        async with runtime.uow() as uow:
-            await authorize_patient_access(
-                uow, principal, patient_id, action="read", resource="stage", request=request
-            )
+    async def stage(patient_id: uuid.UUID, access: StageRead) -> StageOut:
+        async with access as uow:
             row = await stages.get_stage(uow, patient_id)
         return StageOut(**row)
 
@@ -216,12 +223,11 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         responses={200: {"model": MyCohortOut}},
     )
     async def join(
-        patient_id: uuid.UUID, body: ParticipationIn, principal: CurrentPrincipal, request: Request
+        patient_id: uuid.UUID, body: ParticipationIn, access: PeerSupportWrite
     ) -> dict[str, Any]:
-        async with runtime.uow() as uow:
-            await _authorize(uow, principal, patient_id, "write", request, roles=(Role.PATIENT,))
+        async with access as uow:
             await cohorts.join(uow, patient_id, body.timezone, body.language)
-            await uow.commit()
+            await uow.commit()  # then read back what the patient joined
             return await views.my_cohort(uow, patient_id)
 
     @router.delete(
@@ -229,11 +235,9 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         status_code=204,
         summary="Opt out: leave the waitlist or the cohort",
     )
-    async def leave(patient_id: uuid.UUID, principal: CurrentPrincipal, request: Request) -> None:
-        async with runtime.uow() as uow:
-            await _authorize(uow, principal, patient_id, "write", request, roles=(Role.PATIENT,))
+    async def leave(patient_id: uuid.UUID, access: PeerSupportWrite) -> None:
+        async with access as uow:
             await cohorts.leave(uow, patient_id)
-            await uow.commit()
 
     @router.get(
         "/patients/{patient_id}/cohort",
@@ -241,11 +245,8 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         response_model=None,
         responses={200: {"model": MyCohortOut}},
     )
-    async def my_cohort(
-        patient_id: uuid.UUID, principal: CurrentPrincipal, request: Request
-    ) -> dict[str, Any]:
-        async with runtime.uow() as uow:
-            await _authorize(uow, principal, patient_id, "read", request, roles=(Role.PATIENT,))
+    async def my_cohort(patient_id: uuid.UUID, access: PeerSupportRead) -> dict[str, Any]:
+        async with access as uow:
             return await views.my_cohort(uow, patient_id)
 
     @router.post(
@@ -257,26 +258,20 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         patient_id: uuid.UUID,
         body: OverrideIn,
         principal: CurrentPrincipal,
-        request: Request,
+        access: PlacementWrite,
         idem: Idempotent,
     ) -> None:
-        async with runtime.uow() as uow:
-            await _authorize(uow, principal, patient_id, "write", request, roles=(Role.CLINICIAN,))
-            await idem.claim(uow)
+        async with access as uow:
             await cohorts.override_red(uow, patient_id, principal.subject, body.reason_code)
             await idem.record(uow, None, status.HTTP_204_NO_CONTENT)
-            await uow.commit()
 
     @router.get(
         "/patients/{patient_id}/placement",
         response_model=PlacementOut,
         summary="The patient's placement: waiting or placed (a clinician on the panel)",
     )
-    async def placement_of(
-        patient_id: uuid.UUID, principal: CurrentPrincipal, request: Request
-    ) -> PlacementOut:
-        async with runtime.uow() as uow:
-            await _authorize(uow, principal, patient_id, "read", request, roles=(Role.CLINICIAN,))
+    async def placement_of(patient_id: uuid.UUID, access: PlacementRead) -> PlacementOut:
+        async with access as uow:
             found = await views.placement_of(uow, patient_id)
         return PlacementOut(**found)
 
@@ -395,23 +390,3 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         return rows
 
     return [name_operations(router, OPERATION_IDS)]
-
-
-async def _authorize(
-    uow: UnitOfWork,
-    principal: Principal,
-    patient_id: uuid.UUID,
-    action: str,
-    request: Request,
-    *,
-    roles: tuple[Role, ...],
-) -> None:
-    await authorize_patient_access(
-        uow,
-        principal,
-        patient_id,
-        action=action,
-        resource="peer-support",
-        request=request,
-        roles=roles,
-    )

@@ -6,7 +6,7 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -18,8 +18,10 @@ from pydantic import (
     StringConstraints,
 )
 
-from services.chassis.auth import CurrentPrincipal, authorize_patient_access
+from services.chassis.auth import CurrentPrincipal
 from services.chassis.dates import PlausibleAwareDatetime
+from services.chassis.entrypoint import PatientAccess, patient_access
+from services.chassis.errors import FieldRefusal
 from services.chassis.openapi import SVG_BODY, name_operations
 from services.chassis.pagination import SINCE_DOC, UNTIL_DOC, PageQuery, link_next
 from services.chassis.runtime import ServiceRuntime
@@ -200,6 +202,19 @@ OPERATION_IDS = {
 }
 
 
+# The submission's use case commits itself (it may replay a key used concurrently).
+ReportCreate = Annotated[PatientAccess, Depends(patient_access("create", "symptom_report"))]
+ReportRead = Annotated[PatientAccess, Depends(patient_access("read", "symptom_report"))]
+
+
+def _key_reused(exc: reports.IdempotencyKeyReused) -> FieldRefusal:
+    return FieldRefusal(["header", "Idempotency-Key"], exc.problem, "idempotency_key_reused")
+
+
+def _invalid_report(exc: InvalidReport) -> FieldRefusal:
+    return FieldRefusal(["body", *exc.field.split(".")], exc.problem, "invalid_report")
+
+
 def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     router = APIRouter(tags=["symptom reports"])
 
@@ -225,21 +240,13 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         patient_id: uuid.UUID,
         body: SymptomReportIn,
         principal: CurrentPrincipal,
-        request: Request,
+        access: ReportCreate,
         response: Response,
         # An empty key is no key (the IETF draft requires one character at least): it would be
         # stored, yet never looked up, and a second empty key then hit the unique index (a 500).
         idempotency_key: Annotated[str | None, Header(min_length=1, max_length=100)] = None,
     ) -> SymptomReportOut:
-        async with runtime.uow() as uow:
-            await authorize_patient_access(
-                uow,
-                principal,
-                patient_id,
-                action="create",
-                resource="symptom_report",
-                request=request,
-            )
+        async with access as uow:
             try:
                 result = await reports.submit_report(
                     reports.SubmitReport(
@@ -257,27 +264,9 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                     uow,
                 )
             except reports.IdempotencyKeyReused as exc:
-                raise HTTPException(
-                    status.HTTP_422_UNPROCESSABLE_CONTENT,
-                    detail=[
-                        {
-                            "loc": ["header", "Idempotency-Key"],
-                            "msg": exc.problem,
-                            "type": "idempotency_key_reused",
-                        }
-                    ],
-                ) from None
+                raise _key_reused(exc) from None
             except InvalidReport as exc:
-                raise HTTPException(
-                    status.HTTP_422_UNPROCESSABLE_CONTENT,
-                    detail=[
-                        {
-                            "loc": ["body", *exc.field.split(".")],
-                            "msg": exc.problem,
-                            "type": "invalid_report",
-                        }
-                    ],
-                ) from None
+                raise _invalid_report(exc) from None
         if result.replayed:
             response.status_code = status.HTTP_200_OK
         return SymptomReportOut(
@@ -299,7 +288,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     )
     async def list_reports(
         patient_id: uuid.UUID,
-        principal: CurrentPrincipal,
+        access: ReportRead,
         page: PageQuery,
         request: Request,
         response: Response,
@@ -308,15 +297,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         until: Annotated[PlausibleAwareDatetime | None, Query(description=UNTIL_DOC)] = None,
     ) -> Any:
         """Newest first; ``format=fhir``: the same page as a searchset Bundle."""
-        async with runtime.uow() as uow:
-            await authorize_patient_access(
-                uow,
-                principal,
-                patient_id,
-                action="read",
-                resource="symptom_report",
-                request=request,
-            )
+        async with access as uow:
             rows, following = await report_rows.report_page(
                 uow, patient_id, page, full=fmt == "fhir", since=since, until=until
             )
@@ -335,20 +316,11 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     )
     async def trends(
         patient_id: uuid.UUID,
-        principal: CurrentPrincipal,
-        request: Request,
+        access: ReportRead,
         instrument: Instrument = "ciwa-b",
         fmt: Annotated[Literal["json", "svg"], Query(alias="format")] = "json",
     ) -> Any:
-        async with runtime.uow() as uow:
-            await authorize_patient_access(
-                uow,
-                principal,
-                patient_id,
-                action="read",
-                resource="symptom_report",
-                request=request,
-            )
+        async with access as uow:
             found = await trend(uow, patient_id, instrument)
         if fmt == "svg":
             return Response(trend_to_svg(found), media_type="image/svg+xml")

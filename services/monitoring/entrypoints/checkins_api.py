@@ -13,10 +13,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from services.chassis.auth import CurrentPrincipal, authorize_patient_access
+from services.chassis.entrypoint import PatientAccess, patient_access
 from services.chassis.openapi import name_operations
 from services.chassis.pagination import (
     SINCE_DOC,
@@ -68,6 +68,8 @@ class CheckInOut(BaseModel):
 
 OPERATION_IDS = {"GET /patients/{patient_id}/check-ins": "listCheckIns"}
 
+CheckInRead = Annotated[PatientAccess, Depends(patient_access("read", "checkin"))]
+
 
 def router(runtime: ServiceRuntime) -> APIRouter:
     api = APIRouter(tags=["check-ins"])
@@ -80,7 +82,7 @@ def router(runtime: ServiceRuntime) -> APIRouter:
     )
     async def list_checkins(
         patient_id: uuid.UUID,
-        principal: CurrentPrincipal,
+        access: CheckInRead,
         request: Request,
         response: Response,
         page: PageQuery,
@@ -90,10 +92,7 @@ def router(runtime: ServiceRuntime) -> APIRouter:
         since: Annotated[AwareDatetime | None, Query(description=f"Due: {SINCE_DOC}")] = None,
         until: Annotated[AwareDatetime | None, Query(description=f"Due: {UNTIL_DOC}")] = None,
     ) -> list[CheckInOut]:
-        async with runtime.uow() as uow:
-            await authorize_patient_access(
-                uow, principal, patient_id, action="read", resource="checkin", request=request
-            )
+        async with access as uow:
             rows, next_cursor = await service.checkin_page(
                 uow, patient_id, page, status=status, since=since, until=until
             )

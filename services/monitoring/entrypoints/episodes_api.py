@@ -11,11 +11,13 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.chassis.auth import CurrentPrincipal, Role, authorize_patient_access, require_role
 from services.chassis.dates import PlausibleAwareDatetime
+from services.chassis.entrypoint import CLINICIAN, PatientAccess, patient_access
+from services.chassis.errors import FieldRefusal
 from services.chassis.idempotency import Idempotent
 from services.chassis.openapi import name_operations
 from services.chassis.pagination import SINCE_DOC, UNTIL_DOC, PageQuery, link_next, paginated
@@ -185,6 +187,18 @@ def _episode_filter(
 
 EpisodeFilterQuery = Annotated[episodes.EpisodeFilter, Depends(_episode_filter)]
 
+# A patient's episodes and rule thresholds (chassis/entrypoint.py): writes are the clinician's.
+EpisodeRead = Annotated[PatientAccess, Depends(patient_access("read", "episode"))]
+EpisodeUpdate = Annotated[
+    PatientAccess,
+    Depends(patient_access("update", "episode", roles=CLINICIAN, commit=True, idempotent=True)),
+]
+ThresholdsRead = Annotated[PatientAccess, Depends(patient_access("read", "rule_thresholds"))]
+ThresholdsUpdate = Annotated[
+    PatientAccess,
+    Depends(patient_access("update", "rule_thresholds", roles=CLINICIAN, commit=True)),
+]
+
 
 def router(runtime: ServiceRuntime) -> APIRouter:
     r = APIRouter(tags=["episodes"])
@@ -223,7 +237,7 @@ def router(runtime: ServiceRuntime) -> APIRouter:
     )
     async def of_patient(
         patient_id: uuid.UUID,
-        principal: CurrentPrincipal,
+        access: EpisodeRead,
         page: PageQuery,
         request: Request,
         response: Response,
@@ -231,10 +245,7 @@ def router(runtime: ServiceRuntime) -> APIRouter:
         fmt: Annotated[Literal["json", "fhir"], Query(alias="format")] = "json",
     ) -> Any:
         """Newest first; ``format=fhir``: the same page, each episode a Flag (searchset)."""
-        async with runtime.uow() as uow:
-            await authorize_patient_access(
-                uow, principal, patient_id, action="read", resource="episode", request=request
-            )
+        async with access as uow:
             found, following = await episodes.episode_page(uow, [patient_id], wanted, page)
         if fmt == "fhir":  # each episode as a Flag (searchset)
             flags = fhir_flags(patient_id, found)
@@ -253,20 +264,10 @@ def router(runtime: ServiceRuntime) -> APIRouter:
         episode_id: uuid.UUID,
         body: ResolveIn,
         principal: CurrentPrincipal,
-        request: Request,
+        access: EpisodeUpdate,
         idem: Idempotent,
     ) -> EpisodeOut:
-        async with runtime.uow() as uow:
-            await authorize_patient_access(
-                uow,
-                principal,
-                patient_id,
-                action="update",
-                resource="episode",
-                request=request,
-                roles=(Role.CLINICIAN,),
-            )
-            await idem.claim(uow)
+        async with access as uow:
             episode = await episodes.resolve(
                 episodes.ResolveEpisode(
                     patient_id, episode_id, principal.subject, body.resolution, body.note
@@ -275,7 +276,6 @@ def router(runtime: ServiceRuntime) -> APIRouter:
             )
             out = EpisodeOut.of(episode)
             await idem.record(uow, out)
-            await uow.commit()
         return out
 
     @r.put(
@@ -284,34 +284,20 @@ def router(runtime: ServiceRuntime) -> APIRouter:
         summary="Set this patient's rule thresholds (clinician); safety rules are not overridable",
     )
     async def set_thresholds(
-        patient_id: uuid.UUID, body: ThresholdsIn, principal: CurrentPrincipal, request: Request
+        patient_id: uuid.UUID,
+        body: ThresholdsIn,
+        principal: CurrentPrincipal,
+        access: ThresholdsUpdate,
     ) -> ThresholdsOut:
-        async with runtime.uow() as uow:
-            await authorize_patient_access(
-                uow,
-                principal,
-                patient_id,
-                action="update",
-                resource="rule_thresholds",
-                request=request,
-                roles=(Role.CLINICIAN,),
-            )
+        async with access as uow:
             try:
                 saved = await thresholds.set_thresholds(
                     uow, patient_id, body.thresholds, principal.subject, body.reason_code
                 )
             except InvalidReport as exc:
-                raise HTTPException(
-                    status.HTTP_422_UNPROCESSABLE_CONTENT,
-                    detail=[
-                        {
-                            "loc": ["body", *exc.field.split(".", 1)],
-                            "msg": exc.problem,
-                            "type": "rule",
-                        }
-                    ],
+                raise FieldRefusal(
+                    ["body", *exc.field.split(".", 1)], exc.problem, "rule"
                 ) from None
-            await uow.commit()
         return ThresholdsOut(**saved)
 
     @r.get(
@@ -319,18 +305,8 @@ def router(runtime: ServiceRuntime) -> APIRouter:
         response_model=ThresholdsOut,
         summary="This patient's rule thresholds (empty: the defaults apply)",
     )
-    async def get_thresholds(
-        patient_id: uuid.UUID, principal: CurrentPrincipal, request: Request
-    ) -> ThresholdsOut:
-        async with runtime.uow() as uow:
-            await authorize_patient_access(
-                uow,
-                principal,
-                patient_id,
-                action="read",
-                resource="rule_thresholds",
-                request=request,
-            )
+    async def get_thresholds(patient_id: uuid.UUID, access: ThresholdsRead) -> ThresholdsOut:
+        async with access as uow:
             saved = await thresholds.get_thresholds(uow, patient_id)
         return ThresholdsOut(**saved)
 

@@ -13,7 +13,7 @@ from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.responses import HTMLResponse
 from pydantic import (
     BaseModel,
@@ -33,7 +33,8 @@ from services.chassis.auth import (
     require_admin,
 )
 from services.chassis.dates import PlausibleAwareDatetime
-from services.chassis.errors import NotFound
+from services.chassis.entrypoint import PatientAccess, patient_access
+from services.chassis.errors import FieldRefusal, NotFound
 from services.chassis.idempotency import Idempotent
 from services.chassis.openapi import name_all
 from services.chassis.pagination import PageQuery, link_next, paginated
@@ -490,7 +491,7 @@ def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
     )
     async def page_history(
         patient_id: uuid.UUID,
-        principal: CurrentPrincipal,
+        access: PageRead,
         page: PageQuery,
         request: Request,
         response: Response,
@@ -500,10 +501,7 @@ def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
     ) -> list[dict[str, Any]]:
         """The pages sent about this patient, newest first, each with its deliveries."""
         wanted = views.PageFilter(status=state, since=since, until=until)
-        async with runtime.uow() as uow:
-            await authorize_patient_access(
-                uow, principal, patient_id, action="read", resource="page", request=request
-            )
+        async with access as uow:
             rows, following = await views.pages_of_patient(uow, patient_id, wanted, page)
         link_next(request, response, following)
         return rows
@@ -533,6 +531,7 @@ def routers(runtime: ServiceRuntime, links: AckLinks) -> list[APIRouter]:
 # --- helpers ----------------------------------------------------------------------------------
 
 PageStatus = Literal["pending", "sending", "delivered", "undeliverable"]
+PageRead = Annotated[PatientAccess, Depends(patient_access("read", "page"))]
 StatusFilter = Literal[
     "open", "all", "triggered", "acknowledged", "exhausted", "resolved", "superseded"
 ]
@@ -551,8 +550,7 @@ async def check(awaitable: Awaitable[None]) -> None:
     try:
         await awaitable
     except teams.Unroutable as exc:
-        detail = [{"loc": ["body", *p.loc], "msg": p.msg, "type": p.type} for p in exc.problems]
-        raise HTTPException(422, detail=detail) from None
+        raise FieldRefusal.of_all((["body", *p.loc], p.msg, p.type) for p in exc.problems) from None
 
 
 async def _check_schedule(uow: UnitOfWork, key: str, if_match: str | None) -> None:

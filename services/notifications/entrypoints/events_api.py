@@ -24,12 +24,13 @@ from contextlib import suppress
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.sse import format_sse_event
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.chassis.auth import CurrentPrincipal, Principal, Role, authorize_patient_access
+from services.chassis.auth import CurrentPrincipal, Principal, Role
+from services.chassis.entrypoint import PatientAccess, patient_access
 from services.chassis.openapi import name_operations
 from services.chassis.pagination import PageQuery, decode_cursor, encode_cursor, link_next
 from services.chassis.runtime import ServiceRuntime
@@ -168,6 +169,9 @@ OPERATION_IDS = {
 }
 
 
+EventStreamRead = Annotated[PatientAccess, Depends(patient_access("read", "event-stream"))]
+
+
 def routers(runtime: ServiceRuntime, settings: NotificationsSettings) -> list[APIRouter]:
     router = APIRouter(tags=["live updates"])
 
@@ -204,17 +208,14 @@ def routers(runtime: ServiceRuntime, settings: NotificationsSettings) -> list[AP
     )
     async def patient_events(
         patient_id: uuid.UUID,
-        principal: CurrentPrincipal,
+        access: EventStreamRead,
         request: Request,
         page: PageQuery,
         last_event_header: LastEventHeader = None,
         last_event_id: LastEventQuery = None,
     ) -> Response:
         """For the patient and the clinicians with the patient on their panel (audited)."""
-        async with runtime.uow() as uow:
-            await authorize_patient_access(
-                uow, principal, patient_id, action="read", resource="event-stream", request=request
-            )
+        await access.authorize()  # audited; no connection held while streaming
         start = last_event_header if last_event_header is not None else last_event_id
         view = feed.PatientView(patient_id)
         return await _answer(runtime, settings, request, view, start, page)

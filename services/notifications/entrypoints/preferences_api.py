@@ -14,13 +14,14 @@ from datetime import datetime, time
 from functools import cache
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.config import JsonDict
 
-from services.chassis.auth import CurrentPrincipal, authorize_patient_access
+from services.chassis.auth import CurrentPrincipal
 from services.chassis.dates import PlausibleAwareDatetime
-from services.chassis.errors import NotFound
+from services.chassis.entrypoint import PatientAccess, patient_access
+from services.chassis.errors import FieldRefusal, NotFound
 from services.chassis.openapi import name_operations
 from services.chassis.pagination import (
     SINCE_DOC,
@@ -229,12 +230,7 @@ def _to_domain(body: PreferencesIn) -> Preferences:
             include_dose_details=body.include_dose_details,
         )
     except InvalidPreferences as exc:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=[
-                {"loc": ["body", exc.field], "msg": exc.problem, "type": "invalid_preferences"}
-            ],
-        ) from None
+        raise FieldRefusal(["body", exc.field], exc.problem, "invalid_preferences") from None
 
 
 # What a generated client calls each operation (chassis/openapi.py).
@@ -245,22 +241,21 @@ OPERATION_IDS = {
 }
 
 
+# The patient, or a clinician on their panel (chassis/entrypoint.py); setting the preferences
+# commits in its use case.
+PreferencesRead = Annotated[PatientAccess, Depends(patient_access("read", RESOURCE_PREFERENCES))]
+PreferencesUpdate = Annotated[
+    PatientAccess, Depends(patient_access("update", RESOURCE_PREFERENCES))
+]
+MessagesRead = Annotated[PatientAccess, Depends(patient_access("read", RESOURCE_MESSAGES))]
+
+
 def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     router = APIRouter(tags=["patient messages"])
 
     @router.get("/patients/{patient_id}/notification-preferences", response_model=PreferencesOut)
-    async def get_preferences(
-        patient_id: uuid.UUID, principal: CurrentPrincipal, request: Request
-    ) -> PreferencesOut:
-        async with runtime.uow() as uow:
-            await authorize_patient_access(
-                uow,
-                principal,
-                patient_id,
-                action="read",
-                resource=RESOURCE_PREFERENCES,
-                request=request,
-            )
+    async def get_preferences(patient_id: uuid.UUID, access: PreferencesRead) -> PreferencesOut:
+        async with access as uow:
             row = await patient_messages.get_preferences(uow, patient_id)
         if row is None:
             raise NotFound("no notification preferences for this patient")
@@ -268,17 +263,12 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
 
     @router.put("/patients/{patient_id}/notification-preferences", response_model=PreferencesOut)
     async def put_preferences(
-        patient_id: uuid.UUID, body: PreferencesIn, principal: CurrentPrincipal, request: Request
+        patient_id: uuid.UUID,
+        body: PreferencesIn,
+        principal: CurrentPrincipal,
+        access: PreferencesUpdate,
     ) -> PreferencesOut:
-        async with runtime.uow() as uow:
-            await authorize_patient_access(
-                uow,
-                principal,
-                patient_id,
-                action="update",
-                resource=RESOURCE_PREFERENCES,
-                request=request,
-            )
+        async with access as uow:
             row = await patient_messages.set_preferences(
                 uow, patient_id, _to_domain(body), updated_by=principal.subject
             )
@@ -291,7 +281,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     )
     async def message_history(
         patient_id: uuid.UUID,
-        principal: CurrentPrincipal,
+        access: MessagesRead,
         page: PageQuery,
         request: Request,
         response: Response,
@@ -299,15 +289,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         since: Annotated[PlausibleAwareDatetime | None, Query(description=SINCE_DOC)] = None,
         until: Annotated[PlausibleAwareDatetime | None, Query(description=UNTIL_DOC)] = None,
     ) -> list[MessageOut]:
-        async with runtime.uow() as uow:
-            await authorize_patient_access(
-                uow,
-                principal,
-                patient_id,
-                action="read",
-                resource=RESOURCE_MESSAGES,
-                request=request,
-            )
+        async with access as uow:
             found, following = await patient_messages.message_history(
                 uow, patient_id, page, status=state, since=since, until=until
             )

@@ -12,22 +12,16 @@ import uuid
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.types import Subject
-from services.chassis.auth import (
-    CurrentPrincipal,
-    Principal,
-    Role,
-    authorize_patient_access,
-    require_role,
-)
+from services.chassis.auth import CurrentPrincipal, Role, require_role
 from services.chassis.dates import PlausibleAwareDatetime
+from services.chassis.entrypoint import CLINICIAN, PatientAccess, patient_access
 from services.chassis.openapi import name_operations
 from services.chassis.pagination import PageQuery, link_next, paginated
 from services.chassis.runtime import ServiceRuntime
-from services.chassis.uow import UnitOfWork
 from services.notifications.domain.escalation import PolicyKey
 from services.notifications.domain.routing import CareTeamDefinition, NotificationRules
 from services.notifications.entrypoints.api import (
@@ -95,6 +89,23 @@ OPERATION_IDS = {
 }
 
 
+# A clinician with the patient on their panel, or a clinical administrator (any patient).
+CareTeamWrite = Annotated[
+    PatientAccess,
+    Depends(
+        patient_access("write", "care-team", roles=CLINICIAN, commit=True, admin_scope=ADMIN_SCOPE)
+    ),
+]
+CareTeamRead = Annotated[
+    PatientAccess,
+    Depends(patient_access("read", "care-team", roles=CLINICIAN, admin_scope=ADMIN_SCOPE)),
+]
+EscalationsRead = Annotated[
+    PatientAccess,
+    Depends(patient_access("read", "escalation", roles=CLINICIAN, admin_scope=ADMIN_SCOPE)),
+]
+
+
 def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     api = APIRouter(tags=["care teams and routing"])
 
@@ -125,22 +136,20 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
 
     @api.put("/patients/{patient_id}/care-team", response_model=MembershipOut)
     async def put_membership(
-        patient_id: uuid.UUID, body: MembershipIn, principal: CurrentPrincipal, request: Request
+        patient_id: uuid.UUID,
+        body: MembershipIn,
+        principal: CurrentPrincipal,
+        access: CareTeamWrite,
     ) -> MembershipOut:
         """Which care team's routes page for this patient (their clinic or panel)."""
-        async with runtime.uow() as uow:
-            await _authorize(uow, principal, patient_id, "write", "care-team", request)
+        async with access as uow:
             await check(teams.assign(uow, patient_id, body.team, principal.subject))
-            await uow.commit()
         return MembershipOut(team=body.team)
 
     @api.get("/patients/{patient_id}/care-team", response_model=MembershipOut)
-    async def get_membership(
-        patient_id: uuid.UUID, principal: CurrentPrincipal, request: Request
-    ) -> MembershipOut:
+    async def get_membership(patient_id: uuid.UUID, access: CareTeamRead) -> MembershipOut:
         """The patient's team; null: the default team's routes (or the shipped ones)."""
-        async with runtime.uow() as uow:
-            await _authorize(uow, principal, patient_id, "read", "care-team", request)
+        async with access as uow:
             return MembershipOut(team=await teams.team_of(uow, patient_id))
 
     @api.get(
@@ -151,6 +160,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     async def patient_escalations(
         patient_id: uuid.UUID,
         principal: CurrentPrincipal,
+        access: EscalationsRead,
         page: PageQuery,
         request: Request,
         response: Response,
@@ -167,8 +177,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             since=since,
             until=until,
         )
-        async with runtime.uow() as uow:
-            await _authorize(uow, principal, patient_id, "read", "escalation", request)
+        async with access as uow:
             rows, following = await views.escalations_page(uow, wanted, page)
         link_next(request, response, following)
         return rows
@@ -227,24 +236,3 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         return {"since": start, "counts": counts}
 
     return [name_operations(api, OPERATION_IDS)]
-
-
-async def _authorize(
-    uow: UnitOfWork,
-    principal: Principal,
-    patient_id: uuid.UUID,
-    action: str,
-    resource: str,
-    request: Request,
-) -> None:
-    """A clinician with the patient on their panel, or a clinical administrator."""
-    await authorize_patient_access(
-        uow,
-        principal,
-        patient_id,
-        action=action,
-        resource=resource,
-        request=request,
-        roles=(Role.CLINICIAN,),
-        granted=principal.has_scope(ADMIN_SCOPE),
-    )

@@ -7,20 +7,21 @@ taper. Every dose change carries the clinician's reason as a code, never free te
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, Depends, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.config import JsonDict
 
-from services.chassis.auth import CurrentPrincipal, Principal, Role, authorize_patient_access
+from services.chassis.auth import CurrentPrincipal, Role
 from services.chassis.dates import PlausibleDate
 from services.chassis.decimals import DecimalStr
-from services.chassis.idempotency import Idempotent, IdempotentRequest
+from services.chassis.entrypoint import CLINICIAN, PatientAccess, patient_access
+from services.chassis.errors import FieldRefusal
+from services.chassis.idempotency import Idempotent
 from services.chassis.openapi import name_operations
 from services.chassis.runtime import ServiceRuntime
 from services.chassis.uow import UnitOfWork
@@ -319,18 +320,26 @@ _BODY_FIELDS = {
 }
 
 
-def _unprocessable(exc: RuleRefused) -> HTTPException:
-    loc = ["body", exc.field] if exc.field in _BODY_FIELDS else ["body"]
-    return HTTPException(
-        status.HTTP_422_UNPROCESSABLE_CONTENT,
-        detail=[{"loc": loc, "msg": exc.problem, "type": "taper_rule"}],
-    )
+def _unprocessable(exc: RuleRefused) -> FieldRefusal:
+    return FieldRefusal.naming(exc.field, exc.problem, "taper_rule", known=_BODY_FIELDS)
 
+
+# A clinician's change to the taper (or one dose step), authorized, keyed, committed (chassis kit).
+TaperUpdate = Annotated[
+    PatientAccess,
+    Depends(patient_access("update", "taper", roles=CLINICIAN, commit=True, idempotent=True)),
+]
+DoseStepUpdate = Annotated[
+    PatientAccess,
+    Depends(patient_access("update", "dose_step", roles=CLINICIAN, commit=True, idempotent=True)),
+]
+HoldRequestAccess = Annotated[
+    PatientAccess,
+    Depends(patient_access("update", "taper", roles=(Role.PATIENT,), commit=True, idempotent=True)),
+]
+TaperRead = Annotated[PatientAccess, Depends(patient_access("read", "taper"))]
 
 TaperAction = Callable[[taper_commands.ClinicianAction, UnitOfWork], Awaitable[PatientTaper]]
-ClinicianWrite = Callable[
-    [Principal, uuid.UUID, Request, str, IdempotentRequest], AbstractAsyncContextManager[UnitOfWork]
-]
 
 # POST /patients/{id}/taper/<action>: a clinician's decision on the taper, with a reason code.
 _CLINICIAN_ACTIONS: tuple[tuple[str, TaperAction, str], ...] = (
@@ -351,7 +360,6 @@ _CLINICIAN_ACTIONS: tuple[tuple[str, TaperAction, str], ...] = (
 
 def _add_clinician_action(
     router: APIRouter,
-    clinician_write: ClinicianWrite,
     runtime: ServiceRuntime,
     action: str,
     use_case: TaperAction,
@@ -361,10 +369,10 @@ def _add_clinician_action(
         patient_id: uuid.UUID,
         body: ClinicianActionIn,
         principal: CurrentPrincipal,
-        request: Request,
+        access: TaperUpdate,
         idem: Idempotent,
     ) -> TaperOut:
-        async with clinician_write(principal, patient_id, request, "taper", idem) as uow:
+        async with access.refusing(RuleRefused, _unprocessable) as uow:
             taper = await use_case(
                 taper_commands.ClinicianAction(patient_id, principal.subject, body.reason_code), uow
             )
@@ -398,32 +406,6 @@ OPERATION_IDS = {
 def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     router = APIRouter(tags=["taper"])
 
-    @asynccontextmanager
-    async def clinician_write(
-        principal: Principal,
-        patient_id: uuid.UUID,
-        request: Request,
-        resource: str,
-        idem: IdempotentRequest,
-    ) -> AsyncIterator[UnitOfWork]:
-        """Authorize, take the Idempotency-Key (a retry is answered from there), commit."""
-        async with runtime.uow() as uow:
-            await authorize_patient_access(
-                uow,
-                principal,
-                patient_id,
-                action="update",
-                resource=resource,
-                request=request,
-                roles=(Role.CLINICIAN,),
-            )
-            await idem.claim(uow)
-            try:
-                yield uow
-            except RuleRefused as exc:
-                raise _unprocessable(exc) from None
-            await uow.commit()
-
     @router.post(
         "/patients/{patient_id}/taper",
         status_code=status.HTTP_201_CREATED,
@@ -434,10 +416,10 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         patient_id: uuid.UUID,
         body: StartTaperIn,
         principal: CurrentPrincipal,
-        request: Request,
+        access: TaperUpdate,
         idem: Idempotent,
     ) -> TaperOut:
-        async with clinician_write(principal, patient_id, request, "taper", idem) as uow:
+        async with access.refusing(RuleRefused, _unprocessable) as uow:
             taper = await taper_commands.start_taper(
                 taper_commands.StartTaper(
                     patient_id=patient_id,
@@ -465,10 +447,10 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         patient_id: uuid.UUID,
         body: DoseReductionIn,
         principal: CurrentPrincipal,
-        request: Request,
+        access: DoseStepUpdate,
         idem: Idempotent,
     ) -> DoseStepOut:
-        async with clinician_write(principal, patient_id, request, "dose_step", idem) as uow:
+        async with access.refusing(RuleRefused, _unprocessable) as uow:
             step = await taper_commands.schedule_reduction(
                 taper_commands.ScheduleReduction(
                     patient_id=patient_id,
@@ -486,7 +468,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         return out
 
     for action, use_case, summary in _CLINICIAN_ACTIONS:
-        _add_clinician_action(router, clinician_write, runtime, action, use_case, summary)
+        _add_clinician_action(router, runtime, action, use_case, summary)
 
     @router.post(
         "/patients/{patient_id}/taper/hold-request",
@@ -497,27 +479,16 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         patient_id: uuid.UUID,
         body: ClinicianActionIn,
         principal: CurrentPrincipal,
-        request: Request,
+        access: HoldRequestAccess,
         idem: Idempotent,
     ) -> TaperOut:
-        async with runtime.uow() as uow:
-            await authorize_patient_access(
-                uow,
-                principal,
-                patient_id,
-                action="update",
-                resource="taper",
-                request=request,
-                roles=(Role.PATIENT,),
-            )
-            await idem.claim(uow)
+        async with access as uow:
             taper = await taper_commands.request_hold(
                 taper_commands.PatientHoldRequest(patient_id, principal.subject, body.reason_code),
                 uow,
             )
             out = await taper_view(uow, taper, runtime.clock.now())
             await idem.record(uow, out)
-            await uow.commit()
         return out
 
     @router.get(
@@ -525,13 +496,8 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         response_model=TaperOut,
         summary="The taper and its steps (the patient, or a clinician on their panel)",
     )
-    async def read(
-        patient_id: uuid.UUID, principal: CurrentPrincipal, request: Request
-    ) -> TaperOut:
-        async with runtime.uow() as uow:
-            await authorize_patient_access(
-                uow, principal, patient_id, action="read", resource="taper", request=request
-            )
+    async def read(patient_id: uuid.UUID, access: TaperRead) -> TaperOut:
+        async with access as uow:
             taper = await taper_commands.get_taper(uow, patient_id)
             return await taper_view(uow, taper, runtime.clock.now())
 

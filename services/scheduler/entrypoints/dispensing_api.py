@@ -17,17 +17,14 @@ import uuid
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from services.chassis.auth import (
-    CurrentPrincipal,
-    Role,
-    authorize_patient_access,
-    require_role,
-)
+from services.chassis.auth import CurrentPrincipal, Role, require_role
 from services.chassis.decimals import DecimalStr
+from services.chassis.entrypoint import CLINICIAN, PatientAccess, patient_access
+from services.chassis.errors import FieldRefusal
 from services.chassis.openapi import FHIR_RESOURCE, name_operations, stored_examples
 from services.chassis.runtime import ServiceRuntime
 from services.scheduler.adapters.fhir import medication_request_status
@@ -121,11 +118,8 @@ def products_on_file(stored_input: dict[str, Any]) -> list[Formulation]:
     return [f for f in found if f is not None]
 
 
-def _unprocessable(loc: list[str], msg: str) -> HTTPException:
-    return HTTPException(
-        status.HTTP_422_UNPROCESSABLE_CONTENT,
-        detail=[{"loc": loc, "msg": msg, "type": "dispensing"}],
-    )
+def _unprocessable(loc: list[str], msg: str) -> FieldRefusal:
+    return FieldRefusal(loc, msg, "dispensing")
 
 
 def _fills(
@@ -138,6 +132,11 @@ def _fills(
         where = "query" if exc.field == "fill_days" else where
         raise _unprocessable([where, exc.field], exc.problem) from None
 
+
+# Dispensing is the clinician's (and audited as a read of the plan).
+ClinicianPlanRead = Annotated[
+    PatientAccess, Depends(patient_access("read", "plan", roles=CLINICIAN))
+]
 
 _FHIR: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/fhir+json": {"schema": FHIR_RESOURCE}}}
@@ -164,21 +163,11 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     async def dispensing(
         patient_id: uuid.UUID,
         plan_id: uuid.UUID,
-        principal: CurrentPrincipal,
-        request: Request,
+        access: ClinicianPlanRead,
         fill_days: Annotated[int, Query(ge=FILL_DAYS_MIN, le=FILL_DAYS_MAX)] = 28,
         fmt: Annotated[Literal["json", "fhir"], Query(alias="format")] = "json",
     ) -> Any:
-        async with runtime.uow() as uow:
-            await authorize_patient_access(
-                uow,
-                principal,
-                patient_id,
-                action="read",
-                resource="plan",
-                request=request,
-                roles=(Role.CLINICIAN,),
-            )
+        async with access as uow:
             record = await plan_cases.get_plan(uow, patient_id, plan_id)
         stored = record_to_plan(record.row, record.steps)
         result = _fills(stored.steps, products_on_file(record.row["input"]), fill_days, "plan")

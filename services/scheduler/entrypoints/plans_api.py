@@ -19,19 +19,15 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from services.chassis.auth import (
-    CurrentPrincipal,
-    Principal,
-    Role,
-    authorize_patient_access,
-    require_role,
-)
+from services.chassis.auth import CurrentPrincipal, Role, require_role
 from services.chassis.dates import PlausibleAwareDatetime, PlausibleDate
 from services.chassis.decimals import DecimalStr, canonical_json
+from services.chassis.entrypoint import CLINICIAN, PatientAccess, patient_access
+from services.chassis.errors import FieldRefusal
 from services.chassis.idempotency import Idempotent, IdempotentRequest
 from services.chassis.openapi import FHIR_RESOURCE, SVG_BODY, name_operations, stored_examples
 from services.chassis.pagination import SINCE_DOC, UNTIL_DOC, PageQuery, link_next, paginated
@@ -344,12 +340,8 @@ class PlanOut(BaseModel):
         )
 
 
-def _unprocessable(field: str, msg: str) -> HTTPException:
-    loc = ["body", field] if field in PlanPreviewIn.model_fields else ["body"]
-    return HTTPException(
-        status.HTTP_422_UNPROCESSABLE_CONTENT,
-        detail=[{"loc": loc, "msg": msg, "type": "planning"}],
-    )
+def _unprocessable(field: str, msg: str) -> FieldRefusal:
+    return FieldRefusal.naming(field, msg, "planning", known=PlanPreviewIn.model_fields)
 
 
 class ApprovePlanIn(BaseModel):
@@ -671,36 +663,35 @@ async def _written(
     response: Response,
     status_code: int = status.HTTP_200_OK,
 ) -> PlanRecordOut:
-    """The written plan's answer with its new ETag, stored with the Idempotency-Key; commits."""
+    """The written plan's answer with its new ETag, stored with the Idempotency-Key (the
+    access commits on leaving its block)."""
     out = PlanRecordOut.of(record)
     headers = {"ETag": etag(record.row["version"])}
     await idem.record(uow, out, status_code, headers)
-    await uow.commit()
     response.headers.update(headers)
     return out
 
 
+def _refused_approval(exc: RuleRefused) -> FieldRefusal:
+    # The field is the stored plan's (e.g. start_on): plan again with a new body.
+    return FieldRefusal(["plan", exc.field], exc.problem, "plan")
+
+
+def _refused_adjustment(exc: RuleRefused) -> FieldRefusal:
+    return FieldRefusal.naming(exc.field, exc.problem, "planning", known=AdjustPlanIn.model_fields)
+
+
+# A clinician's change to a plan: authorized, keyed, committed (chassis/entrypoint.py).
+PlanUpdate = Annotated[
+    PatientAccess,
+    Depends(patient_access("update", "plan", roles=CLINICIAN, commit=True, idempotent=True)),
+]
+PlanRead = Annotated[PatientAccess, Depends(patient_access("read", "plan"))]
+DecisionRead = Annotated[PatientAccess, Depends(patient_access("read", "decision"))]
+
+
 def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     router = APIRouter(tags=["plans"])
-
-    async def _authorize(
-        uow: Any,
-        principal: Principal,
-        patient_id: uuid.UUID,
-        request: Request,
-        *,
-        write: bool,
-        resource: str = "plan",
-    ) -> None:
-        await authorize_patient_access(
-            uow,
-            principal,
-            patient_id,
-            action="update" if write else "read",
-            resource=resource,
-            request=request,
-            roles=(Role.CLINICIAN,) if write else (Role.PATIENT, Role.CLINICIAN),
-        )
 
     @router.post(
         "/patients/{patient_id}/plans",
@@ -713,13 +704,11 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         patient_id: uuid.UUID,
         body: PlanPreviewIn,
         principal: CurrentPrincipal,
-        request: Request,
+        access: PlanUpdate,
         response: Response,
         idem: Idempotent,
     ) -> PlanRecordOut:
-        async with runtime.uow() as uow:
-            await _authorize(uow, principal, patient_id, request, write=True)
-            await idem.claim(uow)
+        async with access as uow:
             result = _plan(runtime, body)
             record = await plan_cases.create_plan(
                 plan_cases.CreatePlan(
@@ -744,13 +733,13 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         plan_id: uuid.UUID,
         body: ApprovePlanIn,
         principal: CurrentPrincipal,
-        request: Request,
+        access: PlanUpdate,
         response: Response,
         idem: Idempotent,
         if_match: IfMatch = None,
     ) -> PlanRecordOut:
-        async with runtime.uow() as uow:
-            await _conditional_write(uow, principal, patient_id, plan_id, request, idem, if_match)
+        async with access as uow:
+            await _if_match(uow, patient_id, plan_id, if_match)
             try:
                 record = await plan_cases.approve_plan(
                     plan_cases.ApprovePlan(
@@ -759,11 +748,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                     uow,
                 )
             except RuleRefused as exc:
-                # The field is the stored plan's (e.g. start_on): plan again with a new body.
-                raise HTTPException(
-                    status.HTTP_422_UNPROCESSABLE_CONTENT,
-                    detail=[{"loc": ["plan", exc.field], "msg": exc.problem, "type": "plan"}],
-                ) from None
+                raise _refused_approval(exc) from None
             out = await _written(uow, idem, record, response)
         return out
 
@@ -779,13 +764,13 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         plan_id: uuid.UUID,
         body: AdjustPlanIn,
         principal: CurrentPrincipal,
-        request: Request,
+        access: PlanUpdate,
         response: Response,
         idem: Idempotent,
         if_match: IfMatch = None,
     ) -> PlanRecordOut:
-        async with runtime.uow() as uow:
-            await _conditional_write(uow, principal, patient_id, plan_id, request, idem, if_match)
+        async with access as uow:
+            await _if_match(uow, patient_id, plan_id, if_match)
             try:
                 record = await replanning.adjust_plan(
                     replanning.AdjustPlan(
@@ -802,11 +787,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                     uow,
                 )
             except RuleRefused as exc:
-                loc = ["body", exc.field] if exc.field in AdjustPlanIn.model_fields else ["body"]
-                raise HTTPException(
-                    status.HTTP_422_UNPROCESSABLE_CONTENT,
-                    detail=[{"loc": loc, "msg": exc.problem, "type": "planning"}],
-                ) from None
+                raise _refused_adjustment(exc) from None
             out = await _written(uow, idem, record, response)
         return out
 
@@ -821,13 +802,13 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         plan_id: uuid.UUID,
         body: CancelPlanIn,
         principal: CurrentPrincipal,
-        request: Request,
+        access: PlanUpdate,
         response: Response,
         idem: Idempotent,
         if_match: IfMatch = None,
     ) -> PlanRecordOut:
-        async with runtime.uow() as uow:
-            await _conditional_write(uow, principal, patient_id, plan_id, request, idem, if_match)
+        async with access as uow:
+            await _if_match(uow, patient_id, plan_id, if_match)
             record = await plan_cases.cancel_plan(
                 plan_cases.CancelPlan(patient_id, plan_id, principal.subject, body.reason_code),
                 uow,
@@ -844,13 +825,11 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     async def read(
         patient_id: uuid.UUID,
         plan_id: uuid.UUID,
-        principal: CurrentPrincipal,
-        request: Request,
+        access: PlanRead,
         response: Response,
         fmt: Annotated[Literal["json", "fhir", "svg"], Query(alias="format")] = "json",
     ) -> Any:
-        async with runtime.uow() as uow:
-            await _authorize(uow, principal, patient_id, request, write=False)
+        async with access as uow:
             record = await plan_cases.get_plan(uow, patient_id, plan_id)
         if fmt == "json":
             response.headers["ETag"] = etag(record.row["version"])
@@ -867,19 +846,11 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             )
         return Response(plan_to_svg(stored), media_type="image/svg+xml")
 
-    async def _conditional_write(
-        uow: UnitOfWork,
-        principal: Principal,
-        patient_id: uuid.UUID,
-        plan_id: uuid.UUID,
-        request: Request,
-        idem: IdempotentRequest,
-        if_match: str | None,
+    async def _if_match(
+        uow: UnitOfWork, patient_id: uuid.UUID, plan_id: uuid.UUID, if_match: str | None
     ) -> None:
-        """Authorize, take the Idempotency-Key (a retry replays before If-Match is looked at:
-        the plan moved on because of the first try), then lock the plan and check If-Match."""
-        await _authorize(uow, principal, patient_id, request, write=True)
-        await idem.claim(uow)
+        """Lock the plan and check If-Match, after the access took the Idempotency-Key (a retry
+        replays before If-Match is looked at: the plan moved on because of the first try)."""
         if if_match is not None:
             version = await plan_queries.locked_version(uow, patient_id, plan_id)
             if version is not None:  # else the use case answers 404
@@ -893,7 +864,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     )
     async def list_plans(
         patient_id: uuid.UUID,
-        principal: CurrentPrincipal,
+        access: PlanRead,
         request: Request,
         response: Response,
         page: PageQuery,
@@ -901,8 +872,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
             PlanStatus | None, Query(alias="status", description="Only plans in this status.")
         ] = None,
     ) -> list[PlanSummaryOut]:
-        async with runtime.uow() as uow:
-            await _authorize(uow, principal, patient_id, request, write=False)
+        async with access as uow:
             digests, next_cursor = await plan_queries.list_plans(uow, patient_id, page, plan_status)
         link_next(request, response, next_cursor)
         return [PlanSummaryOut.of(d) for d in digests]
@@ -915,7 +885,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
     )
     async def decisions(
         patient_id: uuid.UUID,
-        principal: CurrentPrincipal,
+        access: DecisionRead,
         page: PageQuery,
         request: Request,
         response: Response,
@@ -923,8 +893,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         since: Annotated[PlausibleAwareDatetime | None, Query(description=SINCE_DOC)] = None,
         until: Annotated[PlausibleAwareDatetime | None, Query(description=UNTIL_DOC)] = None,
     ) -> list[DecisionOut]:
-        async with runtime.uow() as uow:
-            await _authorize(uow, principal, patient_id, request, write=False, resource="decision")
+        async with access as uow:
             rows, following = await plan_queries.decision_history(
                 uow, patient_id, page, kind=kind, since=since, until=until
             )

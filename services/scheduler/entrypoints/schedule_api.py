@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from services.chassis.auth import CurrentPrincipal, Role, authorize_patient_access
+from services.chassis.errors import FieldRefusal
 from services.chassis.openapi import HTML_BODY, name_operations
 from services.chassis.runtime import ServiceRuntime
 from services.scheduler.adapters.schedule_html import CSP, schedule_to_html
@@ -22,6 +22,7 @@ from services.scheduler.adapters.stored_plan import record_to_plan
 from services.scheduler.domain.dispensing import DispensingError
 from services.scheduler.domain.patient_schedule import schedule
 from services.scheduler.entrypoints.dispensing_api import products_on_file
+from services.scheduler.entrypoints.plans_api import PlanRead
 from services.scheduler.service_layer import plans as plan_cases
 
 # What a generated client calls each operation (chassis/openapi.py).
@@ -43,18 +44,9 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
         responses={200: {"content": {"text/html": HTML_BODY}}},
     )
     async def schedule_page(
-        patient_id: uuid.UUID, plan_id: uuid.UUID, principal: CurrentPrincipal, request: Request
+        patient_id: uuid.UUID, plan_id: uuid.UUID, access: PlanRead
     ) -> HTMLResponse:
-        async with runtime.uow() as uow:
-            await authorize_patient_access(
-                uow,
-                principal,
-                patient_id,
-                action="read",
-                resource="plan",
-                request=request,
-                roles=(Role.PATIENT, Role.CLINICIAN),
-            )
+        async with access as uow:
             record = await plan_cases.get_plan(uow, patient_id, plan_id)
         stored = record_to_plan(record.row, record.steps)
         try:
@@ -65,10 +57,7 @@ def routers(runtime: ServiceRuntime) -> list[APIRouter]:
                 baseline=stored.baseline,
             )
         except DispensingError as exc:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                detail=[{"loc": ["plan", exc.field], "msg": exc.problem, "type": "schedule"}],
-            ) from None
+            raise FieldRefusal(["plan", exc.field], exc.problem, "schedule") from None
         return HTMLResponse(schedule_to_html(page), headers={"Content-Security-Policy": CSP})
 
     return [name_operations(router, OPERATION_IDS)]
