@@ -6,8 +6,8 @@ tuned) on synthetic waiting lists:
 
 1. **Quality against the exact solver, small instances.** For each size (``--small-sizes``,
    default 12, 20, 30, 40 candidates) and ``--seeds`` instances (20), with 0-3 open cohorts:
-   the heuristic's score over the optimum that CP-SAT (``tests/group_matching_exact.py``, the
-   same objective, one worker, ``--exact-time-limit`` per instance) proves, both re-scored by
+   the heuristic's score over the optimum that CP-SAT (``tests/support/group_matching_exact.py``,
+   the same objective, one worker, ``--exact-time-limit`` per instance) proves, both re-scored by
    ``total_score``; the heuristic's time (median of ``--heuristic-repeats`` calls) against
    CP-SAT's (model building + solving) on the same instance, and their ratio. Instances where
    CP-SAT did not prove optimality are reported apart, never averaged in.
@@ -79,7 +79,7 @@ from services.group_matching.domain.matching import (
     waiting_points,
 )
 from services.group_matching.domain.placement import utc_offset_minutes
-from tests.group_matching_exact import solve_exact
+from tests.support.group_matching_exact import solve_exact
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 DAY = 1440
