@@ -63,9 +63,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bench.chassis_bench import Sample, load, run_workers, service_logging
+from bench.harness.logs import service_logging
+from bench.harness.measure import Sample, load, pct, run_workers
+from bench.harness.payloads import CIWA_ITEMS
 from bench.machine import machine_info
-from bench.monitoring_bench import CIWA_ITEMS, pct
 from bench.report import ROOT, git_state, write_results
 from deploy.localstack.gateway import LocalGateway, TlsFiles, find_nginx, nginx_build_info
 from services.chassis.auth import Role, issue_dev_token
@@ -868,7 +869,7 @@ def main(argv: list[str] | None = None) -> int:
     results.info["git"] = git_state()
     t0 = time.perf_counter()
     with (
-        service_logging("INFO"),
+        service_logging("gateway_bench", "INFO"),
         tempfile.TemporaryDirectory(prefix="gwbench-") as tmp,
     ):
         Bench(opts, results, Path(tmp)).run()

@@ -52,26 +52,19 @@ import httpx
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench.chassis_bench import (
-    Infra,
+from bench.harness.infra import Infra
+from bench.harness.kafka import (
     Wire,
     commit_group_offsets,
     create_topics,
     delete_topics,
     end_offsets,
-    load,
     replication_factor,
-    service_logging,
 )
+from bench.harness.logs import service_logging
+from bench.harness.measure import Probe, Run, load, make_run, pct, show
+from bench.harness.profile import summarise
 from bench.machine import machine_info
-from bench.monitoring_bench import (
-    Probe,
-    Run,
-    make_run,
-    pct,
-    show,
-    summarise,
-)
 from bench.report import ROOT, git_state, write_results
 from contracts import ALL_TOPICS, THRESHOLD_EXCEEDED, Severity, ThresholdExceeded, ThresholdReason
 from services.chassis.kafka import ensure_topics
@@ -1129,7 +1122,7 @@ def main(argv: list[str] | None = None) -> int:
     results.info["git"] = git_state()
     infra = Infra()
     t0 = time.perf_counter()
-    with service_logging(args.log_level) as logging_note:
+    with service_logging(SERVICE, args.log_level) as logging_note:
         results.info["logging"] = logging_note
         try:
             infra.start()
