@@ -302,7 +302,7 @@ class LocalCluster:
         if self._owns_dir:
             shutil.rmtree(self.base, ignore_errors=True)
 
-    def kill_at_exit(self) -> None:
+    def kill_for_exit(self) -> None:
         for p in self.processes.values():
             if p.proc is not None:
                 signal_group(p.proc, signal.SIGKILL)

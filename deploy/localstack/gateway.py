@@ -424,7 +424,7 @@ class LocalGateway:
         if self.proc is not None:
             hard_kill(self.proc)
 
-    def kill_at_exit(self) -> None:
+    def kill_for_exit(self) -> None:
         self.kill()
         if self._owns_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)

@@ -608,7 +608,7 @@ class LocalKafka:
         if self._owns_dir:
             shutil.rmtree(self.base_dir, ignore_errors=True)
 
-    def kill_at_exit(self) -> None:
+    def kill_for_exit(self) -> None:
         self._node.kill()
         if self._owns_dir:
             shutil.rmtree(self.base_dir, ignore_errors=True)
@@ -777,7 +777,7 @@ class LocalKafkaCluster:
     def log_tail(self) -> str:
         return "\n".join(n.log_tail() for n in self.nodes)
 
-    def kill_at_exit(self) -> None:
+    def kill_for_exit(self) -> None:
         self.kill()
         if self._owns_dir:
             shutil.rmtree(self.base_dir, ignore_errors=True)

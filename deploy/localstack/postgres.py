@@ -434,7 +434,7 @@ class LocalPostgres:
             signal_group(self.proc, signal.SIGKILL)
             hard_kill(self.proc)
 
-    def kill_at_exit(self) -> None:
+    def kill_for_exit(self) -> None:
         self.kill()
         if self._owns_dir:
             shutil.rmtree(self.base_dir, ignore_errors=True)

@@ -4,7 +4,7 @@ A server started here must never outlive the Python process that started it:
 
 * every child runs in its own process group (so Ctrl-C in a terminal does not hit it half-way, and
   :func:`signal_group` can signal the whole group);
-* :func:`kill_at_exit` registers a launcher whose :meth:`ExitKillable.kill_at_exit` an
+* :func:`kill_at_exit` registers a launcher whose :meth:`ExitKillable.kill_for_exit` an
   :mod:`atexit` hook calls (SIGKILL its children, remove temporary directories), which covers
   normal interpreter exit, ``sys.exit`` and uncaught exceptions;
 * on Linux :func:`spawn` additionally starts the child with ``PR_SET_PDEATHSIG=SIGKILL`` when it is
@@ -327,23 +327,23 @@ class ChildServer:
 
 
 class ExitKillable(Protocol):
-    def kill_at_exit(self) -> None:
+    def kill_for_exit(self) -> None:
         """SIGKILL every child still running and remove temporary data (no waiting, no raise)."""
 
 
 # Everything still alive at interpreter exit gets killed here (see module docstring).
-_LIVE: weakref.WeakSet[Any] = weakref.WeakSet()
+_LIVE: weakref.WeakSet[ExitKillable] = weakref.WeakSet()
 
 
 def kill_at_exit(launcher: ExitKillable) -> None:
-    """Call ``launcher.kill_at_exit()`` at interpreter exit if it is still alive then."""
+    """Call ``launcher.kill_for_exit()`` at interpreter exit if it is still alive then."""
     _LIVE.add(launcher)
 
 
 def _atexit_cleanup() -> None:
     for obj in list(_LIVE):
         with contextlib.suppress(Exception):
-            obj.kill_at_exit()
+            obj.kill_for_exit()
 
 
 atexit.register(_atexit_cleanup)
