@@ -10,66 +10,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 
-class Infra:
-    """Kafka and PostgreSQL."""
-
-    def __init__(self) -> None:
-        self.kafka: Any = None
-        self.pg: Any = None
-        self.bootstrap_servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
-        self.pg_url = os.environ.get("TEST_POSTGRES_URL", "").strip()
-        self.kafka_source = "external (KAFKA_BOOTSTRAP_SERVERS)"
-        self.pg_source = "external (TEST_POSTGRES_URL)"
-        self.kafka_version = "not probed (external broker)"
-
-    def start(self) -> None:
-        """Start what is missing. Call from the main thread (PDEATHSIG ties them to us)."""
-        if not self.bootstrap_servers:
-            from deploy.localstack.kafka import LocalKafka, kafka_classpath
-
-            print("starting LocalKafka ...", flush=True)
-            self.kafka = LocalKafka()
-            self.kafka.start()
-            self.bootstrap_servers = self.kafka.bootstrap_servers
-            self.kafka_source = f"LocalKafka (single node, KRaft), pid {self.kafka.pid}"
-            jars = sorted(Path(kafka_classpath().rstrip("*")).glob("kafka_2.13-*.jar"))
-            self.kafka_version = jars[0].stem.removeprefix("kafka_2.13-") if jars else "?"
-        if not self.pg_url:
-            from deploy.localstack.postgres import LocalPostgres
-
-            print("starting LocalPostgres(fast=False) ...", flush=True)
-            self.pg = LocalPostgres(fast=False)  # real durability: fsync, synchronous_commit on
-            self.pg.start()
-            self.pg_url = self.pg.asyncpg_dsn("postgres")
-            self.pg_source = f"LocalPostgres(fast=False), pid {self.pg.proc.pid}"
-
-    def stop(self) -> None:
-        if self.kafka is not None:
-            with contextlib.suppress(Exception):
-                self.kafka.stop()
-            self.kafka.cleanup()
-            self.kafka = None
-        if self.pg is not None:
-            self.pg.stop()
-            self.pg = None
-
-    def _url(self, scheme: str, database: str) -> str:
-        p = urlsplit(self.pg_url)
-        return urlunsplit((scheme, p.netloc, f"/{database}", p.query, ""))
-
-    def asyncpg_dsn(self, database: str) -> str:
-        return self._url("postgresql", database)
-
-    def sqlalchemy_dsn(self, database: str) -> str:
-        return self._url("postgresql+asyncpg", database)
-
-    @property
-    def admin_database(self) -> str:
-        return urlsplit(self.pg_url).path.lstrip("/") or "postgres"
-
-
 class Pg:
-    """PostgreSQL only."""
+    """PostgreSQL: ``TEST_POSTGRES_URL``, else a LocalPostgres started here (``local``)."""
 
     def __init__(self) -> None:
         self.local: Any = None
@@ -81,7 +23,7 @@ class Pg:
             from deploy.localstack.postgres import LocalPostgres
 
             print("starting LocalPostgres(fast=False) ...", flush=True)
-            self.local = LocalPostgres(fast=False)
+            self.local = LocalPostgres(fast=False)  # real durability: fsync, synchronous_commit on
             self.local.start()
             self.url = self.local.asyncpg_dsn("postgres")
             self.source = f"LocalPostgres(fast=False), pid {self.local.proc.pid}"
@@ -98,3 +40,59 @@ class Pg:
     @property
     def admin_db(self) -> str:
         return urlsplit(self.url).path.lstrip("/") or "postgres"
+
+
+class Infra:
+    """Kafka (``KAFKA_BOOTSTRAP_SERVERS``, else a LocalKafka started here) and :class:`Pg`."""
+
+    def __init__(self) -> None:
+        self.kafka: Any = None
+        self.postgres = Pg()
+        self.bootstrap_servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+        self.kafka_source = "external (KAFKA_BOOTSTRAP_SERVERS)"
+        self.kafka_version = "not probed (external broker)"
+
+    def start(self) -> None:
+        """Start what is missing. Call from the main thread (PDEATHSIG ties them to us)."""
+        if not self.bootstrap_servers:
+            from deploy.localstack.kafka import LocalKafka, kafka_classpath
+
+            print("starting LocalKafka ...", flush=True)
+            self.kafka = LocalKafka()
+            self.kafka.start()
+            self.bootstrap_servers = self.kafka.bootstrap_servers
+            self.kafka_source = f"LocalKafka (single node, KRaft), pid {self.kafka.pid}"
+            jars = sorted(Path(kafka_classpath().rstrip("*")).glob("kafka_2.13-*.jar"))
+            self.kafka_version = jars[0].stem.removeprefix("kafka_2.13-") if jars else "?"
+        self.postgres.start()
+
+    def stop(self) -> None:
+        if self.kafka is not None:
+            with contextlib.suppress(Exception):
+                self.kafka.stop()
+            self.kafka.cleanup()
+            self.kafka = None
+        self.postgres.stop()
+
+    @property
+    def pg(self) -> Any:
+        """The LocalPostgres started here, or None."""
+        return self.postgres.local
+
+    @property
+    def pg_url(self) -> str:
+        return self.postgres.url
+
+    @property
+    def pg_source(self) -> str:
+        return self.postgres.source
+
+    def asyncpg_dsn(self, database: str) -> str:
+        return self.postgres.dsn(database)
+
+    def sqlalchemy_dsn(self, database: str) -> str:
+        return self.postgres.dsn(database, "postgresql+asyncpg")
+
+    @property
+    def admin_database(self) -> str:
+        return self.postgres.admin_db
