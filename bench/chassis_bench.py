@@ -28,28 +28,36 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from kafka.admin import KafkaAdminClient, NewTopic
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from bench.harness.infra import Infra
+from bench.harness.kafka import (
+    PARTITIONS,
+    Wire,
+    commit_group_offsets,
+    create_topics,
+    delete_topics,
+    end_offsets,
+    produce,
+    replication_factor,
+)
+from bench.harness.logs import service_logging
+from bench.harness.measure import Sample, load, pct, run_workers
+from bench.harness.payloads import dose_reduced
 from bench.machine import machine_info
 from bench.report import write_results
-from contracts import ALL_TOPICS, DOSE_REDUCED, DoseReduced, TaperStage
+from contracts import ALL_TOPICS, DOSE_REDUCED, DoseReduced
 from services.chassis.kafka import ensure_topics, make_broker
-from services.chassis.logs import configure_logging
 from services.chassis.migrations import upgrade_to_head
 from services.chassis.outbox import OutboxRelay
 from services.chassis.runtime import ServiceRuntime
@@ -57,7 +65,6 @@ from services.monitoring.bootstrap import bootstrap
 from services.monitoring.settings import MonitoringSettings
 
 SERVICE = "monitoring"
-PARTITIONS = DOSE_REDUCED.partitions  # 6, as every topic of ours
 
 log = logging.getLogger("bench.chassis")
 
@@ -65,24 +72,6 @@ log = logging.getLogger("bench.chassis")
 # --------------------------------------------------------------------------------------------
 # measuring
 # --------------------------------------------------------------------------------------------
-
-
-def _machine_busy_s() -> float:
-    """CPU seconds all cores spent busy (not idle, not iowait) since boot, from /proc/stat."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    except OSError:
-        return 0.0
-    ticks = [int(x) for x in fields]
-    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
-    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-@dataclass
-class Sample:
-    wall: float = field(default_factory=time.perf_counter)
-    cpu: float = field(default_factory=time.process_time)
-    busy: float = field(default_factory=_machine_busy_s)
 
 
 @dataclass
@@ -127,9 +116,7 @@ class Latency:
     note: str = ""
 
     def pct(self, p: float) -> float:
-        ordered = sorted(self.samples_ms)
-        rank = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
-        return ordered[rank]
+        return pct(self.samples_ms, p)
 
 
 @dataclass
@@ -153,192 +140,8 @@ class Report:
         return next(f for f in self.figures if f.path == path and f.variant.startswith(prefix))
 
 
-def load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
-
-
 def phase(title: str) -> None:
     print(f"\n== {title}  (load average {load()})", flush=True)
-
-
-async def run_workers(n: int, concurrency: int, op: Callable[[int, int], Awaitable[None]]) -> None:
-    """Run ``op(worker, i)`` for i in 0..n-1 on ``concurrency`` tasks sharing one counter."""
-    indices = iter(range(n))
-
-    async def worker(w: int) -> None:
-        for i in indices:
-            await op(w, i)
-
-    await asyncio.gather(*(worker(w) for w in range(concurrency)))
-
-
-# --------------------------------------------------------------------------------------------
-# payloads
-# --------------------------------------------------------------------------------------------
-
-
-def dose_reduced() -> DoseReduced:
-    """A real DoseReduced for a fresh patient (the same facts as the tests' helper)."""
-    return DoseReduced.create(
-        patient_id=uuid.uuid4(),
-        occurred_at=datetime.now(UTC),
-        plan_id=uuid.uuid4(),
-        step_number=3,
-        drug="diazepam",
-        previous_daily_dose_mg=Decimal("10"),
-        new_daily_dose_mg=Decimal("9.5"),
-        effective_on=date(2026, 1, 5),
-        taper_stage=TaperStage.ACTIVE,
-        approved_by_decision_id=uuid.uuid4(),
-        half_life_class="long",
-    )
-
-
-@dataclass(frozen=True)
-class Wire:
-    """An event as the relay puts it on the wire: value, key, headers."""
-
-    value: bytes
-    key: bytes
-    headers: list[tuple[str, bytes]]
-
-    @classmethod
-    def of(cls, event: DoseReduced) -> Wire:
-        headers = {
-            "event_type": event.event_type,
-            "event_id": str(event.event_id),
-            "schema_version": str(event.schema_version),
-        }
-        return cls(
-            event.to_bytes(),
-            str(event.patient_id).encode(),
-            [(k, v.encode()) for k, v in headers.items()],
-        )
-
-
-# --------------------------------------------------------------------------------------------
-# infrastructure: ours unless the environment names one
-# --------------------------------------------------------------------------------------------
-
-
-class Infra:
-    def __init__(self) -> None:
-        self.kafka: Any = None
-        self.pg: Any = None
-        self.bootstrap_servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
-        self.pg_url = os.environ.get("TEST_POSTGRES_URL", "").strip()
-        self.kafka_source = "external (KAFKA_BOOTSTRAP_SERVERS)"
-        self.pg_source = "external (TEST_POSTGRES_URL)"
-        self.kafka_version = "not probed (external broker)"
-
-    def start(self) -> None:
-        """Start what is missing. Call from the main thread (PDEATHSIG ties them to us)."""
-        if not self.bootstrap_servers:
-            from deploy.localstack.kafka import LocalKafka, kafka_classpath
-
-            print("starting LocalKafka ...", flush=True)
-            self.kafka = LocalKafka()
-            self.kafka.start()
-            self.bootstrap_servers = self.kafka.bootstrap_servers
-            self.kafka_source = f"LocalKafka (single node, KRaft), pid {self.kafka.pid}"
-            jars = sorted(Path(kafka_classpath().rstrip("*")).glob("kafka_2.13-*.jar"))
-            self.kafka_version = jars[0].stem.removeprefix("kafka_2.13-") if jars else "?"
-        if not self.pg_url:
-            from deploy.localstack.postgres import LocalPostgres
-
-            print("starting LocalPostgres(fast=False) ...", flush=True)
-            self.pg = LocalPostgres(fast=False)  # real durability: fsync, synchronous_commit on
-            self.pg.start()
-            self.pg_url = self.pg.asyncpg_dsn("postgres")
-            self.pg_source = f"LocalPostgres(fast=False), pid {self.pg.proc.pid}"
-
-    def stop(self) -> None:
-        if self.kafka is not None:
-            with contextlib.suppress(Exception):
-                self.kafka.stop()
-            self.kafka.cleanup()
-            self.kafka = None
-        if self.pg is not None:
-            self.pg.stop()
-            self.pg = None
-
-    def _url(self, scheme: str, database: str) -> str:
-        p = urlsplit(self.pg_url)
-        return urlunsplit((scheme, p.netloc, f"/{database}", p.query, ""))
-
-    def asyncpg_dsn(self, database: str) -> str:
-        return self._url("postgresql", database)
-
-    def sqlalchemy_dsn(self, database: str) -> str:
-        return self._url("postgresql+asyncpg", database)
-
-    @property
-    def admin_database(self) -> str:
-        return urlsplit(self.pg_url).path.lstrip("/") or "postgres"
-
-
-def replication_factor() -> int:
-    return int(os.environ.get("KAFKA_REPLICATION_FACTOR", "1"))
-
-
-def create_topics(bootstrap_servers: str, names: list[str]) -> None:
-    """Baseline topics configured like ours (``ensure_topics``): partitions, RF, min ISR."""
-    rf = replication_factor()
-    configs = {
-        "min.insync.replicas": "2" if rf >= 3 else "1",
-        "unclean.leader.election.enable": "false",
-    }
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="taper-bench")
-    try:
-        admin.create_topics([NewTopic(n, PARTITIONS, rf, topic_configs=configs) for n in names])
-    finally:
-        admin.close()
-
-
-def delete_topics(bootstrap_servers: str, names: list[str]) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="taper-bench")
-    try:
-        admin.delete_topics(names)
-    finally:
-        admin.close()
-
-
-async def end_offsets(bootstrap_servers: str, topic: str) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        ends = await consumer.end_offsets(tps)
-        return {tp.partition: off for tp, off in ends.items()}
-    finally:
-        await consumer.stop()
-
-
-async def commit_group_offsets(
-    bootstrap_servers: str, group: str, topic: str, offsets: dict[int, int]
-) -> None:
-    """Start ``group`` at ``offsets`` (it then reads only what is produced afterwards)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in offsets]
-        consumer.assign(tps)
-        await consumer.commit({tp: offsets[tp.partition] for tp in tps})
-    finally:
-        await consumer.stop()
-
-
-async def produce(producer: AIOKafkaProducer, topic: str, wires: list[Wire], batch: int) -> None:
-    """Send without awaiting each ack; gather the acks every ``batch`` records."""
-    for start in range(0, len(wires), batch):
-        futures = [
-            await producer.send(topic, w.value, key=w.key, headers=w.headers)
-            for w in wires[start : start + batch]
-        ]
-        await asyncio.gather(*futures)
 
 
 # --------------------------------------------------------------------------------------------
@@ -957,40 +760,6 @@ def render(report: Report, opts: Options, infra: Infra, started: datetime, elaps
 # --------------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def service_logging(level: str) -> Iterator[str]:
-    """The service's JSON logging at ``level``, written to /dev/null; warnings also to stderr.
-
-    Production runs at INFO, where FastStream logs two lines per consumed message: keeping the
-    formatting cost in the measurement, not the terminal.
-    """
-    configure_logging(SERVICE, level)
-    root = logging.getLogger()
-    with open(os.devnull, "w") as devnull:
-        handler = root.handlers[0]
-        assert isinstance(handler, logging.StreamHandler)
-        handler.setStream(devnull)
-        warnings = logging.StreamHandler(sys.stderr)
-        warnings.setLevel(logging.WARNING)
-        root.addHandler(warnings)
-        # FastStream's own "faststream" logger does not propagate to the root: its per-message
-        # "Received"/"Processed" lines go to its own stderr handler, muted here the same way.
-        muted = [
-            (h, h.setStream(devnull))
-            for h in logging.getLogger("faststream").handlers
-            if isinstance(h, logging.StreamHandler)
-        ]
-        try:
-            yield (
-                f"the service's JSON logging (`configure_logging`) at {level}, and FastStream's "
-                "own stderr handler, both written to /dev/null"
-            )
-        finally:
-            for h, stream in muted:
-                h.setStream(stream)
-            root.handlers[:] = []
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.chassis_bench", description=__doc__)
     p.add_argument("--events", type=int, default=20000, help="N per measurement (20000)")
@@ -1029,7 +798,7 @@ def main(argv: list[str] | None = None) -> int:
     report.info["load at start"] = load()
     infra = Infra()
     t0 = time.perf_counter()
-    with service_logging(args.log_level) as logging_note:
+    with service_logging(SERVICE, args.log_level) as logging_note:
         report.info["logging"] = logging_note
         try:
             infra.start()

@@ -2,15 +2,16 @@
 request, against a bare app on the same server setup, measured in the same run.
 
 ``python -m bench.gateway_bench`` serves the four services' FastAPI apps on uvicorn exactly as the
-gateway tests do (``tests/integration/gateway/served.py``: SQLite, migrated, lifespan off, no
+gateway tests do (``tests/support/served.py``: SQLite, migrated, lifespan off, no
 broker, one background thread and event loop), plus, on the same loop with the same uvicorn
 settings, a bare Starlette app (the baseline), a bare FastAPI app with the chassis' health handler
 and nothing else, and a raw ASGI callable (both for attribution). In front of them the real
 gateway (``deploy.localstack.gateway.LocalGateway``: the rendered ``deploy/gateway/*.template``,
 rate limit raised to 100000/s so it never answers 429), with its TLS listener on a throwaway
-certificate for 127.0.0.1 (the TLS test's ``_make_pki``). The HTTP client (``httpx.AsyncClient``,
-HTTP/1.1, keep-alive, one connection per concurrent worker) runs in a second process (this module
-with ``--driver``), so it shares no interpreter lock or event loop with the servers.
+certificate for 127.0.0.1 (``tests.support.pki.make_gateway_pki``). The HTTP client
+(``httpx.AsyncClient``, HTTP/1.1, keep-alive, one connection per concurrent worker) runs in a
+second process (this module with ``--driver``), so it shares no interpreter lock or event loop
+with the servers.
 
 Cells (every one at each concurrency C of ``--concurrency``, default 1 and 16):
 
@@ -62,14 +63,15 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bench.chassis_bench import Sample, load, run_workers, service_logging
+from bench.harness.logs import service_logging
+from bench.harness.measure import Sample, load, pct, run_workers
+from bench.harness.payloads import CIWA_ITEMS
 from bench.machine import machine_info
-from bench.monitoring_bench import CIWA_ITEMS, pct
 from bench.report import ROOT, git_state, write_results
 from deploy.localstack.gateway import LocalGateway, TlsFiles, find_nginx, nginx_build_info
 from services.chassis.auth import Role, issue_dev_token
-from tests.integration.gateway.served import ServedApps
-from tests.integration.infra.test_gateway_tls import _make_pki
+from tests.support.pki import make_gateway_pki
+from tests.support.served import ServedApps
 
 HEALTH_PATH = "/api/monitoring/health"
 HEALTH = {"status": "ok", "service": "monitoring"}  # what the chassis' /health answers
@@ -431,7 +433,7 @@ class Bench:
             raw_port = extra.serve(raw_asgi)
             starlette_port = extra.serve(bare_starlette())
             fastapi_port = extra.serve(bare_fastapi())
-            pki = _make_pki(self.workdir)
+            pki = make_gateway_pki(self.workdir)
             gateway = LocalGateway(
                 upstreams=apps.ports,
                 rate_per_second=100_000,
@@ -745,7 +747,7 @@ def render(results: Results, opts: Options, started: datetime, elapsed: float, c
         "carries `X-Request-ID: bench-...` (unique), so the service does the same request-id work"
         " direct and through nginx (which keeps a well-formed id); latency = `client.get()` "
         "called -> whole body read (`time.perf_counter_ns`)",
-        "- servers: `tests.integration.gateway.served.ServedApps` (each service's `bootstrap()` on"
+        "- servers: `tests.support.served.ServedApps` (each service's `bootstrap()` on"
         " SQLite, migrated, `uvicorn.Config(log_config=None, access_log=False, lifespan='off')` "
         "on one asyncio loop in a thread, under `asyncio.run` like `ServiceRuntime.serve()`, so "
         "anyio reuses its worker threads for the plain-`def` token check: no uvloop, h11 since "
@@ -867,7 +869,7 @@ def main(argv: list[str] | None = None) -> int:
     results.info["git"] = git_state()
     t0 = time.perf_counter()
     with (
-        service_logging("INFO"),
+        service_logging("gateway_bench", "INFO"),
         tempfile.TemporaryDirectory(prefix="gwbench-") as tmp,
     ):
         Bench(opts, results, Path(tmp)).run()

@@ -6,8 +6,8 @@ tuned) on synthetic waiting lists:
 
 1. **Quality against the exact solver, small instances.** For each size (``--small-sizes``,
    default 12, 20, 30, 40 candidates) and ``--seeds`` instances (20), with 0-3 open cohorts:
-   the heuristic's score over the optimum that CP-SAT (``tests/group_matching_exact.py``, the
-   same objective, one worker, ``--exact-time-limit`` per instance) proves, both re-scored by
+   the heuristic's score over the optimum that CP-SAT (``tests/support/group_matching_exact.py``,
+   the same objective, one worker, ``--exact-time-limit`` per instance) proves, both re-scored by
    ``total_score``; the heuristic's time (median of ``--heuristic-repeats`` calls) against
    CP-SAT's (model building + solving) on the same instance, and their ratio. Instances where
    CP-SAT did not prove optimality are reported apart, never averaged in.
@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import os
 import random
 import statistics
 import sys
@@ -59,6 +58,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bench.harness.measure import load, pct
 from bench.machine import machine_info
 from bench.report import git_state, write_results
 from services.group_matching.domain.matching import (
@@ -79,7 +79,7 @@ from services.group_matching.domain.matching import (
     waiting_points,
 )
 from services.group_matching.domain.placement import utc_offset_minutes
-from tests.group_matching_exact import solve_exact
+from tests.support.group_matching_exact import solve_exact
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 DAY = 1440
@@ -389,11 +389,6 @@ def upper_bound(
 
 
 # --- measuring -------------------------------------------------------------------------------
-def load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
-
-
 def timed(fn: Callable[[], MatchResult]) -> tuple[MatchResult, float]:
     started = time.perf_counter()
     result = fn()
@@ -646,12 +641,6 @@ def run_scale(sizes: list[int], seed: int, repeats: int, config: MatchingConfig)
 
 
 # --- the report ------------------------------------------------------------------------------
-def pct(xs: Sequence[float], p: float) -> float:
-    ordered = sorted(xs)
-    rank = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
-
-
 def small_tables(runs: list[SmallRun], limit: float) -> list[str]:
     proved = [r for r in runs if r.optimal]
     unproved = [r for r in runs if not r.optimal]

@@ -47,8 +47,6 @@ import asyncio
 import contextlib
 import cProfile
 import json
-import os
-import pstats
 import random
 import statistics
 import sys
@@ -65,22 +63,22 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.chassis_bench import (
-    Infra,
-    Sample,
+from bench.harness.infra import Infra
+from bench.harness.kafka import (
     Wire,
     commit_group_offsets,
     create_topics,
     delete_topics,
     end_offsets,
-    load,
     produce,
     replication_factor,
-    run_workers,
-    service_logging,
 )
+from bench.harness.logs import service_logging
+from bench.harness.measure import Probe, Run, load, make_run, pct, run_workers, show
+from bench.harness.payloads import CIWA_ITEMS
+from bench.harness.profile import summarise
 from bench.machine import machine_info
-from bench.report import ROOT, git_state, write_results
+from bench.report import git_state, write_results
 from contracts import (
     ALL_TOPICS,
     DOSE_REDUCED,
@@ -97,114 +95,14 @@ from services.chassis.kafka import ensure_topics
 from services.chassis.runtime import ServiceRuntime
 from services.monitoring.bootstrap import bootstrap
 from services.monitoring.domain.checkins import cadence_v1, plan_checkins
-from services.monitoring.domain.reference import ciwa_b_v1
 from services.monitoring.entrypoints import consumers
 from services.monitoring.settings import MonitoringSettings
 
 SERVICE = "monitoring"
 PARTITIONS = THRESHOLD_EXCEEDED.partitions  # 6, as every topic of ours
-CIWA_ITEMS = ciwa_b_v1().patient_items  # the 17 patient-rated items (no clinician items)
 RED_AT = 41  # rules.v2: CIWA-B red_at_or_above
 VARIANTS = ("baseline", "reference", "pipeline")
 CLIENT_LIBRARIES = ("fastapi", "httpx", "aiokafka", "faststream", "sqlalchemy", "asyncpg")
-
-
-# --------------------------------------------------------------------------------------------
-# measuring
-# --------------------------------------------------------------------------------------------
-
-
-def pct(xs: list[float], p: float) -> float:
-    ordered = sorted(xs)
-    rank = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
-
-
-def _session_cpu_s(roots: frozenset[int]) -> float:
-    """CPU seconds of this process and of ``roots`` (the Kafka JVM, the PostgreSQL postmaster)
-    with their children and session (PostgreSQL backends call setsid(): matched by parent)."""
-    ticks = 0
-    me = os.getpid()
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            raw = Path(f"/proc/{entry.name}/stat").read_text()
-        except OSError:
-            continue
-        rest = raw.rsplit(")", 1)[1].split()  # fields 3.. : state ppid pgrp session ...
-        pid, ppid, session = int(entry.name), int(rest[1]), int(rest[3])
-        if pid == me or pid in roots or ppid in roots or session in roots:
-            ticks += int(rest[11]) + int(rest[12])  # utime + stime
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-class Probe:
-    """Wall, client CPU, machine busy CPU and (when we started them) our processes' CPU."""
-
-    sessions: frozenset[int] = frozenset()
-
-    def __init__(self) -> None:
-        self.sample = Sample()
-        self.ours = _session_cpu_s(self.sessions) if self.sessions else 0.0
-
-    def neighbours_s(self, end: Probe) -> float | None:
-        """Busy CPU of every other process on the machine meanwhile (None: cannot tell)."""
-        if not self.sessions:
-            return None
-        busy = end.sample.busy - self.sample.busy
-        return max(0.0, busy - (end.ours - self.ours))
-
-
-@dataclass
-class Run:
-    step: str  # "A" or "B"
-    variant: str  # baseline | reference | pipeline
-    rep: int
-    load: str  # 1/5/15-minute load average just before
-    n: int
-    seconds: float
-    cpu_s: float  # this (client + service) process
-    machine_s: float  # every core, every process
-    neighbours_s: float | None  # every process but ours, Kafka and PostgreSQL
-    latencies_ms: list[float] = field(default_factory=list)
-    extra: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def rate(self) -> float:
-        return self.n / self.seconds
-
-    def per(self, seconds: float | None) -> str:
-        return "n/a" if seconds is None else f"{1000 * seconds / self.n:.2f}"
-
-
-def make_run(step: str, variant: str, rep: int, ld: str, n: int, a: Probe, b: Probe) -> Run:
-    return Run(
-        step,
-        variant,
-        rep,
-        ld,
-        n,
-        b.sample.wall - a.sample.wall,
-        b.sample.cpu - a.sample.cpu,
-        b.sample.busy - a.sample.busy,
-        a.neighbours_s(b),
-    )
-
-
-def show(run: Run) -> None:
-    lat = (
-        f"  p50 {pct(run.latencies_ms, 50):7.1f} ms  p99 {pct(run.latencies_ms, 99):7.1f} ms"
-        if run.latencies_ms
-        else ""
-    )
-    print(
-        f"  {run.step} rep {run.rep} {run.variant:9} {run.n:>6} in {run.seconds:7.2f} s "
-        f"{run.rate:8.0f}/s{lat}  client {run.per(run.cpu_s)} ms  machine "
-        f"{run.per(run.machine_s)} ms  others {run.per(run.neighbours_s)} ms per event  "
-        f"(load before {run.load})",
-        flush=True,
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -1227,49 +1125,6 @@ def describe_handler() -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# profile summary
-# --------------------------------------------------------------------------------------------
-
-
-def _package(filename: str, func: str) -> str:
-    if filename == "~":
-        return "C builtins: " + ("epoll wait" if "poll" in func else "other")
-    path = filename.replace("\\", "/")
-    if "site-packages/" in path:
-        return path.split("site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
-    root = str(ROOT) + "/"
-    if path.startswith(root):
-        parts = path[len(root) :].split("/")
-        return ".".join(parts[:2]) if parts[0] == "services" else parts[0]
-    if "/lib/python3" in path:
-        mod = path.split("/lib/python3", 1)[1].split("/", 2)[1].removesuffix(".py")
-        return f"stdlib {mod}"
-    return path
-
-
-def summarise(prof: cProfile.Profile, n: int, rate: float) -> dict[str, Any]:
-    stats = pstats.Stats(prof)
-    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
-    by_pkg: dict[str, float] = {}
-    funcs: list[tuple[str, float]] = []
-    total = 0.0
-    for (filename, line, func), (_cc, _nc, tt, _ct, _callers) in raw.items():
-        pkg = _package(filename, func)
-        by_pkg[pkg] = by_pkg.get(pkg, 0.0) + tt
-        total += tt
-        short = filename.rsplit("site-packages/", 1)[-1].replace(str(ROOT) + "/", "")
-        funcs.append((f"{short}:{line}({func})", tt))
-    funcs.sort(key=lambda f: -f[1])
-    return {
-        "n": n,
-        "rate": rate,
-        "total_ms": 1000 * total / n,
-        "packages": sorted(((k, 1000 * v / n) for k, v in by_pkg.items()), key=lambda x: -x[1]),
-        "functions": [(f, 1000 * t / n) for f, t in funcs[:12]],
-    }
-
-
-# --------------------------------------------------------------------------------------------
 # report
 # --------------------------------------------------------------------------------------------
 
@@ -1569,7 +1424,7 @@ def main(argv: list[str] | None = None) -> int:
     results.info["git"] = git_state()
     infra = Infra()
     t0 = time.perf_counter()
-    with service_logging(args.log_level) as logging_note:
+    with service_logging(SERVICE, args.log_level) as logging_note:
         results.info["logging"] = logging_note
         try:
             infra.start()

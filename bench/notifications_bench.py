@@ -52,26 +52,19 @@ import httpx
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench.chassis_bench import (
-    Infra,
+from bench.harness.infra import Infra
+from bench.harness.kafka import (
     Wire,
     commit_group_offsets,
     create_topics,
     delete_topics,
     end_offsets,
-    load,
     replication_factor,
-    service_logging,
 )
+from bench.harness.logs import service_logging
+from bench.harness.measure import Probe, Run, load, make_run, pct, show
+from bench.harness.profile import summarise
 from bench.machine import machine_info
-from bench.monitoring_bench import (
-    Probe,
-    Run,
-    make_run,
-    pct,
-    show,
-    summarise,
-)
 from bench.report import ROOT, git_state, write_results
 from contracts import ALL_TOPICS, THRESHOLD_EXCEEDED, Severity, ThresholdExceeded, ThresholdReason
 from services.chassis.kafka import ensure_topics
@@ -247,7 +240,7 @@ class Driver:
         line = await self.proc.stdout.readline()
         if not line:
             raise RuntimeError(f"the driver process exited ({await self.proc.wait()})")
-        return json.loads(line)  # type: ignore[no-any-return]
+        return json.loads(line)
 
     async def call(self, **cmd: Any) -> dict[str, Any]:
         assert self.proc is not None and self.proc.stdin is not None
@@ -452,7 +445,7 @@ class Options:
     profile: bool
     profile_rate: float
     profile_out: Path | None = None
-    overrides: dict[str, str] = field(default_factory=dict)  # service settings, attribution only
+    overrides: dict[str, Any] = field(default_factory=dict)  # service settings, attribution only
     gc_freeze: bool = False  # attribution only: gc.freeze() once the runtime has started
     stall_timeout_s: float = 60.0
 
@@ -756,7 +749,7 @@ class Bench:
             await conn.close()
         got = (delivered, *row.values())
         want = (n, n, n, n, n, n, 0, n)
-        if got != want or sum(dlq.values()):
+        if got != want or sum(dlq.values()) > 0:
             raise RuntimeError(
                 "pipeline: (delivered, escalations, pages, fallback level-1 dedup keys, sent, "
                 f"deliveries, timer failures, inbox) = {got}, expected {want}; "
@@ -1129,7 +1122,7 @@ def main(argv: list[str] | None = None) -> int:
     results.info["git"] = git_state()
     infra = Infra()
     t0 = time.perf_counter()
-    with service_logging(args.log_level) as logging_note:
+    with service_logging(SERVICE, args.log_level) as logging_note:
         results.info["logging"] = logging_note
         try:
             infra.start()

@@ -1,5 +1,5 @@
 """Planner survey (issue 13): plan thousands of awkward generated patients and count, with the
-independent oracle in tests/unit/scheduler/planning_oracle.py, the figures the clinician's
+independent oracle in tests/support/planning_oracle.py, the figures the clinician's
 review quotes. Deterministic for a given --seed.
 
     python -m bench.planner_survey --patients 12800 [--seed 13] [--output FILE|-]
@@ -20,7 +20,7 @@ from services.scheduler.domain.planning import (
     PlanningError,
     RiskCategory,
 )
-from tests.unit.scheduler.planning_oracle import (
+from tests.support.planning_oracle import (
     awkward_patient,
     check,
     needless,
@@ -99,7 +99,7 @@ def render(figures: dict[str, object], seed: int) -> str:
         "# Planner survey (issue 13)",
         "",
         f"Measured: {git_state()}; seed {seed}; generator and oracle: "
-        "tests/unit/scheduler/planning_oracle.py.",
+        "tests/support/planning_oracle.py.",
         "",
         "| figure | value |",
         "|---|---|",

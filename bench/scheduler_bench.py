@@ -42,11 +42,13 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import sqlalchemy as sa
 
+from bench.harness.infra import Pg
+from bench.harness.measure import load, median, pct
+from bench.harness.payloads import CLAIM_SQL
 from bench.machine import machine_info
 from bench.report import write_results
 from services.chassis.clock import SystemClock
@@ -103,21 +105,6 @@ DOSE_RANGE = {
     "flurazepam": ("15", "30"),
     "quazepam": ("7.5", "15"),
 }
-
-
-def load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
-
-
-def median(xs: list[float]) -> float:
-    return statistics.median(xs)
-
-
-def pct(xs: list[float], p: float) -> float:
-    ordered = sorted(xs)
-    rank = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,42 +299,6 @@ def run_planning(n: int, seed: int, procs: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-class Pg:
-    def __init__(self) -> None:
-        self.local: Any = None
-        self.url = os.environ.get("TEST_POSTGRES_URL", "").strip()
-        self.source = "external (TEST_POSTGRES_URL)"
-
-    def start(self) -> None:
-        if not self.url:
-            from deploy.localstack.postgres import LocalPostgres
-
-            print("starting LocalPostgres(fast=False) ...", flush=True)
-            self.local = LocalPostgres(fast=False)
-            self.local.start()
-            self.url = self.local.asyncpg_dsn("postgres")
-            self.source = f"LocalPostgres(fast=False), pid {self.local.proc.pid}"
-
-    def stop(self) -> None:
-        if self.local is not None:
-            self.local.stop()
-            self.local = None
-
-    def dsn(self, database: str, scheme: str = "postgresql") -> str:
-        p = urlsplit(self.url)
-        return urlunsplit((scheme, p.netloc, f"/{database}", p.query, ""))
-
-    @property
-    def admin_db(self) -> str:
-        return urlsplit(self.url).path.lstrip("/") or "postgres"
-
-
-CLAIM_SQL = (
-    "SELECT id, kind, key, due_at, payload, trace_headers, attempts, fired_at, cancelled_at,"
-    " failed_at, last_error FROM timers WHERE due_at <= $1 AND fired_at IS NULL"
-    " AND cancelled_at IS NULL AND failed_at IS NULL AND kind IN ($2)"
-    " ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED"
-)
 COUNT_SQL = (
     "SELECT count(*) FROM timers WHERE due_at <= $1 AND fired_at IS NULL"
     " AND cancelled_at IS NULL AND failed_at IS NULL"

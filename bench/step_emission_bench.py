@@ -61,9 +61,11 @@ from typing import Any
 import asyncpg
 import sqlalchemy as sa
 
+from bench.harness.infra import Pg
+from bench.harness.measure import load, median, pct
+from bench.harness.payloads import CLAIM_SQL
 from bench.machine import machine_info
 from bench.report import write_results
-from bench.scheduler_bench import CLAIM_SQL, Pg, load, median, pct
 from contracts import DoseReduced, TaperStage, topic_for
 from services.chassis.clock import FrozenClock
 from services.chassis.migrations import upgrade_to_head

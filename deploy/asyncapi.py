@@ -13,40 +13,15 @@ import argparse
 import json
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from faststream.specification import AsyncAPI
 
+from deploy.doc_runtimes import doc_runtimes
 from services.chassis.runtime import ServiceRuntime
 
 OUT_DIR = Path(__file__).resolve().parent.parent / "contracts" / "asyncapi"
-DOC_BOOTSTRAP = "kafka:9092"  # a stable placeholder: documents must not depend on the machine
-
-
-def _bootstraps() -> dict[str, Callable[[str], ServiceRuntime]]:
-    from services.group_matching.bootstrap import bootstrap as gm
-    from services.group_matching.settings import GroupMatchingSettings
-    from services.monitoring.bootstrap import bootstrap as mon
-    from services.monitoring.settings import MonitoringSettings
-    from services.notifications.bootstrap import bootstrap as notif
-    from services.notifications.settings import NotificationsSettings
-    from services.scheduler.bootstrap import bootstrap as sched
-    from services.scheduler.settings import SchedulerSettings
-
-    def settings(cls: Any, db_dir: str) -> Any:
-        return cls(
-            kafka_bootstrap_servers=DOC_BOOTSTRAP,
-            database_url=f"sqlite+aiosqlite:///{db_dir}/doc.db",
-        )
-
-    return {
-        "scheduler": lambda d: sched(settings(SchedulerSettings, d)),
-        "monitoring": lambda d: mon(settings(MonitoringSettings, d)),
-        "notifications": lambda d: notif(settings(NotificationsSettings, d)),
-        "group_matching": lambda d: gm(settings(GroupMatchingSettings, d)),
-    }
 
 
 def document(runtime: ServiceRuntime) -> dict[str, Any]:
@@ -83,7 +58,7 @@ def document(runtime: ServiceRuntime) -> dict[str, Any]:
 def render_all() -> dict[str, str]:
     out: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as db_dir:
-        for service, make in _bootstraps().items():
+        for service, make in doc_runtimes().items():
             doc = document(make(db_dir))
             out[service] = json.dumps(doc, indent=2, sort_keys=True) + "\n"
     return out

@@ -19,11 +19,12 @@ import copy
 import json
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from contracts.http_api import MERGED_API_VERSION, api_version
+from deploy.doc_runtimes import doc_runtimes
 
 OUT_DIR = Path(__file__).resolve().parents[1] / "contracts" / "openapi"
 MERGED_NAME = "taper"
@@ -43,38 +44,12 @@ class MergeError(ValueError):
     """The services' documents cannot be merged as they are (a clash only a service can fix)."""
 
 
-def _bootstraps() -> dict[str, Callable[[str], Any]]:
-    from services.group_matching.bootstrap import bootstrap as gm
-    from services.group_matching.settings import GroupMatchingSettings
-    from services.monitoring.bootstrap import bootstrap as mon
-    from services.monitoring.settings import MonitoringSettings
-    from services.notifications.bootstrap import bootstrap as notif
-    from services.notifications.settings import NotificationsSettings
-    from services.scheduler.bootstrap import bootstrap as sched
-    from services.scheduler.settings import SchedulerSettings
-
-    def settings(cls: Any, db_dir: str) -> Any:
-        # Nothing is connected: the app is built only to read its OpenAPI document, which must
-        # not depend on the machine (no real broker or database address in it).
-        return cls(
-            environment="test",
-            kafka_bootstrap_servers="kafka:9092",
-            kafka_provision_topics=False,
-            database_url=f"sqlite+aiosqlite:///{db_dir}/doc.db",
-        )
-
-    return {
-        "scheduler": lambda d: sched(settings(SchedulerSettings, d)),
-        "monitoring": lambda d: mon(settings(MonitoringSettings, d)),
-        "notifications": lambda d: notif(settings(NotificationsSettings, d)),
-        "group_matching": lambda d: gm(settings(GroupMatchingSettings, d)),
-    }
-
-
 def service_documents() -> dict[str, Document]:
     """Each service's OpenAPI document, as its app serves it."""
+    # Nothing is connected: the app is built only to read its OpenAPI document.
+    runtimes = doc_runtimes(environment="test", kafka_provision_topics=False)
     with tempfile.TemporaryDirectory() as db_dir:
-        return {name: make(db_dir).app.openapi() for name, make in _bootstraps().items()}
+        return {name: make(db_dir).app.openapi() for name, make in runtimes.items()}
 
 
 def _pascal(service: str) -> str:

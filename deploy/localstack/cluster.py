@@ -33,7 +33,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,17 +50,18 @@ import httpx
 from contracts.topics import ALL_TOPICS, THRESHOLD_EXCEEDED
 from deploy import cluster_shape as shape
 from deploy.localstack.gateway import LocalGateway
-from deploy.localstack.kafka import (
-    _LIVE,
-    LocalKafkaCluster,
-    _admin,
-    _quiet_kafka_client_logs,
+from deploy.localstack.kafka import LocalKafkaCluster, admin_client, quiet_kafka_client_logs
+from deploy.localstack.postgres import LocalPostgres, run_sync
+from deploy.localstack.process import (
     free_ports,
+    kill_at_exit,
+    port_open,
     signal_group,
+    signal_tree,
     spawn,
     terminate,
+    tree_pids,
 )
-from deploy.localstack.postgres import LocalPostgres, run_sync
 from deploy.proving.topology import Channel, Endpoints, Target, Topology
 from services.chassis.ops import consumer_lag
 
@@ -73,12 +73,6 @@ CHANNELS: tuple[Channel, ...] = ("webhook", "sms", "mail")
 # PostgreSQL as in production: a commit is on disk before it is acknowledged (the local test
 # server turns these off for speed; a crash test on such a server proves nothing).
 DURABLE_POSTGRES = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
-
-
-def _port_open(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-        return True
-    return False
 
 
 def wait_for(what: str, check: Callable[[], T | None], timeout: float, interval: float = 0.25) -> T:
@@ -181,7 +175,7 @@ class LocalCluster:
             logs_dir=self.logs,
             clock_scale=self.clock_scale,
         )
-        _LIVE.add(self)
+        kill_at_exit(self)
 
     @property
     def replica_indexes(self) -> range:
@@ -308,7 +302,7 @@ class LocalCluster:
         if self._owns_dir:
             shutil.rmtree(self.base, ignore_errors=True)
 
-    def _atexit(self) -> None:
+    def kill_for_exit(self) -> None:
         for p in self.processes.values():
             if p.proc is not None:
                 signal_group(p.proc, signal.SIGKILL)
@@ -363,7 +357,7 @@ class LocalCluster:
         proc = self._popen(target)
         if proc is None:
             return
-        _signal_tree(proc.pid, signal.SIGKILL)
+        signal_tree(proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(30)
 
@@ -372,12 +366,12 @@ class LocalCluster:
         answering would not hang."""
         proc = self._popen(target)
         if proc is not None and proc.poll() is None:
-            _signal_tree(proc.pid, signal.SIGSTOP)
+            signal_tree(proc.pid, signal.SIGSTOP)
 
     def cont(self, target: str) -> None:
         proc = self._popen(target)
         if proc is not None and proc.poll() is None:
-            _signal_tree(proc.pid, signal.SIGCONT)
+            signal_tree(proc.pid, signal.SIGCONT)
 
     def start(self, target: str) -> None:
         """Start a killed target again, same ports, settings and data. Returns without waiting
@@ -426,7 +420,7 @@ class LocalCluster:
         wait_for("gateway running", self.gateway.is_running, left())
         wait_for("brokers in sync", self._kafka_in_sync, left(), interval=1.0)
         wait_for("postgres answers", lambda: run_sync(self.postgres._probe) or True, left())
-        wait_for("sinks listening", lambda: _port_open(self._sink_http), left())
+        wait_for("sinks listening", lambda: port_open(self._sink_http), left())
         for p in self.processes.values():
             if p.name != "sinks":
                 self._wait_ready(p, left())
@@ -469,8 +463,8 @@ class LocalCluster:
     @contextlib.contextmanager
     def _admin(self) -> Iterator[Any]:
         live = [n.bootstrap for n in self.kafka.nodes if n.is_running()]
-        with _quiet_kafka_client_logs():
-            admin = _admin(live, timeout_ms=5000)
+        with quiet_kafka_client_logs():
+            admin = admin_client(live, timeout_ms=5000)
             try:
                 yield admin
             finally:
@@ -547,7 +541,7 @@ class LocalCluster:
 
     def consumer_lag(self, service: str) -> int:
         """Messages the service's consumer group has not committed yet, over all its partitions."""
-        with _quiet_kafka_client_logs():
+        with quiet_kafka_client_logs():
             return sum(consumer_lag(self.kafka.bootstrap_servers, service).values())
 
     def quiescent(self) -> bool:
@@ -566,7 +560,7 @@ class LocalCluster:
         page = os.sysconf("SC_PAGE_SIZE")
         for name, pgid in pids.items():
             rss = cpu = 0.0
-            for pid in _tree_pids(pgid):
+            for pid in tree_pids(pgid):
                 with contextlib.suppress(OSError, ValueError, IndexError):
                     stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
                     cpu += (int(stat[11]) + int(stat[12])) / tick  # utime + stime
@@ -578,32 +572,6 @@ class LocalCluster:
 def as_topology(cluster: LocalCluster) -> Topology:
     """What the proving grounds drive; mypy checks here that LocalCluster implements it."""
     return cluster
-
-
-def _tree_pids(root: int) -> list[int]:
-    """``root``, its process group and all their descendants (PostgreSQL backends call
-    setsid(), so the group alone misses them)."""
-    parents: dict[int, int] = {}
-    groups: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                parents[int(entry.name)] = int(fields[1])  # ppid
-                groups[int(entry.name)] = int(fields[2])  # pgrp
-    found = {root} | {pid for pid, pgrp in groups.items() if pgrp == root}
-    grew = True
-    while grew:
-        more = {pid for pid, ppid in parents.items() if ppid in found} - found
-        found |= more
-        grew = bool(more)
-    return sorted(found)
-
-
-def _signal_tree(root: int, sig: int) -> None:
-    for pid in _tree_pids(root):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
 
 
 def _quorum_leader(quorum: Any) -> int:

@@ -2,7 +2,7 @@
 
 ``LocalGateway(port, upstreams={"scheduler": 8001, ...}).start()`` renders the templates into a
 run dir, checks them with ``nginx -t``, and runs ``nginx -p RUN_DIR -c CONF -g 'daemon off;'`` as a
-child process (own process group, atexit + PDEATHSIG cleanup like deploy.localstack.kafka).
+child process (own process group, atexit + PDEATHSIG cleanup from deploy.localstack.process).
 
 Knobs (defaults = the production values): ``rate_per_second``/``burst`` (per-client request rate,
 nodelay burst), ``conn_per_client``, ``max_body`` (an nginx size such as ``"1m"``). A fuzzer or load
@@ -46,7 +46,6 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -55,11 +54,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.localstack.kafka import (
-    _LIVE,
-    _run_foreground,
+from deploy.localstack.process import (
     free_port,
     hard_kill,
+    kill_at_exit,
+    port_open,
+    run_foreground,
     spawn,
     tail,
     terminate,
@@ -224,12 +224,6 @@ def _user_directive() -> str:
         return "user root root;"
 
 
-def _port_open(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.5)
-        return s.connect_ex((host, port)) == 0
-
-
 class LocalGateway:
     """nginx on 127.0.0.1:``port``: ``/api/<service>/`` -> ``127.0.0.1:<upstreams[service]>``
     (a port, or a list of ports: the service's replicas, balanced round-robin; a request that
@@ -297,7 +291,7 @@ class LocalGateway:
         )  # fmt: skip
         self.startup_timeout = startup_timeout
         self.proc: subprocess.Popen[bytes] | None = None
-        _LIVE.add(self)
+        kill_at_exit(self)
 
     @property
     def url(self) -> str:
@@ -408,7 +402,7 @@ class LocalGateway:
         self.proc = spawn(self._cmd(), self.run_dir / "logs" / "nginx.stdout.log")
         deadline = time.monotonic() + self.startup_timeout
         ports = [self.port] if self.tls_port is None else [self.port, self.tls_port]
-        while not all(_port_open(p) for p in ports):
+        while not all(port_open(p) for p in ports):
             if not self.is_running() or time.monotonic() > deadline:
                 rc = self.proc.poll()
                 self.kill()
@@ -430,7 +424,7 @@ class LocalGateway:
         if self.proc is not None:
             hard_kill(self.proc)
 
-    def _atexit(self) -> None:
+    def kill_for_exit(self) -> None:
         self.kill()
         if self._owns_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -494,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     urls = gw.url if gw.tls_url is None else f"{gw.url} and {gw.tls_url}"
     with contextlib.suppress(KeyboardInterrupt):
-        return _run_foreground(
+        return run_foreground(
             gw.start, gw.stop, lambda: f"gateway on {urls} (logs: {gw.run_dir / 'logs'})"
         )
     return 0

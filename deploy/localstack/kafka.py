@@ -5,24 +5,16 @@ resolves them once into a cache, and :class:`LocalKafka` / :class:`LocalKafkaClu
 ``java -cp <jars> kafka.Kafka server.properties`` as child processes.
 Background and sources: /work/shared/infra/kafka-local.md.
 
-Process-lifetime guarantees (a broker must never outlive the Python process that started it):
-
-* every JVM runs in its own process group (so Ctrl-C in a terminal does not hit it half-way, and
-  we can signal the whole group);
-* an :mod:`atexit` hook SIGKILLs every broker that is still running and removes temporary data
-  directories, which covers normal interpreter exit, ``sys.exit`` and uncaught exceptions;
-* on Linux the JVM is additionally started with ``PR_SET_PDEATHSIG=SIGKILL`` when it is spawned from
-  the main thread, so even a SIGKILL of the Python parent (where atexit cannot run) takes the
-  broker with it. (PDEATHSIG fires when the *spawning thread* exits, so it is not used for spawns
-  from other threads; the atexit hook still covers those.)
+Process lifetime (a broker must never outlive the Python process that started it) comes from
+:mod:`deploy.localstack.process`: own process group, an atexit SIGKILL and ``PR_SET_PDEATHSIG``.
 
 Security (opt-in, off by default): ``LocalKafka(scram_users={"alice": "secret"})`` adds a
 SASL_PLAINTEXT listener with SASL/SCRAM (SCRAM-SHA-256 and -512; the users are written at format
 time), and ``tls=True`` a TLS listener (SASL_SSL with SCRAM users, else SSL) with a throwaway CA
-(:func:`make_local_tls`). The PLAINTEXT listener stays for inter-broker traffic, readiness probes
-and the controller.
+(:func:`deploy.localstack.tls.make_local_tls`). The PLAINTEXT listener stays for inter-broker
+traffic, readiness probes and the controller.
 
-CLI::
+CLI (:mod:`deploy.localstack.kafka_cli`)::
 
     python -m deploy.localstack.kafka run [--port 9092] [--data DIR] [--auto-create-topics]
         [--scram-user NAME=PASSWORD ...] [--tls]
@@ -30,30 +22,34 @@ CLI::
 
 from __future__ import annotations
 
-import argparse
-import atexit
 import base64
 import contextlib
-import ctypes
-import fcntl
-import hashlib
 import logging
-import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from deploy.localstack.process import (
+    DEFAULT_STOP_TIMEOUT,
+    free_port,
+    free_ports,
+    hard_kill,
+    java_executable,
+    kill_at_exit,
+    maven_dependencies,
+    signal_group,
+    spawn,
+    tail,
+    terminate,
+)
+from deploy.localstack.tls import LocalTls, make_local_tls
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +61,6 @@ LOG4J2_CONFIG = KAFKA_DEPLOY_DIR / "log4j2.properties"
 # A condition-wait, not a sleep: a JVM cold start on a loaded 2-core machine (CI, or parallel
 # test sessions) has taken over a minute; giving up early turns a slow start into a skipped suite.
 DEFAULT_STARTUP_TIMEOUT = 180.0
-DEFAULT_STOP_TIMEOUT = 30.0
 
 # JVM flags of bin/kafka-run-class.sh (KAFKA_JVM_PERFORMANCE_OPTS), see doc §1.2.
 JVM_PERFORMANCE_OPTS = [
@@ -88,93 +83,20 @@ class KafkaLaunchError(RuntimeError):
 # --------------------------------------------------------------------------------------------
 
 
-def cache_root() -> Path:
-    """``$TAPER_CACHE_DIR`` or ``~/.cache/taper-backend``."""
-    env = os.environ.get("TAPER_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "taper-backend"
-
-
 def kafka_classpath(pom: Path = POM_PATH) -> str:
     """Resolve the broker jars once (Maven) and return a java classpath ``"<dir>/*"``.
 
-    The cache directory is keyed by a hash of ``pom.xml``; a ``.complete`` marker is written only
-    after ``mvn`` succeeded, and an ``fcntl`` lock makes concurrent callers (pytest-xdist workers,
-    parallel shells) wait for one resolver instead of racing.
+    The cache directory is keyed by a hash of ``pom.xml`` (see :func:`maven_dependencies`).
     """
-    pom = Path(pom).resolve()
-    digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:16]
-    root = cache_root()
-    root.mkdir(parents=True, exist_ok=True)
-    lib_dir = root / f"kafka-libs-{digest}"
-    marker = lib_dir / ".complete"
-    if marker.exists():
-        return f"{lib_dir}/*"
-    with open(root / f"kafka-libs-{digest}.lock", "w") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        try:
-            if marker.exists():  # another process finished while we waited
-                return f"{lib_dir}/*"
-            mvn = shutil.which("mvn")
-            if mvn is None:
-                raise KafkaLaunchError(
-                    "Maven (`mvn`) is not on PATH; it is needed once to resolve the Kafka jars "
-                    f"from {pom} (apt-get install maven)"
-                )
-            if lib_dir.exists():  # leftover of an interrupted run
-                shutil.rmtree(lib_dir)
-            lib_dir.mkdir(parents=True)
-            cmd = [
-                mvn, "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
-                f"-DoutputDirectory={lib_dir}", "-DincludeScope=runtime",
-            ]  # fmt: skip
-            log.info("resolving Kafka jars: %s", " ".join(cmd))
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
-            if proc.returncode != 0 or not any(lib_dir.glob("kafka_2.13-*.jar")):
-                out = (proc.stdout + proc.stderr)[-4000:]
-                shutil.rmtree(lib_dir, ignore_errors=True)
-                raise KafkaLaunchError(
-                    f"mvn failed to resolve Kafka jars (rc={proc.returncode}):\n{out}"
-                )
-            marker.write_text(f"{pom}\n{digest}\n")
-        finally:
-            fcntl.flock(lock_file, fcntl.LOCK_UN)
+    lib_dir = maven_dependencies(
+        pom, name="Kafka", prefix="kafka-libs", expect="kafka_2.13-*.jar", error=KafkaLaunchError
+    )
     return f"{lib_dir}/*"
-
-
-def java_executable() -> str:
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home and (Path(java_home) / "bin" / "java").exists():
-        return str(Path(java_home) / "bin" / "java")
-    java = shutil.which("java")
-    if java is None:
-        raise KafkaLaunchError("`java` (17+) is not on PATH and JAVA_HOME is not set")
-    return java
 
 
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A currently free TCP port on ``host`` (small race window; fine for tests)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
-    """``n`` distinct free ports (all sockets held open together so they differ)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((host, 0))
-            socks.append(s)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def random_cluster_id() -> str:
@@ -187,101 +109,6 @@ def random_cluster_id() -> str:
         cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         if not cid.startswith("-"):
             return cid
-
-
-def tail(path: Path, max_bytes: int = 6000) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - max_bytes))
-            return f.read().decode("utf-8", "replace")
-    except FileNotFoundError:
-        return f"<{path} does not exist>"
-
-
-def _pdeathsig_preexec() -> Callable[[], None] | None:
-    """preexec_fn that makes the child die with SIGKILL when the spawning thread dies (Linux)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    except OSError:
-        return None
-    parent = os.getpid()
-
-    def _preexec() -> None:
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
-        if os.getppid() != parent:  # parent already gone between fork and prctl
-            os._exit(1)
-
-    return _preexec
-
-
-def spawn(
-    cmd: list[str], log_path: Path, env: Mapping[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.Popen[bytes]:
-    """Start ``cmd`` in its own process group, stdout+stderr appended to ``log_path``."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as out:
-        return subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_pdeathsig_preexec(),  # only prctl(): no locks taken in the child
-            env=dict(env) if env is not None else None,
-            cwd=str(cwd) if cwd else None,
-        )
-
-
-def signal_group(proc: subprocess.Popen[Any], sig: int) -> None:
-    """Send ``sig`` to the child's process group (falls back to the child itself)."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        return
-    except PermissionError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(sig)
-
-
-def terminate(proc: subprocess.Popen[Any], timeout: float = DEFAULT_STOP_TIMEOUT) -> int | None:
-    """SIGTERM, wait ``timeout`` s, then SIGKILL. Returns the exit code."""
-    if proc.poll() is None:
-        signal_group(proc, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            log.warning("pid %s ignored SIGTERM for %.0fs; sending SIGKILL", proc.pid, timeout)
-            signal_group(proc, signal.SIGKILL)
-            proc.wait(10)
-    return proc.returncode
-
-
-def hard_kill(proc: subprocess.Popen[Any]) -> int | None:
-    signal_group(proc, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(10)
-    return proc.returncode
-
-
-# Everything still alive at interpreter exit gets killed here (see module docstring).
-_LIVE: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
-def _atexit_cleanup() -> None:
-    for obj in list(_LIVE):
-        with contextlib.suppress(Exception):
-            obj._atexit()
-
-
-atexit.register(_atexit_cleanup)
 
 
 def _read_properties(path: Path) -> dict[str, str]:
@@ -386,7 +213,7 @@ class _KafkaNode:
 
     def format_cmd(self, classpath: str, cluster_id: str, standalone: bool) -> list[str]:
         cmd = [
-            java_executable(), *self.jvm_opts(("512m", "512m")), "-cp", classpath,
+            java_executable(KafkaLaunchError), *self.jvm_opts(("512m", "512m")), "-cp", classpath,
             "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_path),
         ]  # fmt: skip
         if standalone:
@@ -399,7 +226,7 @@ class _KafkaNode:
             return
         gc_log = self.logs_dir / "kafkaServer-gc.log"
         cmd = [
-            java_executable(), *self.jvm_opts(self.heap),
+            java_executable(KafkaLaunchError), *self.jvm_opts(self.heap),
             f"-Xlog:gc*:file={gc_log}:time,tags:filecount=2,filesize=20M",
             "-cp", classpath, "kafka.Kafka", str(self.config_path),
         ]  # fmt: skip
@@ -450,7 +277,7 @@ def _run_formats(
         raise KafkaLaunchError("formatting Kafka storage failed:\n" + "\n".join(errors))
 
 
-def _admin(bootstrap: str | list[str], timeout_ms: int = 3000) -> Any:
+def admin_client(bootstrap: str | list[str], timeout_ms: int = 3000) -> Any:
     from kafka import KafkaAdminClient  # imported lazily: only needed for readiness
 
     return KafkaAdminClient(
@@ -464,7 +291,7 @@ def _admin(bootstrap: str | list[str], timeout_ms: int = 3000) -> Any:
 
 
 @contextlib.contextmanager
-def _quiet_kafka_client_logs() -> Iterator[None]:
+def quiet_kafka_client_logs() -> Iterator[None]:
     """Readiness probes expect ECONNREFUSED; keep kafka-python from logging each one."""
     logger = logging.getLogger("kafka")
     old = logger.level
@@ -477,12 +304,12 @@ def _quiet_kafka_client_logs() -> Iterator[None]:
 
 def _broker_ids(bootstrap: str | list[str]) -> set[int]:
     """IDs of the live (registered, unfenced) brokers according to cluster metadata."""
-    with _quiet_kafka_client_logs():
+    with quiet_kafka_client_logs():
         return _broker_ids_unquiet(bootstrap)
 
 
 def _broker_ids_unquiet(bootstrap: str | list[str]) -> set[int]:
-    admin = _admin(bootstrap)
+    admin = admin_client(bootstrap)
     try:
         admin.list_topics()  # the real round trip the clients do
         brokers = admin.describe_cluster()["brokers"]
@@ -539,7 +366,7 @@ def _common_props(auto_create_topics: bool) -> dict[str, object]:
 
 
 # --------------------------------------------------------------------------------------------
-# security: SCRAM users and throwaway TLS material
+# security: SCRAM users (the TLS material comes from deploy.localstack.tls)
 # --------------------------------------------------------------------------------------------
 
 SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -561,145 +388,6 @@ def _scram_format_args(users: Mapping[str, str]) -> list[str]:
         for mechanism in SCRAM_MECHANISMS:
             args += ["--add-scram", f'{mechanism}=[name="{name}",password="{password}"]']
     return args
-
-
-@dataclass(frozen=True)
-class LocalTls:
-    """Throwaway TLS material (PEM) under one directory, signed by its own CA.
-
-    ``ca_file`` is what clients trust (``KAFKA_SSL_CAFILE``); ``keystore_file`` is the broker's
-    unencrypted PKCS#8 key and certificate chain (``ssl.keystore.type=PEM``); the client
-    certificate and key (same CA) are for mutual TLS.
-    """
-
-    ca_file: Path
-    keystore_file: Path
-    client_cert_file: Path
-    client_key_file: Path
-
-    @classmethod
-    def in_dir(cls, directory: Path) -> LocalTls:
-        return cls(
-            directory / "ca.pem",
-            directory / "broker-keystore.pem",
-            directory / "client-cert.pem",
-            directory / "client-key.pem",
-        )
-
-    def exists(self) -> bool:
-        return all(
-            f.exists()
-            for f in (self.ca_file, self.keystore_file, self.client_cert_file, self.client_key_file)
-        )
-
-
-def make_local_tls(
-    directory: Path, hosts: Iterable[str] = ("127.0.0.1", "localhost"), days: int = 30
-) -> LocalTls:
-    """A CA, a broker certificate for ``hosts`` and a client certificate, written to ``directory``.
-
-    Kept if already there (a kept data dir restarts with the same CA). Host names verify: the
-    broker certificate names every host as a subject alternative name (IP or DNS).
-    """
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    tls = LocalTls.in_dir(Path(directory))
-    if tls.exists():
-        return tls
-    Path(directory).mkdir(parents=True, exist_ok=True)
-    now = datetime.now(UTC)
-
-    def new_key() -> rsa.RSAPrivateKey:
-        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-    def name(common_name: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-    def builder(subject: str, key: rsa.RSAPrivateKey, issuer: x509.Name) -> x509.CertificateBuilder:
-        return (
-            x509.CertificateBuilder()
-            .subject_name(name(subject))
-            .issuer_name(issuer)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=5))
-            .not_valid_after(now + timedelta(days=days))
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        )
-
-    def key_usage(ca: bool) -> x509.KeyUsage:
-        return x509.KeyUsage(
-            digital_signature=True,
-            content_commitment=False,
-            key_encipherment=not ca,
-            data_encipherment=False,
-            key_agreement=False,
-            key_cert_sign=ca,
-            crl_sign=ca,
-            encipher_only=False,
-            decipher_only=False,
-        )
-
-    ca_key = new_key()
-    ca_cert = (
-        builder("taper local Kafka CA", ca_key, name("taper local Kafka CA"))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(key_usage(ca=True), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-
-    def leaf(
-        subject: str, eku: x509.ObjectIdentifier, sans: list[x509.GeneralName]
-    ) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
-        key = new_key()
-        b = (
-            builder(subject, key, ca_cert.subject)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(key_usage(ca=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-            )
-        )
-        if sans:
-            b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        return key, b.sign(ca_key, hashes.SHA256())
-
-    sans: list[x509.GeneralName] = []
-    for host in hosts:
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            sans.append(x509.DNSName(host))
-    broker_key, broker_cert = leaf(
-        "taper local Kafka broker", ExtendedKeyUsageOID.SERVER_AUTH, sans
-    )
-    client_key, client_cert = leaf("taper-local-client", ExtendedKeyUsageOID.CLIENT_AUTH, [])
-
-    def pem_key(key: rsa.RSAPrivateKey) -> bytes:
-        return key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-
-    def pem_cert(cert: x509.Certificate) -> bytes:
-        return cert.public_bytes(serialization.Encoding.PEM)
-
-    def write(path: Path, data: bytes, mode: int = 0o644) -> None:
-        path.write_bytes(data)
-        path.chmod(mode)
-
-    write(tls.keystore_file, pem_key(broker_key) + pem_cert(broker_cert) + pem_cert(ca_cert), 0o600)
-    write(tls.client_key_file, pem_key(client_key), 0o600)
-    write(tls.client_cert_file, pem_cert(client_cert))
-    write(tls.ca_file, pem_cert(ca_cert))  # last: its presence means "complete" (exists())
-    return tls
 
 
 # --------------------------------------------------------------------------------------------
@@ -804,7 +492,7 @@ class LocalKafka:
             format_args=_scram_format_args(scram_users or {}),
         )
         self.cluster_id: str | None = None
-        _LIVE.add(self)
+        kill_at_exit(self)
 
     def _secure_listener_props(self, scram: bool) -> dict[str, object]:
         """The opt-in SASL and TLS listeners (inter-broker traffic stays on PLAINTEXT)."""
@@ -920,7 +608,7 @@ class LocalKafka:
         if self._owns_dir:
             shutil.rmtree(self.base_dir, ignore_errors=True)
 
-    def _atexit(self) -> None:
+    def kill_for_exit(self) -> None:
         self._node.kill()
         if self._owns_dir:
             shutil.rmtree(self.base_dir, ignore_errors=True)
@@ -1003,7 +691,7 @@ class LocalKafkaCluster:
                 )
             )
         self.cluster_id = random_cluster_id()
-        _LIVE.add(self)
+        kill_at_exit(self)
 
     @property
     def bootstrap_servers(self) -> str:
@@ -1089,7 +777,7 @@ class LocalKafkaCluster:
     def log_tail(self) -> str:
         return "\n".join(n.log_tail() for n in self.nodes)
 
-    def _atexit(self) -> None:
+    def kill_for_exit(self) -> None:
         self.kill()
         if self._owns_dir:
             shutil.rmtree(self.base_dir, ignore_errors=True)
@@ -1101,92 +789,7 @@ class LocalKafkaCluster:
         self.cleanup()
 
 
-# --------------------------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------------------------
+if __name__ == "__main__":  # ``python -m deploy.localstack.kafka run`` (README): see kafka_cli
+    from deploy.localstack.kafka_cli import main
 
-
-def _run_foreground(
-    start: Callable[[], Any], stop: Callable[[], None], banner: Callable[[], str]
-) -> int:
-    """Start, print the banner, block until SIGINT/SIGTERM, stop cleanly. Shared by the CLIs."""
-    stop_event = threading.Event()
-
-    def _on_signal(signum: int, _frame: object) -> None:
-        stop_event.set()
-
-    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        t0 = time.monotonic()
-        start()
-        print(banner(), f"(ready in {time.monotonic() - t0:.1f}s; Ctrl-C to stop)", flush=True)
-        while not stop_event.wait(1.0):
-            pass
-        print("stopping ...", flush=True)
-        return 0
-    finally:
-        stop()
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploy.localstack.kafka")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    run = sub.add_parser("run", help="run a single-node KRaft broker in the foreground")
-    run.add_argument("--port", type=int, default=9092)
-    run.add_argument("--controller-port", type=int, default=None)
-    run.add_argument(
-        "--data",
-        type=Path,
-        default=None,
-        help="data dir (kept; reused on the next run). Default: temp dir, deleted",
-    )
-    run.add_argument("--auto-create-topics", action="store_true")
-    run.add_argument(
-        "--scram-user",
-        action="append",
-        default=[],
-        metavar="NAME=PASSWORD",
-        help="add a SASL/SCRAM listener with this user (repeatable; new data dirs only)",
-    )
-    run.add_argument("--tls", action="store_true", help="add a TLS listener (throwaway CA)")
-    sub.add_parser("classpath", help="resolve the jars and print the classpath")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if args.cmd == "classpath":
-        print(kafka_classpath())
-        return 0
-    scram_users = dict(u.split("=", 1) for u in args.scram_user if "=" in u)
-    kafka = LocalKafka(
-        port=args.port,
-        base_dir=args.data,
-        controller_port=args.controller_port,
-        auto_create_topics=args.auto_create_topics,
-        scram_users=scram_users or None,
-        tls=args.tls,
-    )
-
-    def banner() -> str:
-        text = (
-            f"KAFKA_BOOTSTRAP_SERVERS={kafka.bootstrap_servers}  (data: {kafka.base_dir},"
-            f" log: {kafka.log_path})"
-        )
-        if kafka.sasl_port is not None:
-            text += (
-                f"\nSASL listener: KAFKA_BOOTSTRAP_SERVERS={kafka.sasl_bootstrap_servers}"
-                " KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT"
-            )
-        if kafka.tls_files is not None:
-            text += (
-                f"\nTLS listener: KAFKA_BOOTSTRAP_SERVERS={kafka.tls_bootstrap_servers}"
-                f" KAFKA_SECURITY_PROTOCOL={kafka.tls_protocol}"
-                f" KAFKA_SSL_CAFILE={kafka.tls_files.ca_file}"
-            )
-        return text
-
-    return _run_foreground(kafka.start, kafka.cleanup, banner)
-
-
-if __name__ == "__main__":
     sys.exit(main())

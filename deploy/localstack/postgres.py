@@ -9,7 +9,7 @@ Running as root: PostgreSQL refuses to run as root, so the data dir is chowned t
 OS user (or a system user ``taper-pg`` created with ``useradd --system`` if ``postgres`` does not
 exist) and initdb/postgres/pg_ctl run with that uid (``subprocess`` ``user=``/``group=``).
 
-Process lifetime, as in ``deploy.localstack.kafka``: own process group, an ``atexit`` hook that
+Process lifetime, from ``deploy.localstack.process``: own process group, an ``atexit`` hook that
 SIGKILLs the server and removes the temp dir, and ``PR_SET_PDEATHSIG`` (set after the uid switch)
 so that even a SIGKILLed Python parent takes the postmaster with it; its backends exit on
 postmaster death by themselves.
@@ -39,12 +39,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from deploy.localstack.kafka import (
-    _LIVE,
-    _pdeathsig_preexec,
-    _run_foreground,
+from deploy.localstack.process import (
     free_port,
     hard_kill,
+    kill_at_exit,
+    pdeathsig_preexec,
+    run_foreground,
     signal_group,
     tail,
 )
@@ -221,7 +221,7 @@ class LocalPostgres:
         self.proc: subprocess.Popen[bytes] | None = None
         self._bindir: Path | None = None
         self._user: pwd.struct_passwd | None = None
-        _LIVE.add(self)
+        kill_at_exit(self)
 
     # -- info
     @property
@@ -356,7 +356,7 @@ class LocalPostgres:
             # preexec (PDEATHSIG) runs after the uid switch in the child, so it is kept.
             self.proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=_pdeathsig_preexec(),
+                start_new_session=True, preexec_fn=pdeathsig_preexec(),
                 env=self._env(), cwd=str(self.base_dir), **kw,
             )  # fmt: skip
         try:
@@ -434,7 +434,7 @@ class LocalPostgres:
             signal_group(self.proc, signal.SIGKILL)
             hard_kill(self.proc)
 
-    def _atexit(self) -> None:
+    def kill_for_exit(self) -> None:
         self.kill()
         if self._owns_dir:
             shutil.rmtree(self.base_dir, ignore_errors=True)
@@ -478,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.create_db:
             pg.create_database(name, exist_ok=True)
 
-    return _run_foreground(
+    return run_foreground(
         _start,
         pg.stop,
         lambda: f"DATABASE_URL={pg.dsn('postgres')}  (data: {pg.base_dir}, log: {pg.log_path})",

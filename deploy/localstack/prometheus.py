@@ -12,14 +12,10 @@ import os
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
-import httpx
-
-from deploy.localstack.kafka import hard_kill, terminate
-from deploy.localstack.logrotate import RotatingLog
+from deploy.localstack.process import ChildServer, spawn_rotating, wait_http_ok
 
 CONFIG = Path(__file__).resolve().parents[1] / "observability" / "prometheus.yml"
 DEFAULT_PORTS = {
@@ -61,7 +57,7 @@ def render_config(ports: Mapping[str, int], template: Path = CONFIG) -> str:
     return re.sub(r'"rules/', f'"{rules}/', text)
 
 
-class LocalPrometheus:
+class LocalPrometheus(ChildServer):
     def __init__(
         self, port: int, ports: Mapping[str, int], data: Path, *, startup_timeout: float = 60.0
     ) -> None:
@@ -69,7 +65,6 @@ class LocalPrometheus:
         self.ports = dict(ports)
         self.data = data
         self.startup_timeout = startup_timeout
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -89,7 +84,7 @@ class LocalPrometheus:
                 raise PrometheusLaunchError(
                     f"promtool check config failed:\n{check.stdout}{check.stderr}"
                 )
-        self.proc = subprocess.Popen(
+        self.proc = spawn_rotating(
             [
                 binary,
                 f"--config.file={config}",
@@ -97,32 +92,15 @@ class LocalPrometheus:
                 "--storage.tsdb.retention.time=2d",
                 f"--web.listen-address=127.0.0.1:{self.port}",
             ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            log,
         )
-        assert self.proc.stdout is not None
-        RotatingLog(log).pump(self.proc.stdout)
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise PrometheusLaunchError(
-                    f"prometheus exited with {self.proc.returncode} (log: {log})"
-                )
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        self.kill()
-        raise PrometheusLaunchError(f"prometheus not ready within {self.startup_timeout}s")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            terminate(self.proc, 15)
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            hard_kill(self.proc)
+        wait_http_ok(
+            self.proc,
+            f"{self.url}/-/ready",
+            what="prometheus",
+            log_path=log,
+            timeout=self.startup_timeout,
+            interval=0.3,
+            error=PrometheusLaunchError,
+        )
+        return self

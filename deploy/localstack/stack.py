@@ -25,8 +25,9 @@ import httpx
 
 from contracts import ALL_TOPICS
 from deploy.localstack.gateway import LocalGateway
-from deploy.localstack.kafka import LocalKafka, signal_group
+from deploy.localstack.kafka import LocalKafka
 from deploy.localstack.logrotate import RotatingLog, rotate_if_large
+from deploy.localstack.process import signal_group
 from deploy.localstack.prometheus import LocalPrometheus
 from deploy.localstack.zipkin import LocalZipkin
 from services.chassis.kafka import PLAINTEXT, KafkaSecurity, ensure_topics

@@ -76,7 +76,8 @@ def _id(value: Any) -> str:
         return str(value)
 
 
-async def _rows(url: str, query: str) -> list[Any]:
+async def query_rows(url: str, query: str) -> list[Any]:
+    """All rows of ``query`` on the database at ``url`` (a throwaway engine)."""
     engine = create_async_engine(url)
     try:
         async with engine.connect() as conn:
@@ -88,7 +89,7 @@ async def _rows(url: str, query: str) -> list[Any]:
 async def database_evidence(ev: Evidence, urls: dict[str, str], patients: set[str]) -> None:
     """Outbox, inbox, parked timers per service; the domain effects the checker counts."""
     for service, url in sorted(urls.items()):
-        rows = await _rows(
+        rows = await query_rows(
             url, "SELECT seq, event_id, topic, message_key, published_at IS NOT NULL FROM outbox"
         )
         mine = [OutboxRow(service, r[0], _id(r[1]), r[2], r[3], bool(r[4])) for r in rows
@@ -96,30 +97,30 @@ async def database_evidence(ev: Evidence, urls: dict[str, str], patients: set[st
         ev.outbox.extend(mine)
         ev.pending_outbox[service] = sum(1 for o in mine if not o.published)
         ev.parked_timers[service] = len(
-            await _rows(url, "SELECT id FROM timers WHERE failed_at IS NOT NULL")
+            await query_rows(url, "SELECT id FROM timers WHERE failed_at IS NOT NULL")
         )
-        inbox = await _rows(url, "SELECT consumer, event_id FROM inbox")
+        inbox = await query_rows(url, "SELECT consumer, event_id FROM inbox")
         for consumer, event_id in inbox:
             ev.inbox.setdefault(consumer, set()).add(_id(event_id))
     if "monitoring" in urls:
-        rows = await _rows(urls["monitoring"], "SELECT event_id FROM dose_history")
+        rows = await query_rows(urls["monitoring"], "SELECT event_id FROM dose_history")
         ev.effects["monitoring"] = {_id(r[0]): 1 for r in rows}  # primary key: 0 or 1
-        rows = await _rows(
+        rows = await query_rows(
             urls["monitoring"], "SELECT patient_id, count(*) FROM symptom_reports GROUP BY 1"
         )
         ev.reports_stored = {_id(p): int(n) for p, n in rows if _id(p) in patients}
     if "notifications" in urls:
         url = urls["notifications"]
-        rows = await _rows(
+        rows = await query_rows(
             url, "SELECT episode_id, count(*) FROM escalations WHERE severity = 'RED' GROUP BY 1"
         )
         ev.escalations = {_id(e): int(n) for e, n in rows}
-        rows = await _rows(url, "SELECT episode_id, status, level FROM escalations "
+        rows = await query_rows(url, "SELECT episode_id, status, level FROM escalations "
                            "WHERE severity = 'RED'")  # fmt: skip
         ev.escalation_state = {_id(e): (str(st), int(lv)) for e, st, lv in rows}
-        rows = await _rows(url, "SELECT episode_id FROM resolved_episodes")
+        rows = await query_rows(url, "SELECT episode_id FROM resolved_episodes")
         ev.resolved_in_notifications = {_id(r[0]) for r in rows}
-        rows = await _rows(
+        rows = await query_rows(
             url, "SELECT episode_id, level, cycle, loop, target, count(*), max(status) FROM pages "
             "GROUP BY 1, 2, 3, 4, 5",
         )  # fmt: skip
@@ -256,13 +257,14 @@ async def collect(topology: Topology, ledger: Ledger) -> tuple[Evidence, list[tu
     ev.spans_exported = count_spans(ep.logs_dir)
     ev.sink = sink_evidence(topology)
     pages = [
-        (str(r.get("patient_id")), _seconds(r.get("received_at")))
+        (str(r.get("patient_id")), epoch_seconds(r.get("received_at")))
         for r in ev.sink.get("webhook", [])
     ]
     return ev, [(p, t) for p, t in pages if t is not None]
 
 
-def _seconds(value: Any) -> float | None:
+def epoch_seconds(value: Any) -> float | None:
+    """A sink record's timestamp (epoch number or ISO string) as epoch seconds, else None."""
     from datetime import datetime
 
     if isinstance(value, int | float):

@@ -51,7 +51,9 @@ async def _backlog(topology: Topology, patients: set[str]) -> tuple[int, int]:
     lag = sum((await collect.consumer_lag(topology.endpoints.kafka_bootstrap)).values())
     pending = 0
     for url in topology.endpoints.database_urls.values():
-        rows = await collect._rows(url, "SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        rows = await collect.query_rows(
+            url, "SELECT count(*) FROM outbox WHERE published_at IS NULL"
+        )
         pending += int(rows[0][0])
     return lag, pending
 
@@ -177,7 +179,7 @@ def page_latencies(
     latest RED report of its patient accepted before that page."""
     first: dict[str, tuple[str, float]] = {}  # episode -> (patient, received at)
     for r in webhook:
-        at = collect._seconds(r.get("received_at"))
+        at = collect.epoch_seconds(r.get("received_at"))
         if at is None or r.get("level") != 1 or r.get("cycle_loop") != "0/0":
             continue
         episode = str(r.get("episode_id"))

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import asyncpg
 import pytest
 
-from deploy.localstack.cluster import _signal_tree
 from deploy.localstack.postgres import LocalPostgres, PostgresLaunchError, run_sync
+from deploy.localstack.process import signal_tree
 from tests.plugins.infra import unavailable
 
 pytestmark = pytest.mark.postgres
@@ -26,7 +26,7 @@ def postgres() -> Iterator[LocalPostgres]:
         pg.stop()
         unavailable(f"PostgreSQL could not start: {exc}")
     yield pg
-    _signal_tree(pg.proc.pid, signal.SIGCONT) if pg.proc else None
+    signal_tree(pg.proc.pid, signal.SIGCONT) if pg.proc else None
     pg.stop()
 
 
@@ -36,10 +36,10 @@ def test_a_stopped_postgres_answers_nothing_until_continued(postgres: LocalPostg
         try:
             assert await conn.fetchval("SELECT 1") == 1
             assert postgres.proc is not None
-            _signal_tree(postgres.proc.pid, signal.SIGSTOP)
+            signal_tree(postgres.proc.pid, signal.SIGSTOP)
             with pytest.raises(TimeoutError):  # the connection's backend is stopped too
                 await conn.fetchval("SELECT 2", timeout=2)
-            _signal_tree(postgres.proc.pid, signal.SIGCONT)
+            signal_tree(postgres.proc.pid, signal.SIGCONT)
             # the cancelled query's connection is gone; a new one answers again
             again = await asyncpg.connect(postgres.asyncpg_dsn(), timeout=10)
             assert await again.fetchval("SELECT 3") == 3

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.gateway.served import Served, ServedApps
 from tests.plugins.infra import serving
+from tests.support.served import Served, ServedApps
 
 
 @pytest.fixture(scope="package")

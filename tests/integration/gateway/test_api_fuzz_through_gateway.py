@@ -45,7 +45,7 @@ from schemathesis.specs.openapi.checks import (
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.runtime import ServiceRuntime
 from tests.all_services import SERVICES, api_operations, without_security
-from tests.integration.gateway.served import Served
+from tests.support.served import Served
 
 PATIENT = uuid.uuid4()
 EXAMPLES = int(os.environ.get("TAPER_FUZZ_EXAMPLES", "10"))

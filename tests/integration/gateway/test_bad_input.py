@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.runtime import ServiceRuntime
 from tests.all_services import SERVICES, api_operations
-from tests.integration.gateway.served import Served
+from tests.support.served import Served
 
 PATIENT = uuid.uuid4()
 

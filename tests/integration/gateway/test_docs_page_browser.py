@@ -13,8 +13,8 @@ import pytest
 
 from deploy.localstack.browser import BrowserUnavailable, dump_dom_url, find_chromium
 from deploy.localstack.gateway import MERGED_OPENAPI
-from tests.integration.gateway.served import Served
 from tests.plugins.infra import unavailable
+from tests.support.served import Served
 
 pytestmark = pytest.mark.browser
 

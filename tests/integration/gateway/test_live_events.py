@@ -19,7 +19,7 @@ from contracts import EscalationResolved, Severity, ThresholdExceeded
 from services.chassis.auth import Role, issue_dev_token
 from services.notifications.service_layer import escalations
 from tests.helpers import red_flag_threshold
-from tests.integration.gateway.served import Served
+from tests.support.served import Served
 
 PATIENT = uuid.uuid4()
 WITHIN_S = 10.0  # a bound on waiting, not a performance claim (the figure is printed)

@@ -14,8 +14,8 @@ import pytest
 
 from deploy.localstack.gateway import MERGED_OPENAPI, LocalGateway
 from services.chassis.auth import Role, issue_dev_token
-from tests.integration.gateway.served import Served
 from tests.plugins.infra import serving
+from tests.support.served import Served
 
 APP = "https://app.example.org"
 OTHER_APP = "http://localhost:5173"

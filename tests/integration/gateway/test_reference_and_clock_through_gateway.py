@@ -10,7 +10,7 @@ import httpx
 
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.reference_data import CACHE_CONTROL
-from tests.integration.gateway.served import Served
+from tests.support.served import Served
 
 REFERENCE = (
     "/api/scheduler/reference/drugs",

@@ -33,8 +33,8 @@ from services.chassis.auth import Role, issue_dev_token
 from services.scheduler.adapters.stored_plan import record_to_plan
 from services.scheduler.domain.patient_schedule import catalogue_v1, say_regimen, say_step
 from services.scheduler.entrypoints.dispensing_api import products_on_file
-from tests.integration.gateway.served import Served
 from tests.plugins.infra import unavailable
+from tests.support.served import Served
 from tests.unit.scheduler.test_plan_lifecycle import BODY
 
 pytestmark = pytest.mark.browser

@@ -4,8 +4,6 @@ come from a throwaway CA made here with ``cryptography``."""
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import re
 import socket
@@ -15,14 +13,9 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from deploy.localstack.gateway import (
     LocalGateway,
@@ -34,6 +27,7 @@ from deploy.localstack.gateway import (
 )
 from tests.integration.infra.test_launchers import _get, _Upstream
 from tests.plugins.infra import serving
+from tests.support.pki import GatewayPki, make_gateway_pki
 
 #: the TLS 1.2 suites of tls-server.conf.template (Mozilla intermediate)
 MOZILLA_TLS12 = {
@@ -54,89 +48,9 @@ SECURITY_HEADERS = {
 HSTS = "max-age=63072000"
 
 
-# ------------------------------------------------------------------------------------------
-# throwaway PKI: a CA and a server certificate for 127.0.0.1
-# ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Pki:
-    ca_cert: Path
-    chain: Path
-    key: Path
-
-
-def _make_pki(directory: Path) -> _Pki:
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "taper test CA")])
-    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(ca_ski, critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    pki = _Pki(directory / "ca.pem", directory / "chain.pem", directory / "key.pem")
-    pki.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    pki.chain.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    pki.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    pki.key.chmod(0o600)
-    return pki
-
-
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> _Pki:
-    return _make_pki(tmp_path_factory.mktemp("pki"))
+def pki(tmp_path_factory: pytest.TempPathFactory) -> GatewayPki:
+    return make_gateway_pki(tmp_path_factory.mktemp("pki"))
 
 
 # ------------------------------------------------------------------------------------------
@@ -154,7 +68,7 @@ def upstream() -> Iterator[_Upstream]:
 
 
 @pytest.fixture(scope="module")
-def tls_gateway(upstream: _Upstream, pki: _Pki) -> Iterator[LocalGateway]:
+def tls_gateway(upstream: _Upstream, pki: GatewayPki) -> Iterator[LocalGateway]:
     """TLS on, with the limits a fuzzer would use (10000 r/s, bursts of 10000) and 2 MiB bodies."""
     yield from serving(
         LocalGateway(
@@ -175,7 +89,7 @@ def strict_gateway(upstream: _Upstream) -> Iterator[LocalGateway]:
     )
 
 
-def _trusting(pki: _Pki) -> ssl.SSLContext:
+def _trusting(pki: GatewayPki) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(pki.ca_cert))
 
 
@@ -217,7 +131,7 @@ def _security_headers(headers: dict[str, str]) -> dict[str, str | None]:
 
 
 def test_tls_listener_proxies_as_https_with_hsts(
-    tls_gateway: LocalGateway, upstream: _Upstream, pki: _Pki
+    tls_gateway: LocalGateway, upstream: _Upstream, pki: GatewayPki
 ) -> None:
     ctx = _trusting(pki)
     before = len(upstream.requests)
@@ -254,7 +168,7 @@ def test_tls_listener_proxies_as_https_with_hsts(
 
 
 def test_tls_listener_has_the_body_limit_knob_and_its_message(
-    tls_gateway: LocalGateway, pki: _Pki
+    tls_gateway: LocalGateway, pki: GatewayPki
 ) -> None:
     ctx = _trusting(pki)
     status, _, body = _https(
@@ -271,7 +185,7 @@ def test_tls_listener_has_the_body_limit_knob_and_its_message(
 
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")
 def test_tls_listener_speaks_only_tls_1_2_and_1_3_with_modern_ciphers(
-    tls_gateway: LocalGateway, pki: _Pki
+    tls_gateway: LocalGateway, pki: GatewayPki
 ) -> None:
     only_12 = _trusting(pki)
     only_12.minimum_version = only_12.maximum_version = ssl.TLSVersion.TLSv1_2
@@ -369,7 +283,7 @@ def test_defaults_render_as_before_and_without_tls(tmp_path: Path) -> None:
     assert "${" not in conf + body
 
 
-def test_tls_renders_a_second_server_sharing_the_body(tmp_path: Path, pki: _Pki) -> None:
+def test_tls_renders_a_second_server_sharing_the_body(tmp_path: Path, pki: GatewayPki) -> None:
     gw = LocalGateway(
         8080, {}, tmp_path, tls=TlsFiles(pki.chain, pki.key), tls_port=8443, max_body="512k"
     )

@@ -15,7 +15,7 @@ from faststream.kafka.security import parse_security
 from faststream.security import BaseSecurity, SASLScram256, SASLScram512
 from pydantic import ValidationError
 
-from deploy.localstack.kafka import LocalTls, make_local_tls
+from deploy.localstack.tls import LocalTls, make_local_tls
 from services.chassis import ops
 from services.chassis.kafka import PLAINTEXT, KafkaSecurity, make_broker
 from services.chassis.settings import ServiceSettings

@@ -1,5 +1,5 @@
 """Cohort matching (issue 6): the rules every result keeps, the heuristic against the exact
-optimum (CP-SAT, tests/group_matching_exact.py) on small instances, and 100k at scale."""
+optimum (CP-SAT, tests/support/group_matching_exact.py) on small instances, and 100k at scale."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from services.group_matching.domain.matching import (
     score_pair,
     total_score,
 )
-from tests.group_matching_exact import solve_exact
+from tests.support.group_matching_exact import solve_exact
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 CFG = matching_v1()

@@ -1,8 +1,9 @@
 """Issue 13 (items 5, 6, 8, 9): the pace, the duration, maintenance targets, product combinations.
 
-Every generated plan is checked step by step by the independent oracle in planning_oracle.py;
-the review's own examples are regression tests. ``TAPER_HYPOTHESIS_EXAMPLES`` sets the number of
-generated patients (default 300; the survey in bench/planner_survey.py plans 12,800).
+Every generated plan is checked step by step by the independent oracle in
+tests/support/planning_oracle.py; the review's own examples are regression tests.
+``TAPER_HYPOTHESIS_EXAMPLES`` sets the number of generated patients (default 300; the survey in
+bench/planner_survey.py plans 12,800).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from services.scheduler.domain.planning import (
 )
 from services.scheduler.domain.planning.doses import lower_to
 from services.scheduler.entrypoints.plans_api import PlanPreviewIn
-from tests.unit.scheduler.planning_oracle import (
+from tests.support.planning_oracle import (
     awkward_patient,
     check,
     makes,

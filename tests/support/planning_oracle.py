@@ -43,7 +43,7 @@ from services.scheduler.domain.planning import (
 )
 from services.scheduler.domain.planning import plan as make_plan
 
-DATA = Path(__file__).resolve().parents[3] / "services" / "scheduler" / "domain" / "data"
+DATA = Path(__file__).resolve().parents[2] / "services" / "scheduler" / "domain" / "data"
 SCALE = 1000  # every unit in the data is a whole number of micrograms
 WEEK = 7
 
