@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,11 +19,8 @@ import pytest
 import sqlalchemy as sa
 
 from services.chassis.auth import Role, issue_dev_token
-from services.chassis.clock import FrozenClock
-from services.chassis.migrations import upgrade_to_head
 from services.chassis.runtime import ServiceRuntime
-from services.scheduler.bootstrap import bootstrap
-from services.scheduler.settings import SchedulerSettings
+from tests.runtimes import runtime_fixture
 
 pytestmark = [pytest.mark.postgres]
 
@@ -38,15 +34,7 @@ BODY: dict[str, Any] = {
 }
 
 
-@pytest.fixture
-async def runtime(fresh_pg_dsn: str) -> AsyncIterator[ServiceRuntime]:
-    settings = SchedulerSettings(
-        database_url=fresh_pg_dsn, environment="test", kafka_provision_topics=False
-    )
-    rt = bootstrap(settings, clock=FrozenClock(datetime(2026, 1, 5, 9, tzinfo=UTC)))
-    await upgrade_to_head(rt.engine, "scheduler")
-    yield rt
-    await rt.engine.dispose()
+runtime = runtime_fixture("scheduler", at=datetime(2026, 1, 5, 9, tzinfo=UTC), on="postgres")
 
 
 def clinician(runtime: ServiceRuntime, patient: uuid.UUID, subject: str) -> dict[str, str]:
