@@ -585,25 +585,17 @@ class Api:
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
     # Imported here: the bootstrap also wires the escalation side, and these tests are the only
     # ones that need it.
-    from services.notifications.bootstrap import bootstrap
-    from services.notifications.settings import NotificationsSettings
+    from tests.runtimes import asgi_client, service_runtime
 
-    settings = NotificationsSettings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/notifications.db",
-        environment="test",
-        kafka_provision_topics=False,
-    )
     sms = RecordingChannel(ChannelKind.SMS)
-    runtime = bootstrap(
-        settings,
-        clock=FrozenClock(NOW),
-        channels={ChannelKind.SMS: sms, ChannelKind.EMAIL: RecordingChannel(ChannelKind.EMAIL)},
-    )
-    await upgrade_to_head(runtime.engine, "notifications")
-    transport = httpx.ASGITransport(app=runtime.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    channels = {ChannelKind.SMS: sms, ChannelKind.EMAIL: RecordingChannel(ChannelKind.EMAIL)}
+    async with (
+        service_runtime(
+            "notifications", tmp_path, clock=FrozenClock(NOW), channels=channels
+        ) as runtime,
+        asgi_client(runtime.app) as client,
+    ):
         yield Api(runtime, client, sms)
-    await runtime.engine.dispose()
 
 
 def body(**overrides: Any) -> dict[str, Any]:
