@@ -4,7 +4,8 @@ after. SQLite for unit tests and PostgreSQL for integration tests take the same 
 
 * :func:`runtime_on` — the runtime, nothing done to its database (nothing started either);
 * :func:`service_runtime` — the same, migrated to head, its engine disposed of on exit;
-* :func:`migrated_engine` — an engine only, with a service's schema (chassis tests);
+* :func:`migrated_engine` — an engine only, with a service's schema (for a unit of work
+  factory of one's own);
 * :func:`runtime_fixture` / :func:`client_fixture` — the ``runtime`` and ``client`` fixtures of a
   test module in one line each: ``runtime = runtime_fixture("monitoring", at=NOW)``.
 """
@@ -89,15 +90,12 @@ async def service_runtime(
         await runtime.engine.dispose()
 
 
-@asynccontextmanager
-async def migrated_engine(service: str, database: Path | str) -> AsyncIterator[AsyncEngine]:
-    """An engine on ``database`` with ``service``'s schema at head, disposed of on exit."""
+async def migrated_engine(service: str, database: Path | str) -> AsyncEngine:
+    """An engine on ``database`` (see :func:`database_url`) with ``service``'s schema at head;
+    the caller disposes of it."""
     engine = make_engine(database_url(service, database))
-    try:
-        await upgrade_to_head(engine, service)
-        yield engine
-    finally:
-        await engine.dispose()
+    await upgrade_to_head(engine, service)
+    return engine
 
 
 @asynccontextmanager

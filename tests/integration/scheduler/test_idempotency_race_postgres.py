@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 import pytest
@@ -20,18 +19,12 @@ import sqlalchemy as sa
 
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.runtime import ServiceRuntime
+from tests.plans import PLAN_BODY
 from tests.runtimes import runtime_fixture
 
 pytestmark = [pytest.mark.postgres]
 
-BODY: dict[str, Any] = {
-    "drug": "diazepam",
-    "administrations_mg": ["5", "5"],
-    "duration_weeks": 30,
-    "age": 40,
-    "start_on": "2026-01-12",
-    "formulations": ["diazepam_tab_2mg", "diazepam_tab_5mg", "diazepam_sol_1mg_ml"],
-}
+BODY = PLAN_BODY
 
 
 runtime = runtime_fixture("scheduler", at=datetime(2026, 1, 5, 9, tzinfo=UTC), on="postgres")

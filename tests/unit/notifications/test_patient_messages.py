@@ -33,8 +33,7 @@ from contracts import (
 from contracts.events.scheduler import DrugDose
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.clock import FrozenClock
-from services.chassis.db import make_engine, make_session_factory
-from services.chassis.migrations import upgrade_to_head
+from services.chassis.db import make_session_factory
 from services.chassis.timers import TimerPoller
 from services.chassis.uow import UnitOfWork, UnitOfWorkFactory
 from services.notifications.adapters.channels import ChannelKind, RecordingChannel
@@ -44,6 +43,7 @@ from services.notifications.domain.messages import Preferences
 from services.notifications.service_layer import patient_messages as service
 from services.notifications.service_layer.delivery import DELIVER, IN_DOUBT, Deliverer
 from tests.helpers import red_flag_threshold
+from tests.runtimes import migrated_engine
 
 NY = "America/New_York"
 PATIENT = uuid.uuid4()
@@ -99,8 +99,7 @@ class Env:
 
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/notifications.db")
-    await upgrade_to_head(engine, "notifications")
+    engine = await migrated_engine("notifications", tmp_path)
     clock = FrozenClock(AT_1000_LOCAL)
     uow = UnitOfWorkFactory(make_session_factory(engine), clock, metadata)
     sms, email = RecordingChannel(ChannelKind.SMS), RecordingChannel(ChannelKind.EMAIL)

@@ -16,19 +16,13 @@ from fhir.resources.R4B.medicationrequest import MedicationRequest
 
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.runtime import ServiceRuntime
+from tests.plans import PLAN_BODY
 from tests.runtimes import runtime_fixture
 
 URL = "/api/scheduler/plans/preview"
 TODAY = date(2026, 1, 5)
 
-BODY: dict[str, Any] = {
-    "drug": "diazepam",
-    "administrations_mg": ["5", "5"],
-    "duration_weeks": 30,
-    "age": 40,
-    "start_on": TODAY.isoformat(),
-    "formulations": ["diazepam_tab_2mg", "diazepam_tab_5mg", "diazepam_sol_1mg_ml"],
-}
+BODY: dict[str, Any] = {**PLAN_BODY, "start_on": TODAY.isoformat()}
 
 
 # the preview touches no database: not migrated (the client comes from conftest.py)
