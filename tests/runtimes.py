@@ -3,7 +3,8 @@ after. SQLite for unit tests and PostgreSQL for integration tests take the same 
 ``database`` differs (a folder such as ``tmp_path``, or a URL such as ``fresh_pg_dsn``).
 
 * :func:`runtime_on` — the runtime, nothing done to its database (nothing started either);
-* :func:`service_runtime` — the same, migrated to head, its engine disposed of on exit;
+* :func:`service_runtime` — the same, migrated to head, its engine disposed of on exit
+  (:func:`migrated_runtime`: migrated, disposed of by the caller);
 * :func:`migrated_engine` — an engine only, with a service's schema (for a unit of work
   factory of one's own);
 * :func:`runtime_fixture` / :func:`client_fixture` — the ``runtime`` and ``client`` fixtures of a
@@ -68,6 +69,20 @@ def runtime_on(
         **(settings or {}),
     }
     return make(settings_cls(**values), **bootstrap)
+
+
+async def migrated_runtime(
+    name: str,
+    database: Path | str,
+    *,
+    settings: Mapping[str, Any] | None = None,
+    **bootstrap: Any,
+) -> ServiceRuntime:
+    """:func:`runtime_on`, migrated to head; the caller disposes of its engine (for a runtime
+    that outlives one block, e.g. on an event loop of its own)."""
+    runtime = runtime_on(name, database, settings=settings, **bootstrap)
+    await upgrade_to_head(runtime.engine, name)
+    return runtime
 
 
 @asynccontextmanager

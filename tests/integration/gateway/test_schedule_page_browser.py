@@ -34,8 +34,8 @@ from services.scheduler.adapters.stored_plan import record_to_plan
 from services.scheduler.domain.patient_schedule import catalogue_v1, say_regimen, say_step
 from services.scheduler.entrypoints.dispensing_api import products_on_file
 from tests.integration.gateway.served import Served
+from tests.plans import PLAN_BODY as BODY
 from tests.plugins.infra import unavailable
-from tests.unit.scheduler.test_plan_lifecycle import BODY
 
 pytestmark = pytest.mark.browser
 WIDTH, HEIGHT = 1000, 1400
