@@ -29,7 +29,7 @@ from services.chassis.auth import Role, issue_dev_token
 from services.chassis.clock import FrozenClock
 from services.chassis.runtime import ServiceRuntime
 from services.group_matching.entrypoints.consumers import SUBSCRIPTIONS
-from tests.helpers import red_flag_threshold
+from tests.helpers import dose_reduced, red_flag_threshold
 from tests.runtimes import asgi_client, service_runtime
 
 NOW = datetime(2026, 3, 2, 15, tzinfo=UTC)  # a Monday
@@ -105,8 +105,8 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
 def dose(
     patient: uuid.UUID, plan: uuid.UUID, step: int, before: str, after: str, at: datetime
 ) -> DoseReduced:
-    return DoseReduced.create(
-        patient_id=patient,
+    return dose_reduced(
+        patient,
         occurred_at=at,
         plan_id=plan,
         step_number=step,
@@ -114,8 +114,6 @@ def dose(
         previous_daily_dose_mg=Decimal(before),
         new_daily_dose_mg=Decimal(after),
         effective_on=date(2026, 3, 2),
-        taper_stage="active",
-        approved_by_decision_id=uuid.uuid4(),
         half_life_class="short",
     )
 

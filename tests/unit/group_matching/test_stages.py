@@ -38,6 +38,7 @@ from services.group_matching.domain.model import (
 from services.group_matching.domain.reference import StageRules, stages_v1
 from services.group_matching.entrypoints.consumers import SUBSCRIPTIONS
 from services.group_matching.service_layer import handlers
+from tests import helpers
 from tests.runtimes import runtime_fixture
 
 D = Decimal
@@ -116,18 +117,15 @@ def dose_reduced(
     at: datetime = T0,
     taper_stage: str = "active",
 ) -> DoseReduced:
-    return DoseReduced.create(
-        patient_id=patient,
+    return helpers.dose_reduced(
+        patient,
         occurred_at=at,
         plan_id=plan,
         step_number=step,
-        drug="diazepam",
         previous_daily_dose_mg=D(prev),
         new_daily_dose_mg=D(new),
         effective_on=date(2026, 1, 19),
         taper_stage=taper_stage,
-        approved_by_decision_id=uuid.uuid4(),
-        half_life_class="long",
     )
 
 
