@@ -24,9 +24,7 @@ import pytest
 
 from deploy.localstack.browser import (
     PNG_SIGNATURE,
-    BrowserUnavailable,
     dump_dom,
-    find_chromium,
     screenshot,
 )
 from services.chassis.auth import Role, issue_dev_token
@@ -35,19 +33,9 @@ from services.scheduler.domain.patient_schedule import catalogue_v1, say_regimen
 from services.scheduler.entrypoints.dispensing_api import products_on_file
 from tests.integration.gateway.served import Served
 from tests.plans import PLAN_BODY as BODY
-from tests.plugins.infra import unavailable
 
 pytestmark = pytest.mark.browser
 WIDTH, HEIGHT = 1000, 1400
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    try:
-        return find_chromium(install=True)
-    except BrowserUnavailable as exc:
-        unavailable(f"headless chromium unavailable: {exc}")
-        raise  # unreachable: unavailable() skips or fails
 
 
 def png_facts(data: bytes) -> tuple[int, int, int]:
