@@ -3,7 +3,6 @@ matrix, API fuzzing): one SQLite runtime each, no broker started."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,33 +11,16 @@ from schemathesis.core.result import Err, Ok
 
 from contracts import Event
 from services.chassis.runtime import ServiceRuntime
-from services.group_matching.bootstrap import bootstrap as group_matching
-from services.group_matching.settings import GroupMatchingSettings
-from services.monitoring.bootstrap import bootstrap as monitoring
-from services.monitoring.settings import MonitoringSettings
-from services.notifications.bootstrap import bootstrap as notifications
-from services.notifications.settings import NotificationsSettings
-from services.scheduler.bootstrap import bootstrap as scheduler
-from services.scheduler.settings import SchedulerSettings
+from tests.runtimes import SERVICES, runtime_on
 
-SERVICES: dict[str, tuple[Callable[..., ServiceRuntime], type[Any]]] = {
-    "scheduler": (scheduler, SchedulerSettings),
-    "monitoring": (monitoring, MonitoringSettings),
-    "notifications": (notifications, NotificationsSettings),
-    "group_matching": (group_matching, GroupMatchingSettings),
-}
+__all__ = ["SERVICES", "api_operations", "deliver", "sqlite_runtime", "without_security"]
 
 
 def sqlite_runtime(name: str, directory: Path, **bootstrap: Any) -> ServiceRuntime:
     """``name``'s runtime on a fresh SQLite file in ``directory`` (migrate it before use);
-    ``bootstrap``: extra arguments for its bootstrap (``clock=``, notifications' ``channels=``)."""
-    make, settings_cls = SERVICES[name]
-    settings = settings_cls(
-        database_url=f"sqlite+aiosqlite:///{directory}/{name}.db",
-        environment="test",
-        kafka_provision_topics=False,
-    )
-    return make(settings, **bootstrap)
+    ``bootstrap``: extra arguments for its bootstrap (``clock=``, notifications' ``channels=``).
+    :func:`tests.runtimes.runtime_on` with a folder."""
+    return runtime_on(name, directory, **bootstrap)
 
 
 async def deliver(runtime: ServiceRuntime, event: Event) -> None:

@@ -33,7 +33,9 @@ async def eventually(
     raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
 
 
-def dose_reduced(patient_id: uuid.UUID | None = None, **overrides: Any) -> DoseReduced:
+def dose_reduced(
+    patient_id: uuid.UUID | None = None, *, occurred_at: datetime | None = None, **overrides: Any
+) -> DoseReduced:
     facts: dict[str, Any] = {
         "plan_id": uuid.uuid4(),
         "step_number": 1,
@@ -47,7 +49,9 @@ def dose_reduced(patient_id: uuid.UUID | None = None, **overrides: Any) -> DoseR
     }
     facts.update(overrides)
     return DoseReduced.create(
-        patient_id=patient_id or uuid.uuid4(), occurred_at=datetime.now(UTC), **facts
+        patient_id=patient_id or uuid.uuid4(),
+        occurred_at=occurred_at or datetime.now(UTC),
+        **facts,
     )
 
 

@@ -14,10 +14,7 @@ import json
 import os
 import random
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -28,20 +25,11 @@ import httpx
 import pytest
 
 from deploy.localstack.browser import PNG_SIGNATURE, screenshot_url
-from services.chassis.auth import Role, issue_dev_token
-from services.chassis.settings import ServiceSettings
-from services.monitoring.domain.reference import ciwa_b_v1
+from tests.e2e.launcher import ROOT, free_port, local_stack, patient_token, red_flag_report
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _until(what: str, probe: Callable[[], T | None], timeout: float) -> T:
@@ -61,59 +49,33 @@ def _until(what: str, probe: Callable[[], T | None], timeout: float) -> T:
 def test_a_red_flag_reports_trace_is_in_zipkin_and_prometheus_scrapes_every_service(
     kafka_bootstrap_servers: str, tmp_path: Path
 ) -> None:
-    ports = {name: _free_port() for name in ("gateway", "pager", "smtp", "zipkin", "prometheus")}
+    ports = {name: free_port() for name in ("gateway", "pager", "smtp", "zipkin", "prometheus")}
     offset = random.randrange(20000, 30000, 10)
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "deploy.localstack.stack",
-            "--kafka-bootstrap", kafka_bootstrap_servers,
-            "--gateway-port", str(ports["gateway"]),
-            "--pager-port", str(ports["pager"]),
-            "--smtp-port", str(ports["smtp"]),
-            "--zipkin-port", str(ports["zipkin"]),
-            "--prometheus-port", str(ports["prometheus"]),
-            "--port-offset", str(offset),
-            "--data", str(tmp_path / "var"),
-            "--startup-timeout", "240",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "TAPER_ENV": "development"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )  # fmt: skip
-    output: list[str] = []
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline() if proc.stdout else ""
-            if not line and proc.poll() is not None:
-                break
-            output.append(line)
-            if line.startswith("READY"):
-                break
-        assert output and output[-1].startswith("READY"), "".join(output)
+    args = [
+        "--kafka-bootstrap", kafka_bootstrap_servers,
+        "--gateway-port", str(ports["gateway"]),
+        "--pager-port", str(ports["pager"]),
+        "--smtp-port", str(ports["smtp"]),
+        "--zipkin-port", str(ports["zipkin"]),
+        "--prometheus-port", str(ports["prometheus"]),
+        "--port-offset", str(offset),
+        "--data", str(tmp_path / "var"),
+        "--startup-timeout", "240",
+    ]  # fmt: skip
+    with local_stack(args, ready_within=300, stop_within=90) as launch:
         zipkin = f"http://127.0.0.1:{ports['zipkin']}"
         prometheus = f"http://127.0.0.1:{ports['prometheus']}"
-        printed = "".join(output)
-        assert f"{zipkin}/zipkin/" in printed and prometheus in printed
+        assert f"{zipkin}/zipkin/" in launch.printed and prometheus in launch.printed
 
         patient = uuid.uuid4()
         request_id = f"redflag-{uuid.uuid4().hex[:12]}"
-        token = issue_dev_token(
-            ServiceSettings(service_name="test"), subject="p", role=Role.PATIENT,
-            patient_id=patient,
-        )  # fmt: skip
-        report = {
-            "instrument": "ciwa-b",
-            "oriented": True,
-            "answers": dict.fromkeys(ciwa_b_v1().patient_items, 0),
-            "red_flags": ["seizure"],
-        }
         created = httpx.post(
             f"http://127.0.0.1:{ports['gateway']}/api/monitoring/patients/{patient}/symptom-reports",
-            json=report,
-            headers={"Authorization": f"Bearer {token}", "X-Request-ID": request_id},
+            json=red_flag_report(),
+            headers={
+                "Authorization": f"Bearer {patient_token(patient)}",
+                "X-Request-ID": request_id,
+            },
             timeout=10,
         )
         assert created.status_code == 201, created.text
@@ -176,11 +138,7 @@ def test_a_red_flag_reports_trace_is_in_zipkin_and_prometheus_scrapes_every_serv
             return values if len(values) == 4 else None
 
         assert set(_until("taper_broker_up from every job", broker_up, 60).values()) == {1.0}
-    finally:
-        proc.send_signal(signal.SIGINT)
-        rest, _ = proc.communicate(timeout=90)
-        output.append(rest)
-    assert proc.returncode == 0, "".join(output)
+    assert launch.proc.returncode == 0, launch.printed
     for port in (ports["zipkin"], ports["prometheus"]):
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still listening"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 import uvicorn
@@ -12,13 +11,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from tests.e2e.launcher import free_port
+
 
 class WebhookReceiver:
     def __init__(self, fail_first: int = 0) -> None:
         self.received: list[dict[str, Any]] = []
         self.fail_first = fail_first
         self.attempts = 0
-        self.port = _free_port()
+        self.port = free_port()
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -46,9 +47,3 @@ class WebhookReceiver:
         assert self._server and self._task
         self._server.should_exit = True
         await self._task
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

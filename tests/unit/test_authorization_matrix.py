@@ -48,7 +48,6 @@ from hypothesis import HealthCheck, given, settings
 
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.clock import FrozenClock
-from services.chassis.migrations import upgrade_to_head
 from services.group_matching.entrypoints.api import ADMIN_SCOPE as GROUP_MATCHING_ADMIN
 from services.notifications.adapters.channels import ChannelKind, RecordingChannel
 from services.notifications.adapters.orm import escalations
@@ -58,12 +57,12 @@ from tests.all_services import (
     SERVICES,
     api_operations,
     deliver,
-    sqlite_runtime,
     without_security,
 )
 from tests.helpers import dose_reduced, red_flag_threshold
+from tests.plans import PLAN_BODY
+from tests.runtimes import migrated_runtime
 from tests.unit.scheduler.support import NOW  # a Monday; PLAN_BODY starts a week later
-from tests.unit.scheduler.test_plan_lifecycle import BODY as PLAN_BODY
 
 T = TypeVar("T")
 PATIENT = uuid.uuid4()
@@ -414,8 +413,7 @@ class Service:
         extra: dict[str, Any] = {}
         if name == "notifications":  # pages and messages go to recording fakes
             extra["channels"] = {kind: RecordingChannel(kind) for kind in ChannelKind}
-        self.runtime = sqlite_runtime(name, directory, clock=self.clock, **extra)
-        self.run(upgrade_to_head(self.runtime.engine, name))
+        self.runtime = self.run(migrated_runtime(name, directory, clock=self.clock, **extra))
         self.client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=self.runtime.app), base_url="http://test"
         )

@@ -18,10 +18,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.chassis.clock import FrozenClock
-from services.chassis.migrations import upgrade_to_head
 from services.notifications.adapters.channels import ChannelKind, RecordingChannel
-from tests.all_services import SERVICES, deliver, sqlite_runtime
+from tests.all_services import SERVICES, deliver
 from tests.helpers import red_flag_threshold
+from tests.runtimes import migrated_runtime
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 MARK = "zzphi"
@@ -80,8 +80,7 @@ async def _scrape(
     extra = {}
     if service == "notifications":
         extra["channels"] = {kind: RecordingChannel(kind) for kind in ChannelKind}
-    runtime = sqlite_runtime(service, tmp_path, clock=clock, **extra)
-    await upgrade_to_head(runtime.engine, service)
+    runtime = await migrated_runtime(service, tmp_path, clock=clock, **extra)
     runtime.sampler._min_interval_s = 0
     patient = uuid.uuid4()
     try:

@@ -8,7 +8,6 @@ SQLAlchemy's statement parameters held the value); SQLite stores it, so only thi
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,12 +17,9 @@ import sqlalchemy as sa
 
 from contracts import ThresholdExceeded, event_class
 from services.chassis.auth import Role, issue_dev_token
-from services.chassis.clock import FrozenClock
-from services.chassis.migrations import upgrade_to_head
 from services.chassis.runtime import ServiceRuntime
-from services.monitoring.bootstrap import bootstrap
 from services.monitoring.domain import instruments
-from services.monitoring.settings import MonitoringSettings
+from tests.runtimes import client_fixture, runtime_fixture
 
 pytestmark = [pytest.mark.postgres]
 
@@ -32,23 +28,9 @@ PATIENT = uuid.uuid4()
 BASE = f"/api/monitoring/patients/{PATIENT}"
 
 
-@pytest.fixture
-async def runtime(fresh_pg_dsn: str) -> AsyncIterator[ServiceRuntime]:
-    settings = MonitoringSettings(
-        database_url=fresh_pg_dsn, environment="test", kafka_provision_topics=False
-    )
-    rt = bootstrap(settings, clock=FrozenClock(datetime(2026, 3, 2, 9, tzinfo=UTC)))
-    await upgrade_to_head(rt.engine, "monitoring")
-    yield rt
-    await rt.engine.dispose()
-
-
-@pytest.fixture
-async def client(runtime: ServiceRuntime) -> AsyncIterator[httpx.AsyncClient]:
-    # raise_app_exceptions=True (the default): an error escaping the app fails the test.
-    transport = httpx.ASGITransport(app=runtime.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-        yield c
+runtime = runtime_fixture("monitoring", at=datetime(2026, 3, 2, 9, tzinfo=UTC), on="postgres")
+# raise_app_exceptions=True (ASGITransport's default): an error escaping the app fails the test.
+client = client_fixture()
 
 
 def auth(runtime: ServiceRuntime, role: Role, **claims: Any) -> dict[str, str]:

@@ -11,11 +11,11 @@ import sqlalchemy as sa
 from opentelemetry.sdk.trace import TracerProvider
 
 from services.chassis.clock import FrozenClock
-from services.chassis.db import make_engine, make_session_factory
-from services.chassis.migrations import upgrade_to_head
+from services.chassis.db import make_session_factory
 from services.chassis.timers import DueTimer, TimerPoller
 from services.chassis.uow import UnitOfWork, UnitOfWorkFactory
 from services.notifications.adapters.orm import metadata
+from tests.runtimes import migrated_engine
 
 pytestmark = [pytest.mark.postgres]
 
@@ -25,8 +25,8 @@ NOW = datetime(2026, 3, 3, 14, tzinfo=UTC)
 async def test_a_slow_timer_does_not_hold_up_the_others_and_each_fires_once(
     fresh_pg_dsn: str,
 ) -> None:
-    engine = make_engine(fresh_pg_dsn)
-    await upgrade_to_head(engine, "notifications")  # any service's schema has the timers table
+    # any service's schema has the timers table
+    engine = await migrated_engine("notifications", fresh_pg_dsn)
     uow_factory = UnitOfWorkFactory(make_session_factory(engine), FrozenClock(NOW), metadata)
     async with uow_factory() as uow:
         await uow.schedule_timer("slow", "s", NOW - timedelta(seconds=2))

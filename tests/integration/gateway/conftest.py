@@ -1,4 +1,5 @@
-"""Fixture of the gateway tests: the four services behind the real nginx gateway."""
+"""Fixtures of the gateway tests: the four services behind the real nginx gateway, and headless
+Chromium for the pages (skipped, or failed on CI, where there is none)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.plugins.infra import serving
+from deploy.localstack.browser import BrowserUnavailable, find_chromium
+from tests.plugins.infra import serving, unavailable
 from tests.support.served import Served, ServedApps
 
 
@@ -21,3 +23,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             yield Served(running.url, apps)
     finally:
         apps.close()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    try:
+        return find_chromium(install=True)
+    except BrowserUnavailable as exc:
+        unavailable(f"headless chromium unavailable: {exc}")
+        raise  # unreachable: unavailable() skips or fails

@@ -11,21 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
-from deploy.localstack.browser import BrowserUnavailable, dump_dom_url, find_chromium
+from deploy.localstack.browser import dump_dom_url
 from deploy.localstack.gateway import MERGED_OPENAPI
-from tests.plugins.infra import unavailable
 from tests.support.served import Served
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    try:
-        return find_chromium(install=True)
-    except BrowserUnavailable as exc:
-        unavailable(f"headless chromium unavailable: {exc}")
-        raise  # unreachable: unavailable() skips or fails
 
 
 def _missing_operations(dom: str, document: dict[str, Any]) -> list[str]:

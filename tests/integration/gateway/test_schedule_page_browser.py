@@ -24,30 +24,18 @@ import pytest
 
 from deploy.localstack.browser import (
     PNG_SIGNATURE,
-    BrowserUnavailable,
     dump_dom,
-    find_chromium,
     screenshot,
 )
 from services.chassis.auth import Role, issue_dev_token
 from services.scheduler.adapters.stored_plan import record_to_plan
 from services.scheduler.domain.patient_schedule import catalogue_v1, say_regimen, say_step
 from services.scheduler.entrypoints.dispensing_api import products_on_file
-from tests.plugins.infra import unavailable
+from tests.plans import PLAN_BODY as BODY
 from tests.support.served import Served
-from tests.unit.scheduler.test_plan_lifecycle import BODY
 
 pytestmark = pytest.mark.browser
 WIDTH, HEIGHT = 1000, 1400
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    try:
-        return find_chromium(install=True)
-    except BrowserUnavailable as exc:
-        unavailable(f"headless chromium unavailable: {exc}")
-        raise  # unreachable: unavailable() skips or fails
 
 
 def png_facts(data: bytes) -> tuple[int, int, int]:

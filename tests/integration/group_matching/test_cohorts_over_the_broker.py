@@ -31,7 +31,7 @@ from services.chassis.clock import FrozenClock
 from services.group_matching.adapters.orm import parked_stage_events, patient_stages
 from services.group_matching.bootstrap import bootstrap
 from services.group_matching.settings import GroupMatchingSettings
-from tests.helpers import eventually, produce_raw, read_topic
+from tests.helpers import dose_reduced, eventually, produce_raw, read_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -43,8 +43,8 @@ def _record(event: Any) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
 
 
 def _dose(patient: uuid.UUID, plan: uuid.UUID, step: int, before: str, after: str) -> DoseReduced:
-    return DoseReduced.create(
-        patient_id=patient,
+    return dose_reduced(
+        patient,
         occurred_at=NOW,
         plan_id=plan,
         step_number=step,
@@ -52,8 +52,6 @@ def _dose(patient: uuid.UUID, plan: uuid.UUID, step: int, before: str, after: st
         previous_daily_dose_mg=Decimal(before),
         new_daily_dose_mg=Decimal(after),
         effective_on=date(2026, 3, 2),
-        taper_stage="active",
-        approved_by_decision_id=uuid.uuid4(),
         half_life_class="short",
     )
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import httpx
@@ -16,25 +15,14 @@ import pytest
 import sqlalchemy as sa
 
 from services.chassis.auth import Role, issue_dev_token
-from services.chassis.clock import FrozenClock
-from services.chassis.migrations import upgrade_to_head
 from services.chassis.runtime import ServiceRuntime
-from services.monitoring.bootstrap import bootstrap
 from services.monitoring.domain import instruments
-from services.monitoring.settings import MonitoringSettings
+from tests.runtimes import runtime_fixture
 
 pytestmark = [pytest.mark.postgres]
 
 
-@pytest.fixture
-async def runtime(fresh_pg_dsn: str) -> AsyncIterator[ServiceRuntime]:
-    settings = MonitoringSettings(
-        database_url=fresh_pg_dsn, environment="test", kafka_provision_topics=False
-    )
-    rt = bootstrap(settings, clock=FrozenClock(datetime(2026, 3, 2, 9, tzinfo=UTC)))
-    await upgrade_to_head(rt.engine, "monitoring")
-    yield rt
-    await rt.engine.dispose()
+runtime = runtime_fixture("monitoring", at=datetime(2026, 3, 2, 9, tzinfo=UTC), on="postgres")
 
 
 async def test_one_key_submitted_twice_at_once_stores_one_report_and_answers_both(

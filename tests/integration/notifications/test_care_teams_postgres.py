@@ -14,13 +14,11 @@ import pytest
 
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.clock import FrozenClock
-from services.chassis.migrations import upgrade_to_head
 from services.chassis.runtime import ServiceRuntime
-from services.notifications.bootstrap import bootstrap
 from services.notifications.service_layer import escalations
-from services.notifications.settings import NotificationsSettings
 from tests.helpers import red_flag_threshold
 from tests.notifications_receivers import HttpReceiver
+from tests.runtimes import service_runtime
 
 pytestmark = [pytest.mark.postgres]
 
@@ -35,17 +33,11 @@ async def service(
 ) -> AsyncIterator[tuple[ServiceRuntime, FrozenClock, HttpReceiver]]:
     async with HttpReceiver() as http:
         clock = FrozenClock(NOW)
-        settings = NotificationsSettings(
-            database_url=fresh_pg_dsn,
-            environment="test",
-            kafka_provision_topics=False,
-            page_webhook_url=http.url("/pages"),
-            public_base_url="http://test",
-        )
-        runtime = bootstrap(settings, clock=clock)
-        await upgrade_to_head(runtime.engine, "notifications")
-        yield runtime, clock, http
-        await runtime.engine.dispose()
+        settings = {"page_webhook_url": http.url("/pages"), "public_base_url": "http://test"}
+        async with service_runtime(
+            "notifications", fresh_pg_dsn, settings=settings, clock=clock
+        ) as runtime:
+            yield runtime, clock, http
 
 
 async def start(runtime: ServiceRuntime, patient: uuid.UUID, at: datetime) -> None:

@@ -9,30 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 import sqlalchemy as sa
 
-from services.chassis.migrations import upgrade_to_head
 from services.chassis.runtime import ServiceRuntime
-from services.notifications.bootstrap import bootstrap
 from services.notifications.service_layer import feed
-from services.notifications.settings import NotificationsSettings
 from tests.helpers import eventually
+from tests.runtimes import runtime_fixture
 
 pytestmark = [pytest.mark.postgres]
 
 
-@pytest.fixture
-async def runtime(fresh_pg_dsn: str) -> AsyncIterator[ServiceRuntime]:
-    settings = NotificationsSettings(
-        database_url=fresh_pg_dsn, environment="test", kafka_provision_topics=False
-    )
-    rt = bootstrap(settings)
-    await upgrade_to_head(rt.engine, "notifications")
-    yield rt
-    await rt.engine.dispose()
+runtime = runtime_fixture("notifications", frozen=False, on="postgres")
 
 
 async def test_a_second_feed_writer_waits_for_the_first_so_ids_commit_in_order(

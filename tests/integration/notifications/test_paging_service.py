@@ -21,11 +21,10 @@ from contracts import DoseReduced, Event
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.clock import FrozenClock
 from services.chassis.runtime import ServiceRuntime
-from services.notifications.bootstrap import bootstrap
 from services.notifications.service_layer import escalations, patient_messages
-from services.notifications.settings import NotificationsSettings
 from tests.helpers import red_flag_threshold
 from tests.notifications_receivers import HttpReceiver, SmtpReceiver
+from tests.runtimes import service_runtime
 
 pytestmark = [pytest.mark.postgres]
 
@@ -45,21 +44,16 @@ async def service(
 ) -> AsyncIterator[tuple[ServiceRuntime, FrozenClock]]:
     smtp, http = receivers
     clock = FrozenClock(NOW)
-    settings = NotificationsSettings(
-        database_url=fresh_pg_dsn,
-        environment="test",
-        kafka_provision_topics=False,
-        smtp_port=smtp.port,
-        sms_base_url=http.url("/sms"),
-        page_webhook_url=http.url("/pages"),
-        public_base_url="http://test",
-    )
-    runtime = bootstrap(settings, clock=clock)
-    from services.chassis.migrations import upgrade_to_head
-
-    await upgrade_to_head(runtime.engine, "notifications")
-    yield runtime, clock
-    await runtime.engine.dispose()
+    settings = {
+        "smtp_port": smtp.port,
+        "sms_base_url": http.url("/sms"),
+        "page_webhook_url": http.url("/pages"),
+        "public_base_url": "http://test",
+    }
+    async with service_runtime(
+        "notifications", fresh_pg_dsn, settings=settings, clock=clock
+    ) as runtime:
+        yield runtime, clock
 
 
 async def handle(runtime: ServiceRuntime, handler: object, event: Event) -> None:

@@ -11,42 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
 from services.chassis.auth import Role, issue_dev_token
-from services.chassis.clock import FrozenClock
-from services.chassis.migrations import upgrade_to_head
 from services.chassis.runtime import ServiceRuntime
-from services.scheduler.bootstrap import bootstrap
-from services.scheduler.settings import SchedulerSettings
+from tests.plans import PLAN_BODY
+from tests.runtimes import runtime_fixture
 
 pytestmark = [pytest.mark.postgres]
 
-BODY: dict[str, Any] = {
-    "drug": "diazepam",
-    "administrations_mg": ["5", "5"],
-    "duration_weeks": 30,
-    "age": 40,
-    "start_on": "2026-01-12",
-    "formulations": ["diazepam_tab_2mg", "diazepam_tab_5mg", "diazepam_sol_1mg_ml"],
-}
+BODY = PLAN_BODY
 
 
-@pytest.fixture
-async def runtime(fresh_pg_dsn: str) -> AsyncIterator[ServiceRuntime]:
-    settings = SchedulerSettings(
-        database_url=fresh_pg_dsn, environment="test", kafka_provision_topics=False
-    )
-    rt = bootstrap(settings, clock=FrozenClock(datetime(2026, 1, 5, 9, tzinfo=UTC)))
-    await upgrade_to_head(rt.engine, "scheduler")
-    yield rt
-    await rt.engine.dispose()
+runtime = runtime_fixture("scheduler", at=datetime(2026, 1, 5, 9, tzinfo=UTC), on="postgres")
 
 
 def clinician(runtime: ServiceRuntime, patient: uuid.UUID, subject: str) -> dict[str, str]:

@@ -20,19 +20,13 @@ from services.chassis.clock import FrozenClock
 from services.chassis.runtime import ServiceRuntime
 from services.scheduler.bootstrap import bootstrap
 from services.scheduler.settings import SchedulerSettings
+from tests import plans
 from tests.helpers import eventually, read_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
 NOW = datetime(2026, 1, 5, 9, tzinfo=UTC)
-BODY: dict[str, Any] = {
-    "drug": "diazepam",
-    "administrations_mg": ["5", "5"],
-    "duration_weeks": 30,
-    "age": 40,
-    "start_on": "2026-01-12",
-    "formulations": ["diazepam_tab_2mg", "diazepam_tab_5mg", "diazepam_sol_1mg_ml"],
-}
+BODY = plans.PLAN_BODY
 
 
 async def approve_plan(
@@ -43,13 +37,8 @@ async def approve_plan(
     )
     headers = {"Authorization": f"Bearer {token}"}
     client = http_client_for(runtime.app)
-    base = f"/api/scheduler/patients/{patient}/plans"
-    r = await client.post(base, json=BODY, headers=headers)
-    assert r.status_code == 201, r.text
-    r = await client.post(f"{base}/{r.json()['id']}/approve", json={}, headers=headers)
-    assert r.status_code == 200, r.text
-    plan: dict[str, Any] = r.json()
-    return plan
+    draft = await plans.draft_plan(client, headers, patient=patient)
+    return await plans.approve_plan(client, headers, draft["id"], patient=patient)
 
 
 def day_after(plan: dict[str, Any], step: int) -> datetime:

@@ -4,16 +4,9 @@ the schedule renumbered after an adjustment. The same tests, another database.""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import httpx
 import pytest
 
-from services.chassis.clock import FrozenClock
-from services.chassis.migrations import upgrade_to_head
-from services.chassis.runtime import ServiceRuntime
-from services.scheduler.bootstrap import bootstrap
-from services.scheduler.settings import SchedulerSettings
+from tests.runtimes import client_fixture, runtime_fixture
 from tests.unit.scheduler.support import NOW
 from tests.unit.scheduler.test_plan_views import (  # noqa: F401 - fixtures and tests, collected here
     clinician,
@@ -27,19 +20,5 @@ from tests.unit.scheduler.test_plan_views import (  # noqa: F401 - fixtures and 
 pytestmark = [pytest.mark.postgres]
 
 
-@pytest.fixture
-async def runtime(fresh_pg_dsn: str) -> AsyncIterator[ServiceRuntime]:
-    settings = SchedulerSettings(
-        database_url=fresh_pg_dsn, environment="test", kafka_provision_topics=False
-    )
-    rt = bootstrap(settings, clock=FrozenClock(NOW))
-    await upgrade_to_head(rt.engine, "scheduler")
-    yield rt
-    await rt.engine.dispose()
-
-
-@pytest.fixture
-async def client(runtime: ServiceRuntime) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=runtime.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-        yield c
+runtime = runtime_fixture("scheduler", at=NOW, on="postgres")
+client = client_fixture()

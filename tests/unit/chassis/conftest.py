@@ -11,16 +11,15 @@ import sqlalchemy as sa
 
 from contracts import DoseReduced
 from services.chassis.clock import FrozenClock
-from services.chassis.db import make_engine, make_session_factory
-from services.chassis.migrations import upgrade_to_head
+from services.chassis.db import make_session_factory
 from services.chassis.uow import UnitOfWork, UnitOfWorkFactory
 from services.monitoring.adapters.orm import dose_history, metadata
+from tests.runtimes import migrated_engine
 
 
 @pytest.fixture
 async def uow_factory(tmp_path: Path) -> AsyncIterator[UnitOfWorkFactory]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/monitoring.db")
-    await upgrade_to_head(engine, "monitoring")
+    engine = await migrated_engine("monitoring", tmp_path)
     yield UnitOfWorkFactory(make_session_factory(engine), FrozenClock(), metadata)
     await engine.dispose()
 

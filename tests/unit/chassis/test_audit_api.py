@@ -4,35 +4,19 @@ by patient, actor, outcome and time; only ops may read it, and reading it is aud
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
-import pytest
 
 from services.chassis.auth import Role, issue_dev_token
-from services.chassis.clock import FrozenClock
-from services.chassis.migrations import upgrade_to_head
 from services.chassis.runtime import ServiceRuntime
-from services.group_matching.bootstrap import bootstrap
-from services.group_matching.settings import GroupMatchingSettings
+from tests.runtimes import runtime_fixture
 
 NOW = datetime(2026, 3, 2, 15, tzinfo=UTC)
 PATIENT, OTHER = uuid.uuid4(), uuid.uuid4()
 
 
-@pytest.fixture
-async def runtime(tmp_path: Path) -> AsyncIterator[ServiceRuntime]:
-    settings = GroupMatchingSettings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/gm.db",
-        environment="test",
-        kafka_provision_topics=False,
-    )
-    rt = bootstrap(settings, clock=FrozenClock(NOW))
-    await upgrade_to_head(rt.engine, "group_matching")
-    yield rt
-    await rt.engine.dispose()
+runtime = runtime_fixture("group_matching", at=NOW)
 
 
 def bearer(rt: ServiceRuntime, role: Role, subject: str, **claims: object) -> dict[str, str]:

@@ -11,13 +11,13 @@ import sqlalchemy as sa
 from fastapi import HTTPException
 
 from services.chassis.clock import FrozenClock
-from services.chassis.db import make_engine, make_session_factory
+from services.chassis.db import make_session_factory
 from services.chassis.idempotency import fingerprint, valid_key
-from services.chassis.migrations import upgrade_to_head
 from services.chassis.preconditions import check_if_match
 from services.chassis.retention import RetentionPolicy, RetentionPruner
 from services.chassis.uow import UnitOfWorkFactory
 from services.monitoring.adapters.orm import metadata
+from tests.runtimes import migrated_engine
 
 
 def test_the_fingerprint_is_the_json_not_its_layout() -> None:
@@ -69,8 +69,7 @@ def test_if_match(if_match: str | None, current: str | None, ok: bool) -> None:
 
 
 async def test_keys_are_pruned_after_24_real_hours(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/m.db")
-    await upgrade_to_head(engine, "monitoring")
+    engine = await migrated_engine("monitoring", tmp_path)
     clock = FrozenClock(scale=1440)  # a day of the clock is a real minute: keys stay 24 real h
     uows = UnitOfWorkFactory(make_session_factory(engine), clock, metadata)
     async with uows() as uow:

@@ -28,7 +28,6 @@ from services.chassis.deadletter import DeadLetters
 from services.chassis.errors import PermanentError
 from services.chassis.http import create_app
 from services.chassis.metrics import ServiceMetrics
-from services.chassis.migrations import upgrade_to_head
 from services.chassis.outage import InfrastructureUnavailable
 from services.chassis.outbox import OutboxRelay
 from services.chassis.sampling import StateSampler
@@ -38,6 +37,7 @@ from services.chassis.timers import DueTimer, TimerPoller
 from services.chassis.uow import UnitOfWork, UnitOfWorkFactory
 from services.monitoring.adapters.orm import metadata
 from tests.helpers import dose_reduced
+from tests.runtimes import migrated_engine
 from tests.unit.chassis.test_consumer import FakeDeadLetters, FakeMessage, insert_dose
 
 MARK = "zzphi"  # synthetic PHI: in messages and headers, never in a metric
@@ -273,8 +273,7 @@ async def _acknowledged() -> None:
 async def test_the_relay_counts_published_rows_and_the_sample_reports_the_backlog(
     reader: InMemoryMetricReader, metrics: ServiceMetrics, tmp_path: Path
 ) -> None:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/monitoring.db")
-    await upgrade_to_head(engine, "monitoring")
+    engine = await migrated_engine("monitoring", tmp_path)
     clock = FrozenClock()
     factory = UnitOfWorkFactory(make_session_factory(engine), clock, metadata)
     broker = FlakyBroker()

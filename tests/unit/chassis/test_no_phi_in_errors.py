@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,16 +25,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from pydantic import BaseModel
 
 from services.chassis.auth import Role, issue_dev_token
-from services.chassis.clock import FrozenClock
 from services.chassis.db import make_engine
 from services.chassis.http import create_app
 from services.chassis.logs import configure_logging
-from services.chassis.migrations import upgrade_to_head
 from services.chassis.runtime import ServiceRuntime
 from services.chassis.settings import ServiceSettings
 from services.chassis.text import FreeText
-from services.group_matching.bootstrap import bootstrap
-from services.group_matching.settings import GroupMatchingSettings
+from tests.runtimes import runtime_fixture
 
 MARK = "Jane Q. Marker 1961-02-03"  # synthetic PHI: must never come back out
 
@@ -118,17 +114,7 @@ async def test_database_errors_do_not_carry_the_bound_parameters(tmp_path: Path)
     assert "hidden due to hide_parameters" in str(caught.value)
 
 
-@pytest.fixture
-async def runtime(tmp_path: Path) -> AsyncIterator[ServiceRuntime]:
-    settings = GroupMatchingSettings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/gm.db",
-        environment="test",
-        kafka_provision_topics=False,
-    )
-    rt = bootstrap(settings, clock=FrozenClock(datetime(2026, 3, 2, 15, tzinfo=UTC)))
-    await upgrade_to_head(rt.engine, "group_matching")
-    yield rt
-    await rt.engine.dispose()
+runtime = runtime_fixture("group_matching", at=datetime(2026, 3, 2, 15, tzinfo=UTC))
 
 
 @pytest.mark.parametrize(

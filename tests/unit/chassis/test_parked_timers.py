@@ -20,15 +20,15 @@ from sqlalchemy.exc import OperationalError
 
 from services.chassis import ops
 from services.chassis.clock import FrozenClock
-from services.chassis.db import make_engine, make_session_factory
+from services.chassis.db import make_session_factory
 from services.chassis.errors import PermanentError
 from services.chassis.metrics import ServiceMetrics
-from services.chassis.migrations import upgrade_to_head
 from services.chassis.retention import RetentionPolicy, RetentionPruner
 from services.chassis.telemetry import make_meter_provider
 from services.chassis.timers import DueTimer, TimerPoller
 from services.chassis.uow import UnitOfWork, UnitOfWorkFactory
 from services.notifications.adapters.orm import metadata
+from tests.runtimes import migrated_engine
 
 NOW = datetime(2026, 3, 3, 14, tzinfo=UTC)
 MARK = "Jane Q. Marker"  # synthetic PHI in the payload: never in a log line or a listing
@@ -55,8 +55,8 @@ async def test_a_failing_timer_is_parked_visibly_kept_and_retried(
 async def check_parking(
     database_url: str, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    engine = make_engine(database_url)
-    await upgrade_to_head(engine, "notifications")  # any service's schema has the timers table
+    # any service's schema has the timers table
+    engine = await migrated_engine("notifications", database_url)
     clock = FrozenClock(NOW)
     uows = UnitOfWorkFactory(make_session_factory(engine), clock, metadata)
     async with uows() as uow:
@@ -154,8 +154,7 @@ def test_a_parked_gauge_label_is_an_identifier() -> None:
 async def test_a_database_outage_defers_a_timer_without_using_up_its_attempts(
     tmp_path: Path,
 ) -> None:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/n.db")
-    await upgrade_to_head(engine, "notifications")
+    engine = await migrated_engine("notifications", tmp_path)
     clock = FrozenClock(NOW)
     uows = UnitOfWorkFactory(make_session_factory(engine), clock, metadata)
     async with uows() as uow:
@@ -194,8 +193,7 @@ async def test_on_a_scaled_clock_a_failing_timer_waits_real_seconds_before_its_r
 ) -> None:
     """Backoff waits for something in the real world to recover: at 1,440x, 2 s counted on the
     clock would be 1.4 ms, and a timer would use up its attempts and park within a second."""
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/n.db")
-    await upgrade_to_head(engine, "notifications")
+    engine = await migrated_engine("notifications", tmp_path)
     clock = FrozenClock(NOW, scale=1440)
     uows = UnitOfWorkFactory(make_session_factory(engine), clock, metadata)
     async with uows() as uow:

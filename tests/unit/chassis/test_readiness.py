@@ -17,16 +17,14 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from deploy.localstack.logrotate import RotatingLog, rotate_if_large
-from services.chassis.migrations import upgrade_to_head
 from services.chassis.telemetry import QuietExporter, make_tracer_provider
-from tests.all_services import sqlite_runtime
+from tests.runtimes import migrated_runtime
 
 
 async def test_ready_needs_the_database_only_and_health_tells_the_broker_is_down(
     tmp_path: Path,
 ) -> None:
-    runtime = sqlite_runtime("monitoring", tmp_path)  # no broker anywhere
-    await upgrade_to_head(runtime.engine, "monitoring")
+    runtime = await migrated_runtime("monitoring", tmp_path)  # no broker anywhere
     transport = httpx.ASGITransport(app=runtime.app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:

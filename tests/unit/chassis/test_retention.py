@@ -9,12 +9,12 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from services.chassis.clock import FrozenClock
-from services.chassis.db import make_engine, make_session_factory
-from services.chassis.migrations import upgrade_to_head
+from services.chassis.db import make_session_factory
 from services.chassis.retention import RetentionPolicy, RetentionPruner
 from services.chassis.uow import UnitOfWorkFactory
 from services.monitoring.adapters.orm import metadata
 from tests.helpers import dose_reduced
+from tests.runtimes import migrated_engine
 
 
 async def test_only_expired_published_processed_or_finished_rows_go(tmp_path: Path) -> None:
@@ -23,8 +23,7 @@ async def test_only_expired_published_processed_or_finished_rows_go(tmp_path: Pa
 
 async def check_pruning(database_url: str) -> None:
     """Shared with the PostgreSQL integration test: the same rows, the same verdicts."""
-    engine = make_engine(database_url)
-    await upgrade_to_head(engine, "monitoring")
+    engine = await migrated_engine("monitoring", database_url)
     clock = FrozenClock()
     uows = UnitOfWorkFactory(make_session_factory(engine), clock, metadata)
     old, recent = clock.now() - timedelta(days=40), clock.now() - timedelta(days=1)
@@ -76,8 +75,7 @@ async def test_on_a_scaled_clock_rows_are_kept_for_real_time_not_clock_time(
 ) -> None:
     """At 1,440x, 40 clock days are 40 real minutes: an inbox row that young must stay, or a
     redelivery Kafka still holds would be handled a second time."""
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/m.db")
-    await upgrade_to_head(engine, "monitoring")
+    engine = await migrated_engine("monitoring", tmp_path)
     clock = FrozenClock(scale=1440)
     uows = UnitOfWorkFactory(make_session_factory(engine), clock, metadata)
     async with uows() as uow:

@@ -13,17 +13,16 @@ import sqlalchemy as sa
 
 from services.chassis.aggregate import Aggregate
 from services.chassis.clock import FrozenClock
-from services.chassis.db import make_engine, make_session_factory
-from services.chassis.migrations import upgrade_to_head
+from services.chassis.db import make_session_factory
 from services.chassis.uow import CommitEffects, UnitOfWorkFactory
 from services.monitoring.adapters.orm import metadata
 from tests.helpers import dose_reduced
+from tests.runtimes import migrated_engine
 
 
 @pytest.fixture
 async def uows(tmp_path: Path) -> AsyncIterator[tuple[UnitOfWorkFactory, list[CommitEffects]]]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/m.db")
-    await upgrade_to_head(engine, "monitoring")
+    engine = await migrated_engine("monitoring", tmp_path)
     factory = UnitOfWorkFactory(make_session_factory(engine), FrozenClock(), metadata)
     woken: list[CommitEffects] = []
     factory.after_commit = woken.append

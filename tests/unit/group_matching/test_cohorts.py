@@ -27,12 +27,10 @@ from contracts import (
 )
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.clock import FrozenClock
-from services.chassis.migrations import upgrade_to_head
 from services.chassis.runtime import ServiceRuntime
-from services.group_matching.bootstrap import bootstrap
 from services.group_matching.entrypoints.consumers import SUBSCRIPTIONS
-from services.group_matching.settings import GroupMatchingSettings
-from tests.helpers import red_flag_threshold
+from tests.helpers import dose_reduced, red_flag_threshold
+from tests.runtimes import asgi_client, service_runtime
 
 NOW = datetime(2026, 3, 2, 15, tzinfo=UTC)  # a Monday
 HANDLERS = {s.topic.event: s.handler for s in SUBSCRIPTIONS}
@@ -97,24 +95,18 @@ class Stack:
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     clock = FrozenClock(NOW)
-    settings = GroupMatchingSettings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/gm.db",
-        environment="test",
-        kafka_provision_topics=False,
-    )
-    runtime = bootstrap(settings, clock=clock)
-    await upgrade_to_head(runtime.engine, "group_matching")
-    transport = httpx.ASGITransport(app=runtime.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with (
+        service_runtime("group_matching", tmp_path, clock=clock) as runtime,
+        asgi_client(runtime.app) as client,
+    ):
         yield Stack(runtime, clock, client)
-    await runtime.engine.dispose()
 
 
 def dose(
     patient: uuid.UUID, plan: uuid.UUID, step: int, before: str, after: str, at: datetime
 ) -> DoseReduced:
-    return DoseReduced.create(
-        patient_id=patient,
+    return dose_reduced(
+        patient,
         occurred_at=at,
         plan_id=plan,
         step_number=step,
@@ -122,8 +114,6 @@ def dose(
         previous_daily_dose_mg=Decimal(before),
         new_daily_dose_mg=Decimal(after),
         effective_on=date(2026, 3, 2),
-        taper_stage="active",
-        approved_by_decision_id=uuid.uuid4(),
         half_life_class="short",
     )
 

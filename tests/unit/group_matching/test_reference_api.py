@@ -4,8 +4,6 @@ added to the domain is served and accepted without touching the endpoint."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 from zoneinfo import available_timezones
 
@@ -17,16 +15,12 @@ from services.chassis.auth import Role, issue_dev_token
 from services.chassis.runtime import ServiceRuntime
 from services.group_matching.domain import placement
 from services.group_matching.entrypoints.api import ModeratorIn, ParticipationIn
-from tests.all_services import sqlite_runtime
+from tests.runtimes import runtime_fixture
 
 PREFIX = "/api/group-matching/reference"
 
 
-@pytest.fixture
-async def runtime(tmp_path: Path) -> AsyncIterator[ServiceRuntime]:
-    rt = sqlite_runtime("group_matching", tmp_path)
-    yield rt
-    await rt.engine.dispose()
+runtime = runtime_fixture("group_matching", frozen=False, migrate=False)
 
 
 async def read(runtime: ServiceRuntime, path: str) -> Any:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,11 +23,8 @@ from contracts import (
     topics_consumed_by,
 )
 from services.chassis.auth import Role, issue_dev_token
-from services.chassis.clock import FrozenClock
-from services.chassis.migrations import upgrade_to_head
 from services.chassis.runtime import ServiceRuntime
 from services.group_matching.adapters.orm import parked_stage_events, patient_stages
-from services.group_matching.bootstrap import bootstrap
 from services.group_matching.domain.model import (
     ACTIVE,
     COMPLETED,
@@ -43,7 +38,8 @@ from services.group_matching.domain.model import (
 from services.group_matching.domain.reference import StageRules, stages_v1
 from services.group_matching.entrypoints.consumers import SUBSCRIPTIONS
 from services.group_matching.service_layer import stages
-from services.group_matching.settings import GroupMatchingSettings
+from tests import helpers
+from tests.runtimes import runtime_fixture
 
 D = Decimal
 
@@ -106,17 +102,7 @@ def test_property_stage_is_monotone_in_dose(start: Decimal, fraction: Decimal) -
 
 
 # --- the handler and the API ------------------------------------------------------------------
-@pytest.fixture
-async def runtime(tmp_path: Path) -> AsyncIterator[ServiceRuntime]:
-    settings = GroupMatchingSettings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/gm.db",
-        environment="test",
-        kafka_provision_topics=False,
-    )
-    rt = bootstrap(settings, clock=FrozenClock(datetime(2026, 2, 1, tzinfo=UTC)))
-    await upgrade_to_head(rt.engine, "group_matching")
-    yield rt
-    await rt.engine.dispose()
+runtime = runtime_fixture("group_matching", at=datetime(2026, 2, 1, tzinfo=UTC))
 
 
 T0 = datetime(2026, 1, 19, tzinfo=UTC)
@@ -131,18 +117,15 @@ def dose_reduced(
     at: datetime = T0,
     taper_stage: str = "active",
 ) -> DoseReduced:
-    return DoseReduced.create(
-        patient_id=patient,
+    return helpers.dose_reduced(
+        patient,
         occurred_at=at,
         plan_id=plan,
         step_number=step,
-        drug="diazepam",
         previous_daily_dose_mg=D(prev),
         new_daily_dose_mg=D(new),
         effective_on=date(2026, 1, 19),
         taper_stage=taper_stage,
-        approved_by_decision_id=uuid.uuid4(),
-        half_life_class="long",
     )
 
 

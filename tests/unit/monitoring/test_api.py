@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,13 +17,10 @@ from contracts import EscalationResolved, Event, PageAcknowledged, ThresholdExce
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.clock import FrozenClock
 from services.chassis.errors import PermanentError
-from services.chassis.migrations import upgrade_to_head
 from services.chassis.runtime import ServiceRuntime
 from services.monitoring.adapters.orm import dose_history
-from services.monitoring.bootstrap import bootstrap
 from services.monitoring.domain import instruments
 from services.monitoring.service_layer.episodes import record_acknowledgement
-from services.monitoring.settings import MonitoringSettings
 
 NOW = datetime(2026, 3, 2, 9, tzinfo=UTC)
 PATIENT = uuid.uuid4()
@@ -36,26 +31,6 @@ CIWA_ITEMS = [
     for i in instruments.definition("ciwa-b", "1").items
     if i.code not in instruments.definition("ciwa-b", "1").observed_items
 ]
-
-
-@pytest.fixture
-async def runtime(tmp_path: Path) -> AsyncIterator[ServiceRuntime]:
-    settings = MonitoringSettings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/monitoring.db",
-        environment="test",
-        kafka_provision_topics=False,
-    )
-    rt = bootstrap(settings, clock=FrozenClock(NOW))
-    await upgrade_to_head(rt.engine, "monitoring")
-    yield rt
-    await rt.engine.dispose()
-
-
-@pytest.fixture
-async def client(runtime: ServiceRuntime) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=runtime.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-        yield c
 
 
 def headers(runtime: ServiceRuntime, role: Role = Role.CLINICIAN, **claims: Any) -> dict[str, str]:

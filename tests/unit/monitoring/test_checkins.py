@@ -17,9 +17,8 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from contracts import CheckInDue, DoseReduced, Event, TaperStage, ThresholdExceeded
 from services.chassis.clock import FrozenClock
-from services.chassis.db import make_engine, make_session_factory
+from services.chassis.db import make_session_factory
 from services.chassis.errors import PermanentError
-from services.chassis.migrations import upgrade_to_head
 from services.chassis.timers import DueTimer, TimerPoller
 from services.chassis.uow import UnitOfWorkFactory
 from services.monitoring.adapters.orm import checkins, episodes, metadata
@@ -31,6 +30,7 @@ from services.monitoring.domain.checkins import (
     plan_checkins,
 )
 from services.monitoring.service_layer import checkins as service
+from tests.runtimes import migrated_engine
 
 STEP_DAY = date(2026, 1, 5)
 STEP_START = datetime(2026, 1, 5, tzinfo=UTC)
@@ -59,8 +59,7 @@ class Env:
 
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/monitoring.db")
-    await upgrade_to_head(engine, "monitoring")
+    engine = await migrated_engine("monitoring", tmp_path)
     clock = FrozenClock(STEP_START)
     factory = UnitOfWorkFactory(make_session_factory(engine), clock, metadata)
     poller = TimerPoller(

@@ -16,10 +16,10 @@ import sqlalchemy as sa
 
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.clock import FrozenClock
-from services.chassis.migrations import upgrade_to_head
 from services.chassis.runtime import ServiceRuntime
-from tests.all_services import deliver, sqlite_runtime
+from tests.all_services import deliver
 from tests.helpers import dose_reduced
+from tests.runtimes import service_runtime
 
 NOW = datetime(2026, 3, 2, 9, tzinfo=UTC)
 PATIENT = uuid.uuid4()
@@ -28,20 +28,11 @@ URL = f"/api/monitoring/patients/{PATIENT}/check-ins"
 
 @pytest.fixture
 async def runtime(tmp_path: Path) -> AsyncIterator[ServiceRuntime]:
-    rt = sqlite_runtime("monitoring", tmp_path, clock=FrozenClock(NOW))
-    await upgrade_to_head(rt.engine, "monitoring")
-    # a long-acting drug's step: four check-ins (72 h, 1, 2 and 3 weeks after it)
-    await deliver(rt, dose_reduced(PATIENT, effective_on=date(2026, 3, 2)))
-    await deliver(rt, dose_reduced(uuid.uuid4(), effective_on=date(2026, 3, 2)))  # another's
-    yield rt
-    await rt.engine.dispose()
-
-
-@pytest.fixture
-async def client(runtime: ServiceRuntime) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=runtime.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-        yield c
+    async with service_runtime("monitoring", tmp_path, clock=FrozenClock(NOW)) as rt:
+        # a long-acting drug's step: four check-ins (72 h, 1, 2 and 3 weeks after it)
+        await deliver(rt, dose_reduced(PATIENT, effective_on=date(2026, 3, 2)))
+        await deliver(rt, dose_reduced(uuid.uuid4(), effective_on=date(2026, 3, 2)))  # another's
+        yield rt
 
 
 def headers(runtime: ServiceRuntime, **claims: Any) -> dict[str, str]:

@@ -16,12 +16,7 @@ from services.chassis.runtime import ServiceRuntime
 from services.monitoring.adapters.orm import dose_history
 from services.monitoring.entrypoints.consumers import SUBSCRIPTIONS
 from tests.helpers import dose_reduced
-from tests.unit.monitoring import test_api as api
 from tests.unit.monitoring.test_api import NOW, PATIENT, Role, ciwa, headers, submit
-
-# The monitoring app over migrated SQLite with a frozen clock, as in test_api.
-runtime = api.runtime
-client = api.client
 
 
 def restored(on: date) -> DoseRestored:

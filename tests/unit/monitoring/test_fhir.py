@@ -18,11 +18,7 @@ from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 from services.chassis.auth import Role
 from services.chassis.runtime import ServiceRuntime
 from services.monitoring.adapters.fhir import questionnaire_response, score_observation
-from tests.unit.monitoring import test_api
 from tests.unit.monitoring.test_api import BASE, PATIENT, ciwa, headers, phq9
-
-runtime = test_api.runtime  # the fixtures: monitoring over SQLite with a frozen clock
-client = test_api.client
 
 MODELS: dict[str, Any] = {
     "QuestionnaireResponse": QuestionnaireResponse,

@@ -9,21 +9,19 @@ import httpx
 from contracts import EscalationResolved
 from services.chassis.auth import Role
 from services.chassis.runtime import ServiceRuntime
-from tests.unit.monitoring.test_api import (  # noqa: F401 (runtime, client: fixtures)
+from tests.unit.monitoring.test_api import (
     BASE,
     ciwa,
-    client,
     events,
     headers,
-    runtime,
     submit,
     thresholds_exceeded,
 )
 
 
 async def test_a_retried_resolve_replays_and_announces_once(
-    runtime: ServiceRuntime,  # noqa: F811
-    client: httpx.AsyncClient,  # noqa: F811
+    runtime: ServiceRuntime,
+    client: httpx.AsyncClient,
 ) -> None:
     await submit(client, headers(runtime, Role.PATIENT), ciwa(45))
     [exceeded] = await thresholds_exceeded(runtime)

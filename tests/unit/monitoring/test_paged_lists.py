@@ -14,11 +14,8 @@ from services.chassis.auth import Role
 from services.chassis.runtime import ServiceRuntime
 from services.monitoring.adapters.orm import episodes, symptom_reports
 from tests.paging import each_once, walk
-from tests.unit.monitoring import test_api
 from tests.unit.monitoring.test_api import NOW, PATIENT, headers
 
-runtime = test_api.runtime  # the fixtures: monitoring over SQLite with a frozen clock
-client = test_api.client
 M = "/api/monitoring"
 
 

@@ -7,45 +7,20 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, get_args
 
 import httpx
 import pytest
 
 from services.chassis.auth import Role, issue_dev_token
-from services.chassis.clock import FrozenClock
-from services.chassis.migrations import upgrade_to_head
 from services.chassis.runtime import ServiceRuntime
-from services.monitoring.bootstrap import bootstrap
 from services.monitoring.domain import instruments, rules
 from services.monitoring.entrypoints.api import Instrument
-from services.monitoring.settings import MonitoringSettings
 
 NOW = datetime(2026, 3, 2, 9, tzinfo=UTC)
 PREFIX = "/api/monitoring"
-
-
-@pytest.fixture
-async def runtime(tmp_path: Path) -> AsyncIterator[ServiceRuntime]:
-    settings = MonitoringSettings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/monitoring.db",
-        environment="test",
-        kafka_provision_topics=False,
-    )
-    rt = bootstrap(settings, clock=FrozenClock(NOW))
-    await upgrade_to_head(rt.engine, "monitoring")
-    yield rt
-    await rt.engine.dispose()
-
-
-@pytest.fixture
-async def client(runtime: ServiceRuntime) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=runtime.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-        yield c
 
 
 class Patient:

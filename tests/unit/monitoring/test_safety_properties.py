@@ -31,10 +31,8 @@ from hypothesis import strategies as st
 from contracts import ThresholdExceeded, event_class
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.clock import FrozenClock
-from services.chassis.migrations import upgrade_to_head
 from services.chassis.runtime import ServiceRuntime
-from services.monitoring.bootstrap import bootstrap
-from services.monitoring.settings import MonitoringSettings
+from tests.runtimes import migrated_runtime
 
 EXAMPLES = int(os.environ.get("TAPER_HYPOTHESIS_EXAMPLES", "300"))
 NOW = datetime(2026, 3, 2, 9, tzinfo=UTC)
@@ -155,14 +153,8 @@ class Service:
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     directory: Path = tmp_path_factory.mktemp("monitoring-safety")
-    settings_ = MonitoringSettings(
-        database_url=f"sqlite+aiosqlite:///{directory}/monitoring.db",
-        environment="test",
-        kafka_provision_topics=False,
-    )
     with asyncio.Runner() as runner:
-        runtime = bootstrap(settings_, clock=FrozenClock(NOW))
-        runner.run(upgrade_to_head(runtime.engine, "monitoring"))
+        runtime = runner.run(migrated_runtime("monitoring", directory, clock=FrozenClock(NOW)))
         service = Service(runner, runtime)
         yield service
         runner.run(service.client.aclose())

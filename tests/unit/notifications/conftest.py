@@ -1,21 +1,21 @@
-"""Fixtures of the issue-17 notification tests: the real bootstrap on SQLite with recording
-channels, a pinned clock and an in-memory metric reader (test_escalations.py keeps its own)."""
+"""The notification tests' one stack: the real bootstrap on migrated SQLite with recording
+channels, a clock pinned at ``test_escalations.NOW`` and an in-memory metric reader, with an HTTP
+client on its app. A module that needs other settings overrides ``stack_settings``."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from services.chassis.clock import FrozenClock
-from services.chassis.migrations import upgrade_to_head
 from services.chassis.telemetry import make_meter_provider
 from services.notifications.adapters.channels import ChannelKind, RecordingChannel
-from services.notifications.bootstrap import bootstrap
-from services.notifications.settings import NotificationsSettings
+from tests.runtimes import asgi_client, service_runtime
 from tests.unit.notifications.test_escalations import NOW, Stack
 
 
@@ -25,25 +25,32 @@ def reader() -> InMemoryMetricReader:
 
 
 @pytest.fixture
-async def stack(tmp_path: Path, reader: InMemoryMetricReader) -> AsyncIterator[Stack]:
+def stack_settings() -> dict[str, Any]:
+    """More ``NotificationsSettings`` fields for the ``stack`` (none here)."""
+    return {}
+
+
+@pytest.fixture
+async def stack(
+    tmp_path: Path, reader: InMemoryMetricReader, stack_settings: dict[str, Any]
+) -> AsyncIterator[Stack]:
     clock = FrozenClock(NOW)
-    settings = NotificationsSettings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/notifications.db",
-        environment="test",
-        kafka_provision_topics=False,
-    )
     channels = {kind: RecordingChannel(kind) for kind in ChannelKind}
     meters = make_meter_provider("notifications", reader=reader)
-    runtime = bootstrap(settings, clock=clock, channels=channels, meter_provider=meters)
-    await upgrade_to_head(runtime.engine, "notifications")
-    s = Stack(runtime, clock)
-    s.channels = channels
-    yield s
-    await runtime.engine.dispose()
+    async with service_runtime(
+        "notifications",
+        tmp_path,
+        settings=stack_settings,
+        clock=clock,
+        channels=channels,
+        meter_provider=meters,
+    ) as runtime:
+        s = Stack(runtime, clock)
+        s.channels = channels
+        yield s
 
 
 @pytest.fixture
 async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=stack.runtime.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+    async with asgi_client(stack.runtime.app) as c:
         yield c

@@ -19,8 +19,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from pydantic import ValidationError
 
 from services.chassis.clock import FrozenClock
-from services.chassis.db import make_engine, make_session_factory
-from services.chassis.migrations import upgrade_to_head
+from services.chassis.db import make_session_factory
 from services.chassis.timers import TimerPoller
 from services.chassis.uow import UnitOfWork, UnitOfWorkFactory
 from services.notifications.adapters.channels import (
@@ -37,6 +36,7 @@ from services.notifications.service_layer.delivery import (
     enqueue,
 )
 from services.notifications.settings import NotificationsSettings
+from tests.runtimes import migrated_engine
 
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=20)
@@ -134,8 +134,7 @@ class Env:
 
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/notifications.db")
-    await upgrade_to_head(engine, "notifications")
+    engine = await migrated_engine("notifications", tmp_path)
     clock = FrozenClock(NOW)
     factory = UnitOfWorkFactory(make_session_factory(engine), clock, metadata)
     channels = {kind: CrashingChannel(kind) for kind in (ChannelKind.SMS, ChannelKind.EMAIL)}

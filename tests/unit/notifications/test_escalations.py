@@ -7,13 +7,10 @@ resolution stops everything, AMBER business hours, RED superseding AMBER, retrie
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import sqlalchemy as sa
 
 from contracts import (
@@ -26,10 +23,8 @@ from contracts import (
 )
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.clock import FrozenClock
-from services.chassis.migrations import upgrade_to_head
 from services.chassis.runtime import ServiceRuntime
 from services.notifications.adapters.channels import ChannelKind, RecordingChannel
-from services.notifications.bootstrap import bootstrap
 from services.notifications.service_layer import escalations
 from services.notifications.settings import NotificationsSettings
 from tests.helpers import red_flag_threshold
@@ -102,28 +97,7 @@ class Stack:
         return out  # type: ignore[return-value]
 
 
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    clock = FrozenClock(NOW)
-    settings = NotificationsSettings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/notifications.db",
-        environment="test",
-        kafka_provision_topics=False,
-    )
-    channels = {kind: RecordingChannel(kind) for kind in ChannelKind}
-    runtime = bootstrap(settings, clock=clock, channels=channels)
-    await upgrade_to_head(runtime.engine, "notifications")
-    s = Stack(runtime, clock)
-    s.channels = channels
-    yield s
-    await runtime.engine.dispose()
-
-
-@pytest.fixture
-async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=stack.runtime.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-        yield c
+# The ``stack`` and ``client`` fixtures: conftest.py.
 
 
 def auth(stack: Stack, subject: str, role: Role = Role.CLINICIAN, **claims: Any) -> dict[str, str]:

@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Literal
 
 import httpx
@@ -24,14 +22,9 @@ import uvicorn
 from contracts import DoseRestored
 from contracts.events.scheduler import DrugDose, TaperStage
 from services.chassis.auth import Role
-from services.chassis.clock import FrozenClock
-from services.chassis.migrations import upgrade_to_head
 from services.chassis.runtime import _DrainingServer
-from services.notifications.adapters.channels import ChannelKind, RecordingChannel
 from services.notifications.adapters.orm import event_feed
-from services.notifications.bootstrap import bootstrap
 from services.notifications.service_layer import patient_messages
-from services.notifications.settings import NotificationsSettings
 from tests.helpers import dose_reduced, eventually
 from tests.unit.notifications.test_escalations import (
     NOW,
@@ -49,29 +42,10 @@ SSE = {"Accept": "text/event-stream"}
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    settings = NotificationsSettings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/notifications.db",
-        environment="test",
-        kafka_provision_topics=False,
-        events_stream_max_s=0.3,  # a stream ends soon: ASGITransport returns whole bodies
-        events_poll_interval_s=0.02,
-        events_heartbeat_s=0.1,
-    )
-    channels = {kind: RecordingChannel(kind) for kind in ChannelKind}
-    runtime = bootstrap(settings, clock=FrozenClock(NOW), channels=channels)
-    await upgrade_to_head(runtime.engine, "notifications")
-    s = Stack(runtime, runtime.clock)  # type: ignore[arg-type]
-    s.channels = channels
-    yield s
-    await runtime.engine.dispose()
-
-
-@pytest.fixture
-async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=stack.runtime.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-        yield c
+def stack_settings() -> dict[str, Any]:
+    """The conftest's ``stack`` with a stream that ends soon (ASGITransport returns whole
+    bodies)."""
+    return {"events_stream_max_s": 0.3, "events_poll_interval_s": 0.02, "events_heartbeat_s": 0.1}
 
 
 def parse(body: str) -> list[dict[str, Any]]:

@@ -19,17 +19,15 @@ import pytest
 import sqlalchemy as sa
 
 from services.chassis.clock import FrozenClock
-from services.chassis.migrations import upgrade_to_head
 from services.chassis.runtime import ServiceRuntime
 from services.notifications.adapters.channels import ChannelKind, RecordingChannel
 from services.notifications.adapters.orm import patient_profiles
-from services.notifications.bootstrap import bootstrap
 from services.notifications.domain import messages
 from services.notifications.domain.messages import Preferences
 from services.notifications.entrypoints import consumers
 from services.notifications.service_layer import patient_messages
-from services.notifications.settings import NotificationsSettings
 from tests.helpers import red_flag_threshold
+from tests.runtimes import service_runtime
 
 NOW = datetime(2026, 3, 3, 14, 0, tzinfo=UTC)
 
@@ -55,16 +53,11 @@ class Svc:
 
 @pytest.fixture
 async def svc(tmp_path: Path) -> AsyncIterator[Svc]:
-    settings = NotificationsSettings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/notifications.db",
-        environment="test",
-        kafka_provision_topics=False,
-    )
     channels = {kind: RecordingChannel(kind) for kind in ChannelKind}
-    runtime = bootstrap(settings, clock=FrozenClock(NOW), channels=channels)
-    await upgrade_to_head(runtime.engine, "notifications")
-    yield Svc(runtime, channels)
-    await runtime.engine.dispose()
+    async with service_runtime(
+        "notifications", tmp_path, clock=FrozenClock(NOW), channels=channels
+    ) as runtime:
+        yield Svc(runtime, channels)
 
 
 async def _invalid_profile(svc: Svc, patient: uuid.UUID) -> None:

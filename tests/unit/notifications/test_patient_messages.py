@@ -33,8 +33,7 @@ from contracts import (
 from contracts.events.scheduler import DrugDose
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.clock import FrozenClock
-from services.chassis.db import make_engine, make_session_factory
-from services.chassis.migrations import upgrade_to_head
+from services.chassis.db import make_session_factory
 from services.chassis.timers import TimerPoller
 from services.chassis.uow import UnitOfWork, UnitOfWorkFactory
 from services.notifications.adapters.channels import ChannelKind, RecordingChannel
@@ -44,6 +43,7 @@ from services.notifications.domain.messages import Preferences
 from services.notifications.service_layer import patient_messages as service
 from services.notifications.service_layer.delivery import DELIVER, IN_DOUBT, Deliverer
 from tests.helpers import red_flag_threshold
+from tests.runtimes import migrated_engine
 
 NY = "America/New_York"
 PATIENT = uuid.uuid4()
@@ -99,8 +99,7 @@ class Env:
 
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/notifications.db")
-    await upgrade_to_head(engine, "notifications")
+    engine = await migrated_engine("notifications", tmp_path)
     clock = FrozenClock(AT_1000_LOCAL)
     uow = UnitOfWorkFactory(make_session_factory(engine), clock, metadata)
     sms, email = RecordingChannel(ChannelKind.SMS), RecordingChannel(ChannelKind.EMAIL)
@@ -585,25 +584,17 @@ class Api:
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
     # Imported here: the bootstrap also wires the escalation side, and these tests are the only
     # ones that need it.
-    from services.notifications.bootstrap import bootstrap
-    from services.notifications.settings import NotificationsSettings
+    from tests.runtimes import asgi_client, service_runtime
 
-    settings = NotificationsSettings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/notifications.db",
-        environment="test",
-        kafka_provision_topics=False,
-    )
     sms = RecordingChannel(ChannelKind.SMS)
-    runtime = bootstrap(
-        settings,
-        clock=FrozenClock(NOW),
-        channels={ChannelKind.SMS: sms, ChannelKind.EMAIL: RecordingChannel(ChannelKind.EMAIL)},
-    )
-    await upgrade_to_head(runtime.engine, "notifications")
-    transport = httpx.ASGITransport(app=runtime.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    channels = {ChannelKind.SMS: sms, ChannelKind.EMAIL: RecordingChannel(ChannelKind.EMAIL)}
+    async with (
+        service_runtime(
+            "notifications", tmp_path, clock=FrozenClock(NOW), channels=channels
+        ) as runtime,
+        asgi_client(runtime.app) as client,
+    ):
         yield Api(runtime, client, sms)
-    await runtime.engine.dispose()
 
 
 def body(**overrides: Any) -> dict[str, Any]:

@@ -22,9 +22,7 @@ from tests.unit.notifications.test_escalations import (
     PATIENT,
     Stack,
     auth,
-    client,  # noqa: F401  (fixture)
     on_call_setup,
-    stack,  # noqa: F401  (fixture)
     threshold,
 )
 
@@ -35,8 +33,8 @@ def conforms(model: type[BaseModel], body: Any) -> None:
 
 
 async def test_escalations_pages_routing_and_delivery_health_are_answered_as_documented(
-    stack: Stack,  # noqa: F811
-    client: httpx.AsyncClient,  # noqa: F811
+    stack: Stack,
+    client: httpx.AsyncClient,
 ) -> None:
     await on_call_setup(client, stack)
     stack.sms.fail_next = 1  # a delivery with an error and a retry time

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,36 +10,12 @@ import pytest
 
 from contracts import topics_consumed_by
 from services.chassis.auth import Role, issue_dev_token
-from services.chassis.clock import FrozenClock
-from services.chassis.migrations import upgrade_to_head
 from services.chassis.runtime import ServiceRuntime
-from services.scheduler.bootstrap import bootstrap
 from services.scheduler.entrypoints.consumers import SUBSCRIPTIONS
-from services.scheduler.settings import SchedulerSettings
 
 PATIENT = uuid.uuid4()
 OTHER = uuid.uuid4()
 BASE = f"/api/scheduler/patients/{PATIENT}"
-
-
-@pytest.fixture
-async def runtime(tmp_path: Path) -> AsyncIterator[ServiceRuntime]:
-    settings = SchedulerSettings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/scheduler.db",
-        environment="test",
-        kafka_provision_topics=False,
-    )
-    rt = bootstrap(settings, clock=FrozenClock())
-    await upgrade_to_head(rt.engine, "scheduler")
-    yield rt
-    await rt.engine.dispose()
-
-
-@pytest.fixture
-async def client(runtime: ServiceRuntime) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=runtime.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-        yield c
 
 
 def auth(runtime: ServiceRuntime, role: Role, **claims: Any) -> dict[str, str]:

@@ -4,25 +4,19 @@ app: a retried POST replays its first answer and does nothing twice; a stale If-
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from functools import partial
 
 import httpx
 import pytest
 
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.runtime import ServiceRuntime
+from tests.plans import PLAN_BODY, post_plan
 from tests.unit.scheduler.support import auth, events, rows
 
 PATIENT = uuid.uuid4()
 BASE = f"/api/scheduler/patients/{PATIENT}"
-BODY: dict[str, Any] = {
-    "drug": "diazepam",
-    "administrations_mg": ["5", "5"],
-    "duration_weeks": 30,
-    "age": 40,
-    "start_on": "2026-01-12",
-    "formulations": ["diazepam_tab_2mg", "diazepam_tab_5mg", "diazepam_sol_1mg_ml"],
-}
+BODY = PLAN_BODY
 
 
 @pytest.fixture
@@ -34,10 +28,7 @@ def keyed(headers: dict[str, str], key: str, **more: str) -> dict[str, str]:
     return {**headers, "Idempotency-Key": key, **more}
 
 
-async def draft(client: httpx.AsyncClient, headers: dict[str, str]) -> httpx.Response:
-    r = await client.post(f"{BASE}/plans", json=BODY, headers=headers)
-    assert r.status_code == 201, r.text
-    return r
+draft = partial(post_plan, patient=PATIENT)
 
 
 async def test_a_retried_create_replays_the_first_answer_and_stores_one_plan(

@@ -8,6 +8,7 @@ import itertools
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import httpx
@@ -18,20 +19,14 @@ from services.chassis.auth import Role
 from services.chassis.runtime import ServiceRuntime
 from services.chassis.timers import DueTimer
 from services.scheduler.service_layer.step_timer import emit_plan_step
+from tests.plans import PLAN_BODY, approve_plan, draft_plan
 from tests.unit.scheduler.support import NOW, auth, clock, events, live_timers, rows
 
 D = Decimal
 PATIENT = uuid.uuid4()
 BASE = f"/api/scheduler/patients/{PATIENT}"
 # Diazepam 10 mg a day: steps every 2 weeks from 2026-01-12 (10 -> 9 -> 8.1 -> ...).
-BODY: dict[str, Any] = {
-    "drug": "diazepam",
-    "administrations_mg": ["5", "5"],
-    "duration_weeks": 30,
-    "age": 40,
-    "start_on": "2026-01-12",
-    "formulations": ["diazepam_tab_2mg", "diazepam_tab_5mg", "diazepam_sol_1mg_ml"],
-}
+BODY = PLAN_BODY
 CROSSOVER: dict[str, Any] = {
     "drug": "alprazolam",
     "administrations_mg": ["0.5", "0.5", "0.5", "0.5"],
@@ -68,22 +63,8 @@ async def reductions(runtime: ServiceRuntime) -> list[DoseReduced]:
     return [e for e in await events(runtime) if isinstance(e, DoseReduced)]
 
 
-async def draft(
-    client: httpx.AsyncClient, headers: dict[str, str], body: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    r = await client.post(f"{BASE}/plans", json=body or BODY, headers=headers)
-    assert r.status_code == 201, r.text
-    out: dict[str, Any] = r.json()
-    return out
-
-
-async def approve(
-    client: httpx.AsyncClient, headers: dict[str, str], plan_id: str
-) -> dict[str, Any]:
-    r = await client.post(f"{BASE}/plans/{plan_id}/approve", json={}, headers=headers)
-    assert r.status_code == 200, r.text
-    out: dict[str, Any] = r.json()
-    return out
+draft = partial(draft_plan, patient=PATIENT)
+approve = partial(approve_plan, patient=PATIENT)
 
 
 async def get_plan(

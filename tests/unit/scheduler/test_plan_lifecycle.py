@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from functools import partial
 
 import httpx
 import pytest
@@ -20,19 +20,13 @@ from services.scheduler.domain.model import (
     PatientTaper,
     TaperRuleViolation,
 )
+from tests.plans import PLAN_BODY, approve_plan, draft_plan
 from tests.unit.scheduler.support import NOW, auth, clock, events, live_timers, rows
 
 D = Decimal
 PATIENT = uuid.uuid4()
 BASE = f"/api/scheduler/patients/{PATIENT}"
-BODY: dict[str, Any] = {
-    "drug": "diazepam",
-    "administrations_mg": ["5", "5"],
-    "duration_weeks": 30,
-    "age": 40,
-    "start_on": "2026-01-12",
-    "formulations": ["diazepam_tab_2mg", "diazepam_tab_5mg", "diazepam_sol_1mg_ml"],
-}
+BODY = PLAN_BODY
 
 
 @pytest.fixture
@@ -40,20 +34,8 @@ def clinician(runtime: ServiceRuntime) -> dict[str, str]:
     return auth(runtime, Role.CLINICIAN, panel=[PATIENT])
 
 
-async def draft(client: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, Any]:
-    r = await client.post(f"{BASE}/plans", json=BODY, headers=headers)
-    assert r.status_code == 201, r.text
-    body: dict[str, Any] = r.json()
-    return body
-
-
-async def approve(
-    client: httpx.AsyncClient, headers: dict[str, str], plan_id: str
-) -> dict[str, Any]:
-    r = await client.post(f"{BASE}/plans/{plan_id}/approve", json={}, headers=headers)
-    assert r.status_code == 200, r.text
-    body: dict[str, Any] = r.json()
-    return body
+draft = partial(draft_plan, patient=PATIENT)
+approve = partial(approve_plan, patient=PATIENT)
 
 
 async def test_a_draft_stores_every_step_and_schedules_nothing(

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,39 +15,20 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 
 from services.chassis.auth import Role, issue_dev_token
-from services.chassis.clock import FrozenClock
 from services.chassis.runtime import ServiceRuntime
-from services.scheduler.bootstrap import bootstrap
-from services.scheduler.settings import SchedulerSettings
+from tests.plans import PLAN_BODY
+from tests.runtimes import runtime_fixture
 
 URL = "/api/scheduler/plans/preview"
 TODAY = date(2026, 1, 5)
 
-BODY: dict[str, Any] = {
-    "drug": "diazepam",
-    "administrations_mg": ["5", "5"],
-    "duration_weeks": 30,
-    "age": 40,
-    "start_on": TODAY.isoformat(),
-    "formulations": ["diazepam_tab_2mg", "diazepam_tab_5mg", "diazepam_sol_1mg_ml"],
-}
+BODY: dict[str, Any] = {**PLAN_BODY, "start_on": TODAY.isoformat()}
 
 
-@pytest.fixture
-def runtime(tmp_path: Path) -> ServiceRuntime:
-    settings = SchedulerSettings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/s.db",
-        kafka_bootstrap_servers="127.0.0.1:9",
-    )
-    return bootstrap(settings, clock=FrozenClock(datetime(2026, 1, 5, 9, tzinfo=UTC)))
-
-
-@pytest.fixture
-async def client(runtime: ServiceRuntime) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=runtime.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-        yield c
-    await runtime.engine.dispose()
+# the preview touches no database: not migrated (the client comes from conftest.py)
+runtime = runtime_fixture(
+    "scheduler", migrate=False, settings={"kafka_bootstrap_servers": "127.0.0.1:9"}
+)
 
 
 def auth(runtime: ServiceRuntime, role: Role, **claims: Any) -> dict[str, str]:

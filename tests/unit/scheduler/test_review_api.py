@@ -14,18 +14,12 @@ from pydantic import ValidationError
 from services.chassis.auth import Role
 from services.chassis.runtime import ServiceRuntime
 from services.notifications.entrypoints.api import OverrideIn, RotationIn
+from tests.plans import PLAN_BODY
 from tests.unit.scheduler.support import auth
 
 PATIENT = uuid.uuid4()
 PREVIEW = "/api/scheduler/plans/preview"
-BODY: dict[str, Any] = {
-    "drug": "diazepam",
-    "administrations_mg": ["5", "5"],
-    "duration_weeks": 30,
-    "age": 40,
-    "start_on": "2026-01-12",
-    "formulations": ["diazepam_tab_2mg", "diazepam_tab_5mg", "diazepam_sol_1mg_ml"],
-}
+BODY = PLAN_BODY
 FAR = "9999-12-20"
 
 

@@ -9,6 +9,7 @@ import uuid
 import xml.etree.ElementTree as ET
 from datetime import date
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import httpx
@@ -29,18 +30,12 @@ from services.scheduler.domain.planning import (
     plan,
 )
 from services.scheduler.service_layer import plans as plan_cases
+from tests.plans import PLAN_BODY, draft_plan
 
 D = Decimal
 PATIENT = uuid.uuid4()
 BASE = f"/api/scheduler/patients/{PATIENT}"
-BODY: dict[str, Any] = {
-    "drug": "diazepam",
-    "administrations_mg": ["5", "5"],
-    "duration_weeks": 30,
-    "age": 40,
-    "start_on": "2026-01-12",
-    "formulations": ["diazepam_tab_2mg", "diazepam_tab_5mg", "diazepam_sol_1mg_ml"],
-}
+BODY = PLAN_BODY
 CROSSOVER: dict[str, Any] = {
     **BODY,
     "drug": "alprazolam",
@@ -88,13 +83,7 @@ def clinician(runtime: ServiceRuntime) -> dict[str, str]:
     return auth(runtime, Role.CLINICIAN, "clinician-1", panel=[PATIENT])
 
 
-async def draft(
-    client: httpx.AsyncClient, headers: dict[str, str], body: dict[str, Any] = BODY
-) -> dict[str, Any]:
-    r = await client.post(f"{BASE}/plans", json=body, headers=headers)
-    assert r.status_code == 201, r.text
-    out: dict[str, Any] = r.json()
-    return out
+draft = partial(draft_plan, patient=PATIENT)
 
 
 async def store(runtime: ServiceRuntime, result: TaperPlan) -> plan_cases.PlanRecord:

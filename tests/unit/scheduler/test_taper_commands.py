@@ -27,14 +27,14 @@ from contracts import (
     ThresholdReason,
 )
 from services.chassis.clock import FrozenClock
-from services.chassis.db import make_engine, make_session_factory
-from services.chassis.migrations import upgrade_to_head
+from services.chassis.db import make_session_factory
 from services.chassis.timers import TimerPoller
 from services.chassis.uow import UnitOfWorkFactory
 from services.scheduler.adapters.orm import clinician_decisions, dose_steps, metadata, tapers
 from services.scheduler.adapters.repository import TaperRepository
 from services.scheduler.domain import model
 from services.scheduler.service_layer import errors, monitoring_events, step_timer, taper_commands
+from tests.runtimes import migrated_engine
 
 D = Decimal
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -57,8 +57,7 @@ class Env:
 
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/scheduler.db")
-    await upgrade_to_head(engine, "scheduler")
+    engine = await migrated_engine("scheduler", tmp_path)
     clock = FrozenClock(START)
     factory = UnitOfWorkFactory(make_session_factory(engine), clock, metadata)
     poller = TimerPoller(
