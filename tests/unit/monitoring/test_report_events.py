@@ -11,21 +11,19 @@ from services.chassis.auth import Role
 from services.chassis.runtime import ServiceRuntime
 from services.monitoring.domain import instruments, intake, rules
 from services.monitoring.domain.reports import SymptomReport
-from tests.unit.monitoring.test_api import (  # noqa: F401 (runtime, client: fixtures)
+from tests.unit.monitoring.test_api import (
     NOW,
     PATIENT,
     ciwa,
-    client,
     events,
     headers,
-    runtime,
     submit,
 )
 
 
 async def test_the_report_is_announced_before_the_escalation_it_causes(
-    runtime: ServiceRuntime,  # noqa: F811
-    client: httpx.AsyncClient,  # noqa: F811
+    runtime: ServiceRuntime,
+    client: httpx.AsyncClient,
 ) -> None:
     body = ciwa(45, red_flags=["seizure"])
     out = await submit(client, headers(runtime, Role.PATIENT), body, key="k-1")
