@@ -32,6 +32,7 @@ from services.notifications.adapters.orm import deliveries, escalations, pages, 
 from services.notifications.domain import escalation as policy_rules
 from services.notifications.domain import routing
 from services.notifications.domain.escalation import PolicyDefinition, Step
+from services.notifications.domain.rendering import render_page
 from services.notifications.service_layer import (
     config,
     delivery,
@@ -293,18 +294,16 @@ class PageOwner:
             return None  # the contact method was removed since
         policy = PolicyDefinition.model_validate(esc["policy"])
         now = uow.clock.now()
+        # SMS and email leave our systems: no patient id, no reasons (minimum necessary); the
+        # clinician opens the console. The pager webhook (a BAA-covered provider) gets the codes.
+        words = render_page(
+            severity=page["severity"], level=page["level"], levels=len(policy.levels)
+        )
         links: tuple[tuple[str, str], ...] = ()
         if page["target"] != FALLBACK:
             # Valid across re-pages: a clinician answering an earlier page is still answering.
             claim = AckClaim(esc["id"], page["target"])
-            links = ((self._links.url(claim, now), "Acknowledge this page"),)
-        subject = f"{page['severity']} taper escalation, level {page['level']}"
-        # SMS and email leave our systems: no patient id, no reasons (minimum necessary); the
-        # clinician opens the console. The pager webhook (a BAA-covered provider) gets the codes.
-        body = (
-            f"A patient in the taper program needs a clinician ({page['severity']}, level "
-            f"{page['level']} of {len(policy.levels)}). Open the clinician console to review."
-        )
+            links = ((self._links.url(claim, now), words.acknowledge),)
         details: dict[str, Any] = {}
         if channel is ChannelKind.WEBHOOK:
             details = {
@@ -320,8 +319,8 @@ class PageOwner:
             channel=channel,
             address=address,
             idempotency_key=row["idempotency_key"],
-            subject=subject,
-            body=body,
+            subject=words.subject,
+            body=words.body,
             severity=page["severity"],
             details=details,
             links=links,

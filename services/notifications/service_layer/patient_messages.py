@@ -39,12 +39,11 @@ from services.chassis.timers import DueTimer, TimerHandler
 from services.chassis.uow import UnitOfWork
 from services.notifications.adapters.channels import ChannelKind, OutboundMessage
 from services.notifications.adapters.orm import deliveries, patient_messages, patient_profiles
-from services.notifications.domain import messages
+from services.notifications.domain import drafts, preferences, rendering
 from services.notifications.domain.calendar import DailyWindow, next_allowed
-from services.notifications.domain.messages import (
-    Draft,
+from services.notifications.domain.drafts import Draft, Kind
+from services.notifications.domain.preferences import (
     InvalidPreferences,
-    Kind,
     Preferences,
     SkipReason,
     Status,
@@ -69,7 +68,7 @@ SAFETY_NOTICE = "patient_safety_notice"
 
 def _dose_reduced(event: DoseReduced) -> tuple[Kind, DraftFor]:
     regimen = [(d.drug, d.daily_dose_mg) for d in event.regimen] if event.regimen else None
-    return Kind.DOSE_CHANGED, lambda prefs: messages.dose_step(
+    return Kind.DOSE_CHANGED, lambda prefs: drafts.dose_step(
         step_kind=event.step_kind,
         drug=event.drug,
         previous_mg=event.previous_daily_dose_mg,
@@ -81,7 +80,7 @@ def _dose_reduced(event: DoseReduced) -> tuple[Kind, DraftFor]:
 
 
 def _dose_restored(event: DoseRestored) -> tuple[Kind, DraftFor]:
-    return Kind.DOSE_CHANGED, lambda prefs: messages.dose_restored(
+    return Kind.DOSE_CHANGED, lambda prefs: drafts.dose_restored(
         drug=event.drug,
         restored_mg=event.restored_daily_dose_mg,
         regimen=[(d.drug, d.daily_dose_mg) for d in event.regimen],
@@ -91,17 +90,17 @@ def _dose_restored(event: DoseRestored) -> tuple[Kind, DraftFor]:
 
 
 def _check_in_due(event: CheckInDue) -> tuple[Kind, DraftFor]:
-    draft = messages.check_in_due(window_closes_at=event.window_closes_at)
+    draft = drafts.check_in_due(window_closes_at=event.window_closes_at)
     return Kind.CHECK_IN_DUE, lambda _: draft
 
 
 def _cohort_assigned(event: CohortAssigned) -> tuple[Kind, DraftFor]:
-    draft = messages.cohort_assigned(moved=False)
+    draft = drafts.cohort_assigned(moved=False)
     return Kind.COHORT_ASSIGNED, lambda _: draft
 
 
 def _cohort_changed(event: CohortChanged) -> tuple[Kind, DraftFor]:
-    draft = messages.cohort_assigned(moved=True)
+    draft = drafts.cohort_assigned(moved=True)
     return Kind.COHORT_ASSIGNED, lambda _: draft
 
 
@@ -109,7 +108,7 @@ def _cohort_left(event: CohortLeft) -> tuple[Kind, DraftFor] | None:
     """Told only when it was not their own choice (they know when they left)."""
     if event.reason == "patient_left":
         return None
-    draft = messages.cohort_left()
+    draft = drafts.cohort_left()
     return Kind.COHORT_ASSIGNED, lambda _: draft
 
 
@@ -175,7 +174,7 @@ async def on_threshold_exceeded(event: ThresholdExceeded, uow: UnitOfWork) -> No
     if await _preferences(uow, event.patient_id) is None:
         log.info("safety notice not sent: no notification profile")
         return
-    draft = messages.safety_notice()
+    draft = drafts.safety_notice()
     await _record(uow, event, Kind.SAFETY_NOTICE, lambda _: draft)
 
 
@@ -225,9 +224,9 @@ async def _record(
     if draft.kind is not kind:
         raise PermanentError(f"template kind {draft.kind} differs from {kind}")
     now = uow.clock.now()
-    decision = messages.decide(prefs, draft, now)
+    decision = preferences.decide(prefs, draft, now)
     if superseded:
-        decision = messages.Decision(Status.SKIPPED, now, skip_reason=SkipReason.SUPERSEDED)
+        decision = preferences.Decision(Status.SKIPPED, now, skip_reason=SkipReason.SUPERSEDED)
     if decision.channel is not None:
         # A template that cannot render fails here, where the event is dead-lettered and can be
         # replayed after a fix, not hours later in a timer.
@@ -293,7 +292,7 @@ class MessageOwner:
         if prefs.opted_out_of(message["kind"]):
             await _skip(uow, message, SkipReason.OPTED_OUT)
             return None
-        closes = messages.expires_at(message["params"])
+        closes = drafts.expires_at(message["params"])
         if closes is not None and now >= closes:
             await _skip(uow, message, SkipReason.WINDOW_CLOSED)
             return None
@@ -303,7 +302,7 @@ class MessageOwner:
             await self._reroute(uow, message, prefs, now)
             return None
         allowed_at = (
-            now if messages.is_urgent(message["params"]) else next_allowed(now, prefs.quiet_hours)
+            now if drafts.is_urgent(message["params"]) else next_allowed(now, prefs.quiet_hours)
         )
         # In doubt, quiet hours do not count: a claimed message may be out already, and only
         # the provider's list can tell (a resend comes back here and waits then). Deferring it
@@ -504,10 +503,10 @@ def _render(
     channel: str,
     prefs: Preferences,
     now: datetime,
-) -> messages.Rendered:
+) -> rendering.Rendered:
     if channel not in ("sms", "email"):
         raise PermanentError(f"patient messages go by sms or email, not {channel}")
-    return messages.render(
+    return rendering.render(
         template,
         params,
         channel="sms" if channel == "sms" else "email",

@@ -24,7 +24,7 @@ from contracts import Event
 from services.chassis.db import is_postgres
 from services.chassis.uow import UnitOfWork
 from services.notifications.adapters.orm import parked_patient_events
-from services.notifications.domain.messages import Kind
+from services.notifications.domain.drafts import Kind
 
 log = logging.getLogger(__name__)
 

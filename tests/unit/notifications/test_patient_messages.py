@@ -40,7 +40,7 @@ from services.chassis.uow import UnitOfWork, UnitOfWorkFactory
 from services.notifications.adapters.channels import ChannelKind, RecordingChannel
 from services.notifications.adapters.orm import metadata, patient_profiles
 from services.notifications.domain.calendar import DailyWindow
-from services.notifications.domain.messages import Preferences
+from services.notifications.domain.preferences import Preferences
 from services.notifications.service_layer import patient_messages as service
 from services.notifications.service_layer.delivery import DELIVER, IN_DOUBT, Deliverer
 from tests.helpers import red_flag_threshold
