@@ -10,15 +10,15 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from services.chassis.uow import UnitOfWork
+from services.notifications.adapters import paging_config_repository as paging_config
 from services.notifications.adapters.orm import clinician_notification_rules
 from services.notifications.domain.routing import NotificationRules, Problem
-from services.notifications.service_layer import config
 from services.notifications.service_layer.teams import Unroutable
 
 
 async def save(uow: UnitOfWork, subject: str, rules: NotificationRules, by: str) -> None:
     """Every rule's channel must be one of the clinician's contact methods (422 naming it)."""
-    methods = {m["channel"] for m in await config.contact_methods(uow, subject)}
+    methods = {m["channel"] for m in await paging_config.contact_methods(uow, subject)}
     problems = [
         Problem(
             ("rules", i, "channel"), "has no contact method of this channel", "no_contact_method"

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from services.chassis.errors import NotFound
 from services.chassis.pagination import PageParams, fetch_page
 from services.chassis.uow import UnitOfWork
+from services.notifications.adapters import paging_config_repository as paging_config
 from services.notifications.adapters import paging_metrics
 from services.notifications.adapters.orm import (
     care_team_patients,
@@ -28,7 +29,6 @@ from services.notifications.adapters.orm import (
 from services.notifications.domain import escalation, routing
 from services.notifications.domain.escalation import PolicyDefinition
 from services.notifications.domain.routing import CareTeamDefinition, Problem
-from services.notifications.service_layer import config
 
 
 class Unroutable(Exception):
@@ -44,13 +44,13 @@ class Unroutable(Exception):
 
 async def policy_for(
     uow: UnitOfWork, patient_id: uuid.UUID, severity: str
-) -> config.VersionedPolicy:
+) -> paging_config.VersionedPolicy:
     team = await _routes(uow, care_teams.c.key == _team_key_of(patient_id))
     default = await _routes(uow, care_teams.c.is_default.is_(True))
     key = routing.route(
         severity, team=team, default_team=default, shipped=escalation.defaults().routes
     )
-    return await config.current_policy(uow, key)
+    return await paging_config.current_policy(uow, key)
 
 
 def _team_key_of(patient_id: uuid.UUID) -> sa.ScalarSelect[Any]:
@@ -107,7 +107,7 @@ async def routing_report(uow: UnitOfWork) -> dict[str, Any]:
         if severity not in covered_by_default:
             used_by.setdefault(key, []).append(f"shipped:{severity}")
     policies = []
-    for policy in await config.list_policies(uow):
+    for policy in await paging_config.list_policies(uow):
         problems = await problems_of(uow, policy.definition)
         policies.append(
             {
@@ -132,7 +132,7 @@ async def save_team(uow: UnitOfWork, key: str, team: CareTeamDefinition, by: str
     for severity, policy_key in team.routes.items():
         loc = ("routes", severity)
         try:
-            policy = await config.current_policy(uow, policy_key)
+            policy = await paging_config.current_policy(uow, policy_key)
         except NotFound:
             problems.append(Problem(loc, "names a policy that does not exist", "unknown_policy"))
             continue
