@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from services.chassis.db import is_postgres
 from services.chassis.errors import NotFound
 from services.chassis.uow import UnitOfWork
-from services.notifications.adapters.orm import deliveries, escalations, pages, resolved_episodes
+from services.notifications.adapters.orm import escalations, pages, resolved_episodes
 from services.notifications.domain.escalation import PolicyDefinition, Step
 from services.notifications.domain.paging import Escalation, EscalationStatus, PageStatus
 
@@ -184,9 +184,3 @@ class PageRepository:
         await self._uow.session.execute(
             sa.update(pages).where(pages.c.id == page_id).values(**values)
         )
-
-    async def delivery_statuses(self, owner_kind: str, page_id: uuid.UUID) -> list[str]:
-        query = sa.select(deliveries.c.status).where(
-            deliveries.c.owner_kind == owner_kind, deliveries.c.owner_id == page_id
-        )
-        return list((await self._uow.session.scalars(query)).all())

@@ -16,14 +16,16 @@ from typing import Any
 import sqlalchemy as sa
 
 from services.chassis.uow import UnitOfWorkFactory
+from services.notifications.adapters.delivery_repository import DeliveryRepository
 from services.notifications.adapters.orm import deliveries
+from services.notifications.domain.delivery import RETRYABLE
 from services.notifications.service_layer.delivery import DELIVER
-
-RETRYABLE = ("failed", "rejected")
 
 
 async def list_deliveries(
-    uow_factory: UnitOfWorkFactory, statuses: tuple[str, ...] = RETRYABLE, limit: int = 500
+    uow_factory: UnitOfWorkFactory,
+    statuses: tuple[str, ...] = tuple(s.value for s in RETRYABLE),
+    limit: int = 500,
 ) -> tuple[list[dict[str, Any]], bool]:
     """The oldest ``limit`` deliveries in ``statuses``, and whether more exist (the operator is
     told: never a silently cut list)."""
@@ -66,15 +68,15 @@ async def retry_delivery(
     """False when no failed or rejected delivery has that id."""
     async with uow_factory() as uow:
         now = uow.clock.now()
-        result = await uow.session.execute(
-            sa.update(deliveries)
-            .where(deliveries.c.id == delivery_id, deliveries.c.status.in_(RETRYABLE))
-            .values(status="pending", attempts=0, next_attempt_at=now)
-            .returning(deliveries.c.channel)
-        )
-        channel = result.scalar_one_or_none()
-        if channel is None:
+        repo = DeliveryRepository(uow)
+        delivery = await repo.get(delivery_id)
+        if delivery is None or delivery.status not in RETRYABLE:
             return False
+        seen = delivery.status
+        delivery.retried_by_operator(now)
+        if not await repo.save(delivery, when=seen):
+            return False  # retried (or changed) by someone else since
+        channel = delivery.channel
         await uow.schedule_timer(
             DELIVER,
             f"{delivery_id}:ops{now.timestamp():.0f}",

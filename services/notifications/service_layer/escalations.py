@@ -28,6 +28,7 @@ from services.notifications.adapters import paging_config_repository as paging_c
 from services.notifications.adapters import paging_metrics
 from services.notifications.adapters.ack_links import AckClaim, AckLinks
 from services.notifications.adapters.channels import ChannelKind, OutboundMessage
+from services.notifications.adapters.delivery_repository import DeliveryRepository
 from services.notifications.adapters.escalation_repository import (
     EscalationRepository,
     PageRepository,
@@ -220,7 +221,7 @@ class PageOwner:
         self._fallback_routing_key = fallback_routing_key
 
     async def message_for(
-        self, uow: UnitOfWork, row: sa.RowMapping, *, in_doubt: bool = False
+        self, uow: UnitOfWork, row: Mapping[str, Any], *, in_doubt: bool = False
     ) -> OutboundMessage | None:
         # A page has no timing of its own to wait for: the same message in doubt or not.
         page = await PageRepository(uow).get(row["owner_id"])
@@ -278,7 +279,7 @@ class PageOwner:
         if status == DeliveryStatus.CANCELLED:
             return
         await _audit_page(uow, f"page.{status}", row, page)
-        statuses = await pages.delivery_statuses(OWNER_KIND, page["id"])
+        statuses = await DeliveryRepository(uow).statuses_of(OWNER_KIND, page["id"])
         if statuses and all(s in GAVE_UP for s in statuses):
             await pages.update(page["id"], status=PageStatus.UNDELIVERABLE.value)
             if page["target"] != FALLBACK:

@@ -38,7 +38,8 @@ from services.chassis.pagination import PageParams, fetch_page, within
 from services.chassis.timers import DueTimer, TimerHandler
 from services.chassis.uow import UnitOfWork
 from services.notifications.adapters.channels import ChannelKind, OutboundMessage
-from services.notifications.adapters.orm import deliveries, patient_messages, patient_profiles
+from services.notifications.adapters.delivery_repository import DeliveryRepository
+from services.notifications.adapters.orm import patient_messages, patient_profiles
 from services.notifications.domain import drafts, preferences, rendering
 from services.notifications.domain.calendar import DailyWindow, next_allowed
 from services.notifications.domain.drafts import Draft, Kind
@@ -279,7 +280,7 @@ class MessageOwner:
     """Builds a patient message when its delivery fires, and records how it went."""
 
     async def message_for(
-        self, uow: UnitOfWork, delivery: sa.RowMapping, *, in_doubt: bool = False
+        self, uow: UnitOfWork, delivery: Mapping[str, Any], *, in_doubt: bool = False
     ) -> OutboundMessage | Deferred | None:
         message = await _message(uow, delivery["owner_id"])
         if message is None or message["status"] not in WAITING:
@@ -369,7 +370,9 @@ class MessageOwner:
         elif status in ("failed", "rejected"):
             await _update(uow, message, status=Status.FAILED.value)
             await _audit(uow, message, "message.failed")
-        elif message["status"] in WAITING and not await _pending(uow, message["id"]):
+        elif message["status"] in WAITING and not await DeliveryRepository(uow).pending_for(
+            OWNER_KIND, message["id"]
+        ):
             await _skip(uow, message, SkipReason.CANCELLED)  # cancelled, and no reroute pending
         log.info(
             "patient message delivery final",
@@ -522,17 +525,6 @@ async def _message(uow: UnitOfWork, message_id: uuid.UUID) -> sa.RowMapping | No
         sa.select(patient_messages).where(patient_messages.c.id == message_id)
     )
     return result.mappings().first()
-
-
-async def _pending(uow: UnitOfWork, message_id: uuid.UUID) -> bool:
-    found = await uow.session.scalar(
-        sa.select(deliveries.c.id).where(
-            deliveries.c.owner_kind == OWNER_KIND,
-            deliveries.c.owner_id == message_id,
-            deliveries.c.status == "pending",
-        )
-    )
-    return found is not None
 
 
 async def _update(uow: UnitOfWork, message: sa.RowMapping, **values: Any) -> None:

@@ -80,7 +80,7 @@ class Owner:
     outcomes: list[str] = field(default_factory=list)
 
     async def message_for(
-        self, uow: UnitOfWork, row: sa.RowMapping, *, in_doubt: bool = False
+        self, uow: UnitOfWork, row: Mapping[str, Any], *, in_doubt: bool = False
     ) -> OutboundMessage | None:
         if not self.wanted:
             return None
