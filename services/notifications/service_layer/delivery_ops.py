@@ -18,13 +18,15 @@ import sqlalchemy as sa
 from services.chassis.uow import UnitOfWorkFactory
 from services.notifications.adapters.delivery_repository import DeliveryRepository
 from services.notifications.adapters.orm import deliveries
-from services.notifications.domain.delivery import RETRYABLE
+from services.notifications.domain import delivery as states
 from services.notifications.service_layer.delivery import DELIVER
+
+RETRYABLE: tuple[str, ...] = tuple(status.value for status in states.RETRYABLE)
 
 
 async def list_deliveries(
     uow_factory: UnitOfWorkFactory,
-    statuses: tuple[str, ...] = tuple(s.value for s in RETRYABLE),
+    statuses: tuple[str, ...] = RETRYABLE,
     limit: int = 500,
 ) -> tuple[list[dict[str, Any]], bool]:
     """The oldest ``limit`` deliveries in ``statuses``, and whether more exist (the operator is
