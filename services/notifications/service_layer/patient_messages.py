@@ -42,6 +42,7 @@ from services.notifications.adapters.delivery_repository import DeliveryReposito
 from services.notifications.adapters.orm import patient_messages, patient_profiles
 from services.notifications.domain import drafts, preferences, rendering
 from services.notifications.domain.calendar import DailyWindow, next_allowed
+from services.notifications.domain.delivery import GAVE_UP, DeliveryStatus
 from services.notifications.domain.drafts import Draft, Kind
 from services.notifications.domain.preferences import (
     InvalidPreferences,
@@ -352,7 +353,7 @@ class MessageOwner:
         message = await _message(uow, delivery["owner_id"])
         if message is None:
             return
-        if status == "sent":
+        if status == DeliveryStatus.SENT:
             await _update(
                 uow,
                 message,
@@ -367,7 +368,7 @@ class MessageOwner:
                 message["patient_id"],
                 {"message_id": str(message["id"]), "kind": message["kind"]},
             )
-        elif status in ("failed", "rejected"):
+        elif status in GAVE_UP:
             await _update(uow, message, status=Status.FAILED.value)
             await _audit(uow, message, "message.failed")
         elif message["status"] in WAITING and not await DeliveryRepository(uow).pending_for(
