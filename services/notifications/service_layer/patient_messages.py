@@ -34,18 +34,17 @@ from contracts import (
     event_class,
 )
 from services.chassis.errors import PermanentError
-from services.chassis.pagination import PageParams, fetch_page, within
+from services.chassis.pagination import PageParams
 from services.chassis.timers import DueTimer, TimerHandler
 from services.chassis.uow import UnitOfWork
 from services.notifications.adapters.channels import ChannelKind, OutboundMessage
 from services.notifications.adapters.delivery_repository import DeliveryRepository
-from services.notifications.adapters.orm import patient_messages, patient_profiles
+from services.notifications.adapters.patient_repository import MessageRepository, ProfileRepository
 from services.notifications.domain import drafts, preferences, rendering
-from services.notifications.domain.calendar import DailyWindow, next_allowed
+from services.notifications.domain.calendar import next_allowed
 from services.notifications.domain.delivery import GAVE_UP, DeliveryStatus
 from services.notifications.domain.drafts import Draft, Kind
 from services.notifications.domain.preferences import (
-    InvalidPreferences,
     Preferences,
     SkipReason,
     Status,
@@ -208,12 +207,8 @@ TIMER_HANDLERS: dict[str, TimerHandler] = {
 async def _record(
     uow: UnitOfWork, event: Event, kind: Kind, draft_for: DraftFor, *, superseded: bool = False
 ) -> None:
-    existing = await uow.session.scalar(
-        sa.select(patient_messages.c.id).where(
-            patient_messages.c.source_event_id == event.event_id,
-            patient_messages.c.kind == kind.value,
-        )
-    )
+    messages = MessageRepository(uow)
+    existing = await messages.recorded(event.event_id, kind.value)
     if existing is not None:
         log.info("patient message already recorded", extra={"message_id": str(existing)})
         return
@@ -234,19 +229,17 @@ async def _record(
         # replayed after a fix, not hours later in a timer.
         _render(draft.template, draft.params, decision.channel, prefs, decision.send_at)
     message_id = uuid.uuid4()
-    await uow.session.execute(
-        sa.insert(patient_messages).values(
-            id=message_id,
-            patient_id=event.patient_id,
-            kind=kind.value,
-            source_event_id=event.event_id,
-            template=draft.template,
-            params=draft.params,
-            status=decision.status.value,
-            skip_reason=decision.skip_reason.value if decision.skip_reason else None,
-            send_at=decision.send_at,
-            created_at=now,
-        )
+    await messages.add(
+        id=message_id,
+        patient_id=event.patient_id,
+        kind=kind.value,
+        source_event_id=event.event_id,
+        template=draft.template,
+        params=draft.params,
+        status=decision.status.value,
+        skip_reason=decision.skip_reason.value if decision.skip_reason else None,
+        send_at=decision.send_at,
+        created_at=now,
     )
     if decision.channel is not None:
         await enqueue(
@@ -390,7 +383,7 @@ class MessageOwner:
 
 
 async def get_preferences(uow: UnitOfWork, patient_id: uuid.UUID) -> dict[str, Any] | None:
-    row = await _profile_row(uow, patient_id)
+    row = await ProfileRepository(uow).row(patient_id)
     return dict(row) if row is not None else None
 
 
@@ -400,32 +393,9 @@ async def set_preferences(
     """Store ``prefs`` (already validated by the domain) and commit; returns the stored row.
 
     Messages already scheduled pick the change up when they fire (see ``MessageOwner``)."""
-    values = {
-        "timezone": prefs.timezone,
-        "language": prefs.language,
-        "channels": list(prefs.channels),
-        "email": prefs.email,
-        "phone": prefs.phone,
-        "quiet_start": prefs.quiet.start,
-        "quiet_end": prefs.quiet.end,
-        "opted_out": sorted(prefs.opted_out),
-        "include_dose_details": prefs.include_dose_details,
-        "updated_by": updated_by,
-        "updated_at": uow.clock.now(),
-    }
-    exists = await uow.session.scalar(
-        sa.select(patient_profiles.c.patient_id).where(patient_profiles.c.patient_id == patient_id)
+    values = await ProfileRepository(uow).save(
+        patient_id, prefs, updated_by=updated_by, now=uow.clock.now()
     )
-    if exists is None:
-        await uow.session.execute(
-            sa.insert(patient_profiles).values(patient_id=patient_id, **values)
-        )
-    else:
-        await uow.session.execute(
-            sa.update(patient_profiles)
-            .where(patient_profiles.c.patient_id == patient_id)
-            .values(**values)
-        )
     # Events that waited for this profile are released now (a timer of their own).
     await waiting_for_profile.schedule_release(uow, patient_id)
     await uow.commit()
@@ -457,14 +427,9 @@ async def message_history(
     until: datetime | None = None,
 ) -> tuple[list[MessageSummary], str | None]:
     """Newest first, one page (created in [since, until), in ``status`` if given)."""
-    m = patient_messages.c
-    query = sa.select(
-        m.id, m.kind, m.status, m.skip_reason, m.send_at, m.sent_at, m.created_at
-    ).where(m.patient_id == patient_id)
-    if status is not None:
-        query = query.where(m.status == status)
-    query = within(query, m.created_at, since, until)
-    found, following = await fetch_page(uow.session, query, (m.created_at, m.id), page)
+    found, following = await MessageRepository(uow).history(
+        patient_id, page, status=status, since=since, until=until
+    )
     by_message = await deliveries_of(uow, OWNER_KIND, [r["id"] for r in found])
     summaries = [MessageSummary(**r, deliveries=by_message.get(r["id"], [])) for r in found]
     return summaries, following
@@ -473,32 +438,8 @@ async def message_history(
 # --- helpers ------------------------------------------------------------------------------------
 
 
-async def _profile_row(uow: UnitOfWork, patient_id: uuid.UUID) -> sa.RowMapping | None:
-    result = await uow.session.execute(
-        sa.select(patient_profiles).where(patient_profiles.c.patient_id == patient_id)
-    )
-    return result.mappings().first()
-
-
 async def _preferences(uow: UnitOfWork, patient_id: uuid.UUID) -> Preferences | None:
-    row = await _profile_row(uow, patient_id)
-    if row is None:
-        return None
-    try:
-        return Preferences(
-            timezone=row["timezone"],
-            language=row["language"],
-            channels=tuple(row["channels"]),
-            email=row["email"],
-            phone=row["phone"],
-            quiet=DailyWindow(row["quiet_start"], row["quiet_end"]),
-            opted_out=frozenset(row["opted_out"]),
-            include_dose_details=row["include_dose_details"],
-        )
-    except InvalidPreferences as exc:
-        # Profiles are written only through the validated API: a bad row is a defect to fix
-        # (the field's name is safe to report; its value is PHI and is not).
-        raise PermanentError(f"notification profile is invalid: {exc.field}") from None
+    return await ProfileRepository(uow).preferences(patient_id)
 
 
 def _render(
@@ -522,16 +463,11 @@ def _render(
 
 
 async def _message(uow: UnitOfWork, message_id: uuid.UUID) -> sa.RowMapping | None:
-    result = await uow.session.execute(
-        sa.select(patient_messages).where(patient_messages.c.id == message_id)
-    )
-    return result.mappings().first()
+    return await MessageRepository(uow).get(message_id)
 
 
 async def _update(uow: UnitOfWork, message: sa.RowMapping, **values: Any) -> None:
-    await uow.session.execute(
-        sa.update(patient_messages).where(patient_messages.c.id == message["id"]).values(**values)
-    )
+    await MessageRepository(uow).update(message["id"], **values)
 
 
 async def _skip(uow: UnitOfWork, message: sa.RowMapping, reason: SkipReason) -> None:
