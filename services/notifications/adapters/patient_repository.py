@@ -12,10 +12,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from services.chassis.db import is_postgres
 from services.chassis.errors import PermanentError
 from services.chassis.pagination import PageParams, fetch_page, within
 from services.chassis.uow import UnitOfWork
-from services.notifications.adapters.orm import patient_messages, patient_profiles
+from services.notifications.adapters.orm import (
+    parked_patient_events,
+    patient_messages,
+    patient_profiles,
+)
 from services.notifications.domain.calendar import DailyWindow
 from services.notifications.domain.preferences import InvalidPreferences, Preferences
 
@@ -124,3 +129,45 @@ class MessageRepository:
             query = query.where(m.status == status)
         query = within(query, m.created_at, since, until)
         return await fetch_page(self._uow.session, query, (m.created_at, m.id), page)
+
+
+class ParkedEventRepository:
+    """Events kept until the patient has a profile (service_layer/waiting_for_profile.py)."""
+
+    PARKED = "parked"
+    RELEASED = "released"
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def parked_once(self, event_id: uuid.UUID, kind: str) -> bool:
+        """Whether this event was parked for this kind already (a redelivery)."""
+        t = parked_patient_events.c
+        query = sa.select(t.id).where(t.event_id == event_id, t.kind == kind)
+        return await self._uow.session.scalar(query) is not None
+
+    async def add(self, **values: Any) -> None:
+        values["status"] = self.PARKED
+        await self._uow.session.execute(sa.insert(parked_patient_events).values(**values))
+
+    async def waiting(self, patient_id: uuid.UUID) -> list[sa.RowMapping]:
+        """The patient's parked events, oldest first (when they happened, then when they came)."""
+        table = parked_patient_events
+        query = (
+            sa.select(table)
+            .where(table.c.patient_id == patient_id, table.c.status == self.PARKED)
+            .order_by(table.c.occurred_at, table.c.parked_at, table.c.id)
+        )
+        if is_postgres(self._uow.session.bind):
+            # Two releases at once (a save and a re-check): the second waits, then finds them
+            # done.
+            query = query.with_for_update()
+        return list((await self._uow.session.execute(query)).mappings())
+
+    async def released(self, row_id: uuid.UUID, outcome: str, at: datetime) -> None:
+        table = parked_patient_events
+        await self._uow.session.execute(
+            sa.update(table)
+            .where(table.c.id == row_id)
+            .values(status=self.RELEASED, outcome=outcome, released_at=at)
+        )
