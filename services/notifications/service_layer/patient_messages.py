@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-
-import sqlalchemy as sa
 
 from contracts import (
     CheckInDue,
@@ -37,12 +35,9 @@ from services.chassis.errors import PermanentError
 from services.chassis.pagination import PageParams
 from services.chassis.timers import DueTimer, TimerHandler
 from services.chassis.uow import UnitOfWork
-from services.notifications.adapters.channels import ChannelKind, OutboundMessage
-from services.notifications.adapters.delivery_repository import DeliveryRepository
+from services.notifications.adapters.channels import ChannelKind
 from services.notifications.adapters.patient_repository import MessageRepository, ProfileRepository
-from services.notifications.domain import drafts, preferences, rendering
-from services.notifications.domain.calendar import next_allowed
-from services.notifications.domain.delivery import GAVE_UP, DeliveryStatus
+from services.notifications.domain import drafts, preferences
 from services.notifications.domain.drafts import Draft, Kind
 from services.notifications.domain.preferences import (
     Preferences,
@@ -50,12 +45,14 @@ from services.notifications.domain.preferences import (
     Status,
 )
 from services.notifications.service_layer import feed, waiting_for_profile
-from services.notifications.service_layer.delivery import Deferred, deliveries_of, enqueue
+from services.notifications.service_layer.delivery import deliveries_of, enqueue
+from services.notifications.service_layer.message_delivery import (
+    OWNER_KIND,
+    idempotency_key,
+    render_for,
+)
 
 log = logging.getLogger(__name__)
-
-OWNER_KIND = "message"
-WAITING = (Status.SCHEDULED.value, Status.DEFERRED.value)
 
 
 # --- consumers ----------------------------------------------------------------------------------
@@ -227,7 +224,7 @@ async def _record(
     if decision.channel is not None:
         # A template that cannot render fails here, where the event is dead-lettered and can be
         # replayed after a fix, not hours later in a timer.
-        _render(draft.template, draft.params, decision.channel, prefs, decision.send_at)
+        render_for(draft.template, draft.params, decision.channel, prefs, decision.send_at)
     message_id = uuid.uuid4()
     await messages.add(
         id=message_id,
@@ -260,123 +257,6 @@ async def _record(
             "skip_reason": decision.skip_reason.value if decision.skip_reason else None,
         },
     )
-
-
-def idempotency_key(message_id: uuid.UUID, channel: str) -> str:
-    """The provider's dedup key: one per message and channel, the same on every retry."""
-    return f"taper-msg-{message_id}-{channel}"
-
-
-# --- delivery owner -----------------------------------------------------------------------------
-
-
-class MessageOwner:
-    """Builds a patient message when its delivery fires, and records how it went."""
-
-    async def message_for(
-        self, uow: UnitOfWork, delivery: Mapping[str, Any], *, in_doubt: bool = False
-    ) -> OutboundMessage | Deferred | None:
-        message = await _message(uow, delivery["owner_id"])
-        if message is None or message["status"] not in WAITING:
-            return None
-        now = uow.clock.now()
-        prefs = await _preferences(uow, message["patient_id"])
-        if prefs is None:
-            await _skip(uow, message, SkipReason.NO_CHANNEL)
-            return None
-        if prefs.opted_out_of(message["kind"]):
-            await _skip(uow, message, SkipReason.OPTED_OUT)
-            return None
-        closes = drafts.expires_at(message["params"])
-        if closes is not None and now >= closes:
-            await _skip(uow, message, SkipReason.WINDOW_CLOSED)
-            return None
-        channel = delivery["channel"]
-        address = prefs.reachable(channel)
-        if address is None:
-            await self._reroute(uow, message, prefs, now)
-            return None
-        allowed_at = (
-            now if drafts.is_urgent(message["params"]) else next_allowed(now, prefs.quiet_hours)
-        )
-        # In doubt, quiet hours do not count: a claimed message may be out already, and only
-        # the provider's list can tell (a resend comes back here and waits then). Deferring it
-        # unlooked-up would resend one the patient already has.
-        if allowed_at > now and not in_doubt:
-            # Quiet hours as they are now (the patient may have moved timezone or changed them
-            # since this was scheduled): wait, and decide again then.
-            return Deferred(allowed_at)
-        rendered = _render(message["template"], message["params"], channel, prefs, now)
-        return OutboundMessage(
-            delivery_id=delivery["id"],
-            channel=ChannelKind(channel),
-            address=address,
-            idempotency_key=delivery["idempotency_key"],
-            subject=rendered.subject,
-            body=rendered.body,
-            details={"message_id": str(message["id"]), "kind": message["kind"]},
-        )
-
-    @staticmethod
-    async def _reroute(
-        uow: UnitOfWork, message: sa.RowMapping, prefs: Preferences, now: datetime
-    ) -> None:
-        """The patient dropped this channel (or its address) since: this delivery is cancelled
-        and the message goes out on the channel they prefer now, still outside quiet hours."""
-        other = prefs.first_reachable()
-        if other is None:
-            await _skip(uow, message, SkipReason.NO_CHANNEL)
-            return
-        created = await enqueue(
-            uow,
-            owner_kind=OWNER_KIND,
-            owner_id=message["id"],
-            channel=ChannelKind(other),
-            idempotency_key=idempotency_key(message["id"], other),
-            due_at=next_allowed(now, prefs.quiet_hours),
-        )
-        log.info(
-            "patient message rerouted",
-            extra={"message_id": str(message["id"]), "channel": other, "new": created is not None},
-        )
-        # enqueue found that channel already tried (the patient switched back and forth): the
-        # message is not sent twice on it; on_outcome then marks it cancelled.
-
-    async def on_outcome(self, uow: UnitOfWork, delivery: Mapping[str, Any], status: str) -> None:
-        message = await _message(uow, delivery["owner_id"])
-        if message is None:
-            return
-        if status == DeliveryStatus.SENT:
-            await _update(
-                uow,
-                message,
-                status=Status.SENT.value,
-                sent_at=delivery["sent_at"] or uow.clock.now(),
-            )
-            await _audit(uow, message, "message.sent")
-            await feed.announce(
-                uow,
-                "patient",
-                "message.sent",
-                message["patient_id"],
-                {"message_id": str(message["id"]), "kind": message["kind"]},
-            )
-        elif status in GAVE_UP:
-            await _update(uow, message, status=Status.FAILED.value)
-            await _audit(uow, message, "message.failed")
-        elif message["status"] in WAITING and not await DeliveryRepository(uow).pending_for(
-            OWNER_KIND, message["id"]
-        ):
-            await _skip(uow, message, SkipReason.CANCELLED)  # cancelled, and no reroute pending
-        log.info(
-            "patient message delivery final",
-            extra={
-                "message_id": str(message["id"]),
-                "kind": message["kind"],
-                "channel": delivery["channel"],
-                "outcome": status,
-            },
-        )
 
 
 # --- preferences and history (for the API) ------------------------------------------------------
@@ -440,49 +320,3 @@ async def message_history(
 
 async def _preferences(uow: UnitOfWork, patient_id: uuid.UUID) -> Preferences | None:
     return await ProfileRepository(uow).preferences(patient_id)
-
-
-def _render(
-    template: str,
-    params: dict[str, Any],
-    channel: str,
-    prefs: Preferences,
-    now: datetime,
-) -> rendering.Rendered:
-    if channel not in ("sms", "email"):
-        raise PermanentError(f"patient messages go by sms or email, not {channel}")
-    return rendering.render(
-        template,
-        params,
-        channel="sms" if channel == "sms" else "email",
-        language=prefs.language,
-        details=prefs.include_dose_details,
-        timezone=prefs.timezone,
-        now=now,
-    )
-
-
-async def _message(uow: UnitOfWork, message_id: uuid.UUID) -> sa.RowMapping | None:
-    return await MessageRepository(uow).get(message_id)
-
-
-async def _update(uow: UnitOfWork, message: sa.RowMapping, **values: Any) -> None:
-    await MessageRepository(uow).update(message["id"], **values)
-
-
-async def _skip(uow: UnitOfWork, message: sa.RowMapping, reason: SkipReason) -> None:
-    await _update(uow, message, status=Status.SKIPPED.value, skip_reason=reason.value)
-    log.info(
-        "patient message skipped at send time",
-        extra={"message_id": str(message["id"]), "kind": message["kind"], "reason": reason.value},
-    )
-
-
-async def _audit(uow: UnitOfWork, message: sa.RowMapping, action: str) -> None:
-    await uow.audit(
-        actor="notifications",
-        actor_role="service",
-        action=action,
-        resource=f"message:{message['kind']}",
-        patient_id=message["patient_id"],
-    )
