@@ -112,6 +112,24 @@ class DeliveryRepository:
             out.setdefault(item.pop("owner_id"), []).append(item)
         return out
 
+    async def oldest_in(self, statuses: tuple[str, ...], limit: int) -> list[sa.Row[Any]]:
+        """The oldest ``limit`` deliveries in ``statuses`` (for ops: no address, no text)."""
+        query = (
+            sa.select(
+                deliveries.c.id,
+                deliveries.c.owner_kind,
+                deliveries.c.channel,
+                deliveries.c.status,
+                deliveries.c.attempts,
+                deliveries.c.last_error,
+                deliveries.c.created_at,
+            )
+            .where(deliveries.c.status.in_(statuses))
+            .order_by(deliveries.c.created_at, deliveries.c.id)
+            .limit(limit)
+        )
+        return list((await self.uow.session.execute(query)).all())
+
     async def pending_for(self, owner_kind: str, owner_id: uuid.UUID) -> bool:
         found = await self.uow.session.scalar(
             sa.select(deliveries.c.id).where(

@@ -13,11 +13,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import sqlalchemy as sa
-
 from services.chassis.uow import UnitOfWorkFactory
 from services.notifications.adapters.delivery_repository import DeliveryRepository
-from services.notifications.adapters.orm import deliveries
 from services.notifications.domain import delivery as states
 from services.notifications.service_layer.delivery import DELIVER
 
@@ -32,22 +29,7 @@ async def list_deliveries(
     """The oldest ``limit`` deliveries in ``statuses``, and whether more exist (the operator is
     told: never a silently cut list)."""
     async with uow_factory() as uow:
-        rows = (
-            await uow.session.execute(
-                sa.select(
-                    deliveries.c.id,
-                    deliveries.c.owner_kind,
-                    deliveries.c.channel,
-                    deliveries.c.status,
-                    deliveries.c.attempts,
-                    deliveries.c.last_error,
-                    deliveries.c.created_at,
-                )
-                .where(deliveries.c.status.in_(statuses))
-                .order_by(deliveries.c.created_at, deliveries.c.id)
-                .limit(limit + 1)
-            )
-        ).all()
+        rows = await DeliveryRepository(uow).oldest_in(statuses, limit + 1)
     more = len(rows) > limit
     return [
         {
