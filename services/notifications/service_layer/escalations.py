@@ -4,10 +4,12 @@ Flow (every arrow one transaction, driven by a consumer or a durable timer):
 ``ThresholdExceeded`` → escalation (policy copied in) + step timer → the step pages the level's
 targets (a page row per person, unique, and a delivery per contact method) and arms the next step
 at the level's timeout → … → exhausted. An acknowledgement (API or signed link) stops the walk,
-publishes ``PageAcknowledged`` and arms the re-page timer; if the episode is still not resolved
-then, the policy starts again (a new cycle). ``EscalationResolved`` ends it. Every timer checks
-that the escalation still expects it (``next_step_key``), so a stale or re-fired timer pages
-nobody.
+and the ``Escalation`` records ``PageAcknowledged`` (the unit of work publishes it on commit);
+the re-page timer is armed; if the episode is still not resolved then, the policy starts again
+(a new cycle). ``EscalationResolved`` ends it. Every timer checks that the escalation still
+expects it (``next_step_key``), so a stale or re-fired timer pages nobody. The states and their
+changes are the aggregate's (domain/paging.py); loading and saving, the repositories'
+(adapters/escalation_repository.py); what a page's delivery sends, page_delivery.py.
 """
 
 from __future__ import annotations
