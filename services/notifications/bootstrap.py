@@ -29,7 +29,12 @@ from services.notifications.entrypoints import (
     preferences_api,
     teams_api,
 )
-from services.notifications.service_layer import escalations, patient_messages
+from services.notifications.service_layer import (
+    escalations,
+    message_delivery,
+    page_delivery,
+    patient_messages,
+)
 from services.notifications.service_layer.delivery import DELIVER, IN_DOUBT, Deliverer
 from services.notifications.settings import NotificationsSettings
 
@@ -78,13 +83,13 @@ def bootstrap(
         settings.public_base_url.rstrip("/") + settings.url_prefix + "/ack",
         timedelta(minutes=settings.ack_link_ttl_minutes),
     )
-    pages = escalations.PageOwner(links, fallback_routing_key=settings.page_routing_key)
+    pages = page_delivery.PageOwner(links, fallback_routing_key=settings.page_routing_key)
     channels = channels if channels is not None else real_channels(settings, tracer_provider)
     deliverer = Deliverer(
         channels,
         {
             escalations.OWNER_KIND: pages,
-            patient_messages.OWNER_KIND: patient_messages.MessageOwner(),
+            message_delivery.OWNER_KIND: message_delivery.MessageOwner(),
         },
         max_attempts=settings.delivery_max_attempts,
         lease=timedelta(seconds=settings.delivery_lease_s),

@@ -24,12 +24,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.chassis.clock import Clock
 from services.notifications.adapters.channels import ChannelKind
 from services.notifications.adapters.orm import escalations, pages
+from services.notifications.domain import paging
+from services.notifications.domain.paging import PAGING, EscalationStatus
 
 DeliveryOutcome = Literal["sent", "failed", "retried"]
-UNACKNOWLEDGED = ("triggered", "exhausted")  # paged, nobody has said "mine" (exhausted: past
-# the policy's last level, the walk has stopped)
+# Paged, nobody has said "mine" (exhausted: past the policy's last level, the walk has stopped).
+UNACKNOWLEDGED = tuple(s.value for s in PAGING)
 _CHANNELS = frozenset(c.value for c in ChannelKind)
-OPEN = ("triggered", "acknowledged", "exhausted")  # as the service layer's escalations.OPEN
+OPEN = tuple(s.value for s in paging.OPEN)
 SEVERITIES = ("RED", "AMBER")
 QUANTILES = (0.5, 0.9, 1.0)  # 1.0: the slowest
 WINDOW = timedelta(hours=24)
@@ -158,7 +160,9 @@ class RedPageProbe:
         self._metrics.oldest_unacknowledged_s = (
             max((now - min(since)).total_seconds(), 0.0) if since else 0.0
         )
-        self._metrics.past_policy = sum(1 for row in rows if row.status == "exhausted")
+        self._metrics.past_policy = sum(
+            1 for row in rows if row.status == EscalationStatus.EXHAUSTED
+        )
         await self._safety_figures(now)
 
     async def _safety_figures(self, now: datetime) -> None:

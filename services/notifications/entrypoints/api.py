@@ -41,6 +41,7 @@ from services.chassis.pagination import PageQuery, link_next, paginated
 from services.chassis.preconditions import IfMatch, check_if_match, conditional, etag, with_etag
 from services.chassis.runtime import ServiceRuntime
 from services.chassis.uow import UnitOfWork
+from services.notifications.adapters import paging_config_repository as config
 from services.notifications.adapters.ack_links import AckLinks, InvalidLink
 from services.notifications.domain import escalation as policy_rules
 from services.notifications.domain.escalation import PolicyDefinition, PolicyKey
@@ -51,7 +52,7 @@ from services.notifications.entrypoints.read_bodies import (
     OverrideCreatedOut,
     PageOut,
 )
-from services.notifications.service_layer import config, escalations, teams, views
+from services.notifications.service_layer import escalations, teams, views
 
 ADMIN_SCOPE = "notifications:admin"
 

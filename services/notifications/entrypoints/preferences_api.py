@@ -31,9 +31,9 @@ from services.chassis.pagination import (
     paginated,
 )
 from services.chassis.runtime import ServiceRuntime
-from services.notifications.domain import messages
+from services.notifications.domain import preferences
 from services.notifications.domain.calendar import DailyWindow
-from services.notifications.domain.messages import InvalidPreferences, Preferences
+from services.notifications.domain.preferences import InvalidPreferences, Preferences
 from services.notifications.service_layer import patient_messages
 
 RESOURCE_PREFERENCES = "notification_preferences"
@@ -54,13 +54,13 @@ def _known_zone(value: str) -> str:
 
 
 def _email(value: str) -> str:
-    if not messages.EMAIL.fullmatch(value):
+    if not preferences.EMAIL.fullmatch(value):
         raise ValueError("not an email address we can send to")
     return value
 
 
 def _e164(value: str) -> str:
-    if not messages.E164.fullmatch(value):
+    if not preferences.E164.fullmatch(value):
         raise ValueError("not an E.164 number: + then country code and number, up to 15 digits")
     return value
 
@@ -85,7 +85,7 @@ class QuietHoursIo(BaseModel):
 
 
 def _default_quiet() -> QuietHoursIo:
-    window = messages.defaults().quiet_hours.window
+    window = preferences.defaults().quiet_hours.window
     return QuietHoursIo(start=f"{window.start:%H:%M}", end=f"{window.end:%H:%M}")
 
 

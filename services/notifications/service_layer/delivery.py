@@ -38,8 +38,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
-import sqlalchemy as sa
-
 from services.chassis.clock import wall_span
 from services.chassis.errors import safe_reason
 from services.chassis.timers import DueTimer
@@ -54,8 +52,9 @@ from services.notifications.adapters.channels import (
     Verifiable,
     can_verify,
 )
+from services.notifications.adapters.delivery_repository import DeliveryRepository
 from services.notifications.adapters.metrics import NotificationMetrics
-from services.notifications.adapters.orm import deliveries
+from services.notifications.domain.delivery import Delivery, DeliveryStatus
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +62,6 @@ DELIVER = "deliver"
 IN_DOUBT = "deliver_in_doubt"
 DEFAULT_LEASE = timedelta(seconds=20)
 MAX_BACKOFF = timedelta(minutes=5)
-TERMINAL = ("sent", "failed", "rejected", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -77,7 +75,7 @@ class DeliveryOwner(Protocol):
     """What a delivery delivers (a page, a patient message) and who hears how it went."""
 
     async def message_for(
-        self, uow: UnitOfWork, delivery: sa.RowMapping, *, in_doubt: bool = False
+        self, uow: UnitOfWork, delivery: Mapping[str, Any], *, in_doubt: bool = False
     ) -> OutboundMessage | Deferred | None:
         """The message to send now, ``Deferred`` to send it later, or None when it is no longer
         wanted (cancel it). ``in_doubt``: the message as it went when claimed, to look it up at
@@ -98,29 +96,22 @@ async def enqueue(
     due_at: datetime,
 ) -> uuid.UUID | None:
     """Record the intent to deliver and arm its timer; None when it was already recorded."""
-    exists = await uow.session.scalar(
-        sa.select(deliveries.c.id).where(deliveries.c.idempotency_key == idempotency_key)
-    )
-    if exists is not None:
+    repo = DeliveryRepository(uow)
+    if await repo.known(idempotency_key):
         return None
-    delivery_id = uuid.uuid4()
-    await uow.session.execute(
-        sa.insert(deliveries).values(
-            id=delivery_id,
-            owner_kind=owner_kind,
-            owner_id=owner_id,
-            channel=channel.value,
-            idempotency_key=idempotency_key,
-            status="pending",
-            attempts=0,
-            next_attempt_at=due_at,
-            created_at=uow.clock.now(),
-        )
+    delivery = Delivery.new(
+        owner_kind=owner_kind,
+        owner_id=owner_id,
+        channel=channel.value,
+        idempotency_key=idempotency_key,
+        due_at=due_at,
+        now=uow.clock.now(),
     )
+    await repo.add(delivery)
     await uow.schedule_timer(
-        DELIVER, f"{delivery_id}:a0", due_at, {"delivery_id": str(delivery_id)}
+        DELIVER, f"{delivery.id}:a0", due_at, {"delivery_id": str(delivery.id)}
     )
-    return delivery_id
+    return delivery.id
 
 
 def backoff(attempts: int) -> timedelta:
@@ -158,170 +149,179 @@ class Deliverer:
         self._claims = claims
 
     async def __call__(self, timer: DueTimer, uow: UnitOfWork) -> None:
-        delivery_id = uuid.UUID(timer.payload["delivery_id"])
-        row = await _row(uow, delivery_id)
-        if row is None or row["status"] != "pending":
+        repo = DeliveryRepository(uow)
+        delivery = await repo.get(uuid.UUID(timer.payload["delivery_id"]))
+        if delivery is None or delivery.status is not DeliveryStatus.PENDING:
             # Final: a re-fired timer sends nothing twice. Sending: a claim is out (maybe a
             # crash mid-call); its in-doubt timer decides, not this one.
             return
-        owner = self._owners[row["owner_kind"]]
-        message = await owner.message_for(uow, row)
+        owner = self._owners[delivery.owner_kind]
+        message = await owner.message_for(uow, delivery.as_mapping())
         if message is None:
-            await self._finish(uow, row, owner, "cancelled", {})
+            await self._finish(repo, delivery, owner, DeliveryStatus.CANCELLED)
             return
         if isinstance(message, Deferred):
-            await _update(uow, row, {"next_attempt_at": message.until})
+            delivery.defer(message.until)
+            await repo.save(delivery)
             await uow.schedule_timer(
                 DELIVER,
-                f"{delivery_id}:d{message.until.timestamp():.0f}",
+                f"{delivery.id}:d{message.until.timestamp():.0f}",
                 message.until,
-                {"delivery_id": str(delivery_id)},
+                {"delivery_id": str(delivery.id)},
             )
             return
-        channel = self._channels.get(ChannelKind(row["channel"]))
+        channel = self._channels.get(ChannelKind(delivery.channel))
         if channel is None:
             await self._finish(
-                uow, row, owner, "rejected", {"last_error": "channel not configured"}
+                repo, delivery, owner, DeliveryStatus.REJECTED, last_error="channel not configured"
             )
             return
-        claim = await self._claim(delivery_id)
+        claim = await self._claim(delivery)
         if claim is None:
             return  # claimed elsewhere since we read it
-        attempts = row["attempts"] + 1
+        attempts = delivery.attempts + 1
         now = uow.clock.now()
         try:
             receipt = await self._send(channel, message)
         except DeliveryRejected as exc:
-            self.metrics.delivery(row["channel"], "failed")
+            self.metrics.delivery(delivery.channel, "failed")
             await self._finish(
-                uow,
-                row,
+                repo,
+                delivery,
                 owner,
-                "rejected",
-                {"attempts": attempts, "last_error": safe_reason(exc)},
+                DeliveryStatus.REJECTED,
                 claim=claim,
+                attempts=attempts,
+                last_error=safe_reason(exc),
             )
         except DeliveryFailed as exc:
             error = safe_reason(exc)[:300]
             if exc.maybe_sent and can_verify(channel):
                 # The provider may have it: a blind retry could send it twice. Stay in doubt;
                 # the claim's in-doubt timer looks it up when the lease ends.
-                await _update(uow, row, {"attempts": attempts, "last_error": error}, claim=claim)
-                log.info("delivery in doubt after a failed call", extra={"channel": row["channel"]})
-                return
-            if attempts >= self._max_attempts:
-                self.metrics.delivery(row["channel"], "failed")
-                await self._finish(
-                    uow,
-                    row,
-                    owner,
-                    "failed",
-                    {"attempts": attempts, "last_error": error},
-                    claim=claim,
+                delivery.in_doubt(attempts, error)
+                await _save(repo, delivery, claim)
+                log.info(
+                    "delivery in doubt after a failed call", extra={"channel": delivery.channel}
                 )
                 return
-            self.metrics.delivery(row["channel"], "retried")
-            retry_at = now + wall_span(uow.clock, backoff(attempts))
-            values = {
-                "status": "pending",
-                "attempts": attempts,
-                "last_error": error,
-                "next_attempt_at": retry_at,
-            }
-            if not await _update(uow, row, values, claim=claim):
+            if attempts >= self._max_attempts:
+                self.metrics.delivery(delivery.channel, "failed")
+                await self._finish(
+                    repo,
+                    delivery,
+                    owner,
+                    DeliveryStatus.FAILED,
+                    claim=claim,
+                    attempts=attempts,
+                    last_error=error,
+                )
                 return
-            await _settle_claim(uow, row, claim)
+            self.metrics.delivery(delivery.channel, "retried")
+            retry_at = now + wall_span(uow.clock, backoff(attempts))
+            delivery.retry(attempts, error, retry_at)
+            if not await _save(repo, delivery, claim):
+                return
+            await _settle_claim(uow, delivery, claim)
             await uow.schedule_timer(
-                DELIVER, f"{delivery_id}:a{attempts}", retry_at, {"delivery_id": str(delivery_id)}
+                DELIVER,
+                f"{delivery.id}:a{attempts}",
+                retry_at,
+                {"delivery_id": str(delivery.id)},
             )
             log.info(
-                "delivery will be retried", extra={"channel": row["channel"], "attempt": attempts}
+                "delivery will be retried",
+                extra={"channel": delivery.channel, "attempt": attempts},
             )
         else:
-            self.metrics.delivery(row["channel"], "sent")
+            self.metrics.delivery(delivery.channel, "sent")
             await self._finish(
-                uow,
-                row,
+                repo,
+                delivery,
                 owner,
-                "sent",
-                {
-                    "attempts": attempts,
-                    "provider_id": (receipt.provider_id or "")[:200] or None,
-                    "sent_at": now,
-                    "last_error": None,
-                },
+                DeliveryStatus.SENT,
                 claim=claim,
+                attempts=attempts,
+                provider_id=(receipt.provider_id or "")[:200] or None,
+                sent_at=now,
+                last_error=None,
             )
 
     async def in_doubt(self, timer: DueTimer, uow: UnitOfWork) -> None:
         """A claim's lease ended with the row still ``sending``: the process died (or stalled)
         between claiming and recording the outcome. Find out, or resend."""
-        delivery_id = uuid.UUID(timer.payload["delivery_id"])
         claim = int(timer.payload["claim"])
-        row = await _row(uow, delivery_id, lock=True)
-        if row is None or row["status"] != "sending" or row["claim"] != claim:
+        repo = DeliveryRepository(uow)
+        delivery = await repo.get(uuid.UUID(timer.payload["delivery_id"]), lock=True)
+        if (
+            delivery is None
+            or delivery.status is not DeliveryStatus.SENDING
+            or delivery.claim != claim
+        ):
             return  # the outcome was recorded (the usual case), or a later claim owns it
-        owner = self._owners[row["owner_kind"]]
+        owner = self._owners[delivery.owner_kind]
         now = uow.clock.now()
-        doubt = {"doubts": row["doubts"] + 1}
-        message = await owner.message_for(uow, row, in_doubt=True)
+        doubts = delivery.doubts + 1
+        message = await owner.message_for(uow, delivery.as_mapping(), in_doubt=True)
         if message is None:
             # Nobody needs it any more (acknowledged, resolved, opted out): whether the
             # provider had it is moot.
-            await self._finish(uow, row, owner, "cancelled", {**doubt}, claim=claim)
-            _log_doubt(row, "cancelled")
+            await self._finish(
+                repo, delivery, owner, DeliveryStatus.CANCELLED, claim=claim, doubts=doubts
+            )
+            _log_doubt(delivery, "cancelled")
             return
-        channel = self._channels.get(ChannelKind(row["channel"]))
+        channel = self._channels.get(ChannelKind(delivery.channel))
         if isinstance(message, Deferred) or channel is None:
-            await self._resend(uow, row, doubt, claim, now)
-            _log_doubt(row, "resent")
+            await self._resend(uow, repo, delivery, doubts, claim, now)
+            _log_doubt(delivery, "resent")
             return
         if can_verify(channel):
             try:
                 receipt = await cast(Verifiable, channel).find_sent(
-                    message, row["claimed_at"] or now
+                    message, delivery.claimed_at or now
                 )
             except DeliveryFailed as exc:
                 checks = int(timer.payload.get("checks", 0)) + 1
                 if message.severity != "RED" and checks < self._max_attempts:
                     await uow.schedule_timer(
                         IN_DOUBT,
-                        f"{delivery_id}:c{claim}:v{checks}",
+                        f"{delivery.id}:c{claim}:v{checks}",
                         now + wall_span(uow.clock, backoff(checks)),
-                        {"delivery_id": str(delivery_id), "claim": claim, "checks": checks},
+                        {"delivery_id": str(delivery.id), "claim": claim, "checks": checks},
                     )
-                    _log_doubt(row, "check_later", error=safe_reason(exc))
+                    _log_doubt(delivery, "check_later", error=safe_reason(exc))
                     return
                 # A RED page that cannot be verified is sent again: a duplicate beats a miss.
-                await self._resend(uow, row, doubt, claim, now)
-                _log_doubt(row, "unverified_resent", error=safe_reason(exc))
+                await self._resend(uow, repo, delivery, doubts, claim, now)
+                _log_doubt(delivery, "unverified_resent", error=safe_reason(exc))
                 return
             if receipt is not None:
                 await self._finish(
-                    uow,
-                    row,
+                    repo,
+                    delivery,
                     owner,
-                    "sent",
-                    {
-                        **doubt,
-                        "attempts": row["attempts"] + 1,
-                        "provider_id": (receipt.provider_id or "")[:200] or None,
-                        "sent_at": row["claimed_at"] or now,
-                        "last_error": None,
-                    },
+                    DeliveryStatus.SENT,
                     claim=claim,
+                    doubts=doubts,
+                    attempts=delivery.attempts + 1,
+                    provider_id=(receipt.provider_id or "")[:200] or None,
+                    sent_at=delivery.claimed_at or now,
+                    last_error=None,
                 )
-                _log_doubt(row, "found")
+                _log_doubt(delivery, "found")
                 return
-            if row["attempts"] >= self._max_attempts:
+            if delivery.attempts >= self._max_attempts:
                 # Not there after the last call that may have reached it: as any last failure.
-                await self._finish(uow, row, owner, "failed", {**doubt}, claim=claim)
-                _log_doubt(row, "failed")
+                await self._finish(
+                    repo, delivery, owner, DeliveryStatus.FAILED, claim=claim, doubts=doubts
+                )
+                _log_doubt(delivery, "failed")
                 return
-        await self._resend(uow, row, doubt, claim, now)
-        _log_doubt(row, "resent")
+        await self._resend(uow, repo, delivery, doubts, claim, now)
+        _log_doubt(delivery, "resent")
 
-    async def _claim(self, delivery_id: uuid.UUID) -> int | None:
+    async def _claim(self, delivery: Delivery) -> int | None:
         """Mark the delivery ``sending`` and arm its in-doubt timer, committed now, before the
         provider is called; the claim's number, or None when it was not ``pending``."""
         if self._claims is None:
@@ -330,27 +330,18 @@ class Deliverer:
             now = claim_uow.clock.now()
             # Real seconds: the lease outlasts a provider call, whatever the clock's scale.
             expires = now + wall_span(claim_uow.clock, self._lease)
-            claim = await claim_uow.session.scalar(
-                sa.update(deliveries)
-                .where(deliveries.c.id == delivery_id, deliveries.c.status == "pending")
-                .values(
-                    status="sending",
-                    claim=deliveries.c.claim + 1,
-                    claimed_at=now,
-                    lease_expires_at=expires,
-                )
-                .returning(deliveries.c.claim)
-            )
+            claim = await DeliveryRepository(claim_uow).claim(delivery.id, now, expires)
             if claim is None:
                 return None
             await claim_uow.schedule_timer(
                 IN_DOUBT,
-                f"{delivery_id}:c{claim}",
+                f"{delivery.id}:c{claim}",
                 expires,
-                {"delivery_id": str(delivery_id), "claim": claim},
+                {"delivery_id": str(delivery.id), "claim": claim},
             )
             await claim_uow.commit()
-        return int(claim)
+        delivery.claimed(claim, now, expires)
+        return claim
 
     async def _send(self, channel: Channel, message: OutboundMessage) -> Receipt:
         try:
@@ -364,78 +355,63 @@ class Deliverer:
     async def _resend(
         self,
         uow: UnitOfWork,
-        row: sa.RowMapping,
-        values: dict[str, Any],
+        repo: DeliveryRepository,
+        delivery: Delivery,
+        doubts: int,
         claim: int,
         now: datetime,
     ) -> None:
         """Back to ``pending`` with a delivery timer due now: the usual path claims it again."""
-        if await _update(
-            uow, row, {**values, "status": "pending", "next_attempt_at": now}, claim=claim
-        ):
+        delivery.resend(now, doubts=doubts)
+        if await _save(repo, delivery, claim):
             await uow.schedule_timer(
-                DELIVER, f"{row['id']}:r{claim}", now, {"delivery_id": str(row["id"])}
+                DELIVER, f"{delivery.id}:r{claim}", now, {"delivery_id": str(delivery.id)}
             )
 
     async def _finish(
         self,
-        uow: UnitOfWork,
-        row: sa.RowMapping,
+        repo: DeliveryRepository,
+        delivery: Delivery,
         owner: DeliveryOwner,
-        status: str,
-        values: dict[str, Any],
+        status: DeliveryStatus,
         *,
         claim: int | None = None,
+        **values: Any,
     ) -> None:
-        values = {"status": status, "next_attempt_at": None, "lease_expires_at": None, **values}
-        if await _update(uow, row, values, claim=claim):
-            await _settle_claim(uow, row, claim)
-            await owner.on_outcome(uow, {**row, **values}, status)
+        delivery.finish(status, **values)
+        if await _save(repo, delivery, claim):
+            await _settle_claim(repo.uow, delivery, claim)
+            await owner.on_outcome(repo.uow, delivery.as_mapping(), status.value)
 
 
-async def _row(
-    uow: UnitOfWork, delivery_id: uuid.UUID, *, lock: bool = False
-) -> sa.RowMapping | None:
-    query = sa.select(deliveries).where(deliveries.c.id == delivery_id)
-    if lock:
-        query = query.with_for_update()
-    return (await uow.session.execute(query)).mappings().first()
+async def _save(repo: DeliveryRepository, delivery: Delivery, claim: int | None) -> bool:
+    """Save the delivery; with ``claim``, only while that claim still holds it (``sending``):
+    False when an in-doubt recovery took it over (then this outcome is not ours to record)."""
+    if await repo.save(delivery, claim=claim):
+        return True
+    log.warning(
+        "delivery outcome not recorded: its claim was taken over",
+        extra={"channel": delivery.channel},
+    )
+    return False
 
 
-async def _settle_claim(uow: UnitOfWork, row: sa.RowMapping, claim: int | None) -> None:
+async def _settle_claim(uow: UnitOfWork, delivery: Delivery, claim: int | None) -> None:
     """The claim's outcome is recorded (final, or back to pending for a retry): its in-doubt
     timer has nothing left to decide, so it is cancelled in the same transaction rather than
     left to fire after the lease and find the delivery settled."""
     if claim is not None:
-        await uow.cancel_timer(IN_DOUBT, f"{row['id']}:c{claim}")
+        await uow.cancel_timer(IN_DOUBT, f"{delivery.id}:c{claim}")
 
 
-async def _update(
-    uow: UnitOfWork, row: sa.RowMapping, values: dict[str, Any], *, claim: int | None = None
-) -> bool:
-    """Update the delivery; with ``claim``, only while that claim still holds it (``sending``):
-    False when an in-doubt recovery took it over (then this outcome is not ours to record)."""
-    query = sa.update(deliveries).where(deliveries.c.id == row["id"])
-    if claim is not None:
-        query = query.where(deliveries.c.claim == claim, deliveries.c.status == "sending")
-    result = await uow.session.execute(query.values(**values))
-    if claim is not None and not getattr(result, "rowcount", 0):
-        log.warning(
-            "delivery outcome not recorded: its claim was taken over",
-            extra={"channel": row["channel"]},
-        )
-        return False
-    return True
-
-
-def _log_doubt(row: sa.RowMapping, outcome: str, *, error: str | None = None) -> None:
+def _log_doubt(delivery: Delivery, outcome: str, *, error: str | None = None) -> None:
     # Ids, channel and outcome only: no address, no body.
     log.warning(
         "delivery in doubt",
         extra={
-            "delivery_id": str(row["id"]),
-            "channel": row["channel"],
-            "claim": row["claim"],
+            "delivery_id": str(delivery.id),
+            "channel": delivery.channel,
+            "claim": delivery.claim,
             "outcome": outcome,
             **({"error": error} if error else {}),
         },
@@ -446,24 +422,4 @@ async def deliveries_of(
     uow: UnitOfWork, owner_kind: str, owner_ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, list[dict[str, Any]]]:
     """Delivery status per owner for the API (channel, status, attempts, error; no address)."""
-    if not owner_ids:
-        return {}
-    rows = await uow.session.execute(
-        sa.select(
-            deliveries.c.owner_id,
-            deliveries.c.id,
-            deliveries.c.channel,
-            deliveries.c.status,
-            deliveries.c.attempts,
-            deliveries.c.last_error,
-            deliveries.c.next_attempt_at,
-            deliveries.c.sent_at,
-        )
-        .where(deliveries.c.owner_kind == owner_kind, deliveries.c.owner_id.in_(owner_ids))
-        .order_by(deliveries.c.created_at)
-    )
-    out: dict[uuid.UUID, list[dict[str, Any]]] = {}
-    for r in rows.mappings():
-        item = dict(r)
-        out.setdefault(item.pop("owner_id"), []).append(item)
-    return out
+    return await DeliveryRepository(uow).of_owners(owner_kind, owner_ids)

@@ -13,37 +13,23 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import sqlalchemy as sa
-
 from services.chassis.uow import UnitOfWorkFactory
-from services.notifications.adapters.orm import deliveries
+from services.notifications.adapters.delivery_repository import DeliveryRepository
+from services.notifications.domain import delivery as states
 from services.notifications.service_layer.delivery import DELIVER
 
-RETRYABLE = ("failed", "rejected")
+RETRYABLE: tuple[str, ...] = tuple(status.value for status in states.RETRYABLE)
 
 
 async def list_deliveries(
-    uow_factory: UnitOfWorkFactory, statuses: tuple[str, ...] = RETRYABLE, limit: int = 500
+    uow_factory: UnitOfWorkFactory,
+    statuses: tuple[str, ...] = RETRYABLE,
+    limit: int = 500,
 ) -> tuple[list[dict[str, Any]], bool]:
     """The oldest ``limit`` deliveries in ``statuses``, and whether more exist (the operator is
     told: never a silently cut list)."""
     async with uow_factory() as uow:
-        rows = (
-            await uow.session.execute(
-                sa.select(
-                    deliveries.c.id,
-                    deliveries.c.owner_kind,
-                    deliveries.c.channel,
-                    deliveries.c.status,
-                    deliveries.c.attempts,
-                    deliveries.c.last_error,
-                    deliveries.c.created_at,
-                )
-                .where(deliveries.c.status.in_(statuses))
-                .order_by(deliveries.c.created_at, deliveries.c.id)
-                .limit(limit + 1)
-            )
-        ).all()
+        rows = await DeliveryRepository(uow).oldest_in(statuses, limit + 1)
     more = len(rows) > limit
     return [
         {
@@ -66,15 +52,15 @@ async def retry_delivery(
     """False when no failed or rejected delivery has that id."""
     async with uow_factory() as uow:
         now = uow.clock.now()
-        result = await uow.session.execute(
-            sa.update(deliveries)
-            .where(deliveries.c.id == delivery_id, deliveries.c.status.in_(RETRYABLE))
-            .values(status="pending", attempts=0, next_attempt_at=now)
-            .returning(deliveries.c.channel)
-        )
-        channel = result.scalar_one_or_none()
-        if channel is None:
+        repo = DeliveryRepository(uow)
+        delivery = await repo.get(delivery_id)
+        if delivery is None or delivery.status not in RETRYABLE:
             return False
+        seen = delivery.status
+        delivery.retried_by_operator(now)
+        if not await repo.save(delivery, when=seen):
+            return False  # retried (or changed) by someone else since
+        channel = delivery.channel
         await uow.schedule_timer(
             DELIVER,
             f"{delivery_id}:ops{now.timestamp():.0f}",

@@ -7,18 +7,15 @@ timer, and cancelled when it comes due if the escalation was acknowledged or res
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-
 from services.chassis.uow import UnitOfWork
-from services.notifications.adapters.orm import clinician_notification_rules
+from services.notifications.adapters import paging_config_repository as paging_config
 from services.notifications.domain.routing import NotificationRules, Problem
-from services.notifications.service_layer import config
 from services.notifications.service_layer.teams import Unroutable
 
 
 async def save(uow: UnitOfWork, subject: str, rules: NotificationRules, by: str) -> None:
     """Every rule's channel must be one of the clinician's contact methods (422 naming it)."""
-    methods = {m["channel"] for m in await config.contact_methods(uow, subject)}
+    methods = {m["channel"] for m in await paging_config.contact_methods(uow, subject)}
     problems = [
         Problem(
             ("rules", i, "channel"), "has no contact method of this channel", "no_contact_method"
@@ -28,21 +25,8 @@ async def save(uow: UnitOfWork, subject: str, rules: NotificationRules, by: str)
     ]
     if problems:
         raise Unroutable(problems)
-    values = {
-        "rules": [r.model_dump() for r in rules.rules],
-        "updated_by": by,
-        "updated_at": uow.clock.now(),
-    }
-    table = clinician_notification_rules
-    if await rules_of(uow, subject) is None:
-        await uow.session.execute(sa.insert(table).values(subject=subject, **values))
-    else:
-        await uow.session.execute(
-            sa.update(table).where(table.c.subject == subject).values(**values)
-        )
+    await paging_config.save_notification_rules(uow, subject, rules, by)
 
 
 async def rules_of(uow: UnitOfWork, subject: str) -> NotificationRules | None:
-    table = clinician_notification_rules
-    stored = await uow.session.scalar(sa.select(table.c.rules).where(table.c.subject == subject))
-    return None if stored is None else NotificationRules.model_validate({"rules": stored})
+    return await paging_config.notification_rules_of(uow, subject)

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-
-import sqlalchemy as sa
 
 from contracts import (
     CheckInDue,
@@ -34,28 +32,27 @@ from contracts import (
     event_class,
 )
 from services.chassis.errors import PermanentError
-from services.chassis.pagination import PageParams, fetch_page, within
+from services.chassis.pagination import PageParams
 from services.chassis.timers import DueTimer, TimerHandler
 from services.chassis.uow import UnitOfWork
-from services.notifications.adapters.channels import ChannelKind, OutboundMessage
-from services.notifications.adapters.orm import deliveries, patient_messages, patient_profiles
-from services.notifications.domain import messages
-from services.notifications.domain.calendar import DailyWindow, next_allowed
-from services.notifications.domain.messages import (
-    Draft,
-    InvalidPreferences,
-    Kind,
+from services.notifications.adapters.channels import ChannelKind
+from services.notifications.adapters.patient_repository import MessageRepository, ProfileRepository
+from services.notifications.domain import drafts, preferences
+from services.notifications.domain.drafts import Draft, Kind
+from services.notifications.domain.preferences import (
     Preferences,
     SkipReason,
     Status,
 )
 from services.notifications.service_layer import feed, waiting_for_profile
-from services.notifications.service_layer.delivery import Deferred, deliveries_of, enqueue
+from services.notifications.service_layer.delivery import deliveries_of, enqueue
+from services.notifications.service_layer.message_delivery import (
+    OWNER_KIND,
+    idempotency_key,
+    render_for,
+)
 
 log = logging.getLogger(__name__)
-
-OWNER_KIND = "message"
-WAITING = (Status.SCHEDULED.value, Status.DEFERRED.value)
 
 
 # --- consumers ----------------------------------------------------------------------------------
@@ -69,7 +66,7 @@ SAFETY_NOTICE = "patient_safety_notice"
 
 def _dose_reduced(event: DoseReduced) -> tuple[Kind, DraftFor]:
     regimen = [(d.drug, d.daily_dose_mg) for d in event.regimen] if event.regimen else None
-    return Kind.DOSE_CHANGED, lambda prefs: messages.dose_step(
+    return Kind.DOSE_CHANGED, lambda prefs: drafts.dose_step(
         step_kind=event.step_kind,
         drug=event.drug,
         previous_mg=event.previous_daily_dose_mg,
@@ -81,7 +78,7 @@ def _dose_reduced(event: DoseReduced) -> tuple[Kind, DraftFor]:
 
 
 def _dose_restored(event: DoseRestored) -> tuple[Kind, DraftFor]:
-    return Kind.DOSE_CHANGED, lambda prefs: messages.dose_restored(
+    return Kind.DOSE_CHANGED, lambda prefs: drafts.dose_restored(
         drug=event.drug,
         restored_mg=event.restored_daily_dose_mg,
         regimen=[(d.drug, d.daily_dose_mg) for d in event.regimen],
@@ -91,17 +88,17 @@ def _dose_restored(event: DoseRestored) -> tuple[Kind, DraftFor]:
 
 
 def _check_in_due(event: CheckInDue) -> tuple[Kind, DraftFor]:
-    draft = messages.check_in_due(window_closes_at=event.window_closes_at)
+    draft = drafts.check_in_due(window_closes_at=event.window_closes_at)
     return Kind.CHECK_IN_DUE, lambda _: draft
 
 
 def _cohort_assigned(event: CohortAssigned) -> tuple[Kind, DraftFor]:
-    draft = messages.cohort_assigned(moved=False)
+    draft = drafts.cohort_assigned(moved=False)
     return Kind.COHORT_ASSIGNED, lambda _: draft
 
 
 def _cohort_changed(event: CohortChanged) -> tuple[Kind, DraftFor]:
-    draft = messages.cohort_assigned(moved=True)
+    draft = drafts.cohort_assigned(moved=True)
     return Kind.COHORT_ASSIGNED, lambda _: draft
 
 
@@ -109,7 +106,7 @@ def _cohort_left(event: CohortLeft) -> tuple[Kind, DraftFor] | None:
     """Told only when it was not their own choice (they know when they left)."""
     if event.reason == "patient_left":
         return None
-    draft = messages.cohort_left()
+    draft = drafts.cohort_left()
     return Kind.COHORT_ASSIGNED, lambda _: draft
 
 
@@ -175,7 +172,7 @@ async def on_threshold_exceeded(event: ThresholdExceeded, uow: UnitOfWork) -> No
     if await _preferences(uow, event.patient_id) is None:
         log.info("safety notice not sent: no notification profile")
         return
-    draft = messages.safety_notice()
+    draft = drafts.safety_notice()
     await _record(uow, event, Kind.SAFETY_NOTICE, lambda _: draft)
 
 
@@ -207,12 +204,8 @@ TIMER_HANDLERS: dict[str, TimerHandler] = {
 async def _record(
     uow: UnitOfWork, event: Event, kind: Kind, draft_for: DraftFor, *, superseded: bool = False
 ) -> None:
-    existing = await uow.session.scalar(
-        sa.select(patient_messages.c.id).where(
-            patient_messages.c.source_event_id == event.event_id,
-            patient_messages.c.kind == kind.value,
-        )
-    )
+    messages = MessageRepository(uow)
+    existing = await messages.recorded(event.event_id, kind.value)
     if existing is not None:
         log.info("patient message already recorded", extra={"message_id": str(existing)})
         return
@@ -225,27 +218,25 @@ async def _record(
     if draft.kind is not kind:
         raise PermanentError(f"template kind {draft.kind} differs from {kind}")
     now = uow.clock.now()
-    decision = messages.decide(prefs, draft, now)
+    decision = preferences.decide(prefs, draft, now)
     if superseded:
-        decision = messages.Decision(Status.SKIPPED, now, skip_reason=SkipReason.SUPERSEDED)
+        decision = preferences.Decision(Status.SKIPPED, now, skip_reason=SkipReason.SUPERSEDED)
     if decision.channel is not None:
         # A template that cannot render fails here, where the event is dead-lettered and can be
         # replayed after a fix, not hours later in a timer.
-        _render(draft.template, draft.params, decision.channel, prefs, decision.send_at)
+        render_for(draft.template, draft.params, decision.channel, prefs, decision.send_at)
     message_id = uuid.uuid4()
-    await uow.session.execute(
-        sa.insert(patient_messages).values(
-            id=message_id,
-            patient_id=event.patient_id,
-            kind=kind.value,
-            source_event_id=event.event_id,
-            template=draft.template,
-            params=draft.params,
-            status=decision.status.value,
-            skip_reason=decision.skip_reason.value if decision.skip_reason else None,
-            send_at=decision.send_at,
-            created_at=now,
-        )
+    await messages.add(
+        id=message_id,
+        patient_id=event.patient_id,
+        kind=kind.value,
+        source_event_id=event.event_id,
+        template=draft.template,
+        params=draft.params,
+        status=decision.status.value,
+        skip_reason=decision.skip_reason.value if decision.skip_reason else None,
+        send_at=decision.send_at,
+        created_at=now,
     )
     if decision.channel is not None:
         await enqueue(
@@ -268,126 +259,11 @@ async def _record(
     )
 
 
-def idempotency_key(message_id: uuid.UUID, channel: str) -> str:
-    """The provider's dedup key: one per message and channel, the same on every retry."""
-    return f"taper-msg-{message_id}-{channel}"
-
-
-# --- delivery owner -----------------------------------------------------------------------------
-
-
-class MessageOwner:
-    """Builds a patient message when its delivery fires, and records how it went."""
-
-    async def message_for(
-        self, uow: UnitOfWork, delivery: sa.RowMapping, *, in_doubt: bool = False
-    ) -> OutboundMessage | Deferred | None:
-        message = await _message(uow, delivery["owner_id"])
-        if message is None or message["status"] not in WAITING:
-            return None
-        now = uow.clock.now()
-        prefs = await _preferences(uow, message["patient_id"])
-        if prefs is None:
-            await _skip(uow, message, SkipReason.NO_CHANNEL)
-            return None
-        if prefs.opted_out_of(message["kind"]):
-            await _skip(uow, message, SkipReason.OPTED_OUT)
-            return None
-        closes = messages.expires_at(message["params"])
-        if closes is not None and now >= closes:
-            await _skip(uow, message, SkipReason.WINDOW_CLOSED)
-            return None
-        channel = delivery["channel"]
-        address = prefs.reachable(channel)
-        if address is None:
-            await self._reroute(uow, message, prefs, now)
-            return None
-        allowed_at = (
-            now if messages.is_urgent(message["params"]) else next_allowed(now, prefs.quiet_hours)
-        )
-        # In doubt, quiet hours do not count: a claimed message may be out already, and only
-        # the provider's list can tell (a resend comes back here and waits then). Deferring it
-        # unlooked-up would resend one the patient already has.
-        if allowed_at > now and not in_doubt:
-            # Quiet hours as they are now (the patient may have moved timezone or changed them
-            # since this was scheduled): wait, and decide again then.
-            return Deferred(allowed_at)
-        rendered = _render(message["template"], message["params"], channel, prefs, now)
-        return OutboundMessage(
-            delivery_id=delivery["id"],
-            channel=ChannelKind(channel),
-            address=address,
-            idempotency_key=delivery["idempotency_key"],
-            subject=rendered.subject,
-            body=rendered.body,
-            details={"message_id": str(message["id"]), "kind": message["kind"]},
-        )
-
-    @staticmethod
-    async def _reroute(
-        uow: UnitOfWork, message: sa.RowMapping, prefs: Preferences, now: datetime
-    ) -> None:
-        """The patient dropped this channel (or its address) since: this delivery is cancelled
-        and the message goes out on the channel they prefer now, still outside quiet hours."""
-        other = prefs.first_reachable()
-        if other is None:
-            await _skip(uow, message, SkipReason.NO_CHANNEL)
-            return
-        created = await enqueue(
-            uow,
-            owner_kind=OWNER_KIND,
-            owner_id=message["id"],
-            channel=ChannelKind(other),
-            idempotency_key=idempotency_key(message["id"], other),
-            due_at=next_allowed(now, prefs.quiet_hours),
-        )
-        log.info(
-            "patient message rerouted",
-            extra={"message_id": str(message["id"]), "channel": other, "new": created is not None},
-        )
-        # enqueue found that channel already tried (the patient switched back and forth): the
-        # message is not sent twice on it; on_outcome then marks it cancelled.
-
-    async def on_outcome(self, uow: UnitOfWork, delivery: Mapping[str, Any], status: str) -> None:
-        message = await _message(uow, delivery["owner_id"])
-        if message is None:
-            return
-        if status == "sent":
-            await _update(
-                uow,
-                message,
-                status=Status.SENT.value,
-                sent_at=delivery["sent_at"] or uow.clock.now(),
-            )
-            await _audit(uow, message, "message.sent")
-            await feed.announce(
-                uow,
-                "patient",
-                "message.sent",
-                message["patient_id"],
-                {"message_id": str(message["id"]), "kind": message["kind"]},
-            )
-        elif status in ("failed", "rejected"):
-            await _update(uow, message, status=Status.FAILED.value)
-            await _audit(uow, message, "message.failed")
-        elif message["status"] in WAITING and not await _pending(uow, message["id"]):
-            await _skip(uow, message, SkipReason.CANCELLED)  # cancelled, and no reroute pending
-        log.info(
-            "patient message delivery final",
-            extra={
-                "message_id": str(message["id"]),
-                "kind": message["kind"],
-                "channel": delivery["channel"],
-                "outcome": status,
-            },
-        )
-
-
 # --- preferences and history (for the API) ------------------------------------------------------
 
 
 async def get_preferences(uow: UnitOfWork, patient_id: uuid.UUID) -> dict[str, Any] | None:
-    row = await _profile_row(uow, patient_id)
+    row = await ProfileRepository(uow).row(patient_id)
     return dict(row) if row is not None else None
 
 
@@ -397,32 +273,9 @@ async def set_preferences(
     """Store ``prefs`` (already validated by the domain) and commit; returns the stored row.
 
     Messages already scheduled pick the change up when they fire (see ``MessageOwner``)."""
-    values = {
-        "timezone": prefs.timezone,
-        "language": prefs.language,
-        "channels": list(prefs.channels),
-        "email": prefs.email,
-        "phone": prefs.phone,
-        "quiet_start": prefs.quiet.start,
-        "quiet_end": prefs.quiet.end,
-        "opted_out": sorted(prefs.opted_out),
-        "include_dose_details": prefs.include_dose_details,
-        "updated_by": updated_by,
-        "updated_at": uow.clock.now(),
-    }
-    exists = await uow.session.scalar(
-        sa.select(patient_profiles.c.patient_id).where(patient_profiles.c.patient_id == patient_id)
+    values = await ProfileRepository(uow).save(
+        patient_id, prefs, updated_by=updated_by, now=uow.clock.now()
     )
-    if exists is None:
-        await uow.session.execute(
-            sa.insert(patient_profiles).values(patient_id=patient_id, **values)
-        )
-    else:
-        await uow.session.execute(
-            sa.update(patient_profiles)
-            .where(patient_profiles.c.patient_id == patient_id)
-            .values(**values)
-        )
     # Events that waited for this profile are released now (a timer of their own).
     await waiting_for_profile.schedule_release(uow, patient_id)
     await uow.commit()
@@ -454,14 +307,9 @@ async def message_history(
     until: datetime | None = None,
 ) -> tuple[list[MessageSummary], str | None]:
     """Newest first, one page (created in [since, until), in ``status`` if given)."""
-    m = patient_messages.c
-    query = sa.select(
-        m.id, m.kind, m.status, m.skip_reason, m.send_at, m.sent_at, m.created_at
-    ).where(m.patient_id == patient_id)
-    if status is not None:
-        query = query.where(m.status == status)
-    query = within(query, m.created_at, since, until)
-    found, following = await fetch_page(uow.session, query, (m.created_at, m.id), page)
+    found, following = await MessageRepository(uow).history(
+        patient_id, page, status=status, since=since, until=until
+    )
     by_message = await deliveries_of(uow, OWNER_KIND, [r["id"] for r in found])
     summaries = [MessageSummary(**r, deliveries=by_message.get(r["id"], [])) for r in found]
     return summaries, following
@@ -470,91 +318,5 @@ async def message_history(
 # --- helpers ------------------------------------------------------------------------------------
 
 
-async def _profile_row(uow: UnitOfWork, patient_id: uuid.UUID) -> sa.RowMapping | None:
-    result = await uow.session.execute(
-        sa.select(patient_profiles).where(patient_profiles.c.patient_id == patient_id)
-    )
-    return result.mappings().first()
-
-
 async def _preferences(uow: UnitOfWork, patient_id: uuid.UUID) -> Preferences | None:
-    row = await _profile_row(uow, patient_id)
-    if row is None:
-        return None
-    try:
-        return Preferences(
-            timezone=row["timezone"],
-            language=row["language"],
-            channels=tuple(row["channels"]),
-            email=row["email"],
-            phone=row["phone"],
-            quiet=DailyWindow(row["quiet_start"], row["quiet_end"]),
-            opted_out=frozenset(row["opted_out"]),
-            include_dose_details=row["include_dose_details"],
-        )
-    except InvalidPreferences as exc:
-        # Profiles are written only through the validated API: a bad row is a defect to fix
-        # (the field's name is safe to report; its value is PHI and is not).
-        raise PermanentError(f"notification profile is invalid: {exc.field}") from None
-
-
-def _render(
-    template: str,
-    params: dict[str, Any],
-    channel: str,
-    prefs: Preferences,
-    now: datetime,
-) -> messages.Rendered:
-    if channel not in ("sms", "email"):
-        raise PermanentError(f"patient messages go by sms or email, not {channel}")
-    return messages.render(
-        template,
-        params,
-        channel="sms" if channel == "sms" else "email",
-        language=prefs.language,
-        details=prefs.include_dose_details,
-        timezone=prefs.timezone,
-        now=now,
-    )
-
-
-async def _message(uow: UnitOfWork, message_id: uuid.UUID) -> sa.RowMapping | None:
-    result = await uow.session.execute(
-        sa.select(patient_messages).where(patient_messages.c.id == message_id)
-    )
-    return result.mappings().first()
-
-
-async def _pending(uow: UnitOfWork, message_id: uuid.UUID) -> bool:
-    found = await uow.session.scalar(
-        sa.select(deliveries.c.id).where(
-            deliveries.c.owner_kind == OWNER_KIND,
-            deliveries.c.owner_id == message_id,
-            deliveries.c.status == "pending",
-        )
-    )
-    return found is not None
-
-
-async def _update(uow: UnitOfWork, message: sa.RowMapping, **values: Any) -> None:
-    await uow.session.execute(
-        sa.update(patient_messages).where(patient_messages.c.id == message["id"]).values(**values)
-    )
-
-
-async def _skip(uow: UnitOfWork, message: sa.RowMapping, reason: SkipReason) -> None:
-    await _update(uow, message, status=Status.SKIPPED.value, skip_reason=reason.value)
-    log.info(
-        "patient message skipped at send time",
-        extra={"message_id": str(message["id"]), "kind": message["kind"], "reason": reason.value},
-    )
-
-
-async def _audit(uow: UnitOfWork, message: sa.RowMapping, action: str) -> None:
-    await uow.audit(
-        actor="notifications",
-        actor_role="service",
-        action=action,
-        resource=f"message:{message['kind']}",
-        patient_id=message["patient_id"],
-    )
+    return await ProfileRepository(uow).preferences(patient_id)

@@ -10,25 +10,17 @@ use (the shipped defaults on a fresh install) is flagged by :func:`routing_repor
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from typing import Any
 
-import sqlalchemy as sa
-
 from services.chassis.errors import NotFound
-from services.chassis.pagination import PageParams, fetch_page
+from services.chassis.pagination import PageParams
 from services.chassis.uow import UnitOfWork
+from services.notifications.adapters import paging_config_repository as paging_config
 from services.notifications.adapters import paging_metrics
-from services.notifications.adapters.orm import (
-    care_team_patients,
-    care_teams,
-    clinician_contacts,
-    oncall_schedules,
-)
+from services.notifications.adapters.care_team_repository import CareTeamRepository
 from services.notifications.domain import escalation, routing
 from services.notifications.domain.escalation import PolicyDefinition
 from services.notifications.domain.routing import CareTeamDefinition, Problem
-from services.notifications.service_layer import config
 
 
 class Unroutable(Exception):
@@ -44,26 +36,15 @@ class Unroutable(Exception):
 
 async def policy_for(
     uow: UnitOfWork, patient_id: uuid.UUID, severity: str
-) -> config.VersionedPolicy:
-    team = await _routes(uow, care_teams.c.key == _team_key_of(patient_id))
-    default = await _routes(uow, care_teams.c.is_default.is_(True))
+) -> paging_config.VersionedPolicy:
+    teams = CareTeamRepository(uow)
     key = routing.route(
-        severity, team=team, default_team=default, shipped=escalation.defaults().routes
+        severity,
+        team=await teams.routes_for_patient(patient_id),
+        default_team=await teams.default_routes(),
+        shipped=escalation.defaults().routes,
     )
-    return await config.current_policy(uow, key)
-
-
-def _team_key_of(patient_id: uuid.UUID) -> sa.ScalarSelect[Any]:
-    return (
-        sa.select(care_team_patients.c.team_key)
-        .where(care_team_patients.c.patient_id == patient_id)
-        .scalar_subquery()
-    )
-
-
-async def _routes(uow: UnitOfWork, where: sa.ColumnElement[bool]) -> dict[str, str] | None:
-    routes = await uow.session.scalar(sa.select(care_teams.c.routes).where(where).limit(1))
-    return dict(routes) if routes is not None else None
+    return await paging_config.current_policy(uow, key)
 
 
 # --- routability ------------------------------------------------------------------------------
@@ -75,15 +56,10 @@ async def refresh_gauge_if_stale(uow: UnitOfWork) -> None:
 
 
 async def problems_of(uow: UnitOfWork, policy: PolicyDefinition) -> list[Problem]:
-    schedules = set((await uow.session.scalars(sa.select(oncall_schedules.c.key))).all())
-    reachable = {
-        row.subject
-        for row in await uow.session.execute(
-            sa.select(clinician_contacts.c.subject, clinician_contacts.c.methods)
-        )
-        if row.methods
-    }
-    return routing.problems_of(policy, schedules=schedules, reachable=reachable)
+    teams = CareTeamRepository(uow)
+    return routing.problems_of(
+        policy, schedules=await teams.schedule_keys(), reachable=await teams.reachable_clinicians()
+    )
 
 
 async def check_policy(uow: UnitOfWork, policy: PolicyDefinition) -> None:
@@ -107,7 +83,7 @@ async def routing_report(uow: UnitOfWork) -> dict[str, Any]:
         if severity not in covered_by_default:
             used_by.setdefault(key, []).append(f"shipped:{severity}")
     policies = []
-    for policy in await config.list_policies(uow):
+    for policy in await paging_config.list_policies(uow):
         problems = await problems_of(uow, policy.definition)
         policies.append(
             {
@@ -132,7 +108,7 @@ async def save_team(uow: UnitOfWork, key: str, team: CareTeamDefinition, by: str
     for severity, policy_key in team.routes.items():
         loc = ("routes", severity)
         try:
-            policy = await config.current_policy(uow, policy_key)
+            policy = await paging_config.current_policy(uow, policy_key)
         except NotFound:
             problems.append(Problem(loc, "names a policy that does not exist", "unknown_policy"))
             continue
@@ -141,69 +117,29 @@ async def save_team(uow: UnitOfWork, key: str, team: CareTeamDefinition, by: str
             problems.append(Problem(loc, f"policy {where} {p.msg}", "unroutable_policy"))
     if problems:
         raise Unroutable(problems)
-    if team.default:  # at most one default team: the latest one written wins
-        await uow.session.execute(
-            sa.update(care_teams).where(care_teams.c.key != key).values(is_default=False)
-        )
-    values = {
-        "routes": dict(team.routes),
-        "is_default": team.default,
-        "updated_by": by,
-        "updated_at": uow.clock.now(),
-    }
-    exists = await uow.session.scalar(sa.select(care_teams.c.key).where(care_teams.c.key == key))
-    if exists is None:
-        await uow.session.execute(sa.insert(care_teams).values(key=key, **values))
-    else:
-        await uow.session.execute(
-            sa.update(care_teams).where(care_teams.c.key == key).values(**values)
-        )
+    await CareTeamRepository(uow).save(
+        key, team.routes, default=team.default, by=by, now=uow.clock.now()
+    )
 
 
 async def list_teams(uow: UnitOfWork) -> list[dict[str, Any]]:
     """Every team (the routing report weighs them all)."""
-    rows = await uow.session.execute(sa.select(care_teams).order_by(care_teams.c.key))
-    return [_team(dict(r)) for r in rows.mappings()]
+    return await CareTeamRepository(uow).all()
 
 
 async def team_page(uow: UnitOfWork, page: PageParams) -> tuple[list[dict[str, Any]], str | None]:
     """One page of teams by key."""
-    t = care_teams.c
-    rows, following = await fetch_page(
-        uow.session, sa.select(care_teams), (t.key,), page, ascending=True
-    )
-    return [_team(r) for r in rows], following
-
-
-def _team(r: Mapping[str, Any]) -> dict[str, Any]:
-    return {"key": r["key"], "routes": dict(r["routes"]), "default": r["is_default"]}
+    return await CareTeamRepository(uow).page(page)
 
 
 async def assign(uow: UnitOfWork, patient_id: uuid.UUID, team_key: str, by: str) -> None:
-    found = await uow.session.scalar(
-        sa.select(care_teams.c.key).where(care_teams.c.key == team_key)
-    )
-    if found is None:
+    teams = CareTeamRepository(uow)
+    if not await teams.exists(team_key):
         raise Unroutable(
             [Problem(("team",), "names a care team that does not exist", "unknown_team")]
         )
-    values = {"team_key": team_key, "assigned_by": by, "assigned_at": uow.clock.now()}
-    current = await team_of(uow, patient_id)
-    if current is None:
-        await uow.session.execute(
-            sa.insert(care_team_patients).values(patient_id=patient_id, **values)
-        )
-    else:
-        await uow.session.execute(
-            sa.update(care_team_patients)
-            .where(care_team_patients.c.patient_id == patient_id)
-            .values(**values)
-        )
+    await teams.assign(patient_id, team_key, by, uow.clock.now())
 
 
 async def team_of(uow: UnitOfWork, patient_id: uuid.UUID) -> str | None:
-    return await uow.session.scalar(
-        sa.select(care_team_patients.c.team_key).where(
-            care_team_patients.c.patient_id == patient_id
-        )
-    )
+    return await CareTeamRepository(uow).team_of(patient_id)

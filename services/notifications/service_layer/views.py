@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from services.chassis.pagination import PageParams, fetch_page, within
 from services.chassis.uow import UnitOfWork
 from services.notifications.adapters.orm import deliveries, escalations, pages
-from services.notifications.service_layer import escalations as escalation_service
+from services.notifications.domain.paging import OPEN
 from services.notifications.service_layer.delivery import deliveries_of
 
 ESCALATION_COLUMNS = (
@@ -78,7 +78,7 @@ async def escalations_page(
     e = escalations.c
     query = sa.select(*ESCALATION_COLUMNS)
     if f.status == "open":
-        query = query.where(e.status.in_(escalation_service.OPEN))
+        query = query.where(e.status.in_([s.value for s in OPEN]))
     elif f.status != "all":
         query = query.where(e.status == f.status)
     paged_me = sa.select(pages.c.escalation_id).where(pages.c.target == f.subject)

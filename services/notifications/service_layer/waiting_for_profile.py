@@ -16,45 +16,35 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import timedelta
-from typing import Any
 
 import sqlalchemy as sa
 
 from contracts import Event
-from services.chassis.db import is_postgres
 from services.chassis.uow import UnitOfWork
-from services.notifications.adapters.orm import parked_patient_events
-from services.notifications.domain.messages import Kind
+from services.notifications.adapters.patient_repository import ParkedEventRepository
+from services.notifications.domain.drafts import Kind
 
 log = logging.getLogger(__name__)
 
 RELEASE = "patient_messages_release"
 RECHECK_AFTER = timedelta(minutes=1)
-PARKED = "parked"
-RELEASED = "released"
 
 
 async def park(uow: UnitOfWork, event: Event, kind: Kind) -> None:
     """Keep ``event`` until the patient has a profile (a redelivered event is parked once)."""
-    table = parked_patient_events
-    found = await uow.session.scalar(
-        sa.select(table.c.id).where(table.c.event_id == event.event_id, table.c.kind == kind.value)
-    )
-    if found is not None:
+    repo = ParkedEventRepository(uow)
+    if await repo.parked_once(event.event_id, kind.value):
         return
     row_id = uuid.uuid4()
-    await uow.session.execute(
-        sa.insert(table).values(
-            id=row_id,
-            patient_id=event.patient_id,
-            event_id=event.event_id,
-            event_type=event.event_type,
-            kind=kind.value,
-            occurred_at=event.occurred_at,
-            payload=event.model_dump(mode="json"),
-            status=PARKED,
-            parked_at=uow.clock.now(),
-        )
+    await repo.add(
+        id=row_id,
+        patient_id=event.patient_id,
+        event_id=event.event_id,
+        event_type=event.event_type,
+        kind=kind.value,
+        occurred_at=event.occurred_at,
+        payload=event.model_dump(mode="json"),
+        parked_at=uow.clock.now(),
     )
     # A profile saved while this transaction ran (after it found none) released nothing of
     # this event: look again shortly, whatever happens meanwhile.
@@ -84,23 +74,8 @@ async def schedule_release(uow: UnitOfWork, patient_id: uuid.UUID) -> bool:
 
 async def parked(uow: UnitOfWork, patient_id: uuid.UUID) -> list[sa.RowMapping]:
     """The patient's parked events, oldest first (when they happened, then when they came)."""
-    table = parked_patient_events
-    query = (
-        sa.select(table)
-        .where(table.c.patient_id == patient_id, table.c.status == PARKED)
-        .order_by(table.c.occurred_at, table.c.parked_at, table.c.id)
-    )
-    if is_postgres(uow.session.bind):
-        # Two releases at once (a save and a re-check): the second waits, then finds them done.
-        query = query.with_for_update()
-    return list((await uow.session.execute(query)).mappings())
+    return await ParkedEventRepository(uow).waiting(patient_id)
 
 
 async def mark_released(uow: UnitOfWork, row: sa.RowMapping, outcome: str) -> None:
-    values: dict[str, Any] = {
-        "status": RELEASED,
-        "outcome": outcome,
-        "released_at": uow.clock.now(),
-    }
-    table = parked_patient_events
-    await uow.session.execute(sa.update(table).where(table.c.id == row["id"]).values(**values))
+    await ParkedEventRepository(uow).released(row["id"], outcome, uow.clock.now())

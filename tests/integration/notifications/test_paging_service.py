@@ -21,6 +21,7 @@ from contracts import DoseReduced, Event
 from services.chassis.auth import Role, issue_dev_token
 from services.chassis.clock import FrozenClock
 from services.chassis.runtime import ServiceRuntime
+from services.notifications.adapters.orm import escalations as escalation_rows
 from services.notifications.service_layer import escalations, patient_messages
 from tests.helpers import red_flag_threshold
 from tests.notifications_receivers import HttpReceiver, SmtpReceiver
@@ -131,9 +132,7 @@ async def test_a_red_episode_pages_by_email_and_sms_escalates_and_is_acknowledge
             row = (
                 (
                     await uow.session.execute(
-                        sa.select(escalations.escalations).where(
-                            escalations.escalations.c.episode_id == episode
-                        )
+                        sa.select(escalation_rows).where(escalation_rows.c.episode_id == episode)
                     )
                 )
                 .mappings()
@@ -212,7 +211,7 @@ async def test_an_acknowledgement_racing_a_due_step_pages_nobody_after_it_commit
     assert len(http.requests) == 1  # level 1, to the fallback pager
     clock.advance(timedelta(minutes=5))  # level 2 is due
     async with runtime.uow() as uow:
-        [row] = (await uow.session.execute(sa.select(escalations.escalations))).mappings().all()
+        [row] = (await uow.session.execute(sa.select(escalation_rows))).mappings().all()
         await escalations.acknowledge(uow, row["id"], "dr-ada", "api")  # holds the row lock
         racing = asyncio.create_task(runtime.timers.fire_due())
         await asyncio.sleep(0.5)
@@ -221,5 +220,5 @@ async def test_an_acknowledgement_racing_a_due_step_pages_nobody_after_it_commit
     assert await asyncio.wait_for(racing, 10) == 1  # fired, found itself stale
     assert len(http.requests) == 1
     async with runtime.uow() as uow:
-        status = await uow.session.scalar(sa.select(escalations.escalations.c.status))
+        status = await uow.session.scalar(sa.select(escalation_rows.c.status))
     assert status == "acknowledged"

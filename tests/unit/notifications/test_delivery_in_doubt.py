@@ -80,7 +80,7 @@ class Owner:
     outcomes: list[str] = field(default_factory=list)
 
     async def message_for(
-        self, uow: UnitOfWork, row: sa.RowMapping, *, in_doubt: bool = False
+        self, uow: UnitOfWork, row: Mapping[str, Any], *, in_doubt: bool = False
     ) -> OutboundMessage | None:
         if not self.wanted:
             return None
@@ -304,3 +304,34 @@ async def test_on_a_scaled_clock_the_lease_is_real_time_so_a_slow_send_is_not_do
     row = await env.row(delivery_id)
     assert (row["status"], row["claim"], row["doubts"]) == ("sent", 1, 0)
     assert (len(sms.sent), sms.lookups) == (1, 0)
+
+
+async def test_an_outcome_under_a_claim_that_was_taken_over_is_not_recorded(env: Env) -> None:
+    """A stalled sender's outcome arrives after an in-doubt recovery resent the delivery and a
+    new claim owns it: the stale claim writes nothing (the new claim's outcome is the one)."""
+    from services.notifications.adapters.delivery_repository import DeliveryRepository
+    from services.notifications.domain.delivery import DeliveryStatus
+
+    delivery_id = await env.enqueue(ChannelKind.SMS)
+    later = NOW + LEASE
+    async with env.uow() as uow:
+        repo = DeliveryRepository(uow)
+        stale = await repo.get(delivery_id)
+        assert stale is not None
+        assert await repo.claim(delivery_id, NOW, later) == 1
+        stale.claimed(1, NOW, later)
+        await uow.commit()
+    async with env.uow() as uow:  # the in-doubt recovery resends; a new sender claims it
+        repo = DeliveryRepository(uow)
+        recovered = await repo.get(delivery_id, lock=True)
+        assert recovered is not None
+        recovered.resend(NOW, doubts=1)
+        assert await repo.save(recovered, claim=1)
+        assert await repo.claim(delivery_id, NOW, later) == 2
+        await uow.commit()
+    async with env.uow() as uow:  # the stalled sender comes back with claim 1
+        stale.finish(DeliveryStatus.SENT, attempts=1, sent_at=NOW)
+        assert not await DeliveryRepository(uow).save(stale, claim=1)
+        await uow.commit()
+    row = await env.row(delivery_id)
+    assert (row["status"], row["claim"], row["attempts"], row["doubts"]) == ("sending", 2, 0, 1)

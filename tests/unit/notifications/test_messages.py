@@ -11,12 +11,11 @@ from typing import Any
 
 import pytest
 
-from services.notifications.domain import messages
+from services.notifications.domain import catalogue, drafts, formatting, preferences, rendering
 from services.notifications.domain.calendar import DailyWindow
-from services.notifications.domain.messages import (
-    Draft,
+from services.notifications.domain.drafts import Draft, Kind
+from services.notifications.domain.preferences import (
     InvalidPreferences,
-    Kind,
     Preferences,
     SkipReason,
     Status,
@@ -30,12 +29,12 @@ NY = "America/New_York"
 def render(
     draft: Draft,
     *,
-    channel: messages.MessageChannel = "sms",
+    channel: catalogue.MessageChannel = "sms",
     details: bool = False,
     timezone: str = NY,
     now: datetime = NOON_NY,
-) -> messages.Rendered:
-    return messages.render(
+) -> rendering.Rendered:
+    return rendering.render(
         draft.template,
         draft.params,
         channel=channel,
@@ -56,7 +55,7 @@ def step(
     with_dose: bool = True,
     effective_on: date = STEP_DAY,
 ) -> Draft:
-    return messages.dose_step(
+    return drafts.dose_step(
         step_kind=step_kind,
         drug=drug,
         previous_mg=Decimal(previous),
@@ -72,7 +71,7 @@ def step(
 
 @pytest.mark.parametrize("channel", ["sms", "email"])
 def test_without_consent_a_dose_step_names_no_drug_and_no_dose(
-    channel: messages.MessageChannel,
+    channel: catalogue.MessageChannel,
 ) -> None:
     draft = step(with_dose=False)
     assert set(draft.params) == {"effective_on"}  # dose facts are not even stored
@@ -109,7 +108,7 @@ def test_with_consent_the_dose_is_stated_in_plain_words_from_today() -> None:
     ],
 )
 def test_milligrams_lose_trailing_zeros_and_never_turn_scientific(mg: str, shown: str) -> None:
-    assert messages.format_mg(Decimal(mg)) == shown
+    assert formatting.format_mg(Decimal(mg)) == shown
 
 
 def test_trailing_zeros_are_dropped_in_the_rendered_message() -> None:
@@ -168,7 +167,7 @@ def test_a_step_to_zero_is_final_even_without_step_kind() -> None:
 
 
 def test_a_dose_restored_goes_back_in_plain_words_or_says_the_clinician_changed_it() -> None:
-    draft = messages.dose_restored(
+    draft = drafts.dose_restored(
         drug="diazepam",
         restored_mg=Decimal("10.0000"),
         regimen=[("diazepam", Decimal("10.0000"))],
@@ -184,7 +183,7 @@ def test_a_dose_restored_goes_back_in_plain_words_or_says_the_clinician_changed_
 
 
 def test_a_dose_restored_during_a_crossover_lists_both_drugs() -> None:
-    draft = messages.dose_restored(
+    draft = drafts.dose_restored(
         drug="alprazolam",
         restored_mg=Decimal("1"),
         regimen=[("alprazolam", Decimal("1")), ("diazepam", Decimal("5"))],
@@ -198,15 +197,15 @@ def test_a_dose_restored_during_a_crossover_lists_both_drugs() -> None:
 
 def test_check_in_and_cohort_messages() -> None:
     closes = datetime(2026, 11, 25, 23, 0, tzinfo=UTC)  # 18:00 in New York
-    body = render(messages.check_in_due(window_closes_at=closes)).body
+    body = render(drafts.check_in_due(window_closes_at=closes)).body
     assert body.startswith(
         "Your check-in is due: please answer a few short questions in the app before 18:00 "
         "on Wed 25 Nov."
     )
-    assert render(messages.cohort_assigned(moved=False)).body.startswith(
+    assert render(drafts.cohort_assigned(moved=False)).body.startswith(
         "You have been matched with a peer-support group. Open the app to meet them."
     )
-    assert "moved to a new peer-support group" in render(messages.cohort_assigned(moved=True)).body
+    assert "moved to a new peer-support group" in render(drafts.cohort_assigned(moved=True)).body
 
 
 # --- dates in the patient's timezone ------------------------------------------------------------
@@ -223,21 +222,21 @@ def test_today_is_the_patients_today_across_midnight_utc() -> None:
 
 def test_a_check_in_deadline_is_shown_in_local_time_and_date() -> None:
     closes = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
-    draft = messages.check_in_due(window_closes_at=closes)
+    draft = drafts.check_in_due(window_closes_at=closes)
     assert "before 22:00 on Wed 25 Nov." in render(draft, timezone=NY).body
     assert "before 12:00 on Thu 26 Nov." in render(draft, timezone="Asia/Tokyo").body
 
 
 def test_dates_are_english_whatever_the_server_locale() -> None:
-    assert messages.format_day(date(2027, 1, 3)) == "Sun 3 Jan"
-    assert messages.join_words(["a", "b", "c"]) == "a, b and c"
+    assert formatting.format_day(date(2027, 1, 3)) == "Sun 3 Jan"
+    assert formatting.join_words(["a", "b", "c"]) == "a, b and c"
 
 
 # --- the template file's guard rails ------------------------------------------------------------
 
 
 def test_every_template_renders_on_every_channel_and_sms_says_how_to_stop() -> None:
-    catalogue, _ = messages.template_named("messages.v1:dose_reduced")
+    found, _ = catalogue.template_named("messages.v1:dose_reduced")
     full = {
         "effective_on": "2026-11-25",
         "closes_at": "2026-11-26T03:00:00+00:00",
@@ -247,10 +246,10 @@ def test_every_template_renders_on_every_channel_and_sms_says_how_to_stop() -> N
         "previous_mg": "7.5",
         "doses": [["diazepam", "5"]],
     }
-    for name in catalogue.templates:
-        for channel in messages.CHANNELS:
+    for name in found.templates:
+        for channel in catalogue.CHANNELS:
             for details in (False, True):
-                out = messages.render(
+                out = rendering.render(
                     f"messages.v1:{name}",
                     full,
                     channel=channel,
@@ -267,40 +266,40 @@ def test_every_template_renders_on_every_channel_and_sms_says_how_to_stop() -> N
 
 
 def raw_catalogue() -> dict[str, Any]:
-    catalogue, _ = messages.template_named("messages.v1:dose_reduced")
-    return copy.deepcopy(dict(catalogue.raw))
+    found, _ = catalogue.template_named("messages.v1:dose_reduced")
+    return copy.deepcopy(dict(found.raw))
 
 
 def test_the_loader_refuses_a_dose_in_a_standard_variant() -> None:
     raw = raw_catalogue()
     raw["templates"]["dose_reduced"]["en"]["standard"]["sms"]["body"] = "Take {mg} mg."
     with pytest.raises(ValueError, match="only a detail variant may state drug or dose"):
-        messages.parse_catalogue(raw)
+        catalogue.parse_catalogue(raw)
 
 
 def test_the_loader_refuses_placeholders_in_subjects_and_unknown_placeholders() -> None:
     raw = raw_catalogue()
     raw["templates"]["dose_reduced"]["en"]["detail"]["email"]["subject"] = "{drug} update"
     with pytest.raises(ValueError, match="no placeholders"):
-        messages.parse_catalogue(raw)
+        catalogue.parse_catalogue(raw)
     raw = raw_catalogue()
     raw["templates"]["cohort_assigned"]["en"]["standard"]["sms"]["body"] = "Hi {name}"
     with pytest.raises(ValueError, match="placeholder"):
-        messages.parse_catalogue(raw)
+        catalogue.parse_catalogue(raw)
 
 
 def test_the_loader_requires_an_opt_out_hint_on_sms() -> None:
     raw = raw_catalogue()
     raw["footers"]["en"]["sms"] = "Thanks."
     with pytest.raises(ValueError, match="STOP"):
-        messages.parse_catalogue(raw)
+        catalogue.parse_catalogue(raw)
 
 
 def test_quiet_hours_default_is_the_tcpa_window_and_says_so() -> None:
-    quiet = messages.defaults().quiet_hours
+    quiet = preferences.defaults().quiet_hours
     assert quiet.window == DailyWindow(time(21, 0), time(8, 0))
     assert "47 CFR 64.1200(c)(1)" in quiet.source and quiet.configurable
-    assert messages.defaults().include_dose_details is False
+    assert preferences.defaults().include_dose_details is False
 
 
 # --- the decision: now, later or not at all -----------------------------------------------------
@@ -313,7 +312,7 @@ def prefs(**overrides: Any) -> Preferences:
 
 def test_inside_quiet_hours_the_message_is_deferred_to_their_end_local_time() -> None:
     at_2330 = datetime(2026, 11, 26, 4, 30, tzinfo=UTC)  # 23:30 on the 25th in New York
-    decision = messages.decide(prefs(), step(), at_2330)
+    decision = preferences.decide(prefs(), step(), at_2330)
     assert decision.status is Status.DEFERRED
     assert decision.send_at == datetime(2026, 11, 26, 13, 0, tzinfo=UTC)  # 08:00 local
     assert decision.channel == "sms"
@@ -321,7 +320,7 @@ def test_inside_quiet_hours_the_message_is_deferred_to_their_end_local_time() ->
 
 def test_outside_quiet_hours_it_is_due_now_on_the_first_reachable_channel() -> None:
     at_1000 = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
-    decision = messages.decide(
+    decision = preferences.decide(
         prefs(channels=("email", "sms"), email="p@example.org"), step(), at_1000
     )
     assert (decision.status, decision.send_at, decision.channel) == (
@@ -336,20 +335,20 @@ def test_outside_quiet_hours_it_is_due_now_on_the_first_reachable_channel() -> N
     [({"all"}, True), ({"dose_changed"}, True), ({"check_in_due", "cohort_assigned"}, False)],
 )
 def test_opting_out_skips_all_or_just_that_kind(opted_out: set[str], skipped: bool) -> None:
-    decision = messages.decide(prefs(opted_out=frozenset(opted_out)), step(), NOON_NY)
+    decision = preferences.decide(prefs(opted_out=frozenset(opted_out)), step(), NOON_NY)
     assert (decision.skip_reason is SkipReason.OPTED_OUT) is skipped
     assert (decision.channel is None) is skipped
 
 
 def test_no_channel_is_skipped() -> None:
-    decision = messages.decide(prefs(channels=()), step(), NOON_NY)
+    decision = preferences.decide(prefs(channels=()), step(), NOON_NY)
     assert (decision.status, decision.skip_reason) == (Status.SKIPPED, SkipReason.NO_CHANNEL)
 
 
 def test_a_check_in_reminder_that_would_arrive_after_the_window_closed_is_skipped() -> None:
     at_2200 = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)  # quiet until 08:00 local
-    draft = messages.check_in_due(window_closes_at=datetime(2026, 11, 26, 5, 0, tzinfo=UTC))
-    decision = messages.decide(prefs(), draft, at_2200)
+    draft = drafts.check_in_due(window_closes_at=datetime(2026, 11, 26, 5, 0, tzinfo=UTC))
+    decision = preferences.decide(prefs(), draft, at_2200)
     assert decision.skip_reason is SkipReason.WINDOW_CLOSED
 
 
@@ -373,4 +372,25 @@ def test_invalid_preferences_name_the_field(overrides: dict[str, Any], field: st
 
 
 def test_kinds_cover_every_event_message() -> None:
-    assert {d.kind for d in (step(), messages.cohort_assigned(moved=False))} <= set(Kind)
+    assert {d.kind for d in (step(), drafts.cohort_assigned(moved=False))} <= set(Kind)
+
+
+def test_a_page_is_worded_by_the_catalogue() -> None:
+    words = rendering.render_page(severity="RED", level=2, levels=3)
+    assert words.subject == "RED taper escalation, level 2"
+    assert words.body == (
+        "A patient in the taper program needs a clinician (RED, level 2 of 3). "
+        "Open the clinician console to review."
+    )
+    assert words.acknowledge == "Acknowledge this page"
+
+
+def test_the_loader_refuses_page_wording_with_other_facts() -> None:
+    raw = raw_catalogue()
+    raw["pages"]["en"]["body"] = "Patient {patient_id} needs you."
+    with pytest.raises(ValueError, match="placeholder"):
+        catalogue.parse_catalogue(raw)
+    raw = raw_catalogue()
+    del raw["pages"]
+    with pytest.raises(ValueError, match="pages"):
+        catalogue.parse_catalogue(raw)

@@ -22,8 +22,8 @@ from services.chassis.clock import FrozenClock
 from services.chassis.runtime import ServiceRuntime
 from services.notifications.adapters.channels import ChannelKind, RecordingChannel
 from services.notifications.adapters.orm import patient_profiles
-from services.notifications.domain import messages
-from services.notifications.domain.messages import Preferences
+from services.notifications.domain import drafts
+from services.notifications.domain.preferences import Preferences
 from services.notifications.entrypoints import consumers
 from services.notifications.service_layer import patient_messages
 from tests.helpers import red_flag_threshold
@@ -114,10 +114,10 @@ async def test_a_template_that_cannot_render_pages_and_parks_only_the_patient_no
         prefs = Preferences(timezone="America/New_York", channels=("sms",), phone="+15551230001")
         await patient_messages.set_preferences(uow, patient, prefs, updated_by="test")
 
-    def broken() -> messages.Draft:
-        return messages.Draft(messages.Kind.SAFETY_NOTICE, "v1:no_such_template", {"urgent": True})
+    def broken() -> drafts.Draft:
+        return drafts.Draft(drafts.Kind.SAFETY_NOTICE, "v1:no_such_template", {"urgent": True})
 
-    monkeypatch.setattr(messages, "safety_notice", broken)
+    monkeypatch.setattr(drafts, "safety_notice", broken)
     await svc.consume_red(patient)
     assert _paged(svc) == ["RED"]
     assert svc.channels[ChannelKind.SMS].sent == []

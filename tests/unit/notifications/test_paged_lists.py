@@ -192,3 +192,46 @@ async def test_taperctl_says_when_more_failed_deliveries_exist_than_it_lists(
     assert [f["id"] for f in found] == [str(r["id"]) for r in rows[:2]] and more  # told
     found, more = await delivery_ops.list_deliveries(stack.runtime.uow, limit=3)
     assert len(found) == 3 and not more
+
+
+async def test_taperctl_retries_a_failed_delivery_once_and_nothing_else(stack: Stack) -> None:
+    import sqlalchemy as sa
+
+    from services.notifications.adapters.orm import deliveries
+    from services.notifications.service_layer import delivery_ops
+
+    failed, sent = uuid.uuid4(), uuid.uuid4()
+    rows: list[dict[str, object]] = [
+        {
+            "id": delivery_id,
+            "owner_kind": "page",
+            "owner_id": uuid.uuid4(),
+            "channel": "sms",
+            "idempotency_key": uuid.uuid4().hex,
+            "status": status,
+            "attempts": 3,
+            "created_at": NOW,
+        }
+        for delivery_id, status in ((failed, "failed"), (sent, "sent"))
+    ]
+    await _insert(stack, deliveries, rows)
+    factory = stack.runtime.uow
+    assert await delivery_ops.retry_delivery(factory, failed, "ops-1")
+    assert not await delivery_ops.retry_delivery(factory, failed, "ops-1")  # pending now
+    assert not await delivery_ops.retry_delivery(factory, sent, "ops-1")
+    assert not await delivery_ops.retry_delivery(factory, uuid.uuid4(), "ops-1")
+    async with factory() as uow:
+        got = (
+            await uow.session.execute(
+                sa.select(deliveries.c.id, deliveries.c.status, deliveries.c.attempts)
+            )
+        ).all()
+        timers = uow.table("timers")
+        armed = (
+            await uow.session.scalars(sa.select(timers.c.key).where(timers.c.kind == "deliver"))
+        ).all()
+    assert sorted((r.id == failed, r.status, r.attempts) for r in got) == [
+        (False, "sent", 3),
+        (True, "pending", 0),
+    ]
+    assert len(armed) == 1 and armed[0].startswith(f"{failed}:ops")

@@ -39,7 +39,8 @@ from services.chassis.uow import UnitOfWork, UnitOfWorkFactory
 from services.notifications.adapters.channels import ChannelKind, RecordingChannel
 from services.notifications.adapters.orm import metadata, patient_profiles
 from services.notifications.domain.calendar import DailyWindow
-from services.notifications.domain.messages import Preferences
+from services.notifications.domain.preferences import Preferences
+from services.notifications.service_layer import message_delivery
 from services.notifications.service_layer import patient_messages as service
 from services.notifications.service_layer.delivery import DELIVER, IN_DOUBT, Deliverer
 from tests.helpers import red_flag_threshold
@@ -105,7 +106,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     sms, email = RecordingChannel(ChannelKind.SMS), RecordingChannel(ChannelKind.EMAIL)
     deliverer = Deliverer(
         {ChannelKind.SMS: sms, ChannelKind.EMAIL: email},
-        {service.OWNER_KIND: service.MessageOwner()},
+        {message_delivery.OWNER_KIND: message_delivery.MessageOwner()},
         max_attempts=3,
         claims=uow,
     )

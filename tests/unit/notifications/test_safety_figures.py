@@ -99,7 +99,7 @@ async def test_open_escalations_time_to_page_and_time_to_acknowledge(tmp_path: A
             ],
         )
     metrics = NotificationMetrics()
-    await metrics.watch_red_pages(engine, _Clock())()  # type: ignore[arg-type]
+    await metrics.watch_red_pages(engine, _Clock())()
     await engine.dispose()
 
     assert metrics.open_by_severity == {"RED": 4, "AMBER": 1}

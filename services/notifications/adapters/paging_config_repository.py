@@ -1,4 +1,5 @@
-"""Escalation policies, on-call schedules and clinicians' contact methods: who gets paged, how.
+"""Escalation policies, on-call schedules, clinicians' contact methods and notification rules:
+who gets paged, and how, as stored.
 
 Policies are versioned: a change writes a new version and escalations under way keep the
 definition they started with. A key with no stored version uses the shipped default
@@ -20,6 +21,7 @@ from services.chassis.pagination import PageParams, page_of
 from services.chassis.uow import UnitOfWork
 from services.notifications.adapters.orm import (
     clinician_contacts,
+    clinician_notification_rules,
     escalation_policies,
     oncall_overrides,
     oncall_schedules,
@@ -27,6 +29,7 @@ from services.notifications.adapters.orm import (
 from services.notifications.domain import escalation
 from services.notifications.domain.escalation import PolicyDefinition
 from services.notifications.domain.oncall import OnCallSchedule, Override, Rotation
+from services.notifications.domain.routing import NotificationRules
 
 
 @dataclass(frozen=True)
@@ -270,3 +273,29 @@ async def contact_methods(uow: UnitOfWork, subject: str) -> list[dict[str, str]]
         sa.select(clinician_contacts.c.methods).where(clinician_contacts.c.subject == subject)
     )
     return list(methods or [])
+
+
+# --- clinicians' notification rules -----------------------------------------------------------
+
+
+async def save_notification_rules(
+    uow: UnitOfWork, subject: str, rules: NotificationRules, by: str
+) -> None:
+    values = {
+        "rules": [r.model_dump() for r in rules.rules],
+        "updated_by": by,
+        "updated_at": uow.clock.now(),
+    }
+    table = clinician_notification_rules
+    if await notification_rules_of(uow, subject) is None:
+        await uow.session.execute(sa.insert(table).values(subject=subject, **values))
+    else:
+        await uow.session.execute(
+            sa.update(table).where(table.c.subject == subject).values(**values)
+        )
+
+
+async def notification_rules_of(uow: UnitOfWork, subject: str) -> NotificationRules | None:
+    table = clinician_notification_rules
+    stored = await uow.session.scalar(sa.select(table.c.rules).where(table.c.subject == subject))
+    return None if stored is None else NotificationRules.model_validate({"rules": stored})
