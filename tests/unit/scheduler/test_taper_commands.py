@@ -64,7 +64,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     poller = TimerPoller(
         service="scheduler",
         uow_factory=factory,
-        handlers={step_timer.EMIT_DOSE_STEP: step_timer.emit_dose_step},
+        handlers={step_timer.EMIT_PLAN_STEP: step_timer.emit_plan_step},
         tracer_provider=TracerProvider(),
     )
     yield Env(factory, clock, poller)
