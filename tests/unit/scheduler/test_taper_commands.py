@@ -29,12 +29,27 @@ from contracts import (
 from services.chassis.clock import FrozenClock
 from services.chassis.db import make_engine, make_session_factory
 from services.chassis.migrations import upgrade_to_head
+from services.chassis.pagination import PageParams
 from services.chassis.timers import TimerPoller
 from services.chassis.uow import UnitOfWorkFactory
-from services.scheduler.adapters.orm import clinician_decisions, dose_steps, metadata, tapers
+from services.scheduler.adapters.orm import (
+    clinician_decisions,
+    dose_steps,
+    metadata,
+    plan_steps,
+    plans,
+    tapers,
+)
 from services.scheduler.adapters.repository import TaperRepository
 from services.scheduler.domain import model
-from services.scheduler.service_layer import errors, monitoring_events, step_timer, taper_commands
+from services.scheduler.service_layer import (
+    errors,
+    monitoring_events,
+    plan_queries,
+    step_timer,
+    taper_commands,
+)
+from services.scheduler.service_layer import plans as plans_cases
 
 D = Decimal
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -148,8 +163,10 @@ async def test_scheduling_records_the_decision_the_step_and_a_timer(env: Env) ->
     assert row["status"] == "scheduled" and row["step_number"] == 1
     assert D(row["new_daily_dose_mg"]) == D("8") and row["effective_on"] == on
 
-    [timer] = await env.rows("timers", kind=step_timer.EMIT_DOSE_STEP)
-    assert timer["key"] == str(step.step_id)
+    # A one-step plan of kind manual, its step armed like any plan step (one door).
+    [plan] = await env.rows(plans, patient_id=patient)
+    [timer] = await env.rows("timers", kind=step_timer.EMIT_PLAN_STEP)
+    assert timer["key"] == f"{plan['id']}:1"
     assert timer["due_at"] == datetime(2026, 1, 19, tzinfo=UTC)
     assert await env.rows("outbox") == []  # nothing announced before the day comes
 
@@ -419,15 +436,10 @@ async def test_resolving_an_episode_never_lifts_a_clinicians_hold(env: Env) -> N
     await resolved(env, uuid.uuid4(), "resume_taper")  # not tapering with us: nothing to do
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 19 part 1 not done: a manual reduction is not yet a one-step plan, so a step "
-    "blocked by a hold is not re-armed on resume (see the h/sched report)",
-)
 async def test_a_manual_reduction_blocked_by_a_hold_is_re_armed_when_resumed(env: Env) -> None:
     patient = uuid.uuid4()
     await start(env, patient)
-    await reduce(env, patient, "8", date(2026, 1, 19))
+    step = await reduce(env, patient, "8", date(2026, 1, 19))
     await threshold(env, patient, "RED")
     env.clock.set(datetime(2026, 1, 19, 1, tzinfo=UTC))
     assert await env.timers.fire_due() == 1  # blocked by the hold
@@ -437,3 +449,89 @@ async def test_a_manual_reduction_blocked_by_a_hold_is_re_armed_when_resumed(env
     await env.timers.fire_due()
     reduced = [e for _, e in await outbox(env) if isinstance(e, DoseReduced)]
     assert len(reduced) == 1 and reduced[0].effective_on == date(2026, 1, 26)
+    # The very step the clinician scheduled (the id the request answered), moved past the hold.
+    [row] = await env.rows(dose_steps, id=step.step_id)
+    assert row["status"] == "emitted" and row["event_id"] == reduced[0].event_id
+    assert row["effective_on"] == date(2026, 1, 26)
+    [plan] = await env.rows(plans, patient_id=patient)
+    assert plan["kind"] == "manual" and plan["status"] == "completed"
+
+
+async def test_a_manual_reduction_is_a_one_step_plan_closed_completed_after_its_step(
+    env: Env,
+) -> None:
+    patient = uuid.uuid4()
+    await start(env, patient)
+    [before] = await env.rows(tapers, patient_id=patient)
+    step = await reduce(env, patient, "8", date(2026, 1, 19))
+
+    [plan] = await env.rows(plans, patient_id=patient)
+    assert (plan["kind"], plan["status"]) == ("manual", "active")
+    assert plan["approved_by_decision_id"] == step.decision_id  # the clinician's reduce decision
+    [plan_step] = await env.rows(plan_steps, plan_id=plan["id"])
+    assert plan_step["dose_step_id"] == step.step_id and plan_step["status"] == "scheduled"
+    assert plan_step["effective_on"] == date(2026, 1, 19)
+    # Not a plan a clinician reads or lists; the taper's plan (its events name it) is unchanged.
+    async with env.uow() as uow:
+        listed, _ = await plan_queries.list_plans(uow, patient, PageParams(limit=10))
+        assert listed == []
+        with pytest.raises(errors.PlanNotFound):
+            await plans_cases.get_plan(uow, patient, plan["id"])
+    [after] = await env.rows(tapers, patient_id=patient)
+    assert after["plan_id"] == before["plan_id"]
+
+    env.clock.set(datetime(2026, 1, 19, 1, tzinfo=UTC))
+    assert await env.timers.fire_due() == 1
+    [(_, reduced)] = await outbox(env)
+    assert isinstance(reduced, DoseReduced) and reduced.plan_id == before["plan_id"]
+    [plan] = await env.rows(plans, patient_id=patient)
+    assert plan["status"] == "completed"
+    [plan_step] = await env.rows(plan_steps, plan_id=plan["id"])
+    assert plan_step["status"] == "emitted"
+    [row] = await env.rows(dose_steps, id=step.step_id)
+    assert row["status"] == "emitted" and row["event_id"] == reduced.event_id
+
+
+async def test_a_second_manual_reduction_is_allowed_once_the_first_is_taken(env: Env) -> None:
+    patient = uuid.uuid4()
+    await start(env, patient)
+    await reduce(env, patient, "8", date(2026, 1, 19))
+    with pytest.raises(errors.TaperConflict):  # one step at a time, as before
+        await reduce(env, patient, "7", date(2026, 2, 2))
+    env.clock.set(datetime(2026, 1, 19, 1, tzinfo=UTC))
+    assert await env.timers.fire_due() == 1
+
+    second = await reduce(env, patient, "7", date(2026, 2, 2))
+    env.clock.set(datetime(2026, 2, 2, 1, tzinfo=UTC))
+    assert await env.timers.fire_due() == 1
+    reduced = [e for _, e in await outbox(env) if isinstance(e, DoseReduced)]
+    assert [(e.step_number, e.new_daily_dose_mg) for e in reduced] == [(1, D("8")), (2, D("7"))]
+    assert sorted((p["kind"], p["status"]) for p in await env.rows(plans, patient_id=patient)) == [
+        ("manual", "completed"),
+        ("manual", "completed"),
+    ]
+    [row] = await env.rows(dose_steps, id=second.step_id)
+    assert row["status"] == "emitted"
+
+
+async def test_a_return_to_the_prior_dose_cancels_a_pending_manual_step_and_its_plan(
+    env: Env,
+) -> None:
+    patient = uuid.uuid4()
+    await start(env, patient)
+    await reduce(env, patient, "8", date(2026, 1, 19))
+    env.clock.set(datetime(2026, 1, 19, 1, tzinfo=UTC))
+    await env.timers.fire_due()
+    step = await reduce(env, patient, "7", date(2026, 2, 9))
+    async with env.uow() as uow:
+        await taper_commands.return_to_prior_dose(
+            taper_commands.ClinicianAction(patient, "clin-1", "withdrawal_symptoms"), uow
+        )
+        await uow.commit()
+    await clinician(env, "resume", patient, "symptoms_settled")
+    env.clock.set(datetime(2026, 2, 10, 1, tzinfo=UTC))
+    assert await env.timers.fire_due() == 0  # its timer was cancelled with its plan
+    [row] = await env.rows(dose_steps, id=step.step_id)
+    assert row["status"] == "cancelled"
+    statuses = sorted(p["status"] for p in await env.rows(plans, patient_id=patient))
+    assert statuses == ["cancelled", "completed"]
