@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
 from opentelemetry.sdk.trace import TracerProvider
 
 from contracts import (
@@ -28,7 +30,7 @@ from contracts import (
 )
 from services.chassis.clock import FrozenClock
 from services.chassis.db import make_engine, make_session_factory
-from services.chassis.migrations import upgrade_to_head
+from services.chassis.migrations import script_location, upgrade_to_head
 from services.chassis.pagination import PageParams
 from services.chassis.timers import TimerPoller
 from services.chassis.uow import UnitOfWorkFactory
@@ -40,7 +42,7 @@ from services.scheduler.adapters.orm import (
     plans,
     tapers,
 )
-from services.scheduler.adapters.repository import TaperRepository
+from services.scheduler.adapters.repository import DecisionLog, TaperRepository
 from services.scheduler.domain import model
 from services.scheduler.service_layer import (
     errors,
@@ -535,3 +537,83 @@ async def test_a_return_to_the_prior_dose_cancels_a_pending_manual_step_and_its_
     assert row["status"] == "cancelled"
     statuses = sorted(p["status"] for p in await env.rows(plans, patient_id=patient))
     assert statuses == ["cancelled", "completed"]
+
+
+async def test_revision_0007_turns_a_pending_legacy_step_into_a_manual_plan(tmp_path: Path) -> None:
+    """A database an older version left with a pending ``emit_dose_step`` timer (armed by the
+    old ``schedule_reduction``): after the upgrade the step is a manual plan's, taken by the
+    plan-step timer on its day; a legacy timer that already fired is left alone."""
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/legacy.db")
+
+    def to_0006(conn: sa.Connection) -> None:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(script_location("scheduler")))
+        cfg.set_main_option("service", "scheduler")
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0006")
+
+    async with engine.begin() as conn:
+        await conn.run_sync(to_0006)
+    clock = FrozenClock(START)
+    factory = UnitOfWorkFactory(make_session_factory(engine), clock, metadata)
+    env = Env(
+        factory,
+        clock,
+        TimerPoller(
+            service="scheduler",
+            uow_factory=factory,
+            handlers={step_timer.EMIT_PLAN_STEP: step_timer.emit_plan_step},
+            tracer_provider=TracerProvider(),
+        ),
+    )
+    patient, other = uuid.uuid4(), uuid.uuid4()
+    await start(env, patient)
+    await start(env, other)
+    legacy: dict[uuid.UUID, model.DoseStep] = {}
+    for who, status in ((patient, None), (other, model.StepStatus.EMITTED)):
+        async with env.uow() as uow:  # what the old schedule_reduction wrote
+            taper = await TaperRepository.of(uow).get(who)
+            assert taper is not None
+            decision = model.ClinicianDecision.new(model.DecisionKind.REDUCE, "clin-1", "planned")
+            step = taper.reduce(D("8"), date(2026, 1, 19), decision, today=START.date())
+            await DecisionLog(uow).record(who, decision, {"step_id": str(step.step_id)})
+            if status is not None:  # taken already: its timer fired
+                taper.apply(step.step_id)
+            await TaperRepository.of(uow).save(taper)
+            await uow.schedule_timer(
+                step_timer.EMIT_DOSE_STEP,
+                key=str(step.step_id),
+                due_at=taper.step_due_at(step.effective_on),
+                payload={"patient_id": str(who)},
+            )
+            if status is not None:
+                await uow.session.execute(
+                    sa.update(uow.table("timers"))
+                    .where(uow.table("timers").c.key == str(step.step_id))
+                    .values(fired_at=START)
+                )
+            await uow.commit()
+            legacy[who] = step
+
+    await upgrade_to_head(engine, "scheduler")
+
+    [plan] = await env.rows(plans, kind="manual")
+    assert plan["patient_id"] == patient and plan["status"] == "active"
+    assert plan["approved_by_decision_id"] == legacy[patient].decision_id
+    [plan_step] = await env.rows(plan_steps, plan_id=plan["id"])
+    assert plan_step["dose_step_id"] == legacy[patient].step_id
+    assert plan_step["status"] == "scheduled" and plan_step["effective_on"] == date(2026, 1, 19)
+    [old] = await env.rows("timers", key=str(legacy[patient].step_id))
+    assert old["cancelled_at"] is not None
+    [new] = await env.rows("timers", kind=step_timer.EMIT_PLAN_STEP)
+    assert new["key"] == f"{plan['id']}:1" and new["due_at"] == old["due_at"]
+
+    env.clock.set(datetime(2026, 1, 19, 1, tzinfo=UTC))
+    assert await env.timers.fire_due() == 1
+    [reduced] = [e for _, e in await outbox(env) if isinstance(e, DoseReduced)]
+    assert reduced.patient_id == patient and reduced.new_daily_dose_mg == D("8")
+    [row] = await env.rows(dose_steps, id=legacy[patient].step_id)
+    assert row["status"] == "emitted"
+    [plan] = await env.rows(plans, kind="manual")
+    assert plan["status"] == "completed"
+    await engine.dispose()
