@@ -34,19 +34,6 @@ EMIT_PLAN_STEP = "emit_plan_step"
 EMIT_DOSE_STEP = "emit_dose_step"
 
 
-async def _take_manual_step(
-    uow: UnitOfWork, taper: model.PatientTaper, plan_id: uuid.UUID, number: int, step_id: uuid.UUID
-) -> None:
-    """A manual plan's one step: the taper applies the step it scheduled (checked by its rules
-    when the clinician decided) and the plan closes COMPLETED: the next reduction may be
-    scheduled."""
-    _apply(taper, step_id, uow)
-    await TaperRepository.of(uow).save(taper)
-    repository = PlanRepository(uow)
-    await repository.set_step(plan_id, number, status=PlanStepStatus.EMITTED.value)
-    await repository.close(plan_id, PlanStatus.COMPLETED)
-
-
 async def followed_plan(
     uow: UnitOfWork, taper: model.PatientTaper
 ) -> tuple[uuid.UUID, bool] | None:
@@ -85,7 +72,9 @@ def _parse_key(key: str) -> tuple[uuid.UUID, int]:
 
 
 async def emit_plan_step(timer: DueTimer, uow: UnitOfWork) -> None:
-    """An approved plan's step is due: take it and arm the next (or end the plan)."""
+    """An approved plan's step is due: take it and arm the next (or end the plan). A manual
+    plan's one step was taken onto the taper when the clinician scheduled it: it is applied and
+    the plan closes COMPLETED."""
     plan_id, number = _parse_key(timer.key)
     repository = PlanRepository(uow)
     step_row = await repository.step(plan_id, number)
@@ -111,27 +100,31 @@ async def emit_plan_step(timer: DueTimer, uow: UnitOfWork) -> None:
                 raise InconsistentStep(str(exc)) from None
             await tapers.save_steps(taper)
         return
-    if manual:
-        await _take_manual_step(uow, taper, plan_id, number, step_row["dose_step_id"])
-        return
     approval = await DecisionLog(uow).get(plan_row["approved_by_decision_id"])
-    try:
-        step = take_step(
-            taper,
-            dict(step_row),
-            approval,
-            plan_row["summary"],
-            # Validated against the clock at approval; a timer fired late (downtime) still gives
-            # the step its planned date.
-            today=min(uow.clock.now().date(), step_row["effective_on"]),
-        )
-    except model.TaperError as exc:
-        raise InconsistentStep(str(exc)) from None
-    _apply(taper, step.step_id, uow)
+    if manual:
+        # The step the clinician scheduled by hand, checked by the taper's rules then.
+        step_id: uuid.UUID = step_row["dose_step_id"]
+    else:
+        try:
+            step_id = take_step(
+                taper,
+                dict(step_row),
+                approval,
+                plan_row["summary"],
+                # Validated against the clock at approval; a timer fired late (downtime) still
+                # gives the step its planned date.
+                today=min(uow.clock.now().date(), step_row["effective_on"]),
+            ).step_id
+        except model.TaperError as exc:
+            raise InconsistentStep(str(exc)) from None
+    _apply(taper, step_id, uow)
     await tapers.save(taper)
     await repository.set_step(
-        plan_id, number, status=PlanStepStatus.EMITTED.value, dose_step_id=step.step_id
+        plan_id, number, status=PlanStepStatus.EMITTED.value, dose_step_id=step_id
     )
+    if manual:  # its one step is taken: the next reduction may be scheduled
+        await repository.close(plan_id, PlanStatus.COMPLETED)
+        return
     following = await repository.next_live_step(plan_id, after=number)
     if following is not None:
         await arm_step(uow, taper, following["number"], following["effective_on"])
