@@ -94,10 +94,15 @@ class PlanRepository:
         return plan_id
 
     async def locked_version(self, patient_id: uuid.UUID, plan_id: uuid.UUID) -> int | None:
-        """The plan's version, its row locked until commit (PostgreSQL)."""
+        """The plan's version, its row locked until commit (PostgreSQL); None for a manual
+        reduction's one-step plan, which no clinician reads or writes as a plan."""
         version: int | None = await self.uow.session.scalar(
             sa.select(plans.c.version)
-            .where(plans.c.id == plan_id, plans.c.patient_id == patient_id)
+            .where(
+                plans.c.id == plan_id,
+                plans.c.patient_id == patient_id,
+                plans.c.kind == PlanKind.PLANNED.value,
+            )
             .with_for_update()
         )
         return version

@@ -48,6 +48,7 @@ from services.scheduler.service_layer import (
     errors,
     monitoring_events,
     plan_queries,
+    replanning,
     step_timer,
     taper_commands,
 )
@@ -479,6 +480,16 @@ async def test_a_manual_reduction_is_a_one_step_plan_closed_completed_after_its_
         assert listed == []
         with pytest.raises(errors.PlanNotFound):
             await plans_cases.get_plan(uow, patient, plan["id"])
+        # ... nor adjusted, approved or written to (no planning input: as an unknown plan)
+        with pytest.raises(errors.PlanNotFound):
+            await replanning.adjust_plan(
+                replanning.AdjustPlan(patient, plan["id"], "clin-1", "slower_pace"), uow
+            )
+        with pytest.raises(errors.PlanNotFound):
+            await plans_cases.approve_plan(
+                plans_cases.ApprovePlan(patient, plan["id"], "clin-1", "approved"), uow
+            )
+        assert await plan_queries.locked_version(uow, patient, plan["id"]) is None
     [after] = await env.rows(tapers, patient_id=patient)
     assert after["plan_id"] == before["plan_id"]
 
