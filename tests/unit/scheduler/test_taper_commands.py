@@ -551,10 +551,14 @@ async def test_a_return_to_the_prior_dose_cancels_a_pending_manual_step_and_its_
 
 
 async def test_revision_0007_turns_a_pending_legacy_step_into_a_manual_plan(tmp_path: Path) -> None:
+    await legacy_step_becomes_a_manual_plan(f"sqlite+aiosqlite:///{tmp_path}/legacy.db")
+
+
+async def legacy_step_becomes_a_manual_plan(url: str) -> None:
     """A database an older version left with a pending ``emit_dose_step`` timer (armed by the
     old ``schedule_reduction``): after the upgrade the step is a manual plan's, taken by the
     plan-step timer on its day; a legacy timer that already fired is left alone."""
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/legacy.db")
+    engine = make_engine(url)
 
     def to_0006(conn: sa.Connection) -> None:
         cfg = Config()
