@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -560,12 +561,12 @@ async def legacy_step_becomes_a_manual_plan(url: str) -> None:
     plan-step timer on its day; a legacy timer that already fired is left alone."""
     engine = make_engine(url)
 
-    def to_0006(conn: sa.Connection) -> None:
+    def to_0006(conn: sa.Connection, *, down: bool = False) -> None:
         cfg = Config()
         cfg.set_main_option("script_location", str(script_location("scheduler")))
         cfg.set_main_option("service", "scheduler")
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0006")
+        (command.downgrade if down else command.upgrade)(cfg, "0006")
 
     async with engine.begin() as conn:
         await conn.run_sync(to_0006)
@@ -622,6 +623,18 @@ async def legacy_step_becomes_a_manual_plan(url: str) -> None:
     assert old["cancelled_at"] is not None
     [new] = await env.rows("timers", kind=step_timer.EMIT_PLAN_STEP)
     assert new["key"] == f"{plan['id']}:1" and new["due_at"] == old["due_at"]
+
+    # Down again: the single-step timer is armed again and the manual plan goes; then up again.
+    async with engine.begin() as conn:
+        await conn.run_sync(functools.partial(to_0006, down=True))
+        assert await conn.scalar(sa.text("SELECT count(*) FROM plans")) == 0
+    [old] = await env.rows("timers", key=str(legacy[patient].step_id))
+    assert old["cancelled_at"] is None and old["fired_at"] is None
+    [new] = await env.rows("timers", kind=step_timer.EMIT_PLAN_STEP)
+    assert new["cancelled_at"] is not None
+    await upgrade_to_head(engine, "scheduler")
+    [plan] = await env.rows(plans, kind="manual")
+    assert plan["status"] == "active"
 
     env.clock.set(datetime(2026, 1, 19, 1, tzinfo=UTC))
     assert await env.timers.fire_due() == 1

@@ -42,8 +42,57 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    _manual_plans_to_pending_steps(op.get_bind())
     with op.batch_alter_table("plans") as batch:
         batch.drop_column("kind")
+
+
+def _manual_plans_to_pending_steps(bind: sa.Connection) -> None:
+    """Back to the single-step timers: each manual plan's step still scheduled gets its
+    ``emit_dose_step`` timer again (due when its plan-step timer was), and the manual plans go
+    (the older version would read them as plans)."""
+    timers, steps, _, _, plans, plan_steps = _tables()
+    now = datetime.now(UTC)
+    manual = list(bind.scalars(sa.select(plans.c.id).where(plans.c.kind == "manual")))
+    for plan_id in manual:
+        step = (
+            bind.execute(
+                sa.select(plan_steps).where(
+                    plan_steps.c.plan_id == plan_id, plan_steps.c.status == "scheduled"
+                )
+            )
+            .mappings()
+            .first()
+        )
+        pending = sa.and_(
+            timers.c.kind == PLAN_STEP_KIND,
+            timers.c.key.like(f"{plan_id}:%"),
+            timers.c.fired_at.is_(None),
+            timers.c.cancelled_at.is_(None),
+            timers.c.failed_at.is_(None),
+        )
+        timer = bind.execute(sa.select(timers).where(pending)).mappings().first()
+        if step is not None and timer is not None:
+            legacy = (timers.c.kind == LEGACY_KIND, timers.c.key == str(step["dose_step_id"]))
+            again = {"due_at": timer["due_at"], "attempts": 0, "fired_at": None}
+            # (kind, key) is unique: a timer this revision cancelled on the way up is re-armed.
+            rearmed = bind.execute(
+                sa.update(timers).where(*legacy).values(**again, cancelled_at=None)
+            )
+            if rearmed.rowcount == 0:
+                bind.execute(
+                    sa.insert(timers).values(
+                        id=uuid.uuid4(),
+                        kind=LEGACY_KIND,
+                        key=str(step["dose_step_id"]),
+                        payload=_json(timer["payload"]),
+                        trace_headers=_json(timer["trace_headers"]) or {},
+                        **again,
+                    )
+                )
+        bind.execute(sa.update(timers).where(pending).values(cancelled_at=now))
+        bind.execute(sa.delete(plan_steps).where(plan_steps.c.plan_id == plan_id))
+        bind.execute(sa.delete(plans).where(plans.c.id == plan_id))
 
 
 def _tables() -> tuple[sa.TableClause, ...]:
