@@ -17,7 +17,8 @@ transparent):
   another module.
 
 The figures depend on the code only (no timing), so before/after runs compare like for like.
-``--walk`` also prints the walk itself.
+``--walk`` also prints the walk itself; ``--manual`` walks a reduction scheduled by hand
+(``POST /dose-reductions``, a one-step plan of kind manual) instead.
 """
 
 from __future__ import annotations
@@ -47,6 +48,18 @@ from services.scheduler.settings import SchedulerSettings
 
 PACKAGE = "services.scheduler"
 NOW = datetime(2026, 1, 5, 9, tzinfo=UTC)
+# A taper started by hand and one reduction scheduled by hand (``--manual``).
+MANUAL_START: dict[str, Any] = {
+    "drug": "diazepam",
+    "half_life_class": "long",
+    "current_daily_dose_mg": "10",
+    "reason_code": "taper_initiated",
+}
+MANUAL_STEP: dict[str, Any] = {
+    "new_daily_dose_mg": "8",
+    "effective_on": "2026-01-19",
+    "reason_code": "planned_step",
+}
 BODY: dict[str, Any] = {
     "drug": "diazepam",
     "administrations_mg": ["5", "5"],
@@ -141,7 +154,7 @@ def static_private_refs() -> Counter[tuple[str, str]]:
     return found
 
 
-async def walk_one_step(workdir: Path) -> Walk:
+async def walk_one_step(workdir: Path, *, manual: bool = False) -> Walk:
     settings = SchedulerSettings(
         database_url=f"sqlite+aiosqlite:///{workdir}/scheduler.db",
         environment="test",
@@ -158,12 +171,19 @@ async def walk_one_step(workdir: Path) -> Walk:
     try:
         transport = httpx.ASGITransport(app=runtime.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://walk") as client:
-            r = await client.post(f"{base}/plans", json=BODY, headers=headers)
-            r.raise_for_status()
-            plan_id = r.json()["id"]
-            r = await client.post(f"{base}/plans/{plan_id}/approve", json={}, headers=headers)
-            r.raise_for_status()
-            first_on = r.json()["steps"][0]["effective_on"]
+            if manual:  # a reduction scheduled by hand: a one-step plan of kind manual
+                r = await client.post(f"{base}/taper", json=MANUAL_START, headers=headers)
+                r.raise_for_status()
+                r = await client.post(f"{base}/dose-reductions", json=MANUAL_STEP, headers=headers)
+                r.raise_for_status()
+                first_on = r.json()["effective_on"]
+            else:
+                r = await client.post(f"{base}/plans", json=BODY, headers=headers)
+                r.raise_for_status()
+                plan_id = r.json()["id"]
+                r = await client.post(f"{base}/plans/{plan_id}/approve", json={}, headers=headers)
+                r.raise_for_status()
+                first_on = r.json()["steps"][0]["effective_on"]
         clock.set(datetime.fromisoformat(first_on).replace(tzinfo=UTC))
         sys.setprofile(walk.profile)
         try:
@@ -180,9 +200,10 @@ async def walk_one_step(workdir: Path) -> Walk:
     return walk
 
 
-def report(walk: Walk, *, show_walk: bool) -> str:
+def report(walk: Walk, *, show_walk: bool, manual: bool = False) -> str:
     short = {m: m.removeprefix(PACKAGE + ".") for m in set(walk.visits)}
-    lines = ["One plan dose step (timer fires -> DoseReduced in the outbox):", ""]
+    what = "manual (POST /dose-reductions)" if manual else "plan"
+    lines = [f"One {what} dose step (timer fires -> DoseReduced in the outbox):", ""]
     lines.append(f"{'module':<44} entries")
     for module, n in sorted(walk.entries().items(), key=lambda kv: (-kv[1], kv[0])):
         lines.append(f"{short[module]:<44} {n:>7}")
@@ -213,10 +234,15 @@ def report(walk: Walk, *, show_walk: bool) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--walk", action="store_true", help="print the walk itself too")
+    parser.add_argument(
+        "--manual",
+        action="store_true",
+        help="walk a reduction scheduled by hand (POST /dose-reductions) instead of a plan's step",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="walk-") as tmp:
-        walk = asyncio.run(walk_one_step(Path(tmp)))
-    print(report(walk, show_walk=args.walk))
+        walk = asyncio.run(walk_one_step(Path(tmp), manual=args.manual))
+    print(report(walk, show_walk=args.walk, manual=args.manual))
 
 
 if __name__ == "__main__":

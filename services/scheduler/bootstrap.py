@@ -32,7 +32,6 @@ def bootstrap(
         metadata=metadata,
         subscriptions=consumers.SUBSCRIPTIONS,
         timer_handlers={
-            step_timer.EMIT_DOSE_STEP: step_timer.emit_dose_step,
             step_timer.EMIT_PLAN_STEP: step_timer.emit_plan_step,
         },
         routers=lambda rt: [

@@ -101,6 +101,10 @@ plans = sa.Table(
     ),
     sa.Column("approved_at", UtcDateTime, nullable=True),
     sa.Column("version", sa.Integer, nullable=False),  # optimistic locking, like tapers
+    # planned: the planner's plan a clinician approved | manual: one reduction a clinician
+    # scheduled by hand (``POST /dose-reductions``), a one-step plan approved by that decision,
+    # never listed or read as a plan.
+    sa.Column("kind", sa.String(20), nullable=False, server_default="planned"),
 )
 
 plan_steps = sa.Table(

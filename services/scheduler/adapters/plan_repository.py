@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,7 +19,8 @@ from services.chassis.uow import UnitOfWork
 from services.scheduler.adapters.codecs import regimen_json
 from services.scheduler.adapters.orm import plan_steps, plans
 from services.scheduler.adapters.stored_plan import summary_json
-from services.scheduler.domain.plan_states import LIVE_STEP, PlanStatus, PlanStepStatus
+from services.scheduler.domain import model
+from services.scheduler.domain.plan_states import LIVE_STEP, PlanKind, PlanStatus, PlanStepStatus
 from services.scheduler.domain.planning import TaperPlan
 
 
@@ -47,8 +49,13 @@ class PlanRepository:
 
     # --- reading --------------------------------------------------------------------------------
     async def get(self, patient_id: uuid.UUID, plan_id: uuid.UUID) -> PlanRecord | None:
+        """A plan as clinicians read it; a manual reduction's one-step plan is not one (None)."""
         session = self.uow.session
-        where = (plans.c.id == plan_id, plans.c.patient_id == patient_id)
+        where = (
+            plans.c.id == plan_id,
+            plans.c.patient_id == patient_id,
+            plans.c.kind == PlanKind.PLANNED.value,
+        )
         row = (await session.execute(sa.select(plans).where(*where))).mappings().first()
         if row is None:
             return None
@@ -75,11 +82,27 @@ class PlanRepository:
     async def is_active(self, plan_id: uuid.UUID) -> bool:
         return await self.status_of(plan_id) == PlanStatus.ACTIVE
 
+    async def active_manual(self, patient_id: uuid.UUID) -> uuid.UUID | None:
+        """The patient's active manual plan (a reduction scheduled by hand), if any."""
+        plan_id: uuid.UUID | None = await self.uow.session.scalar(
+            sa.select(plans.c.id).where(
+                plans.c.patient_id == patient_id,
+                plans.c.kind == PlanKind.MANUAL.value,
+                plans.c.status == PlanStatus.ACTIVE.value,
+            )
+        )
+        return plan_id
+
     async def locked_version(self, patient_id: uuid.UUID, plan_id: uuid.UUID) -> int | None:
-        """The plan's version, its row locked until commit (PostgreSQL)."""
+        """The plan's version, its row locked until commit (PostgreSQL); None for a manual
+        reduction's one-step plan, which no clinician reads or writes as a plan."""
         version: int | None = await self.uow.session.scalar(
             sa.select(plans.c.version)
-            .where(plans.c.id == plan_id, plans.c.patient_id == patient_id)
+            .where(
+                plans.c.id == plan_id,
+                plans.c.patient_id == patient_id,
+                plans.c.kind == PlanKind.PLANNED.value,
+            )
             .with_for_update()
         )
         return version
@@ -122,8 +145,11 @@ class PlanRepository:
     async def page(
         self, patient_id: uuid.UUID, page: PageParams, status: str | None = None
     ) -> tuple[list[dict[str, Any]], dict[uuid.UUID, list[dict[str, Any]]], str | None]:
-        """One page of the patient's plans, newest first, with each plan's steps."""
-        query = sa.select(*_LISTED).where(plans.c.patient_id == patient_id)
+        """One page of the patient's plans, newest first, with each plan's steps (manual
+        reductions' one-step plans are not listed)."""
+        query = sa.select(*_LISTED).where(
+            plans.c.patient_id == patient_id, plans.c.kind == PlanKind.PLANNED.value
+        )
         if status is not None:
             query = query.where(plans.c.status == status)
         session = self.uow.session
@@ -164,6 +190,52 @@ class PlanRepository:
             )
         )
         await self.add_steps(plan_id, result, first_number=1)
+        return plan_id
+
+    async def add_manual(
+        self,
+        taper: model.PatientTaper,
+        step: model.DoseStep,
+        decision: model.ClinicianDecision,
+        reference_versions: dict[str, str],
+    ) -> uuid.UUID:
+        """Store a reduction scheduled by hand as an ACTIVE one-step plan of kind manual, approved
+        by the clinician's ``decision``; its step carries the taper's scheduled ``step``."""
+        plan_id = uuid.uuid4()
+        session, now = self.uow.session, self.uow.clock.now()
+        eq = taper.diazepam_eq(step.regimen_after)
+        await session.execute(
+            sa.insert(plans).values(
+                id=plan_id,
+                patient_id=taper.patient_id,
+                status=PlanStatus.ACTIVE.value,
+                kind=PlanKind.MANUAL.value,
+                input={},
+                strategy=PlanKind.MANUAL.value,
+                reference_versions=reference_versions,
+                summary={"drug": step.drug},
+                created_by=decision.clinician,
+                created_at=now,
+                approved_by_decision_id=decision.decision_id,
+                approved_at=now,
+                version=1,
+            )
+        )
+        await session.execute(
+            sa.insert(plan_steps).values(
+                plan_id=plan_id,
+                number=1,
+                effective_on=step.effective_on,
+                daily_dose_mg=sum((a.dose_mg for a in step.regimen_after), Decimal(0)),
+                diazepam_eq_mg=Decimal(eq.numerator) / Decimal(eq.denominator),
+                administrations=regimen_json(step.regimen_after),
+                kind=step.kind.value,
+                hold_weeks=0,
+                status=PlanStepStatus.PLANNED.value,
+                dose_step_id=step.step_id,
+                planned_from=regimen_json(step.regimen_before),
+            )
+        )
         return plan_id
 
     async def add_steps(

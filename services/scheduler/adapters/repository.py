@@ -139,8 +139,11 @@ class TaperRepository:
             if event is not None and step.status is model.StepStatus.EMITTED:
                 values |= {"emitted_at": event.occurred_at, "event_id": event.event_id}
             if step.step_id in stored:
+                # (a blocked step scheduled again on resume moves to its new day)
                 await self.uow.session.execute(
-                    sa.update(dose_steps).where(dose_steps.c.id == step.step_id).values(**values)
+                    sa.update(dose_steps)
+                    .where(dose_steps.c.id == step.step_id)
+                    .values(**values, effective_on=step.effective_on)
                 )
             else:
                 await self.uow.session.execute(

@@ -529,6 +529,27 @@ class PatientTaper:
         """Record that a due step was not given because the taper is held."""
         return self._set_status(step_id, StepStatus.BLOCKED_BY_HOLD)
 
+    def reschedule(self, step_id: uuid.UUID, effective_on: date) -> DoseStep:
+        """A step a hold blocked is due again on ``effective_on`` (a reduction scheduled by hand,
+        re-armed on resume like a plan's step). Refused while held, once the taper has ended,
+        with another step pending, or when the patient no longer takes the day it was planned
+        from (after a return to the prior dose)."""
+        index, step = self._find(step_id)
+        if step.status is not StepStatus.BLOCKED_BY_HOLD:
+            raise TaperStateConflict("the dose step is not blocked by a hold")
+        if self.held:
+            raise TaperIsHeld()
+        if self.ended:
+            raise TaperStateConflict("the taper has ended")
+        if self.pending_step is not None:
+            raise TaperStateConflict("a dose step is already scheduled")
+        if step.regimen_before != self.current_regimen and (
+            step.before or step.previous_daily_dose_mg != self.current_daily_dose_mg
+        ):
+            raise TaperStateConflict("the dose step was planned from another dose")
+        self.steps[index] = replace(step, status=StepStatus.SCHEDULED, effective_on=effective_on)
+        return self.steps[index]
+
     def _set_status(self, step_id: uuid.UUID, status: StepStatus) -> DoseStep:
         index, step = self._find(step_id)
         if step.status is not StepStatus.SCHEDULED:

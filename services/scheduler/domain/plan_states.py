@@ -5,6 +5,10 @@ ends COMPLETED (its step to zero) or at MAINTENANCE (its target, or a clinician'
 are PLANNED, one at a time SCHEDULED (its timer armed), EMITTED when taken, BLOCKED_BY_HOLD when
 due while the taper was held (armed again on resume), CANCELLED when re-planned or the plan ends,
 or PROPOSED: a re-plan the system made that no clinician has approved yet (never armed).
+
+A MANUAL plan is one reduction a clinician scheduled by hand: ACTIVE from that decision, COMPLETED
+once its step is taken, CANCELLED when a return to the prior dose or an end at maintenance cancels
+its step (or a resume finds it planned from a dose the patient no longer takes).
 """
 
 from __future__ import annotations
@@ -14,12 +18,17 @@ from enum import StrEnum
 from services.scheduler.domain.model import TaperStateConflict
 
 
+class PlanKind(StrEnum):
+    PLANNED = "planned"  # the planner's plan, drafted and approved
+    MANUAL = "manual"  # one reduction a clinician scheduled by hand: a one-step plan
+
+
 class PlanStatus(StrEnum):
     DRAFT = "draft"
     ACTIVE = "active"
     COMPLETED = "completed"  # the taper ended at zero
     MAINTENANCE = "maintenance"  # the taper ended at a maintenance dose
-    CANCELLED = "cancelled"  # a discarded draft
+    CANCELLED = "cancelled"  # a discarded draft (or a manual plan whose step was cancelled)
 
 
 class PlanStepStatus(StrEnum):

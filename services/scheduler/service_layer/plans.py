@@ -18,6 +18,8 @@
   moves it past a hold (or, after a return to the prior dose, proposes the rest anew, approved
   here like a draft).
 * ``cancel_plan`` discards a draft (an active plan is adjusted or ended, never silently dropped).
+* ``start_manual_plan``: a reduction a clinician scheduled by hand is a one-step plan of kind
+  manual, so every dose step goes through the same timer (one door to ``DoseReduced``).
 """
 
 from __future__ import annotations
@@ -282,6 +284,23 @@ def dry_run(
             continue
         step = take_step(trial, s, approval, summary, today=today)
         trial.apply(step.step_id)  # no moment given: the trial announces nothing
+
+
+async def start_manual_plan(
+    uow: UnitOfWork,
+    taper: model.PatientTaper,
+    step: model.DoseStep,
+    decision: model.ClinicianDecision,
+    reference_versions: dict[str, str],
+) -> uuid.UUID:
+    """A reduction a clinician scheduled by hand (``taper_commands.schedule_reduction``) is a
+    one-step plan of kind manual, active and approved by their ``reduce`` decision: its step is
+    armed like any plan's (``step_timer.arm_step``), taken by ``step_timer.emit_plan_step``, and
+    re-armed after a hold (``replanning.after_resume``). It is never listed or read as a plan,
+    and the taper's ``plan_id`` (which its events name) does not change."""
+    plan_id = await PlanRepository(uow).add_manual(taper, step, decision, reference_versions)
+    await arm_step(uow, taper, 1, step.effective_on, plan_id=plan_id)
+    return plan_id
 
 
 async def close_active_plan(uow: UnitOfWork, taper: model.PatientTaper) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 from services.chassis.uow import UnitOfWork
 from services.scheduler.adapters.codecs import regimen_from, regimen_json
 from services.scheduler.adapters.plan_repository import PlanRecord, PlanRepository
-from services.scheduler.adapters.repository import DecisionLog
+from services.scheduler.adapters.repository import DecisionLog, TaperRepository
 from services.scheduler.adapters.stored_plan import summary_interval_weeks, summary_json
 from services.scheduler.domain import model
 from services.scheduler.domain.plan_states import LIVE_STEP, PlanStatus, PlanStepStatus
@@ -36,7 +36,7 @@ from services.scheduler.domain.planning import (
 )
 from services.scheduler.service_layer.errors import RuleRefused, TaperConflict, translate
 from services.scheduler.service_layer.plans import dry_run, get_plan, require_taper
-from services.scheduler.service_layer.step_timer import arm_step
+from services.scheduler.service_layer.step_timer import arm_step, followed_plan
 
 
 @dataclass(frozen=True)
@@ -65,10 +65,15 @@ async def after_resume(uow: UnitOfWork, taper: model.PatientTaper) -> None:
     before any of it is armed.
     """
     plans = PlanRepository(uow)
-    if not await plans.is_active(taper.plan_id):
+    followed = await followed_plan(uow, taper)
+    if followed is None:
         return
-    following = await plans.next_live_step(taper.plan_id)
+    plan_id, manual = followed
+    following = await plans.next_live_step(plan_id)
     if following is None:
+        return
+    if manual:
+        await _resume_manual(uow, taper, plan_id, following)
         return
     planned_from = regimen_from(following["planned_from"]) if following["planned_from"] else None
     if planned_from is not None and _totals(planned_from) != _totals(taper.current_regimen):
@@ -93,6 +98,30 @@ async def after_resume(uow: UnitOfWork, taper: model.PatientTaper) -> None:
             status=PlanStepStatus.PLANNED.value,
         )
     await arm_step(uow, taper, following["number"], following["effective_on"] + shift, rearm=True)
+
+
+async def _resume_manual(
+    uow: UnitOfWork, taper: model.PatientTaper, plan_id: uuid.UUID, following: Any
+) -> None:
+    """A reduction scheduled by hand, blocked by the hold, is due again: moved by the time the
+    hold lasted and armed again like a plan's step. It has no planning input, so nothing is
+    re-planned: planned from a dose the patient no longer takes (a return to the prior dose) or
+    otherwise not takeable, its plan closes and the step stays blocked, as a taper without a
+    plan has it (the clinician schedules the next step)."""
+    if following["status"] != PlanStepStatus.BLOCKED_BY_HOLD:
+        return  # its timer is armed and will find the taper running
+    on = max(uow.clock.now().date(), following["effective_on"])
+    plans = PlanRepository(uow)
+    try:
+        taper.reschedule(following["dose_step_id"], on)
+    except model.TaperError:
+        await plans.close(plan_id, PlanStatus.CANCELLED)
+        return
+    await TaperRepository.of(uow).save_steps(taper)
+    await plans.set_step(
+        plan_id, following["number"], effective_on=on, status=PlanStepStatus.PLANNED.value
+    )
+    await arm_step(uow, taper, following["number"], on, rearm=True, plan_id=plan_id)
 
 
 def _totals(regimen: model.Regimen) -> dict[str, Decimal]:

@@ -1,11 +1,13 @@
-"""The dose-step timers: a step's day has come, so the taper takes it unless it is held.
+"""The dose-step timer: a plan step's day has come, so the taper takes it unless it is held.
 
-``emit_plan_step`` takes an approved plan's due step (``take_step``) and arms the next one
-(``arm_step``) in the same transaction; ``emit_dose_step`` takes a single scheduled step. Either
-way the taper applies the step and records ``DoseReduced`` (and ``TaperCompleted`` at zero),
-which the unit of work writes to the outbox on commit. Firing a timer again changes nothing: only
-a ``scheduled`` step is taken. A held taper blocks the due step; for a plan, a clinician's resume
-arms it again (``replanning.after_resume``).
+The one door to ``DoseReduced``: ``emit_plan_step`` takes an approved plan's due step
+(``take_step``) and arms the next one (``arm_step``) in the same transaction. A reduction a
+clinician scheduled by hand is a one-step plan of kind manual (``plans.start_manual_plan``): its
+step was taken onto the taper, checked, when the clinician decided, so here the taper applies it
+and the plan closes COMPLETED. Either way the taper records ``DoseReduced`` (and
+``TaperCompleted`` at zero), which the unit of work writes to the outbox on commit. Firing a
+timer again changes nothing: only a ``scheduled`` step is taken. A held taper blocks the due step;
+a clinician's resume arms it again (``replanning.after_resume``).
 """
 
 from __future__ import annotations
@@ -22,40 +24,36 @@ from services.scheduler.adapters.plan_repository import PlanRepository
 from services.scheduler.adapters.repository import DecisionLog, TaperRepository
 from services.scheduler.adapters.stored_plan import summary_bounds
 from services.scheduler.domain import model
-from services.scheduler.domain.plan_states import PlanStatus, PlanStepStatus
+from services.scheduler.domain.plan_states import PlanKind, PlanStatus, PlanStepStatus
 from services.scheduler.domain.planning import final_step_threshold_mg, planning_defaults_v1
 from services.scheduler.service_layer.errors import InconsistentStep
 
-EMIT_DOSE_STEP = "emit_dose_step"
 EMIT_PLAN_STEP = "emit_plan_step"
+# The single-step timer kind of older versions: revision 0007 turned each pending one into a
+# manual plan's ``emit_plan_step`` timer; nothing arms or handles it any more.
+EMIT_DOSE_STEP = "emit_dose_step"
 
 
-async def emit_dose_step(timer: DueTimer, uow: UnitOfWork) -> None:
-    """A single step's day has come (``taper_commands.schedule_reduction`` armed it).
+async def followed_plan(
+    uow: UnitOfWork, taper: model.PatientTaper
+) -> tuple[uuid.UUID, bool] | None:
+    """The active plan the taper's next step comes from, and whether it is a manual one: the
+    taper's approved plan, else a reduction scheduled by hand (None: neither)."""
+    plans = PlanRepository(uow)
+    if await plans.is_active(taper.plan_id):
+        return taper.plan_id, False
+    manual = await plans.active_manual(taper.patient_id)
+    return (manual, True) if manual is not None else None
 
-    A held taper's step is marked ``blocked_by_hold`` and not emitted; no resume re-arms it (the
-    clinician schedules the next step, ASAM: "if paused, resume more slowly").
-    """
-    try:
-        step_id = uuid.UUID(timer.key)
-    except ValueError:
-        raise InconsistentStep("timer key is not a step id") from None
-    tapers = TaperRepository.of(uow)
-    patient_id = await tapers.patient_of_step(step_id)
-    if patient_id is None:
-        raise InconsistentStep("dose step not found")
-    taper = await tapers.get(patient_id)
-    step = next((s for s in taper.steps if s.step_id == step_id), None) if taper else None
-    if taper is None or step is None:
-        raise InconsistentStep("dose step has no matching taper")
-    if step.status is not model.StepStatus.SCHEDULED:
-        return  # already emitted, blocked or cancelled: firing again changes nothing
-    if taper.held:
-        taper.block(step_id)
-        await tapers.save_steps(taper)
-        return
-    _apply(taper, step_id, uow)
-    await tapers.save(taper)
+
+async def drop_manual_plan(uow: UnitOfWork, patient_id: uuid.UUID) -> None:
+    """The taper's step scheduled by hand was cancelled (a return to the prior dose, an end at
+    maintenance): its manual plan closes, its timer is cancelled."""
+    plans = PlanRepository(uow)
+    manual = await plans.active_manual(patient_id)
+    if manual is not None:
+        await plans.close(manual, PlanStatus.CANCELLED)
+        await uow.cancel_timer(EMIT_PLAN_STEP, f"{manual}:1")
 
 
 def _apply(taper: model.PatientTaper, step_id: uuid.UUID, uow: UnitOfWork) -> model.DoseStep:
@@ -74,7 +72,9 @@ def _parse_key(key: str) -> tuple[uuid.UUID, int]:
 
 
 async def emit_plan_step(timer: DueTimer, uow: UnitOfWork) -> None:
-    """An approved plan's step is due: take it and arm the next (or end the plan)."""
+    """An approved plan's step is due: take it and arm the next (or end the plan). A manual
+    plan's one step was taken onto the taper when the clinician scheduled it: it is applied and
+    the plan closes COMPLETED."""
     plan_id, number = _parse_key(timer.key)
     repository = PlanRepository(uow)
     step_row = await repository.step(plan_id, number)
@@ -85,31 +85,46 @@ async def emit_plan_step(timer: DueTimer, uow: UnitOfWork) -> None:
     plan_row = await repository.row(plan_id)
     if plan_row["status"] != PlanStatus.ACTIVE:
         return
+    manual = plan_row["kind"] == PlanKind.MANUAL
     tapers = TaperRepository.of(uow)
     taper = await tapers.get(plan_row["patient_id"])
-    if taper is None or taper.plan_id != plan_id:
+    # A manual plan is not the taper's plan (``taper.plan_id``, which its events name, stays).
+    if taper is None or (taper.plan_id != plan_id and not manual):
         raise InconsistentStep("plan step has no matching taper")
     if taper.held:  # the chain stops here until a clinician resumes
         await repository.set_step(plan_id, number, status=PlanStepStatus.BLOCKED_BY_HOLD.value)
+        if manual:  # the taper shows its scheduled step blocked
+            try:
+                taper.block(step_row["dose_step_id"])
+            except model.TaperError as exc:
+                raise InconsistentStep(str(exc)) from None
+            await tapers.save_steps(taper)
         return
     approval = await DecisionLog(uow).get(plan_row["approved_by_decision_id"])
-    try:
-        step = take_step(
-            taper,
-            dict(step_row),
-            approval,
-            plan_row["summary"],
-            # Validated against the clock at approval; a timer fired late (downtime) still gives
-            # the step its planned date.
-            today=min(uow.clock.now().date(), step_row["effective_on"]),
-        )
-    except model.TaperError as exc:
-        raise InconsistentStep(str(exc)) from None
-    _apply(taper, step.step_id, uow)
+    if manual:
+        # The step the clinician scheduled by hand, checked by the taper's rules then.
+        step_id: uuid.UUID = step_row["dose_step_id"]
+    else:
+        try:
+            step_id = take_step(
+                taper,
+                dict(step_row),
+                approval,
+                plan_row["summary"],
+                # Validated against the clock at approval; a timer fired late (downtime) still
+                # gives the step its planned date.
+                today=min(uow.clock.now().date(), step_row["effective_on"]),
+            ).step_id
+        except model.TaperError as exc:
+            raise InconsistentStep(str(exc)) from None
+    _apply(taper, step_id, uow)
     await tapers.save(taper)
     await repository.set_step(
-        plan_id, number, status=PlanStepStatus.EMITTED.value, dose_step_id=step.step_id
+        plan_id, number, status=PlanStepStatus.EMITTED.value, dose_step_id=step_id
     )
+    if manual:  # its one step is taken: the next reduction may be scheduled
+        await repository.close(plan_id, PlanStatus.COMPLETED)
+        return
     following = await repository.next_live_step(plan_id, after=number)
     if following is not None:
         await arm_step(uow, taper, following["number"], following["effective_on"])
@@ -150,12 +165,20 @@ def take_step(
 
 
 async def arm_step(
-    uow: UnitOfWork, taper: model.PatientTaper, number: int, on: date, *, rearm: bool = False
+    uow: UnitOfWork,
+    taper: model.PatientTaper,
+    number: int,
+    on: date,
+    *,
+    rearm: bool = False,
+    plan_id: uuid.UUID | None = None,
 ) -> None:
     """The plan's step ``number`` is next: scheduled, its timer due at the patient's first dose
-    of ``on``. A re-armed step gets a fresh timer key (its first timer has fired)."""
-    await PlanRepository(uow).set_step(taper.plan_id, number, status=PlanStepStatus.SCHEDULED.value)
-    key = f"{taper.plan_id}:{number}"
+    of ``on``. A re-armed step gets a fresh timer key (its first timer has fired). The plan is
+    the taper's unless ``plan_id`` names another (a manual plan)."""
+    plan_id = plan_id or taper.plan_id
+    await PlanRepository(uow).set_step(plan_id, number, status=PlanStepStatus.SCHEDULED.value)
+    key = f"{plan_id}:{number}"
     await uow.schedule_timer(
         EMIT_PLAN_STEP,
         key=f"{key}:{uuid.uuid4().hex[:12]}" if rearm else key,

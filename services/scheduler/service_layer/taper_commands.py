@@ -24,7 +24,7 @@ from services.scheduler.domain.planning import final_step_threshold_mg
 from services.scheduler.domain.reference import TaperBounds, taper_bounds_v1
 from services.scheduler.service_layer import plans, replanning
 from services.scheduler.service_layer.errors import TaperConflict, TaperNotFound, translate
-from services.scheduler.service_layer.step_timer import EMIT_DOSE_STEP
+from services.scheduler.service_layer.step_timer import drop_manual_plan
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,9 @@ async def start_taper(cmd: StartTaper, uow: UnitOfWork) -> model.PatientTaper:
 async def schedule_reduction(
     cmd: ScheduleReduction, uow: UnitOfWork, *, bounds: TaperBounds | None = None
 ) -> model.DoseStep:
-    """Record the decision, validate the step against the taper rules and arm its timer."""
+    """Record the decision, validate the step against the taper rules and schedule it as a
+    one-step plan of kind manual, approved by the decision (``plans.start_manual_plan``): the
+    plan-step timer takes it on its day, or a resume re-arms it after a hold."""
     taper = await get_taper(uow, cmd.patient_id)
     if await PlanRepository(uow).is_active(taper.plan_id):
         raise TaperConflict("the taper follows an approved plan")
@@ -148,12 +150,7 @@ async def schedule_reduction(
     )
     # Bumps the version so a concurrent reduction of the same taper cannot also pass the rules.
     await TaperRepository.of(uow).save(taper)
-    await uow.schedule_timer(
-        EMIT_DOSE_STEP,
-        key=str(step.step_id),
-        due_at=taper.step_due_at(step.effective_on),
-        payload={"patient_id": str(cmd.patient_id)},
-    )
+    await plans.start_manual_plan(uow, taper, step, decision, {"taper_bounds": bounds.version})
     return step
 
 
@@ -187,8 +184,9 @@ async def _hold(
 
 
 async def resume_taper(cmd: ClinicianAction, uow: UnitOfWork) -> model.PatientTaper:
-    """Lift a hold (``TaperResumed``); an active plan goes on (``replanning.after_resume``). A
-    single step blocked while held stays blocked: the clinician schedules the next one."""
+    """Lift a hold (``TaperResumed``); an active plan goes on (``replanning.after_resume``),
+    a reduction scheduled by hand (a one-step plan) included: a step the hold blocked is armed
+    again."""
     taper = await get_taper(uow, cmd.patient_id)
     decision = model.ClinicianDecision.new(
         model.DecisionKind.RESUME, cmd.clinician, cmd.reason_code
@@ -208,8 +206,9 @@ async def return_to_prior_dose(cmd: ClinicianAction, uow: UnitOfWork) -> model.P
     """Back to the day before the last step, from today, held until a clinician resumes.
 
     Announced as ``DoseRestored`` and, unless the taper was already held, ``TaperHeld`` caused
-    by it. A pending single step is cancelled; a plan's next step is blocked when it comes due
-    and the rest of the plan is re-planned from this dose on resume (``replanning.after_resume``).
+    by it. A pending step scheduled by hand is cancelled (its manual plan closes); a plan's next
+    step is blocked when it comes due and the rest of the plan is re-planned from this dose on
+    resume (``replanning.after_resume``).
     """
     taper = await get_taper(uow, cmd.patient_id)
     decision = model.ClinicianDecision.new(
@@ -234,8 +233,7 @@ async def return_to_prior_dose(cmd: ClinicianAction, uow: UnitOfWork) -> model.P
         },
     )
     await TaperRepository.of(uow).save(taper)
-    if cancelled is not None:
-        await uow.cancel_timer(EMIT_DOSE_STEP, str(cancelled.step_id))
+    await drop_manual_plan(uow, cmd.patient_id)  # its step is cancelled (or stays blocked)
     return taper
 
 
@@ -260,7 +258,6 @@ async def end_at_maintenance(cmd: ClinicianAction, uow: UnitOfWork) -> model.Pat
         },
     )
     await TaperRepository.of(uow).save(taper)
-    if cancelled is not None:
-        await uow.cancel_timer(EMIT_DOSE_STEP, str(cancelled.step_id))
+    await drop_manual_plan(uow, cmd.patient_id)  # its step is cancelled (or stays blocked)
     await plans.close_active_plan(uow, taper)
     return taper

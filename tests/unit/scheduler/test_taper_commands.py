@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
 from opentelemetry.sdk.trace import TracerProvider
 
 from contracts import (
@@ -27,13 +30,30 @@ from contracts import (
     ThresholdReason,
 )
 from services.chassis.clock import FrozenClock
-from services.chassis.db import make_session_factory
+from services.chassis.db import make_engine, make_session_factory
+from services.chassis.migrations import script_location, upgrade_to_head
+from services.chassis.pagination import PageParams
 from services.chassis.timers import TimerPoller
 from services.chassis.uow import UnitOfWorkFactory
-from services.scheduler.adapters.orm import clinician_decisions, dose_steps, metadata, tapers
-from services.scheduler.adapters.repository import TaperRepository
+from services.scheduler.adapters.orm import (
+    clinician_decisions,
+    dose_steps,
+    metadata,
+    plan_steps,
+    plans,
+    tapers,
+)
+from services.scheduler.adapters.repository import DecisionLog, TaperRepository
 from services.scheduler.domain import model
-from services.scheduler.service_layer import errors, monitoring_events, step_timer, taper_commands
+from services.scheduler.service_layer import (
+    errors,
+    monitoring_events,
+    plan_queries,
+    replanning,
+    step_timer,
+    taper_commands,
+)
+from services.scheduler.service_layer import plans as plans_cases
 from tests.runtimes import migrated_engine
 
 D = Decimal
@@ -63,7 +83,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     poller = TimerPoller(
         service="scheduler",
         uow_factory=factory,
-        handlers={step_timer.EMIT_DOSE_STEP: step_timer.emit_dose_step},
+        handlers={step_timer.EMIT_PLAN_STEP: step_timer.emit_plan_step},
         tracer_provider=TracerProvider(),
     )
     yield Env(factory, clock, poller)
@@ -147,8 +167,10 @@ async def test_scheduling_records_the_decision_the_step_and_a_timer(env: Env) ->
     assert row["status"] == "scheduled" and row["step_number"] == 1
     assert D(row["new_daily_dose_mg"]) == D("8") and row["effective_on"] == on
 
-    [timer] = await env.rows("timers", kind=step_timer.EMIT_DOSE_STEP)
-    assert timer["key"] == str(step.step_id)
+    # A one-step plan of kind manual, its step armed like any plan step (one door).
+    [plan] = await env.rows(plans, patient_id=patient)
+    [timer] = await env.rows("timers", kind=step_timer.EMIT_PLAN_STEP)
+    assert timer["key"] == f"{plan['id']}:1"
     assert timer["due_at"] == datetime(2026, 1, 19, tzinfo=UTC)
     assert await env.rows("outbox") == []  # nothing announced before the day comes
 
@@ -418,15 +440,10 @@ async def test_resolving_an_episode_never_lifts_a_clinicians_hold(env: Env) -> N
     await resolved(env, uuid.uuid4(), "resume_taper")  # not tapering with us: nothing to do
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 19 part 1 not done: a manual reduction is not yet a one-step plan, so a step "
-    "blocked by a hold is not re-armed on resume (see the h/sched report)",
-)
 async def test_a_manual_reduction_blocked_by_a_hold_is_re_armed_when_resumed(env: Env) -> None:
     patient = uuid.uuid4()
     await start(env, patient)
-    await reduce(env, patient, "8", date(2026, 1, 19))
+    step = await reduce(env, patient, "8", date(2026, 1, 19))
     await threshold(env, patient, "RED")
     env.clock.set(datetime(2026, 1, 19, 1, tzinfo=UTC))
     assert await env.timers.fire_due() == 1  # blocked by the hold
@@ -436,3 +453,195 @@ async def test_a_manual_reduction_blocked_by_a_hold_is_re_armed_when_resumed(env
     await env.timers.fire_due()
     reduced = [e for _, e in await outbox(env) if isinstance(e, DoseReduced)]
     assert len(reduced) == 1 and reduced[0].effective_on == date(2026, 1, 26)
+    # The very step the clinician scheduled (the id the request answered), moved past the hold.
+    [row] = await env.rows(dose_steps, id=step.step_id)
+    assert row["status"] == "emitted" and row["event_id"] == reduced[0].event_id
+    assert row["effective_on"] == date(2026, 1, 26)
+    [plan] = await env.rows(plans, patient_id=patient)
+    assert plan["kind"] == "manual" and plan["status"] == "completed"
+
+
+async def test_a_manual_reduction_is_a_one_step_plan_closed_completed_after_its_step(
+    env: Env,
+) -> None:
+    patient = uuid.uuid4()
+    await start(env, patient)
+    [before] = await env.rows(tapers, patient_id=patient)
+    step = await reduce(env, patient, "8", date(2026, 1, 19))
+
+    [plan] = await env.rows(plans, patient_id=patient)
+    assert (plan["kind"], plan["status"]) == ("manual", "active")
+    assert plan["approved_by_decision_id"] == step.decision_id  # the clinician's reduce decision
+    [plan_step] = await env.rows(plan_steps, plan_id=plan["id"])
+    assert plan_step["dose_step_id"] == step.step_id and plan_step["status"] == "scheduled"
+    assert plan_step["effective_on"] == date(2026, 1, 19)
+    # Not a plan a clinician reads or lists; the taper's plan (its events name it) is unchanged.
+    async with env.uow() as uow:
+        listed, _ = await plan_queries.list_plans(uow, patient, PageParams(limit=10))
+        assert listed == []
+        with pytest.raises(errors.PlanNotFound):
+            await plans_cases.get_plan(uow, patient, plan["id"])
+        # ... nor adjusted, approved or written to (no planning input: as an unknown plan)
+        with pytest.raises(errors.PlanNotFound):
+            await replanning.adjust_plan(
+                replanning.AdjustPlan(patient, plan["id"], "clin-1", "slower_pace"), uow
+            )
+        with pytest.raises(errors.PlanNotFound):
+            await plans_cases.approve_plan(
+                plans_cases.ApprovePlan(patient, plan["id"], "clin-1", "approved"), uow
+            )
+        assert await plan_queries.locked_version(uow, patient, plan["id"]) is None
+    [after] = await env.rows(tapers, patient_id=patient)
+    assert after["plan_id"] == before["plan_id"]
+
+    env.clock.set(datetime(2026, 1, 19, 1, tzinfo=UTC))
+    assert await env.timers.fire_due() == 1
+    [(_, reduced)] = await outbox(env)
+    assert isinstance(reduced, DoseReduced) and reduced.plan_id == before["plan_id"]
+    [plan] = await env.rows(plans, patient_id=patient)
+    assert plan["status"] == "completed"
+    [plan_step] = await env.rows(plan_steps, plan_id=plan["id"])
+    assert plan_step["status"] == "emitted"
+    [row] = await env.rows(dose_steps, id=step.step_id)
+    assert row["status"] == "emitted" and row["event_id"] == reduced.event_id
+
+
+async def test_a_second_manual_reduction_is_allowed_once_the_first_is_taken(env: Env) -> None:
+    patient = uuid.uuid4()
+    await start(env, patient)
+    await reduce(env, patient, "8", date(2026, 1, 19))
+    with pytest.raises(errors.TaperConflict):  # one step at a time, as before
+        await reduce(env, patient, "7", date(2026, 2, 2))
+    env.clock.set(datetime(2026, 1, 19, 1, tzinfo=UTC))
+    assert await env.timers.fire_due() == 1
+
+    second = await reduce(env, patient, "7", date(2026, 2, 2))
+    env.clock.set(datetime(2026, 2, 2, 1, tzinfo=UTC))
+    assert await env.timers.fire_due() == 1
+    reduced = [e for _, e in await outbox(env) if isinstance(e, DoseReduced)]
+    assert [(e.step_number, e.new_daily_dose_mg) for e in reduced] == [(1, D("8")), (2, D("7"))]
+    assert sorted((p["kind"], p["status"]) for p in await env.rows(plans, patient_id=patient)) == [
+        ("manual", "completed"),
+        ("manual", "completed"),
+    ]
+    [row] = await env.rows(dose_steps, id=second.step_id)
+    assert row["status"] == "emitted"
+
+
+async def test_a_return_to_the_prior_dose_cancels_a_pending_manual_step_and_its_plan(
+    env: Env,
+) -> None:
+    patient = uuid.uuid4()
+    await start(env, patient)
+    await reduce(env, patient, "8", date(2026, 1, 19))
+    env.clock.set(datetime(2026, 1, 19, 1, tzinfo=UTC))
+    await env.timers.fire_due()
+    step = await reduce(env, patient, "7", date(2026, 2, 9))
+    async with env.uow() as uow:
+        await taper_commands.return_to_prior_dose(
+            taper_commands.ClinicianAction(patient, "clin-1", "withdrawal_symptoms"), uow
+        )
+        await uow.commit()
+    await clinician(env, "resume", patient, "symptoms_settled")
+    env.clock.set(datetime(2026, 2, 10, 1, tzinfo=UTC))
+    assert await env.timers.fire_due() == 0  # its timer was cancelled with its plan
+    [row] = await env.rows(dose_steps, id=step.step_id)
+    assert row["status"] == "cancelled"
+    statuses = sorted(p["status"] for p in await env.rows(plans, patient_id=patient))
+    assert statuses == ["cancelled", "completed"]
+
+
+async def test_revision_0007_turns_a_pending_legacy_step_into_a_manual_plan(tmp_path: Path) -> None:
+    await legacy_step_becomes_a_manual_plan(f"sqlite+aiosqlite:///{tmp_path}/legacy.db")
+
+
+async def legacy_step_becomes_a_manual_plan(url: str) -> None:
+    """A database an older version left with a pending ``emit_dose_step`` timer (armed by the
+    old ``schedule_reduction``): after the upgrade the step is a manual plan's, taken by the
+    plan-step timer on its day; a legacy timer that already fired is left alone."""
+    engine = make_engine(url)
+
+    def to_0006(conn: sa.Connection, *, down: bool = False) -> None:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(script_location("scheduler")))
+        cfg.set_main_option("service", "scheduler")
+        cfg.attributes["connection"] = conn
+        (command.downgrade if down else command.upgrade)(cfg, "0006")
+
+    async with engine.begin() as conn:
+        await conn.run_sync(to_0006)
+    clock = FrozenClock(START)
+    factory = UnitOfWorkFactory(make_session_factory(engine), clock, metadata)
+    env = Env(
+        factory,
+        clock,
+        TimerPoller(
+            service="scheduler",
+            uow_factory=factory,
+            handlers={step_timer.EMIT_PLAN_STEP: step_timer.emit_plan_step},
+            tracer_provider=TracerProvider(),
+        ),
+    )
+    patient, other = uuid.uuid4(), uuid.uuid4()
+    await start(env, patient)
+    await start(env, other)
+    legacy: dict[uuid.UUID, model.DoseStep] = {}
+    for who, status in ((patient, None), (other, model.StepStatus.EMITTED)):
+        async with env.uow() as uow:  # what the old schedule_reduction wrote
+            taper = await TaperRepository.of(uow).get(who)
+            assert taper is not None
+            decision = model.ClinicianDecision.new(model.DecisionKind.REDUCE, "clin-1", "planned")
+            step = taper.reduce(D("8"), date(2026, 1, 19), decision, today=START.date())
+            await DecisionLog(uow).record(who, decision, {"step_id": str(step.step_id)})
+            if status is not None:  # taken already: its timer fired
+                taper.apply(step.step_id)
+            await TaperRepository.of(uow).save(taper)
+            await uow.schedule_timer(
+                step_timer.EMIT_DOSE_STEP,
+                key=str(step.step_id),
+                due_at=taper.step_due_at(step.effective_on),
+                payload={"patient_id": str(who)},
+            )
+            if status is not None:
+                await uow.session.execute(
+                    sa.update(uow.table("timers"))
+                    .where(uow.table("timers").c.key == str(step.step_id))
+                    .values(fired_at=START)
+                )
+            await uow.commit()
+            legacy[who] = step
+
+    await upgrade_to_head(engine, "scheduler")
+
+    [plan] = await env.rows(plans, kind="manual")
+    assert plan["patient_id"] == patient and plan["status"] == "active"
+    assert plan["approved_by_decision_id"] == legacy[patient].decision_id
+    [plan_step] = await env.rows(plan_steps, plan_id=plan["id"])
+    assert plan_step["dose_step_id"] == legacy[patient].step_id
+    assert plan_step["status"] == "scheduled" and plan_step["effective_on"] == date(2026, 1, 19)
+    [old] = await env.rows("timers", key=str(legacy[patient].step_id))
+    assert old["cancelled_at"] is not None
+    [new] = await env.rows("timers", kind=step_timer.EMIT_PLAN_STEP)
+    assert new["key"] == f"{plan['id']}:1" and new["due_at"] == old["due_at"]
+
+    # Down again: the single-step timer is armed again and the manual plan goes; then up again.
+    async with engine.begin() as conn:
+        await conn.run_sync(functools.partial(to_0006, down=True))
+        assert await conn.scalar(sa.text("SELECT count(*) FROM plans")) == 0
+    [old] = await env.rows("timers", key=str(legacy[patient].step_id))
+    assert old["cancelled_at"] is None and old["fired_at"] is None
+    [new] = await env.rows("timers", kind=step_timer.EMIT_PLAN_STEP)
+    assert new["cancelled_at"] is not None
+    await upgrade_to_head(engine, "scheduler")
+    [plan] = await env.rows(plans, kind="manual")
+    assert plan["status"] == "active"
+
+    env.clock.set(datetime(2026, 1, 19, 1, tzinfo=UTC))
+    assert await env.timers.fire_due() == 1
+    [reduced] = [e for _, e in await outbox(env) if isinstance(e, DoseReduced)]
+    assert reduced.patient_id == patient and reduced.new_daily_dose_mg == D("8")
+    [row] = await env.rows(dose_steps, id=legacy[patient].step_id)
+    assert row["status"] == "emitted"
+    [plan] = await env.rows(plans, kind="manual")
+    assert plan["status"] == "completed"
+    await engine.dispose()
