@@ -5,6 +5,7 @@ it: a subprocess on the session's broker, waited for until it prints READY, stop
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -28,6 +29,27 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def service_port_offset() -> int:
+    """A ``--port-offset`` whose four service ports (8101-8104 + offset) are free now and lie below
+    the kernel's ephemeral range (32768+ on Linux): an offset landing in that range collided with a
+    client socket of a concurrent process (a flake seen as "address already in use")."""
+    rng = random.Random()
+    for _ in range(200):
+        offset = rng.randrange(2000, 24000, 10)
+        if all(_bindable(8101 + i + offset) for i in range(4)):
+            return offset
+    raise RuntimeError("no free block of four service ports below 32768")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 @dataclass

@@ -7,7 +7,6 @@ report through to the pager sink, and leave nothing listening after Ctrl-C.
 
 from __future__ import annotations
 
-import random
 import socket
 import time
 import uuid
@@ -16,7 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.launcher import free_port, local_stack, patient_token, red_flag_report
+from tests.e2e.launcher import (
+    free_port,
+    local_stack,
+    patient_token,
+    red_flag_report,
+    service_port_offset,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.slow]
 
@@ -32,7 +37,7 @@ def test_local_stack_serves_every_service_through_the_gateway_and_stops_cleanly(
     kafka_bootstrap_servers: str, tmp_path: Path
 ) -> None:
     gateway_port, pager_port, smtp_port = free_port(), free_port(), free_port()
-    offset = random.randrange(20000, 30000, 10)
+    offset = service_port_offset()
     service_ports = [8101 + offset + i for i in range(4)]
     args = [
         "--kafka-bootstrap", kafka_bootstrap_servers,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import socket
 import time
@@ -25,7 +24,14 @@ import httpx
 import pytest
 
 from deploy.localstack.browser import PNG_SIGNATURE, screenshot_url
-from tests.e2e.launcher import ROOT, free_port, local_stack, patient_token, red_flag_report
+from tests.e2e.launcher import (
+    ROOT,
+    free_port,
+    local_stack,
+    patient_token,
+    red_flag_report,
+    service_port_offset,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.slow]
 
@@ -50,7 +56,7 @@ def test_a_red_flag_reports_trace_is_in_zipkin_and_prometheus_scrapes_every_serv
     kafka_bootstrap_servers: str, tmp_path: Path
 ) -> None:
     ports = {name: free_port() for name in ("gateway", "pager", "smtp", "zipkin", "prometheus")}
-    offset = random.randrange(20000, 30000, 10)
+    offset = service_port_offset()
     args = [
         "--kafka-bootstrap", kafka_bootstrap_servers,
         "--gateway-port", str(ports["gateway"]),
