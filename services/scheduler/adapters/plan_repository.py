@@ -20,6 +20,7 @@ from services.scheduler.adapters.codecs import regimen_json
 from services.scheduler.adapters.orm import plan_steps, plans
 from services.scheduler.adapters.stored_plan import summary_json
 from services.scheduler.domain import model
+from services.scheduler.domain.plan import Plan, PlanStep
 from services.scheduler.domain.plan_states import LIVE_STEP, PlanKind, PlanStatus, PlanStepStatus
 from services.scheduler.domain.planning import TaperPlan
 
@@ -65,6 +66,68 @@ class PlanRepository:
             .order_by(plan_steps.c.number)
         )
         return PlanRecord(dict(row), [dict(s) for s in steps.mappings()])
+
+    async def load(self, plan_id: uuid.UUID) -> Plan | None:
+        """The plan (either kind) as an aggregate, with its steps; ``save`` writes it back."""
+        session = self.uow.session
+        row = (
+            (await session.execute(sa.select(plans).where(plans.c.id == plan_id)))
+            .mappings()
+            .first()
+        )
+        if row is None:
+            return None
+        found = await session.execute(
+            sa.select(plan_steps)
+            .where(plan_steps.c.plan_id == plan_id)
+            .order_by(plan_steps.c.number)
+        )
+        return Plan(
+            plan_id=row["id"],
+            patient_id=row["patient_id"],
+            kind=PlanKind(row["kind"]),
+            status=PlanStatus(row["status"]),
+            approved_by_decision_id=row["approved_by_decision_id"],
+            summary=row["summary"],
+            input=row["input"],
+            version=row["version"],
+            steps=[
+                PlanStep(
+                    number=s["number"],
+                    effective_on=s["effective_on"],
+                    kind=s["kind"],
+                    administrations=s["administrations"],
+                    status=PlanStepStatus(s["status"]),
+                    dose_step_id=s["dose_step_id"],
+                    planned_from=s["planned_from"],
+                )
+                for s in found.mappings()
+            ],
+        )
+
+    async def save(self, plan: Plan) -> None:
+        """Write the steps that changed, and the status if it changed (bumping the version, as
+        closing a plan always did); the aggregate then starts afresh."""
+        session = self.uow.session
+        for number in sorted(plan.changed_steps):
+            s = plan.step(number)
+            assert s is not None
+            await session.execute(
+                sa.update(plan_steps)
+                .where(plan_steps.c.plan_id == plan.plan_id, plan_steps.c.number == number)
+                .values(
+                    status=s.status.value, effective_on=s.effective_on, dose_step_id=s.dose_step_id
+                )
+            )
+        if plan.status_changed:
+            await session.execute(
+                sa.update(plans)
+                .where(plans.c.id == plan.plan_id)
+                .values(status=plan.status.value, version=plans.c.version + 1)
+            )
+            plan.version += 1
+        plan.changed_steps.clear()
+        plan.status_changed = False
 
     async def row(self, plan_id: uuid.UUID) -> sa.RowMapping:
         return (

@@ -52,6 +52,35 @@ PLAN_MOVES: dict[PlanStatus, frozenset[PlanStatus]] = {
 }
 
 
+# A manual plan is ACTIVE from the clinician's decision: COMPLETED once its step is taken, or
+# CANCELLED when its step is cancelled (a return to the prior dose, an end at maintenance).
+MANUAL_PLAN_MOVES: dict[PlanStatus, frozenset[PlanStatus]] = {
+    PlanStatus.DRAFT: frozenset(),
+    PlanStatus.ACTIVE: frozenset({PlanStatus.COMPLETED, PlanStatus.CANCELLED}),
+    PlanStatus.COMPLETED: frozenset(),
+    PlanStatus.MAINTENANCE: frozenset(),
+    PlanStatus.CANCELLED: frozenset(),
+}
+
+# A step is armed (SCHEDULED) from PLANNED; when due it is EMITTED, or BLOCKED_BY_HOLD if the taper
+# is held, and moved back to PLANNED (re-dated) on resume; a proposal becomes PLANNED when approved;
+# anything not taken may be CANCELLED.
+STEP_MOVES: dict[PlanStepStatus, frozenset[PlanStepStatus]] = {
+    PlanStepStatus.PLANNED: frozenset({PlanStepStatus.SCHEDULED, PlanStepStatus.CANCELLED}),
+    PlanStepStatus.SCHEDULED: frozenset(
+        {PlanStepStatus.EMITTED, PlanStepStatus.BLOCKED_BY_HOLD, PlanStepStatus.CANCELLED}
+    ),
+    PlanStepStatus.BLOCKED_BY_HOLD: frozenset({PlanStepStatus.PLANNED, PlanStepStatus.CANCELLED}),
+    PlanStepStatus.PROPOSED: frozenset({PlanStepStatus.PLANNED, PlanStepStatus.CANCELLED}),
+    PlanStepStatus.EMITTED: frozenset(),
+    PlanStepStatus.CANCELLED: frozenset(),
+}
+
+
+def plan_moves(kind: PlanKind) -> dict[PlanStatus, frozenset[PlanStatus]]:
+    return MANUAL_PLAN_MOVES if kind is PlanKind.MANUAL else PLAN_MOVES
+
+
 def check_plan_move(current: str, new: PlanStatus) -> None:
     """Refuse a move the plan's state machine does not allow (``TaperStateConflict``)."""
     if new not in PLAN_MOVES[PlanStatus(current)]:

@@ -24,7 +24,8 @@ from services.scheduler.adapters.plan_repository import PlanRepository
 from services.scheduler.adapters.repository import DecisionLog, TaperRepository
 from services.scheduler.adapters.stored_plan import summary_bounds
 from services.scheduler.domain import model
-from services.scheduler.domain.plan_states import PlanKind, PlanStatus, PlanStepStatus
+from services.scheduler.domain.plan import Plan
+from services.scheduler.domain.plan_states import PlanStatus, PlanStepStatus
 from services.scheduler.domain.planning import final_step_threshold_mg, planning_defaults_v1
 from services.scheduler.service_layer.errors import InconsistentStep
 
@@ -52,7 +53,10 @@ async def drop_manual_plan(uow: UnitOfWork, patient_id: uuid.UUID) -> None:
     plans = PlanRepository(uow)
     manual = await plans.active_manual(patient_id)
     if manual is not None:
-        await plans.close(manual, PlanStatus.CANCELLED)
+        plan = await plans.load(manual)
+        assert plan is not None
+        plan.close(PlanStatus.CANCELLED)
+        await plans.save(plan)
         await uow.cancel_timer(EMIT_PLAN_STEP, f"{manual}:1")
 
 
@@ -77,66 +81,64 @@ async def emit_plan_step(timer: DueTimer, uow: UnitOfWork) -> None:
     the plan closes COMPLETED."""
     plan_id, number = _parse_key(timer.key)
     repository = PlanRepository(uow)
-    step_row = await repository.step(plan_id, number)
-    if step_row is None:
+    plan = await repository.load(plan_id)
+    step = plan.step(number) if plan is not None else None
+    if plan is None or step is None:
         raise InconsistentStep("plan step not found")
-    if step_row["status"] != PlanStepStatus.SCHEDULED:
+    if step.status is not PlanStepStatus.SCHEDULED:
         return  # already emitted, blocked or cancelled: firing again changes nothing
-    plan_row = await repository.row(plan_id)
-    if plan_row["status"] != PlanStatus.ACTIVE:
+    if not plan.active:
         return
-    manual = plan_row["kind"] == PlanKind.MANUAL
     tapers = TaperRepository.of(uow)
-    taper = await tapers.get(plan_row["patient_id"])
+    taper = await tapers.get(plan.patient_id)
     # A manual plan is not the taper's plan (``taper.plan_id``, which its events name, stays).
-    if taper is None or (taper.plan_id != plan_id and not manual):
+    if taper is None or (taper.plan_id != plan_id and not plan.manual):
         raise InconsistentStep("plan step has no matching taper")
     if taper.held:  # the chain stops here until a clinician resumes
-        await repository.set_step(plan_id, number, status=PlanStepStatus.BLOCKED_BY_HOLD.value)
-        if manual:  # the taper shows its scheduled step blocked
+        plan.block(number)
+        await repository.save(plan)
+        if plan.manual:  # the taper shows its scheduled step blocked
             try:
-                taper.block(step_row["dose_step_id"])
+                taper.block(step.dose_step_id)  # type: ignore[arg-type]
             except model.TaperError as exc:
                 raise InconsistentStep(str(exc)) from None
             await tapers.save_steps(taper)
         return
-    approval = await DecisionLog(uow).get(plan_row["approved_by_decision_id"])
-    if manual:
+    assert plan.approved_by_decision_id is not None  # an active plan was approved
+    approval = await DecisionLog(uow).get(plan.approved_by_decision_id)
+    if plan.manual:
         # The step the clinician scheduled by hand, checked by the taper's rules then.
-        step_id: uuid.UUID = step_row["dose_step_id"]
+        assert step.dose_step_id is not None
+        step_id: uuid.UUID = step.dose_step_id
     else:
         try:
             step_id = take_step(
                 taper,
-                dict(step_row),
+                step.as_row(),
                 approval,
-                plan_row["summary"],
+                plan.summary,
                 # Validated against the clock at approval; a timer fired late (downtime) still
                 # gives the step its planned date.
-                today=min(uow.clock.now().date(), step_row["effective_on"]),
+                today=min(uow.clock.now().date(), step.effective_on),
             ).step_id
         except model.TaperError as exc:
             raise InconsistentStep(str(exc)) from None
     _apply(taper, step_id, uow)
     await tapers.save(taper)
-    await repository.set_step(
-        plan_id, number, status=PlanStepStatus.EMITTED.value, dose_step_id=step_id
-    )
-    if manual:  # its one step is taken: the next reduction may be scheduled
-        await repository.close(plan_id, PlanStatus.COMPLETED)
-        return
-    following = await repository.next_live_step(plan_id, after=number)
-    if following is not None:
-        await arm_step(uow, taper, following["number"], following["effective_on"])
-        return
+    plan.emitted(number, step_id)
+    if plan.manual:  # its one step is taken: the next reduction may be scheduled
+        plan.close(PlanStatus.COMPLETED)
+    elif (following := plan.next_live_step(after=number)) is not None:
+        await arm_plan_step(uow, taper, plan, following.number, following.effective_on)
     # The last step: stopped, at the maintenance target, or (a product missing) still active.
-    if taper.completed:
-        await repository.close(plan_id, PlanStatus.COMPLETED)
-    elif plan_row["summary"].get("maintenance_mg", plan_row["input"].get("maintenance_mg")):
+    elif taper.completed:
+        plan.close(PlanStatus.COMPLETED)
+    elif plan.summary.get("maintenance_mg", plan.input.get("maintenance_mg")):
         # The approval authorised ending at the plan's maintenance target.
         taper.end_at_maintenance(approval, at=uow.clock.now())
         await tapers.save(taper)
-        await repository.close(plan_id, PlanStatus.MAINTENANCE)
+        plan.close(PlanStatus.MAINTENANCE)
+    await repository.save(plan)
 
 
 def take_step(
@@ -176,9 +178,26 @@ async def arm_step(
     """The plan's step ``number`` is next: scheduled, its timer due at the patient's first dose
     of ``on``. A re-armed step gets a fresh timer key (its first timer has fired). The plan is
     the taper's unless ``plan_id`` names another (a manual plan)."""
-    plan_id = plan_id or taper.plan_id
-    await PlanRepository(uow).set_step(plan_id, number, status=PlanStepStatus.SCHEDULED.value)
-    key = f"{plan_id}:{number}"
+    plans = PlanRepository(uow)
+    plan = await plans.load(plan_id or taper.plan_id)
+    if plan is None:
+        raise InconsistentStep("plan not found")
+    await arm_plan_step(uow, taper, plan, number, on, rearm=rearm)
+    await plans.save(plan)
+
+
+async def arm_plan_step(
+    uow: UnitOfWork,
+    taper: model.PatientTaper,
+    plan: Plan,
+    number: int,
+    on: date,
+    *,
+    rearm: bool = False,
+) -> None:
+    """``arm_step`` on a loaded plan (the caller saves it)."""
+    plan.arm(number)
+    key = f"{plan.plan_id}:{number}"
     await uow.schedule_timer(
         EMIT_PLAN_STEP,
         key=f"{key}:{uuid.uuid4().hex[:12]}" if rearm else key,
