@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from services.scheduler.domain.model import TaperStateConflict
@@ -92,7 +92,9 @@ class Plan:
         return step
 
     def arm(self, number: int) -> PlanStep:
-        """The step is next: SCHEDULED (its timer armed)."""
+        """The step is next: SCHEDULED (its timer armed); only an active plan's steps are."""
+        if not self.active:
+            raise TaperStateConflict(f"a {self.status.value} plan's step cannot be armed")
         return self._move(number, PlanStepStatus.SCHEDULED)
 
     def block(self, number: int) -> PlanStep:
@@ -110,6 +112,19 @@ class Plan:
         step = self._move(number, PlanStepStatus.PLANNED)
         step.effective_on = on
         return step
+
+    def resume_from(self, number: int, shift: timedelta) -> None:
+        """The taper's hold lifted: the blocked step ``number`` and every later live step move by
+        ``shift`` (the time the hold lasted), the blocked one PLANNED again, to be armed."""
+        moved = self.live_steps_from(number)
+        for s in moved:
+            if s.status not in (PlanStepStatus.BLOCKED_BY_HOLD, PlanStepStatus.PLANNED):
+                raise TaperStateConflict(f"a {s.status.value} step cannot be moved on resume")
+        for s in moved:
+            if s.status is PlanStepStatus.BLOCKED_BY_HOLD:
+                self._move(s.number, PlanStepStatus.PLANNED)
+            s.effective_on += shift
+            self.changed_steps.add(s.number)
 
     def cancel_live_steps(self) -> None:
         """No step not yet taken will be (live or proposed): CANCELLED."""

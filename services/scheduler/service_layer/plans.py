@@ -306,8 +306,10 @@ async def start_manual_plan(
 async def close_active_plan(uow: UnitOfWork, taper: model.PatientTaper) -> None:
     """The taper ended at maintenance: its active plan, if any, closes with it."""
     plans = PlanRepository(uow)
-    if await plans.is_active(taper.plan_id):
-        await plans.close(taper.plan_id, PlanStatus.MAINTENANCE)
+    plan = await plans.load(taper.plan_id)
+    if plan is not None and plan.active:
+        plan.close(PlanStatus.MAINTENANCE)
+        await plans.save(plan)
 
 
 async def cancel_plan(cmd: CancelPlan, uow: UnitOfWork) -> PlanRecord:

@@ -23,6 +23,7 @@ from services.scheduler.adapters.plan_repository import PlanRecord, PlanReposito
 from services.scheduler.adapters.repository import DecisionLog, TaperRepository
 from services.scheduler.adapters.stored_plan import summary_interval_weeks, summary_json
 from services.scheduler.domain import model
+from services.scheduler.domain.plan import Plan
 from services.scheduler.domain.plan_states import LIVE_STEP, PlanStatus, PlanStepStatus
 from services.scheduler.domain.planning import (
     BoundOverride,
@@ -36,7 +37,7 @@ from services.scheduler.domain.planning import (
 )
 from services.scheduler.service_layer.errors import RuleRefused, TaperConflict, translate
 from services.scheduler.service_layer.plans import dry_run, get_plan, require_taper
-from services.scheduler.service_layer.step_timer import arm_step, followed_plan
+from services.scheduler.service_layer.step_timer import arm_plan_step, arm_step, followed_plan
 
 
 @dataclass(frozen=True)
@@ -69,13 +70,14 @@ async def after_resume(uow: UnitOfWork, taper: model.PatientTaper) -> None:
     if followed is None:
         return
     plan_id, manual = followed
-    following = await plans.next_live_step(plan_id)
-    if following is None:
+    plan = await plans.load(plan_id)
+    following = plan.next_live_step() if plan is not None else None
+    if plan is None or following is None:
         return
     if manual:
-        await _resume_manual(uow, taper, plan_id, following)
+        await _resume_manual(uow, taper, plan)
         return
-    planned_from = regimen_from(following["planned_from"]) if following["planned_from"] else None
+    planned_from = regimen_from(following.planned_from) if following.planned_from else None
     if planned_from is not None and _totals(planned_from) != _totals(taper.current_regimen):
         record = await get_plan(uow, taper.patient_id, taper.plan_id)
         interval = summary_interval_weeks(record.row["summary"])
@@ -86,42 +88,37 @@ async def after_resume(uow: UnitOfWork, taper: model.PatientTaper) -> None:
         # (``approve_plan`` on the active plan), so no dose changes without a recorded decision.
         await _replan(uow, taper, record, {"pace": "slower"}, start_on, None)
         return
-    if following["status"] != PlanStepStatus.BLOCKED_BY_HOLD:
+    if following.status is not PlanStepStatus.BLOCKED_BY_HOLD:
         return  # its timer is armed and will find the taper running
     today = uow.clock.now().date()
-    shift = max(today - following["effective_on"], timedelta(0))
-    for number, effective_on in await plans.live_steps_from(taper.plan_id, following["number"]):
-        await plans.set_step(
-            taper.plan_id,
-            number,
-            effective_on=effective_on + shift,
-            status=PlanStepStatus.PLANNED.value,
-        )
-    await arm_step(uow, taper, following["number"], following["effective_on"] + shift, rearm=True)
+    shift = max(today - following.effective_on, timedelta(0))
+    plan.resume_from(following.number, shift)
+    await arm_plan_step(uow, taper, plan, following.number, following.effective_on, rearm=True)
+    await plans.save(plan)
 
 
-async def _resume_manual(
-    uow: UnitOfWork, taper: model.PatientTaper, plan_id: uuid.UUID, following: Any
-) -> None:
+async def _resume_manual(uow: UnitOfWork, taper: model.PatientTaper, plan: Plan) -> None:
     """A reduction scheduled by hand, blocked by the hold, is due again: moved by the time the
     hold lasted and armed again like a plan's step. It has no planning input, so nothing is
     re-planned: planned from a dose the patient no longer takes (a return to the prior dose) or
     otherwise not takeable, its plan closes and the step stays blocked, as a taper without a
     plan has it (the clinician schedules the next step)."""
-    if following["status"] != PlanStepStatus.BLOCKED_BY_HOLD:
+    following = plan.next_live_step()
+    assert following is not None
+    if following.status is not PlanStepStatus.BLOCKED_BY_HOLD:
         return  # its timer is armed and will find the taper running
-    on = max(uow.clock.now().date(), following["effective_on"])
+    on = max(uow.clock.now().date(), following.effective_on)
     plans = PlanRepository(uow)
     try:
-        taper.reschedule(following["dose_step_id"], on)
+        taper.reschedule(following.dose_step_id, on)  # type: ignore[arg-type]
     except model.TaperError:
-        await plans.close(plan_id, PlanStatus.CANCELLED)
+        plan.close(PlanStatus.CANCELLED)
+        await plans.save(plan)
         return
     await TaperRepository.of(uow).save_steps(taper)
-    await plans.set_step(
-        plan_id, following["number"], effective_on=on, status=PlanStepStatus.PLANNED.value
-    )
-    await arm_step(uow, taper, following["number"], on, rearm=True, plan_id=plan_id)
+    plan.reschedule(following.number, on)
+    await arm_plan_step(uow, taper, plan, following.number, on, rearm=True)
+    await plans.save(plan)
 
 
 def _totals(regimen: model.Regimen) -> dict[str, Decimal]:
