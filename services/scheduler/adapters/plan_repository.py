@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -21,7 +20,7 @@ from services.scheduler.adapters.orm import plan_steps, plans
 from services.scheduler.adapters.stored_plan import summary_json
 from services.scheduler.domain import model
 from services.scheduler.domain.plan import Plan, PlanStep
-from services.scheduler.domain.plan_states import LIVE_STEP, PlanKind, PlanStatus, PlanStepStatus
+from services.scheduler.domain.plan_states import PlanKind, PlanStatus, PlanStepStatus
 from services.scheduler.domain.planning import TaperPlan
 
 
@@ -91,6 +90,7 @@ class PlanRepository:
             summary=row["summary"],
             input=row["input"],
             version=row["version"],
+            approved_at=row["approved_at"],
             steps=[
                 PlanStep(
                     number=s["number"],
@@ -105,10 +105,29 @@ class PlanRepository:
             ],
         )
 
-    async def save(self, plan: Plan) -> None:
-        """Write the steps that changed, and the status if it changed (bumping the version, as
-        closing a plan always did); the aggregate then starts afresh."""
+    async def save(self, plan: Plan, *, read_version: int | None = None) -> bool:
+        """Write what changed: the plan row (status, approval) and the changed steps; the
+        aggregate then starts afresh. With ``read_version`` the plan row is written only if the
+        plan is still at that version (False: it changed concurrently, nothing written); without,
+        a changed status bumps the version whatever it is (as closing a plan always did)."""
         session = self.uow.session
+        values: dict[str, Any] = {}
+        if plan.status_changed:
+            values["status"] = plan.status.value
+        if plan.approval_changed:
+            values["approved_by_decision_id"] = plan.approved_by_decision_id
+            values["approved_at"] = plan.approved_at
+        if read_version is not None:
+            if not await self.update(plan.plan_id, read_version, **values):
+                return False
+            plan.version = read_version + 1
+        elif values:
+            await session.execute(
+                sa.update(plans)
+                .where(plans.c.id == plan.plan_id)
+                .values(**values, version=plans.c.version + 1)
+            )
+            plan.version += 1
         for number in sorted(plan.changed_steps):
             s = plan.step(number)
             assert s is not None
@@ -119,22 +138,9 @@ class PlanRepository:
                     status=s.status.value, effective_on=s.effective_on, dose_step_id=s.dose_step_id
                 )
             )
-        if plan.status_changed:
-            await session.execute(
-                sa.update(plans)
-                .where(plans.c.id == plan.plan_id)
-                .values(status=plan.status.value, version=plans.c.version + 1)
-            )
-            plan.version += 1
         plan.changed_steps.clear()
-        plan.status_changed = False
-
-    async def row(self, plan_id: uuid.UUID) -> sa.RowMapping:
-        return (
-            (await self.uow.session.execute(sa.select(plans).where(plans.c.id == plan_id)))
-            .mappings()
-            .one()
-        )
+        plan.status_changed = plan.approval_changed = False
+        return True
 
     async def status_of(self, plan_id: uuid.UUID) -> str | None:
         status: str | None = await self.uow.session.scalar(
@@ -170,40 +176,11 @@ class PlanRepository:
         )
         return version
 
-    async def step(self, plan_id: uuid.UUID, number: int) -> sa.RowMapping | None:
-        where = (plan_steps.c.plan_id == plan_id, plan_steps.c.number == number)
-        found = await self.uow.session.execute(sa.select(plan_steps).where(*where))
-        return found.mappings().first()
-
     async def steps(self, plan_id: uuid.UUID) -> list[dict[str, Any]]:
         found = await self.uow.session.execute(
             sa.select(plan_steps).where(plan_steps.c.plan_id == plan_id)
         )
         return [dict(r) for r in found.mappings()]
-
-    async def next_live_step(self, plan_id: uuid.UUID, *, after: int = 0) -> sa.RowMapping | None:
-        found = await self.uow.session.execute(
-            sa.select(plan_steps)
-            .where(
-                plan_steps.c.plan_id == plan_id,
-                plan_steps.c.number > after,
-                plan_steps.c.status.in_(LIVE_STEP),
-            )
-            .order_by(plan_steps.c.number)
-            .limit(1)
-        )
-        return found.mappings().first()
-
-    async def live_steps_from(self, plan_id: uuid.UUID, number: int) -> list[tuple[int, date]]:
-        """(number, effective_on) of the live steps numbered ``number`` and later."""
-        found = await self.uow.session.execute(
-            sa.select(plan_steps.c.number, plan_steps.c.effective_on).where(
-                plan_steps.c.plan_id == plan_id,
-                plan_steps.c.number >= number,
-                plan_steps.c.status.in_(LIVE_STEP),
-            )
-        )
-        return [(n, on) for n, on in found.all()]
 
     async def page(
         self, patient_id: uuid.UUID, page: PageParams, status: str | None = None
@@ -335,34 +312,3 @@ class PlanRepository:
             .values(**values, version=read_version + 1)
         )
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
-
-    async def set_step(self, plan_id: uuid.UUID, number: int, **values: Any) -> None:
-        await self.uow.session.execute(
-            sa.update(plan_steps)
-            .where(plan_steps.c.plan_id == plan_id, plan_steps.c.number == number)
-            .values(**values)
-        )
-
-    async def set_steps(
-        self,
-        plan_id: uuid.UUID,
-        status: PlanStepStatus,
-        *,
-        having: tuple[PlanStepStatus, ...] | None = None,
-    ) -> None:
-        """Every step of the plan (with a status in ``having``, if given) gets ``status``."""
-        query = sa.update(plan_steps).where(plan_steps.c.plan_id == plan_id)
-        if having is not None:
-            query = query.where(plan_steps.c.status.in_(having))
-        await self.uow.session.execute(query.values(status=status.value))
-
-    async def close(self, plan_id: uuid.UUID, status: PlanStatus) -> None:
-        """The plan ends (completed or maintenance): no step of it will be emitted."""
-        await self.set_steps(
-            plan_id, PlanStepStatus.CANCELLED, having=(*LIVE_STEP, PlanStepStatus.PROPOSED)
-        )
-        await self.uow.session.execute(
-            sa.update(plans)
-            .where(plans.c.id == plan_id)
-            .values(status=status.value, version=plans.c.version + 1)
-        )

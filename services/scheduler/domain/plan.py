@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from services.scheduler.domain.model import TaperStateConflict
@@ -58,9 +58,11 @@ class Plan:
     input: dict[str, Any]
     version: int
     steps: list[PlanStep]
+    approved_at: datetime | None = None
     # What changed since loading: the repository writes only these.
     changed_steps: set[int] = field(default_factory=set, compare=False)
     status_changed: bool = field(default=False, compare=False)
+    approval_changed: bool = field(default=False, compare=False)
 
     @property
     def manual(self) -> bool:
@@ -138,6 +140,28 @@ class Plan:
             raise TaperStateConflict(
                 f"a {self.status.value} {self.kind.value} plan cannot become {new.value}"
             )
+
+    def approve(self, decision_id: uuid.UUID, at: datetime) -> None:
+        """A clinician approved the draft (``decision_id``): ACTIVE, its steps to be armed."""
+        self._check(PlanStatus.ACTIVE)
+        self.status = PlanStatus.ACTIVE
+        self.status_changed = True
+        self._approved(decision_id, at)
+
+    def approve_proposal(self, decision_id: uuid.UUID, at: datetime) -> list[PlanStep]:
+        """A clinician approved the steps the scheduler proposed for this active plan: they
+        become PLANNED (live), and the steps taken from now on name ``decision_id``."""
+        if not self.active:
+            raise TaperStateConflict(f"a {self.status.value} plan's proposal cannot be approved")
+        proposed = [s for s in self.steps if s.status is PlanStepStatus.PROPOSED]
+        for s in proposed:
+            self._move(s.number, PlanStepStatus.PLANNED)
+        self._approved(decision_id, at)
+        return proposed
+
+    def _approved(self, decision_id: uuid.UUID, at: datetime) -> None:
+        self.approved_by_decision_id, self.approved_at = decision_id, at
+        self.approval_changed = True
 
     def close(self, status: PlanStatus) -> None:
         """The plan ends (completed, maintenance or, for a manual plan, cancelled): no step of

@@ -57,7 +57,7 @@ from services.scheduler.service_layer.errors import (
     TaperNotFound,
     translate,
 )
-from services.scheduler.service_layer.step_timer import arm_step, take_step
+from services.scheduler.service_layer.step_timer import arm_plan_step, arm_step, take_step
 
 __all__ = ["PlanRecord"]  # re-exported: the entrypoints read plans as records
 
@@ -189,16 +189,7 @@ async def approve_plan(cmd: ApprovePlan, uow: UnitOfWork) -> PlanRecord:
     else:
         await tapers.save(taper)
 
-    approved = await PlanRepository(uow).update(
-        cmd.plan_id,
-        row["version"],
-        status=PlanStatus.ACTIVE.value,
-        approved_by_decision_id=decision.decision_id,
-        approved_at=uow.clock.now(),
-    )
-    if not approved:
-        raise TaperConflict("the plan changed concurrently")
-    await arm_step(uow, taper, first["number"], first["effective_on"])
+    await _approved(uow, taper, cmd.plan_id, row["version"], decision, proposal=False)
     return await get_plan(uow, cmd.patient_id, cmd.plan_id)
 
 
@@ -240,19 +231,37 @@ async def _approve_proposal(cmd: ApprovePlan, record: PlanRecord, uow: UnitOfWor
             ],
         },
     )
-    plans = PlanRepository(uow)
-    approved = await plans.update(
-        cmd.plan_id,
-        record.row["version"],
-        approved_by_decision_id=decision.decision_id,
-        approved_at=uow.clock.now(),
-    )
-    if not approved:
-        raise TaperConflict("the plan changed concurrently")
-    await plans.set_steps(cmd.plan_id, PlanStepStatus.PLANNED, having=(PlanStepStatus.PROPOSED,))
-    first = proposed[0]
-    await arm_step(uow, taper, first["number"], first["effective_on"])
+    await _approved(uow, taper, cmd.plan_id, record.row["version"], decision, proposal=True)
     return await get_plan(uow, cmd.patient_id, cmd.plan_id)
+
+
+async def _approved(
+    uow: UnitOfWork,
+    taper: model.PatientTaper,
+    plan_id: uuid.UUID,
+    read_version: int,
+    decision: model.ClinicianDecision,
+    *,
+    proposal: bool,
+) -> None:
+    """The plan (a draft, or an active plan's proposed steps) is approved by ``decision`` if it
+    is still at ``read_version``; its first live step is armed."""
+    plans = PlanRepository(uow)
+    plan = await plans.load(plan_id)
+    if plan is None:
+        raise PlanNotFound()  # pragma: no cover - read in this transaction
+    try:
+        if proposal:
+            first = plan.approve_proposal(decision.decision_id, uow.clock.now())[0]
+        else:
+            plan.approve(decision.decision_id, uow.clock.now())
+            first = plan.steps[0]  # a draft has steps (checked before)
+    except model.TaperError as exc:
+        raise translate(exc) from None
+    if not await plans.save(plan, read_version=read_version):
+        raise TaperConflict("the plan changed concurrently")
+    await arm_plan_step(uow, taper, plan, first.number, first.effective_on)
+    await plans.save(plan)
 
 
 def patient_day(
@@ -328,9 +337,12 @@ async def cancel_plan(cmd: CancelPlan, uow: UnitOfWork) -> PlanRecord:
         raise translate(exc) from None
     await DecisionLog(uow).record(cmd.patient_id, decision, {"plan_id": str(cmd.plan_id)})
     plans = PlanRepository(uow)
-    if not await plans.update(
-        cmd.plan_id, record.row["version"], status=PlanStatus.CANCELLED.value
-    ):
+    plan = await plans.load(cmd.plan_id)
+    assert plan is not None  # read in this transaction
+    try:
+        plan.close(PlanStatus.CANCELLED)
+    except model.TaperError as exc:
+        raise translate(exc) from None
+    if not await plans.save(plan, read_version=record.row["version"]):
         raise TaperConflict("the plan changed concurrently")
-    await plans.set_steps(cmd.plan_id, PlanStepStatus.CANCELLED)
     return await get_plan(uow, cmd.patient_id, cmd.plan_id)

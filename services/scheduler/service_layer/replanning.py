@@ -24,7 +24,7 @@ from services.scheduler.adapters.repository import DecisionLog, TaperRepository
 from services.scheduler.adapters.stored_plan import summary_interval_weeks, summary_json
 from services.scheduler.domain import model
 from services.scheduler.domain.plan import Plan
-from services.scheduler.domain.plan_states import LIVE_STEP, PlanStatus, PlanStepStatus
+from services.scheduler.domain.plan_states import PlanStatus, PlanStepStatus
 from services.scheduler.domain.planning import (
     BoundOverride,
     EquivalenceOverride,
@@ -234,9 +234,10 @@ async def _replan(
             },
         )
     plans = PlanRepository(uow)
-    await plans.set_steps(
-        taper.plan_id, PlanStepStatus.CANCELLED, having=(*LIVE_STEP, PlanStepStatus.PROPOSED)
-    )
+    stored_plan = await plans.load(taper.plan_id)
+    assert stored_plan is not None  # read in this transaction
+    stored_plan.cancel_live_steps()
+    await plans.save(stored_plan)
     await plans.add_steps(
         taper.plan_id,
         result,

@@ -4,7 +4,7 @@ against the state machines of ``plan_states`` (kind-aware)."""
 from __future__ import annotations
 
 import uuid
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -174,3 +174,32 @@ def test_any_sequence_of_moves_only_takes_allowed_transitions(
         if plan.status is not PlanStatus.ACTIVE:  # an ended plan has no step left to take
             assert not any(s.status in LIVE_STEP for s in plan.steps)
         assert sum(s.status is PlanStepStatus.SCHEDULED for s in plan.steps) <= 3
+
+
+def test_a_draft_is_approved_once_and_a_manual_plan_never_is() -> None:
+    plan = a_plan(PlanKind.PLANNED, PlanStatus.DRAFT)
+    decision, at = uuid.uuid4(), datetime(2026, 3, 1, 9, tzinfo=UTC)
+    plan.approve(decision, at)
+    assert (plan.status, plan.approved_by_decision_id, plan.approved_at) == (
+        PlanStatus.ACTIVE,
+        decision,
+        at,
+    )
+    assert plan.status_changed and plan.approval_changed
+    with pytest.raises(TaperStateConflict):
+        plan.approve(uuid.uuid4(), at)  # already active
+    with pytest.raises(TaperStateConflict):
+        a_plan(PlanKind.MANUAL, PlanStatus.DRAFT).approve(decision, at)
+
+
+def test_approving_a_proposal_makes_its_steps_live() -> None:
+    plan = a_plan(steps=(PlanStepStatus.EMITTED, PlanStepStatus.CANCELLED, PlanStepStatus.PROPOSED))
+    decision = uuid.uuid4()
+    approved = plan.approve_proposal(decision, datetime(2026, 3, 1, tzinfo=UTC))
+    assert [s.number for s in approved] == [3]
+    assert plan.step(3).status is PlanStepStatus.PLANNED  # type: ignore[union-attr]
+    assert plan.approved_by_decision_id == decision and not plan.status_changed
+    with pytest.raises(TaperStateConflict):
+        a_plan(status=PlanStatus.COMPLETED, steps=(PlanStepStatus.PROPOSED,)).approve_proposal(
+            decision, datetime(2026, 3, 1, tzinfo=UTC)
+        )
