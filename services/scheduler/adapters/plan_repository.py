@@ -1,7 +1,9 @@
 """Loading and saving stored plans: a ``plans`` row (optimistic ``version``) and its steps.
 
 The service layer (``service_layer.plans``, ``service_layer.step_timer``) decides; this module
-owns the SQL. Statuses are ``domain.plan_states``' enums.
+owns the SQL. Statuses are ``domain.plan_states``' enums and change only through the
+``domain.plan.Plan`` aggregate: ``load`` a plan, call its methods, ``save`` it (the changed steps
+and the plan row are written back).
 """
 
 from __future__ import annotations
