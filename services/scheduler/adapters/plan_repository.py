@@ -52,13 +52,15 @@ class PlanRepository:
     # --- reading --------------------------------------------------------------------------------
     async def get(self, patient_id: uuid.UUID, plan_id: uuid.UUID) -> PlanRecord | None:
         """A plan as clinicians read it; a manual reduction's one-step plan is not one (None)."""
-        session = self.uow.session
-        where = (
-            plans.c.id == plan_id,
-            plans.c.patient_id == patient_id,
-            plans.c.kind == PlanKind.PLANNED.value,
+        return await self._record(
+            plan_id, plans.c.patient_id == patient_id, plans.c.kind == PlanKind.PLANNED.value
         )
-        row = (await session.execute(sa.select(plans).where(*where))).mappings().first()
+
+    async def _record(self, plan_id: uuid.UUID, *also: Any) -> PlanRecord | None:
+        """The plan's row (if it also matches ``also``) and its steps in order; None if none."""
+        session = self.uow.session
+        query = sa.select(plans).where(plans.c.id == plan_id, *also)
+        row = (await session.execute(query)).mappings().first()
         if row is None:
             return None
         steps = await session.execute(
@@ -70,19 +72,10 @@ class PlanRepository:
 
     async def load(self, plan_id: uuid.UUID) -> Plan | None:
         """The plan (either kind) as an aggregate, with its steps; ``save`` writes it back."""
-        session = self.uow.session
-        row = (
-            (await session.execute(sa.select(plans).where(plans.c.id == plan_id)))
-            .mappings()
-            .first()
-        )
-        if row is None:
+        record = await self._record(plan_id)
+        if record is None:
             return None
-        found = await session.execute(
-            sa.select(plan_steps)
-            .where(plan_steps.c.plan_id == plan_id)
-            .order_by(plan_steps.c.number)
-        )
+        row = record.row
         return Plan(
             plan_id=row["id"],
             patient_id=row["patient_id"],
@@ -103,7 +96,7 @@ class PlanRepository:
                     dose_step_id=s["dose_step_id"],
                     planned_from=s["planned_from"],
                 )
-                for s in found.mappings()
+                for s in record.steps
             ],
         )
 
