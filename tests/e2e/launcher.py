@@ -25,12 +25,6 @@ from services.monitoring.domain.reference import ciwa_b_v1
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def service_port_offset() -> int:
     """A ``--port-offset`` whose four service ports (8101-8104 + offset) are free now and lie below
     the kernel's ephemeral range (32768+ on Linux): an offset landing in that range collided with a

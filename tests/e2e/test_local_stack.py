@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from deploy.localstack.process import free_port
 from tests.e2e.launcher import (
-    free_port,
     local_stack,
     patient_token,
     red_flag_report,

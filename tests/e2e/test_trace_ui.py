@@ -24,9 +24,9 @@ import httpx
 import pytest
 
 from deploy.localstack.browser import PNG_SIGNATURE, screenshot_url
+from deploy.localstack.process import free_port
 from tests.e2e.launcher import (
     ROOT,
-    free_port,
     local_stack,
     patient_token,
     red_flag_report,

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.e2e.launcher import free_port
+from deploy.localstack.process import free_port
 
 
 class WebhookReceiver:
